@@ -1,0 +1,51 @@
+# The two commands: `make demo` and `make test`. Everything they need is installed here.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+ES_PORT ?= 9200
+export ES_PORT
+
+.PHONY: demo test venv dev-deps system-deps es-up es-down lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+venv: $(BIN)/python
+	$(BIN)/pip install -q -e .
+
+dev-deps: $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+
+# Debian packages the tests use: a JDK and Maven for Elasticsearch, tshark for the
+# deep-dissection engine, Chromium for the browser tests, iproute2 for namespaces.
+system-deps:
+	@bash scripts/system-deps.sh
+
+demo: venv
+	$(BIN)/soc demo
+
+es-up:
+	@bash scripts/es.sh up
+
+es-down:
+	@bash scripts/es.sh down
+
+# Starts a node if none answers, runs every test against both stores, stops the node it started.
+test: system-deps dev-deps
+	@started=0; \
+	if ! curl -fsS -m 2 http://127.0.0.1:$(ES_PORT)/_cluster/health >/dev/null 2>&1; then \
+	  bash scripts/es.sh up || exit 1; started=1; fi; \
+	SOC_TEST_ES_URL=http://127.0.0.1:$(ES_PORT) $(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$started = 1 ]; then bash scripts/es.sh down; fi; \
+	exit $$rc
+
+lint: dev-deps
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+bench: dev-deps
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf build $(VENV) .pytest_cache .mypy_cache .ruff_cache

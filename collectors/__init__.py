@@ -1,0 +1,1 @@
+"""The collectors package of ztsoc; see ARCHITECTURE.md for what it owns."""

@@ -1,0 +1,1 @@
+"""Sigma rules and anomaly models that turn events into alerts, and the runner."""

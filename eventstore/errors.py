@@ -1,0 +1,36 @@
+"""Errors every backend raises the same way, so callers handle them once."""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base class of everything the store raises on purpose."""
+
+
+class StoreURLError(StoreError):
+    """The store URL names no backend we know, or is malformed."""
+
+
+class StoreUnavailable(StoreError):
+    """The backend cannot be reached (Elasticsearch down, SQLite file unreadable)."""
+
+
+class QuerySyntaxError(StoreError):
+    """A query string that does not parse; ``position`` is the 0-based offset of the fault."""
+
+    def __init__(self, message: str, query: str, position: int | None = None) -> None:
+        self.query = query
+        self.position = position
+        self.reason = message
+        where = f" at position {position}" if position is not None else ""
+        super().__init__(f"bad query{where}: {message}")
+
+    def pointer(self) -> str:
+        """The query with a caret under the fault, for a terminal."""
+        if self.position is None:
+            return self.query
+        return f"{self.query}\n{' ' * self.position}^"
+
+
+class AlertNotFound(StoreError):
+    """No alert has that id."""

@@ -1,0 +1,207 @@
+"""The event schema: every field ztsoc writes, with its ECS type.
+
+One table drives the Elasticsearch index templates (explicit mappings), the SQLite query
+translator (how to compare a value: as an IP, a number, a date or a keyword) and the
+schema test (every field written must be listed here, or sit under a namespace left
+dynamic on purpose: ``winlog.event_data.*`` and ``labels.*``). Names and types come from
+ECS (``../shared/data/ecs/ecs_flat.yml``); ``ztsoc.*`` is our own namespace for what ECS
+does not define (alert lifecycle, collector bookkeeping).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+FieldType = Literal["keyword", "ip", "long", "float", "date", "boolean", "text", "object"]
+
+FIELDS: dict[str, FieldType] = {
+    "@timestamp": "date",
+    "message": "text",
+    "tags": "keyword",
+    "labels": "object",
+    # event.*
+    "event.id": "keyword",
+    "event.kind": "keyword",
+    "event.category": "keyword",
+    "event.type": "keyword",
+    "event.action": "keyword",
+    "event.outcome": "keyword",
+    "event.dataset": "keyword",
+    "event.module": "keyword",
+    "event.provider": "keyword",
+    "event.code": "keyword",
+    "event.reason": "keyword",
+    "event.severity": "long",
+    "event.risk_score": "float",
+    "event.start": "date",
+    "event.end": "date",
+    "event.duration": "long",
+    "event.created": "date",
+    "event.ingested": "date",
+    "event.original": "keyword",
+    "event.sequence": "long",
+    # source / destination / client / server
+    **{f"{side}.{name}": kind for side in ("source", "destination", "client", "server") for name, kind in (
+        ("ip", "ip"), ("port", "long"), ("bytes", "long"), ("packets", "long"), ("mac", "keyword"),
+        ("domain", "keyword"), ("address", "keyword"), ("user.name", "keyword"),
+    )},
+    # network.*
+    "network.transport": "keyword",
+    "network.type": "keyword",
+    "network.protocol": "keyword",
+    "network.application": "keyword",
+    "network.direction": "keyword",
+    "network.community_id": "keyword",
+    "network.bytes": "long",
+    "network.packets": "long",
+    "network.iana_number": "keyword",
+    "network.vlan.id": "keyword",
+    # dns.*
+    "dns.type": "keyword",
+    "dns.id": "keyword",
+    "dns.op_code": "keyword",
+    "dns.response_code": "keyword",
+    "dns.header_flags": "keyword",
+    "dns.question.name": "keyword",
+    "dns.question.type": "keyword",
+    "dns.question.class": "keyword",
+    "dns.question.registered_domain": "keyword",
+    "dns.question.subdomain": "keyword",
+    "dns.answers": "object",
+    "dns.resolved_ip": "ip",
+    # http / url / user_agent
+    "http.request.method": "keyword",
+    "http.request.bytes": "long",
+    "http.request.referrer": "keyword",
+    "http.response.status_code": "long",
+    "http.response.bytes": "long",
+    "http.version": "keyword",
+    "url.original": "keyword",
+    "url.path": "keyword",
+    "url.domain": "keyword",
+    "url.query": "keyword",
+    "user_agent.original": "keyword",
+    # tls
+    "tls.version": "keyword",
+    "tls.version_protocol": "keyword",
+    "tls.cipher": "keyword",
+    "tls.established": "boolean",
+    "tls.client.server_name": "keyword",
+    "tls.client.ja3": "keyword",
+    "tls.client.ja4": "keyword",
+    "tls.client.supported_ciphers": "keyword",
+    # icmp (no ECS field set: kept under network)
+    "icmp.type": "long",
+    "icmp.code": "long",
+    # user / host / process / service
+    "user.name": "keyword",
+    "user.id": "keyword",
+    "user.domain": "keyword",
+    "user.roles": "keyword",
+    "user.target.name": "keyword",
+    "user.target.domain": "keyword",
+    "user.target.id": "keyword",
+    "user.effective.name": "keyword",
+    "user.effective.id": "keyword",
+    "group.name": "keyword",
+    "group.id": "keyword",
+    "host.name": "keyword",
+    "host.hostname": "keyword",
+    "host.ip": "ip",
+    "host.os.type": "keyword",
+    "process.name": "keyword",
+    "process.pid": "long",
+    "process.command_line": "keyword",
+    "process.executable": "keyword",
+    "process.parent.name": "keyword",
+    "process.parent.pid": "long",
+    "service.name": "keyword",
+    "service.type": "keyword",
+    "log.level": "keyword",
+    "log.logger": "keyword",
+    "log.file.path": "keyword",
+    "log.offset": "long",
+    "log.syslog.appname": "keyword",
+    "log.syslog.hostname": "keyword",
+    "log.syslog.procid": "keyword",
+    "log.syslog.facility.code": "long",
+    "log.syslog.severity.code": "long",
+    "observer.name": "keyword",
+    "observer.type": "keyword",
+    "observer.hostname": "keyword",
+    "source.geo.country_iso_code": "keyword",
+    "related.ip": "ip",
+    "related.user": "keyword",
+    "related.hosts": "keyword",
+    # Windows (ECS winlog.* fields; event_data stays dynamic keyword)
+    "winlog.channel": "keyword",
+    "winlog.provider_name": "keyword",
+    "winlog.computer_name": "keyword",
+    "winlog.event_id": "keyword",
+    "winlog.record_id": "keyword",
+    "winlog.logon.type": "keyword",
+    "winlog.logon.id": "keyword",
+    "winlog.event_data": "object",
+    # rule / threat (alerts)
+    "rule.id": "keyword",
+    "rule.uuid": "keyword",
+    "rule.name": "keyword",
+    "rule.description": "text",
+    "rule.category": "keyword",
+    "rule.ruleset": "keyword",
+    "rule.version": "keyword",
+    "rule.author": "keyword",
+    "rule.reference": "keyword",
+    "rule.license": "keyword",
+    "threat.framework": "keyword",
+    "threat.tactic.id": "keyword",
+    "threat.tactic.name": "keyword",
+    "threat.technique.id": "keyword",
+    "threat.technique.name": "keyword",
+    "threat.technique.subtechnique.id": "keyword",
+    # ztsoc.* (ours)
+    "ztsoc.source.name": "keyword",
+    "ztsoc.source.position": "keyword",
+    "ztsoc.alert.status": "keyword",
+    "ztsoc.alert.assignee": "keyword",
+    "ztsoc.alert.close_reason": "keyword",
+    "ztsoc.alert.level": "keyword",
+    "ztsoc.alert.entity.type": "keyword",
+    "ztsoc.alert.entity.value": "keyword",
+    "ztsoc.alert.group_key": "keyword",
+    "ztsoc.alert.first_seen": "date",
+    "ztsoc.alert.last_seen": "date",
+    "ztsoc.alert.evidence": "keyword",
+    "ztsoc.alert.evidence_count": "long",
+    "ztsoc.alert.suppressed": "boolean",
+    "ztsoc.alert.exception_id": "keyword",
+    "ztsoc.alert.score": "float",
+    "ztsoc.alert.threshold": "float",
+    "ztsoc.alert.explanation": "object",
+    "ztsoc.alert.history": "object",
+    "ztsoc.exercise.id": "keyword",
+    "ztsoc.exercise.run": "keyword",
+    "ztsoc.policy.decision_id": "keyword",
+    "ztsoc.policy.rule": "keyword",
+    "ztsoc.policy.policy": "keyword",
+    "ztsoc.policy.reason": "keyword",
+    "ztsoc.policy.dry_run": "boolean",
+    "ztsoc.policy.would_deny": "boolean",
+    "ztsoc.policy.risk": "float",
+}
+
+#: Namespaces whose sub-fields are not listed one by one: mapped dynamically as keyword.
+DYNAMIC_NAMESPACES: tuple[str, ...] = ("winlog.event_data.", "winlog.user_data.", "labels.", "ztsoc.features.")
+
+#: Fields SQLite keeps in their own indexed columns beside the JSON document.
+HOT_FIELDS: tuple[str, ...] = ("@timestamp", "event.dataset", "source.ip", "destination.ip", "user.name", "host.name")
+
+
+def field_type(name: str) -> FieldType | None:
+    """The declared type of a field, ``keyword`` under a dynamic namespace, else ``None``."""
+    kind = FIELDS.get(name)
+    if kind is not None:
+        return kind
+    if name.startswith(DYNAMIC_NAMESPACES):
+        return "keyword"
+    return None

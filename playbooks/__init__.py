@@ -1,0 +1,1 @@
+"""Exercises for trainees and response playbooks for analysts."""

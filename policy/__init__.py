@@ -1,0 +1,1 @@
+"""The zero-trust policy decision point: identities, policies, decisions."""

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Install the Debian packages the test suite needs, once; quiet when all are there.
+set -euo pipefail
+need=()
+command -v java >/dev/null || need+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || need+=(maven)
+command -v unzip >/dev/null || need+=(unzip)
+command -v curl >/dev/null || need+=(curl)
+command -v tshark >/dev/null || need+=(tshark)
+command -v chromium >/dev/null || need+=(chromium)
+command -v ip >/dev/null || need+=(iproute2)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+  echo "system-deps: missing ${need[*]}; run as root or: sudo apt-get install ${need[*]}" >&2
+  exit 1
+fi
+echo "system-deps: installing ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

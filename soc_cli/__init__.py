@@ -1,0 +1,1 @@
+"""The soc command."""

@@ -1,0 +1,56 @@
+"""What every command shares: the store it talks to, the analyst's name, the error policy."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import typer
+
+from eventstore import Store, default_store_url, open_store
+from eventstore.timeutil import parse_time
+
+
+@dataclass
+class CliState:
+    store_url: str | None = None
+    debug: bool = False
+    _store: Store | None = field(default=None, repr=False)
+
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = open_store(self.store_url or default_store_url())
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+STATE = CliState()
+
+#: Reused by every command that touches the store (the ARCHITECTURE convention).
+StoreOption = typer.Option(None, "--store", envvar="SOC_STORE", help="sqlite:///path.db or http(s)://host:9200")
+
+
+def use_store(url: str | None) -> Store:
+    """Open the store named on this command (or globally, or by default)."""
+    if url:
+        STATE.store_url = url
+    return STATE.store()
+
+
+def analyst() -> str:
+    return os.environ.get("SOC_ANALYST") or getpass.getuser()
+
+
+def since_option(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc

@@ -1,0 +1,83 @@
+"""The ``soc`` command: noun then verb, thin commands over the packages below.
+
+Each command group lives in ``soc_cli/commands/<name>.py`` and exposes
+``register(app)``; ``COMMAND_MODULES`` is the registry. Command modules import heavy
+libraries (scapy, scikit-learn, pySigma) inside the functions that need them, so
+``soc --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import traceback
+
+import typer
+
+from eventstore.errors import QuerySyntaxError, StoreError
+from soc_cli.context import STATE
+from soc_cli.output import err_console
+
+COMMAND_MODULES: tuple[str, ...] = (
+    "soc_cli.commands.store",
+    "soc_cli.commands.hunt",
+    "soc_cli.commands.demo",
+)
+
+app = typer.Typer(
+    name="soc",
+    help="ztsoc: zero-trust security operations from the command line.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _global(
+    store: str = typer.Option(None, "--store", envvar="SOC_STORE", help="sqlite:///path.db or http(s)://host:9200"),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> None:
+    STATE.store_url = store
+    STATE.debug = debug
+
+
+for _module in COMMAND_MODULES:
+    importlib.import_module(_module).register(app)
+
+
+def main() -> None:
+    debug = "--debug" in sys.argv
+    try:
+        app(standalone_mode=False)
+    except QuerySyntaxError as exc:
+        err_console.print(f"[red]error:[/] {exc}\n{exc.pointer()}", highlight=False)
+        sys.exit(2)
+    except (StoreError, ValueError, OSError) as exc:
+        if debug:
+            traceback.print_exc()
+        err_console.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except SystemExit:
+        raise
+    except Exception as exc:  # click's usage errors and aborts carry their own exit codes
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            err_console.print("aborted")
+            sys.exit(1)
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        if debug:
+            traceback.print_exc()
+        err_console.print(f"[red]error:[/] {type(exc).__name__}: {exc}", highlight=False)
+        sys.exit(2)
+    finally:
+        STATE.close()
+
+
+if __name__ == "__main__":
+    main()
