@@ -19,9 +19,7 @@ from soc_cli.context import STATE
 from soc_cli.output import err_console
 
 COMMAND_MODULES: tuple[str, ...] = (
-    "soc_cli.commands.store",
-    "soc_cli.commands.hunt",
-    "soc_cli.commands.demo",
+    # one line per command module; add yours when the module exists
 )
 
 app = typer.Typer(
