@@ -1,0 +1,223 @@
+"""A working day of the province's network, written as the sensors would write it.
+
+The day is the 24 hours before ``end``: staff on workstations use the citizen portal,
+records, payments and identity services over TLS, resolve names, admins log in to
+servers over SSH and use sudo, Windows file servers record logons. Activity follows
+office hours. Optional incidents (``INCIDENTS``, a registry) are mixed into the same
+files, so detections see them exactly as they would see real ones.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import string
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from playbooks.generators.packets import Capture, client_hello
+
+RESOLVER = "10.0.0.53"
+SERVICES = {  # name -> (ip, port, server name)
+    "citizen-portal": ("10.10.1.10", 443, "portal.gov.example"),
+    "records": ("10.10.2.20", 443, "records.gov.example"),
+    "payments": ("10.10.3.30", 443, "payments.gov.example"),
+    "identity": ("10.10.4.40", 443, "idp.gov.example"),
+    "intranet": ("10.10.5.50", 80, "intranet.gov.example"),
+}
+SERVERS = {"web-01": "10.10.1.10", "records-db": "10.10.2.21", "pay-01": "10.10.3.30", "idp-01": "10.10.4.40",
+           "jump-01": "10.10.9.9"}
+ADMINS = ["amina.okafor", "li.wei", "jorge.silva"]
+STAFF = [f"{first}.{last}" for first in ("ana", "ben", "chen", "dara", "eli", "fatima", "goran", "hana", "ivan", "june")
+         for last in ("ng", "roy", "diaz", "kim")]
+ATTACKER = "203.0.113.77"
+SCANNER = "10.20.7.66"
+
+
+@dataclass
+class Artefacts:
+    """What a day left behind: one file per sensor, plus the ground truth of injected incidents."""
+
+    directory: Path
+    pcap: Path
+    auth_log: Path
+    windows_jsonl: Path
+    packets: int = 0
+    auth_lines: int = 0
+    windows_events: int = 0
+    incidents: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Day:
+    start: datetime
+    end: datetime
+    rng: random.Random
+    capture: Capture = field(default_factory=Capture)
+    auth: list[tuple[float, str]] = field(default_factory=list)
+    windows: list[dict[str, object]] = field(default_factory=list)
+
+    def office_time(self) -> float:
+        """A moment of the day, weighted towards office hours (08:00-18:00 local = UTC here)."""
+        while True:
+            t = self.start + timedelta(seconds=self.rng.uniform(0, (self.end - self.start).total_seconds()))
+            weight = 1.0 if 8 <= t.hour < 18 else 0.08
+            if self.rng.random() < weight:
+                return t.timestamp()
+
+    def syslog(self, ts: float, host: str, program: str, pid: int, text: str) -> None:
+        stamp = datetime.fromtimestamp(ts, UTC).strftime("%b %e %H:%M:%S")
+        self.auth.append((ts, f"{stamp} {host} {program}[{pid}]: {text}"))
+
+    def winlog(self, ts: float, code: int, user: str, ip: str, outcome: str, logon_type: int = 3,
+               computer: str = "fs-01.gov.example") -> None:
+        when = datetime.fromtimestamp(ts, UTC)
+        record = len(self.windows) + 1
+        self.windows.append({
+            "@timestamp": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "event.id": f"fs-01-security-{record}",
+            "event.kind": "event", "event.category": ["authentication"], "event.type": ["start"],
+            "event.action": "logged-in" if code == 4624 else "logon-failed", "event.outcome": outcome,
+            "event.code": str(code), "event.dataset": "windows.security", "event.provider": "Microsoft-Windows-Security-Auditing",
+            "host.name": computer, "user.name": user, "user.domain": "PROVINCE", "source.ip": ip,
+            "winlog.channel": "Security", "winlog.event_id": str(code), "winlog.record_id": str(record),
+            "winlog.computer_name": computer, "winlog.provider_name": "Microsoft-Windows-Security-Auditing",
+            "winlog.logon.type": str(logon_type),
+            "winlog.event_data.TargetUserName": user, "winlog.event_data.IpAddress": ip,
+            "winlog.event_data.LogonType": str(logon_type),
+            "winlog.event_data.Status": "0x0" if code == 4624 else "0xc000006d",
+        })
+
+
+def _workstation(rng: random.Random) -> str:
+    return f"10.20.{rng.randint(1, 6)}.{rng.randint(10, 250)}"
+
+
+def _normal_traffic(day: Day, flows: int) -> None:
+    rng = day.rng
+    for _ in range(flows):
+        ts = day.office_time()
+        client = _workstation(rng)
+        service = rng.choices(list(SERVICES), weights=[5, 3, 2, 2, 2])[0]
+        ip, port, name = SERVICES[service]
+        if rng.random() < 0.6:
+            day.capture.dns_lookup(ts, client, RESOLVER, name, [ip], rng)
+            ts += 0.002
+        sport = rng.randint(32768, 60999)
+        if port == 443:
+            day.capture.tcp_session(ts, client, ip, sport, port, request=client_hello(name, rng),
+                                    response_size=rng.randint(1_500, 16_000), rng=rng)
+        else:
+            path = rng.choice(["/", "/news", "/forms/leave", "/directory", "/docs/policy.pdf"])
+            request = (f"GET {path} HTTP/1.1\r\nHost: {name}\r\nUser-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64)"
+                       "\r\nAccept: */*\r\n\r\n").encode()
+            day.capture.tcp_session(ts, client, ip, sport, port, request=request,
+                                    response_size=rng.randint(500, 20_000), rng=rng)
+    for _ in range(flows // 20):  # a closed port now and then
+        ts = day.office_time()
+        day.capture.tcp_rejected(ts, _workstation(rng), rng.choice(list(SERVERS.values())),
+                                 rng.randint(32768, 60999), rng.choice([8080, 3389, 5900]), rng)
+    for _ in range(flows // 3):  # other lookups
+        ts = day.office_time()
+        domain = rng.choice(["updates.vendor.example", "mail.gov.example", "time.gov.example", "maps.example.org"])
+        day.capture.dns_lookup(ts, _workstation(rng), RESOLVER, domain, [f"198.51.100.{rng.randint(1, 254)}"], rng)
+
+
+def _normal_logins(day: Day, logins: int) -> None:
+    rng = day.rng
+    for _ in range(logins):
+        ts = day.office_time()
+        admin = rng.choice(ADMINS)
+        host, src = rng.choice(list(SERVERS)), f"10.20.9.{10 + ADMINS.index(admin)}"
+        pid, port = rng.randint(1000, 60000), rng.randint(40000, 60000)
+        if rng.random() < 0.1:  # a mistyped password first
+            day.syslog(ts - 5, host, "sshd", pid - 1, f"Failed password for {admin} from {src} port {port - 1} ssh2")
+        day.syslog(ts, host, "sshd", pid, f"Accepted publickey for {admin} from {src} port {port} ssh2: "
+                   f"ED25519 SHA256:{''.join(rng.choices(string.ascii_letters + string.digits, k=43))}")
+        day.syslog(ts, host, "sshd", pid, f"pam_unix(sshd:session): session opened for user {admin}(uid=1001) by (uid=0)")
+        if rng.random() < 0.5:
+            day.syslog(ts + 30, host, "sudo", pid + 7, f"{admin} : TTY=pts/0 ; PWD=/home/{admin} ; USER=root ; "
+                       "COMMAND=/usr/bin/systemctl restart nginx")
+        day.syslog(ts + 600, host, "sshd", pid, f"pam_unix(sshd:session): session closed for user {admin}")
+    for _ in range(logins * 2):
+        ts = day.office_time()
+        user = rng.choice(STAFF)
+        if rng.random() < 0.05:
+            day.winlog(ts - 3, 4625, user, _workstation(rng), "failure")
+        day.winlog(ts, 4624, user, _workstation(rng), "success")
+
+
+# -- incidents -------------------------------------------------------------------------
+def _ssh_brute_force(day: Day) -> None:
+    ts = day.start.timestamp() + 0.9 * (day.end - day.start).total_seconds()
+    for i in range(40):
+        user = day.rng.choice(["root", "admin", "oracle", "amina.okafor"])
+        verb = "Failed password for invalid user" if user in ("admin", "oracle") else "Failed password for"
+        day.syslog(ts + i * 1.5, "jump-01", "sshd", 30000 + i, f"{verb} {user} from {ATTACKER} port {50000 + i} ssh2")
+    day.syslog(ts + 65, "jump-01", "sshd", 30100, f"Accepted password for amina.okafor from {ATTACKER} port 50100 ssh2")
+    day.syslog(ts + 90, "jump-01", "sudo", 30101, "amina.okafor : TTY=pts/1 ; PWD=/home/amina.okafor ; USER=root ; "
+               "COMMAND=/bin/cat /etc/shadow")
+
+
+def _port_scan(day: Day) -> None:
+    ts = day.start.timestamp() + 0.8 * (day.end - day.start).total_seconds()
+    target = SERVERS["records-db"]
+    for i, port in enumerate(range(1, 1025)):
+        if port in (22, 443, 5432):
+            day.capture.tcp_session(ts + i * 0.002, SCANNER, target, 45000 + i, port, rng=day.rng)
+        else:
+            day.capture.tcp_rejected(ts + i * 0.002, SCANNER, target, 45000 + i, port, day.rng)
+
+
+def _dns_tunnel(day: Day) -> None:
+    ts = day.start.timestamp() + 0.7 * (day.end - day.start).total_seconds()
+    alphabet = string.ascii_lowercase + string.digits
+    for i in range(120):
+        label = "".join(day.rng.choices(alphabet, k=52))
+        day.capture.dns_lookup(ts + i * 2, "10.20.3.44", RESOLVER, f"{label}.t.exfil-cdn.example", ["192.0.2.1"], day.rng)
+
+
+def _password_spray(day: Day) -> None:
+    ts = day.start.timestamp() + 0.6 * (day.end - day.start).total_seconds()
+    source = "198.51.100.23"
+    for i, user in enumerate(STAFF[:25]):
+        day.winlog(ts + i * 4, 4625, user, source, "failure", logon_type=3, computer="portal-win-01.gov.example")
+
+
+INCIDENTS: dict[str, Callable[[Day], None]] = {
+    "ssh-brute-force": _ssh_brute_force,
+    "port-scan": _port_scan,
+    "dns-tunnel": _dns_tunnel,
+    "password-spray": _password_spray,
+}
+
+
+def generate(directory: Path, *, seed: int = 7, end: datetime | None = None, flows: int = 2500,
+             logins: int = 120, incidents: tuple[str, ...] = ()) -> Artefacts:
+    """Write ``network.pcap``, ``auth.log`` and ``windows.jsonl`` for the 24 hours before ``end``."""
+    end = (end or datetime.now(UTC)).replace(microsecond=0)
+    day = Day(start=end - timedelta(hours=24), end=end, rng=random.Random(seed))
+    _normal_traffic(day, flows)
+    _normal_logins(day, logins)
+    for name in incidents:
+        INCIDENTS[name](day)
+    directory.mkdir(parents=True, exist_ok=True)
+    out = Artefacts(directory, directory / "network.pcap", directory / "auth.log", directory / "windows.jsonl",
+                    incidents=list(incidents))
+    out.packets = day.capture.write(out.pcap)
+    day.auth.sort(key=lambda line: line[0])
+    out.auth_log.write_text("".join(text + "\n" for _, text in day.auth))
+    out.auth_lines = len(day.auth)
+    day.windows.sort(key=lambda d: str(d["@timestamp"]))
+    out.windows_jsonl.write_text("".join(json.dumps(d) + "\n" for d in day.windows))
+    out.windows_events = len(day.windows)
+    return out
+
+
+def entropy(text: str) -> float:
+    """Shannon entropy in bits per character (used by tests to check the tunnel labels)."""
+    counts = {c: text.count(c) for c in set(text)}
+    return -sum(n / len(text) * math.log2(n / len(text)) for n in counts.values())

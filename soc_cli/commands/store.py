@@ -1,0 +1,47 @@
+"""``soc store init|status``: where the data lives and how much of it there is."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+import typer
+from rich.table import Table
+
+from soc_cli.context import StoreOption, use_store
+from soc_cli.output import console
+
+
+def _size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
+def register(app: typer.Typer) -> None:
+    group = typer.Typer(help="The event store: create it, see what is in it.", no_args_is_help=True)
+    app.add_typer(group, name="store")
+
+    @group.command("init")
+    def init(store: str = StoreOption) -> None:
+        """Create the tables or index templates (safe to run again)."""
+        s = use_store(store)
+        s.init()
+        console.print(f"store ready: [bold]{s.backend}[/] {s.url}")
+
+    @group.command("status")
+    def status(store: str = StoreOption, as_json: bool = typer.Option(False, "--json")) -> None:
+        """Backend, size, and events per dataset."""
+        st = use_store(store).status()
+        if as_json:
+            print(json.dumps(asdict(st), indent=2))
+            return
+        console.print(f"[bold]{st.backend}[/] {st.url}  size {_size(st.size_bytes)}")
+        console.print(f"events {st.events:,}  alerts {st.alerts:,}  from {st.first_event or '-'} to {st.last_event or '-'}")
+        tbl = Table("event.dataset", "events", header_style="bold")
+        for name, n in sorted(st.per_dataset.items(), key=lambda kv: (-kv[1], kv[0])):
+            tbl.add_row(name, f"{n:,}")
+        console.print(tbl)
