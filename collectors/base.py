@@ -1,0 +1,169 @@
+"""The contract between a reader (one kind of source) and the ingest pipeline.
+
+A reader turns ONE file into a stream of :class:`Batch` es. It never touches the store:
+the pipeline (``collectors.pipeline.ingest``) writes each batch and only then records the
+batch's ``checkpoint``, so after a crash or ``kill -9`` the next run resumes from the last
+committed batch, and the few events read again get the same ``event.id`` (derived from
+the source identity and the position, see :func:`event_id`) and are stored once.
+
+Contract for reader authors (syslog, journald, evtx, jsonl here; pcap in ``collectors/pcap``):
+
+- ``name``: the registry key (``"syslog"``, ``"pcap"``...), also the prefix of the
+  checkpoint key and of every ``event.id`` the reader makes.
+- ``identity(path) -> str``: what makes this file this file, independent of its path,
+  so a renamed (rotated) file keeps its checkpoint and a new file at the same path gets a
+  fresh one. Default (:class:`ReaderBase`): a hash of the first 4 KiB. Growing text files
+  use :func:`first_line_identity` (stable once the first line is complete).
+- ``batches(path, resume, batch_size)``: yield batches of at most ``batch_size`` events
+  (a batch may be empty but carry problems and a checkpoint). ``resume`` is the
+  ``checkpoint`` of the last committed batch for this identity, or ``None``: skip
+  everything up to it. Each event is a FLAT dict keyed by ECS dotted names and must have
+  ``event.id`` and ``@timestamp`` (ISO 8601 UTC, ``eventstore.timeutil.to_iso``).
+  ``Batch.consumed`` is how many bytes of the file are behind this batch (for progress bars).
+- A record that cannot be read becomes a :class:`ReadProblem` (reason: a SHORT stable
+  phrase, e.g. ``"no syslog header"``, ``"truncated packet"``; details go in ``raw``) and
+  reading goes on. Only a file that cannot be opened at all may raise ``OSError`` /
+  ``ValueError``; the pipeline turns that into one problem for that file and continues.
+
+Testing a reader needs no store: :func:`read_all` runs it over a file (optionally resumed)
+and returns every event and problem, and :func:`read_resumed` replays a run interrupted
+after each batch, to prove the checkpoints line up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+Event = dict[str, Any]
+Checkpoint = dict[str, Any]
+
+#: How many bytes the default identity hashes.
+IDENTITY_BYTES = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class ReadProblem:
+    """One line, packet or record that could not be read."""
+
+    source: str  # the file path (or "iface:eth0"...)
+    position: str  # "line 12 (byte 3456)", "packet 77", "record 9"
+    reason: str  # short and stable: problems are counted per reason
+    raw: str | None = None  # the offending text (truncated), or a detail
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "position": self.position, "reason": self.reason, "raw": self.raw}
+
+
+@dataclass(slots=True)
+class Batch:
+    events: list[Event]
+    problems: list[ReadProblem]
+    #: the resume point AFTER this batch, e.g. {"offset": 12345, "line": 300}
+    checkpoint: Checkpoint
+    #: bytes of the file behind this batch (progress); None when unknown
+    consumed: int | None = None
+
+
+@runtime_checkable
+class Reader(Protocol):
+    name: str
+
+    def identity(self, path: Path) -> str: ...
+
+    def batches(self, path: Path, resume: Checkpoint | None, batch_size: int) -> Iterator[Batch]: ...
+
+
+class ReaderBase:
+    """Default ``identity`` for binary files; subclass it and write ``batches``."""
+
+    name: str = "base"
+
+    def identity(self, path: Path) -> str:
+        return head_identity(path)
+
+    def batches(self, path: Path, resume: Checkpoint | None, batch_size: int) -> Iterator[Batch]:
+        raise NotImplementedError
+
+
+# -- identity and ids ---------------------------------------------------------------------
+
+
+def head_identity(path: Path, nbytes: int = IDENTITY_BYTES) -> str:
+    """SHA-1 of the first ``nbytes`` bytes: same content, same identity, wherever it lies."""
+    with open(path, "rb") as fh:
+        head = fh.read(nbytes)
+    return hashlib.sha1(head).hexdigest()
+
+
+def first_line_identity(path: Path, nbytes: int = IDENTITY_BYTES) -> str:
+    """SHA-1 of the first line (at most ``nbytes``): stable while a log file grows.
+
+    A rotated file keeps its first line, so its checkpoint follows it to ``auth.log.1``;
+    the new ``auth.log`` starts with another line and so gets a fresh checkpoint.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(nbytes)
+    end = head.find(b"\n")
+    return hashlib.sha1(head if end < 0 else head[: end + 1]).hexdigest()
+
+
+def event_id(reader: str, identity: str, position: int | str) -> str:
+    """Deterministic id: reading the same record again yields the same id, never a random one."""
+    return hashlib.sha1(f"{reader}:{identity}:{position}".encode()).hexdigest()
+
+
+def file_size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def clip(text: str, limit: int = 500) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+# -- store-free helpers for tests -----------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ReadResult:
+    events: list[Event] = field(default_factory=list)
+    problems: list[ReadProblem] = field(default_factory=list)
+    checkpoint: Checkpoint | None = None
+    batches: int = 0
+
+
+def read_all(reader: Reader, path: Path, resume: Checkpoint | None = None, batch_size: int = 1000) -> ReadResult:
+    """Everything a reader yields for a file, without a store."""
+    out = ReadResult(checkpoint=resume)
+    for batch in reader.batches(Path(path), resume, batch_size):
+        out.events.extend(batch.events)
+        out.problems.extend(batch.problems)
+        out.checkpoint = batch.checkpoint
+        out.batches += 1
+    return out
+
+
+def read_resumed(reader: Reader, path: Path, batch_size: int) -> ReadResult:
+    """Read one batch at a time, restarting the reader from each checkpoint.
+
+    What a crash after every batch would look like: the result must equal ``read_all``.
+    """
+    out = ReadResult()
+    while True:
+        it = reader.batches(Path(path), out.checkpoint, batch_size)
+        batch = next(it, None)
+        if batch is None:
+            return out
+        out.events.extend(batch.events)
+        out.problems.extend(batch.problems)
+        if batch.checkpoint == out.checkpoint and not batch.events and not batch.problems:
+            return out
+        out.checkpoint = batch.checkpoint
+        out.batches += 1

@@ -1,0 +1,246 @@
+"""Ship a reader's batches into the store: never lose, never repeat.
+
+``ingest(store, reader, paths)`` is the one loop every ``soc ingest <reader>`` (and
+``soc tail``) runs. For each file it
+
+1. computes the reader's ``identity(path)`` (content, not path: a rotated file keeps its
+   checkpoint) and loads ``store.get_state("checkpoint", "<reader>:<identity>")``;
+2. asks the reader for batches from there;
+3. writes each batch with ``store.write_events`` and only THEN stores the batch's
+   checkpoint with ``store.put_state``.
+
+A ``kill -9`` between 3's two steps makes the next run read that batch again; its
+events carry the same ``event.id`` so the store keeps them once (counted as
+``duplicates``). Nothing is lost because a checkpoint never runs ahead of the data.
+
+Problems (unreadable lines, packets, records; files that cannot be opened; documents
+the store refused) are counted per reason, optionally streamed to ``errors_file`` as JSON
+lines, and never stop the run. A path that does not exist is a usage error (``ValueError``)
+raised before anything is read.
+
+Plugins (e.g. the pcap reader) need nothing beyond ``collectors.base``: register the
+reader in ``collectors.registry.READERS`` and this pipeline and the CLI pick it up.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from collectors.base import Checkpoint, Reader, ReadProblem, file_size
+from eventstore.store import Store
+from eventstore.timeutil import to_iso, utcnow
+
+#: ``store`` state kind holding every collector checkpoint.
+CHECKPOINT_KIND = "checkpoint"
+#: How many problems the report keeps as examples (all are counted and go to ``errors_file``).
+EXAMPLES_KEPT = 20
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressTick:
+    """Sent after every committed batch (and when a file starts)."""
+
+    path: Path
+    file_index: int  # 0-based
+    files: int
+    bytes_done: int  # over all files
+    bytes_total: int
+    events: int  # read so far, all files
+
+
+@dataclass(slots=True)
+class FileReport:
+    path: str
+    identity: str | None
+    events: int = 0
+    written: int = 0
+    duplicates: int = 0
+    problems: int = 0
+    resumed: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "identity": self.identity, "events": self.events, "written": self.written,
+                "duplicates": self.duplicates, "problems": self.problems, "resumed": self.resumed}
+
+
+@dataclass(slots=True)
+class IngestReport:
+    reader: str
+    files: list[FileReport] = field(default_factory=list)
+    events: int = 0  # read from the sources
+    written: int = 0  # new in the store
+    duplicates: int = 0  # already in the store (a re-read after a crash, or the same input twice)
+    problems: Counter[str] = field(default_factory=Counter)  # reason -> count
+    examples: list[ReadProblem] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    @property
+    def problem_count(self) -> int:
+        return sum(self.problems.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "reader": self.reader, "files": [f.as_dict() for f in self.files], "events": self.events,
+            "written": self.written, "duplicates": self.duplicates, "problems": dict(self.problems),
+            "problem_examples": [p.as_dict() for p in self.examples], "elapsed_seconds": round(self.elapsed, 3),
+        }
+
+
+def checkpoint_key(reader: Reader, identity: str) -> str:
+    return f"{reader.name}:{identity}"
+
+
+def expand_paths(paths: Iterable[str | Path], patterns: Sequence[str] = ()) -> list[Path]:
+    """Files named, found by a glob, or found under a folder (recursively, sorted, hidden skipped).
+
+    ``patterns`` (e.g. ``("*.evtx",)``) filter files found under folders; files named
+    explicitly are always taken.
+    """
+    out: list[Path] = []
+    seen: set[Path] = set()
+
+    def add(p: Path) -> None:
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+
+    for raw in paths:
+        p = Path(raw)
+        if p.is_file() or (p.exists() and not p.is_dir()):
+            add(p)
+        elif p.is_dir():
+            for child in sorted(p.rglob("*")):
+                if child.is_file() and not any(part.startswith(".") for part in child.relative_to(p).parts) and (
+                        not patterns or any(child.match(pat) for pat in patterns)):
+                    add(child)
+        elif glob.has_magic(str(raw)):
+            matches = sorted(Path(m) for m in glob.glob(str(raw), recursive=True))
+            if not matches:
+                raise ValueError(f"no file matches {raw}")
+            for m in matches:
+                if m.is_file():
+                    add(m)
+        else:
+            raise ValueError(f"no such file or folder: {raw}")
+    return out
+
+
+class _Problems:
+    """Counts problems, keeps a few examples, streams all of them to the errors file."""
+
+    def __init__(self, report: IngestReport, sink: IO[str] | None) -> None:
+        self.report = report
+        self.sink = sink
+
+    def add(self, problems: Iterable[ReadProblem]) -> int:
+        n = 0
+        for p in problems:
+            n += 1
+            self.report.problems[p.reason] += 1
+            if len(self.report.examples) < EXAMPLES_KEPT:
+                self.report.examples.append(p)
+            if self.sink is not None:
+                self.sink.write(json.dumps(p.as_dict(), ensure_ascii=False) + "\n")
+        return n
+
+
+def ingest(
+    store: Store,
+    reader: Reader,
+    paths: Iterable[str | Path],
+    *,
+    batch_size: int = 2000,
+    progress: Callable[[ProgressTick], None] | None = None,
+    errors_file: str | Path | None = None,
+) -> IngestReport:
+    """Read every file with ``reader`` into ``store``, resuming each from its checkpoint."""
+    started = time.perf_counter()
+    files = expand_paths(paths, getattr(reader, "patterns", ()))
+    report = IngestReport(reader=reader.name)
+    sizes = [file_size(p) for p in files]
+    total = sum(sizes)
+    sink: IO[str] | None = open(errors_file, "w", encoding="utf-8") if errors_file else None  # noqa: SIM115
+    try:
+        problems = _Problems(report, sink)
+        done_before = 0
+        for index, path in enumerate(files):
+            if progress:
+                progress(ProgressTick(path, index, len(files), done_before, total, report.events))
+
+            def tick(consumed: int, path: Path = path, index: int = index, base: int = done_before) -> None:
+                if progress:
+                    progress(ProgressTick(path, index, len(files), base + consumed, total, report.events))
+
+            report.files.append(ingest_file(store, reader, path, report, problems, batch_size=batch_size, tick=tick))
+            done_before += sizes[index]
+            if progress:
+                progress(ProgressTick(path, index, len(files), done_before, total, report.events))
+    finally:
+        if sink is not None:
+            sink.close()
+    report.elapsed = time.perf_counter() - started
+    return report
+
+
+def ingest_file(
+    store: Store,
+    reader: Reader,
+    path: Path,
+    report: IngestReport,
+    problems: _Problems | None = None,
+    *,
+    batch_size: int = 2000,
+    tick: Callable[[int], None] | None = None,
+) -> FileReport:
+    """One file: load its checkpoint, write each batch, then commit the batch's checkpoint."""
+    problems = problems or _Problems(report, None)
+    try:
+        identity = reader.identity(path)
+    except (OSError, ValueError) as exc:
+        problems.add([ReadProblem(str(path), "file", "unreadable file", str(exc))])
+        return FileReport(str(path), None, problems=1)
+    key = checkpoint_key(reader, identity)
+    saved = store.get_state(CHECKPOINT_KIND, key)
+    resume: Checkpoint | None = saved.get("checkpoint") if saved else None
+    fr = FileReport(str(path), identity, resumed=resume is not None)
+    batches = reader.batches(path, resume, batch_size)
+    while True:
+        try:
+            batch = next(batches, None)
+        except (OSError, ValueError, EOFError) as exc:
+            fr.problems += problems.add([ReadProblem(str(path), "file", "unreadable file", str(exc))])
+            break
+        except Exception as exc:  # a reader bug on one file must not cost the other files
+            fr.problems += problems.add([ReadProblem(str(path), "file", f"reader failed: {type(exc).__name__}",
+                                                     str(exc))])
+            break
+        if batch is None:
+            break
+        written = duplicates = 0
+        if batch.events:
+            result = store.write_events(batch.events)
+            written, duplicates = result.written, result.duplicates
+            if result.errors:
+                fr.problems += problems.add(
+                    ReadProblem(str(path), f"event {eid}", "store refused event", why) for eid, why in result.errors)
+        fr.problems += problems.add(batch.problems)
+        # only now: the batch is in the store, so the checkpoint may move past it
+        store.put_state(CHECKPOINT_KIND, key, {
+            "checkpoint": batch.checkpoint, "reader": reader.name, "path": str(path), "updated": to_iso(utcnow())})
+        fr.events += len(batch.events)
+        fr.written += written
+        fr.duplicates += duplicates
+        report.events += len(batch.events)
+        report.written += written
+        report.duplicates += duplicates
+        if tick and batch.consumed is not None:
+            tick(batch.consumed)
+    return fr
