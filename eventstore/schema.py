@@ -14,6 +14,11 @@ from typing import Literal
 
 FieldType = Literal["keyword", "ip", "long", "float", "date", "boolean", "text", "object"]
 
+_ENDPOINT: tuple[tuple[str, FieldType], ...] = (
+    ("ip", "ip"), ("port", "long"), ("bytes", "long"), ("packets", "long"), ("mac", "keyword"),
+    ("domain", "keyword"), ("address", "keyword"), ("user.name", "keyword"),
+)
+
 FIELDS: dict[str, FieldType] = {
     "@timestamp": "date",
     "message": "text",
@@ -41,10 +46,7 @@ FIELDS: dict[str, FieldType] = {
     "event.original": "keyword",
     "event.sequence": "long",
     # source / destination / client / server
-    **{f"{side}.{name}": kind for side in ("source", "destination", "client", "server") for name, kind in (
-        ("ip", "ip"), ("port", "long"), ("bytes", "long"), ("packets", "long"), ("mac", "keyword"),
-        ("domain", "keyword"), ("address", "keyword"), ("user.name", "keyword"),
-    )},
+    **{f"{side}.{name}": kind for side in ("source", "destination", "client", "server") for name, kind in _ENDPOINT},
     # network.*
     "network.transport": "keyword",
     "network.type": "keyword",
