@@ -1,0 +1,887 @@
+"""The Elasticsearch backend of the ``Store`` protocol (the way past one machine).
+
+Layout (see ``eventstore.es_templates``): monthly event indices ``P-events-YYYY.MM``, one
+``P-alerts`` index and one ``P-state`` index per prefix ``P``. The month comes from the
+event's own ``@timestamp`` and the document ``_id`` is its ``event.id``, so writing the
+same event again targets the same index and ``op_type=create`` turns it into a counted
+duplicate: that is what makes ingestion idempotent without a lookup.
+
+Hand-written here, and why:
+
+- the bulk loop: ``helpers.streaming_bulk`` re-serialises each action through the client
+  and parses full item responses; we build the NDJSON body once with orjson, ask the node
+  only for item statuses (``filter_path``), retry only the items refused with 429, and back
+  off on whole-request 429/5xx and dropped connections (idempotent creates make resending
+  safe: an item that landed before the drop comes back as a duplicate);
+- lazy refresh: writes never wait for a refresh; the first read after a write refreshes
+  the indices this process touched, so a process always reads its own writes;
+- alert upserts: the node has no scripting module, so the merge (keep the analyst's
+  lifecycle fields and history) happens here, guarded by ``if_seq_no``/``if_primary_term``
+  and retried on conflict.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+import orjson
+from elasticsearch import (
+    ApiError,
+    AuthenticationException,
+    AuthorizationException,
+    ConflictError,
+    Elasticsearch,
+    NotFoundError,
+    TransportError,
+    UnsupportedProductError,
+)
+from elasticsearch import ConnectionError as ESConnectionError
+from elasticsearch import ConnectionTimeout as ESConnectionTimeout
+
+from eventstore import es_templates
+from eventstore.errors import (
+    AlertNotFound,
+    QuerySyntaxError,
+    StoreError,
+    StoreUnavailable,
+    StoreURLError,
+)
+from eventstore.schema import field_type
+from eventstore.store import (
+    ALERT_HISTORY,
+    ALERT_LIFECYCLE_FIELDS,
+    ALERT_STATUS,
+    AlertChange,
+    Doc,
+    Index,
+    Metric,
+    SearchResult,
+    StoreStatus,
+    WriteResult,
+)
+from eventstore.timeutil import from_iso, to_iso, utcnow
+
+T = TypeVar("T")
+
+DEFAULT_PREFIX = "ztsoc"
+_PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,200}$")
+#: Whole-request statuses worth resending: the node is busy or briefly away.
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+#: Item statuses worth resending (rejected execution: the write queue was full).
+ITEM_RETRY_STATUSES = frozenset({429, 503})
+_BULK_FILTER = "errors,items.*.status,items.*.error.type,items.*.error.reason,items.*.error.caused_by.reason"
+_MAX_WINDOW = 10_000  # index.max_result_window
+_ORJSON_OPTS = orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
+_LINE_COL = re.compile(r"line (\d+), column (\d+)")
+#: Lucene's parse message: ``Encountered " <KIND> "IMAGE "" at line 1, column 6.`` (0-based column)
+_ENCOUNTERED = re.compile(r'Encountered " (\S+) "(.*?) "" at line')
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """One bulk item, serialised once: ``ident`` names it in errors."""
+
+    ident: str
+    index: str
+    lines: bytes
+
+
+def _month_of(ts: Any) -> str:
+    """``YYYY.MM`` of a timestamp in UTC; the fast path covers what we write (``...Z``)."""
+    if isinstance(ts, str):
+        if len(ts) >= 20 and ts[-1] == "Z" and ts[4] == "-" and ts[7] == "-" and ts[:4].isdigit():
+            return f"{ts[:4]}.{ts[5:7]}"
+        value = from_iso(ts)
+    elif isinstance(ts, datetime):
+        value = ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+    elif isinstance(ts, int | float) and not isinstance(ts, bool):
+        value = datetime.fromtimestamp(ts / 1000, UTC)
+    else:
+        raise ValueError(f"@timestamp is {type(ts).__name__}, expected an ISO 8601 string")
+    value = value.astimezone(UTC)
+    return f"{value.year:04d}.{value.month:02d}"
+
+
+def _epoch_ms_ceil(ts: datetime) -> int:
+    """Stored times have millisecond precision: ``doc >= t`` iff ``doc >= ceil(t)`` in ms."""
+    ts = ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+    micros = int(ts.timestamp()) * 1_000_000 + ts.microsecond
+    return -(-micros // 1000)
+
+
+def _reason(error: Any) -> str:
+    """One line from an ES error object: ``type: reason (caused by ...)``."""
+    if not isinstance(error, Mapping):
+        return str(error)
+    text = f"{error.get('type', 'error')}: {error.get('reason', '')}".strip()
+    cause = error.get("caused_by")
+    if isinstance(cause, Mapping) and cause.get("reason"):
+        text += f" ({cause['reason']})"
+    return text
+
+
+def _all_reasons(error: Any) -> list[str]:
+    """Every ``reason`` in an error body, outermost first (parse details sit deep inside)."""
+    found: list[str] = []
+    stack = [error]
+    while stack:
+        node = stack.pop(0)
+        if isinstance(node, Mapping):
+            if isinstance(node.get("reason"), str):
+                found.append(node["reason"])
+            for key in ("caused_by", "root_cause", "failed_shards", "reason"):
+                child = node.get(key)
+                if isinstance(child, list):
+                    stack.extend(child)
+                elif isinstance(child, Mapping):
+                    stack.append(child)
+    return found
+
+
+def _error_types(error: Any) -> set[str]:
+    types: set[str] = set()
+    stack = [error]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Mapping):
+            if isinstance(node.get("type"), str):
+                types.add(node["type"])
+            for value in node.values():
+                if isinstance(value, Mapping | list):
+                    stack.append(value)
+        elif isinstance(node, list):
+            stack.extend(node)
+    return types
+
+
+def _query_error(exc: ApiError, query: str) -> QuerySyntaxError | None:
+    """A ``QuerySyntaxError`` if the node refused the query string itself, with the position."""
+    body = exc.body if isinstance(exc.body, Mapping) else {}
+    error = body.get("error", {})
+    types = _error_types(error)
+    if not types & {"query_shard_exception", "parse_exception", "query_string_parse_exception",
+                    "number_format_exception", "search_phase_execution_exception"}:
+        return None
+    reasons = _all_reasons(error)
+    for reason in reasons:
+        m = _LINE_COL.search(reason)
+        if not m:
+            continue
+        line, column = int(m.group(1)), int(m.group(2))
+        lines = query.split("\n")
+        offset = sum(len(x) + 1 for x in lines[: line - 1])
+        at_end = "<EOF>" in reason
+        position = min(offset + column, len(query))
+        if at_end:
+            message = "unexpected end of query"
+        else:
+            found = _ENCOUNTERED.search(reason)
+            token = found.group(2).strip() if found else ""
+            message = f"unexpected {token!r}" if token else reason.split("\n")[0]
+        return QuerySyntaxError(message, query, position)
+    # Not a parse error but a value the field cannot hold (an IP, a number, a date).
+    detail = next((r for r in reversed(reasons) if r and not r.startswith("all shards failed")), None)
+    if "query_shard_exception" in types or "parse_exception" in types or "number_format_exception" in types:
+        return QuerySyntaxError((detail or "query refused").removeprefix("failed to create query: "), query)
+    return None
+
+
+class ElasticsearchStore:
+    """``Store`` over a real Elasticsearch 8 node; see the module docstring for the layout."""
+
+    backend = "elasticsearch"
+
+    def __init__(
+        self,
+        node_url: str,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        basic_auth: tuple[str, str] | None = None,
+        api_key: str | None = None,
+        ca_certs: str | None = None,
+        verify_certs: bool = True,
+        bulk_docs: int = 5000,
+        bulk_bytes: int = 8 * 1024 * 1024,
+        max_retries: int = 8,
+        initial_backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        request_timeout: float = 60.0,
+    ) -> None:
+        if not _PREFIX_RE.match(prefix):
+            raise StoreURLError(f"bad index prefix {prefix!r}: lowercase letters, digits, '.', '_' or '-'")
+        self.prefix = prefix
+        self.node_url = node_url.rstrip("/")
+        self.url = f"{self.node_url}/?prefix={prefix}"
+        self.bulk_docs = bulk_docs
+        self.bulk_bytes = bulk_bytes
+        self.max_retries = max_retries
+        self.initial_backoff = initial_backoff
+        self.max_backoff = max_backoff
+        names = es_templates.index_names(prefix)
+        self._events_pattern = names["events_pattern"]
+        self._alerts = names["alerts"]
+        self._state = names["state"]
+        self._dirty: set[str] = set()
+        self._month_index: dict[str, str] = {}
+        kwargs: dict[str, Any] = {
+            "request_timeout": request_timeout,
+            "max_retries": 2,
+            "retry_on_timeout": True,
+        }
+        if basic_auth:
+            kwargs["basic_auth"] = basic_auth
+        if api_key:
+            kwargs["api_key"] = api_key
+        if self.node_url.startswith("https:"):
+            kwargs["verify_certs"] = verify_certs
+            if ca_certs:
+                kwargs["ca_certs"] = ca_certs
+        try:
+            self._es = Elasticsearch(self.node_url, **kwargs)
+        except ValueError as exc:
+            raise StoreURLError(f"bad Elasticsearch URL {node_url!r}: {exc}") from exc
+        # The bulk loop does its own retrying, with backoff, item by item.
+        self._bulk_es = self._es.options(max_retries=0, retry_on_status=())
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    def from_url(cls, url: str) -> ElasticsearchStore:
+        """``http(s)://[user:pass@]host:9200[/path]/?prefix=NAME``; secrets also from the env."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise StoreURLError(f"bad Elasticsearch URL {url!r}: expected http(s)://host:9200/?prefix=NAME")
+        params = parse_qs(parts.query, keep_blank_values=True)
+        unknown = sorted(set(params) - {"prefix"})
+        if unknown:
+            raise StoreURLError(f"bad Elasticsearch URL {url!r}: unknown parameter {unknown[0]!r} (only 'prefix')")
+        prefix = (params.get("prefix") or [DEFAULT_PREFIX])[-1] or DEFAULT_PREFIX
+        try:
+            port = parts.port
+        except ValueError as exc:
+            raise StoreURLError(f"bad Elasticsearch URL {url!r}: {exc}") from exc
+        host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+        netloc = f"{host}:{port}" if port else host
+        node_url = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+        user = parts.username or os.environ.get("SOC_ES_USER")
+        password = parts.password or os.environ.get("SOC_ES_PASSWORD")
+        basic_auth = (user, password or "") if user else None
+        return cls(node_url, prefix=prefix, basic_auth=basic_auth, api_key=os.environ.get("SOC_ES_API_KEY"),
+                   ca_certs=os.environ.get("SOC_ES_CA"))
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Connection-level failures become one clear line instead of a transport traceback."""
+        try:
+            yield
+        except UnsupportedProductError as exc:
+            raise StoreUnavailable(f"{self.node_url} does not answer as Elasticsearch: {exc}") from exc
+        except AuthenticationException as exc:
+            raise StoreUnavailable(
+                f"Elasticsearch at {self.node_url} refused the credentials (401): "
+                "set SOC_ES_USER/SOC_ES_PASSWORD or SOC_ES_API_KEY") from exc
+        except AuthorizationException as exc:
+            raise StoreUnavailable(f"Elasticsearch at {self.node_url} denied access (403): {exc.message}") from exc
+        except ESConnectionTimeout as exc:
+            raise StoreUnavailable(f"Elasticsearch at {self.node_url} timed out") from exc
+        except ESConnectionError as exc:
+            raise StoreUnavailable(f"cannot reach Elasticsearch at {self.node_url}: {_first_cause(exc)}") from exc
+        except TransportError as exc:
+            raise StoreUnavailable(f"Elasticsearch at {self.node_url}: {exc}") from exc
+
+    def _call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        with self._errors():
+            return fn(*args, **kwargs)
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def init(self) -> None:
+        with self._errors():
+            try:
+                self._es.cluster.health(timeout="10s")
+            except ApiError as exc:
+                raise StoreUnavailable(
+                    f"{self.node_url} does not answer as Elasticsearch (HTTP {exc.meta.status} on /_cluster/health)"
+                ) from exc
+            self._put_templates()
+            for name in (self._alerts, self._state, self._events_index(utcnow())):
+                self._create_index(name)
+
+    def _put_templates(self) -> None:
+        wanted = es_templates.schema_hash()
+        events_template = f"{self.prefix}-events"
+        try:
+            current = self._es.indices.get_index_template(name=events_template)
+            meta = current["index_templates"][0]["index_template"].get("_meta", {})
+            if meta.get("schema_hash") == wanted:
+                return
+        except NotFoundError:
+            pass
+        try:
+            for name, body in es_templates.component_templates(self.prefix).items():
+                self._es.cluster.put_component_template(name=name, **body)
+            for name, body in es_templates.index_templates(self.prefix).items():
+                self._es.indices.put_index_template(name=name, **body)
+        except ApiError as exc:
+            raise StoreError(f"Elasticsearch refused the ztsoc index templates: {_reason(_body_error(exc))}") from exc
+        # Indices made under an older schema get the new fields too (mappings only grow).
+        existing = self._existing_indices(f"{self._events_pattern},{self._alerts}")
+        if existing:
+            mappings = es_templates.ecs_mappings()
+            try:
+                self._es.indices.put_mapping(index=",".join(existing), **mappings)
+            except ApiError as exc:
+                raise StoreError(
+                    f"the schema changed a field type already mapped in {self.prefix}-*: "
+                    f"{_reason(_body_error(exc))}") from exc
+
+    def _create_index(self, name: str) -> None:
+        try:
+            self._es.indices.create(index=name)
+        except ApiError as exc:
+            if "resource_already_exists_exception" not in _error_types(_body_error(exc)):
+                raise StoreError(f"cannot create index {name}: {_reason(_body_error(exc))}") from exc
+
+    def _existing_indices(self, pattern: str) -> list[str]:
+        found = self._call(self._es.indices.get, index=pattern, ignore_unavailable=True,
+                           allow_no_indices=True, expand_wildcards="open,closed")
+        return sorted(found.body)
+
+    def close(self) -> None:
+        self._es.close()
+
+    def drop(self) -> None:
+        """Delete this prefix's indices and templates (tests, and ``soc store`` resets)."""
+        with self._errors():
+            names = self._existing_indices(f"{self._events_pattern},{self._alerts},{self._state}")
+            for start in range(0, len(names), 50):  # explicit names: wildcard deletes may be forbidden
+                self._es.indices.delete(index=",".join(names[start:start + 50]), ignore_unavailable=True)
+            for name in es_templates.index_templates(self.prefix):
+                with contextlib.suppress(NotFoundError):
+                    self._es.indices.delete_index_template(name=name)
+            for name in es_templates.component_templates(self.prefix):
+                with contextlib.suppress(NotFoundError):
+                    self._es.cluster.delete_component_template(name=name)
+        self._dirty.clear()
+
+    # -- writing events -----------------------------------------------------------------
+    def _events_index(self, ts: Any) -> str:
+        month = _month_of(ts)
+        name = self._month_index.get(month)
+        if name is None:
+            name = self._month_index[month] = f"{self.prefix}-events-{month}"
+        return name
+
+    def write_events(self, events: Iterable[Doc]) -> WriteResult:
+        total = _Tally()
+        batch: list[_Pending] = []
+        size = 0
+        dumps = orjson.dumps
+        for position, event in enumerate(events):
+            ident = event.get("event.id") if isinstance(event, Mapping) else None
+            if not isinstance(ident, str) or not ident:
+                total.errors.append((str(ident or position), "missing event.id"))
+                continue
+            try:
+                index = self._events_index(event["@timestamp"])
+                source = dumps(event, option=_ORJSON_OPTS)
+            except KeyError:
+                total.errors.append((ident, "missing @timestamp"))
+                continue
+            except (ValueError, TypeError) as exc:
+                total.errors.append((ident, f"cannot store: {exc}"))
+                continue
+            action = b'{"create":{"_index":"' + index.encode() + b'","_id":' + dumps(ident) + b"}}\n"
+            lines = action + source + b"\n"
+            batch.append(_Pending(ident, index, lines))
+            size += len(lines)
+            if len(batch) >= self.bulk_docs or size >= self.bulk_bytes:
+                self._send(batch, total)
+                batch, size = [], 0
+        if batch:
+            self._send(batch, total)
+        return WriteResult(written=total.written, duplicates=total.duplicates, errors=total.errors)
+
+    def _send(self, batch: list[_Pending], tally: _Tally, *, conflict_is_duplicate: bool = True) -> list[_Pending]:
+        """One bulk request with retries; returns the items refused with 409 when asked to."""
+        self._dirty.update(p.index for p in batch)
+        pending = batch
+        conflicts: list[_Pending] = []
+        attempt = 0
+        while pending:
+            body = b"".join(p.lines for p in pending)
+            try:
+                response = self._bulk_es.bulk(operations=body, filter_path=_BULK_FILTER)  # type: ignore[arg-type]
+            except ApiError as exc:
+                if exc.meta.status in RETRY_STATUSES and attempt < self.max_retries:
+                    attempt += 1
+                    self._backoff(attempt)
+                    continue
+                reason = f"bulk request refused (HTTP {exc.meta.status}): {_reason(_body_error(exc))}"
+                tally.errors.extend((p.ident, reason) for p in pending)
+                return conflicts
+            except (ESConnectionError, ESConnectionTimeout) as exc:
+                if attempt < self.max_retries:
+                    attempt += 1
+                    self._backoff(attempt)
+                    continue
+                raise StoreUnavailable(
+                    f"cannot reach Elasticsearch at {self.node_url} after {attempt + 1} tries: {_first_cause(exc)}"
+                ) from exc
+            if not response.get("errors"):
+                tally.written += len(pending)
+                return conflicts
+            retry: list[_Pending] = []
+            for item, result in zip(pending, response["items"], strict=True):
+                outcome = next(iter(result.values()))
+                status = outcome.get("status", 0)
+                if 200 <= status < 300:
+                    tally.written += 1
+                elif status == 409:
+                    if conflict_is_duplicate:
+                        tally.duplicates += 1
+                    else:
+                        conflicts.append(item)
+                elif status in ITEM_RETRY_STATUSES:
+                    retry.append(item)
+                else:
+                    tally.errors.append((item.ident, _reason(outcome.get("error"))))
+            if retry and attempt >= self.max_retries:
+                tally.errors.extend((p.ident, "rejected by a busy node (429) after retries") for p in retry)
+                retry = []
+            if retry:
+                attempt += 1
+                self._backoff(attempt)
+            pending = retry
+        return conflicts
+
+    def _backoff(self, attempt: int) -> None:
+        time.sleep(min(self.max_backoff, self.initial_backoff * 2 ** (attempt - 1)))
+
+    # -- reading ------------------------------------------------------------------------
+    def _refresh(self) -> None:
+        """Make this process's writes visible before it reads (lazily, once per write burst)."""
+        if not self._dirty:
+            return
+        names = ",".join(sorted(self._dirty))
+        self._call(self._es.indices.refresh, index=names, ignore_unavailable=True, allow_no_indices=True)
+        self._dirty.clear()
+
+    def _target(self, index: Index) -> str:
+        if index == "events":
+            return self._events_pattern
+        if index == "alerts":
+            return self._alerts
+        raise ValueError(f"unknown index {index!r}: expected 'events' or 'alerts'")
+
+    @staticmethod
+    def _query(query: str, since: datetime | None, until: datetime | None) -> dict[str, Any]:
+        filters: list[dict[str, Any]] = []
+        text = (query or "").strip()
+        if text and text != "*":
+            filters.append({"query_string": {
+                "query": text, "default_field": "message", "analyze_wildcard": True,
+                "allow_leading_wildcard": True,
+            }})
+        window: dict[str, Any] = {}
+        if since is not None:
+            window["gte"] = _epoch_ms_ceil(since)
+        if until is not None:
+            window["lt"] = _epoch_ms_ceil(until)
+        if window:
+            filters.append({"range": {"@timestamp": {**window, "format": "epoch_millis"}}})
+        return {"bool": {"filter": filters}} if filters else {"match_all": {}}
+
+    def _search(self, text: str, /, **kwargs: Any) -> dict[str, Any]:
+        """``search`` with a refused query string (``text``) turned into ``QuerySyntaxError``."""
+        self._refresh()
+        try:
+            return self._call(self._es.search, ignore_unavailable=True, allow_no_indices=True, **kwargs).body
+        except ApiError as exc:
+            raise self._translate(exc, text) from exc
+
+    def _translate(self, exc: ApiError, query: str) -> StoreError:
+        if exc.meta.status == 400 and (err := _query_error(exc, query)) is not None:
+            return err
+        return StoreError(f"Elasticsearch refused the request (HTTP {exc.meta.status}): {_reason(_body_error(exc))}")
+
+    def search(
+        self,
+        query: str = "*",
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        index: Index = "events",
+        sort: str = "@timestamp",
+        descending: bool = True,
+        limit: int = 100,
+        fields: Sequence[str] | None = None,
+    ) -> SearchResult:
+        order = "desc" if descending else "asc"
+        sort_spec = [{sort: {"order": order, "unmapped_type": "keyword"}}]
+        if sort != "event.id":
+            sort_spec.append({"event.id": {"order": order, "unmapped_type": "keyword"}})
+        source: Any = {"includes": list(fields)} if fields else True
+        body_query = self._query(query, since, until)
+        hits: list[Doc] = []
+        total = 0
+        after: list[Any] | None = None
+        limit = max(0, limit)
+        while True:
+            size = min(limit - len(hits), _MAX_WINDOW)
+            extra: dict[str, Any] = {"search_after": after} if after is not None else {}
+            body = self._search(query, index=self._target(index), query=body_query, sort=sort_spec,
+                                size=size, source=source, track_total_hits=after is None, **extra)
+            if after is None:
+                total = body["hits"]["total"]["value"]
+            page = body["hits"]["hits"]
+            hits.extend(h.get("_source", {}) for h in page)
+            if len(hits) >= limit or len(page) < size or not page:
+                break
+            after = page[-1]["sort"]
+        return SearchResult(total=total, hits=hits)
+
+    def count(
+        self, query: str = "*", *, since: datetime | None = None, until: datetime | None = None,
+        index: Index = "events",
+    ) -> int:
+        self._refresh()
+        try:
+            result = self._call(self._es.count, index=self._target(index), query=self._query(query, since, until),
+                                ignore_unavailable=True, allow_no_indices=True)
+        except ApiError as exc:
+            raise self._translate(exc, query) from exc
+        return int(result["count"])
+
+    def scan(
+        self, query: str = "*", *, since: datetime | None = None, until: datetime | None = None,
+        index: Index = "events", fields: Sequence[str] | None = None, batch_size: int = 5000,
+    ) -> Iterator[Doc]:
+        sort_spec = [{"@timestamp": {"order": "asc", "unmapped_type": "date"}},
+                     {"event.id": {"order": "asc", "unmapped_type": "keyword"}}]
+        source: Any = {"includes": list(fields)} if fields else True
+        body_query = self._query(query, since, until)
+        size = max(1, min(batch_size, _MAX_WINDOW))
+        after: list[Any] | None = None
+        while True:
+            extra: dict[str, Any] = {"search_after": after} if after is not None else {}
+            body = self._search(query, index=self._target(index), query=body_query, sort=sort_spec, size=size,
+                                source=source, track_total_hits=False, **extra)
+            page = body["hits"]["hits"]
+            for hit in page:
+                yield hit.get("_source", {})
+            if len(page) < size:
+                return
+            after = page[-1]["sort"]
+
+    def get_event(self, event_id: str) -> Doc | None:
+        body = self._search("", index=self._events_pattern, query={"ids": {"values": [event_id]}}, size=1)
+        hits = body["hits"]["hits"]
+        return hits[0]["_source"] if hits else None
+
+    # -- aggregation --------------------------------------------------------------------
+    def aggregate(
+        self,
+        group_by: Sequence[str],
+        metrics: Mapping[str, Metric] | None = None,
+        *,
+        query: str = "*",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        index: Index = "events",
+        interval_seconds: int | None = None,
+        limit: int | None = None,
+    ) -> list[Doc]:
+        metrics = dict(metrics or {})
+        sources: list[dict[str, Any]] = []
+        names: list[tuple[str, str]] = []  # (source name, output key)
+        if interval_seconds:
+            if interval_seconds < 1:
+                raise ValueError("interval_seconds must be at least 1")
+            sources.append({"t": {"date_histogram": {"field": "@timestamp", "fixed_interval": f"{interval_seconds}s"}}})
+            names.append(("t", "@timestamp"))
+        for i, name in enumerate(group_by):
+            sources.append({f"g{i}": {"terms": {"field": name}}})
+            names.append((f"g{i}", name))
+        sub_aggs: dict[str, Any] = {}
+        for i, (key, metric) in enumerate(metrics.items()):
+            sub_aggs.update(self._metric_aggs(f"m{i}", key, metric))
+        rows: list[Doc] = []
+        if not sources:
+            # No grouping: one row over everything matched.
+            body = self._search(query, index=self._target(index), query=self._query(query, since, until),
+                                size=0, track_total_hits=True, aggs=sub_aggs or None)
+            total = body["hits"]["total"]["value"]
+            if total:
+                rows.append(self._row({}, total, body.get("aggregations", {}), metrics))
+            return rows[:limit] if limit is not None else rows
+        composite: dict[str, Any] = {"sources": sources, "size": 5000}
+        while True:
+            aggs: dict[str, Any] = {"groups": {"composite": composite}}
+            if sub_aggs:
+                aggs["groups"]["aggs"] = sub_aggs
+            body = self._search(query, index=self._target(index), query=self._query(query, since, until),
+                                size=0, track_total_hits=False, aggs=aggs)
+            groups = body.get("aggregations", {}).get("groups", {})
+            for bucket in groups.get("buckets", []):
+                key = bucket["key"]
+                group = {out: self._group_value(out, key[src], src == "t") for src, out in names}
+                rows.append(self._row(group, bucket["doc_count"], bucket, metrics))
+            after = groups.get("after_key")
+            if not after or not groups.get("buckets"):
+                break
+            composite = {**composite, "after": after}
+        group_keys = [out for _, out in names]
+        rows.sort(key=lambda r: (-r["count"], *(_sortable(r[k]) for k in group_keys)))
+        return rows[:limit] if limit is not None else rows
+
+    @staticmethod
+    def _metric_aggs(name: str, key: str, metric: Metric) -> dict[str, Any]:
+        if metric.op == "count":
+            return {}
+        if metric.field is None:
+            raise ValueError(f"metric {key!r}: {metric.op} needs a field")
+        if metric.op == "cardinality":
+            return {name: {"cardinality": {"field": metric.field, "precision_threshold": 40000}}}
+        if metric.op == "sum":
+            # ES sums an absent field to 0; SQL gives NULL. The value_count tells them apart.
+            return {name: {"sum": {"field": metric.field}}, f"{name}_n": {"value_count": {"field": metric.field}}}
+        if metric.op in ("min", "max", "avg"):
+            return {name: {metric.op: {"field": metric.field}}}
+        raise ValueError(f"metric {key!r}: unknown op {metric.op!r}")
+
+    @staticmethod
+    def _row(group: Doc, count: int, bucket: Mapping[str, Any], metrics: Mapping[str, Metric]) -> Doc:
+        row: Doc = {**group, "count": count}
+        for i, (key, metric) in enumerate(metrics.items()):
+            if metric.op == "count":
+                row[key] = count
+                continue
+            agg = bucket.get(f"m{i}", {})
+            value = agg.get("value")
+            kind = field_type(metric.field or "")
+            if metric.op == "cardinality":
+                row[key] = int(value or 0)
+            elif value is None or (metric.op == "sum" and not bucket.get(f"m{i}_n", {}).get("value")):
+                row[key] = None
+            elif kind == "date" and metric.op in ("min", "max"):
+                row[key] = to_iso(datetime.fromtimestamp(value / 1000, UTC))
+            elif kind == "long" and metric.op != "avg" and float(value).is_integer():
+                row[key] = int(value)
+            else:
+                row[key] = value
+        return row
+
+    @staticmethod
+    def _group_value(name: str, value: Any, is_bucket: bool) -> Any:
+        if is_bucket or field_type(name) == "date":
+            return to_iso(datetime.fromtimestamp(value / 1000, UTC)) if isinstance(value, int | float) else value
+        return value
+
+    # -- alerts -------------------------------------------------------------------------
+    def put_alerts(self, alerts: Iterable[Doc]) -> WriteResult:
+        tally = _Tally()
+        batch: dict[str, Doc] = {}
+        for position, alert in enumerate(alerts):
+            ident = alert.get("event.id") if isinstance(alert, Mapping) else None
+            if not isinstance(ident, str) or not ident:
+                tally.errors.append((str(ident or position), "missing event.id"))
+                continue
+            batch.pop(ident, None)
+            batch[ident] = dict(alert)
+            if len(batch) >= 500:
+                self._upsert_alerts(batch, tally)
+                batch = {}
+        if batch:
+            self._upsert_alerts(batch, tally)
+        return WriteResult(written=tally.written, duplicates=tally.duplicates, errors=tally.errors)
+
+    def _upsert_alerts(self, incoming: dict[str, Doc], tally: _Tally) -> None:
+        todo = incoming
+        for _ in range(self.max_retries + 2):
+            found = self._call(self._es.mget, index=self._alerts, ids=list(todo), realtime=True)
+            items: list[_Pending] = []
+            for doc, alert in zip(found["docs"], todo.values(), strict=True):
+                merged = _merge_alert(alert, doc.get("_source") if doc.get("found") else None)
+                if doc.get("found"):
+                    meta = {"index": {"_index": self._alerts, "_id": doc["_id"],
+                                      "if_seq_no": doc["_seq_no"], "if_primary_term": doc["_primary_term"]}}
+                else:
+                    meta = {"create": {"_index": self._alerts, "_id": doc["_id"]}}
+                try:
+                    lines = orjson.dumps(meta) + b"\n" + orjson.dumps(merged, option=_ORJSON_OPTS) + b"\n"
+                except TypeError as exc:
+                    tally.errors.append((doc["_id"], f"cannot store: {exc}"))
+                    continue
+                items.append(_Pending(doc["_id"], self._alerts, lines))
+            if not items:
+                return
+            conflicts = self._send(items, tally, conflict_is_duplicate=False)
+            if not conflicts:
+                return
+            todo = {p.ident: incoming[p.ident] for p in conflicts}
+        tally.errors.extend((ident, "alert kept changing under concurrent writers") for ident in todo)
+
+    def get_alert(self, alert_id: str) -> Doc | None:
+        try:
+            doc = self._call(self._es.get, index=self._alerts, id=alert_id, realtime=True)
+        except NotFoundError:
+            return None
+        return dict(doc["_source"])
+
+    def update_alert(self, alert_id: str, change: AlertChange) -> Doc:
+        for _ in range(self.max_retries + 2):
+            try:
+                current = self._call(self._es.get, index=self._alerts, id=alert_id, realtime=True)
+            except NotFoundError as exc:
+                raise AlertNotFound(f"no alert with id {alert_id!r}") from exc
+            doc = _apply_change(dict(current["_source"]), change)
+            try:
+                self._call(self._es.index, index=self._alerts, id=alert_id, document=doc,
+                           if_seq_no=current["_seq_no"], if_primary_term=current["_primary_term"])
+            except ConflictError:
+                continue  # someone else changed it: re-read and re-apply on top
+            self._dirty.add(self._alerts)
+            return doc
+        raise StoreError(f"alert {alert_id!r} kept changing under concurrent writers; try again")
+
+    # -- state --------------------------------------------------------------------------
+    @staticmethod
+    def _state_id(kind: str, key: str) -> str:
+        return hashlib.sha1(f"{kind}\x00{key}".encode()).hexdigest()
+
+    def get_state(self, kind: str, key: str) -> Doc | None:
+        try:
+            doc = self._call(self._es.get, index=self._state, id=self._state_id(kind, key), realtime=True)
+        except NotFoundError:
+            return None
+        value = doc["_source"].get("value")
+        return dict(value) if isinstance(value, Mapping) else None
+
+    def put_state(self, kind: str, key: str, value: Doc) -> None:
+        document = {"kind": kind, "key": key, "@timestamp": to_iso(utcnow()), "value": value}
+        try:
+            self._call(self._es.index, index=self._state, id=self._state_id(kind, key), document=document)
+        except ApiError as exc:
+            raise StoreError(f"cannot save state {kind}/{key}: {_reason(_body_error(exc))}") from exc
+        self._dirty.add(self._state)
+
+    def delete_state(self, kind: str, key: str) -> None:
+        with contextlib.suppress(NotFoundError):
+            self._call(self._es.delete, index=self._state, id=self._state_id(kind, key))
+        self._dirty.add(self._state)
+
+    def list_state(self, kind: str) -> list[tuple[str, Doc]]:
+        out: list[tuple[str, Doc]] = []
+        after: list[Any] | None = None
+        while True:
+            extra: dict[str, Any] = {"search_after": after} if after is not None else {}
+            body = self._search("", index=self._state, query={"term": {"kind": kind}},
+                                sort=[{"key": "asc"}], size=1000, **extra)
+            page = body["hits"]["hits"]
+            out.extend((h["_source"]["key"], h["_source"].get("value") or {}) for h in page)
+            if len(page) < 1000:
+                return out
+            after = page[-1]["sort"]
+
+    # -- status -------------------------------------------------------------------------
+    def status(self) -> StoreStatus:
+        body = self._search("", index=self._events_pattern, size=0, track_total_hits=True, aggs={
+            "datasets": {"terms": {"field": "event.dataset", "size": 10_000}},
+            "first": {"min": {"field": "@timestamp"}},
+            "last": {"max": {"field": "@timestamp"}},
+        })
+        aggs = body.get("aggregations", {})
+        per_dataset = {b["key"]: b["doc_count"] for b in aggs.get("datasets", {}).get("buckets", [])}
+        alerts = self.count(index="alerts")
+        size = 0
+        if names := self._existing_indices(f"{self._events_pattern},{self._alerts},{self._state}"):
+            stats = self._call(self._es.indices.stats, index=",".join(names), metric="store")
+            size = stats.get("_all", {}).get("total", {}).get("store", {}).get("size_in_bytes", 0)
+
+        def when(name: str) -> str | None:
+            value = aggs.get(name, {}).get("value")
+            return to_iso(datetime.fromtimestamp(value / 1000, UTC)) if value is not None else None
+
+        return StoreStatus(backend=self.backend, url=self.url, events=body["hits"]["total"]["value"], alerts=alerts,
+                           per_dataset=dict(sorted(per_dataset.items())), size_bytes=int(size),
+                           first_event=when("first"), last_event=when("last"))
+
+
+@dataclass
+class _Tally:
+    written: int = 0
+    duplicates: int = 0
+    errors: list[tuple[str, str]] = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.errors is None:
+            self.errors = []
+
+
+def _merge_alert(incoming: Doc, existing: Doc | None) -> Doc:
+    """A rerun refreshes the detection fields; the analyst's lifecycle fields and history stay."""
+    merged = dict(incoming)
+    if existing is None:
+        merged.setdefault(ALERT_STATUS, "open")
+        merged.setdefault(ALERT_HISTORY, [])
+        return merged
+    for name in ALERT_LIFECYCLE_FIELDS:
+        if name in existing:
+            merged[name] = existing[name]
+        else:
+            merged.pop(name, None)
+    return merged
+
+
+def _apply_change(doc: Doc, change: AlertChange) -> Doc:
+    diff: dict[str, dict[str, Any]] = {}
+    for name, value in change.changes.items():
+        before = doc.get(name)
+        diff[name] = {"from": before, "to": value}
+        if value is None:
+            doc.pop(name, None)
+        else:
+            doc[name] = value
+    history = list(doc.get(ALERT_HISTORY) or [])
+    history.append({"@timestamp": to_iso(utcnow()), "actor": change.actor, "action": change.action,
+                    "changes": diff, "note": change.note})
+    doc[ALERT_HISTORY] = history
+    return doc
+
+
+def _sortable(value: Any) -> tuple[int, Any]:
+    """Group values of one column share a type; ``None`` and mixed types still sort stably."""
+    if value is None:
+        return (0, 0)
+    if isinstance(value, bool | int | float):
+        return (1, value)
+    return (2, str(value))
+
+
+def _body_error(exc: ApiError) -> Any:
+    body = exc.body
+    if isinstance(body, Mapping):
+        return body.get("error", body)
+    return body or exc.message
+
+
+def _first_cause(exc: Exception) -> str:
+    """The innermost error's message (e.g. 'Connection refused'), not the wrapper chain."""
+    errors = getattr(exc, "errors", ()) or ()
+    inner: BaseException = errors[0] if errors else exc
+    while inner.__cause__ is not None or inner.__context__ is not None:
+        nxt = inner.__cause__ or inner.__context__
+        if nxt is None:
+            break
+        inner = nxt
+    text = str(inner) or type(inner).__name__
+    m = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
+    return m.group(1).strip() if m else text.splitlines()[0][:200]
