@@ -1,0 +1,189 @@
+"""Token verification, and the hostile-token matrix of issue 5: every one denied with a reason."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from policy_tokens import (
+    AUDIENCE,
+    DOMAIN,
+    ISSUER,
+    SVID_AUDIENCE,
+    b64,
+    claims,
+    forge,
+    jwk_of,
+    keys,
+    svid,
+    user_token,
+    verifier,
+)
+
+from policy.identity import KeySet, TokenError, TokenVerifier, TrustConfig, load_trust_config
+from policy.identity.jwt import IssuerConfig
+
+
+def test_valid_user_tokens_verify_with_each_key_family() -> None:
+    v = verifier()
+    for alg, kid in (("ES256", "ec1"), ("RS256", "rsa1"), ("EdDSA", "ed1")):
+        ident = v.verify(user_token(alg, kid))
+        assert ident.principal == "clerk-7"
+        assert ident.issuer == ISSUER
+        assert ident.roles == {"clerk"}
+        assert ident.scopes == {"records:read"}
+        assert ident.kind == "jwt"
+
+
+def test_valid_svid_gives_spiffe_identity_and_namespace() -> None:
+    ident = verifier().verify(svid("/ns/portal/sa/web"))
+    assert ident.principal == f"spiffe://{DOMAIN}/ns/portal/sa/web"
+    assert ident.kind == "spiffe"
+    assert ident.trust_domain == DOMAIN
+    assert ident.namespace == "portal"
+
+
+def test_verified_tokens_are_cached_until_expiry() -> None:
+    v = verifier()
+    token = user_token()
+    first = v.verify(token)
+    assert v.verify(token) is first
+    v.clear_cache()
+    assert v.verify(token) is not first
+
+
+def _hs_with_public_key() -> str:
+    """RS/HS confusion: HS256 'signed' with the RSA public key's PEM as the secret."""
+    pem = keys().rsa.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    header, payload = b64(json.dumps({"alg": "HS256", "kid": "rsa1", "typ": "JWT"}).encode()), b64(json.dumps(claims()).encode())
+    sig = hmac.new(pem, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    return f"{header}.{payload}.{b64(sig)}"
+
+
+def _dup(name: str, first: str, second: str) -> str:
+    body = json.dumps(claims())[:-1] + f', "{name}": {first}, "{name}": {second}}}'
+    return forge({"alg": "ES256", "kid": "ec1"}, body, keys().ec)
+
+
+def _with_header(**extra: object) -> str:
+    return forge({"alg": "ES256", "kid": "ec1", "typ": "JWT", **extra}, claims(), keys().ec)
+
+
+def _jwk_header() -> str:
+    attacker = keys().other_domain
+    return forge({"alg": "ES256", "kid": "ec1", "jwk": jwk_of(attacker, "evil")}, claims(), attacker)
+
+
+now = int(time.time())
+
+HOSTILE: dict[str, tuple[Callable[[], str], str]] = {
+    "alg none": (lambda: forge({"alg": "none", "typ": "JWT"}, claims(), None), "none"),
+    "alg None mixed case": (lambda: forge({"alg": "nOnE"}, claims(), None), "none"),
+    "RS/HS key confusion": (_hs_with_public_key, "HS256 is not allowed"),
+    "jku header": (lambda: _with_header(jku="https://evil.example/jwks.json"), "'jku' is refused"),
+    "x5u header": (lambda: _with_header(x5u="https://evil.example/cert.pem"), "'x5u' is refused"),
+    "embedded jwk header": (_jwk_header, "'jwk' is refused"),
+    "x5c header": (lambda: _with_header(x5c=["MIIB"]), "'x5c' is refused"),
+    "kid path traversal": (lambda: user_token(kid="../../../../etc/passwd"), "unknown kid"),
+    "kid SQL injection": (lambda: user_token(kid="x' OR '1'='1"), "unknown kid"),
+    "kid not a string": (lambda: forge({"alg": "ES256", "kid": {"$ne": 1}}, claims(), keys().ec), "kid must be"),
+    "expired": (lambda: user_token(exp=now - 3600), "token expired"),
+    "not yet valid": (lambda: user_token(nbf=now + 3600), "not yet valid"),
+    "wrong audience": (lambda: user_token(aud="payments"), "wrong audience"),
+    "multiple audiences": (lambda: user_token(aud=[AUDIENCE, "payments"]), "exactly one"),
+    "wrong issuer": (lambda: user_token(iss="https://evil.example"), "untrusted issuer"),
+    "issuer prefix trick": (lambda: user_token(iss=ISSUER + ".evil.example"), "untrusted issuer"),
+    "issuer substring trick": (lambda: user_token(iss="https://idp.gov"), "untrusted issuer"),
+    "issuer trailing slash": (lambda: user_token(iss=ISSUER + "/"), "untrusted issuer"),
+    "missing exp": (lambda: user_token(exp=None), "missing required claim 'exp'"),
+    "missing sub": (lambda: user_token(sub=None), "missing required claim 'sub'"),
+    "missing aud": (lambda: user_token(aud=None), "missing required claim 'aud'"),
+    "missing iss": (lambda: user_token(iss=None), "missing required claim 'iss'"),
+    "exp as a string": (lambda: user_token(exp=str(now + 600)), "must be a number"),
+    "exp as a bool": (lambda: user_token(exp=True), "must be a number"),
+    "duplicate sub claim": (lambda: _dup("sub", '"clerk-7"', '"admin"'), "duplicate"),
+    "duplicate header": (lambda: forge('{"alg":"ES256","kid":"ec1","alg":"ES256"}', claims(), keys().ec, "ES256"), "duplicate"),
+    "multi-megabyte token": (lambda: user_token(pad="A" * 3_000_000), "exceeds"),
+    "unknown crit header": (lambda: _with_header(crit=["exp-ext"], **{"exp-ext": 1}), "critical"),
+    "key too short": (lambda: forge({"alg": "RS256", "kid": "short1"}, claims(), keys().short_rsa), "shorter than 2048"),
+    "another trust domain": (lambda: forge({"alg": "ES256", "kid": "svid1"}, {
+        "sub": "spiffe://evil.example/ns/portal/sa/web", "aud": SVID_AUDIENCE, "exp": now + 300}, keys().other_domain),
+        "not trusted"),
+    "svid signed by another domain's key": (lambda: svid(key=keys().other_domain), "bad signature"),
+    "svid with extra header": (lambda: forge({"alg": "ES256", "kid": "svid1", "cty": "JWT"}, {
+        "sub": f"spiffe://{DOMAIN}/ns/a/sa/b", "aud": SVID_AUDIENCE, "exp": now + 300}, keys().svid), "not allowed"),
+    "svid with HMAC": (lambda: forge({"alg": "HS256", "kid": "svid1"}, {
+        "sub": f"spiffe://{DOMAIN}/ns/a/sa/b", "aud": SVID_AUDIENCE, "exp": now + 300}, b"k" * 32), "not allowed"),
+    "svid with bad SPIFFE ID": (lambda: svid(path="/ns/../sa/x"), "bad SPIFFE ID path"),
+    "tampered payload": (lambda: user_token().rsplit(".", 2)[0] + "." + b64(json.dumps(claims(sub="admin")).encode())
+                         + "." + user_token().rsplit(".", 1)[1], "bad signature"),
+    "wrong typ": (lambda: forge({"alg": "ES256", "kid": "ec1", "typ": "secevent+jwt"}, claims(), keys().ec), "typ"),
+    "JWE": (lambda: "a.b.c.d.e", "JWE"),
+    "garbage": (lambda: "not-a-token", "not a compact JWS"),
+    "payload not JSON": (lambda: b64(b'{"alg":"ES256"}') + "." + b64(b"[1,2") + ".", "not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_token_is_refused_with_reason(case: str) -> None:
+    make, reason = HOSTILE[case]
+    with pytest.raises(TokenError) as info:
+        verifier().verify(make())
+    assert reason.lower() in str(info.value).lower(), str(info.value)
+
+
+def test_hmac_only_where_configured() -> None:
+    secret = b"s" * 32
+    jwks = {"keys": [{"kty": "oct", "k": base64.urlsafe_b64encode(secret).rstrip(b"=").decode(), "kid": "h1"}]}
+    cfg = TrustConfig()
+    cfg.issuers["https://legacy.gov.example"] = IssuerConfig(
+        issuer="https://legacy.gov.example", keys=KeySet(name="legacy", jwks=jwks, allow_hmac=True),
+        audience=AUDIENCE, algorithms=frozenset({"HS256"}), hmac=True)
+    token = forge({"alg": "HS256", "kid": "h1"}, claims(iss="https://legacy.gov.example"), secret)
+    assert TokenVerifier(cfg).verify(token).principal == "clerk-7"
+    with pytest.raises(ValueError, match="HMAC needs"):
+        IssuerConfig(issuer="x", keys=KeySet(name="x", jwks=jwks), audience="a", algorithms=frozenset({"HS256"}))
+    # An oct key in an asymmetric issuer's set is refused at load time, with the reason kept.
+    ks = KeySet(name="mixed", jwks=jwks)
+    ks.load()
+    assert ks.kids == [] and "not configured for HMAC" in ks.errors[0]
+
+
+def test_service_audience_template() -> None:
+    cfg = verifier().trust
+    cfg.issuers[ISSUER].audience = "{service}"
+    v = TokenVerifier(cfg)
+    assert v.verify(user_token(aud="payments"), service="payments").principal == "clerk-7"
+    with pytest.raises(TokenError, match="wrong audience"):
+        v.verify(user_token(aud="payments"), service="records")
+
+
+def test_trust_file_and_jwks_refresh_rate_limit(tmp_path: Path) -> None:
+    (tmp_path / "idp.json").write_text(json.dumps({"keys": [jwk_of(keys().ec, "ec1")]}))
+    (tmp_path / "trust.yaml").write_text(
+        f"issuers:\n  - issuer: {ISSUER}\n    audience: {AUDIENCE}\n    algorithms: [ES256]\n"
+        f"    jwks_file: idp.json\n    min_refresh_s: 3600\n"
+    )
+    v = TokenVerifier(load_trust_config(tmp_path / "trust.yaml"))
+    assert v.verify(user_token()).principal == "clerk-7"
+    # A rotated-in key appears in the file, but the set was fetched a moment ago: refresh is rate-limited.
+    (tmp_path / "idp.json").write_text(json.dumps({"keys": [jwk_of(keys().ec, "ec1"), jwk_of(keys().ec, "ec2")]}))
+    with pytest.raises(TokenError, match="unknown kid"):
+        v.verify(user_token(kid="ec2"))
+    ks = v.trust.issuers[ISSUER].keys
+    ks.min_refresh_s = 0
+    assert v.verify(user_token(kid="ec2", sub="rotated")).principal == "rotated"
+
+
+def test_bad_trust_file_names_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "trust.yaml"
+    bad.write_text(f"issuers:\n  - issuer: {ISSUER}\n    audience: x\n    jwks_file: missing.json\n")
+    with pytest.raises(ValueError, match="cannot load keys"):
+        load_trust_config(bad)
