@@ -1,0 +1,549 @@
+"""``soc alerts``: the analyst's queue on the command line.
+
+Thin over ``detections.lifecycle`` (queue, transitions, bulk), ``detections.exceptions``,
+``detections.timeline`` and ``detections.risk``: the triage app and the web dashboard call
+the same functions, so what is allowed and what is recorded never differs between them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import typer
+
+from soc_cli.context import STATE, StoreOption, since_option, use_store
+from soc_cli.output import console, emit, emit_json, err_console
+
+LIST_COLUMNS = ("event.id", "@timestamp", "ztsoc.alert.level", "ztsoc.alert.status", "rule.name",
+                "ztsoc.alert.entity.value", "ztsoc.alert.assignee", "threat.technique.id")
+LIST_FIELDS = (*LIST_COLUMNS, "rule.id", "threat.tactic.name", "ztsoc.alert.entity.type",
+               "ztsoc.alert.suppressed", "ztsoc.alert.close_reason", "ztsoc.alert.evidence_count")
+LEVEL_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan",
+               "informational": "dim"}
+
+alerts_app = typer.Typer(help="The alert queue: list, show, triage, bulk changes, exceptions, timelines.",
+                         invoke_without_command=True, no_args_is_help=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(alerts_app, name="alerts")
+
+
+def _split(text: str | None) -> list[str]:
+    return [p.strip() for p in (text or "").split(",") if p.strip()]
+
+
+def make_filter(status: str | None, level: str | None, rule: str | None, entity: str | None, tactic: str | None,
+                technique: str | None, assignee: str | None, query: str | None, include_suppressed: bool) -> Any:
+    from detections.lifecycle import OPEN_STATUSES, AlertFilter, parse_levels
+
+    statuses = _split(status) if status else list(OPEN_STATUSES)
+    if statuses == ["all"]:
+        statuses = [*OPEN_STATUSES, "closed"]
+    return AlertFilter(statuses=statuses, levels=parse_levels(level) if level else [], rule=rule, entity=entity,
+                       tactic=tactic, technique=technique, assignee=assignee, query=query,
+                       include_suppressed=include_suppressed)
+
+
+def _short(alert_id: Any) -> str:
+    text = str(alert_id or "")
+    return text if len(text) <= 16 else text[:16]
+
+
+def _alert_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> Any:
+    from rich.table import Table
+
+    tbl = Table(title=title, header_style="bold")
+    for col in ("id", "time", "level", "status", "rule", "entity", "assignee", "ATT&CK"):
+        tbl.add_column(col, overflow="fold")
+    for a in rows:
+        level = str(a.get("ztsoc.alert.level") or "")
+        status = str(a.get("ztsoc.alert.status") or "open")
+        if a.get("ztsoc.alert.suppressed"):
+            status += " (suppressed)"
+        tbl.add_row(_short(a.get("event.id")), str(a.get("@timestamp") or "")[:19].replace("T", " "),
+                    f"[{LEVEL_STYLE.get(level, '')}]{level}[/]", status, str(a.get("rule.name") or ""),
+                    str(a.get("ztsoc.alert.entity.value") or ""), str(a.get("ztsoc.alert.assignee") or ""),
+                    str(a.get("threat.technique.id") or "") if not isinstance(a.get("threat.technique.id"), list)
+                    else ", ".join(a["threat.technique.id"]))
+    return tbl
+
+
+@alerts_app.callback()
+def alerts_list(
+    ctx: typer.Context,
+    status: str = typer.Option(None, "--status", help="open,acknowledged,escalated,closed or all "
+                                                      "(default: everything not closed)"),
+    level: str = typer.Option(None, "--level", help="e.g. high,critical or high+ (this level and above)"),
+    rule: str = typer.Option(None, "--rule", help="rule id or name"),
+    entity: str = typer.Option(None, "--entity", help="user, host, IP or service identity"),
+    tactic: str = typer.Option(None, "--tactic", help="ATT&CK tactic id or name (TA0006)"),
+    technique: str = typer.Option(None, "--technique", help="ATT&CK technique id (T1110 also matches T1110.001)"),
+    assignee: str = typer.Option(None, "--assignee"),
+    query: str = typer.Option(None, "--query", "-q", help="query string for anything else"),
+    group_by: str = typer.Option(None, "--group-by", help="comma-separated fields, e.g. rule.name,source.ip"),
+    include_suppressed: bool = typer.Option(False, "--include-suppressed", help="also list suppressed alerts"),
+    since: str = typer.Option(None, "--since", help="15m, 24h, 7d or an ISO time"),
+    limit: int = typer.Option(50, "--limit"),
+    as_json: bool = typer.Option(False, "--json"),
+    ndjson: bool = typer.Option(False, "--ndjson"),
+    store_url: str = StoreOption,
+) -> None:
+    """List the queue (most severe, then newest, first); subcommands act on alerts."""
+    if ctx.invoked_subcommand is not None:
+        if store_url:  # `soc alerts --store URL show ID`: remembered, opened by the subcommand
+            STATE.store_url = store_url
+        return
+    from detections.lifecycle import group_queue, list_queue
+
+    store = use_store(store_url)
+    flt = make_filter(status, level, rule, entity, tactic, technique, assignee, query, include_suppressed)
+    start = since_option(since)
+    if group_by:
+        groups = group_queue(store, flt, _split(group_by), since=start, limit=limit)
+        fields = _split(group_by)
+        emit(groups, [*fields, "level", "count"], as_json=as_json, ndjson=ndjson,
+             title=f"alerts grouped by {', '.join(fields)}")
+        return
+    page = list_queue(store, flt, since=start, limit=limit, fields=None if (as_json or ndjson) else LIST_FIELDS)
+    if as_json or ndjson:
+        emit_json(page.alerts, ndjson=ndjson)
+        return
+    console.print(_alert_table(page.alerts, title=f"{len(page.alerts)} of {page.total} alerts"))
+    if page.total > len(page.alerts):
+        err_console.print(f"[dim]{page.total - len(page.alerts)} more: raise --limit or narrow the filters[/]")
+
+
+def _store(_ctx: typer.Context, store_url: str | None) -> Any:
+    return use_store(store_url)
+
+
+# -- show ---------------------------------------------------------------------------------------
+
+def _guide(alert: dict[str, Any]) -> dict[str, Any]:
+    """The rule's investigation guide and response steps, from the rule file when we can find it."""
+    from detections.guides import rule_guide
+
+    return rule_guide(alert).to_doc()
+
+
+def alert_details(store: Any, alert: dict[str, Any], *, evidence_limit: int = 20, related_limit: int = 10
+                  ) -> dict[str, Any]:
+    """Everything ``show`` prints, as one JSON-able dict (also what ``--json`` emits)."""
+    from detections.lifecycle import ALERT_LEVEL
+    from detections.risk import entity_risk, quote
+
+    entity = alert.get("ztsoc.alert.entity.value")
+    risk = entity_risk(store, str(entity)) if entity else None
+    ids = alert.get("ztsoc.alert.evidence") or []
+    ids = [ids] if isinstance(ids, str) else list(ids)
+    evidence = [doc for doc in (store.get_event(str(i)) for i in ids[:evidence_limit]) if doc is not None]
+    related: list[dict[str, Any]] = []
+    if entity:
+        related = store.search(
+            f"ztsoc.alert.entity.value:{quote(str(entity))} AND NOT event.id:{quote(str(alert['event.id']))}",
+            index="alerts", limit=related_limit,
+            fields=["event.id", "@timestamp", "rule.name", ALERT_LEVEL, "ztsoc.alert.status"]).hits
+    return {
+        "alert": alert,
+        "risk": None if risk is None else {"entity": risk.entity, "score": risk.score, "band": risk.band,
+                                           "alerts": risk.alerts, "by_level": risk.by_level,
+                                           "top_rules": risk.top_rules},
+        "evidence": evidence,
+        "evidence_total": len(ids),
+        "related": related,
+        "guide": _guide(alert),
+        "history": alert.get("ztsoc.alert.history") or [],
+    }
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def print_details(d: dict[str, Any]) -> None:
+    console.print(details_renderable(d))
+
+
+def details_renderable(d: dict[str, Any]) -> Any:
+    """``show``'s output as one Rich renderable (also the triage app's detail pane)."""
+    from rich.console import Group
+    from rich.markdown import Markdown
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+
+    from detections.timeline import summarize
+
+    parts: list[Any] = []
+    a = d["alert"]
+    level = str(a.get("ztsoc.alert.level") or "")
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    status = str(a.get("ztsoc.alert.status") or "open")
+    if a.get("ztsoc.alert.close_reason"):
+        status += f" ({a['ztsoc.alert.close_reason']})"
+    if a.get("ztsoc.alert.suppressed"):
+        status += f"  suppressed by {a.get('ztsoc.alert.exception_id')}"
+    attack = []
+    for key in ("threat.tactic", "threat.technique"):
+        for i, ident in enumerate(_as_list(a.get(f"{key}.id"))):
+            names = _as_list(a.get(f"{key}.name"))
+            attack.append(f"{ident} {names[i] if i < len(names) else ''}".strip())
+    rows = [
+        ("id", str(a.get("event.id"))),
+        ("rule", f"{a.get('rule.name', '?')}  ({a.get('rule.id', '?')})"),
+        ("level", f"[{LEVEL_STYLE.get(level, '')}]{level}[/]"),
+        ("status", status),
+        ("assignee", str(a.get("ztsoc.alert.assignee") or "-")),
+        ("ATT&CK", ", ".join(attack) or "-"),
+        ("entity", f"{a.get('ztsoc.alert.entity.type', '?')} {a.get('ztsoc.alert.entity.value', '?')}"),
+        ("seen", f"{a.get('ztsoc.alert.first_seen') or a.get('@timestamp')} .. "
+                 f"{a.get('ztsoc.alert.last_seen') or a.get('@timestamp')}"),
+    ]
+    if d["risk"]:
+        r = d["risk"]
+        rows.append(("entity risk", f"{r['score']} ({r['band']}) from {r['alerts']} unresolved alert(s)"
+                                    + (f": {', '.join(r['top_rules'])}" if r["top_rules"] else "")))
+    for k, v in rows:
+        head.add_row(k, v)
+    parts.append(Panel(head, title=f"alert {_short(a.get('event.id'))}", expand=False))
+    if a.get("rule.description"):
+        parts.append(Text(str(a["rule.description"])))
+
+    parts.append(Text.from_markup(f"\n[bold]Evidence[/] ({len(d['evidence'])} of {d['evidence_total']} events)"))
+    ev = Table(header_style="bold")
+    for col in ("time", "dataset", "event", "summary"):
+        ev.add_column(col, overflow="fold")
+    for e in d["evidence"]:
+        ev.add_row(str(e.get("@timestamp", ""))[:23], str(e.get("event.dataset", "")), _short(e.get("event.id")),
+                   summarize(e))
+    parts.append(ev)
+
+    if d["related"]:
+        parts.append(Text.from_markup("\n[bold]Related alerts on the same entity[/]"))
+        parts.append(_alert_table(d["related"]))
+
+    guide = d["guide"]
+    if guide.get("investigation"):
+        parts.append(Panel(Markdown(str(guide["investigation"])), title="Investigation guide", expand=False))
+    if guide.get("response"):
+        steps = "\n".join(f"{i}. {s}" for i, s in enumerate(_as_list(guide["response"]), 1))
+        parts.append(Panel(Markdown(steps), title="Response steps", expand=False))
+
+    parts.append(Text.from_markup("\n[bold]History[/]"))
+    hist = Table(header_style="bold")
+    for col in ("when", "who", "action", "change", "note"):
+        hist.add_column(col, overflow="fold")
+    for h in d["history"]:
+        hist.add_row(*history_row(h))
+    parts.append(hist if d["history"] else Text("  (no changes yet)"))
+    return Group(*parts)
+
+
+def history_row(h: dict[str, Any]) -> tuple[str, str, str, str, str]:
+    """One history entry as (when, who, action, "field: from -> to; ...", note), whatever the backend stored."""
+    when = str(h.get("@timestamp") or h.get("at") or h.get("when") or h.get("timestamp") or "")
+    who = str(h.get("actor") or h.get("who") or "")
+    changes = h.get("changes") or {}
+    before = h.get("from") or h.get("previous") or {}
+    parts = []
+    for name, value in changes.items():
+        short = name.removeprefix("ztsoc.alert.")
+        old = before.get(name) if isinstance(before, dict) else None
+        if isinstance(value, dict) and {"from", "to"} <= set(value):
+            old, value = value["from"], value["to"]
+        parts.append(f"{short}: {old if old is not None else '-'} -> {value if value is not None else '-'}")
+    return when[:19].replace("T", " "), who, str(h.get("action") or ""), "; ".join(parts), str(h.get("note") or "")
+
+
+@alerts_app.command("show")
+def show(
+    ctx: typer.Context,
+    alert_id: str = typer.Argument(..., metavar="ID", help="alert id (or a unique prefix of it)"),
+    as_json: bool = typer.Option(False, "--json"),
+    store_url: str = StoreOption,
+) -> None:
+    """Everything about one alert: rule, ATT&CK, entity risk, evidence, related alerts, guide, history."""
+    from detections.lifecycle import find_alert
+
+    store = _store(ctx, store_url)
+    details = alert_details(store, find_alert(store, alert_id))
+    if as_json:
+        emit_json([details])
+        return
+    print_details(details)
+
+
+# -- lifecycle ----------------------------------------------------------------------------------
+
+def _preview(plan: Any) -> None:
+    from detections.lifecycle import describe_change
+
+    rows = []
+    for p in plan.changes[:20]:
+        change = describe_change(p.alert, p.change)
+        rows.append({
+            "id": _short(p.alert.get("event.id")), "level": p.alert.get("ztsoc.alert.level"),
+            "rule": p.alert.get("rule.name"), "entity": p.alert.get("ztsoc.alert.entity.value"),
+            "change": "; ".join(f"{k.removeprefix('ztsoc.alert.')}: {v['from'] or '-'} -> {v['to'] or '-'}"
+                                for k, v in change.items()) or "(note only)",
+        })
+    console.print(emit_table(rows, ("id", "level", "rule", "entity", "change"),
+                             title=f"{plan.request.action}: {len(plan.changes)} of {plan.matched} matching alerts "
+                                   "will change"))
+    if len(plan.changes) > 20:
+        console.print(f"[dim]... and {len(plan.changes) - 20} more[/]")
+    for status, n in sorted(plan.refusal_counts().items()):
+        reason = next(r for a, r in plan.refused if (a.get("ztsoc.alert.status") or "open") == status)
+        console.print(f"[yellow]{n} left alone[/] (they are {status}): {reason.split(': ', 1)[-1]}")
+
+
+def emit_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: str) -> Any:
+    from soc_cli.output import table
+
+    return table(rows, columns, title=title)
+
+
+def _act(ctx: typer.Context, action: str, ids: list[str] | None, query: str | None, since: str | None,
+         yes: bool, store_url: str | None, *, note: str | None = None, assignee: str | None = None,
+         reason: str | None = None, as_json: bool = False) -> None:
+    from detections.lifecycle import Request, analyst_name, find_alert, plan_bulk, plan_change
+
+    store = _store(ctx, store_url)
+    req = Request(action=action, actor=analyst_name(), note=note, assignee=assignee, reason=reason)
+    if ids and query:
+        raise ValueError("give alert ids or --query, not both")
+    if ids:
+        done: list[dict[str, Any]] = []
+        failures = 0
+        for text in ids:
+            alert = find_alert(store, text)
+            try:
+                change = plan_change(alert, req)
+            except ValueError as exc:
+                err_console.print(f"[red]refused:[/] {exc}", highlight=False)
+                failures += 1
+                continue
+            updated = store.update_alert(str(alert["event.id"]), change)
+            done.append(updated)
+            if not as_json:
+                console.print(f"{action}: {alert['event.id']} -> {updated.get('ztsoc.alert.status')}"
+                              + (f", assignee {updated.get('ztsoc.alert.assignee')}" if action == "assign" else ""),
+                              highlight=False)
+        if as_json:
+            emit_json(done)
+        if failures:
+            raise typer.Exit(1)
+        return
+    if not query:
+        raise ValueError(f"{action} needs alert ids or --query")
+    plan = plan_bulk(store, query, req, since=since_option(since))
+    if plan.matched == 0:
+        console.print(f"no alert matches {query!r}")
+        return
+    _preview(plan)
+    if not plan.changes:
+        raise typer.Exit(1)
+    if not yes and not typer.confirm(f"{action} {len(plan.changes)} alert(s)?", default=False):
+        err_console.print("nothing changed")
+        raise typer.Exit(1)
+    result = _apply_with_progress(store, plan)
+    console.print(f"{action}: {result.changed} alert(s) changed" +
+                  (f", {len(result.failed)} failed" if result.failed else ""))
+    for alert_id, why in result.failed[:10]:
+        err_console.print(f"  {alert_id}: {why}", highlight=False)
+    if result.failed:
+        raise typer.Exit(1)
+
+
+def _apply_with_progress(store: Any, plan: Any) -> Any:
+    from detections.lifecycle import apply_bulk
+
+    if not console.is_terminal or len(plan.changes) < 200:
+        return apply_bulk(store, plan)
+    from rich.progress import Progress
+
+    with Progress(console=err_console, transient=True) as progress:
+        task = progress.add_task(plan.request.action, total=len(plan.changes))
+        return apply_bulk(store, plan, progress=lambda i: progress.update(task, completed=i))
+
+
+IdsArg = typer.Argument(None, metavar="[ID]...", help="alert ids (or unique prefixes)")
+QueryOpt = typer.Option(None, "--query", "-q", help="bulk: every alert matching this query string")
+SinceOpt = typer.Option(None, "--since", help="bulk: only alerts since (15m, 24h, 7d or ISO)")
+YesOpt = typer.Option(False, "--yes", "-y", help="bulk: do not ask for confirmation")
+NoteOpt = typer.Option(None, "--note", "-n", help="a note for the history")
+JsonOpt = typer.Option(False, "--json", help="print the changed alerts as JSON")
+
+
+@alerts_app.command("ack")
+def ack_cmd(ctx: typer.Context, ids: list[str] = IdsArg, query: str = QueryOpt, since: str = SinceOpt,
+            note: str = NoteOpt, yes: bool = YesOpt, as_json: bool = JsonOpt, store_url: str = StoreOption) -> None:
+    """Acknowledge: you are looking at it."""
+    _act(ctx, "ack", ids, query, since, yes, store_url, note=note, as_json=as_json)
+
+
+@alerts_app.command("assign")
+def assign_cmd(ctx: typer.Context, user: str = typer.Argument(..., metavar="USER"), ids: list[str] = IdsArg,
+               query: str = QueryOpt, since: str = SinceOpt, note: str = NoteOpt, yes: bool = YesOpt,
+               as_json: bool = JsonOpt, store_url: str = StoreOption) -> None:
+    """Assign to USER: `soc alerts assign alice ID` or `--query ...`."""
+    _act(ctx, "assign", ids, query, since, yes, store_url, note=note, assignee=user, as_json=as_json)
+
+
+@alerts_app.command("escalate")
+def escalate_cmd(ctx: typer.Context, ids: list[str] = IdsArg, query: str = QueryOpt, since: str = SinceOpt,
+                 note: str = NoteOpt, yes: bool = YesOpt, as_json: bool = JsonOpt,
+                 store_url: str = StoreOption) -> None:
+    """Escalate to the next tier / incident response."""
+    _act(ctx, "escalate", ids, query, since, yes, store_url, note=note, as_json=as_json)
+
+
+@alerts_app.command("close")
+def close_cmd(ctx: typer.Context, ids: list[str] = IdsArg,
+              reason: str = typer.Option(..., "--reason", "-r",
+                                         help="true_positive, false_positive, benign or duplicate"),
+              query: str = QueryOpt, since: str = SinceOpt, note: str = NoteOpt, yes: bool = YesOpt,
+              as_json: bool = JsonOpt, store_url: str = StoreOption) -> None:
+    """Close with a reason (and a note)."""
+    from detections.lifecycle import CLOSE_REASONS
+
+    if reason not in CLOSE_REASONS:
+        raise ValueError(f"--reason must be one of {', '.join(CLOSE_REASONS)} (got {reason!r})")
+    _act(ctx, "close", ids, query, since, yes, store_url, note=note, reason=reason, as_json=as_json)
+
+
+@alerts_app.command("reopen")
+def reopen_cmd(ctx: typer.Context, ids: list[str] = IdsArg, query: str = QueryOpt, since: str = SinceOpt,
+               note: str = NoteOpt, yes: bool = YesOpt, as_json: bool = JsonOpt,
+               store_url: str = StoreOption) -> None:
+    """Put closed alerts back in the queue."""
+    _act(ctx, "reopen", ids, query, since, yes, store_url, note=note, as_json=as_json)
+
+
+@alerts_app.command("note")
+def note_cmd(ctx: typer.Context, text: str = typer.Argument(..., metavar="TEXT"), ids: list[str] = IdsArg,
+             query: str = QueryOpt, since: str = SinceOpt, yes: bool = YesOpt, as_json: bool = JsonOpt,
+             store_url: str = StoreOption) -> None:
+    """Add a note to the history: `soc alerts note 'called the user' ID`."""
+    _act(ctx, "note", ids, query, since, yes, store_url, note=text, as_json=as_json)
+
+
+# -- exceptions ---------------------------------------------------------------------------------
+
+@alerts_app.command("except")
+def except_cmd(
+    ctx: typer.Context,
+    query: str = typer.Option(..., "--query", "-q", help="alerts to suppress, e.g. 'rule.id:x AND source.ip:10.0.0.9'"),
+    owner: str = typer.Option(..., "--owner", help="who answers for this exception"),
+    expires: str = typer.Option("30d", "--expires", help="30d, 12h or an ISO time"),
+    reason: str = typer.Option(..., "--reason"),
+    since: str = typer.Option("30d", "--since", help="impact preview over past alerts since"),
+    yes: bool = YesOpt,
+    store_url: str = StoreOption,
+) -> None:
+    """Suppress future alerts matching a query (still stored, marked), after an impact preview."""
+    from detections import exceptions as ex
+    from detections.lifecycle import analyst_name
+
+    store = _store(ctx, store_url)
+    exc = ex.new_exception(query, owner=owner, reason=reason, expires=ex.parse_expiry(expires),
+                           created_by=analyst_name())
+    impact = ex.impact(store, exc.query, since_option(since))
+    console.print(f"Impact since {since}: [bold]{impact.total}[/] past alert(s) would have been suppressed "
+                  f"({impact.open} still unresolved).")
+    if impact.by_rule:
+        console.print(emit_table([{"rule.name": r["rule.name"], "count": r["count"]} for r in impact.by_rule],
+                                 ("rule.name", "count"), title="by rule"))
+    console.print(f"owner {exc.owner}, expires {exc.expires}, reason: {exc.reason}", highlight=False)
+    if not yes and not typer.confirm("save this exception?", default=False):
+        err_console.print("nothing saved")
+        raise typer.Exit(1)
+    ex.save(store, exc)
+    console.print(f"saved exception {exc.id}", highlight=False)
+
+
+@alerts_app.command("exceptions")
+def exceptions_cmd(
+    ctx: typer.Context,
+    include_expired: bool = typer.Option(False, "--all", help="also expired exceptions"),
+    delete: str = typer.Option(None, "--delete", metavar="ID", help="remove an exception now"),
+    limit: int = typer.Option(1000, "--limit"),
+    since: str = typer.Option(None, "--since", help="only exceptions created since"),
+    as_json: bool = typer.Option(False, "--json"),
+    ndjson: bool = typer.Option(False, "--ndjson"),
+    store_url: str = StoreOption,
+) -> None:
+    """List exceptions (active ones, or --all), or remove one with --delete."""
+    from detections import exceptions as ex
+    from eventstore.timeutil import from_iso, utcnow
+
+    store = _store(ctx, store_url)
+    if delete:
+        ex.delete(store, delete)
+        console.print(f"deleted exception {delete}", highlight=False)
+        return
+    start = since_option(since)
+    now = utcnow()
+    rows = []
+    for e in ex.list_exceptions(store, include_expired=include_expired):
+        if start is not None and from_iso(e.created) < start:
+            continue
+        row = e.to_doc()
+        row["active"] = e.active(now)
+        rows.append(row)
+    emit(rows[:limit], ("id", "query", "owner", "expires", "active", "reason", "created_by"),
+         as_json=as_json, ndjson=ndjson, title="alert exceptions")
+
+
+# -- timeline -----------------------------------------------------------------------------------
+
+@alerts_app.command("timeline")
+def timeline_cmd(
+    ctx: typer.Context,
+    alert_id: str = typer.Argument(..., metavar="ID"),
+    before: str = typer.Option("1h", "--before", help="how long before the alert's first event"),
+    after: str = typer.Option("1h", "--after", help="how long after its last event"),
+    dataset: list[str] = typer.Option(None, "--dataset", help="only these datasets (repeatable)"),
+    limit: int = typer.Option(500, "--limit"),
+    as_json: bool = typer.Option(False, "--json"),
+    ndjson: bool = typer.Option(False, "--ndjson"),
+    store_url: str = StoreOption,
+) -> None:
+    """The alert's entity across flows, DNS, auth and policy decisions around the alert, in time order."""
+    from detections.lifecycle import find_alert
+    from detections.timeline import alert_timeline
+    from eventstore.timeutil import parse_duration
+
+    store = _store(ctx, store_url)
+    alert = find_alert(store, alert_id)
+    tl = alert_timeline(store, alert, before=parse_duration(before), after=parse_duration(after), limit=limit,
+                        datasets=dataset or None)
+    print_timeline(tl, as_json=as_json, ndjson=ndjson)
+
+
+def print_timeline(tl: Any, *, as_json: bool, ndjson: bool) -> None:
+    if as_json or ndjson:
+        emit_json(tl.entries, ndjson=ndjson)
+        return
+    from rich.table import Table
+
+    tbl = Table(header_style="bold", title=f"{tl.entity} ({'/'.join(tl.kinds)}): {len(tl.entries)} entries, "
+                                           f"{tl.total_events} events")
+    for col in ("time", "dataset", "", "summary"):
+        tbl.add_column(col, overflow="fold")
+    for row in tl.rows():
+        mark = "*" if row["evidence"] else ""
+        style = "bold" if row["evidence"] else ("red" if row["event.dataset"] == "alert" else "")
+        tbl.add_row(str(row["@timestamp"] or "")[:23].replace("T", " "), row["event.dataset"], mark,
+                    row["summary"], style=style)
+    console.print(tbl)
+    if tl.datasets:
+        console.print("by dataset: " + ", ".join(f"{k} {v}" for k, v in tl.datasets.items()), highlight=False)
+    if tl.truncated:
+        err_console.print("[dim]only the newest events are shown: raise --limit or narrow --before/--after[/]")
