@@ -199,6 +199,8 @@ class ElasticsearchStore:
     """``Store`` over a real Elasticsearch 8 node; see the module docstring for the layout."""
 
     backend = "elasticsearch"
+    #: Buckets per composite-aggregation page (``after_key`` pages through the rest).
+    composite_page = 5000
 
     def __init__(
         self,
@@ -622,7 +624,7 @@ class ElasticsearchStore:
             if total:
                 rows.append(self._row({}, total, body.get("aggregations", {}), metrics))
             return rows[:limit] if limit is not None else rows
-        composite: dict[str, Any] = {"sources": sources, "size": 5000}
+        composite: dict[str, Any] = {"sources": sources, "size": self.composite_page}
         while True:
             aggs: dict[str, Any] = {"groups": {"composite": composite}}
             if sub_aggs:
