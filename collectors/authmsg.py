@@ -1,0 +1,333 @@
+"""The messages of Linux authentication programs (sshd, PAM, sudo, su, shadow-utils) as ECS fields.
+
+Shared by the syslog and journald readers: both hand ``parse_message(program, message)``
+the program name and the free text after the syslog header, and get back the ECS
+categorisation (``event.category/type/outcome/action``) and the entities (``user.*``,
+``source.*``, ``group.*``, ``process.command_line``). Hand-written because no library
+parses these messages: the patterns follow OpenSSH's ``auth.c``/``sshd.c`` log calls,
+Linux-PAM's ``pam_unix``, sudo's log format and shadow-utils' syslog calls, and the
+names follow Filebeat's ``system.auth`` where Filebeat has one.
+
+``RULES`` is the registry: program -> ordered rules (first match wins). A program
+without rules (cron, named...) still yields an event, with no auth fields.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+Fields = dict[str, Any]
+
+#: regex group name -> ECS field (``ip`` becomes ``source.domain`` when it is a host name)
+GROUP_FIELDS: dict[str, str] = {
+    "user": "user.name",
+    "target": "user.target.name",
+    "target_id": "user.target.id",
+    "effective": "user.effective.name",
+    "ip": "source.ip",
+    "port": "source.port",
+    "method": "ztsoc.auth.method",
+    "group": "group.name",
+    "gid": "group.id",
+    "command": "process.command_line",
+    "reason": "event.reason",
+    "tty": "process.tty.name",
+    "cwd": "process.working_directory",
+    "count": "ztsoc.auth.attempts",
+}
+_INT_FIELDS = frozenset({"source.port", "ztsoc.auth.attempts"})
+_IPV4 = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
+_IPV6 = re.compile(r"^[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    pattern: re.Pattern[str]
+    action: str
+    category: tuple[str, ...]
+    type: tuple[str, ...]
+    outcome: str | None = None
+    extra: Fields = field(default_factory=dict)
+    post: Callable[[Fields, re.Match[str]], None] | None = None
+
+
+def _r(pattern: str, action: str, category: tuple[str, ...], type_: tuple[str, ...], outcome: str | None = None,
+       post: Callable[[Fields, re.Match[str]], None] | None = None, **extra: Any) -> Rule:
+    return Rule(re.compile(pattern), action, category, type_, outcome, dict(extra), post)
+
+
+AUTH, SESSION, IAM, NET, PROC = ("authentication",), ("session",), ("iam",), ("network",), ("process",)
+_USER = r"(?P<user>.*?)"  # always followed by " from ": user names may hold spaces
+_FROM = r"(?P<ip>[0-9A-Fa-f:.]+)(?: port (?P<port>\d+))?"
+
+
+def _invalid(f: Fields, m: re.Match[str]) -> None:
+    if m.groupdict().get("invalid"):
+        f["event.reason"] = "invalid user"
+
+
+SSHD: tuple[Rule, ...] = (
+    _r(r"^Accepted (?P<method>[\w/-]+) for " + _USER + r" from " + _FROM + r"(?: ssh2)?(?::\s*(?P<key>.+))?$",
+       "ssh_login", ("authentication", "session"), ("start",), "success"),
+    _r(r"^Failed (?P<method>[\w/-]+) for (?P<invalid>invalid user )?" + _USER + r" from " + _FROM + r"(?: ssh2)?",
+       "ssh_login", AUTH, ("start",), "failure", post=_invalid),
+    _r(r"^(?:error: )?maximum authentication attempts exceeded for (?P<invalid>invalid user )?" + _USER
+       + r" from " + _FROM, "ssh_max_auth_attempts", AUTH, ("info",), "failure", post=_invalid),
+    _r(r"^Disconnecting(?: (?:invalid|authenticating) user (?P<user>\S+) " + _FROM + r")?:? Too many authentication "
+       r"failures(?: for (?:invalid user )?(?P<user2>\S+))?", "ssh_max_auth_attempts", AUTH, ("info",), "failure",
+       post=lambda f, m: f.setdefault("user.name", m.group("user2")) if m.group("user2") else None),
+    _r(r"^Invalid user " + _USER + r" from " + _FROM, "ssh_invalid_user", AUTH, ("info",), "failure",
+       reason="invalid user"),
+    _r(r"^input_userauth_request: invalid user (?P<user>.*?)(?: \[preauth\])?$", "ssh_invalid_user", AUTH, ("info",), "failure",
+       reason="invalid user"),
+    _r(r"^(?:error: )?Received disconnect from " + _FROM + r":\s*(?P<code>\d+):\s*(?P<reason>.*?)\s*(?:\[preauth\])?$",
+       "ssh_disconnect", NET, ("connection", "end")),
+    _r(r"^Disconnected from (?:(?:invalid|authenticating) user (?P<user>\S+) |user (?P<user2>\S+) )?" + _FROM,
+       "ssh_disconnect", NET, ("connection", "end"),
+       post=lambda f, m: f.setdefault("user.name", m.group("user2")) if m.group("user2") else None),
+    _r(r"^Connection (?:closed|reset) by (?:(?:invalid|authenticating) user (?P<user>\S+) )?" + _FROM,
+       "ssh_disconnect", NET, ("connection", "end")),
+    _r(r"^Connection from " + _FROM + r" on (?P<dip>[0-9A-Fa-f:.]+) port (?P<dport>\d+)", "ssh_connection", NET,
+       ("connection", "start"),
+       post=lambda f, m: f.update({"destination.ip": m.group("dip"), "destination.port": int(m.group("dport"))})),
+    _r(r"^Did not receive identification string from " + _FROM, "ssh_no_identification", NET, ("connection",),
+       "failure"),
+    _r(r"^(?:error: )?kex_exchange_identification: .*|^(?:error: )?Protocol major versions differ.*|"
+       r"^Bad protocol version identification.* from " + _FROM, "ssh_bad_protocol", NET, ("protocol",), "failure"),
+    _r(r"^reverse mapping checking getaddrinfo for (?P<host>\S+) \[(?P<ip>[0-9A-Fa-f:.]+)\] failed", "ssh_reverse_mapping_failed",
+       NET, ("info",), "failure", post=lambda f, m: f.update({"source.domain": m.group("host")})),
+    _r(r"^Address (?P<ip>[0-9A-Fa-f:.]+) maps to (?P<host>\S+), but this does not map back", "ssh_reverse_mapping_failed",
+       NET, ("info",), "failure", post=lambda f, m: f.update({"source.domain": m.group("host")})),
+    _r(r"^PAM service\(\w+\) ignoring max retries; (?P<count>\d+) > \d+", "ssh_max_auth_attempts", AUTH, ("info",),
+       "failure"),
+    _r(r"^Server listening on (?P<lip>\S+) port (?P<lport>\d+)", "ssh_server_listening", PROC, ("info",)),
+    _r(r"^Received signal (?P<sig>\d+); terminating", "ssh_server_stopped", PROC, ("end",)),
+    _r(r"^fatal: .*", "ssh_fatal", NET, ("connection",), "failure"),
+)
+
+# -- PAM (any program: "pam_unix(sshd:auth): ..." or the old "sshd(pam_unix)[pid]: ...") -------------------
+_PAM_KV = re.compile(r"(\w+)=(\S*)")
+
+
+def _pam_failure(f: Fields, m: re.Match[str]) -> None:
+    kv = dict(_PAM_KV.findall(m.group("kv")))
+    if kv.get("rhost"):
+        f["source.ip"] = kv["rhost"]
+    if kv.get("user"):
+        f["user.name"] = kv["user"]
+    elif kv.get("ruser"):
+        f["user.name"] = kv["ruser"]
+    if kv.get("tty"):
+        f["process.tty.name"] = kv["tty"]
+
+
+def _session_by(f: Fields, m: re.Match[str]) -> None:
+    # "session opened for user root(uid=0) by alice(uid=1000)": alice acts, as root
+    by = m.group("by")
+    if by:
+        f["user.effective.name"] = f.pop("user.name")
+        f["user.name"] = by
+
+
+PAM: tuple[Rule, ...] = (
+    _r(r"authentication failure;(?P<kv>.*)$", "pam_authentication_failure", AUTH, ("start",), "failure",
+       post=_pam_failure),
+    _r(r"^PAM (?P<count>\d+) more authentication failures?;(?P<kv>.*)$", "pam_authentication_failure", AUTH,
+       ("info",), "failure", post=_pam_failure),
+    _r(r"session opened for user (?P<user>[^\s(]+)(?:\(uid=\d+\))?(?: by (?P<by>[^\s(]*)\(uid=\d+\))?",
+       "session_opened", SESSION, ("start",), "success", post=_session_by),
+    _r(r"session closed for user (?P<user>[^\s(]+)", "session_closed", SESSION, ("end",), "success"),
+    _r(r"check pass; user (?P<user>\S+)", "pam_check_pass", AUTH, ("info",), "failure"),
+    _r(r"password changed for (?P<target>\S+)", "password_changed", IAM, ("user", "change"), "success"),
+    _r(r"auth could not identify password for \[(?P<user>[^\]]+)\]", "pam_authentication_failure", AUTH, ("info",),
+       "failure"),
+    _r(r"account (?P<user>\S+) has expired", "pam_account_expired", AUTH, ("info",), "failure"),
+    _r(r"conversation failed", "pam_conversation_failed", AUTH, ("info",), "failure"),
+)
+
+_SUDO_KV = re.compile(r"\s*(TTY|PWD|USER|GROUP|COMMAND|ENV)=(.*?)\s*(?:;|$)")
+
+
+def _sudo(f: Fields, m: re.Match[str]) -> None:
+    rest = m.group("rest")
+    # COMMAND= is last and may contain ';'
+    cmd_at = rest.find("COMMAND=")
+    head, cmd = (rest[:cmd_at], rest[cmd_at + 8:]) if cmd_at >= 0 else (rest, None)
+    kv = dict(_SUDO_KV.findall(head))
+    if kv.get("TTY"):
+        f["process.tty.name"] = kv["TTY"]
+    if kv.get("PWD"):
+        f["process.working_directory"] = kv["PWD"]
+    if kv.get("USER"):
+        f["user.effective.name"] = kv["USER"]
+    if kv.get("GROUP"):
+        f["group.name"] = kv["GROUP"]
+    if cmd:
+        f["process.command_line"] = cmd.strip()
+    problem = m.group("problem")
+    if problem:
+        f["event.reason"] = problem.strip()
+        f["event.outcome"] = "failure"
+        if "incorrect password" in problem or "password required" in problem:
+            f["event.action"] = "sudo_auth_failure"
+            f["event.category"] = ["authentication"]
+        elif "NOT in sudoers" in problem or "not allowed" in problem:
+            f["event.action"] = "sudo_denied"
+
+
+SUDO: tuple[Rule, ...] = (
+    _r(r"^\s*(?P<user>\S+) : (?P<problem>[^;]*(?:incorrect password|NOT in sudoers|not allowed|password required|"
+       r"command not allowed|unknown user)[^;]*;)?(?P<rest>.*TTY=.*)$", "sudo_command", PROC, ("start",), "success",
+       post=_sudo),
+)
+
+SU: tuple[Rule, ...] = (
+    _r(r"^FAILED SU \(to (?P<effective>\S+)\) (?P<user>\S+) on (?P<tty>\S+)", "su", SESSION, ("start",), "failure"),
+    _r(r"^\(to (?P<effective>\S+)\) (?P<user>\S+) on (?P<tty>\S+)", "su", SESSION, ("start",), "success"),
+    _r(r"^FAILED su for (?P<effective>\S+) by (?P<user>\S+)", "su", SESSION, ("start",), "failure"),
+    _r(r"^Successful su for (?P<effective>\S+) by (?P<user>\S+)", "su", SESSION, ("start",), "success"),
+    _r(r"^\+ (?P<tty>\S+) (?P<user>[^:\s]+):(?P<effective>\S+)", "su", SESSION, ("start",), "success"),
+    _r(r"^- (?P<tty>\S+) (?P<user>[^:\s]+):(?P<effective>\S+)", "su", SESSION, ("start",), "failure"),
+)
+
+_Q = r"'?(?P<{}>[^',\s]+)'?"
+USERADD: tuple[Rule, ...] = (
+    _r(r"^new user: name=(?P<target>[^,]+), UID=(?P<target_id>\d+), GID=(?P<gid>\d+)", "user_created", IAM,
+       ("user", "creation"), "success"),
+    _r(r"^(?:new group|group added to [^:]+): name=(?P<group>[^,]+), GID=(?P<gid>\d+)", "group_created", IAM,
+       ("group", "creation"), "success"),
+    _r(r"^add " + _Q.format("target") + r" to (?:shadow )?group " + _Q.format("group"), "user_added_to_group", IAM,
+       ("group", "change"), "success"),
+    _r(r"^failed adding user " + _Q.format("target") + r"(?P<reason>.*)", "user_created", IAM, ("user", "creation"),
+       "failure"),
+)
+USERMOD: tuple[Rule, ...] = (
+    _r(r"^add " + _Q.format("target") + r" to (?:shadow )?group " + _Q.format("group"), "user_added_to_group", IAM,
+       ("group", "change"), "success"),
+    _r(r"^delete " + _Q.format("target") + r" from (?:shadow )?group " + _Q.format("group"),
+       "user_removed_from_group", IAM, ("group", "change"), "success"),
+    _r(r"^change user name " + _Q.format("target") + r" to " + _Q.format("new"), "user_renamed", IAM,
+       ("user", "change"), "success"),
+    _r(r"^(?P<what>lock|unlock) user " + _Q.format("target") + r" password", "user_changed", IAM, ("user", "change"),
+       "success", post=lambda f, m: f.update({"event.action": f"user_{m.group('what')}ed"})),
+    _r(r"^change user " + _Q.format("target") + r" (?P<what>\w+)", "user_changed", IAM, ("user", "change"), "success"),
+)
+USERDEL: tuple[Rule, ...] = (
+    _r(r"^delete user " + _Q.format("target"), "user_deleted", IAM, ("user", "deletion"), "success"),
+    _r(r"^removed group " + _Q.format("group"), "group_deleted", IAM, ("group", "deletion"), "success"),
+    _r(r"^removed shadow group " + _Q.format("group"), "group_deleted", IAM, ("group", "deletion"), "success"),
+    _r(r"^delete " + _Q.format("target") + r" from (?:shadow )?group " + _Q.format("group"),
+       "user_removed_from_group", IAM, ("group", "change"), "success"),
+)
+GROUPADD: tuple[Rule, ...] = (
+    _r(r"^(?:new group|group added to [^:]+): name=(?P<group>[^,]+), GID=(?P<gid>\d+)", "group_created", IAM,
+       ("group", "creation"), "success"),
+)
+GROUPDEL: tuple[Rule, ...] = (
+    _r(r"^group " + _Q.format("group") + r" removed", "group_deleted", IAM, ("group", "deletion"), "success"),
+    _r(r"^removed group " + _Q.format("group"), "group_deleted", IAM, ("group", "deletion"), "success"),
+)
+GROUPMOD: tuple[Rule, ...] = (
+    _r(r"^group changed in [^(]*\(group (?P<group>[^/]+)/(?P<gid>\d+)", "group_changed", IAM, ("group", "change"),
+       "success"),
+)
+GPASSWD: tuple[Rule, ...] = (
+    _r(r"^user (?P<target>\S+) added by (?P<user>\S+) to group (?P<group>\S+)", "user_added_to_group", IAM,
+       ("group", "change"), "success"),
+    _r(r"^user (?P<target>\S+) removed by (?P<user>\S+) from group (?P<group>\S+)", "user_removed_from_group", IAM,
+       ("group", "change"), "success"),
+)
+CHAGE: tuple[Rule, ...] = (
+    _r(r"^changed password expiry for (?P<target>\S+)", "password_expiry_changed", IAM, ("user", "change"), "success"),
+)
+PASSWD: tuple[Rule, ...] = (
+    _r(r"password for " + _Q.format("target") + r" changed by " + _Q.format("user"), "password_changed", IAM,
+       ("user", "change"), "success"),
+)
+
+RULES: dict[str, tuple[Rule, ...]] = {
+    "sshd": SSHD,
+    "sshd-session": SSHD,
+    "sudo": SUDO,
+    "su": SU,
+    "useradd": USERADD,
+    "adduser": USERADD,
+    "usermod": USERMOD,
+    "userdel": USERDEL,
+    "deluser": USERDEL,
+    "groupadd": GROUPADD,
+    "addgroup": GROUPADD,
+    "groupdel": GROUPDEL,
+    "groupmod": GROUPMOD,
+    "gpasswd": GPASSWD,
+    "chage": CHAGE,
+    "passwd": PASSWD,
+}
+
+_REPEATED = re.compile(r"^message repeated (\d+) times: \[\s*(.*?)\s*\]$")
+_PAM_PREFIX = re.compile(r"^pam_\w+\((?P<service>[\w.-]+):(?P<facility>\w+)\):\s*")
+
+
+def _apply(rule: Rule, m: re.Match[str]) -> Fields:
+    f: Fields = {"event.action": rule.action, "event.category": list(rule.category), "event.type": list(rule.type)}
+    if rule.outcome:
+        f["event.outcome"] = rule.outcome
+    for group, value in m.groupdict().items():
+        target = GROUP_FIELDS.get(group)
+        if target and value and (value := value.strip()):
+            f[target] = int(value) if target in _INT_FIELDS else value
+    for key, value in rule.extra.items():
+        f[GROUP_FIELDS.get(key, key)] = value
+    if rule.post is not None:
+        rule.post(f, m)
+    return f
+
+
+def _match(rules: tuple[Rule, ...], message: str, search: bool = False) -> Fields | None:
+    for rule in rules:
+        m = rule.pattern.search(message) if search else rule.pattern.match(message)
+        if m:
+            return _apply(rule, m)
+    return None
+
+
+def parse_message(program: str, message: str) -> Fields:
+    """ECS fields for one message of ``program``; ``{}`` when it says nothing about authentication."""
+    repeated = _REPEATED.match(message)
+    if repeated:
+        inner = parse_message(program, repeated.group(2))
+        if inner:
+            inner["ztsoc.auth.repeated"] = int(repeated.group(1))
+        return inner
+    base, _, module = program.partition("(")  # "sshd(pam_unix)"
+    fields: Fields | None = None
+    pam = _PAM_PREFIX.match(message)
+    if pam or module.startswith("pam"):
+        fields = _match(PAM, message[pam.end():] if pam else message, search=True)
+    if fields is None:
+        rules = RULES.get(base)
+        if rules:
+            fields = _match(rules, message)
+    if fields is None and message.startswith("PAM "):  # sshd's own PAM summary lines
+        fields = _match(PAM, message)
+    if not fields:
+        return {}
+    _finish(fields)
+    return fields
+
+
+def _finish(f: Fields) -> None:
+    ip = f.get("source.ip")
+    if ip is not None and not (_IPV4.match(ip) or _IPV6.match(ip)):
+        f["source.domain"] = f.pop("source.ip")
+    users = [f[k] for k in ("user.name", "user.effective.name", "user.target.name") if f.get(k)]
+    if users:
+        f["related.user"] = list(dict.fromkeys(users))
+    ips = [f[k] for k in ("source.ip", "destination.ip") if f.get(k)]
+    if ips:
+        f["related.ip"] = ips
+    if f.get("source.domain"):
+        f["related.hosts"] = [f["source.domain"]]

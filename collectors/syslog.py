@@ -1,0 +1,178 @@
+"""Linux auth logs (``/var/log/auth.log``, ``/var/log/secure``) in RFC 3164 or RFC 5424 syslog.
+
+Three header shapes are read, with or without a ``<PRI>``: RFC 5424 (``<34>1 2026-...Z
+host app procid msgid [sd] msg``), the ISO-timestamped traditional format modern rsyslog
+writes (``2026-11-25T10:00:00.123+01:00 host sshd[42]: msg``) and BSD / RFC 3164
+(``Nov 25 10:00:00 host sshd[42]: msg``). The message itself goes to
+``collectors.authmsg`` (shared with journald).
+
+RFC 3164 lines carry neither year nor time zone. The zone is ``tz`` (default: this
+machine's). The year is ``year`` if given, else the file's modification time's year,
+minus one for a line that would otherwise lie more than two days after the file was last
+written (December lines in a file closed in January). The rule looks at one line at a
+time, so a resumed read dates every line exactly as a full read does.
+
+Hand-written because the Python libraries for syslog parse network messages, not files
+with a missing year; the regexes are anchored and cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from collectors.authmsg import RULES, parse_message
+from collectors.base import Event
+from collectors.lines import LineError, LineReader
+from eventstore.timeutil import to_iso
+
+_MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
+                                       "Dec"), start=1)}
+_PRI = r"(?:<(?P<pri>\d{1,3})>)?"
+_TAG = r"(?:(?P<tag>[^\s\[:(]+(?:\([^)\s]*\))?)(?:\[(?P<pid>\d+)\])?: ?)?"
+RFC5424 = re.compile(_PRI + r"1 (?P<ts>\S+) (?P<host>\S+) (?P<app>\S+) (?P<procid>\S+) (?P<msgid>\S+) "
+                     r"(?P<sd>-|(?:\[(?:[^\]\\]|\\.)*\])+) ?(?P<msg>.*)$")
+ISO = re.compile(_PRI + r"(?P<ts>\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?) (?P<host>\S+) "
+                 + _TAG + r"(?P<msg>.*)$")
+BSD = re.compile(_PRI + r"(?P<mon>[A-Z][a-z]{2}) +(?P<day>\d{1,2}) (?P<h>\d\d):(?P<m>\d\d):(?P<s>\d\d)(?:\.\d+)? "
+                 r"(?P<host>\S+) " + _TAG + r"(?P<msg>.*)$")
+_SD_ELEMENT = re.compile(r"\[([^\s\]=]+)((?:\s+[^\s=\]]+=\"(?:[^\"\\]|\\.)*\")*)\s*\]")
+_SD_PARAM = re.compile(r"([^\s=\]]+)=\"((?:[^\"\\]|\\.)*)\"")
+
+#: programs whose lines belong to ``system.auth`` even when no rule matched
+AUTH_PROGRAMS = frozenset(RULES) | {"login", "sshd-session", "systemd-logind", "polkitd", "pkexec", "chsh", "chfn",
+                                    "newgrp", "cron", "CRON", "vipw", "nscd", "sssd", "krb5kdc", "klogind"}
+
+
+def resolve_tz(name: str | None) -> tzinfo:
+    if not name:
+        local = datetime.now().astimezone().tzinfo
+        return local or UTC
+    if name.upper() in {"UTC", "Z"}:
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {name!r} (expected an IANA name such as Europe/Paris)") from exc
+
+
+@dataclass(slots=True)
+class _FileContext:
+    reference: datetime  # the file's mtime: no line was written after it
+
+
+class SyslogReader(LineReader):
+    name = "syslog"
+
+    def __init__(self, *, year: int | None = None, tz: str | None = None, follow: bool = False) -> None:
+        super().__init__(follow=follow)
+        if year is not None and not 1970 <= year <= 9999:
+            raise ValueError(f"--year {year} is out of range")
+        self.year = year
+        self.tz = resolve_tz(tz)
+        self._tz_is_fixed = self.tz is UTC
+
+    def begin(self, path: Path) -> _FileContext:
+        mtime = os.stat(path).st_mtime
+        return _FileContext(datetime.fromtimestamp(mtime, UTC))
+
+    # -- headers ---------------------------------------------------------------------------
+    def bsd_time(self, m: re.Match[str], ctx: _FileContext) -> datetime:
+        month = _MONTHS.get(m.group("mon"))
+        if month is None:
+            raise LineError("bad timestamp", f"unknown month {m.group('mon')!r}")
+        day, hh, mm, ss = int(m.group("day")), int(m.group("h")), int(m.group("m")), int(m.group("s"))
+        years = [self.year] if self.year else [ctx.reference.year, ctx.reference.year - 1]
+        for year in years:
+            try:
+                ts = datetime(year, month, day, hh, mm, ss, tzinfo=self.tz)
+            except ValueError:
+                continue  # 29 Feb in a non-leap year: try the year before
+            if self.year or ts <= ctx.reference + timedelta(days=2):
+                return ts
+        raise LineError("bad timestamp", f"no valid date for {m.group('mon')} {day} {hh:02}:{mm:02}:{ss:02}")
+
+    def parse(self, text: str, ctx: Any) -> Event | None:
+        m = BSD.match(text)
+        if m is not None:
+            ts = self.bsd_time(m, ctx)
+            return self.build(ts, m.group("pri"), m.group("host"), m.group("tag"), m.group("pid"), m.group("msg"))
+        m = ISO.match(text)
+        if m is not None:
+            ts = _iso_time(m.group("ts"), self.tz)
+            return self.build(ts, m.group("pri"), m.group("host"), m.group("tag"), m.group("pid"), m.group("msg"))
+        m = RFC5424.match(text)
+        if m is not None:
+            return self.parse_5424(m)
+        raise LineError("no syslog header")
+
+    def parse_5424(self, m: re.Match[str]) -> Event:
+        ts = _iso_time(m.group("ts"), self.tz) if m.group("ts") != "-" else None
+        if ts is None:
+            raise LineError("bad timestamp", "RFC 5424 line without a timestamp")
+        nil = {"-"}
+        host, app, procid, msgid = (None if v in nil else v for v in m.group("host", "app", "procid", "msgid"))
+        msg = m.group("msg")
+        if msg.startswith("\ufeff"):
+            msg = msg[1:]
+        event = self.build(ts, m.group("pri"), host, app, procid if procid and procid.isdigit() else None, msg)
+        if procid and not procid.isdigit():
+            event["log.syslog.procid"] = procid
+        if msgid:
+            event["log.syslog.msgid"] = msgid
+        sd = m.group("sd")
+        if sd != "-":
+            for sd_id, params in _SD_ELEMENT.findall(sd):
+                for key, value in _SD_PARAM.findall(params):
+                    event[f"log.syslog.structured_data.{sd_id}.{key}"] = value.replace('\\"', '"').replace("\\]", "]")
+        return event
+
+    def build(self, ts: datetime, pri: str | None, host: str | None, tag: str | None, pid: str | None,
+              msg: str) -> Event:
+        return build_event(ts, pri, host, tag, pid, msg)
+
+
+def build_event(ts: datetime, pri: str | int | None, host: str | None, tag: str | None, pid: str | int | None,
+                msg: str) -> Event:
+    """The event of one syslog-style message: header fields plus ``authmsg``'s reading."""
+    event: Event = {"@timestamp": to_iso(ts), "event.kind": "event", "event.module": "system", "message": msg}
+    if pri is not None:
+        code = int(pri)
+        if code > 191:
+            raise LineError("bad priority", f"<{pri}> is above 191")
+        event["log.syslog.facility.code"] = code >> 3
+        event["log.syslog.severity.code"] = code & 7
+    if host:
+        event["host.name"] = host
+        event["log.syslog.hostname"] = host
+    program = ""
+    if tag:
+        program = tag.partition("(")[0]
+        event["process.name"] = program
+        event["log.syslog.appname"] = tag
+    if pid:
+        event["process.pid"] = int(pid)
+        event["log.syslog.procid"] = str(pid)
+    fields = parse_message(tag, msg) if tag else {}
+    if fields:
+        event.update(fields)
+        event["event.dataset"] = "system.auth"
+    else:
+        event["event.dataset"] = "system.auth" if program in AUTH_PROGRAMS or "pam_" in (tag or "") else "system.syslog"
+    if host:
+        hosts = event.get("related.hosts")
+        event["related.hosts"] = [*hosts, host] if hosts else [host]
+    return event
+
+
+def _iso_time(text: str, tz: tzinfo) -> datetime:
+    try:
+        ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise LineError("bad timestamp", f"not an ISO time: {text!r}") from exc
+    return ts if ts.tzinfo else ts.replace(tzinfo=tz)
