@@ -431,7 +431,7 @@ class EvtxReader(ReaderBase):
         errors_in_a_row = 0
         while True:
             try:
-                record: dict[str, Any] = next(records)
+                record: dict[str, Any] = next(records)  # type: ignore[arg-type]
             except StopIteration:
                 break
             except RuntimeError as exc:
