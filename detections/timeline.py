@@ -210,7 +210,9 @@ def entity_timeline(store: Store, entity: str, *, kinds: Sequence[EntityKind] | 
     for e in entries:
         if e.get("event.id") in marked:
             e["ztsoc.timeline.evidence"] = True
-    entries.sort(key=lambda d: (str(d.get("@timestamp") or ""), str(d.get("event.id") or "")))
+    # at the same instant an event comes before the alert it raised
+    entries.sort(key=lambda d: (str(d.get("@timestamp") or ""), d.get("event.kind") == "alert",
+                                str(d.get("event.id") or "")))
     return Timeline(
         entity=entity, kinds=[k.name for k in kinds], query=event_query, since=since, until=until,
         total_events=result.total, entries=entries,

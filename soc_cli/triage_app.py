@@ -1,0 +1,296 @@
+"""``soc triage``: the alert queue as an interactive terminal app (Textual).
+
+The list on the left is ``detections.lifecycle.list_queue`` (most severe, then newest); the
+pane on the right is exactly what ``soc alerts show`` prints; every key calls the same
+lifecycle function as the CLI, so a refused transition is refused here too, with the same
+message, and every change lands in the alert's history under the analyst's name.
+
+Keys: a ack, s assign, e escalate, c close (reason, then an optional note), n note,
+o reopen, t timeline, r refresh, q quit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rich.text import Text
+from textual import on
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import DataTable, Footer, Header, Input, Label, OptionList, Static
+
+from detections import lifecycle
+from detections.lifecycle import AlertFilter, TransitionError
+from eventstore.errors import StoreError
+from eventstore.store import Doc, Store
+
+LEVEL_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan",
+               "informational": "dim"}
+
+
+class PromptScreen(ModalScreen[str | None]):
+    """Ask for one line of text (an assignee, a note); Escape cancels."""
+
+    BINDINGS = [Binding("escape", "cancel", "cancel")]
+    DEFAULT_CSS = """
+    PromptScreen { align: center middle; }
+    PromptScreen > Vertical { width: 70; height: auto; border: thick $accent; padding: 1 2; background: $surface; }
+    """
+
+    def __init__(self, title: str, placeholder: str = "") -> None:
+        super().__init__()
+        self.title_text = title
+        self.placeholder = placeholder
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.title_text)
+            yield Input(placeholder=self.placeholder, id="prompt")
+
+    def on_mount(self) -> None:
+        self.query_one("#prompt", Input).focus()
+
+    @on(Input.Submitted, "#prompt")
+    def _submit(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip() or None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class CloseScreen(ModalScreen[tuple[str, str | None] | None]):
+    """Pick a close reason (arrows + Enter, or its number), then an optional note (Enter)."""
+
+    BINDINGS = [Binding("escape", "cancel", "cancel")]
+    DEFAULT_CSS = """
+    CloseScreen { align: center middle; }
+    CloseScreen > Vertical { width: 70; height: auto; border: thick $error; padding: 1 2; background: $surface; }
+    CloseScreen OptionList { height: auto; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reason: str | None = None
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("Close with reason:")
+            yield OptionList(*[f"{i}. {r}" for i, r in enumerate(lifecycle.CLOSE_REASONS, 1)], id="reasons")
+            yield Input(placeholder="note (optional), Enter to close", id="note", disabled=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#reasons", OptionList).focus()
+
+    def on_key(self, event: Any) -> None:
+        if self.reason is None and event.key.isdigit() and 1 <= int(event.key) <= len(lifecycle.CLOSE_REASONS):
+            event.stop()
+            self._pick(int(event.key) - 1)
+
+    @on(OptionList.OptionSelected, "#reasons")
+    def _selected(self, event: OptionList.OptionSelected) -> None:
+        self._pick(event.option_index)
+
+    def _pick(self, index: int) -> None:
+        self.reason = lifecycle.CLOSE_REASONS[index]
+        self.query_one(Label).update(f"Close as [b]{self.reason}[/b]; note:")
+        note = self.query_one("#note", Input)
+        note.disabled = False
+        note.focus()
+
+    @on(Input.Submitted, "#note")
+    def _submit(self, event: Input.Submitted) -> None:
+        if self.reason is not None:
+            self.dismiss((self.reason, event.value.strip() or None))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class TimelineScreen(Screen[None]):
+    """The alert's entity in time order (``soc alerts timeline``); Escape goes back."""
+
+    BINDINGS = [Binding("escape,t,q", "app.pop_screen", "back")]
+
+    def __init__(self, timeline: Any) -> None:
+        super().__init__()
+        self.timeline = timeline
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        tl = self.timeline
+        yield Label(f"{tl.entity} ({'/'.join(tl.kinds)}): {len(tl.entries)} entries, {tl.total_events} events",
+                    id="timeline-title")
+        yield DataTable(id="timeline", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#timeline", DataTable)
+        table.add_columns("time", "dataset", "", "summary")
+        for row in self.timeline.rows():
+            style = "bold" if row["evidence"] else ("red" if row["event.dataset"] == "alert" else "")
+            table.add_row(Text(str(row["@timestamp"] or "")[:23].replace("T", " ")), row["event.dataset"],
+                          "*" if row["evidence"] else "", Text(row["summary"], style=style))
+        table.focus()
+
+
+class TriageApp(App[None]):
+    """The queue, a detail pane and single-key actions, over any ``Store``."""
+
+    TITLE = "ztsoc triage"
+    CSS = """
+    #queue { width: 55%; }
+    #detail-scroll { width: 45%; border-left: solid $accent; padding: 0 1; }
+    #status { height: 1; padding: 0 1; background: $boost; }
+    """
+    BINDINGS = [
+        Binding("a", "ack", "ack"),
+        Binding("s", "assign", "assign"),
+        Binding("e", "escalate", "escalate"),
+        Binding("c", "close_alert", "close"),
+        Binding("n", "note", "note"),
+        Binding("o", "reopen", "reopen"),
+        Binding("t", "timeline", "timeline"),
+        Binding("r", "refresh", "refresh"),
+        Binding("q", "quit", "quit"),
+    ]
+
+    def __init__(self, store: Store, *, flt: AlertFilter | None = None, limit: int = 500,
+                 actor: str | None = None) -> None:
+        super().__init__()
+        self.store = store
+        self.flt = flt or AlertFilter()
+        self.limit = limit
+        self.actor = actor or lifecycle.analyst_name()
+        self.alerts: list[Doc] = []
+        self.total = 0
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal():
+            yield DataTable(id="queue", cursor_type="row", zebra_stripes=True)
+            with VerticalScroll(id="detail-scroll"):
+                yield Static("", id="detail")
+        yield Static("", id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#queue", DataTable)
+        table.add_columns("level", "status", "rule", "entity", "assignee", "time")
+        self.load()
+        table.focus()
+
+    # -- data ---------------------------------------------------------------------------------
+    def load(self, keep: str | None = None) -> None:
+        """(Re)read the queue; keep the cursor on alert ``keep`` when it is still listed."""
+        page = lifecycle.list_queue(self.store, self.flt, limit=self.limit)
+        self.alerts, self.total = page.alerts, page.total
+        table = self.query_one("#queue", DataTable)
+        table.clear()
+        for a in self.alerts:
+            level = str(a.get("ztsoc.alert.level") or "")
+            table.add_row(Text(level, style=LEVEL_STYLE.get(level, "")), str(a.get("ztsoc.alert.status") or "open"),
+                          str(a.get("rule.name") or ""), str(a.get("ztsoc.alert.entity.value") or ""),
+                          str(a.get("ztsoc.alert.assignee") or ""),
+                          str(a.get("@timestamp") or "")[:19].replace("T", " "), key=str(a["event.id"]))
+        self.set_status(f"{len(self.alerts)} of {self.total} alerts")
+        if keep is not None:
+            for i, a in enumerate(self.alerts):
+                if a["event.id"] == keep:
+                    table.move_cursor(row=i)
+                    break
+        self.show_detail()
+
+    def current(self) -> Doc | None:
+        table = self.query_one("#queue", DataTable)
+        if not self.alerts or table.cursor_row is None or not 0 <= table.cursor_row < len(self.alerts):
+            return None
+        return self.alerts[table.cursor_row]
+
+    def show_detail(self) -> None:
+        from soc_cli.commands.alerts import alert_details, details_renderable
+
+        detail = self.query_one("#detail", Static)
+        alert = self.current()
+        if alert is None:
+            detail.update("The queue is empty." if not self.alerts else "")
+            return
+        full = self.store.get_alert(str(alert["event.id"])) or alert
+        detail.update(details_renderable(alert_details(self.store, full)))
+
+    def set_status(self, text: str) -> None:
+        self.query_one("#status", Static).update(text)
+
+    @on(DataTable.RowHighlighted, "#queue")
+    def _highlighted(self, _event: DataTable.RowHighlighted) -> None:
+        self.show_detail()
+
+    # -- actions ------------------------------------------------------------------------------
+    def _do(self, name: str, fn: Callable[[str], Doc]) -> None:
+        alert = self.current()
+        if alert is None:
+            self.notify("no alert selected", severity="warning")
+            return
+        alert_id = str(alert["event.id"])
+        try:
+            updated = fn(alert_id)
+        except (TransitionError, StoreError) as exc:
+            self.notify(str(exc), title=f"{name} refused", severity="error")
+            self.set_status(f"{name} refused: {exc}")
+            return
+        self.set_status(f"{name}: {alert_id} is {updated.get('ztsoc.alert.status')}")
+        self.load(keep=alert_id)
+
+    def action_ack(self) -> None:
+        self._do("ack", lambda i: lifecycle.ack(self.store, i, actor=self.actor))
+
+    def action_escalate(self) -> None:
+        self._do("escalate", lambda i: lifecycle.escalate(self.store, i, actor=self.actor))
+
+    def action_reopen(self) -> None:
+        self._do("reopen", lambda i: lifecycle.reopen(self.store, i, actor=self.actor))
+
+    def action_assign(self) -> None:
+        def done(user: str | None) -> None:
+            if user:
+                self._do("assign", lambda i: lifecycle.assign(self.store, i, user, actor=self.actor))
+
+        if self.current() is not None:
+            self.push_screen(PromptScreen("Assign to:", "user name"), done)
+
+    def action_note(self) -> None:
+        def done(text: str | None) -> None:
+            if text:
+                self._do("note", lambda i: lifecycle.add_note(self.store, i, text, actor=self.actor))
+
+        if self.current() is not None:
+            self.push_screen(PromptScreen("Note:", "what you found or did"), done)
+
+    def action_close_alert(self) -> None:
+        def done(result: tuple[str, str | None] | None) -> None:
+            if result:
+                reason, note = result
+                self._do("close", lambda i: lifecycle.close(self.store, i, reason, actor=self.actor, note=note))
+
+        if self.current() is not None:
+            self.push_screen(CloseScreen(), done)
+
+    def action_timeline(self) -> None:
+        from detections.timeline import alert_timeline
+
+        alert = self.current()
+        if alert is None:
+            return
+        full = self.store.get_alert(str(alert["event.id"])) or alert
+        try:
+            tl = alert_timeline(self.store, full)
+        except (ValueError, StoreError) as exc:
+            self.notify(str(exc), title="timeline", severity="error")
+            return
+        self.push_screen(TimelineScreen(tl))
+
+    def action_refresh(self) -> None:
+        alert = self.current()
+        self.load(keep=str(alert["event.id"]) if alert else None)

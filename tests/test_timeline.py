@@ -1,0 +1,112 @@
+"""Entity timelines over both stores: every dataset, the right fields per kind, time order, evidence."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from alertseed import T0, alert, auth, decision, dns, flow
+
+from detections import timeline
+from detections.risk import entity_risk
+from eventstore import Store
+
+ATTACKER = "203.0.113.7"
+SPIFFE = "spiffe://prov.gov/ns/billing/sa/api"
+
+
+def _seed(store: Store) -> None:
+    m = lambda n: T0 + timedelta(minutes=n)  # noqa: E731
+    store.write_events([
+        dns("e-dns", m(-30), ATTACKER, "mail.prov.gov"),
+        flow("e-flow1", m(-20), ATTACKER, "10.0.0.10"),
+        auth("e-auth1", m(-10), "root", ATTACKER),
+        auth("e-auth2", m(-9), "root", ATTACKER),
+        auth("e-auth3", m(-1), "alice", ATTACKER, outcome="success"),
+        flow("e-flow2", m(5), "10.0.0.10", ATTACKER, dport=4444),
+        auth("e-alice-elsewhere", m(20), "alice", "10.0.0.77", outcome="success", host="files01"),
+        flow("e-unrelated", m(0), "10.0.0.3", "10.0.0.4"),
+        decision("e-pol1", m(-2), SPIFFE, "records"),
+        decision("e-pol2", m(3), SPIFFE, "records", action="allow"),
+        flow("e-far", m(-600), ATTACKER, "10.0.0.10"),
+    ])
+    store.put_alerts([alert("al1", entity=ATTACKER, at=m(-1), evidence=["e-auth1", "e-auth2", "e-auth3"])])
+
+
+def test_guess_kinds() -> None:
+    assert [k.name for k in timeline.guess_kinds("10.1.2.3")] == ["ip"]
+    assert [k.name for k in timeline.guess_kinds("2001:db8::1")] == ["ip"]
+    assert [k.name for k in timeline.guess_kinds(SPIFFE)] == ["service"]
+    assert [k.name for k in timeline.guess_kinds("PROV\\alice")] == ["user"]
+    assert [k.name for k in timeline.guess_kinds("alice")] == ["user", "host"]
+    assert [k.name for k in timeline.guess_kinds("web01.prov.gov")] == ["host", "user"]
+    with pytest.raises(ValueError, match="unknown entity kind"):
+        timeline.kind_named("planet")
+
+
+def test_ip_timeline_across_datasets_in_order(store: Store) -> None:
+    _seed(store)
+    tl = timeline.entity_timeline(store, ATTACKER, since=T0 - timedelta(hours=1), until=T0 + timedelta(hours=1))
+    ids = [e["event.id"] for e in tl.entries]
+    assert ids == ["e-dns", "e-flow1", "e-auth1", "e-auth2", "e-auth3", "al1", "e-flow2"]
+    assert tl.datasets == {"system.auth": 3, "network.flow": 2, "network.dns": 1}
+    assert tl.total_events == 6
+    stamps = [e["@timestamp"] for e in tl.entries]
+    assert stamps == sorted(stamps)
+    rows = tl.rows()
+    assert rows[0]["summary"] == f"{ATTACKER} asks mail.prov.gov A"
+    assert rows[2]["summary"] == f"ssh_login failure user=root from={ATTACKER} on=web01"
+    assert rows[5]["summary"].startswith("ALERT [high]")
+
+
+def test_user_and_service_timelines(store: Store) -> None:
+    _seed(store)
+    tl = timeline.entity_timeline(store, "alice", kinds=[timeline.KINDS["user"]])
+    assert [e["event.id"] for e in tl.entries] == ["e-auth3", "e-alice-elsewhere"]
+    tl = timeline.entity_timeline(store, SPIFFE)
+    assert [e["event.id"] for e in tl.entries] == ["e-pol1", "e-pol2"]
+    assert tl.rows()[0]["summary"] == f"deny {SPIFFE} -> records GET /api/v1/records"
+    tl = timeline.entity_timeline(store, "files01")  # a bare name: searched as user and host
+    assert [e["event.id"] for e in tl.entries] == ["e-alice-elsewhere"]
+    tl = timeline.entity_timeline(store, ATTACKER, datasets=["network.flow"], include_alerts=False)
+    assert [e["event.id"] for e in tl.entries] == ["e-far", "e-flow1", "e-flow2"]
+
+
+def test_alert_timeline_window_and_evidence(store: Store) -> None:
+    _seed(store)
+    al = store.get_alert("al1")
+    assert al is not None
+    tl = timeline.alert_timeline(store, al, before=timedelta(minutes=10), after=timedelta(minutes=10))
+    ids = [e["event.id"] for e in tl.entries]
+    # first_seen is 5 minutes before the alert (T0-6m): the window opens at T0-16m
+    assert ids == ["e-auth1", "e-auth2", "e-auth3", "al1", "e-flow2"]
+    marked = [r["event.id"] for r in tl.rows() if r["evidence"]]
+    assert marked == ["e-auth1", "e-auth2", "e-auth3"]
+
+
+def test_newest_kept_when_truncated(store: Store) -> None:
+    _seed(store)
+    tl = timeline.entity_timeline(store, ATTACKER, limit=2, include_alerts=False)
+    assert [e["event.id"] for e in tl.entries] == ["e-auth3", "e-flow2"]
+    assert tl.truncated
+
+
+def test_risk_of_an_entity(store: Store) -> None:
+    now = T0 + timedelta(hours=1)
+    store.put_alerts([
+        alert("r1", entity="10.9.9.9", level="critical", at=now),
+        alert("r2", entity="10.9.9.9", level="high", at=now - timedelta(hours=24)),
+        alert("r3", entity="10.9.9.9", level="high", at=now, **{"ztsoc.alert.suppressed": True}),
+        alert("r4", entity="10.1.1.1", level="low", at=now),
+    ])
+    risk = entity_risk(store, "10.9.9.9", now=now)
+    assert risk.alerts == 2
+    assert risk.score == 100.0  # 80 + 40 * 0.5, capped
+    assert risk.band == "critical"
+    from detections.lifecycle import close
+
+    close(store, "r1", "true_positive", actor="x")
+    risk = entity_risk(store, "10.9.9.9", now=now)
+    assert risk.score == 20.0
+    assert risk.band == "low"
+    assert entity_risk(store, "10.2.2.2", now=now).band == "none"
