@@ -107,6 +107,7 @@ FIELDS: dict[str, FieldType] = {
     "user.effective.id": "keyword",
     "group.name": "keyword",
     "group.id": "keyword",
+    "group.domain": "keyword",
     "host.name": "keyword",
     "host.hostname": "keyword",
     "host.ip": "ip",
@@ -115,6 +116,8 @@ FIELDS: dict[str, FieldType] = {
     "process.pid": "long",
     "process.command_line": "keyword",
     "process.executable": "keyword",
+    "process.tty.name": "keyword",
+    "process.working_directory": "keyword",
     "process.parent.name": "keyword",
     "process.parent.pid": "long",
     "service.name": "keyword",
@@ -128,6 +131,7 @@ FIELDS: dict[str, FieldType] = {
     "log.syslog.procid": "keyword",
     "log.syslog.facility.code": "long",
     "log.syslog.severity.code": "long",
+    "log.syslog.msgid": "keyword",
     "observer.name": "keyword",
     "observer.type": "keyword",
     "observer.hostname": "keyword",
@@ -144,6 +148,21 @@ FIELDS: dict[str, FieldType] = {
     "winlog.logon.type": "keyword",
     "winlog.logon.id": "keyword",
     "winlog.event_data": "object",
+    "winlog.provider_guid": "keyword",
+    "winlog.level": "keyword",
+    "winlog.task": "keyword",
+    "winlog.opcode": "keyword",
+    "winlog.keywords": "keyword",
+    "winlog.version": "keyword",
+    "winlog.process.pid": "long",
+    "winlog.process.thread.id": "long",
+    "winlog.user.identifier": "keyword",
+    # collectors' own (auth logs)
+    "ztsoc.auth.method": "keyword",
+    "ztsoc.auth.attempts": "long",
+    "ztsoc.auth.repeated": "long",
+    "ztsoc.journald.uid": "keyword",
+    "ztsoc.journald.transport": "keyword",
     # rule / threat (alerts)
     "rule.id": "keyword",
     "rule.uuid": "keyword",
@@ -193,7 +212,8 @@ FIELDS: dict[str, FieldType] = {
 }
 
 #: Namespaces whose sub-fields are not listed one by one: mapped dynamically as keyword.
-DYNAMIC_NAMESPACES: tuple[str, ...] = ("winlog.event_data.", "winlog.user_data.", "labels.", "ztsoc.features.")
+DYNAMIC_NAMESPACES: tuple[str, ...] = ("winlog.event_data.", "winlog.user_data.", "labels.", "ztsoc.features.",
+                                       "log.syslog.structured_data.")
 
 #: Fields SQLite keeps in their own indexed columns beside the JSON document.
 HOT_FIELDS: tuple[str, ...] = ("@timestamp", "event.dataset", "source.ip", "destination.ip", "user.name", "host.name")
