@@ -56,6 +56,11 @@ READERS: dict[str, Callable[..., Reader]] = {
     "journald": LazyReader("collectors.journald:JournaldReader", "journald JSON export (journalctl -o json)"),
     "evtx": LazyReader("collectors.evtx:EvtxReader", "Windows event logs (.evtx)"),
     "jsonl": LazyReader("collectors.jsonl:JsonlReader", "JSON lines already in ECS (flat or nested)"),
+    "pcap": LazyReader("collectors.pcap.collector:PcapReader",
+                       "pcap / pcapng captures (plain or gzip) into flow, DNS, HTTP, TLS and ICMP events",
+                       (ReaderOption("idle_timeout", float, "flow idle timeout, seconds (default 120)"),
+                        ReaderOption("active_timeout", float, "flow active timeout, seconds (default 1800)"),
+                        ReaderOption("no_apps", bool, "flows only: skip the DNS/HTTP/TLS/ICMP decoders"))),
 }
 
 

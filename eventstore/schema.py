@@ -182,6 +182,13 @@ FIELDS: dict[str, FieldType] = {
     "threat.technique.subtechnique.id": "keyword",
     # ztsoc.* (ours)
     "ztsoc.source.name": "keyword",
+    # network capture (collectors/pcap): Zeek conn_state and what an ICMP error quotes
+    "ztsoc.flow.state": "keyword",
+    "ztsoc.icmp.quoted.transport": "long",
+    "ztsoc.icmp.quoted.destination.ip": "ip",
+    "ztsoc.icmp.quoted.destination.port": "long",
+    "http.request.body.bytes": "long",
+    "http.response.body.bytes": "long",
     "ztsoc.source.position": "keyword",
     "ztsoc.alert.status": "keyword",
     "ztsoc.alert.assignee": "keyword",

@@ -1,0 +1,259 @@
+"""Application decoders on top of the flow meter: which protocol a flow speaks, and its messages.
+
+``PROBES`` is the registry: each entry looks at the first payload of a flow and says
+whether it is its protocol; the matching :class:`AppHandler` then receives the flow's
+payloads while it still wants them (``flow.probes`` > 0) and emits DNS transactions,
+HTTP exchanges and TLS handshakes through :meth:`FlowMeter.app_event`. A payload that
+claims a protocol but does not parse is a problem with the reason, never an exception.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from collectors.pcap import dns, http, icmp, tls
+from collectors.pcap.decode import TCP, UDP
+from collectors.pcap.reader import Problem
+
+if TYPE_CHECKING:
+    from collectors.pcap.flows import Flow, FlowMeter
+
+FOREVER = 1 << 40
+
+
+class AppHandler:
+    name = "?"
+
+    def __init__(self, meter: FlowMeter) -> None:
+        self.meter = meter
+
+    def payload(self, flow: Flow, data: bytes, fwd: bool, index: int, ts: int) -> None:
+        raise NotImplementedError
+
+    def finish(self, flow: Flow) -> None:
+        """The flow ends: report what is still pending."""
+
+
+# -- DNS ------------------------------------------------------------------------------------
+@dataclass(slots=True)
+class _DnsState:
+    pending: dict[int, tuple[dns.DnsMessage, int, int, bool]] = field(default_factory=dict)
+
+
+class DnsHandler(AppHandler):
+    name = "dns"
+
+    def payload(self, flow: Flow, data: bytes, fwd: bool, index: int, ts: int) -> None:
+        if flow.proto == TCP:
+            if len(data) < 14:
+                return  # a length prefix alone, or a segment in the middle of a message
+            data = data[2:2 + ((data[0] << 8) | data[1])]
+        try:
+            msg = dns.parse_dns(data)
+        except dns.DnsError as exc:
+            self.meter.problems.append(Problem(index, f"malformed DNS: {exc}", f"{len(data)} bytes"))
+            self.meter.stats[f"malformed DNS: {exc}"] += 1
+            return
+        state: _DnsState = flow.state
+        if not msg.response:
+            old = state.pending.pop(msg.id, None)
+            if old is not None:
+                self._emit(flow, old[0], None, old[1], old[2], None, old[3])
+            state.pending[msg.id] = (msg, index, ts, fwd)
+            return
+        query = state.pending.pop(msg.id, None)
+        if query is None:
+            self._emit(flow, None, msg, index, ts, None, not fwd)
+        else:
+            self._emit(flow, query[0], msg, query[1], query[2], ts, query[3])
+
+    def _emit(self, flow: Flow, query: dns.DnsMessage | None, response: dns.DnsMessage | None, index: int,
+              ts: int, end: int | None, query_fwd: bool) -> None:
+        fields = dns.dns_fields(query, response)
+        fields["event.action"] = "dns-transaction" if query is not None and response is not None else (
+            "dns-query" if response is None else "dns-response")
+        self.meter.app_event(flow, "network.dns", str(index), index, ts, fields, end, reverse=not query_fwd)
+
+    def finish(self, flow: Flow) -> None:
+        state: _DnsState | None = flow.state
+        if state is not None:
+            for msg, index, ts, fwd in state.pending.values():
+                self._emit(flow, msg, None, index, ts, None, fwd)
+            state.pending.clear()
+
+
+def _probe_dns(flow: Flow, data: bytes, fwd: bool) -> bool:
+    return (flow.sport in dns.DNS_PORTS or flow.dport in dns.DNS_PORTS) and (
+        flow.proto == UDP or flow.dport == 53 or flow.sport == 53)
+
+
+# -- HTTP -----------------------------------------------------------------------------------
+@dataclass(slots=True)
+class _HttpState:
+    pending: deque[tuple[http.HttpRequest, int, int, bool]] = field(default_factory=deque)
+
+
+class HttpHandler(AppHandler):
+    name = "http"
+
+    def payload(self, flow: Flow, data: bytes, fwd: bool, index: int, ts: int) -> None:
+        if data[:4] not in http.PREFIXES:
+            return
+        state: _HttpState = flow.state
+        if data[:5] == b"HTTP/":
+            resp = http.parse_response(data)
+            if resp is None:
+                return
+            if state.pending:
+                req, rindex, rts, rfwd = state.pending.popleft()
+                self._emit(flow, req, resp, rindex, rts, ts, rfwd)
+            return
+        req = http.parse_request(data)
+        if req is not None:
+            if len(state.pending) >= 64:  # a client that never gets answers: report, keep memory flat
+                self._emit(flow, *state.pending.popleft()[:3], None, True)
+            state.pending.append((req, index, ts, fwd))
+
+    def _emit(self, flow: Flow, req: http.HttpRequest, resp: http.HttpResponse | None, index: int, ts: int,
+              end: int | None, fwd: bool) -> None:
+        fields = http.http_fields(req, resp)
+        fields["event.action"] = "http-request"
+        fields["event.category"] = ["network", "web"]
+        if resp is not None:
+            fields["event.outcome"] = "success" if resp.status < 400 else "failure"
+        self.meter.app_event(flow, "network.http", str(index), index, ts, fields, end, reverse=not fwd)
+
+    def finish(self, flow: Flow) -> None:
+        state: _HttpState | None = flow.state
+        if state is not None:
+            while state.pending:
+                req, index, ts, fwd = state.pending.popleft()
+                self._emit(flow, req, None, index, ts, None, fwd)
+
+
+def _probe_http(flow: Flow, data: bytes, fwd: bool) -> bool:
+    return flow.proto == TCP and data[:4] in http.PREFIXES
+
+
+# -- TLS ------------------------------------------------------------------------------------
+@dataclass(slots=True)
+class _TlsState:
+    buf: bytes = b""
+    need: int = 0
+    index: int = 0
+    ts: int = 0
+    fwd: bool = True
+    hello: tls.ClientHello | None = None
+
+
+class TlsHandler(AppHandler):
+    name = "tls"
+
+    def payload(self, flow: Flow, data: bytes, fwd: bool, index: int, ts: int) -> None:
+        state: _TlsState = flow.state
+        if state.hello is None:
+            if not state.buf:
+                need = tls.hello_length(data)
+                if need is None:
+                    return
+                state.buf, state.need, state.index, state.ts, state.fwd = data, need, index, ts, fwd
+            elif fwd == state.fwd:
+                state.buf += data
+            else:
+                return
+            if len(state.buf) < state.need and len(state.buf) < tls.MAX_HELLO:
+                return
+            try:
+                state.hello = tls.parse_client_hello(state.buf)
+            except tls.TlsError as exc:
+                self.meter.problems.append(Problem(state.index, f"malformed TLS: {exc}", f"{len(state.buf)} bytes"))
+                self.meter.stats[f"malformed TLS: {exc}"] += 1
+                flow.probes = 0
+            state.buf = b""
+            return
+        if fwd != state.fwd:
+            server = tls.parse_server_hello(data)
+            if server is not None or data[:1] == b"\x15":  # ServerHello, or an alert instead
+                self._emit(flow, state, server, ts)
+
+    def _emit(self, flow: Flow, state: _TlsState, server: tls.ServerHello | None, end: int | None) -> None:
+        assert state.hello is not None
+        fields = tls.tls_fields(state.hello, server)
+        fields["event.action"] = "tls-client-hello"
+        self.meter.app_event(flow, "network.tls", str(state.index), state.index, state.ts, fields, end,
+                             reverse=not state.fwd)
+        state.hello = None
+        flow.probes = 0
+
+    def finish(self, flow: Flow) -> None:
+        state: _TlsState | None = flow.state
+        if state is not None and state.hello is not None:
+            self._emit(flow, state, None, None)
+
+
+def _probe_tls(flow: Flow, data: bytes, fwd: bool) -> bool:
+    return flow.proto == TCP and tls.hello_length(data) is not None
+
+
+# -- SSH (name only) ----------------------------------------------------------------------
+def _probe_ssh(flow: Flow, data: bytes, fwd: bool) -> bool:
+    return flow.proto == TCP and data[:4] == b"SSH-"
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    name: str
+    matches: Callable[[Flow, bytes, bool], bool]
+    handler: type[AppHandler] | None
+    state: Callable[[], Any] | None = None
+
+
+#: tried in order on a flow's first payloads; the first that matches names the flow's protocol
+PROBES: tuple[Probe, ...] = (
+    Probe("dns", _probe_dns, DnsHandler, _DnsState),
+    Probe("http", _probe_http, HttpHandler, _HttpState),
+    Probe("tls", _probe_tls, TlsHandler, _TlsState),
+    Probe("ssh", _probe_ssh, None),
+)
+
+
+class AppDecoders:
+    """The meter's single entry to the decoders, so the hot path makes one call per payload."""
+
+    def __init__(self, meter: FlowMeter) -> None:
+        self.meter = meter
+        self.handlers: dict[str, AppHandler] = {p.name: p.handler(meter) for p in PROBES if p.handler is not None}
+
+    def payload(self, flow: Flow, data: bytes, fwd: bool, index: int, ts: int) -> None:
+        if flow.icmp:
+            mtype = data[0]
+            if not icmp.is_echo(flow.proto, mtype):
+                fields = icmp_fields = icmp.icmp_fields(flow.proto, data)
+                icmp_fields["network.protocol"] = "icmp" if flow.proto == 1 else "ipv6-icmp"
+                self.meter.app_event(flow, "network.icmp", str(index), index, ts, fields, reverse=not fwd)
+            return
+        if flow.app is None:
+            for probe in PROBES:
+                if probe.matches(flow, data, fwd):
+                    flow.app = probe.name
+                    if probe.handler is None or probe.state is None:
+                        flow.probes = 0
+                        return
+                    flow.state = probe.state()
+                    flow.probes = FOREVER
+                    break
+            else:
+                flow.probes -= 1
+                return
+        handler = self.handlers.get(flow.app)  # type: ignore[arg-type]
+        if handler is not None:
+            handler.payload(flow, data, fwd, index, ts)
+
+    def finish(self, flow: Flow) -> None:
+        if flow.state is not None and flow.app is not None:
+            handler = self.handlers.get(flow.app)
+            if handler is not None:
+                handler.finish(flow)

@@ -1,0 +1,101 @@
+"""``soc ingest pcap``: a capture file into ``network.*`` events, resumable batch by batch.
+
+The reader (:mod:`collectors.pcap.reader`) and the flow meter (:mod:`collectors.pcap.flows`)
+do the work; this module fits them to the ingest contract of :mod:`collectors.base`.
+
+Resuming: a flow's event exists only once the flow ends, so a checkpoint cannot simply be
+"the next packet". It is two packet indices: ``start``, the first packet of the oldest
+flow still open after the batch (re-reading from there rebuilds every open flow), and
+``next``, the packet after the batch. A resumed read decodes from ``start`` but drops
+every event and problem produced before ``next``: those were committed with the batch.
+The ids do not depend on where reading started, so whatever is read twice is stored once.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from collectors.base import IDENTITY_BYTES, Batch, Checkpoint, ReaderBase, ReadProblem, event_id
+from collectors.pcap.flows import FlowMeter, MeterConfig
+from collectors.pcap.reader import CaptureInfo, Problem, iter_records, open_capture
+
+
+def capture_identity(path: Path | str) -> str:
+    """SHA-1 of the first 4 KiB of the DECOMPRESSED capture: plain and .gz copies share ids."""
+    with open_capture(path) as fh:
+        return hashlib.sha1(fh.read(IDENTITY_BYTES)).hexdigest()
+
+
+def _position(fh: BinaryIO) -> int:
+    raw = fh.fileobj if isinstance(fh, gzip.GzipFile) else fh
+    try:
+        return int(raw.tell())  # type: ignore[union-attr]
+    except (OSError, ValueError, AttributeError):
+        return 0
+
+
+class PcapReader(ReaderBase):
+    """pcap / pcapng (plain or gzip) into network.flow, dns, http, tls and icmp events."""
+
+    name = "pcap"
+    patterns = ("*.pcap", "*.pcapng", "*.cap", "*.pcap.gz", "*.pcapng.gz", "*.cap.gz")
+
+    def __init__(self, idle_timeout: float | None = None, active_timeout: float | None = None,
+                 no_apps: bool | None = None) -> None:
+        config = MeterConfig()
+        if idle_timeout is not None:
+            config.idle_timeout = idle_timeout
+        if active_timeout is not None:
+            config.active_timeout = active_timeout
+        if no_apps:
+            config.decode_apps = False
+        self.config = config
+        #: the last file's meter statistics (fragments, non-IP frames...), for reports and benches
+        self.last_meter: FlowMeter | None = None
+
+    def identity(self, path: Path) -> str:
+        return capture_identity(path)
+
+    def batches(self, path: Path, resume: Checkpoint | None, batch_size: int) -> Iterator[Batch]:
+        if resume and resume.get("done"):
+            return
+        start = int(resume.get("start", 0)) if resume else 0
+        skip_until = int(resume.get("next", 0)) if resume else 0
+        ident = self.identity(path)
+        source = str(path)
+        meter = FlowMeter(lambda position: event_id(self.name, ident, position), self.config, source)
+        self.last_meter = meter
+        rec_problems: list[Problem] = []
+        info = CaptureInfo()
+        next_index = start
+        with open_capture(path) as fh:
+            for index, ts, linktype, data, wirelen in iter_records(fh, rec_problems, info, start):
+                meter.packet(index, ts, linktype, data, wirelen)
+                next_index = index + 1
+                if index < skip_until:
+                    meter.events.clear()
+                    meter.problems.clear()
+                elif len(meter.events) >= batch_size:
+                    yield self._batch(meter, rec_problems, source, meter.resume_index(next_index), next_index,
+                                      _position(fh))
+            if rec_problems:
+                next_index = max(next_index, rec_problems[-1].index + 1)
+            meter.flush()
+            yield self._batch(meter, rec_problems, source, next_index, next_index, _position(fh), done=True)
+
+    @staticmethod
+    def _batch(meter: FlowMeter, rec_problems: list[Problem], source: str, start: int, next_index: int,
+               consumed: int, done: bool = False) -> Batch:
+        problems = [ReadProblem(source, f"packet {p.index}" if p.index >= 0 else "file", p.reason, p.detail)
+                    for p in (*rec_problems, *meter.problems)]
+        rec_problems.clear()
+        meter.problems.clear()
+        events, meter.events = meter.events, []
+        checkpoint: Checkpoint = {"start": start, "next": next_index}
+        if done:
+            checkpoint["done"] = True
+        return Batch(events, problems, checkpoint, consumed)

@@ -1,0 +1,351 @@
+"""The flow meter: packets in, ECS ``network.*`` events out.
+
+One bidirectional record per 5-tuple (the first packet's sender is the originator; a
+TCP flow first seen at its SYN-ACK is turned round), split the way flow exporters do:
+by an idle timeout, an active timeout, and at a TCP close (RST, or FIN both ways) when a
+new SYN reuses the ports. Bytes are frame bytes as on the wire, the figure ``tshark -z
+conv`` reports. ``ztsoc.flow.state`` is Zeek's ``conn_state`` computed from the TCP
+flags seen each way (:func:`conn_state`).
+
+The meter is pure code: it never reads files or sockets, so the pcap reader and the
+live capture feed the same one. ``packet()`` is the hot path: plain locals, byte
+indexing, one or two dict look-ups per packet; application decoders (:mod:`apps`) run
+only on the payload of flows still being probed or already identified.
+
+Every event id is ``make_id(position)`` with the position the index of the first packet
+of the flow or message: reading the same capture again gives the same ids. Flows that
+are still open at a point are what a resumed read must see again, hence
+:meth:`FlowMeter.resume_index`.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from collectors.pcap.community_id import community_id
+from collectors.pcap.decode import ICMP, ICMP6, TCP, UDP, parse_ipv4, parse_ipv6, transport_name
+from collectors.pcap.linktypes import LINKTYPES
+from collectors.pcap.reader import Problem
+
+NS = 1_000_000_000
+FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
+
+Event = dict[str, Any]
+
+
+@dataclass(slots=True)
+class MeterConfig:
+    idle_timeout: float = 120.0
+    active_timeout: float = 1800.0
+    #: a closed TCP flow waits this long for its last ACKs before it is reported
+    close_delay: float = 5.0
+    #: how often (capture time) the table is swept for expired flows
+    sweep_interval: float = 5.0
+    #: run the DNS / HTTP / TLS / ICMP decoders
+    decode_apps: bool = True
+    #: payload-bearing packets of an unidentified flow given to the protocol probes
+    probe_packets: int = 4
+
+
+class Flow:
+    __slots__ = ("app", "dport", "dst", "first_index", "icmp", "last", "oby", "oflags", "opk", "probes", "proto",
+                 "rby", "rflags", "rpk", "split", "sport", "src", "start", "state", "version", "vlan")
+
+    def __init__(self, src: bytes, dst: bytes, sport: int, dport: int, proto: int, index: int, ts: int,
+                 vlan: int, probes: int) -> None:
+        self.src, self.dst, self.sport, self.dport, self.proto = src, dst, sport, dport, proto
+        self.first_index = index
+        self.start = self.last = ts
+        self.opk = self.oby = self.rpk = self.rby = 0
+        self.oflags = self.rflags = 0
+        self.vlan = vlan
+        self.app: str | None = None
+        self.probes = probes
+        self.state: Any = None
+        self.split = 0  # 1: continues a flow cut by the active timeout
+        self.icmp = 0
+
+    @property
+    def key(self) -> tuple[bytes, bytes, int, int, int]:
+        return self.src, self.dst, self.sport, self.dport, self.proto
+
+    @property
+    def closed(self) -> bool:
+        return bool((self.oflags | self.rflags) & RST) or bool(self.oflags & self.rflags & FIN)
+
+
+def conn_state(flow: Flow) -> str:
+    """Zeek's conn_state from the flags each side sent (approximated without sequence numbers)."""
+    o, r = flow.oflags, flow.rflags
+    if flow.proto != TCP:
+        return "SF" if flow.rpk else "S0"
+    o_syn, r_syn = o & SYN, r & SYN
+    if o_syn and not r_syn:
+        if o & RST:
+            return "RSTOS0"
+        if r & RST:
+            return "REJ"
+        if o & FIN:
+            return "SH"
+        return "S0" if not flow.rpk else "OTH"
+    if r_syn and not o_syn:
+        if r & RST:
+            return "RSTRH"
+        if r & FIN:
+            return "SHR"
+        return "OTH"
+    if not o_syn:
+        return "OTH"
+    if o & RST:
+        return "RSTO"
+    if r & RST:
+        return "RSTR"
+    if o & FIN and r & FIN:
+        return "SF"
+    if o & FIN:
+        return "S2"
+    if r & FIN:
+        return "S3"
+    return "S1"
+
+
+def ip_text(addr: bytes) -> str:
+    return socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)
+
+
+def iso_ns(ts_ns: int) -> str:
+    """UTC, millisecond precision, ``Z``: the one timestamp format of the store."""
+    sec, rest = divmod(ts_ns, NS)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{rest // 1_000_000:03d}Z"
+
+
+class FlowMeter:
+    """Feed it packets with :meth:`packet`; take ``events`` and ``problems`` as they fill."""
+
+    def __init__(self, make_id: Callable[[str], str], config: MeterConfig | None = None,
+                 source: str = "capture") -> None:
+        from collectors.pcap.apps import AppDecoders
+
+        self.config = config or MeterConfig()
+        self.make_id = make_id
+        self.source = source
+        self.flows: dict[tuple[bytes, bytes, int, int, int], Flow] = {}
+        self.frags: dict[tuple[bytes, bytes, int, int], tuple[Flow, bool, int]] = {}
+        self.events: list[Event] = []
+        self.problems: list[Problem] = []
+        self.stats: Counter[str] = Counter()
+        self.packets = 0
+        self.non_ip = 0
+        self.apps = AppDecoders(self)
+        self._idle = int(self.config.idle_timeout * NS)
+        self._active = int(self.config.active_timeout * NS)
+        self._close = int(self.config.close_delay * NS)
+        self._sweep_every = int(self.config.sweep_interval * NS)
+        self._next_sweep = 0
+        self._probes = self.config.probe_packets if self.config.decode_apps else 0
+        self._unknown_links: set[int] = set()
+
+    # -- the hot path -------------------------------------------------------------------------
+    def packet(self, index: int, ts: int, linktype: int, data: bytes, wirelen: int) -> None:
+        self.packets += 1
+        link = LINKTYPES.get(linktype)
+        if link is None:
+            self._problem(index, "unsupported link type", f"link type {linktype}")
+            return
+        l3 = link(data)
+        if l3 is None:
+            self._problem(index, "truncated link-layer header", f"{len(data)} bytes")
+            return
+        version, off, vlan = l3
+        if not version:
+            self.non_ip += 1
+            return
+        p = parse_ipv4(data, off) if version == 4 else parse_ipv6(data, off)
+        if p.__class__ is str:
+            self._problem(index, p, f"{len(data)} bytes captured")  # type: ignore[arg-type]
+            return
+        src, dst, proto, sport, dport, flags, ps, pe, frag = p  # type: ignore[misc]
+        if ts >= self._next_sweep:
+            self._sweep(ts)
+        if frag is not None:
+            self.stats["ip fragments"] += 1
+            if not frag[1]:
+                self._later_fragment(src, dst, proto, frag[0], wirelen, ts)
+                return
+        flows = self.flows
+        key = (src, dst, sport, dport, proto)
+        flow = flows.get(key)
+        fwd = True
+        if flow is None:
+            flow = flows.get((dst, src, dport, sport, proto))
+            fwd = False
+            if flow is None:
+                flow = self._new_flow(key, index, ts, vlan, flags)
+                fwd = flow.src == src and flow.sport == sport
+        if ts - flow.last > self._idle or ts - flow.start > self._active or (
+                proto == TCP and flags & 0x12 == SYN and flow.closed and flow.opk + flow.rpk > 1):
+            flow = self._restart(flow, key, index, ts, vlan, flags)
+            fwd = flow.src == src and flow.sport == sport
+        if fwd:
+            flow.opk += 1
+            flow.oby += wirelen
+            flow.oflags |= flags
+        else:
+            flow.rpk += 1
+            flow.rby += wirelen
+            flow.rflags |= flags
+        flow.last = ts
+        if frag is not None:
+            self.frags[(src, dst, proto, frag[0])] = (flow, fwd, ts)
+        if pe > ps and flow.probes:
+            self.apps.payload(flow, data[ps:pe], fwd, index, ts)
+
+    # -- flow life ------------------------------------------------------------------------------
+    def _new_flow(self, key: tuple[bytes, bytes, int, int, int], index: int, ts: int, vlan: int,
+                  flags: int) -> Flow:
+        src, dst, sport, dport, proto = key
+        if proto == TCP and flags & 0x12 == 0x12:  # first seen at the SYN-ACK: the sender is the responder
+            src, dst, sport, dport = dst, src, dport, sport
+        flow = Flow(src, dst, sport, dport, proto, index, ts, vlan, self._probes)
+        if proto == ICMP or proto == ICMP6:
+            flow.icmp = 1
+        self.flows[(src, dst, sport, dport, proto)] = flow
+        return flow
+
+    def _restart(self, old: Flow, key: tuple[bytes, bytes, int, int, int], index: int, ts: int, vlan: int,
+                 flags: int) -> Flow:
+        active = ts - old.start > self._active and ts - old.last <= self._idle
+        self._end(old, "active-timeout" if active else ("idle-timeout" if ts - old.last > self._idle else "tcp-reuse"))
+        new = self._new_flow(key, index, ts, vlan, flags)
+        if active:
+            new.split = 1
+            new.app, new.state, new.probes = old.app, old.state, old.probes
+            old.state = None
+        return new
+
+    def _end(self, flow: Flow, reason: str) -> None:
+        del self.flows[flow.key]
+        self.apps.finish(flow)
+        self.events.append(self.flow_event(flow, reason))
+
+    def _later_fragment(self, src: bytes, dst: bytes, proto: int, ident: int, wirelen: int, ts: int) -> None:
+        entry = self.frags.get((src, dst, proto, ident))
+        if entry is None:
+            self.stats["fragments before their first"] += 1
+            return
+        flow, fwd, _ = entry
+        if fwd:
+            flow.opk += 1
+            flow.oby += wirelen
+        else:
+            flow.rpk += 1
+            flow.rby += wirelen
+        flow.last = ts
+
+    def _sweep(self, ts: int) -> None:
+        self._next_sweep = (ts // self._sweep_every + 1) * self._sweep_every
+        idle, close, active = self._idle, self._close, self._active
+        for flow in [f for f in self.flows.values()
+                     if ts - f.last > idle or ts - f.start > active or (ts - f.last > close and f.closed)]:
+            self._end(flow, "idle-timeout" if ts - flow.last > idle else
+                      ("tcp-close" if flow.closed else "active-timeout"))
+        if self.frags:
+            self.frags = {k: v for k, v in self.frags.items() if ts - v[2] <= 30 * NS}
+
+    def flush(self) -> None:
+        """End of input: report every open flow and every unanswered message."""
+        for flow in list(self.flows.values()):
+            self._end(flow, "tcp-close" if flow.closed else "end-of-capture")
+        self.frags.clear()
+
+    def resume_index(self, next_index: int) -> int:
+        """The first packet a resumed read must start from to rebuild every open flow."""
+        starts = [f.first_index for f in self.flows.values()]
+        return min(starts, default=next_index)
+
+    def _problem(self, index: int, reason: str, detail: str) -> None:
+        self.stats[reason] += 1
+        self.problems.append(Problem(index, reason, detail))
+
+    # -- events -------------------------------------------------------------------------------
+    def base_fields(self, flow: Flow) -> Event:
+        """What every event of a flow shares: the tuple, its transport, its Community ID."""
+        src, dst = ip_text(flow.src), ip_text(flow.dst)
+        doc: Event = {
+            "event.kind": "event",
+            "event.category": ["network"],
+            "network.transport": transport_name(flow.proto),
+            "network.type": "ipv4" if len(flow.src) == 4 else "ipv6",
+            "network.iana_number": str(flow.proto),
+            "network.community_id": community_id(flow.src, flow.dst, flow.proto, flow.sport, flow.dport),
+            "source.ip": src,
+            "destination.ip": dst,
+            "related.ip": [src, dst] if src != dst else [src],
+            "ztsoc.source.name": self.source,
+        }
+        if not flow.icmp:
+            doc["source.port"] = flow.sport
+            doc["destination.port"] = flow.dport
+        if flow.vlan >= 0:
+            doc["network.vlan.id"] = str(flow.vlan)
+        if flow.app:
+            doc["network.protocol"] = flow.app
+        return doc
+
+    def flow_event(self, flow: Flow, reason: str) -> Event:
+        doc = self.base_fields(flow)
+        ended = reason != "end-of-capture"
+        types = ["connection"]
+        if not flow.split:
+            types.append("start")
+        if ended and reason != "active-timeout":
+            types.append("end")
+        doc.update({
+            "@timestamp": iso_ns(flow.start),
+            "event.id": self.make_id(f"{flow.first_index}:flow"),
+            "event.dataset": "network.flow",
+            "event.action": "network-flow",
+            "event.type": types,
+            "event.start": iso_ns(flow.start),
+            "event.end": iso_ns(flow.last),
+            "event.duration": flow.last - flow.start,
+            "event.reason": reason,
+            "source.packets": flow.opk,
+            "source.bytes": flow.oby,
+            "destination.packets": flow.rpk,
+            "destination.bytes": flow.rby,
+            "network.packets": flow.opk + flow.rpk,
+            "network.bytes": flow.oby + flow.rby,
+            "ztsoc.flow.state": conn_state(flow),
+            "ztsoc.source.position": f"packet {flow.first_index}",
+        })
+        if flow.icmp:
+            doc["icmp.type"] = flow.sport
+        return doc
+
+    def app_event(self, flow: Flow, dataset: str, position: str, index: int, ts: int, fields: Event,
+                  end: int | None = None, reverse: bool = False) -> None:
+        """An application event of a flow (DNS transaction, HTTP exchange, TLS handshake...)."""
+        doc = self.base_fields(flow)
+        if reverse:  # a message whose sender is the flow's responder (e.g. a server-initiated one)
+            for a, b in (("source.ip", "destination.ip"), ("source.port", "destination.port")):
+                if a in doc:
+                    doc[a], doc[b] = doc[b], doc[a]
+        doc.update({
+            "@timestamp": iso_ns(ts),
+            "event.id": self.make_id(f"{position}:{dataset}"),
+            "event.dataset": dataset,
+            "event.type": ["protocol", "info"] if dataset != "network.icmp" else ["info"],
+            "ztsoc.source.position": f"packet {index}",
+        })
+        if end is not None:
+            doc["event.start"] = iso_ns(ts)
+            doc["event.end"] = iso_ns(end)
+            doc["event.duration"] = end - ts
+        doc.update(fields)
+        self.events.append(doc)

@@ -1,0 +1,265 @@
+"""Stream the records of a pcap or pcapng file, plain or gzip, in flat memory.
+
+Hand-written with ``struct`` because the hot path must run at several hundred thousand
+packets per second: scapy's ``PcapReader`` does about 6,000/s and dpkt about 100,000/s
+here, while reading fixed headers out of one large buffer does well over a million.
+The file is read in chunks of :data:`CHUNK` bytes and never loaded whole; a gzip file
+is decompressed as a stream.
+
+What comes out is a :class:`Record` per packet: its index in the file (0-based, counting
+every packet record, readable or not, so ids derived from it are stable), the capture
+time in nanoseconds since the epoch, the link type, the captured bytes and the length
+on the wire. Records that cannot be read are reported through ``problems`` (a list the
+caller owns) and reading goes on where the format allows it: a damaged pcapng block is
+skipped by its length, while a pcap record header with an impossible length ends the
+file (a classic pcap has no way to resynchronise).
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, NamedTuple
+
+CHUNK = 1 << 20
+#: Larger records than this are taken as corruption (the largest real snaplen is 262144).
+MAX_RECORD = 1 << 20
+
+PCAP_MAGICS: dict[bytes, tuple[str, int]] = {
+    # magic as it appears in the file -> (struct byte order, ns per timestamp fraction unit)
+    b"\xd4\xc3\xb2\xa1": ("<", 1000),
+    b"\xa1\xb2\xc3\xd4": (">", 1000),
+    b"\x4d\x3c\xb2\xa1": ("<", 1),
+    b"\xa1\xb2\x3c\x4d": (">", 1),
+}
+PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+class Record(NamedTuple):
+    index: int
+    ts_ns: int
+    linktype: int
+    data: bytes
+    wirelen: int
+
+
+@dataclass(slots=True)
+class Problem:
+    """A record that could not be read: packet index (or -1 for the file) and a short reason."""
+
+    index: int
+    reason: str
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class Interface:
+    linktype: int
+    snaplen: int
+    #: nanoseconds = ticks * num // den
+    num: int = 1000
+    den: int = 1
+    offset_ns: int = 0
+
+
+@dataclass(slots=True)
+class CaptureInfo:
+    format: str = "?"
+    interfaces: list[Interface] = field(default_factory=list)
+
+
+def open_capture(path: Path | str) -> BinaryIO:
+    """The decompressed byte stream of a capture (gzip recognised by its magic, not its name)."""
+    fh: BinaryIO = open(path, "rb")  # noqa: SIM115 - returned to the caller, who closes it
+    head = fh.read(2)
+    fh.seek(0)
+    if head == GZIP_MAGIC:
+        return gzip.GzipFile(fileobj=fh, mode="rb")  # type: ignore[return-value]
+    return fh
+
+
+class _Buffer:
+    """A sliding window over a stream: ``need(n)`` guarantees n bytes at ``pos`` or EOF."""
+
+    __slots__ = ("buf", "consumed", "eof", "fh", "pos")
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh = fh
+        self.buf = b""
+        self.pos = 0
+        self.eof = False
+        self.consumed = 0  # bytes of the stream before buf[0]
+
+    def need(self, n: int) -> bool:
+        if len(self.buf) - self.pos >= n:
+            return True
+        if self.eof:
+            return False
+        rest = self.buf[self.pos:]
+        self.consumed += self.pos
+        chunks = [rest]
+        have = len(rest)
+        while have < n:
+            chunk = self.fh.read(max(CHUNK, n - have))
+            if not chunk:
+                self.eof = True
+                break
+            chunks.append(chunk)
+            have += len(chunk)
+        self.buf = b"".join(chunks)
+        self.pos = 0
+        return have >= n
+
+    @property
+    def offset(self) -> int:
+        return self.consumed + self.pos
+
+
+def iter_records(fh: BinaryIO, problems: list[Problem], info: CaptureInfo | None = None,
+                 start: int = 0) -> Iterator[Record]:
+    """Every packet record of a pcap or pcapng stream; records before index ``start`` are skipped undecoded."""
+    info = info if info is not None else CaptureInfo()
+    buf = _Buffer(fh)
+    if not buf.need(4):
+        raise ValueError("empty file: not a pcap or pcapng capture")
+    magic = buf.buf[:4]
+    if magic == PCAPNG_SHB:
+        info.format = "pcapng"
+        yield from _iter_pcapng(buf, problems, info, start)
+    elif magic in PCAP_MAGICS:
+        info.format = "pcap"
+        yield from _iter_pcap(buf, problems, info, start)
+    else:
+        raise ValueError(f"not a pcap or pcapng capture (magic {magic.hex()})")
+
+
+def _iter_pcap(buf: _Buffer, problems: list[Problem], info: CaptureInfo, start: int) -> Iterator[Record]:
+    order, scale = PCAP_MAGICS[buf.buf[:4]]
+    if not buf.need(24):
+        raise ValueError("truncated pcap file header")
+    _, _, _, _, snaplen, network = struct.unpack_from(order + "HHiIII", buf.buf, 4)
+    linktype = network & 0x0FFFFFFF
+    info.interfaces.append(Interface(linktype, snaplen, scale, 1))
+    buf.pos = 24
+    hdr = struct.Struct(order + "IIII").unpack_from
+    index = 0
+    while True:
+        if not buf.need(16):
+            if len(buf.buf) - buf.pos:
+                problems.append(Problem(index, "truncated record header", f"{len(buf.buf) - buf.pos} bytes at end"))
+            return
+        pos = buf.pos
+        sec, frac, incl, orig = hdr(buf.buf, pos)
+        if incl > MAX_RECORD:
+            problems.append(Problem(index, "corrupt record header",
+                                    f"captured length {incl} at byte {buf.offset}; rest of file unreadable"))
+            return
+        if not buf.need(16 + incl):
+            problems.append(Problem(index, "truncated packet", f"{incl} bytes announced, file ends first"))
+            return
+        pos = buf.pos
+        if index >= start:
+            yield Record(index, sec * 1_000_000_000 + frac * scale, linktype,
+                         buf.buf[pos + 16:pos + 16 + incl], orig)
+        buf.pos = pos + 16 + incl
+        index += 1
+
+
+# pcapng block types
+_SHB, _IDB, _EPB, _SPB, _OPB = 0x0A0D0D0A, 1, 6, 3, 2
+
+
+def _tsresol(value: int) -> tuple[int, int]:
+    """if_tsresol -> (num, den) so that ns = ticks * num // den."""
+    if value & 0x80:
+        return 1_000_000_000, 1 << (value & 0x7F)
+    exp = value & 0x7F
+    return (10 ** (9 - exp), 1) if exp <= 9 else (1, 10 ** (exp - 9))
+
+
+def _iter_pcapng(buf: _Buffer, problems: list[Problem], info: CaptureInfo, start: int) -> Iterator[Record]:
+    order = "<"
+    index = 0
+    ifaces = info.interfaces
+    while True:
+        if not buf.need(12):
+            if len(buf.buf) - buf.pos:
+                problems.append(Problem(index, "truncated block", f"{len(buf.buf) - buf.pos} bytes at end"))
+            return
+        b = buf.buf
+        pos = buf.pos
+        if b[pos:pos + 4] == PCAPNG_SHB:
+            bom = b[pos + 8:pos + 12]
+            order = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">"
+            if bom not in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"):
+                problems.append(Problem(index, "corrupt section header", f"byte-order magic {bom.hex()}"))
+                return
+        btype, blen = struct.unpack_from(order + "II", b, pos)
+        if blen < 12 or blen % 4 or blen > MAX_RECORD + 64:
+            problems.append(Problem(index, "corrupt block length",
+                                    f"block type {btype:#x} length {blen} at byte {buf.offset}; rest unreadable"))
+            return
+        if not buf.need(blen):
+            problems.append(Problem(index, "truncated block", f"block type {btype:#x} of {blen} bytes cut short"))
+            return
+        b = buf.buf
+        pos = buf.pos
+        body = pos + 8
+        end = pos + blen - 4
+        buf.pos = pos + blen
+        if btype == _EPB:
+            if blen < 32:
+                problems.append(Problem(index, "corrupt packet block", f"length {blen}"))
+                index += 1
+                continue
+            iface, hi, lo, incl, orig = struct.unpack_from(order + "IIIII", b, body)
+            if index >= start:
+                if iface >= len(ifaces) or body + 20 + incl > end:
+                    problems.append(Problem(index, "corrupt packet block",
+                                            f"interface {iface} of {len(ifaces)}, captured length {incl}"))
+                else:
+                    itf = ifaces[iface]
+                    yield Record(index, ((hi << 32) | lo) * itf.num // itf.den + itf.offset_ns, itf.linktype,
+                                 b[body + 20:body + 20 + incl], orig)
+            index += 1
+        elif btype == _SPB:
+            if index >= start and ifaces:
+                (orig,) = struct.unpack_from(order + "I", b, body)
+                itf = ifaces[0]
+                incl = min(orig, end - body - 4, itf.snaplen or orig)
+                yield Record(index, 0, itf.linktype, b[body + 4:body + 4 + incl], orig)
+            index += 1
+        elif btype == _OPB:
+            iface, _drops, hi, lo, incl, orig = struct.unpack_from(order + "HHIIII", b, body)
+            if index >= start:
+                if iface >= len(ifaces) or body + 20 + incl > end:
+                    problems.append(Problem(index, "corrupt packet block", f"interface {iface}"))
+                else:
+                    itf = ifaces[iface]
+                    yield Record(index, ((hi << 32) | lo) * itf.num // itf.den + itf.offset_ns, itf.linktype,
+                                 b[body + 20:body + 20 + incl], orig)
+            index += 1
+        elif btype == _IDB:
+            linktype, _, snaplen = struct.unpack_from(order + "HHI", b, body)
+            itf = Interface(linktype, snaplen)
+            _idb_options(b, body + 8, end, order, itf)
+            ifaces.append(itf)
+        elif btype == _SHB:
+            ifaces.clear()  # interface ids restart in each section
+
+
+def _idb_options(b: bytes, pos: int, end: int, order: str, itf: Interface) -> None:
+    while pos + 4 <= end:
+        code, length = struct.unpack_from(order + "HH", b, pos)
+        if code == 0:
+            return
+        value = b[pos + 4:pos + 4 + length]
+        if code == 9 and length >= 1:
+            itf.num, itf.den = _tsresol(value[0])
+        elif code == 14 and length == 8:
+            itf.offset_ns = struct.unpack(order + "q", value)[0] * 1_000_000_000
+        pos += 4 + ((length + 3) & ~3)
