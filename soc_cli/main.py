@@ -21,6 +21,9 @@ from soc_cli.output import err_console
 COMMAND_MODULES: tuple[str, ...] = (
     # one line per command module; add yours when the module exists
     "soc_cli.commands.ingest",
+    "soc_cli.commands.alerts",
+    "soc_cli.commands.pivot",
+    "soc_cli.commands.triage",
 )
 
 app = typer.Typer(
