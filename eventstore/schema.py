@@ -216,6 +216,12 @@ FIELDS: dict[str, FieldType] = {
     "ztsoc.policy.dry_run": "boolean",
     "ztsoc.policy.would_deny": "boolean",
     "ztsoc.policy.risk": "float",
+    "ztsoc.policy.risk_level": "keyword",
+    "ztsoc.policy.version": "keyword",
+    "ztsoc.policy.scopes": "keyword",
+    "ztsoc.policy.issuer": "keyword",
+    "ztsoc.policy.authenticated": "boolean",
+    "orchestrator.namespace": "keyword",
 }
 
 #: Namespaces whose sub-fields are not listed one by one: mapped dynamically as keyword.
