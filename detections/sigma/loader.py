@@ -1,0 +1,238 @@
+"""Load Sigma rules (SigmaHQ format) from the shipped folder and the folders a user names.
+
+Parsing is pySigma's (``SigmaCollection``); what is ours is the bookkeeping a SOC needs on
+top: every file that cannot be used becomes a :class:`RuleProblem` naming the file, the
+rule and the reason, and loading goes on with the rest; correlation rules are resolved
+across all folders together (a correlation in one folder may reference a rule in
+another); and the province's custom fields (``ztsoc:`` in a rule: investigation guide,
+response, suppression window, entity fields, sample events) are read into
+:class:`RuleMeta`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sigma.collection import SigmaCollection
+from sigma.correlations import SigmaCorrelationRule
+from sigma.exceptions import SigmaError, SigmaRuleLocation
+from sigma.rule import SigmaRule
+
+from eventstore.timeutil import parse_duration
+
+#: The rules ztsoc ships (the province's own).
+SHIPPED_RULES = Path(__file__).resolve().parent.parent / "rules"
+
+AnyRule = SigmaRule | SigmaCorrelationRule
+
+
+@dataclass(frozen=True, slots=True)
+class RuleProblem:
+    """A rule (or file) that cannot be used, and why."""
+
+    path: str
+    rule: str | None
+    stage: str  # load | resolve | compile | convert | samples
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "rule": self.rule, "stage": self.stage, "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class RuleMeta:
+    """The ``ztsoc:`` block of a rule: what the analyst reads and what CI runs."""
+
+    guide: str | None = None
+    response: str | None = None
+    #: alerts of this rule for the same entity closer than this merge into one (seconds)
+    suppress: float | None = None
+    #: fields naming the entity of an alert, first present wins (default: the group-by fields)
+    entity: tuple[str, ...] = ()
+    #: "match": events on which the rule must fire; "near_miss": events on which it must not
+    samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: {"count": N, "group": {...}} expected of the "match" sample (optional)
+    expect: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_rule(cls, rule: AnyRule) -> RuleMeta:
+        raw = rule.custom_attributes.get("ztsoc") if rule.custom_attributes else None
+        if not isinstance(raw, dict):
+            return cls()
+        suppress = raw.get("suppress")
+        samples = raw.get("samples") or {}
+        if not isinstance(samples, dict):
+            raise ValueError("ztsoc.samples must be a mapping of 'match' / 'near_miss' to event lists")
+        entity = raw.get("entity") or ()
+        return cls(
+            guide=_text(raw.get("guide")),
+            response=_text(raw.get("response")),
+            suppress=parse_duration(str(suppress)).total_seconds() if suppress else None,
+            entity=tuple([entity] if isinstance(entity, str) else entity),
+            samples={str(k): list(v or []) for k, v in samples.items()},
+            expect=dict(raw.get("expect") or {}),
+        )
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return "\n".join(str(v) for v in value)
+    return str(value).strip()
+
+
+@dataclass(slots=True)
+class LoadedRule:
+    rule: AnyRule
+    path: Path
+    meta: RuleMeta
+    shipped: bool = False
+
+    @property
+    def key(self) -> str:
+        """Stable identifier: the Sigma ``name`` when given, else the rule's UUID."""
+        if self.rule.name:
+            return str(self.rule.name)
+        if self.rule.id is not None:
+            return str(self.rule.id)
+        return f"{self.path.name}:{self.rule.title}"
+
+    @property
+    def uuid(self) -> str | None:
+        return str(self.rule.id) if self.rule.id is not None else None
+
+    @property
+    def title(self) -> str:
+        return str(self.rule.title)
+
+    @property
+    def level(self) -> str:
+        return str(self.rule.level.name.lower()) if self.rule.level is not None else "medium"
+
+    @property
+    def tags(self) -> list[str]:
+        return [f"{t.namespace}.{t.name}" for t in self.rule.tags]
+
+    @property
+    def is_correlation(self) -> bool:
+        return isinstance(self.rule, SigmaCorrelationRule)
+
+
+@dataclass(slots=True)
+class RuleSet:
+    rules: list[LoadedRule]
+    problems: list[RuleProblem]
+
+    def by_key(self) -> dict[str, LoadedRule]:
+        return {r.key: r for r in self.rules}
+
+    def find(self, ref: str) -> LoadedRule:
+        """A rule by name, UUID, title or file name (the ways an analyst names one)."""
+        for r in self.rules:
+            if ref in (r.key, r.uuid, r.title, r.path.name, r.path.stem):
+                return r
+        raise ValueError(f"no rule named {ref!r} (try `soc rules list`)")
+
+
+def rule_files(dirs: Iterable[Path]) -> list[tuple[Path, bool]]:
+    """Every ``*.yml`` / ``*.yaml`` under the folders, sorted, with whether it is shipped."""
+    out: list[tuple[Path, bool]] = []
+    for d in dirs:
+        d = Path(d)
+        shipped = d.resolve() == SHIPPED_RULES
+        if d.is_file():
+            out.append((d, shipped))
+            continue
+        if not d.is_dir():
+            raise ValueError(f"rules folder not found: {d}")
+        out.extend((p, shipped) for p in sorted(d.rglob("*")) if p.suffix in (".yml", ".yaml") and p.is_file())
+    return out
+
+
+def rule_dirs(extra: Sequence[Path | str] | None = None, *, shipped: bool = True) -> list[Path]:
+    dirs = [SHIPPED_RULES] if shipped else []
+    dirs += [Path(p) for p in extra or ()]
+    return dirs
+
+
+def load_file(path: Path) -> tuple[list[AnyRule], list[RuleProblem]]:
+    """Parse one file (it may hold several YAML documents); never raises for bad content."""
+    problems: list[RuleProblem] = []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return [], [RuleProblem(str(path), None, "load", f"cannot read: {exc}")]
+    try:
+        coll = SigmaCollection.from_yaml(text, collect_errors=True, source=SigmaRuleLocation(path),
+                                         resolve_references=False)
+    except Exception as exc:  # yaml errors and anything pySigma raises for a broken file
+        return [], [RuleProblem(str(path), None, "load", _reason(exc))]
+    rules: list[AnyRule] = []
+    for err in coll.errors:
+        problems.append(RuleProblem(str(path), None, "load", _reason(err)))
+    for rule in coll.rules:
+        if not isinstance(rule, SigmaRule | SigmaCorrelationRule):
+            continue  # Sigma filters are applied by pySigma only in conversion; not supported here
+        if rule.errors:
+            problems.append(RuleProblem(str(path), _label(rule), "load", "; ".join(_reason(e) for e in rule.errors)))
+            continue
+        rules.append(rule)
+    return rules, problems
+
+
+def load_rules(dirs: Sequence[Path | str] | None = None, *, shipped: bool = True) -> RuleSet:
+    """Load the shipped rules (unless ``shipped=False``) and every rule under ``dirs``."""
+    loaded: list[LoadedRule] = []
+    problems: list[RuleProblem] = []
+    for path, is_shipped in rule_files(rule_dirs(dirs, shipped=shipped)):
+        rules, probs = load_file(path)
+        problems += probs
+        for rule in rules:
+            try:
+                meta = RuleMeta.from_rule(rule)
+            except (ValueError, TypeError) as exc:
+                problems.append(RuleProblem(str(path), _label(rule), "load", f"ztsoc block: {exc}"))
+                continue
+            loaded.append(LoadedRule(rule, path, meta, is_shipped))
+    loaded, resolve_problems = _resolve(loaded)
+    return RuleSet(loaded, problems + resolve_problems)
+
+
+def _resolve(rules: list[LoadedRule]) -> tuple[list[LoadedRule], list[RuleProblem]]:
+    """Resolve correlation references over all folders; drop correlations that cannot resolve."""
+    coll = SigmaCollection([r.rule for r in rules], resolve_references=False)
+    problems: list[RuleProblem] = []
+    keep: list[LoadedRule] = []
+    for r in rules:
+        if isinstance(r.rule, SigmaCorrelationRule):
+            try:
+                r.rule.resolve_rule_references(coll)
+            except SigmaError as exc:
+                problems.append(RuleProblem(str(r.path), _label(r.rule), "resolve", _reason(exc)))
+                continue
+        keep.append(r)
+    # a correlation referencing a dropped correlation is dropped too
+    dropped = {id(r.rule) for r in rules} - {id(r.rule) for r in keep}
+    changed = True
+    while changed and dropped:
+        changed = False
+        for r in list(keep):
+            if isinstance(r.rule, SigmaCorrelationRule) and any(id(ref.rule) in dropped for ref in r.rule.rules or []):
+                keep.remove(r)
+                dropped.add(id(r.rule))
+                problems.append(RuleProblem(str(r.path), _label(r.rule), "resolve", "references an unusable rule"))
+                changed = True
+    return keep, problems
+
+
+def _label(rule: AnyRule) -> str:
+    return str(rule.name or rule.id or rule.title)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:300]

@@ -1,0 +1,562 @@
+"""The embedded Sigma engine: rules compiled once to Python predicates over flat ECS dicts.
+
+pySigma parses the rule and the processing pipeline maps it to our fields; from the
+resulting condition tree we build closures (no SQL, no per-event interpretation of the
+tree). Each rule is indexed by a field every match must carry with one of a few exact
+values (``event.code``, ``event.dataset``, ``winlog.channel``...), found by walking the
+tree for mandatory equalities; an event is then tried only against the rules filed under
+its own values of those fields, plus the few rules with no such constraint.
+
+Hand-written because no library evaluates Sigma in process at this speed: pySigma only
+converts to query languages. Semantics follow the Sigma specification: strings compare
+case-insensitively unless ``|cased``, ``*`` and ``?`` are wildcards, a list of values is
+OR, ``|all`` is AND, a keyword (value without field) is a substring of any field, ``null``
+matches a missing or empty field, a multi-valued field matches if any value does.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sigma.conditions import (
+    ConditionAND,
+    ConditionFieldEqualsValueExpression,
+    ConditionNOT,
+    ConditionOR,
+    ConditionValueExpression,
+)
+from sigma.processing.pipeline import ProcessingPipeline
+from sigma.rule import SigmaRule
+from sigma.types import (
+    CompareOperators,
+    Placeholder,
+    SigmaBool,
+    SigmaCasedString,
+    SigmaCIDRExpression,
+    SigmaCompareExpression,
+    SigmaExists,
+    SigmaExpansion,
+    SigmaFieldReference,
+    SigmaNull,
+    SigmaNumber,
+    SigmaRegularExpression,
+    SigmaRegularExpressionFlag,
+    SigmaString,
+    SigmaTimestampPart,
+    SpecialChars,
+    TimestampPart,
+)
+
+Doc = Mapping[str, Any]
+
+#: Fields a rule may be indexed by, most selective first.
+INDEX_FIELDS: tuple[str, ...] = ("event.code", "event.dataset", "winlog.channel", "event.action", "event.category")
+
+_MISSING = object()
+
+
+class UnsupportedRule(ValueError):
+    """A rule the embedded engine cannot evaluate (the reason says which construct)."""
+
+
+class EventView:
+    """One event seen by many predicates: values are normalised once, on first use."""
+
+    __slots__ = ("_all", "_lower", "_str", "doc")
+
+    def __init__(self, doc: Doc) -> None:
+        self.doc = doc
+        self._lower: dict[str, tuple[str, ...] | None] = {}
+        self._str: dict[str, tuple[str, ...] | None] = {}
+        self._all: tuple[str, ...] | None = None
+
+    def raw(self, name: str) -> Any:
+        value = self.doc.get(name, _MISSING)
+        if value is _MISSING and "." in name:
+            value = _nested(self.doc, name)
+        return None if value is _MISSING else value
+
+    def strs(self, name: str) -> tuple[str, ...] | None:
+        try:
+            return self._str[name]
+        except KeyError:
+            pass
+        value = self.raw(name)
+        out = None if value is None else _as_strings(value)
+        self._str[name] = out
+        return out
+
+    def lowers(self, name: str) -> tuple[str, ...] | None:
+        try:
+            return self._lower[name]
+        except KeyError:
+            pass
+        s = self.strs(name)
+        out = None if s is None else tuple(v.lower() for v in s)
+        self._lower[name] = out
+        return out
+
+    def all_lower(self) -> tuple[str, ...]:
+        """Every value of the event, lower-cased: what a Sigma keyword searches."""
+        if self._all is None:
+            vals: list[str] = []
+            for value in self.doc.values():
+                if value is not None:
+                    vals.extend(v.lower() for v in _as_strings(value))
+            self._all = tuple(vals)
+        return self._all
+
+
+def _nested(doc: Doc, name: str) -> Any:
+    """``a.b.c`` in a document that nests (``{"a": {"b.c": 1}}`` or ``{"a": {"b": {"c": 1}}}``)."""
+    head, _, rest = name.partition(".")
+    sub = doc.get(head, _MISSING)
+    if isinstance(sub, Mapping):
+        value = sub.get(rest, _MISSING)
+        if value is _MISSING and "." in rest:
+            return _nested(sub, rest)
+        return value
+    return _MISSING
+
+
+def _as_strings(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, bool):
+        return ("true" if value else "false",)
+    if isinstance(value, int | float):
+        return (_num_str(value),)
+    if isinstance(value, list | tuple):
+        out: list[str] = []
+        for v in value:
+            if v is not None and not isinstance(v, dict | list):
+                out.extend(_as_strings(v))
+        return tuple(out)
+    if isinstance(value, dict):
+        return ()
+    return (str(value),)
+
+
+def _num_str(value: float | int) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+Predicate = Callable[[EventView], bool]
+
+
+# -- strings -----------------------------------------------------------------------------
+@dataclass
+class _StringSet:
+    """Several string patterns on one field, OR-ed, evaluated in one pass per value."""
+
+    equals: set[str] = field(default_factory=set)
+    prefixes: list[str] = field(default_factory=list)
+    suffixes: list[str] = field(default_factory=list)
+    contains: list[str] = field(default_factory=list)
+    regexes: list[str] = field(default_factory=list)
+    anything: bool = False
+
+    def add(self, s: SigmaString, *, keyword: bool = False) -> None:
+        parts = [p for p in s.s if not (isinstance(p, str) and p == "")]
+        parts = [SpecialChars.WILDCARD_MULTI if isinstance(p, Placeholder) else p for p in parts]
+        if keyword:  # a keyword is a substring of some value
+            if not parts or parts[0] is not SpecialChars.WILDCARD_MULTI:
+                parts.insert(0, SpecialChars.WILDCARD_MULTI)
+            if parts[-1] is not SpecialChars.WILDCARD_MULTI:
+                parts.append(SpecialChars.WILDCARD_MULTI)
+        texts = [p for p in parts if isinstance(p, str)]
+        specials = [p for p in parts if not isinstance(p, str)]
+        if not specials:
+            self.equals.add("".join(texts).lower())
+        elif all(p is SpecialChars.WILDCARD_MULTI for p in parts):
+            self.anything = True
+        elif len(parts) == 2 and parts[1] is SpecialChars.WILDCARD_MULTI and isinstance(parts[0], str):
+            self.prefixes.append(parts[0].lower())
+        elif len(parts) == 2 and parts[0] is SpecialChars.WILDCARD_MULTI and isinstance(parts[1], str):
+            self.suffixes.append(parts[1].lower())
+        elif (len(parts) == 3 and parts[0] is SpecialChars.WILDCARD_MULTI and parts[2] is SpecialChars.WILDCARD_MULTI
+              and isinstance(parts[1], str)):
+            self.contains.append(parts[1].lower())
+        else:
+            self.regexes.append(_wildcard_regex(parts))
+
+    def compile(self) -> Callable[[str], bool]:
+        equals = frozenset(self.equals)
+        prefixes = tuple(self.prefixes)
+        suffixes = tuple(self.suffixes)
+        contains = tuple(self.contains)
+        rx = re.compile("|".join(f"(?:{p})" for p in self.regexes), re.DOTALL) if self.regexes else None
+        rx_match = rx.fullmatch if rx is not None else None
+        if len(contains) > 3:  # one scan of the value instead of one per substring
+            crx = re.compile("|".join(re.escape(c) for c in contains))
+            contains = ()
+        else:
+            crx = None
+        if self.anything:
+            return lambda v: True
+        checks: list[Callable[[str], bool]] = []
+        if equals:
+            checks.append(equals.__contains__)
+        if prefixes:
+            checks.append(lambda v: v.startswith(prefixes))
+        if suffixes:
+            checks.append(lambda v: v.endswith(suffixes))
+        if contains:
+            if len(contains) == 1:
+                c0 = contains[0]
+                checks.append(lambda v: c0 in v)
+            else:
+                checks.append(lambda v: any(c in v for c in contains))
+        if crx is not None:
+            csearch = crx.search
+            checks.append(lambda v: csearch(v) is not None)
+        if rx_match is not None:
+            checks.append(lambda v: rx_match(v) is not None)
+        if len(checks) == 1:
+            return checks[0]
+        return lambda v: any(c(v) for c in checks)
+
+
+def _wildcard_regex(parts: Sequence[Any]) -> str:
+    out = []
+    for p in parts:
+        if p is SpecialChars.WILDCARD_MULTI:
+            out.append(".*")
+        elif p is SpecialChars.WILDCARD_SINGLE:
+            out.append(".")
+        else:
+            out.append(re.escape(str(p).lower()))
+    return "".join(out)
+
+
+def _cased_regex(s: SigmaString) -> re.Pattern[str]:
+    out = []
+    for p in s.s:
+        if p is SpecialChars.WILDCARD_MULTI or isinstance(p, Placeholder):
+            out.append(".*")
+        elif p is SpecialChars.WILDCARD_SINGLE:
+            out.append(".")
+        else:
+            out.append(re.escape(str(p)))
+    return re.compile("".join(out), re.DOTALL)
+
+
+# -- compiling the condition tree --------------------------------------------------------
+def _any_value(field_name: str, test: Callable[[str], bool], *, lower: bool = True) -> Predicate:
+    def pred(ev: EventView) -> bool:
+        vals = ev.lowers(field_name) if lower else ev.strs(field_name)
+        if not vals:
+            return False
+        return any(test(v) for v in vals) if len(vals) > 1 else test(vals[0])
+
+    return pred
+
+
+def _to_number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        if text[:2].lower() == "0x":
+            try:
+                return float(int(text, 16))
+            except ValueError:
+                return None
+        return None
+
+
+_COMPARE: dict[CompareOperators, Callable[[float, float], bool]] = {
+    CompareOperators.LT: lambda a, b: a < b,
+    CompareOperators.LTE: lambda a, b: a <= b,
+    CompareOperators.GT: lambda a, b: a > b,
+    CompareOperators.GTE: lambda a, b: a >= b,
+    CompareOperators.NEQ: lambda a, b: a != b,
+}
+
+_PARTS: dict[TimestampPart, Callable[[datetime], int]] = {
+    TimestampPart.MINUTE: lambda d: d.minute,
+    TimestampPart.HOUR: lambda d: d.hour,
+    TimestampPart.DAY: lambda d: d.day,
+    TimestampPart.WEEK: lambda d: d.isocalendar()[1],
+    TimestampPart.MONTH: lambda d: d.month,
+    TimestampPart.YEAR: lambda d: d.year,
+}
+
+
+def _parse_time(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _field_value(field_name: str, value: Any) -> Predicate:
+    """One ``field: value`` comparison (value already transformed by modifiers)."""
+    if isinstance(value, SigmaCasedString):
+        rx = _cased_regex(value)
+        return _any_value(field_name, lambda v: rx.fullmatch(v) is not None, lower=False)
+    if isinstance(value, SigmaString):
+        matcher = _StringSet()
+        matcher.add(value)
+        return _any_value(field_name, matcher.compile())
+    if isinstance(value, SigmaTimestampPart):
+        part, want = _PARTS[value.timestamp_part], value.number
+
+        def ts_pred(ev: EventView) -> bool:
+            for v in ev.strs(field_name) or ():
+                d = _parse_time(v)
+                if d is not None and part(d) == want:
+                    return True
+            return False
+
+        return ts_pred
+    if isinstance(value, SigmaBool):
+        want_s = "true" if value.boolean else "false"
+        return _any_value(field_name, lambda v: v == want_s)
+    if isinstance(value, SigmaNumber):
+        num = float(value.number)
+        num_s = _num_str(value.number)
+
+        def num_test(v: str) -> bool:
+            if v == num_s:
+                return True
+            n = _to_number(v)
+            return n is not None and n == num
+
+        return _any_value(field_name, num_test)
+    if isinstance(value, SigmaNull):
+        def null_pred(ev: EventView) -> bool:
+            vals = ev.strs(field_name)
+            return not vals or all(v == "" for v in vals)
+
+        return null_pred
+    if isinstance(value, SigmaExists):
+        want_exists = value.exists
+        return lambda ev: (ev.raw(field_name) is not None) == want_exists
+    if isinstance(value, SigmaRegularExpression):
+        flags = re.DOTALL if SigmaRegularExpressionFlag.DOTALL in value.flags else 0
+        if SigmaRegularExpressionFlag.IGNORECASE in value.flags:
+            flags |= re.IGNORECASE
+        if SigmaRegularExpressionFlag.MULTILINE in value.flags:
+            flags |= re.MULTILINE
+        try:
+            rx = re.compile(str(value.regexp), flags)
+        except re.error as exc:
+            raise UnsupportedRule(f"regular expression {value.regexp!s}: {exc}") from exc
+        return _any_value(field_name, lambda v: rx.search(v) is not None, lower=False)
+    if isinstance(value, SigmaCIDRExpression):
+        net = value.network
+
+        def cidr_test(v: str) -> bool:
+            try:
+                return ipaddress.ip_address(v) in net
+            except ValueError:
+                return False
+
+        return _any_value(field_name, cidr_test, lower=False)
+    if isinstance(value, SigmaCompareExpression):
+        op, target = _COMPARE[value.op], float(value.number.number)
+
+        def cmp_test(v: str) -> bool:
+            n = _to_number(v)
+            return n is not None and op(n, target)
+
+        return _any_value(field_name, cmp_test, lower=False)
+    if isinstance(value, SigmaFieldReference):
+        other = value.field
+        starts, ends = value.starts_with, value.ends_with
+
+        def ref_pred(ev: EventView) -> bool:
+            mine, theirs = ev.lowers(field_name), ev.lowers(other)
+            if not mine or not theirs:
+                return False
+            for a in mine:
+                for b in theirs:
+                    if (starts and a.startswith(b)) or (ends and a.endswith(b)) or (not starts and not ends and a == b):
+                        return True
+            return False
+
+        return ref_pred
+    if isinstance(value, SigmaExpansion):
+        preds = [_field_value(field_name, v) for v in value.values]
+        return lambda ev: any(p(ev) for p in preds)
+    raise UnsupportedRule(f"value type {type(value).__name__} on field {field_name}")
+
+
+def _keyword(value: Any) -> Predicate:
+    if isinstance(value, SigmaString):
+        matcher = _StringSet()
+        matcher.add(value, keyword=True)
+        test = matcher.compile()
+        return lambda ev: any(test(v) for v in ev.all_lower())
+    if isinstance(value, SigmaNumber):
+        text = _num_str(value.number)
+        return lambda ev: any(text in v for v in ev.all_lower())
+    if isinstance(value, SigmaRegularExpression):
+        rx = re.compile(str(value.regexp), re.IGNORECASE)
+        return lambda ev: any(rx.search(v) for v in ev.all_lower())
+    if isinstance(value, SigmaExpansion):
+        preds = [_keyword(v) for v in value.values]
+        return lambda ev: any(p(ev) for p in preds)
+    raise UnsupportedRule(f"keyword of type {type(value).__name__}")
+
+
+def compile_condition(node: Any) -> Predicate:
+    """A pySigma condition tree (after the pipeline) as one predicate."""
+    if isinstance(node, ConditionAND):
+        preds = [compile_condition(a) for a in node.args]
+        if len(preds) == 2:
+            a, b = preds
+            return lambda ev: a(ev) and b(ev)
+        return lambda ev: all(p(ev) for p in preds)
+    if isinstance(node, ConditionOR):
+        preds = _merge_or(node.args)
+        if len(preds) == 1:
+            return preds[0]
+        return lambda ev: any(p(ev) for p in preds)
+    if isinstance(node, ConditionNOT):
+        inner = compile_condition(node.args[0])
+        return lambda ev: not inner(ev)
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        return _field_value(node.field, node.value)
+    if isinstance(node, ConditionValueExpression):
+        return _keyword(node.value)
+    raise UnsupportedRule(f"condition element {type(node).__name__}")
+
+
+def _plain(node: Any) -> bool:
+    return (isinstance(node, ConditionFieldEqualsValueExpression) and type(node.value) is SigmaString)
+
+
+def _merge_or(args: Sequence[Any]) -> list[Predicate]:
+    """OR-ed string values of one field become one multi-pattern test (the common ``field: [a, b, c]``)."""
+    by_field: dict[str, _StringSet] = {}
+    preds: list[Predicate] = []
+    for arg in args:
+        if _plain(arg):
+            by_field.setdefault(arg.field, _StringSet()).add(arg.value)
+        else:
+            preds.append(compile_condition(arg))
+    merged = [_any_value(name, sset.compile()) for name, sset in by_field.items()]
+    return merged + preds
+
+
+# -- mandatory equalities (the index) ----------------------------------------------------
+def required_values(node: Any) -> dict[str, frozenset[str]]:
+    """Fields every match must have, each with the set of (lower-cased) values it may take."""
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        v = node.value
+        if type(v) is SigmaString and not v.contains_special():
+            return {node.field: frozenset({str(v.to_plain()).lower()})}
+        if isinstance(v, SigmaNumber) and not isinstance(v, SigmaTimestampPart):
+            return {node.field: frozenset({_num_str(v.number)})}
+        return {}
+    if isinstance(node, ConditionAND):
+        out: dict[str, frozenset[str]] = {}
+        for arg in node.args:
+            for name, vals in required_values(arg).items():
+                out[name] = out[name] & vals if name in out else vals
+        return out
+    if isinstance(node, ConditionOR):
+        branches = [required_values(a) for a in node.args]
+        if not branches:
+            return {}
+        common = set(branches[0])
+        for b in branches[1:]:
+            common &= set(b)
+        return {name: frozenset().union(*(b[name] for b in branches)) for name in common}
+    return {}
+
+
+@dataclass(slots=True)
+class CompiledRule:
+    """A rule ready to evaluate: its predicate and where it is filed in the index."""
+
+    key: str
+    predicate: Predicate
+    required: dict[str, frozenset[str]]
+    rule: SigmaRule
+    payload: Any = None  # whatever the caller attached (the LoadedRule)
+
+    def matches(self, doc: Doc) -> bool:
+        return self.predicate(EventView(doc))
+
+
+def compile_rule(rule: SigmaRule, pipeline: ProcessingPipeline | None, *, key: str | None = None,
+                 payload: Any = None) -> CompiledRule:
+    """Apply the pipeline to a copy of the rule and compile its conditions (OR-ed when several)."""
+    import copy
+
+    from sigma.exceptions import SigmaError
+
+    processed = copy.deepcopy(rule)
+    try:
+        if pipeline is not None:
+            pipeline.apply(processed)
+        trees = [c.parsed for c in processed.detection.parsed_condition]
+    except SigmaError as exc:
+        raise UnsupportedRule(f"{type(exc).__name__}: {exc}") from exc
+    preds = [compile_condition(t) for t in trees if t is not None]
+    if not preds:
+        raise UnsupportedRule("empty condition")
+    predicate = preds[0] if len(preds) == 1 else (lambda ev: any(p(ev) for p in preds))
+    required: dict[str, frozenset[str]] = {}
+    if len(trees) == 1:
+        required = required_values(trees[0])
+    return CompiledRule(key or str(rule.name or rule.id or rule.title), predicate, required, processed, payload)
+
+
+class Matcher:
+    """Many compiled rules; ``match(doc)`` tries only the rules the event's index fields allow."""
+
+    def __init__(self, rules: Sequence[CompiledRule], index_fields: Sequence[str] = INDEX_FIELDS) -> None:
+        self.rules = list(rules)
+        self._tables: list[tuple[str, dict[str, list[CompiledRule]]]] = []
+        tables: dict[str, dict[str, list[CompiledRule]]] = {f: {} for f in index_fields}
+        self._always: list[CompiledRule] = []
+        for rule in self.rules:
+            for name in index_fields:
+                if name in rule.required and rule.required[name]:
+                    for value in rule.required[name]:
+                        tables[name].setdefault(value, []).append(rule)
+                    break
+            else:
+                self._always.append(rule)
+        self._tables = [(name, table) for name, table in tables.items() if table]
+
+    @property
+    def unindexed(self) -> int:
+        return len(self._always)
+
+    def candidates(self, ev: EventView) -> list[CompiledRule]:
+        cands = list(self._always)
+        multi = False
+        for name, table in self._tables:
+            vals = ev.lowers(name)
+            if not vals:
+                continue
+            if len(vals) > 1:
+                multi = True
+            for v in vals:
+                hit = table.get(v)
+                if hit:
+                    cands.extend(hit)
+        if multi:
+            seen: set[int] = set()
+            unique = []
+            for c in cands:
+                if id(c) not in seen:
+                    seen.add(id(c))
+                    unique.append(c)
+            return unique
+        return cands
+
+    def match(self, doc: Doc) -> list[CompiledRule]:
+        ev = EventView(doc)
+        return [r for r in self.candidates(ev) if r.predicate(ev)]
