@@ -1,0 +1,240 @@
+"""The query tree as a SQLite ``WHERE`` clause over a table of JSON documents.
+
+A table keeps the whole flat document in ``doc`` and a few hot fields in indexed columns
+(``Layout.hot``). A hot field is compared on its column (so the index serves it); any other
+field through ``json_each``, which yields every element of an array and the value itself
+otherwise, so "an array matches if any element matches" holds for free, as in ES. When a hot
+field holds an array its column stays NULL, the row's ``multi`` column names the field, and
+the comparison falls back to the document for those rows only.
+
+What SQL cannot compare natively is done by the functions ``register_functions`` installs:
+IP byte keys, epoch ms of stored dates, text-token matching and regular expressions.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import orjson
+
+from eventstore.query import ast
+from eventstore.query.values import analyze, epoch_ms, ip_key
+from eventstore.schema import FieldType, field_type
+
+TS_FIELD = "@timestamp"
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """One table: its name and the hot fields kept in their own column (field -> column)."""
+
+    table: str
+    hot: Mapping[str, str]
+
+    def column(self, field: str) -> str | None:
+        return self.hot.get(field)
+
+
+def json_path(field: str) -> str:
+    """The JSON path of a flat dotted key: ``$."source.ip"``."""
+    return '$."' + field.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class WhereBuilder:
+    """Collects named parameters while turning a tree (or a sort / group key) into SQL."""
+
+    def __init__(
+        self, layout: Layout, *, multi: bool = False, alias: str = "e",
+        types: Callable[[str], FieldType | None] = field_type,
+    ) -> None:
+        self.layout = layout
+        self.multi = multi
+        self.alias = alias
+        self.types = types
+        self.params: dict[str, Any] = {}
+
+    def param(self, value: Any) -> str:
+        name = f"p{len(self.params)}"
+        self.params[name] = value
+        return ":" + name
+
+    # -- WHERE ----------------------------------------------------------------------------
+    def where(self, node: ast.Node) -> str:
+        handler = _NODES[type(node)]
+        return handler(self, node)
+
+    def _bool(self, node: ast.Bool) -> str:
+        parts = [self.where(n) for n in node.must]
+        if node.should:
+            parts.append("(" + " OR ".join(self.where(n) for n in node.should) + ")")
+        parts.extend(f"NOT IFNULL({self.where(n)}, 0)" for n in node.must_not)
+        return "(" + " AND ".join(parts or ["1"]) + ")"
+
+    def leaf(self, field: str, pred: Callable[[str], str]) -> str:
+        """``pred`` of one value expression, applied to the column or to each document value."""
+        e = self.alias
+        if field == TS_FIELD:
+            return pred(f"{e}.ts")
+        path = self.param(json_path(field))
+        from_doc = f"EXISTS (SELECT 1 FROM json_each({e}.doc, {path}) WHERE {pred('value')})"
+        column = self.layout.column(field)
+        if column is None:
+            return from_doc
+        if not self.multi:
+            return pred(f"{e}.{column}")
+        marker = self.param(f"|{field}|")
+        return f"({pred(f'{e}.{column}')} OR ({e}.multi IS NOT NULL AND instr({e}.multi, {marker}) AND {from_doc}))"
+
+    def _exists(self, node: ast.Exists) -> str:
+        if node.field == TS_FIELD:
+            return "1"
+        return self.leaf(node.field, lambda v: f"{v} IS NOT NULL")
+
+    def _equals(self, node: ast.Equals) -> str:
+        value = node.value
+        p = self.param(value)
+        hot = node.field in self.layout.hot
+        if isinstance(value, str) and not hot:
+            # ES keyword fields hold numbers as their text: event.code 4625 matches "4625"
+            return self.leaf(node.field, lambda v: f"(CASE WHEN typeof({v}) = 'text' THEN {v} ELSE CAST({v} AS TEXT) END) = {p}")
+        return self.leaf(node.field, lambda v: f"{v} = {p}")
+
+    def _between(self, node: ast.Between) -> str:
+        conv = _CONVERTERS[node.kind]
+        if node.field == TS_FIELD and node.kind == "date":
+            conv = "{}"
+        low = None if node.low is None else self.param(node.low)
+        high = None if node.high is None else self.param(node.high)
+
+        def pred(v: str) -> str:
+            x = conv.format(v)
+            parts = []
+            if low is not None:
+                parts.append(f"{x} {'>=' if node.include_low else '>'} {low}")
+            if high is not None:
+                parts.append(f"{x} {'<=' if node.include_high else '<'} {high}")
+            if not parts:
+                parts.append(f"{x} IS NOT NULL")
+            return "(" + " AND ".join(parts) + ")"
+
+        return self.leaf(node.field, pred)
+
+    def _glob(self, node: ast.Glob) -> str:
+        p = self.param(node.glob)
+        return self.leaf(node.field, lambda v: f"{v} GLOB {p}")
+
+    def _regexp(self, node: ast.Regexp) -> str:
+        p = self.param(node.pattern)
+        return self.leaf(node.field, lambda v: f"zregexp({p}, {v})")
+
+    def _phrase(self, node: ast.TextPhrase) -> str:
+        p = self.param(orjson.dumps(node.tokens).decode())
+        return self.leaf(node.field, lambda v: f"ztext_phrase({v}, {p})")
+
+    def _pattern(self, node: ast.TextPattern) -> str:
+        p = self.param(node.regex)
+        return self.leaf(node.field, lambda v: f"ztext_pattern({v}, {p})")
+
+    # -- sort and group keys --------------------------------------------------------------
+    def value_conv(self, field: str) -> str:
+        kind = self.types(field)
+        if kind == "ip":
+            return "zip_key({})"
+        if kind == "date":
+            return "zepoch({})"
+        return "{}"
+
+    def sort_key(self, field: str, descending: bool) -> str:
+        """One comparable value per document (min ascending, max descending, like ES)."""
+        e = self.alias
+        if field == TS_FIELD:
+            return f"{e}.ts"
+        conv = self.value_conv(field)
+        column = self.layout.column(field)
+        if column is not None and not self.multi:
+            return conv.format(f"{e}.{column}")
+        pick = "MAX" if descending else "MIN"
+        return f"(SELECT {pick}({conv.format('value')}) FROM json_each({e}.doc, {self.param(json_path(field))}))"
+
+
+_CONVERTERS = {"num": "{}", "str": "{}", "ip": "zip_key({})", "date": "zepoch({})"}
+
+_NODES: dict[type, Callable[[WhereBuilder, Any], str]] = {
+    ast.MatchAll: lambda b, n: "1",
+    ast.MatchNone: lambda b, n: "0",
+    ast.Bool: WhereBuilder._bool,
+    ast.Exists: WhereBuilder._exists,
+    ast.Equals: WhereBuilder._equals,
+    ast.Between: WhereBuilder._between,
+    ast.Glob: WhereBuilder._glob,
+    ast.Regexp: WhereBuilder._regexp,
+    ast.TextPhrase: WhereBuilder._phrase,
+    ast.TextPattern: WhereBuilder._pattern,
+}
+
+
+# -- functions on the connection ----------------------------------------------------------
+
+
+@lru_cache(maxsize=1024)
+def _regex(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+@lru_cache(maxsize=1024)
+def _tokens(arg: str) -> tuple[str, ...]:
+    return tuple(orjson.loads(arg))
+
+
+def _regexp(pattern: str, value: object) -> int:
+    return int(isinstance(value, str) and _regex(pattern).fullmatch(value) is not None)
+
+
+def _text_phrase(value: object, tokens_json: str) -> int:
+    if not isinstance(value, str):
+        return 0
+    have = analyze(value)
+    want = _tokens(tokens_json)
+    n = len(want)
+    if n == 1:
+        return int(want[0] in have)
+    first = want[0]
+    return int(any(have[i : i + n] == want for i, tok in enumerate(have) if tok == first))
+
+
+def _text_pattern(value: object, regex: str) -> int:
+    if not isinstance(value, str):
+        return 0
+    rx = _regex(regex)
+    return int(any(rx.match(tok) for tok in analyze(value)))
+
+
+class _Distinct:
+    """``zcard(json array)``: distinct values over every document of a bucket (ES cardinality, exact)."""
+
+    def __init__(self) -> None:
+        self.seen: set[Any] = set()
+
+    def step(self, values: str | None) -> None:
+        if values is None:
+            return
+        for v in orjson.loads(values):
+            if v is not None:
+                self.seen.add(v)
+
+    def finalize(self) -> int:
+        return len(self.seen)
+
+
+def register_functions(conn: sqlite3.Connection) -> None:
+    conn.create_function("zip_key", 1, ip_key, deterministic=True)
+    conn.create_function("zepoch", 1, epoch_ms, deterministic=True)
+    conn.create_function("zregexp", 2, _regexp, deterministic=True)
+    conn.create_function("ztext_phrase", 2, _text_phrase, deterministic=True)
+    conn.create_function("ztext_pattern", 2, _text_pattern, deterministic=True)
+    conn.create_aggregate("zcard", 1, _Distinct)  # type: ignore[arg-type]

@@ -1,0 +1,661 @@
+"""The embedded event store: one SQLite file, the default backend.
+
+Each document is kept whole as JSON (``doc``) beside indexed copies of its hot fields
+(``schema.HOT_FIELDS`` for events; status, level, rule and entity for alerts) and its time as
+epoch milliseconds (``ts``), so the common hunts (a dataset, an address, a user, a host over
+a time range) use an index and everything else still works through the JSON.
+
+WAL mode and a busy timeout let a collector write while analysts read from other processes.
+Writes are one ``executemany`` of prepared tuples per batch inside one transaction,
+``INSERT OR IGNORE`` on the ``event.id`` primary key, so a batch written twice is stored once
+and the count of duplicates is simply the rows SQLite did not change.
+
+Queries are Lucene query strings, parsed by ``eventstore.query`` (luqum) into a typed tree
+and translated by ``eventstore.query.sqlite``; this module owns the tables and the calls of
+the ``Store`` protocol. Hand-written because no library maps a Lucene/ECS store onto SQLite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from fnmatch import fnmatchcase
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from eventstore.errors import AlertNotFound, StoreError, StoreUnavailable, StoreURLError
+from eventstore.query import parse
+from eventstore.query.sqlite import TS_FIELD, Layout, WhereBuilder, json_path, register_functions
+from eventstore.query.values import epoch_ms, ip_key
+from eventstore.schema import HOT_FIELDS, field_type
+from eventstore.store import (
+    ALERT_HISTORY,
+    ALERT_LIFECYCLE_FIELDS,
+    ALERT_STATUS,
+    AlertChange,
+    Doc,
+    Index,
+    Metric,
+    SearchResult,
+    StoreStatus,
+    WriteResult,
+)
+from eventstore.timeutil import to_iso, utcnow
+
+SCHEMA_VERSION = 1
+#: rows per executemany / transaction when a caller hands over a very large iterable
+CHUNK = 50_000
+
+
+def _column(field: str) -> str:
+    return field.replace("@", "").replace(".", "_")
+
+
+EVENTS = Layout("events", {f: _column(f) for f in HOT_FIELDS if f != TS_FIELD})
+ALERTS = Layout(
+    "alerts",
+    {f: _column(f) for f in (
+        ALERT_STATUS, "ztsoc.alert.level", "rule.id", "rule.name", "host.name", "user.name", "source.ip",
+        "ztsoc.alert.entity.value",
+    )},
+)
+LAYOUTS: dict[str, Layout] = {"events": EVENTS, "alerts": ALERTS}
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def _ddl(layout: Layout) -> list[str]:
+    t = layout.table
+    cols = "".join(f", {c} TEXT" for c in layout.hot.values())
+    stmts = [
+        f"CREATE TABLE IF NOT EXISTS {t} (event_id TEXT PRIMARY KEY, ts INTEGER NOT NULL{cols}, "
+        "multi TEXT, doc TEXT NOT NULL)",
+        f"CREATE INDEX IF NOT EXISTS {t}_ts ON {t}(ts, event_id)",
+        f"CREATE INDEX IF NOT EXISTS {t}_multi ON {t}(multi) WHERE multi IS NOT NULL",
+    ]
+    stmts += [f"CREATE INDEX IF NOT EXISTS {t}_{c} ON {t}({c}, ts)" for c in layout.hot.values()]
+    return stmts
+
+
+def insert_sql(layout: Layout, conflict: str = "IGNORE") -> str:
+    """The statement ``write_events`` feeds to ``executemany`` (public for the ingest benchmark)."""
+    cols = ["event_id", "ts", *layout.hot.values(), "multi", "doc"]
+    marks = ", ".join("?" * len(cols))
+    return f"INSERT OR {conflict} INTO {layout.table} ({', '.join(cols)}) VALUES ({marks})"
+
+
+def timestamp_ms(value: Any) -> int:
+    """``@timestamp`` (ISO 8601 with ``Z`` or an offset, naive is UTC, or epoch millis) as epoch ms."""
+    if type(value) is str:
+        try:
+            ts = datetime.fromisoformat(value)
+        except ValueError:
+            ms = epoch_ms(value)
+            if ms is None:
+                raise ValueError(f"bad @timestamp {value!r}: not ISO 8601") from None
+            return ms
+        if ts.tzinfo is None:
+            ts = ts.replace(tzinfo=UTC)
+        return (ts - _EPOCH) // _MS
+    if type(value) is int:
+        return value
+    if isinstance(value, datetime):
+        return ((value if value.tzinfo else value.replace(tzinfo=UTC)) - _EPOCH) // _MS
+    raise ValueError(f"bad @timestamp {value!r}: expected an ISO 8601 string")
+
+
+def _dumps(doc: Doc) -> str:
+    try:
+        return orjson.dumps(doc).decode()
+    except TypeError:  # e.g. an int beyond 64 bits: the slower, more lenient encoder
+        return json.dumps(doc, default=str, ensure_ascii=False)
+
+
+def prepare_rows(docs: Iterable[Any], layout: Layout, errors: list[tuple[str, str]]) -> Iterator[tuple[Any, ...]]:
+    """One row per valid document; a bad one becomes an ``errors`` entry and the rest go on."""
+    hot = tuple(layout.hot)
+    for position, doc in enumerate(docs):
+        try:
+            event_id = doc["event.id"]
+        except (KeyError, TypeError):
+            errors.append((str(position), "missing event.id" if isinstance(doc, dict) else "not a JSON object"))
+            continue
+        if type(event_id) is not str or not event_id:
+            errors.append((str(position), f"event.id must be a non-empty string, got {event_id!r}"))
+            continue
+        try:
+            ms = timestamp_ms(doc["@timestamp"])
+        except KeyError:
+            errors.append((event_id, "missing @timestamp"))
+            continue
+        except (ValueError, OverflowError) as exc:
+            errors.append((event_id, str(exc)))
+            continue
+        values = [doc.get(f) for f in hot]
+        multi = None
+        if list in map(type, values):
+            values, multi = _split_multi(hot, values)
+        try:
+            text = _dumps(doc)
+        except (TypeError, ValueError) as exc:
+            errors.append((event_id, f"not serialisable as JSON: {exc}"))
+            continue
+        yield (event_id, ms, *values, multi, text)
+
+
+def _split_multi(hot: tuple[str, ...], values: list[Any]) -> tuple[list[Any], str | None]:
+    """A hot field holding an array: its column stays NULL, ``multi`` names it (``|f|g|``)."""
+    names = []
+    for i, v in enumerate(values):
+        if type(v) is list:
+            if len(v) == 1 and not isinstance(v[0], list | dict):
+                values[i] = v[0]
+            else:
+                values[i] = None
+                if v:
+                    names.append(hot[i])
+    return values, ("|" + "|".join(names) + "|") if names else None
+
+
+def _project(doc: Doc, fields: Sequence[str] | None) -> Doc:
+    if not fields:
+        return doc
+    out: Doc = {}
+    for name in fields:
+        if "*" in name or "?" in name:
+            out.update((k, v) for k, v in doc.items() if fnmatchcase(k, name))
+        elif name in doc:
+            out[name] = doc[name]
+    return out
+
+
+def _path_from_url(url: str) -> str:
+    if not url.startswith("sqlite:"):
+        raise StoreURLError(f"not a SQLite store URL: {url!r} (expected sqlite:///path/to/soc.db)")
+    rest = url[len("sqlite:"):].split("?", 1)[0]
+    if rest.startswith("///"):
+        path = "/" + rest[3:].lstrip("/")
+    elif rest.startswith("//"):
+        path = rest[2:]
+    else:
+        path = rest
+    if path in ("", "/"):
+        raise StoreURLError(f"SQLite store URL names no file: {url!r} (expected sqlite:///path/to/soc.db)")
+    if path.lstrip("/") == ":memory:":
+        return ":memory:"
+    return str(Path(path).expanduser())
+
+
+def _ms_to_iso(ms: int) -> str:
+    return to_iso(_EPOCH + timedelta(milliseconds=ms))
+
+
+@dataclass(frozen=True, slots=True)
+class _MetricPlan:
+    name: str
+    op: str
+    field: str | None
+    columns: tuple[str, ...]  # the inner query's column names this metric reads
+
+
+class SQLiteStore:
+    """The ``Store`` protocol on one SQLite file (see the module docstring)."""
+
+    backend = "sqlite"
+
+    def __init__(self, path: str, url: str | None = None) -> None:
+        self.path = path
+        self.url = url or f"sqlite:///{path}"
+        self._lock = threading.RLock()
+        if path != ":memory:":
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreUnavailable(f"cannot create the folder of {path}: {exc}") from exc
+        try:
+            self._conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            for pragma in (
+                "PRAGMA journal_mode=WAL",
+                "PRAGMA synchronous=NORMAL",
+                "PRAGMA busy_timeout=30000",
+                "PRAGMA temp_store=MEMORY",
+                "PRAGMA cache_size=-65536",
+            ):
+                self._conn.execute(pragma)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open SQLite store {path}: {exc}") from exc
+        register_functions(self._conn)
+
+    @classmethod
+    def from_url(cls, url: str) -> SQLiteStore:
+        return cls(_path_from_url(url), url)
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def init(self) -> None:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for layout in LAYOUTS.values():
+                    for stmt in _ddl(layout):
+                        self._conn.execute(stmt)
+                self._conn.execute(
+                    "CREATE TABLE IF NOT EXISTS state (kind TEXT NOT NULL, key TEXT NOT NULL, "
+                    "doc TEXT NOT NULL, PRIMARY KEY (kind, key))"
+                )
+                self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def _write(self, sql: str, rows: Iterable[tuple[Any, ...]]) -> int:
+        """Run one ``executemany`` in its own write transaction; the number of rows changed."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            before = conn.total_changes
+            conn.executemany(sql, rows)
+            changed = conn.total_changes - before
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return changed
+
+    # -- events ---------------------------------------------------------------------------
+    def write_events(self, events: Iterable[Doc]) -> WriteResult:
+        errors: list[tuple[str, str]] = []
+        written = offered = 0
+        sql = insert_sql(EVENTS)
+        rows = prepare_rows(events, EVENTS, errors)
+        with self._lock:
+            while True:
+                chunk = list(islice(rows, CHUNK))
+                if not chunk:
+                    break
+                offered += len(chunk)
+                written += self._write(sql, chunk)
+        return WriteResult(written=written, duplicates=offered - written, errors=errors)
+
+    def get_event(self, event_id: str) -> Doc | None:
+        return self._get(EVENTS, event_id)
+
+    def _get(self, layout: Layout, event_id: str) -> Doc | None:
+        with self._lock:
+            row = self._conn.execute(f"SELECT doc FROM {layout.table} WHERE event_id = ?", (event_id,)).fetchone()
+        return orjson.loads(row[0]) if row else None
+
+    # -- reading --------------------------------------------------------------------------
+    def _has_multi(self, layout: Layout) -> bool:
+        sql = f"SELECT EXISTS (SELECT 1 FROM {layout.table} WHERE multi IS NOT NULL)"
+        return bool(self._conn.execute(sql).fetchone()[0])
+
+    def _filter(
+        self, query: str, since: datetime | None, until: datetime | None, index: Index,
+    ) -> tuple[Layout, WhereBuilder, str]:
+        layout = LAYOUTS.get(index)
+        if layout is None:
+            raise StoreError(f"unknown index {index!r}: expected events or alerts")
+        node = parse(query)
+        builder = WhereBuilder(layout, multi=self._has_multi(layout))
+        parts = [builder.where(node)]
+        if since is not None:
+            parts.append(f"e.ts >= {builder.param(timestamp_ms(since))}")
+        if until is not None:
+            parts.append(f"e.ts < {builder.param(timestamp_ms(until))}")
+        return layout, builder, " AND ".join(parts)
+
+    def search(
+        self,
+        query: str = "*",
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        index: Index = "events",
+        sort: str = "@timestamp",
+        descending: bool = True,
+        limit: int = 100,
+        fields: Sequence[str] | None = None,
+    ) -> SearchResult:
+        with self._lock:
+            layout, b, where = self._filter(query, since, until, index)
+            key = b.sort_key(sort, descending)
+            order = "DESC" if descending else "ASC"
+            count_sql = f"SELECT COUNT(*) FROM {layout.table} e WHERE {where}"
+            hits_sql = (
+                f"SELECT e.doc FROM {layout.table} e WHERE {where} "
+                f"ORDER BY ({key}) IS NULL, {key} {order}, e.event_id {order} LIMIT {b.param(max(limit, 0))}"
+            )
+            self._conn.execute("BEGIN")
+            try:
+                total = self._conn.execute(count_sql, b.params).fetchone()[0]
+                rows = self._conn.execute(hits_sql, b.params).fetchall() if limit > 0 else []
+            finally:
+                self._conn.execute("COMMIT")
+        return SearchResult(total=total, hits=[_project(orjson.loads(r[0]), fields) for r in rows])
+
+    def count(
+        self, query: str = "*", *, since: datetime | None = None, until: datetime | None = None,
+        index: Index = "events",
+    ) -> int:
+        with self._lock:
+            layout, b, where = self._filter(query, since, until, index)
+            return int(self._conn.execute(f"SELECT COUNT(*) FROM {layout.table} e WHERE {where}", b.params).fetchone()[0])
+
+    def scan(
+        self, query: str = "*", *, since: datetime | None = None, until: datetime | None = None,
+        index: Index = "events", fields: Sequence[str] | None = None, batch_size: int = 5000,
+    ) -> Iterator[Doc]:
+        """Keyset pages on (ts, event_id): no read transaction stays open between batches."""
+        with self._lock:
+            layout, b, where = self._filter(query, since, until, index)
+        last_ts, last_id = b.param(0), b.param("")
+        first_sql = f"SELECT e.ts, e.event_id, e.doc FROM {layout.table} e WHERE {where} ORDER BY e.ts, e.event_id LIMIT {int(batch_size)}"
+        next_sql = (
+            f"SELECT e.ts, e.event_id, e.doc FROM {layout.table} e WHERE {where} "
+            f"AND (e.ts, e.event_id) > ({last_ts}, {last_id}) ORDER BY e.ts, e.event_id LIMIT {int(batch_size)}"
+        )
+        sql, params = first_sql, dict(b.params)
+        while True:
+            with self._lock:
+                rows = self._conn.execute(sql, params).fetchall()
+            for _, _, doc in rows:
+                yield _project(orjson.loads(doc), fields)
+            if len(rows) < batch_size:
+                return
+            params[last_ts[1:]], params[last_id[1:]] = rows[-1][0], rows[-1][1]
+            sql = next_sql
+
+    def aggregate(
+        self,
+        group_by: Sequence[str],
+        metrics: Mapping[str, Metric] | None = None,
+        *,
+        query: str = "*",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        index: Index = "events",
+        interval_seconds: int | None = None,
+        limit: int | None = None,
+    ) -> list[Doc]:
+        """One row per combination of group values (a document with an array field counts once
+        per distinct value, like an ES composite aggregation); exact cardinality."""
+        metrics = dict(metrics or {})
+        group = list(group_by)
+        if interval_seconds and TS_FIELD not in group:
+            group.insert(0, TS_FIELD)
+        with self._lock:
+            layout, b, where = self._filter(query, since, until, index)
+            joins: list[str] = []
+            select: list[str] = []
+            conds: list[str] = []
+            for i, name in enumerate(group):
+                if name == TS_FIELD:
+                    if interval_seconds:
+                        iv = b.param(int(interval_seconds * 1000))
+                        select.append(f"(e.ts - ((e.ts % {iv}) + {iv}) % {iv}) AS g{i}")
+                    else:
+                        select.append(f"e.ts AS g{i}")
+                    continue
+                column = layout.column(name)
+                if column is not None and not b.multi:
+                    select.append(f"e.{column} AS g{i}")
+                    conds.append(f"e.{column} IS NOT NULL")
+                else:
+                    joins.append(f"json_each(e.doc, {b.param(json_path(name))}) AS j{i}")
+                    select.append(f"j{i}.value AS g{i}")
+                    conds.append(f"j{i}.value IS NOT NULL AND j{i}.type NOT IN ('object', 'array')")
+            plans = [self._metric_plan(name, m, k, layout, b, select) for k, (name, m) in enumerate(metrics.items())]
+            gcols = [f"g{i}" for i in range(len(group))]
+            outer = [*gcols, "COUNT(*) AS n", *(_OUTER[p.op](p) for p in plans)]
+            inner = (
+                f"SELECT {'DISTINCT' if joins else ''} e.rowid AS rid{''.join(', ' + s for s in select)} "
+                f"FROM {layout.table} e{''.join(', ' + j for j in joins)} WHERE {' AND '.join([where, *conds])}"
+            )
+            sql = f"SELECT {', '.join(outer)} FROM ({inner})" + (f" GROUP BY {', '.join(gcols)}" if gcols else "")
+            rows = self._conn.execute(sql, b.params).fetchall()
+        out: list[tuple[tuple[Any, ...], Doc]] = []
+        for row in rows:
+            count = row[len(group)]
+            if not count:
+                continue
+            doc: Doc = {}
+            keys: list[Any] = []
+            for name, value in zip(group, row, strict=False):
+                keys.append(_sort_key(name, value))
+                doc[name] = _group_value(name, value)
+            doc["count"] = count
+            for plan, value in zip(plans, row[len(group) + 1 :], strict=True):
+                doc[plan.name] = _metric_value(plan, value)
+            out.append(((-count, *keys), doc))
+        out.sort(key=lambda item: item[0])
+        docs = [d for _, d in out]
+        return docs[:limit] if limit is not None else docs
+
+    def _metric_plan(
+        self, name: str, metric: Metric, k: int, layout: Layout, b: WhereBuilder, select: list[str]
+    ) -> _MetricPlan:
+        if metric.op == "count":
+            return _MetricPlan(name, "count", None, ())
+        if not metric.field:
+            raise StoreError(f"metric {name!r} ({metric.op}) needs a field")
+        if metric.op not in _OUTER:
+            raise StoreError(f"unknown metric {metric.op!r}: expected one of {', '.join(_OUTER)}")
+        f = metric.field
+        column = "e.ts" if f == TS_FIELD else (f"e.{layout.column(f)}" if layout.column(f) and not b.multi else None)
+        conv = b.value_conv(f) if f != TS_FIELD else "{}"
+        if metric.op == "cardinality":
+            if column is not None:
+                select.append(f"{column} AS m{k}")
+                return _MetricPlan(name, "cardinality_col", f, (f"m{k}",))
+            select.append(f"(SELECT json_group_array(value) FROM json_each(e.doc, {b.param(json_path(f))})) AS m{k}")
+            return _MetricPlan(name, "cardinality", f, (f"m{k}",))
+        agg = {"sum": "SUM", "min": "MIN", "max": "MAX", "avg": "SUM"}[metric.op]
+        source = column if column is not None else None
+        if source is not None:
+            select.append(f"{conv.format(source)} AS m{k}")
+            if metric.op == "avg":
+                select.append(f"({source} IS NOT NULL) AS c{k}")
+        else:
+            path = b.param(json_path(f))
+            select.append(f"(SELECT {agg}({conv.format('value')}) FROM json_each(e.doc, {path})) AS m{k}")
+            if metric.op == "avg":
+                select.append(f"(SELECT COUNT(value) FROM json_each(e.doc, {path})) AS c{k}")
+        cols = (f"m{k}", f"c{k}") if metric.op == "avg" else (f"m{k}",)
+        return _MetricPlan(name, metric.op, f, cols)
+
+    # -- alerts ---------------------------------------------------------------------------
+    def put_alerts(self, alerts: Iterable[Doc]) -> WriteResult:
+        """Upsert: a refreshed alert keeps the analyst's lifecycle fields and history.
+        ``written`` counts new alerts, ``duplicates`` the ones refreshed."""
+        errors: list[tuple[str, str]] = []
+        docs = list(alerts)
+        new = refreshed = 0
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                ids = [d["event.id"] for d in docs if isinstance(d, dict) and isinstance(d.get("event.id"), str)]
+                existing = self._get_many(ALERTS, ids)
+                merged: list[Doc | Any] = []
+                for doc in docs:
+                    if not isinstance(doc, dict) or not isinstance(doc.get("event.id"), str):
+                        merged.append(doc)  # prepare_rows reports it
+                        continue
+                    alert = dict(doc)
+                    old = existing.get(alert["event.id"])
+                    if old is not None:
+                        for f in ALERT_LIFECYCLE_FIELDS:
+                            if f in old:
+                                alert[f] = old[f]
+                    else:
+                        alert.setdefault(ALERT_STATUS, "open")
+                        alert.setdefault(ALERT_HISTORY, [])
+                    merged.append(alert)
+                rows = list(prepare_rows(merged, ALERTS, errors))
+                for row in rows:
+                    if row[0] in existing:
+                        refreshed += 1
+                    else:
+                        new += 1
+                    existing[row[0]] = orjson.loads(row[-1])
+                self._conn.executemany(insert_sql(ALERTS, "REPLACE"), rows)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        return WriteResult(written=new, duplicates=refreshed, errors=errors)
+
+    def _get_many(self, layout: Layout, ids: list[str]) -> dict[str, Doc]:
+        found: dict[str, Doc] = {}
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            sql = f"SELECT event_id, doc FROM {layout.table} WHERE event_id IN ({', '.join('?' * len(part))})"
+            found.update((i, orjson.loads(d)) for i, d in self._conn.execute(sql, part))
+        return found
+
+    def get_alert(self, alert_id: str) -> Doc | None:
+        return self._get(ALERTS, alert_id)
+
+    def update_alert(self, alert_id: str, change: AlertChange) -> Doc:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._conn.execute("SELECT doc FROM alerts WHERE event_id = ?", (alert_id,)).fetchone()
+                if row is None:
+                    raise AlertNotFound(f"no alert with id {alert_id!r}")
+                alert = apply_change(orjson.loads(row[0]), change)
+                errors: list[tuple[str, str]] = []
+                rows = list(prepare_rows([alert], ALERTS, errors))
+                if errors:
+                    raise StoreError(f"alert {alert_id}: {errors[0][1]}")
+                self._conn.executemany(insert_sql(ALERTS, "REPLACE"), rows)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        return alert
+
+    # -- state ----------------------------------------------------------------------------
+    def get_state(self, kind: str, key: str) -> Doc | None:
+        with self._lock:
+            row = self._conn.execute("SELECT doc FROM state WHERE kind = ? AND key = ?", (kind, key)).fetchone()
+        return orjson.loads(row[0]) if row else None
+
+    def put_state(self, kind: str, key: str, value: Doc) -> None:
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO state (kind, key, doc) VALUES (?, ?, ?) "
+                "ON CONFLICT (kind, key) DO UPDATE SET doc = excluded.doc",
+                (kind, key, _dumps(value)),
+            )
+
+    def delete_state(self, kind: str, key: str) -> None:
+        with self._lock:
+            self._conn.execute("DELETE FROM state WHERE kind = ? AND key = ?", (kind, key))
+
+    def list_state(self, kind: str) -> list[tuple[str, Doc]]:
+        with self._lock:
+            rows = self._conn.execute("SELECT key, doc FROM state WHERE kind = ? ORDER BY key", (kind,)).fetchall()
+        return [(k, orjson.loads(d)) for k, d in rows]
+
+    # -- status ---------------------------------------------------------------------------
+    def status(self) -> StoreStatus:
+        with self._lock:
+            c = self._conn
+            c.execute("BEGIN")
+            try:
+                events = c.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+                alerts = c.execute("SELECT COUNT(*) FROM alerts").fetchone()[0]
+                per = c.execute(
+                    "SELECT event_dataset, COUNT(*) AS n FROM events WHERE event_dataset IS NOT NULL "
+                    "GROUP BY event_dataset ORDER BY n DESC, event_dataset"
+                ).fetchall()
+                first, last = c.execute("SELECT MIN(ts), MAX(ts) FROM events").fetchone()
+                pages = c.execute("PRAGMA page_count").fetchone()[0] * c.execute("PRAGMA page_size").fetchone()[0]
+            finally:
+                c.execute("COMMIT")
+        size = pages
+        if self.path != ":memory:":
+            size = sum(os.path.getsize(p) for p in (self.path, self.path + "-wal") if os.path.exists(p))
+        return StoreStatus(
+            backend=self.backend,
+            url=self.url,
+            events=events,
+            alerts=alerts,
+            per_dataset=dict(per),
+            size_bytes=size,
+            first_event=_ms_to_iso(first) if first is not None else None,
+            last_event=_ms_to_iso(last) if last is not None else None,
+        )
+
+
+def apply_change(alert: Doc, change: AlertChange) -> Doc:
+    """The alert with ``change`` applied and recorded in its history (shared logic, no I/O)."""
+    diff: dict[str, dict[str, Any]] = {}
+    for name, value in change.changes.items():
+        if name == ALERT_HISTORY:
+            raise StoreError("the alert history is append-only")
+        diff[name] = {"from": alert.get(name), "to": value}
+        if value is None:
+            alert.pop(name, None)
+        else:
+            alert[name] = value
+    entry: Doc = {"@timestamp": to_iso(utcnow()), "actor": change.actor, "action": change.action, "changes": diff}
+    entry["note"] = change.note
+    history = alert.get(ALERT_HISTORY)
+    alert[ALERT_HISTORY] = [*(history if isinstance(history, list) else []), entry]
+    return alert
+
+
+# -- aggregate helpers --------------------------------------------------------------------
+
+_OUTER = {
+    "count": lambda p: "COUNT(*)",
+    "cardinality": lambda p: f"zcard({p.columns[0]})",
+    "cardinality_col": lambda p: f"COUNT(DISTINCT {p.columns[0]})",
+    "sum": lambda p: f"SUM({p.columns[0]})",
+    "min": lambda p: f"MIN({p.columns[0]})",
+    "max": lambda p: f"MAX({p.columns[0]})",
+    "avg": lambda p: f"SUM({p.columns[0]}) * 1.0 / NULLIF(SUM({p.columns[1]}), 0)",
+}
+
+
+def _group_value(field: str, value: Any) -> Any:
+    kind = "date" if field == TS_FIELD else field_type(field)
+    if kind == "date" and isinstance(value, int):
+        return _ms_to_iso(value)
+    if kind == "boolean" and isinstance(value, int):
+        return bool(value)
+    return value
+
+
+def _sort_key(field: str, value: Any) -> tuple[int, Any]:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return (0, value)
+    if field_type(field) == "ip" and isinstance(value, str):
+        key = ip_key(value)
+        if key is not None:
+            return (1, key)
+    return (2, str(value))
+
+
+def _metric_value(plan: _MetricPlan, value: Any) -> Any:
+    if plan.op == "sum" and value is None:
+        return 0
+    is_date = plan.field is not None and (plan.field == TS_FIELD or field_type(plan.field) == "date")
+    if plan.op in ("min", "max") and value is not None and is_date:
+        return _ms_to_iso(int(value))
+    return value
