@@ -1,0 +1,1 @@
+"""Tools for the admins who write policy: lint, test cases, explain, what-if, diff."""
