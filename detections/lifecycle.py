@@ -403,3 +403,70 @@ def group_queue(store: Store, flt: AlertFilter, group_by: Sequence[str], *, sinc
     ordered = sorted(groups.values(), key=lambda g: (-level_rank(g["level"]), -g["count"],
                                                    tuple(str(g[f]) for f in fields)))
     return ordered[:limit]
+
+
+# -- the rule's investigation guide --------------------------------------------------------------
+
+#: Keys a rule file may use for its guide and its response steps (top level or under ``ztsoc:``).
+GUIDE_KEYS: tuple[str, ...] = ("investigation", "investigation_guide", "guide", "triage")
+RESPONSE_KEYS: tuple[str, ...] = ("response", "response_steps", "respond", "remediation")
+
+
+@dataclass(frozen=True, slots=True)
+class Guide:
+    investigation: str | None = None
+    response: list[str] = field(default_factory=list)
+    falsepositives: list[str] = field(default_factory=list)
+    source: str | None = None
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"investigation": self.investigation, "response": self.response,
+                "falsepositives": self.falsepositives, "source": self.source}
+
+
+def _rule_files(extra_dirs: Sequence[str] = ()) -> list[Any]:
+    from pathlib import Path
+
+    dirs = [Path(__file__).with_name("rules"), *(Path(d) for d in extra_dirs)]
+    return [p for d in dirs if d.is_dir() for p in sorted(d.rglob("*.y*ml"))]
+
+
+def _as_steps(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        lines = [ln.strip().lstrip("-*0123456789. ").strip() for ln in value.strip().splitlines()]
+        return [ln for ln in lines if ln]
+    return [str(v) for v in value]
+
+
+def rule_guide(alert: Mapping[str, Any], rule_dirs: Sequence[str] = ()) -> Guide:
+    """The investigation guide and response steps of the rule that raised ``alert``.
+
+    Read from the rule's own YAML file (the guide lives with the rule, reviewed with it); an
+    alert whose rule file is not found gets what the alert itself carries.
+    """
+    import yaml
+
+    rule_id = str(alert.get("rule.id") or "")
+    for path in _rule_files(rule_dirs):
+        try:
+            docs = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+        except (OSError, yaml.YAMLError):
+            continue
+        for doc in docs:
+            if not isinstance(doc, dict):
+                continue
+            if rule_id not in (str(doc.get("id")), str(doc.get("name")), path.stem):
+                continue
+            custom: dict[str, Any] = doc["ztsoc"] if isinstance(doc.get("ztsoc"), dict) else {}
+            merged = {**doc, **custom}
+            text = next((merged[k] for k in GUIDE_KEYS if merged.get(k)), None)
+            steps = next((merged[k] for k in RESPONSE_KEYS if merged.get(k)), None)
+            if isinstance(text, dict):  # {"summary": ..., "steps": [...]} style
+                steps = steps or text.get("steps") or text.get("response")
+                text = text.get("summary") or text.get("text")
+            return Guide(investigation=str(text).strip() if text else None, response=_as_steps(steps),
+                         falsepositives=_as_steps(doc.get("falsepositives")), source=str(path))
+    desc = alert.get("rule.description")
+    return Guide(investigation=str(desc) if desc else None)

@@ -123,7 +123,7 @@ def _store(_ctx: typer.Context, store_url: str | None) -> Any:
 
 def _guide(alert: dict[str, Any]) -> dict[str, Any]:
     """The rule's investigation guide and response steps, from the rule file when we can find it."""
-    from detections.guides import rule_guide
+    from detections.lifecycle import rule_guide
 
     return rule_guide(alert).to_doc()
 
