@@ -20,6 +20,10 @@ from soc_cli.output import err_console
 
 COMMAND_MODULES: tuple[str, ...] = (
     # one line per command module; add yours when the module exists
+    "soc_cli.commands.store",
+    "soc_cli.commands.hunt",
+    "soc_cli.commands.demo",
+    "soc_cli.commands.dashboard",
     "soc_cli.commands.ingest",
     "soc_cli.commands.alerts",
     "soc_cli.commands.pivot",

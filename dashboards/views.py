@@ -1,0 +1,194 @@
+"""The data behind each dashboard page, computed with the store's own aggregations.
+
+Every page of the web dashboard is one entry of ``VIEWS`` (name -> function of the store
+and the request's filters). The JSON API serves exactly these dicts, and the page draws
+them, so what the browser shows is what the API returns (the browser tests compare both
+with the store's own counts).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from detections.lifecycle import LEVELS, OPEN_STATUSES
+from detections.risk import entity_risk
+from eventstore.store import ALERT_STATUS, Doc, Metric, Store
+from eventstore.timeutil import parse_time, to_iso, utcnow
+
+Params = Mapping[str, str]
+
+#: Fields of a policy decision event (written by ``policy.decision_log``).
+PRINCIPAL = "source.user.name"
+SERVICE = "service.name"
+DECISION_DATASET = "event.dataset:policy.decision"
+
+#: Columns of the alert list, in order.
+ALERT_COLUMNS = ("event.id", "@timestamp", "ztsoc.alert.level", "rule.name", "ztsoc.alert.entity.value",
+                 ALERT_STATUS, "ztsoc.alert.assignee", "threat.technique.id")
+
+
+def _since(params: Params, default: str = "24h") -> datetime:
+    return parse_time(params.get("since") or default)
+
+
+def _interval(since: datetime) -> int:
+    """About 48 buckets over the range, rounded to a readable step."""
+    span = (utcnow() - since).total_seconds()
+    for step in (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 86400):
+        if span / step <= 60:
+            return step
+    return 7 * 86400
+
+
+def _terms(store: Store, field: str, query: str, since: datetime, limit: int = 10, index: str = "events",
+           metrics: Mapping[str, Metric] | None = None) -> list[Doc]:
+    return store.aggregate([field], metrics, query=query, since=since, index=index, limit=limit)  # type: ignore[arg-type]
+
+
+def overview(store: Store, params: Params) -> dict[str, Any]:
+    since = _since(params)
+    open_query = "ztsoc.alert.status:(" + " OR ".join(OPEN_STATUSES) + ")"
+    by_level = {row["ztsoc.alert.level"]: row["count"] for row in
+                _terms(store, "ztsoc.alert.level", open_query, since, index="alerts")}
+    by_status = {row[ALERT_STATUS]: row["count"] for row in _terms(store, ALERT_STATUS, "*", since, index="alerts")}
+    interval = _interval(since)
+    over_time = store.aggregate([], query="*", since=since, index="alerts", interval_seconds=interval)
+    top_entities = _terms(store, "ztsoc.alert.entity.value", open_query, since, limit=10, index="alerts")
+    ranked = sorted((entity_risk(store, str(row["ztsoc.alert.entity.value"])) for row in top_entities),
+                    key=lambda r: (-r.score, r.entity))
+    risks = [{"entity": r.entity, "score": round(r.score, 1), "band": r.band, "alerts": r.alerts,
+              "top_rules": r.top_rules} for r in ranked]
+    health_rows = _terms(store, "event.dataset", "*", since, limit=50)
+    per_hour = store.aggregate(["event.dataset"], query="*", since=since, index="events", interval_seconds=3600)
+    return {
+        "since": to_iso(since),
+        "open_alerts": sum(by_level.values()),
+        "open_by_level": {level: by_level.get(level, 0) for level in LEVELS},
+        "by_status": by_status,
+        "alerts_over_time": sorted(({"t": r["@timestamp"], "count": r["count"]} for r in over_time),
+                                   key=lambda r: r["t"]),
+        "top_rules": [{"rule": r["rule.name"], "count": r["count"]}
+                      for r in _terms(store, "rule.name", "*", since, index="alerts")],
+        "top_entities": risks,
+        "collection": [{"dataset": r["event.dataset"], "events": r["count"],
+                        "last_event": _last_seen(store, str(r["event.dataset"]))} for r in health_rows],
+        "events_per_hour": sorted(({"t": r["@timestamp"], "dataset": r["event.dataset"], "count": r["count"]}
+                                   for r in per_hour), key=lambda r: (r["t"], r["dataset"])),
+    }
+
+
+def _last_seen(store: Store, dataset: str) -> str | None:
+    hits = store.search(f'event.dataset:"{dataset}"', limit=1, fields=["@timestamp"]).hits
+    return str(hits[0]["@timestamp"]) if hits else None
+
+
+def alert_query(params: Params) -> str:
+    """The filters of the alert page as one query string (the same syntax as ``soc alerts``)."""
+    parts = []
+    for key, field in (("status", ALERT_STATUS), ("level", "ztsoc.alert.level"), ("rule", "rule.name"),
+                       ("entity", "ztsoc.alert.entity.value"), ("assignee", "ztsoc.alert.assignee")):
+        if value := params.get(key):
+            parts.append(f'{field}:"{value}"')
+    if q := params.get("q"):
+        parts.append(f"({q})")
+    return " AND ".join(parts) or "*"
+
+
+def alerts(store: Store, params: Params) -> dict[str, Any]:
+    since = _since(params, "7d")
+    query = alert_query(params)
+    limit = min(int(params.get("limit") or 200), 1000)
+    result = store.search(query, since=since, index="alerts", limit=limit, fields=list(ALERT_COLUMNS))
+    return {"query": query, "total": result.total, "alerts": result.hits}
+
+
+def alert_detail(store: Store, alert_id: str) -> dict[str, Any] | None:
+    alert = store.get_alert(alert_id)
+    if alert is None:
+        return None
+    evidence_ids = list(alert.get("ztsoc.alert.evidence") or [])[:50]
+    evidence = [doc for doc in (store.get_event(eid) for eid in evidence_ids) if doc is not None]
+    return {"alert": alert, "evidence": evidence}
+
+
+def network(store: Store, params: Params) -> dict[str, Any]:
+    since = _since(params)
+    flows = "event.dataset:network.flow"
+    talkers = store.aggregate(["source.ip"], {"bytes": Metric("sum", "source.bytes"),
+                                              "peers": Metric("cardinality", "destination.ip")},
+                              query=flows, since=since, limit=10)
+    talkers.sort(key=lambda r: (-(r.get("bytes") or 0), str(r["source.ip"])))
+    over_time = store.aggregate([], query=flows, since=since, interval_seconds=_interval(since))
+    names = _terms(store, "dns.question.name", "event.dataset:network.dns", since, limit=5000)
+    sni = _terms(store, "tls.client.server_name", "event.dataset:network.tls", since, limit=15)
+    return {
+        "since": to_iso(since),
+        "top_talkers": [{"ip": r["source.ip"], "bytes": r.get("bytes") or 0, "connections": r["count"],
+                         "peers": r.get("peers") or 0} for r in talkers],
+        "flows_over_time": sorted(({"t": r["@timestamp"], "count": r["count"]} for r in over_time),
+                                  key=lambda r: r["t"]),
+        "top_domains": [{"name": r["dns.question.name"], "count": r["count"]} for r in names[:15]],
+        **odd_dns(names),
+        "tls_sni": [{"server_name": r["tls.client.server_name"], "count": r["count"]} for r in sni],
+    }
+
+
+def _label_entropy(label: str) -> float:
+    counts = Counter(label)
+    return -sum(n / len(label) * math.log2(n / len(label)) for n in counts.values())
+
+
+def odd_dns(names: list[Doc], min_names: int = 20) -> dict[str, Any]:
+    """Domains under which many distinct, long, random-looking names are asked: tunnelling's shape."""
+    per_domain: dict[str, set[str]] = defaultdict(set)
+    odd_queries = []
+    for row in names:
+        name = str(row["dns.question.name"]).rstrip(".")
+        labels = name.split(".")
+        if len(labels) >= 3 and len(labels[0]) >= 30 and _label_entropy(labels[0]) >= 3.5:
+            per_domain[".".join(labels[-2:])].add(name)
+            odd_queries.append({"name": name, "count": row["count"]})
+    ranked = sorted(((len(n), d) for d, n in per_domain.items() if len(n) >= min_names), key=lambda r: (-r[0], r[1]))
+    return {"odd_domains": [{"domain": d, "names": n} for n, d in ranked], "odd_queries": odd_queries[:20]}
+
+
+def identity(store: Store, params: Params) -> dict[str, Any]:
+    since = _since(params)
+    over_time = store.aggregate(["event.action"], query=DECISION_DATASET, since=since,
+                                interval_seconds=_interval(since))
+    denied = store.aggregate([PRINCIPAL, SERVICE], query=f"{DECISION_DATASET} AND event.action:deny", since=since,
+                             limit=10)
+    risky = [r for r in overview_entities(store, since) if r["entity"].startswith("spiffe://")]
+    changes = store.list_state("policy_change")
+    changes.sort(key=lambda kv: str(kv[1].get("@timestamp", "")), reverse=True)
+    return {
+        "since": to_iso(since),
+        "decisions_over_time": sorted(({"t": r["@timestamp"], "action": r["event.action"], "count": r["count"]}
+                                       for r in over_time), key=lambda r: (r["t"], r["action"])),
+        "top_denied": [{"principal": r[PRINCIPAL], "service": r[SERVICE], "count": r["count"]} for r in denied],
+        "risky_identities": risky,
+        "policy_changes": [value for _, value in changes[:20]],
+    }
+
+
+def overview_entities(store: Store, since: datetime) -> list[dict[str, Any]]:
+    return list(overview(store, {"since": to_iso(since)})["top_entities"])
+
+
+def exercises(store: Store, params: Params) -> dict[str, Any]:
+    rows = [value for _, value in store.list_state("scoreboard")]
+    rows.sort(key=lambda r: (-float(r.get("score", 0)), float(r.get("seconds", 0)), str(r.get("trainee", ""))))
+    return {"scoreboard": rows}
+
+
+VIEWS: dict[str, Callable[[Store, Params], dict[str, Any]]] = {
+    "overview": overview,
+    "alerts": alerts,
+    "network": network,
+    "identity": identity,
+    "exercises": exercises,
+}
