@@ -45,6 +45,8 @@ class LineReader(ReaderBase):
 
     def __init__(self, *, follow: bool = False) -> None:
         self.follow = follow
+        #: path read -> path shown (``soc tail`` reads a rotated file through ``/proc/self/fd/N``)
+        self.labels: dict[str, str] = {}
 
     def identity(self, path: Path) -> str:
         return first_line_identity(path)
@@ -59,7 +61,8 @@ class LineReader(ReaderBase):
     def batches(self, path: Path, resume: Checkpoint | None, batch_size: int) -> Iterator[Batch]:
         identity = self.identity(path)
         ctx = self.begin(path)
-        name, source, keep_original = self.name, str(path), self.keep_original
+        name, keep_original = self.name, self.keep_original
+        source = self.labels.get(str(path), str(path))
         with open(path, "rb") as fh:
             fh.seek(0, 2)
             size = fh.tell()

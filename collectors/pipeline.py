@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from collectors.base import Checkpoint, Reader, ReadProblem, file_size
+from collectors.base import Batch, Checkpoint, Reader, ReadProblem, file_size
 from eventstore.store import Store
 from eventstore.timeutil import to_iso, utcnow
 
@@ -199,27 +199,34 @@ def ingest_file(
     *,
     batch_size: int = 2000,
     tick: Callable[[int], None] | None = None,
+    on_batch: Callable[[Batch], None] | None = None,
+    label: str | None = None,
 ) -> FileReport:
-    """One file: load its checkpoint, write each batch, then commit the batch's checkpoint."""
+    """One file: load its checkpoint, write each batch, then commit the batch's checkpoint.
+
+    ``on_batch`` sees each batch once it is committed (``soc tail`` prints its events);
+    ``label`` is the path to show when ``path`` is a ``/proc/self/fd/N`` alias.
+    """
     problems = problems or _Problems(report, None)
+    shown = label or str(path)
     try:
         identity = reader.identity(path)
     except (OSError, ValueError) as exc:
-        problems.add([ReadProblem(str(path), "file", "unreadable file", str(exc))])
-        return FileReport(str(path), None, problems=1)
+        problems.add([ReadProblem(shown, "file", "unreadable file", str(exc))])
+        return FileReport(shown, None, problems=1)
     key = checkpoint_key(reader, identity)
     saved = store.get_state(CHECKPOINT_KIND, key)
     resume: Checkpoint | None = saved.get("checkpoint") if saved else None
-    fr = FileReport(str(path), identity, resumed=resume is not None)
+    fr = FileReport(shown, identity, resumed=resume is not None)
     batches = reader.batches(path, resume, batch_size)
     while True:
         try:
             batch = next(batches, None)
         except (OSError, ValueError, EOFError) as exc:
-            fr.problems += problems.add([ReadProblem(str(path), "file", "unreadable file", str(exc))])
+            fr.problems += problems.add([ReadProblem(shown, "file", "unreadable file", str(exc))])
             break
         except Exception as exc:  # a reader bug on one file must not cost the other files
-            fr.problems += problems.add([ReadProblem(str(path), "file", f"reader failed: {type(exc).__name__}",
+            fr.problems += problems.add([ReadProblem(shown, "file", f"reader failed: {type(exc).__name__}",
                                                      str(exc))])
             break
         if batch is None:
@@ -230,11 +237,11 @@ def ingest_file(
             written, duplicates = result.written, result.duplicates
             if result.errors:
                 fr.problems += problems.add(
-                    ReadProblem(str(path), f"event {eid}", "store refused event", why) for eid, why in result.errors)
+                    ReadProblem(shown, f"event {eid}", "store refused event", why) for eid, why in result.errors)
         fr.problems += problems.add(batch.problems)
         # only now: the batch is in the store, so the checkpoint may move past it
         store.put_state(CHECKPOINT_KIND, key, {
-            "checkpoint": batch.checkpoint, "reader": reader.name, "path": str(path), "updated": to_iso(utcnow())})
+            "checkpoint": batch.checkpoint, "reader": reader.name, "path": shown, "updated": to_iso(utcnow())})
         fr.events += len(batch.events)
         fr.written += written
         fr.duplicates += duplicates
@@ -243,4 +250,6 @@ def ingest_file(
         report.duplicates += duplicates
         if tick and batch.consumed is not None:
             tick(batch.consumed)
+        if on_batch is not None:
+            on_batch(batch)
     return fr

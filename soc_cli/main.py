@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "soc_cli.commands.demo",
     "soc_cli.commands.dashboard",
     "soc_cli.commands.ingest",
+    "soc_cli.commands.tail",
     "soc_cli.commands.alerts",
     "soc_cli.commands.pivot",
     "soc_cli.commands.triage",
