@@ -72,7 +72,7 @@ PANELS: tuple[Panel, ...] = (
           "event.dataset:network.tls"),
     Panel("Policy decisions over time", "histogram", "events", (COUNT, _time(), _terms("event.action", 3, "group")),
           "event.dataset:policy.decision"),
-    Panel("Top denied callers", "table", "events", (COUNT, _terms("source.user.name", 15, "bucket"),
+    Panel("Top denied callers", "table", "events", (COUNT, _terms("user.name", 15, "bucket"),
                                                    _terms("service.name", 15, "bucket")),
           "event.dataset:policy.decision and event.action:deny"),
 )

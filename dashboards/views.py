@@ -22,7 +22,7 @@ from eventstore.timeutil import parse_time, to_iso, utcnow
 Params = Mapping[str, str]
 
 #: Fields of a policy decision event (written by ``policy.decision_log``).
-PRINCIPAL = "source.user.name"
+PRINCIPAL = "user.name"
 SERVICE = "service.name"
 DECISION_DATASET = "event.dataset:policy.decision"
 

@@ -26,7 +26,7 @@ def seed(store: Store) -> dict[str, int]:
                        "source.ip": "10.20.1.1", "tls.client.server_name": "portal.gov.example"})
         events.append({"@timestamp": t, "event.id": f"pdp-{i}", "event.kind": "event", "event.dataset": "policy.decision",
                        "event.action": "deny" if i % 3 == 0 else "allow",
-                       "source.user.name": "spiffe://gov.example/ns/portal/sa/web", "service.name": "records"})
+                       "user.name": "spiffe://gov.example/ns/portal/sa/web", "service.name": "records"})
     store.write_events(events)
     alerts = []
     for i, level in enumerate(LEVELS):
