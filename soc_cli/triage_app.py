@@ -240,8 +240,9 @@ class TriageApp(App[None]):
             self.notify(str(exc), title=f"{name} refused", severity="error")
             self.set_status(f"{name} refused: {exc}")
             return
-        self.set_status(f"{name}: {alert_id} is {updated.get('ztsoc.alert.status')}")
         self.load(keep=alert_id)
+        self.set_status(f"{name}: {alert_id} is {updated.get('ztsoc.alert.status')}  "
+                        f"({len(self.alerts)} of {self.total} alerts)")
 
     def action_ack(self) -> None:
         self._do("ack", lambda i: lifecycle.ack(self.store, i, actor=self.actor))
