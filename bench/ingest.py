@@ -1,0 +1,334 @@
+"""Ingest speed: ztsoc's two stores against the plain way of doing the same writes.
+
+    .venv/bin/python bench/ingest.py                  # 1,000,000 events (the issue's figure)
+    .venv/bin/python bench/ingest.py --events 200000  # a quick run
+
+Events are generated ECS documents of a provincial network (flows 60 %, DNS 30 %, sshd
+logins 10 %, failures included). They are written in slices (``--slice``); each slice goes
+to ztsoc and to the baseline back to back, alternating which goes first, so both see the
+same node state as the indices grow. Only the writes are timed: generating the events,
+and pre-serialising the baseline's documents and rows, is not.
+
+- SQLite: ``SQLiteStore.write_events`` against ``sqlite3.executemany`` of the same rows
+  (built ahead by ``sqlite_store.prepare_rows``, so ztsoc's validation and JSON encoding
+  count against it) into an equivalent table (same DDL, WAL), one transaction per slice.
+  Targets: ratio >= 0.9 and >= 50,000 events/s.
+- Elasticsearch: ``ElasticsearchStore.write_events`` against
+  ``elasticsearch.helpers.streaming_bulk`` of the same documents pre-serialised to JSON,
+  ``op_type=create`` into an equivalent index (same templates, another prefix).
+  Target: ratio >= 0.9. Skipped with a message when no node answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import os
+import random
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from eventstore.errors import StoreError
+from eventstore.timeutil import to_iso
+
+Doc = dict[str, Any]
+
+# -- a provincial network, generated ------------------------------------------------------
+
+_USERS = ["alice", "bob", "carol", "dmitri", "esther", "farid", "gwen", "hiro", "ines", "jonas",
+          "kemal", "lena", "mateo", "nadia", "oscar", "priya", "svc-backup", "svc-deploy", "root", "admin"]
+_HOSTS = [f"{role}-{n:02d}.prov.internal" for role in ("ws", "srv", "db", "web") for n in range(1, 16)]
+_INTERNAL = [f"10.{a}.{b}.{c}" for a in (10, 20, 30) for b in range(1, 5) for c in range(10, 60)]
+_EXTERNAL = [f"{a}.{b}.{c}.{d}" for a, b, c, d in (
+    (93, 184, 216, 34), (142, 250, 74, 110), (151, 101, 1, 69), (104, 16, 132, 229), (20, 190, 151, 7),
+    (185, 199, 108, 153), (172, 217, 22, 14), (52, 84, 12, 200), (203, 0, 113, 9), (198, 51, 100, 23))]
+_RESOLVERS = ["10.10.1.2", "10.10.1.3"]
+_DOMAINS = ["prov.gov.example", "mail.prov.gov.example", "intranet.prov.internal", "updates.vendor.example",
+            "cdn.example.net", "login.example.com", "api.github.com", "pypi.org", "time.example.org",
+            "tax.prov.gov.example", "health.prov.gov.example", "ocsp.ca.example"]
+_SERVICES = [(443, "tcp", "tls"), (80, "tcp", "http"), (22, "tcp", "ssh"), (53, "udp", "dns"),
+             (5432, "tcp", "postgresql"), (3389, "tcp", "rdp"), (123, "udp", "ntp"), (445, "tcp", "smb")]
+_QTYPES = ["A", "A", "A", "AAAA", "CNAME", "TXT", "MX", "PTR"]
+
+
+def _event_id(seed: int, i: int) -> str:
+    return hashlib.blake2b(f"bench:{seed}:{i}".encode(), digest_size=10).hexdigest()
+
+
+def _community_id(rng: random.Random) -> str:
+    return "1:" + base64.b64encode(rng.randbytes(20)).decode()
+
+
+def _flow(rng: random.Random, ts: datetime, i: int, seed: int) -> Doc:
+    port, transport, proto = rng.choice(_SERVICES)
+    src = rng.choice(_INTERNAL)
+    dst = rng.choice(_EXTERNAL if rng.random() < 0.6 else _INTERNAL)
+    out_b, in_b = rng.randint(60, 20_000), rng.randint(60, 2_000_000)
+    out_p, in_p = max(1, out_b // 800), max(1, in_b // 1400)
+    duration = rng.randint(1_000_000, 120_000_000_000)
+    return {
+        "@timestamp": to_iso(ts), "event.id": _event_id(seed, i), "event.kind": "event",
+        "event.category": ["network"], "event.type": ["connection", "end"], "event.action": "network_flow",
+        "event.dataset": "network.flow", "event.module": "ztsoc", "event.duration": duration,
+        "event.start": to_iso(ts - timedelta(microseconds=duration // 1000)), "event.end": to_iso(ts),
+        "source.ip": src, "source.port": rng.randint(1024, 65535), "source.bytes": out_b, "source.packets": out_p,
+        "destination.ip": dst, "destination.port": port, "destination.bytes": in_b, "destination.packets": in_p,
+        "network.transport": transport, "network.protocol": proto, "network.type": "ipv4",
+        "network.bytes": out_b + in_b, "network.packets": out_p + in_p, "network.community_id": _community_id(rng),
+        "network.direction": "outbound" if dst in _EXTERNAL else "internal",
+        "observer.name": "sensor-01", "related.ip": [src, dst],
+    }
+
+
+def _dns(rng: random.Random, ts: datetime, i: int, seed: int) -> Doc:
+    name = rng.choice(_DOMAINS)
+    qtype = rng.choice(_QTYPES)
+    ok = rng.random() < 0.95
+    src, resolver = rng.choice(_INTERNAL), rng.choice(_RESOLVERS)
+    doc: Doc = {
+        "@timestamp": to_iso(ts), "event.id": _event_id(seed, i), "event.kind": "event",
+        "event.category": ["network"], "event.type": ["protocol"], "event.action": "dns_query",
+        "event.dataset": "network.dns", "event.module": "ztsoc", "event.outcome": "success" if ok else "failure",
+        "source.ip": src, "source.port": rng.randint(1024, 65535), "destination.ip": resolver,
+        "destination.port": 53, "network.transport": "udp", "network.protocol": "dns", "network.type": "ipv4",
+        "network.community_id": _community_id(rng), "dns.type": "answer", "dns.id": str(rng.randint(0, 65535)),
+        "dns.question.name": name, "dns.question.type": qtype, "dns.question.class": "IN",
+        "dns.question.registered_domain": ".".join(name.split(".")[-2:]),
+        "dns.response_code": "NOERROR" if ok else "NXDOMAIN", "related.ip": [src, resolver],
+    }
+    if ok and qtype == "A":
+        answer = rng.choice(_EXTERNAL)
+        doc["dns.resolved_ip"] = [answer]
+        doc["dns.answers"] = [{"name": name, "type": "A", "class": "IN", "ttl": 300, "data": answer}]
+    return doc
+
+
+def _auth(rng: random.Random, ts: datetime, i: int, seed: int) -> Doc:
+    user = rng.choice(_USERS)
+    host = rng.choice(_HOSTS)
+    src = rng.choice(_INTERNAL if rng.random() < 0.9 else _EXTERNAL)
+    port = rng.randint(1024, 65535)
+    pid = rng.randint(1000, 60000)
+    ok = rng.random() < 0.85
+    method = rng.choice(("publickey", "password"))
+    verb = "Accepted" if ok else "Failed"
+    return {
+        "@timestamp": to_iso(ts), "event.id": _event_id(seed, i), "event.kind": "event",
+        "event.category": ["authentication"], "event.type": ["start"] if ok else ["info"],
+        "event.action": "ssh_login", "event.outcome": "success" if ok else "failure",
+        "event.dataset": "system.auth", "event.module": "system",
+        "message": f"{verb} {method} for {user} from {src} port {port} ssh2",
+        "user.name": user, "source.ip": src, "source.port": port, "host.name": host, "host.hostname": host,
+        "process.name": "sshd", "process.pid": pid, "service.name": "sshd",
+        "log.syslog.appname": "sshd", "log.syslog.hostname": host, "log.syslog.procid": str(pid),
+        "related.user": [user], "related.ip": [src], "related.hosts": [host],
+    }
+
+
+_KINDS: list[tuple[float, Callable[[random.Random, datetime, int, int], Doc]]] = [
+    (0.6, _flow), (0.9, _dns), (1.0, _auth)]
+
+
+def generate(count: int, *, start: int = 0, seed: int = 7, day: datetime | None = None) -> list[Doc]:
+    """Events ``start .. start+count`` of a day of ``total`` events; the same seed gives the same events."""
+    day = day or datetime(2026, 11, 20, tzinfo=UTC)
+    rng = random.Random(f"{seed}:{start}")
+    out: list[Doc] = []
+    for i in range(start, start + count):
+        ts = day + timedelta(milliseconds=(i * 86_400_000 // 1_000_000) % 86_400_000 + rng.randint(0, 999))
+        pick = rng.random()
+        maker = next(fn for cut, fn in _KINDS if pick < cut)
+        out.append(maker(rng, ts, i, seed))
+    return out
+
+
+# -- measuring ----------------------------------------------------------------------------
+
+@dataclass
+class Side:
+    """One contender: its name and the seconds and events it has written so far."""
+
+    name: str
+    seconds: float = 0.0
+    events: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+
+def _timed(side: Side, count: int, write: Callable[[], object]) -> None:
+    began = time.perf_counter()
+    write()
+    side.seconds += time.perf_counter() - began
+    side.events += count
+
+
+def _slices(total: int, size: int) -> Iterator[tuple[int, int]]:
+    for start in range(0, total, size):
+        yield start, min(size, total - start)
+
+
+# -- SQLite -------------------------------------------------------------------------------
+
+def _sqlite_sides(args: argparse.Namespace, workdir: Path, progress: Callable[[str], None]) -> tuple[Side, Side]:
+    from eventstore.sqlite_store import EVENTS, SQLiteStore, insert_sql, prepare_rows
+
+    ours = Side("ztsoc SQLiteStore.write_events")
+    base = Side("baseline sqlite3 executemany")
+    store = SQLiteStore.from_url(f"sqlite:///{workdir / 'ztsoc.db'}")
+    store.init()
+    # The equivalent table: the same DDL, made by an initialised store file, then filled by
+    # hand through a plain sqlite3 connection with the same pragmas as ztsoc's (a smaller page
+    # cache would slow the baseline down and flatter the ratio).
+    maker = SQLiteStore(str(workdir / "baseline.db"))
+    maker.init()
+    maker.close()
+    plain = sqlite3.connect(workdir / "baseline.db", isolation_level=None)
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "temp_store=MEMORY", "cache_size=-65536"):
+        plain.execute(f"PRAGMA {pragma}")
+    sql = insert_sql(EVENTS)
+
+    def baseline(rows: list[tuple[Any, ...]]) -> None:
+        plain.execute("BEGIN IMMEDIATE")
+        plain.executemany(sql, rows)
+        plain.execute("COMMIT")
+
+    try:
+        for n, (start, count) in enumerate(_slices(args.events, args.slice)):
+            events = generate(count, start=start, seed=args.seed)
+            rows = list(prepare_rows(events, EVENTS, []))  # the exact rows ztsoc stores, built untimed
+            pair = [(ours, lambda ev=events: _check(store.write_events(ev), len(ev))),
+                    (base, lambda r=rows: baseline(r))]
+            for side, write in pair if n % 2 == 0 else reversed(pair):
+                _timed(side, count, write)
+            progress(f"sqlite {start + count:,}/{args.events:,}")
+        stored = store.count()
+        if stored != args.events:
+            ours.notes.append(f"stored {stored:,} of {args.events:,}")
+        (base_count,) = plain.execute("SELECT COUNT(*) FROM events").fetchone()
+        if base_count != args.events:
+            base.notes.append(f"stored {base_count:,} of {args.events:,}")
+    finally:
+        store.close()
+        plain.close()
+    return ours, base
+
+
+# -- Elasticsearch ------------------------------------------------------------------------
+
+def _es_sides(args: argparse.Namespace, progress: Callable[[str], None]) -> tuple[Side, Side] | None:
+    from elasticsearch import Elasticsearch
+    from elasticsearch.helpers import streaming_bulk
+
+    from eventstore.es_store import ElasticsearchStore
+
+    tag = f"{os.getpid()}-{int(time.time())}"
+    ours_store = ElasticsearchStore.from_url(f"{args.es_url.rstrip('/')}/?prefix=ztsoc-bench-{tag}-z")
+    try:
+        ours_store.init()
+    except StoreError as exc:
+        print(f"skipping Elasticsearch: {exc}", file=sys.stderr)
+        ours_store.close()
+        return None
+    # The baseline's index gets the very same templates, under its own prefix.
+    base_store = ElasticsearchStore.from_url(f"{args.es_url.rstrip('/')}/?prefix=ztsoc-bench-{tag}-b")
+    base_store.init()
+    client = Elasticsearch(args.es_url, request_timeout=120)
+    ours = Side("ztsoc ElasticsearchStore.write_events")
+    base = Side("baseline helpers.streaming_bulk")
+    try:
+        for n, (start, count) in enumerate(_slices(args.events, args.slice)):
+            events = generate(count, start=start, seed=args.seed)
+            actions = [{"_op_type": "create", "_index": base_store._events_index(e["@timestamp"]),
+                        "_id": e["event.id"], "_source": orjson.dumps(e).decode()} for e in events]
+
+            def baseline(a: list[Doc] = actions) -> None:
+                ok = sum(1 for good, _ in streaming_bulk(client, a, raise_on_error=False, max_retries=3) if good)
+                if ok != len(a):
+                    base.notes.append(f"{len(a) - ok} refused")
+
+            pair = [(ours, lambda ev=events: _check(ours_store.write_events(ev), len(ev))), (base, baseline)]
+            for side, write in pair if n % 2 == 0 else reversed(pair):
+                _timed(side, count, write)
+            progress(f"elasticsearch {start + count:,}/{args.events:,}")
+        stored = ours_store.count()
+        if stored != args.events:
+            ours.notes.append(f"stored {stored:,} of {args.events:,}")
+    finally:
+        ours_store.drop()
+        base_store.drop()
+        ours_store.close()
+        base_store.close()
+        client.close()
+    return ours, base
+
+
+def _check(result: Any, expected: int) -> None:
+    if result.written + result.duplicates != expected:
+        raise RuntimeError(f"ztsoc wrote {result.written} of {expected}: {result.errors[:3]}")
+
+
+# -- report -------------------------------------------------------------------------------
+
+def _report(title: str, ours: Side, base: Side, *, floor: float | None = None) -> bool:
+    ratio = ours.rate / base.rate if base.rate else 0.0
+    ok = ratio >= 0.9 and (floor is None or ours.rate >= floor)
+    print(f"{title}")
+    for side in (ours, base):
+        notes = f"  ({'; '.join(side.notes)})" if side.notes else ""
+        print(f"  {side.name:<40} {side.rate:>12,.0f} events/s  ({side.events:,} in {side.seconds:.1f} s){notes}")
+    target = "ratio >= 0.9" + (f" and >= {floor:,.0f} events/s" if floor else "")
+    print(f"  ratio ztsoc/baseline {ratio:.2f}   target {target}: {'met' if ok else 'MISSED'}")
+    return ok
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench/ingest.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000, help="events per store (default 1,000,000)")
+    parser.add_argument("--slice", type=int, default=100_000, help="events generated and written per round")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--es-url", default=os.environ.get("SOC_BENCH_ES_URL")
+                        or os.environ.get("SOC_TEST_ES_URL") or "http://127.0.0.1:9200")
+    parser.add_argument("--only", choices=("sqlite", "es"), help="measure one store only")
+    args = parser.parse_args(argv)
+    tty = sys.stderr.isatty()
+
+    def progress(text: str) -> None:
+        if tty:
+            print(f"\r  {text}   ", end="", file=sys.stderr, flush=True)
+
+    print(f"ingest: {args.events:,} generated ECS events (flows 60 %, DNS 30 %, sshd 10 %), "
+          f"slices of {args.slice:,}, seed {args.seed}")
+    results: list[bool] = []
+    if args.only in (None, "sqlite"):
+        try:
+            with tempfile.TemporaryDirectory(prefix="ztsoc-bench-") as tmp:
+                sides = _sqlite_sides(args, Path(tmp), progress)
+            if tty:
+                print(file=sys.stderr)
+            results.append(_report("SQLite", *sides, floor=50_000))
+        except ImportError as exc:
+            print(f"skipping SQLite: {exc}", file=sys.stderr)
+    if args.only in (None, "es"):
+        es = _es_sides(args, progress)
+        if tty:
+            print(file=sys.stderr)
+        if es is not None:
+            results.append(_report(f"Elasticsearch ({args.es_url})", *es))
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
