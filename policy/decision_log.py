@@ -126,6 +126,8 @@ class DecisionLog:
     batch_size: int = 1000
     flush_interval_s: float = 0.5
     retry_interval_s: float = 5.0
+    #: Close the store on ``close()``; false when the caller shares its store with the log.
+    own_store: bool = True
     stats: LogStats = field(default_factory=LogStats)
     _queue: deque[tuple[Request, Decision, float]] = field(default_factory=deque, repr=False)
     _store: Store | None = field(default=None, repr=False)
@@ -166,12 +168,12 @@ class DecisionLog:
             self._thread = None
         else:
             self.flush()
-        if self._store is not None:
+        if self._store is not None and self.own_store:
             try:
                 self._store.close()
             except Exception:
                 pass
-            self._store = None
+        self._store = None
 
     @property
     def pending(self) -> int:
@@ -211,7 +213,7 @@ class DecisionLog:
             self.stats.last_error = f"{type(exc).__name__}: {exc}"
             log.warning("decision log: store unavailable, spilling %d decisions: %s", len(docs), exc)
             self._next_retry = time.monotonic() + self.retry_interval_s
-            if self._store is not None:
+            if self._store is not None and self.own_store:
                 try:
                     self._store.close()
                 except Exception:
