@@ -8,6 +8,7 @@ is 1 if any benchmark missed its target or failed.
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import sys
 import traceback
 from collections.abc import Sequence
@@ -32,9 +33,19 @@ def run(name: str, argv: Sequence[str]) -> int:
     spec.loader.exec_module(module)
     main = getattr(module, "main", None)
     if main is None:
-        print(f"bench: {name}.py has no main(argv)", file=sys.stderr)
-        return 1
-    return int(main(list(argv)) or 0)
+        print(f"bench: {name}.py has no main(): a helper module, skipped")
+        return 0
+    if inspect.signature(main).parameters:
+        return int(main(list(argv)) or 0)
+    # A main() that reads sys.argv itself (argparse with no argv parameter).
+    saved = sys.argv
+    sys.argv = [str(HERE / f"{name}.py"), *argv]
+    try:
+        return int(main() or 0)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.argv = saved
 
 
 def main(argv: Sequence[str] | None = None) -> int:
