@@ -23,7 +23,9 @@ Hand-written here, and why:
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import ipaddress
 import os
 import re
 import time
@@ -387,9 +389,8 @@ class ElasticsearchStore:
         size = 0
         dumps = orjson.dumps
         for position, event in enumerate(events):
-            ident = event.get("event.id") if isinstance(event, Mapping) else None
-            if not isinstance(ident, str) or not ident:
-                total.errors.append((str(ident or position), "missing event.id"))
+            ident = _check_id(event, position, total.errors)
+            if ident is None:
                 continue
             try:
                 index = self._events_index(event["@timestamp"])
@@ -641,7 +642,7 @@ class ElasticsearchStore:
                 break
             composite = {**composite, "after": after}
         group_keys = [out for _, out in names]
-        rows.sort(key=lambda r: (-r["count"], *(_sortable(r[k]) for k in group_keys)))
+        rows.sort(key=lambda r: (-r["count"], *(_sort_key(k, r[k]) for k in group_keys)))
         return rows[:limit] if limit is not None else rows
 
     @staticmethod
@@ -692,9 +693,8 @@ class ElasticsearchStore:
         tally = _Tally()
         batch: dict[str, Doc] = {}
         for position, alert in enumerate(alerts):
-            ident = alert.get("event.id") if isinstance(alert, Mapping) else None
-            if not isinstance(ident, str) or not ident:
-                tally.errors.append((str(ident or position), "missing event.id"))
+            ident = _check_id(alert, position, tally.errors)
+            if ident is None:
                 continue
             batch.pop(ident, None)
             batch[ident] = dict(alert)
@@ -828,6 +828,21 @@ class _Tally:
             self.errors = []
 
 
+def _check_id(doc: Any, position: int, errors: list[tuple[str, str]]) -> str | None:
+    """The document's ``event.id``, or an error entry named by its position in the batch."""
+    if not isinstance(doc, Mapping):
+        errors.append((str(position), "not a JSON object"))
+        return None
+    ident = doc.get("event.id")
+    if ident is None:
+        errors.append((str(position), "missing event.id"))
+        return None
+    if not isinstance(ident, str) or not ident:
+        errors.append((str(position), f"event.id must be a non-empty string, got {ident!r}"))
+        return None
+    return ident
+
+
 def _merge_alert(incoming: Doc, existing: Doc | None) -> Doc:
     """A rerun refreshes the detection fields; the analyst's lifecycle fields and history stay."""
     merged = dict(incoming)
@@ -846,6 +861,8 @@ def _merge_alert(incoming: Doc, existing: Doc | None) -> Doc:
 def _apply_change(doc: Doc, change: AlertChange) -> Doc:
     diff: dict[str, dict[str, Any]] = {}
     for name, value in change.changes.items():
+        if name == ALERT_HISTORY:
+            raise StoreError("the alert history is append-only")
         before = doc.get(name)
         diff[name] = {"from": before, "to": value}
         if value is None:
@@ -859,13 +876,25 @@ def _apply_change(doc: Doc, change: AlertChange) -> Doc:
     return doc
 
 
-def _sortable(value: Any) -> tuple[int, Any]:
-    """Group values of one column share a type; ``None`` and mixed types still sort stably."""
-    if value is None:
-        return (0, 0)
+def _sort_key(name: str, value: Any) -> tuple[int, Any]:
+    """Group values ascending as the node orders them: numbers, then IPs by address, then text."""
     if isinstance(value, bool | int | float):
-        return (1, value)
-    return (2, str(value))
+        return (0, value)
+    if field_type(name) == "ip" and isinstance(value, str):
+        key = _ip_order(value)
+        if key is not None:
+            return (1, key)
+    return (2, "" if value is None else str(value))
+
+
+@functools.lru_cache(maxsize=65536)
+def _ip_order(text: str) -> bytes | None:
+    """16 bytes, IPv4 mapped into IPv6: how an ``ip`` field sorts (``::1`` < ``9.0.0.1`` < ``10.0.0.9``)."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    return address.packed if address.version == 6 else b"\0" * 10 + b"\xff\xff" + address.packed
 
 
 def _body_error(exc: ApiError) -> Any:
