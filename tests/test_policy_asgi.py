@@ -1,0 +1,69 @@
+"""The ASGI middleware enforcing decisions in process, driven through the ASGI interface."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from policy_tokens import svid, user_token, verifier
+
+from policy.asgi import PolicyMiddleware
+from policy.engine import Engine
+from policy.language import policy_set_from_text
+from policy.risk import StaticRisk
+
+POLICY = """\
+apiVersion: ztsoc/v1
+kind: Policy
+name: t
+rules:
+  - name: clerks-read
+    effect: allow
+    destination: {services: [records], methods: [GET]}
+    when: {claims: {roles: {any: [clerk]}}}
+"""
+
+
+async def inner_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    who = scope.get("state", {}).get("ztsoc", {}).get("principal") or "-"
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": f"hello {who}".encode()})
+
+
+def run(app: PolicyMiddleware, method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[bytes, bytes], bytes]:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(msg: dict[str, Any]) -> None:
+        sent.append(msg)
+
+    scope = {"type": "http", "method": method, "path": path, "client": ("10.0.0.7", 5555),
+             "headers": [(k.encode(), v.encode()) for k, v in headers.items()]}
+    asyncio.run(app(scope, receive, send))
+    start = sent[0]
+    return start["status"], dict(start["headers"]), b"".join(m.get("body", b"") for m in sent[1:])
+
+
+def _mw() -> PolicyMiddleware:
+    engine = Engine.from_policy_set(policy_set_from_text(POLICY), verifier=verifier(), risk=StaticRisk())
+    return PolicyMiddleware(inner_app, engine, service="records", exempt=("/healthz",))
+
+
+def test_allowed_request_reaches_app_with_identity() -> None:
+    status, _, body = run(_mw(), "GET", "/records/1", {"authorization": f"Bearer {user_token(aud='records')}"})
+    assert status == 200 and body == b"hello clerk-7"
+
+
+def test_denied_request_never_reaches_app() -> None:
+    status, headers, body = run(_mw(), "POST", "/records/1", {"authorization": f"Bearer {user_token(aud='records')}"})
+    assert status == 403 and b"hello" not in body and headers[b"x-ztsoc-decision"] == b"deny"
+    status, headers, _ = run(_mw(), "GET", "/records/1", {"authorization": f"Bearer {svid(aud='other')}"})
+    assert status == 403 and b"wrong audience" in headers[b"x-ztsoc-reason"]
+    status, _, _ = run(_mw(), "GET", "/records/1", {})
+    assert status == 403
+
+
+def test_exempt_paths_pass() -> None:
+    assert run(_mw(), "GET", "/healthz", {})[0] == 200

@@ -1,0 +1,120 @@
+"""The HTTP decision server over real loopback HTTP (uvicorn), Envoy ext_authz style and JSON."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from policy_tokens import DOMAIN, claims, forge, svid, verifier
+
+from policy.engine import Engine
+from policy.language import policy_set_from_text
+from policy.risk import StaticRisk
+from policy.server import DecisionApp, make_server
+
+POLICY = """\
+apiVersion: ztsoc/v1
+kind: Policy
+name: t
+rules:
+  - name: portal-reads
+    effect: allow
+    source: {principals: ["spiffe://gov.example/ns/portal/sa/*"], ip_ranges: [10.0.0.0/8]}
+    destination: {services: [records], methods: [GET], paths: ["/records/**"]}
+  - name: health
+    effect: allow
+    destination: {services: [records], methods: [GET], paths: ["/healthz"]}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[tuple[int, Engine]]:
+    engine = Engine.from_policy_set(policy_set_from_text(POLICY, "t.yaml"), verifier=verifier(), risk=StaticRisk())
+    port = _free_port()
+    srv = make_server(DecisionApp(engine, authz_prefix="/authz"), "127.0.0.1", port)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    yield port, engine
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+def call(port: int, method: str, path: str, headers: dict[str, str] | None = None,
+         body: Any = None) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    data = json.dumps(body).encode() if body is not None and not isinstance(body, bytes) else body
+    conn.request(method, path, body=data, headers=headers or {})
+    resp = conn.getresponse()
+    out = resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    conn.close()
+    return out
+
+
+def test_health_and_readiness(server: tuple[int, Engine]) -> None:
+    port, _ = server
+    assert call(port, "GET", "/healthz")[0] == 200
+    status, _, body = call(port, "GET", "/readyz")
+    assert status == 200 and json.loads(body)["policy_version"]
+
+
+def test_ext_authz_allows_a_verified_workload(server: tuple[int, Engine]) -> None:
+    port, _ = server
+    status, headers, _ = call(port, "GET", "/authz/records/42?x=1", {
+        "host": "records.gov.example:8443", "x-ztsoc-service": "records",
+        "authorization": f"Bearer {svid('/ns/portal/sa/web')}", "x-forwarded-for": "203.0.113.5, 10.3.4.5"})
+    assert status == 200
+    assert headers["x-ztsoc-decision"] == "allow" and headers["x-ztsoc-decision-id"]
+    assert headers["x-ztsoc-principal"] == f"spiffe://{DOMAIN}/ns/portal/sa/web"
+    assert "t/portal-reads" in headers["x-ztsoc-reason"]
+
+
+def test_ext_authz_denies_with_reason_headers(server: tuple[int, Engine]) -> None:
+    port, _ = server
+    # Same token, but the proxy-appended hop is outside 10/8.
+    status, headers, body = call(port, "GET", "/authz/records/42", {
+        "x-ztsoc-service": "records", "authorization": f"Bearer {svid('/ns/portal/sa/web')}",
+        "x-forwarded-for": "10.3.4.5, 203.0.113.5"})
+    assert status == 403 and headers["x-ztsoc-decision"] == "deny"
+    assert "default deny" in headers["x-ztsoc-reason"] and b"denied" in body
+    status, headers, _ = call(port, "GET", "/authz/records/42", {
+        "x-ztsoc-service": "records", "authorization": "Bearer " + forge({"alg": "none"}, claims(), None)})
+    assert status == 403 and "alg 'none'" in headers["x-ztsoc-reason"]
+    # No service header: the Host authority names the service.
+    status, headers, _ = call(port, "GET", "/authz/healthz", {"host": "records:80"})
+    assert status == 200 and "t/health" in headers["x-ztsoc-reason"]
+
+
+def test_json_decide(server: tuple[int, Engine]) -> None:
+    port, _ = server
+    status, headers, body = call(port, "POST", "/v1/decide", {}, {
+        "service": "records", "method": "GET", "path": "/records/1",
+        "token": svid("/ns/portal/sa/web"), "source_ip": "10.1.1.1"})
+    out = json.loads(body)
+    assert status == 200 and out["allow"] is True and out["rules"] == ["t/portal-reads"]
+    assert headers["x-ztsoc-decision-id"] == out["decision_id"]
+    status, _, body = call(port, "POST", "/v1/decide", {}, b"{not json")
+    assert status == 400 and json.loads(body)["allow"] is False
+    status, _, body = call(port, "POST", "/v1/decide", {}, {"service": "records"})
+    assert status == 400 and "missing method, path" in json.loads(body)["reason"]
+    assert call(port, "POST", "/v1/decide", {}, b"x" * 70_000)[0] == 413
+    assert call(port, "GET", "/v1/decide")[0] == 405
+
+
+def test_default_bind_is_loopback() -> None:
+    engine = Engine.from_policy_set(policy_set_from_text(POLICY), risk=StaticRisk())
+    assert make_server(DecisionApp(engine)).config.host == "127.0.0.1"
