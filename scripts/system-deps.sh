@@ -9,6 +9,7 @@ command -v curl >/dev/null || need+=(curl)
 command -v tshark >/dev/null || need+=(tshark)
 command -v chromium >/dev/null || need+=(chromium)
 command -v ip >/dev/null || need+=(iproute2)
+command -v wrk >/dev/null || need+=(wrk)  # HTTP load generator for bench/policy.py
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "system-deps: missing ${need[*]}; run as root or: sudo apt-get install ${need[*]}" >&2
