@@ -228,29 +228,30 @@ class AppDecoders:
         self.handlers: dict[str, AppHandler] = {p.name: p.handler(meter) for p in PROBES if p.handler is not None}
 
     def payload(self, flow: Flow, data: bytes, fwd: bool, index: int, ts: int) -> None:
+        """A payload of a flow whose protocol is not known yet: probe it, then hand it over."""
         if flow.icmp:
-            mtype = data[0]
-            if not icmp.is_echo(flow.proto, mtype):
-                fields = icmp_fields = icmp.icmp_fields(flow.proto, data)
-                icmp_fields["network.protocol"] = "icmp" if flow.proto == 1 else "ipv6-icmp"
-                self.meter.app_event(flow, "network.icmp", str(index), index, ts, fields, reverse=not fwd)
+            flow.handler = self.icmp
+            self.icmp(flow, data, fwd, index, ts)
             return
-        if flow.app is None:
-            for probe in PROBES:
-                if probe.matches(flow, data, fwd):
-                    flow.app = probe.name
-                    if probe.handler is None or probe.state is None:
-                        flow.probes = 0
-                        return
-                    flow.state = probe.state()
-                    flow.probes = FOREVER
-                    break
-            else:
-                flow.probes -= 1
+        for probe in PROBES:
+            if probe.matches(flow, data, fwd):
+                flow.app = probe.name
+                if probe.handler is None or probe.state is None:
+                    flow.probes = 0
+                    return
+                flow.state = probe.state()
+                flow.probes = FOREVER
+                handler = self.handlers[probe.name]
+                flow.handler = handler.payload
+                handler.payload(flow, data, fwd, index, ts)
                 return
-        handler = self.handlers.get(flow.app)  # type: ignore[arg-type]
-        if handler is not None:
-            handler.payload(flow, data, fwd, index, ts)
+        flow.probes -= 1
+
+    def icmp(self, flow: Flow, data: bytes, fwd: bool, index: int, ts: int) -> None:
+        if not icmp.is_echo(flow.proto, data[0]):
+            fields = icmp.icmp_fields(flow.proto, data)
+            fields["network.protocol"] = "icmp" if flow.proto == 1 else "ipv6-icmp"
+            self.meter.app_event(flow, "network.icmp", str(index), index, ts, fields, reverse=not fwd)
 
     def finish(self, flow: Flow) -> None:
         if flow.state is not None and flow.app is not None:

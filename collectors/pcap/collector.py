@@ -21,7 +21,7 @@ from typing import BinaryIO
 
 from collectors.base import IDENTITY_BYTES, Batch, Checkpoint, ReaderBase, ReadProblem, event_id
 from collectors.pcap.flows import FlowMeter, MeterConfig
-from collectors.pcap.reader import CaptureInfo, Problem, iter_records, open_capture
+from collectors.pcap.reader import CaptureInfo, Problem, Record, iter_records, open_capture
 
 
 def capture_identity(path: Path | str) -> str:
@@ -36,6 +36,15 @@ def _position(fh: BinaryIO) -> int:
         return int(raw.tell())  # type: ignore[union-attr]
     except (OSError, ValueError, AttributeError):
         return 0
+
+
+def _until(records: Iterator[Record], limit: int, held: list[Record]) -> Iterator[Record]:
+    """Records before index ``limit``; the first one at or past it is put in ``held``."""
+    for rec in records:
+        if rec[0] >= limit:
+            held.append(rec)
+            return
+        yield rec
 
 
 class PcapReader(ReaderBase):
@@ -71,21 +80,19 @@ class PcapReader(ReaderBase):
         self.last_meter = meter
         rec_problems: list[Problem] = []
         info = CaptureInfo()
-        next_index = start
         with open_capture(path) as fh:
-            for index, ts, linktype, data, wirelen in iter_records(fh, rec_problems, info, start):
-                meter.packet(index, ts, linktype, data, wirelen)
-                next_index = index + 1
-                if index < skip_until:
-                    meter.events.clear()
-                    meter.problems.clear()
-                elif len(meter.events) >= batch_size:
-                    yield self._batch(meter, rec_problems, source, meter.resume_index(next_index), next_index,
-                                      _position(fh))
-            if rec_problems:
-                next_index = max(next_index, rec_problems[-1].index + 1)
+            records = iter_records(fh, rec_problems, info, start)
+            if skip_until > start:  # re-meter what the last committed batch covered, silently
+                meter.feed(_until(records, skip_until, held := []))
+                meter.events.clear()
+                meter.problems.clear()
+                meter.feed(held)
+            while not meter.feed(records, batch_size):
+                yield self._batch(meter, rec_problems, source, meter.resume_index(meter.next_index),
+                                  meter.next_index, _position(fh))
             meter.flush()
-            yield self._batch(meter, rec_problems, source, next_index, next_index, _position(fh), done=True)
+            end = max((p.index + 1 for p in rec_problems), default=meter.next_index)
+            yield self._batch(meter, rec_problems, source, end, end, _position(fh), done=True)
 
     @staticmethod
     def _batch(meter: FlowMeter, rec_problems: list[Problem], source: str, start: int, next_index: int,

@@ -8,7 +8,7 @@ with a hop limit, so a pointer loop is a "bad name" problem, not a hang.
 
 from __future__ import annotations
 
-import ipaddress
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,9 +83,9 @@ def _name(data: bytes, pos: int) -> tuple[str, int]:
 def _rdata(rtype: int, data: bytes, pos: int, rdlen: int) -> str:
     raw = data[pos:pos + rdlen]
     if rtype == 1 and rdlen == 4:
-        return str(ipaddress.IPv4Address(raw))
+        return socket.inet_ntop(socket.AF_INET, raw)
     if rtype == 28 and rdlen == 16:
-        return str(ipaddress.IPv6Address(raw))
+        return socket.inet_ntop(socket.AF_INET6, raw)
     if rtype in (2, 5, 12, 39):
         return _name(data, pos)[0]
     if rtype == 15 and rdlen > 2:

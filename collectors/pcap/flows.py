@@ -23,14 +23,14 @@ from __future__ import annotations
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from collectors.pcap.community_id import community_id
 from collectors.pcap.decode import ICMP, ICMP6, TCP, UDP, parse_ipv4, parse_ipv6, transport_name
 from collectors.pcap.linktypes import LINKTYPES
-from collectors.pcap.reader import Problem
+from collectors.pcap.reader import Problem, Record
 
 NS = 1_000_000_000
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
@@ -53,7 +53,7 @@ class MeterConfig:
 
 
 class Flow:
-    __slots__ = ("app", "dport", "dst", "first_index", "icmp", "last", "oby", "oflags", "opk", "probes", "proto",
+    __slots__ = ("app", "base", "dport", "handler", "dst", "first_index", "icmp", "last", "oby", "oflags", "opk", "probes", "proto",
                  "rby", "rflags", "rpk", "split", "sport", "src", "start", "state", "version", "vlan")
 
     def __init__(self, src: bytes, dst: bytes, sport: int, dport: int, proto: int, index: int, ts: int,
@@ -65,10 +65,13 @@ class Flow:
         self.oflags = self.rflags = 0
         self.vlan = vlan
         self.app: str | None = None
+        #: the decoder that takes this flow's payloads once its protocol is known
+        self.handler: Callable[[Flow, bytes, bool, int, int], None] | None = None
         self.probes = probes
         self.state: Any = None
         self.split = 0  # 1: continues a flow cut by the active timeout
         self.icmp = 0
+        self.base: tuple[str, str, str, str, str] | None = None
 
     @property
     def key(self) -> tuple[bytes, bytes, int, int, int]:
@@ -118,10 +121,18 @@ def ip_text(addr: bytes) -> str:
     return socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)
 
 
+_ISO_SECONDS: dict[int, str] = {}
+
+
 def iso_ns(ts_ns: int) -> str:
     """UTC, millisecond precision, ``Z``: the one timestamp format of the store."""
     sec, rest = divmod(ts_ns, NS)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{rest // 1_000_000:03d}Z"
+    prefix = _ISO_SECONDS.get(sec)
+    if prefix is None:
+        if len(_ISO_SECONDS) > 4096:
+            _ISO_SECONDS.clear()
+        prefix = _ISO_SECONDS[sec] = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec))
+    return f"{prefix}{rest // 1_000_000:03d}Z"
 
 
 class FlowMeter:
@@ -139,8 +150,8 @@ class FlowMeter:
         self.events: list[Event] = []
         self.problems: list[Problem] = []
         self.stats: Counter[str] = Counter()
-        self.packets = 0
         self.non_ip = 0
+        self.next_index = 0
         self.apps = AppDecoders(self)
         self._idle = int(self.config.idle_timeout * NS)
         self._active = int(self.config.active_timeout * NS)
@@ -152,58 +163,107 @@ class FlowMeter:
 
     # -- the hot path -------------------------------------------------------------------------
     def packet(self, index: int, ts: int, linktype: int, data: bytes, wirelen: int) -> None:
-        self.packets += 1
+        """One packet (live capture); files go through :meth:`feed`, which saves a call per packet."""
+        self.feed(((index, ts, linktype, data, wirelen),))
+
+    def feed(self, records: Iterable[Record], max_events: int = 1 << 62) -> bool:
+        """Meter records until they run out (True) or ``max_events`` events are waiting (False).
+
+        ``next_index`` is then the index after the last record taken, so the caller can resume
+        the same iterator after draining ``events``.
+        """
+        flows = self.flows
+        get = flows.get
+        events = self.events
+        idle, active = self._idle, self._active
+        apps_payload = self.apps.payload
+        general = self._general
+        for index, ts, linktype, data, wirelen in records:
+            # Fast path, inlined on purpose (it is most of any capture): Ethernet II, IPv4
+            # without options, unfragmented, TCP or UDP with a complete header. Anything else
+            # goes through _general, which handles every case through the registries.
+            if (linktype == 1 and len(data) >= 54 and data[12] == 8 and data[13] == 0 and data[14] == 0x45
+                    and not (data[20] & 0x3F or data[21]) and (data[23] == 6 or data[23] == 17)
+                    and data[46] >= 0x50):
+                proto = data[23]
+                pe = 14 + ((data[16] << 8) | data[17])
+                if pe > len(data):
+                    pe = len(data)
+                src = data[26:30]
+                dst = data[30:34]
+                sport = (data[34] << 8) | data[35]
+                dport = (data[36] << 8) | data[37]
+                if proto == 6:
+                    flags = data[47]
+                    ps = 34 + ((data[46] >> 4) << 2)
+                else:
+                    flags = 0
+                    ps = 42
+                frag = None
+                vlan = -1
+            else:
+                parsed = general(index, linktype, data)
+                if parsed is None:
+                    continue
+                src, dst, proto, sport, dport, flags, ps, pe, frag, vlan = parsed
+            if ts >= self._next_sweep:
+                self._sweep(ts)
+            if frag is not None:
+                self.stats["ip fragments"] += 1
+                if not frag[1]:
+                    self._later_fragment(src, dst, proto, frag[0], wirelen, ts)
+                    continue
+            key = (src, dst, sport, dport, proto)
+            flow = get(key)
+            fwd = True
+            if flow is None:
+                flow = get((dst, src, dport, sport, proto))
+                fwd = False
+                if flow is None:
+                    flow = self._new_flow(key, index, ts, vlan, flags)
+                    fwd = flow.sport == sport and flow.src == src
+            if ts - flow.last > idle or ts - flow.start > active or (
+                    flags & 0x12 == SYN and proto == TCP and flow.closed and flow.opk + flow.rpk > 1):
+                flow = self._restart(flow, key, index, ts, vlan, flags)
+                fwd = flow.sport == sport and flow.src == src
+            if fwd:
+                flow.opk += 1
+                flow.oby += wirelen
+                flow.oflags |= flags
+            else:
+                flow.rpk += 1
+                flow.rby += wirelen
+                flow.rflags |= flags
+            flow.last = ts
+            if frag is not None:
+                self.frags[(src, dst, proto, frag[0])] = (flow, fwd, ts)
+            if pe > ps and flow.probes:
+                (flow.handler or apps_payload)(flow, data[ps:pe], fwd, index, ts)
+            if len(events) >= max_events:
+                self.next_index = index + 1
+                return False
+        return True
+
+    def _general(self, index: int, linktype: int,
+                 data: bytes) -> tuple[bytes, bytes, int, int, int, int, int, int, Any, int] | None:
+        """Any link type, IPv6, VLANs, fragments, IP options; None (counted) when there is no flow to meter."""
         link = LINKTYPES.get(linktype)
         if link is None:
             self._problem(index, "unsupported link type", f"link type {linktype}")
-            return
+            return None
         l3 = link(data)
         if l3 is None:
             self._problem(index, "truncated link-layer header", f"{len(data)} bytes")
-            return
+            return None
         version, off, vlan = l3
         if not version:
             self.non_ip += 1
-            return
+            return None
         p = parse_ipv4(data, off) if version == 4 else parse_ipv6(data, off)
-        if p.__class__ is str:
-            self._problem(index, p, f"{len(data)} bytes captured")  # type: ignore[arg-type]
-            return
-        src, dst, proto, sport, dport, flags, ps, pe, frag = p  # type: ignore[misc]
-        if ts >= self._next_sweep:
-            self._sweep(ts)
-        if frag is not None:
-            self.stats["ip fragments"] += 1
-            if not frag[1]:
-                self._later_fragment(src, dst, proto, frag[0], wirelen, ts)
-                return
-        flows = self.flows
-        key = (src, dst, sport, dport, proto)
-        flow = flows.get(key)
-        fwd = True
-        if flow is None:
-            flow = flows.get((dst, src, dport, sport, proto))
-            fwd = False
-            if flow is None:
-                flow = self._new_flow(key, index, ts, vlan, flags)
-                fwd = flow.src == src and flow.sport == sport
-        if ts - flow.last > self._idle or ts - flow.start > self._active or (
-                proto == TCP and flags & 0x12 == SYN and flow.closed and flow.opk + flow.rpk > 1):
-            flow = self._restart(flow, key, index, ts, vlan, flags)
-            fwd = flow.src == src and flow.sport == sport
-        if fwd:
-            flow.opk += 1
-            flow.oby += wirelen
-            flow.oflags |= flags
-        else:
-            flow.rpk += 1
-            flow.rby += wirelen
-            flow.rflags |= flags
-        flow.last = ts
-        if frag is not None:
-            self.frags[(src, dst, proto, frag[0])] = (flow, fwd, ts)
-        if pe > ps and flow.probes:
-            self.apps.payload(flow, data[ps:pe], fwd, index, ts)
+        if isinstance(p, str):
+            self._problem(index, p, f"{len(data)} bytes captured")
+            return None
+        return (*p, vlan)
 
     # -- flow life ------------------------------------------------------------------------------
     def _new_flow(self, key: tuple[bytes, bytes, int, int, int], index: int, ts: int, vlan: int,
@@ -224,7 +284,7 @@ class FlowMeter:
         new = self._new_flow(key, index, ts, vlan, flags)
         if active:
             new.split = 1
-            new.app, new.state, new.probes = old.app, old.state, old.probes
+            new.app, new.state, new.probes, new.handler = old.app, old.state, old.probes, old.handler
             old.state = None
         return new
 
@@ -273,16 +333,25 @@ class FlowMeter:
         self.problems.append(Problem(index, reason, detail))
 
     # -- events -------------------------------------------------------------------------------
+    def _names(self, flow: Flow) -> tuple[str, str, str, str, str]:
+        """(source ip, destination ip, transport, network type, community id), computed once per flow."""
+        base = flow.base
+        if base is None:
+            base = flow.base = (ip_text(flow.src), ip_text(flow.dst), transport_name(flow.proto),
+                                "ipv4" if len(flow.src) == 4 else "ipv6",
+                                community_id(flow.src, flow.dst, flow.proto, flow.sport, flow.dport))
+        return base
+
     def base_fields(self, flow: Flow) -> Event:
         """What every event of a flow shares: the tuple, its transport, its Community ID."""
-        src, dst = ip_text(flow.src), ip_text(flow.dst)
+        src, dst, transport, ntype, cid = self._names(flow)
         doc: Event = {
             "event.kind": "event",
             "event.category": ["network"],
-            "network.transport": transport_name(flow.proto),
-            "network.type": "ipv4" if len(flow.src) == 4 else "ipv6",
+            "network.transport": transport,
+            "network.type": ntype,
             "network.iana_number": str(flow.proto),
-            "network.community_id": community_id(flow.src, flow.dst, flow.proto, flow.sport, flow.dport),
+            "network.community_id": cid,
             "source.ip": src,
             "destination.ip": dst,
             "related.ip": [src, dst] if src != dst else [src],
@@ -305,13 +374,14 @@ class FlowMeter:
             types.append("start")
         if ended and reason != "active-timeout":
             types.append("end")
+        start = iso_ns(flow.start)
         doc.update({
-            "@timestamp": iso_ns(flow.start),
+            "@timestamp": start,
             "event.id": self.make_id(f"{flow.first_index}:flow"),
             "event.dataset": "network.flow",
             "event.action": "network-flow",
             "event.type": types,
-            "event.start": iso_ns(flow.start),
+            "event.start": start,
             "event.end": iso_ns(flow.last),
             "event.duration": flow.last - flow.start,
             "event.reason": reason,
@@ -336,15 +406,14 @@ class FlowMeter:
             for a, b in (("source.ip", "destination.ip"), ("source.port", "destination.port")):
                 if a in doc:
                     doc[a], doc[b] = doc[b], doc[a]
-        doc.update({
-            "@timestamp": iso_ns(ts),
-            "event.id": self.make_id(f"{position}:{dataset}"),
-            "event.dataset": dataset,
-            "event.type": ["protocol", "info"] if dataset != "network.icmp" else ["info"],
-            "ztsoc.source.position": f"packet {index}",
-        })
+        start = iso_ns(ts)
+        doc["@timestamp"] = start
+        doc["event.id"] = self.make_id(f"{position}:{dataset}")
+        doc["event.dataset"] = dataset
+        doc["event.type"] = ["protocol", "info"] if dataset != "network.icmp" else ["info"]
+        doc["ztsoc.source.position"] = f"packet {index}"
         if end is not None:
-            doc["event.start"] = iso_ns(ts)
+            doc["event.start"] = start
             doc["event.end"] = iso_ns(end)
             doc["event.duration"] = end - ts
         doc.update(fields)

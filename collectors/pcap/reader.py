@@ -22,7 +22,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO
 
 CHUNK = 1 << 20
 #: Larger records than this are taken as corruption (the largest real snaplen is 262144).
@@ -39,12 +39,8 @@ PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
 GZIP_MAGIC = b"\x1f\x8b"
 
 
-class Record(NamedTuple):
-    index: int
-    ts_ns: int
-    linktype: int
-    data: bytes
-    wirelen: int
+#: (index, ts_ns, linktype, data, wirelen): a plain tuple, built a million times a second
+Record = tuple[int, int, int, bytes, int]
 
 
 @dataclass(slots=True)
@@ -147,25 +143,34 @@ def _iter_pcap(buf: _Buffer, problems: list[Problem], info: CaptureInfo, start: 
     buf.pos = 24
     hdr = struct.Struct(order + "IIII").unpack_from
     index = 0
+    # hot loop: the buffer is held in locals and refilled only when a record crosses its end
+    b, pos, blen = buf.buf, buf.pos, len(buf.buf)
     while True:
-        if not buf.need(16):
-            if len(buf.buf) - buf.pos:
-                problems.append(Problem(index, "truncated record header", f"{len(buf.buf) - buf.pos} bytes at end"))
-            return
-        pos = buf.pos
-        sec, frac, incl, orig = hdr(buf.buf, pos)
-        if incl > MAX_RECORD:
-            problems.append(Problem(index, "corrupt record header",
-                                    f"captured length {incl} at byte {buf.offset}; rest of file unreadable"))
-            return
-        if not buf.need(16 + incl):
-            problems.append(Problem(index, "truncated packet", f"{incl} bytes announced, file ends first"))
-            return
-        pos = buf.pos
+        if pos + 16 > blen:
+            buf.pos = pos
+            if not buf.need(16):
+                if len(buf.buf) - buf.pos:
+                    problems.append(Problem(index, "truncated record header",
+                                            f"{len(buf.buf) - buf.pos} bytes at end"))
+                return
+            b, pos, blen = buf.buf, buf.pos, len(buf.buf)
+        sec, frac, incl, orig = hdr(b, pos)
+        end = pos + 16 + incl
+        if end > blen:
+            if incl > MAX_RECORD:
+                buf.pos = pos
+                problems.append(Problem(index, "corrupt record header",
+                                        f"captured length {incl} at byte {buf.offset}; rest of file unreadable"))
+                return
+            buf.pos = pos
+            if not buf.need(16 + incl):
+                problems.append(Problem(index, "truncated packet", f"{incl} bytes announced, file ends first"))
+                return
+            b, pos, blen = buf.buf, buf.pos, len(buf.buf)
+            end = pos + 16 + incl
         if index >= start:
-            yield Record(index, sec * 1_000_000_000 + frac * scale, linktype,
-                         buf.buf[pos + 16:pos + 16 + incl], orig)
-        buf.pos = pos + 16 + incl
+            yield index, sec * 1_000_000_000 + frac * scale, linktype, b[pos + 16:end], orig
+        pos = end
         index += 1
 
 
@@ -184,6 +189,7 @@ def _tsresol(value: int) -> tuple[int, int]:
 def _iter_pcapng(buf: _Buffer, problems: list[Problem], info: CaptureInfo, start: int) -> Iterator[Record]:
     order = "<"
     index = 0
+    last_ts = 0  # a simple packet block has no time of its own
     ifaces = info.interfaces
     while True:
         if not buf.need(12):
@@ -223,15 +229,15 @@ def _iter_pcapng(buf: _Buffer, problems: list[Problem], info: CaptureInfo, start
                                             f"interface {iface} of {len(ifaces)}, captured length {incl}"))
                 else:
                     itf = ifaces[iface]
-                    yield Record(index, ((hi << 32) | lo) * itf.num // itf.den + itf.offset_ns, itf.linktype,
-                                 b[body + 20:body + 20 + incl], orig)
+                    last_ts = ((hi << 32) | lo) * itf.num // itf.den + itf.offset_ns
+                    yield index, last_ts, itf.linktype, b[body + 20:body + 20 + incl], orig
             index += 1
         elif btype == _SPB:
             if index >= start and ifaces:
                 (orig,) = struct.unpack_from(order + "I", b, body)
                 itf = ifaces[0]
                 incl = min(orig, end - body - 4, itf.snaplen or orig)
-                yield Record(index, 0, itf.linktype, b[body + 4:body + 4 + incl], orig)
+                yield index, last_ts, itf.linktype, b[body + 4:body + 4 + incl], orig
             index += 1
         elif btype == _OPB:
             iface, _drops, hi, lo, incl, orig = struct.unpack_from(order + "HHIIII", b, body)
@@ -240,8 +246,8 @@ def _iter_pcapng(buf: _Buffer, problems: list[Problem], info: CaptureInfo, start
                     problems.append(Problem(index, "corrupt packet block", f"interface {iface}"))
                 else:
                     itf = ifaces[iface]
-                    yield Record(index, ((hi << 32) | lo) * itf.num // itf.den + itf.offset_ns, itf.linktype,
-                                 b[body + 20:body + 20 + incl], orig)
+                    last_ts = ((hi << 32) | lo) * itf.num // itf.den + itf.offset_ns
+                    yield index, last_ts, itf.linktype, b[body + 20:body + 20 + incl], orig
             index += 1
         elif btype == _IDB:
             linktype, _, snaplen = struct.unpack_from(order + "HHI", b, body)

@@ -200,15 +200,34 @@ def parse_server_hello(payload: bytes) -> ServerHello | None:
     return ServerHello(version, cipher)
 
 
+#: fingerprints by the hello's fingerprinted content: clients repeat themselves, hashing need not
+_FINGERPRINTS: dict[tuple[Any, ...], tuple[str, str, list[str]]] = {}
+
+
+def fingerprints(hello: ClientHello) -> tuple[str, str, list[str]]:
+    """(JA3, JA4, cipher names) of a hello, cached on exactly what they are computed from."""
+    key = (hello.legacy_version, tuple(hello.ciphers), tuple(hello.extensions), tuple(hello.groups),
+           tuple(hello.point_formats), tuple(hello.sig_algs), hello.alpn[0] if hello.alpn else "",
+           tuple(hello.versions), hello.server_name is not None)
+    found = _FINGERPRINTS.get(key)
+    if found is None:
+        if len(_FINGERPRINTS) > 4096:
+            _FINGERPRINTS.clear()
+        found = _FINGERPRINTS[key] = (
+            hello.ja3(), hello.ja4(), [CIPHERS.get(c, f"0x{c:04x}") for c in hello.ciphers if not is_grease(c)])
+    return found
+
+
 def tls_fields(hello: ClientHello, server: ServerHello | None) -> dict[str, Any]:
     wire = server.version if server is not None else hello.max_version
     version, protocol = VERSIONS.get(wire, (f"{wire:#06x}", "tls"))
+    ja3, ja4_, ciphers = fingerprints(hello)
     doc: dict[str, Any] = {
         "tls.version": version,
         "tls.version_protocol": protocol,
-        "tls.client.ja3": hello.ja3(),
-        "tls.client.ja4": hello.ja4(),
-        "tls.client.supported_ciphers": [CIPHERS.get(c, f"0x{c:04x}") for c in hello.ciphers if not is_grease(c)],
+        "tls.client.ja3": ja3,
+        "tls.client.ja4": ja4_,
+        "tls.client.supported_ciphers": list(ciphers),
         "tls.established": server is not None,
     }
     if hello.server_name:
