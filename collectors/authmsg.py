@@ -169,7 +169,7 @@ def _sudo(f: Fields, m: re.Match[str]) -> None:
         f["process.command_line"] = cmd.strip()
     problem = m.group("problem")
     if problem:
-        f["event.reason"] = problem.strip()
+        f["event.reason"] = problem.strip().rstrip(";").strip()
         f["event.outcome"] = "failure"
         if "incorrect password" in problem or "password required" in problem:
             f["event.action"] = "sudo_auth_failure"

@@ -121,7 +121,9 @@ def _process(e: Fields, d: Fields) -> None:
     if exe:
         e["process.executable"] = exe
         e["process.name"] = exe.replace("/", "\\").rsplit("\\", 1)[-1]
-    _set(e, "process.pid", _pid(_v(d, "ProcessId")))
+    pid = _pid(_v(d, "ProcessId"))
+    if pid:  # 0x0: no process (a network logon)
+        e["process.pid"] = pid
 
 
 def _logon(e: Fields, d: Fields) -> None:

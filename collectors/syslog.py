@@ -35,8 +35,9 @@ _MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                        "Dec"), start=1)}
 _PRI = r"(?:<(?P<pri>\d{1,3})>)?"
 _TAG = r"(?:(?P<tag>[^\s\[:(]+(?:\([^)\s]*\))?)(?:\[(?P<pid>\d+)\])?: ?)?"
+_SD = r'\[[^\s\]=]+(?:\s+[^\s=\]]+="(?:[^"\\]|\\.)*")*\s*\]'  # quoted values may hold "]"
 RFC5424 = re.compile(_PRI + r"1 (?P<ts>\S+) (?P<host>\S+) (?P<app>\S+) (?P<procid>\S+) (?P<msgid>\S+) "
-                     r"(?P<sd>-|(?:\[(?:[^\]\\]|\\.)*\])+) ?(?P<msg>.*)$")
+                     r"(?P<sd>-|(?:" + _SD + r")+) ?(?P<msg>.*)$")
 ISO = re.compile(_PRI + r"(?P<ts>\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?) (?P<host>\S+) "
                  + _TAG + r"(?P<msg>.*)$")
 BSD = re.compile(_PRI + r"(?P<mon>[A-Z][a-z]{2}) +(?P<day>\d{1,2}) (?P<h>\d\d):(?P<m>\d\d):(?P<s>\d\d)(?:\.\d+)? "

@@ -1,0 +1,159 @@
+"""EVTX records -> ECS: the logon family mapped, every other record kept with winlog.* fields.
+
+``record_to_event`` is tested on records shaped exactly as PyPI ``evtx`` returns them
+(``records_json()``'s ``data``); the reader itself runs on real files from
+``../shared/data`` when they are there.
+"""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from collectors.base import read_all, read_resumed
+from collectors.evtx import LOGON_FAMILY, EvtxReader, header_record_count, record_to_event
+from tests.ecs_allowed import check
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def record(event_id: int, data: dict[str, Any] | None, *, channel: str | None = "Security",
+           provider: str = "Microsoft-Windows-Security-Auditing", **system: Any) -> dict[str, Any]:
+    return {"Event": {
+        "#attributes": {"xmlns": "http://schemas.microsoft.com/win/2004/08/events/event"},
+        "System": {
+            "Provider": {"#attributes": {"Name": provider, "Guid": "{54849625-5478-4994-A5BA-3E3B0328C30D}"}},
+            "EventID": event_id, "Version": 2, "Level": 0, "Task": 12544, "Opcode": 0, "Keywords": "0x8020000000000000",
+            "TimeCreated": {"#attributes": {"SystemTime": "2019-05-12T08:00:01.1234567Z"}}, "EventRecordID": 88,
+            "Correlation": None, "Execution": {"#attributes": {"ProcessID": 624, "ThreadID": 700}},
+            "Channel": channel, "Computer": "DC01.corp.local", "Security": None, **system},
+        **({"EventData": data} if data is not None else {}),
+    }}
+
+
+LOGON = {"SubjectUserSid": "S-1-5-18", "SubjectUserName": "DC01$", "SubjectDomainName": "CORP",
+         "SubjectLogonId": "0x3e7", "TargetUserSid": "S-1-5-21-1-2-3-1104", "TargetUserName": "alice",
+         "TargetDomainName": "CORP", "TargetLogonId": "0x8dcdc", "LogonType": 3, "LogonProcessName": "NtLmSsp ",
+         "AuthenticationPackageName": "NTLM", "WorkstationName": "WS7", "ProcessId": "0x0", "ProcessName": "-",
+         "IpAddress": "::ffff:10.0.0.7", "IpPort": "49812"}
+
+
+def test_4624_logon() -> None:
+    e = record_to_event(record(4624, LOGON))
+    assert e["@timestamp"] == "2019-05-12T08:00:01.123Z"
+    assert e["event.code"] == "4624" and e["winlog.event_id"] == "4624"
+    assert (e["event.dataset"], e["event.action"], e["event.outcome"]) == ("windows.security", "logged-in", "success")
+    assert e["event.category"] == ["authentication", "session"] and e["event.type"] == ["start"]
+    assert (e["user.name"], e["user.domain"], e["user.id"]) == ("alice", "CORP", "S-1-5-21-1-2-3-1104")
+    assert (e["source.ip"], e["source.port"], e["source.domain"]) == ("10.0.0.7", 49812, "WS7")
+    assert (e["winlog.logon.type"], e["winlog.logon.id"]) == ("Network", "0x8dcdc")
+    assert e["winlog.event_data.LogonType"] == "3" and e["winlog.event_data.TargetUserName"] == "alice"
+    assert (e["host.name"], e["winlog.computer_name"], e["winlog.channel"]) == ("DC01.corp.local",) * 2 + ("Security",)
+    assert e["winlog.provider_name"] == "Microsoft-Windows-Security-Auditing" and e["winlog.record_id"] == "88"
+    assert e["winlog.process.pid"] == 624 and e["related.user"] == ["alice"] and e["related.ip"] == ["10.0.0.7"]
+    assert "process.pid" not in e  # ProcessId 0x0 / ProcessName "-" mean none
+    check(e)
+
+
+def test_4625_failure_reason() -> None:
+    e = record_to_event(record(4625, {**LOGON, "Status": "0xc000006d", "SubStatus": "0xC000006A",
+                                      "ProcessId": "0x2a8", "ProcessName": "C:\\Windows\\System32\\lsass.exe"}))
+    assert e["event.outcome"] == "failure" and e["event.reason"] == "bad password"
+    assert e["process.name"] == "lsass.exe" and e["process.pid"] == 0x2A8
+    check(e)
+
+
+@pytest.mark.parametrize(("code", "data", "expected"), [
+    (4768, {"TargetUserName": "bob", "TargetDomainName": "CORP", "Status": "0x0", "IpAddress": "::ffff:10.1.1.1",
+            "ServiceName": "krbtgt"}, {"event.outcome": "success", "service.name": "krbtgt", "source.ip": "10.1.1.1"}),
+    (4769, {"TargetUserName": "bob@CORP", "ServiceName": "MSSQLSvc", "Status": "0x1b"}, {"event.outcome": "failure"}),
+    (4771, {"TargetUserName": "bob", "Status": "0x18", "IpAddress": "10.1.1.2"},
+     {"event.reason": "pre-authentication failed (bad password)", "event.outcome": "failure"}),
+    (4776, {"TargetUserName": "carol", "Workstation": "WS9", "Status": "0xc0000064"},
+     {"event.outcome": "failure", "source.domain": "WS9", "event.reason": "user name does not exist"}),
+    (4648, {**LOGON, "TargetServerName": "FS01"}, {"user.name": "DC01$", "user.target.name": "alice",
+                                                   "destination.domain": "FS01"}),
+    (4672, {"SubjectUserName": "admin", "PrivilegeList": "SeDebugPrivilege\n\t\t\tSeBackupPrivilege"},
+     {"event.category": ["iam"], "event.type": ["admin"], "user.roles": ["SeDebugPrivilege", "SeBackupPrivilege"]}),
+    (4720, {"SubjectUserName": "admin", "TargetUserName": "eve", "TargetSid": "S-1-5-21-9"},
+     {"event.type": ["user", "creation"], "user.name": "admin", "user.target.name": "eve",
+      "user.target.id": "S-1-5-21-9"}),
+    (4726, {"SubjectUserName": "admin", "TargetUserName": "eve"}, {"event.type": ["user", "deletion"]}),
+    (4732, {"SubjectUserName": "admin", "MemberName": "CN=Eve Smith\\, Jr,OU=Users,DC=corp", "MemberSid": "S-1-5-21-9",
+            "TargetUserName": "Administrators", "TargetSid": "S-1-5-32-544"},
+     {"event.action": "added-member-to-group", "group.name": "Administrators", "user.target.name": "Eve Smith, Jr"}),
+    (4634, {"TargetUserName": "alice", "LogonType": 10}, {"event.type": ["end"], "winlog.logon.type": "RemoteInteractive"}),
+])
+def test_logon_family(code: int, data: dict[str, Any], expected: dict[str, Any]) -> None:
+    e = record_to_event(record(code, data))
+    for key, value in expected.items():
+        assert e.get(key) == value, (key, e)
+    check(e)
+
+
+def test_every_family_member_is_mapped_to_ecs() -> None:
+    assert set(LOGON_FAMILY) == {4624, 4625, 4634, 4647, 4648, 4672, 4768, 4769, 4771, 4776, 4720, 4722, 4723,
+                                 4724, 4725, 4726, 4728, 4732, 4756}
+    for code in LOGON_FAMILY:
+        e = record_to_event(record(code, {"TargetUserName": "x", "SubjectUserName": "y"}))
+        assert e["event.dataset"] == "windows.security" and e["event.action"]
+        check(e)
+
+
+def test_other_records_keep_their_winlog_fields() -> None:
+    sysmon = record(1, {"Image": "C:\\x.exe", "CommandLine": "x.exe -a", "ProcessId": 42, "Hashes": None},
+                    channel="Microsoft-Windows-Sysmon/Operational", provider="Microsoft-Windows-Sysmon")
+    e = record_to_event(sysmon)
+    assert e["event.dataset"] == "windows.microsoft_windows_sysmon_operational" and "event.action" not in e
+    assert e["winlog.event_data.Image"] == "C:\\x.exe" and e["winlog.event_data.ProcessId"] == "42"
+    assert "winlog.event_data.Hashes" not in e
+    # 4624 from a provider that is not the Security auditing one is not a logon
+    assert "event.action" not in record_to_event(record(4624, LOGON, channel="Application", provider="Other"))
+    # unnamed <Data> elements and UserData
+    unnamed = record_to_event(record(104, {"Data": [{"#text": "a"}, {"#text": "b"}]}, channel="System"))
+    assert unnamed["winlog.event_data.param1"] == "a" and unnamed["winlog.event_data.param2"] == "b"
+    user_data = record(1102, None, channel="Security", provider="Microsoft-Windows-Eventlog")
+    user_data["Event"]["UserData"] = {"LogFileCleared": {"SubjectUserName": "admin", "#attributes": {"xmlns": "x"}}}
+    assert record_to_event(user_data)["winlog.user_data.LogFileCleared.SubjectUserName"] == "admin"
+    # ETW traces have no channel
+    assert record_to_event(record(6, {}, channel=None, provider="Microsoft-Windows-RPC"))["event.dataset"] == \
+        "windows.microsoft_windows_rpc"
+
+
+def test_bad_record() -> None:
+    broken = record(4624, LOGON)
+    broken["Event"]["System"]["EventID"] = "abc"
+    with pytest.raises(ValueError, match="EventID"):
+        record_to_event(broken)
+
+
+def test_not_an_evtx_file(tmp_path: Path) -> None:
+    path = tmp_path / "x.evtx"
+    path.write_text("hello")
+    with pytest.raises(ValueError):
+        read_all(EvtxReader(), path)
+    with pytest.raises(ValueError, match="not an EVTX"):
+        header_record_count(path)
+
+
+def _samples() -> list[str]:
+    return sorted(glob.glob(str(SHARED / "evtx-attack-samples" / "**" / "*.evtx"), recursive=True))
+
+
+@pytest.mark.skipif(not _samples(), reason="../shared/data/evtx-attack-samples is not present")
+def test_real_files_every_record_and_resume() -> None:
+    files = [f for f in _samples() if 40 < header_record_count(Path(f)) < 400][:3]
+    assert files
+    for f in files:
+        whole = read_all(EvtxReader(), Path(f))
+        assert len(whole.events) + len(whole.problems) == header_record_count(Path(f))
+        resumed = read_resumed(EvtxReader(), Path(f), batch_size=17)
+        assert [e["event.id"] for e in resumed.events] == [e["event.id"] for e in whole.events]
+        for e in whole.events:
+            assert e["winlog.channel"] is not None or e["event.dataset"].startswith("windows.")
+            assert e["winlog.event_id"] == e["event.code"]
+            if "event.category" in e:
+                check(e)

@@ -1,0 +1,124 @@
+"""RFC 3164 / RFC 5424 auth logs: headers, the missing year and zone, bad lines counted, resumable."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from collectors.base import read_all, read_resumed
+from collectors.syslog import SyslogReader
+from tests.ecs_allowed import check
+
+
+def write(path: Path, text: str, mtime: str | None = None) -> Path:
+    path.write_text(text)
+    if mtime:
+        ts = datetime.fromisoformat(mtime).timestamp()
+        os.utime(path, (ts, ts))
+    return path
+
+
+def test_rfc3164_auth_line(tmp_path: Path) -> None:
+    path = write(tmp_path / "auth.log",
+                 "Mar  3 09:15:02 web1 sshd[2211]: Accepted publickey for alice from 192.0.2.4 port 51000 ssh2\n",
+                 mtime="2024-03-04T00:00:00+00:00")
+    [event] = read_all(SyslogReader(tz="UTC"), path).events
+    assert event["@timestamp"] == "2024-03-03T09:15:02.000Z"
+    assert event["host.name"] == "web1"
+    assert event["process.name"] == "sshd" and event["process.pid"] == 2211
+    assert event["event.dataset"] == "system.auth"
+    assert event["event.outcome"] == "success" and event["user.name"] == "alice"
+    assert event["event.original"].startswith("Mar  3 09:15:02")
+    assert event["log.offset"] == 0 and event["log.file.path"] == str(path)
+    check(event)
+
+
+def test_year_rolls_back_for_lines_after_the_file_was_last_written(tmp_path: Path) -> None:
+    path = write(tmp_path / "auth.log",
+                 "Dec 31 23:59:58 h sshd[1]: Failed password for root from 10.0.0.1 port 1 ssh2\n"
+                 "Jan  1 00:00:03 h sshd[1]: Failed password for root from 10.0.0.1 port 1 ssh2\n",
+                 mtime="2025-01-01T08:00:00+00:00")
+    stamps = [e["@timestamp"] for e in read_all(SyslogReader(tz="UTC"), path).events]
+    assert stamps == ["2024-12-31T23:59:58.000Z", "2025-01-01T00:00:03.000Z"]
+
+
+def test_year_and_zone_options(tmp_path: Path) -> None:
+    path = write(tmp_path / "auth.log", "Jul  4 12:00:00 h su[9]: (to root) alice on pts/0\n")
+    [event] = read_all(SyslogReader(year=2019, tz="Europe/Paris"), path).events
+    assert event["@timestamp"] == "2019-07-04T10:00:00.000Z"  # CEST is UTC+2
+    [event] = read_all(SyslogReader(year=2019, tz="America/New_York"), path).events
+    assert event["@timestamp"] == "2019-07-04T16:00:00.000Z"
+    with pytest.raises(ValueError, match="unknown time zone"):
+        SyslogReader(tz="Mars/Olympus")
+
+
+def test_feb_29_in_a_leap_year_only(tmp_path: Path) -> None:
+    path = write(tmp_path / "auth.log", "Feb 29 10:00:00 h sshd[1]: Connection closed by 10.0.0.1 port 22\n",
+                 mtime="2025-03-01T00:00:00+00:00")
+    [event] = read_all(SyslogReader(tz="UTC"), path).events
+    assert event["@timestamp"].startswith("2024-02-29")  # 2025 has no 29 February
+
+
+def test_rfc5424_with_structured_data(tmp_path: Path) -> None:
+    line = ('<38>1 2026-11-25T10:11:12.345678+01:00 bastion sshd 4242 AUTH [origin ip="10.0.0.9"]'
+            '[meta sequenceId="7" note="a \\"quoted\\" ]"] \ufeffFailed password for invalid user guest from '
+            '203.0.113.50 port 61000 ssh2\n')
+    [event] = read_all(SyslogReader(), write(tmp_path / "a.log", line)).events
+    assert event["@timestamp"] == "2026-11-25T09:11:12.345Z"
+    assert event["log.syslog.facility.code"] == 4 and event["log.syslog.severity.code"] == 6
+    assert event["host.name"] == "bastion" and event["process.pid"] == 4242
+    assert event["log.syslog.msgid"] == "AUTH"
+    assert event["log.syslog.structured_data.origin.ip"] == "10.0.0.9"
+    assert event["log.syslog.structured_data.meta.note"] == 'a "quoted" ]'
+    assert event["user.name"] == "guest" and event["event.outcome"] == "failure"
+    assert event["source.ip"] == "203.0.113.50"
+
+
+def test_iso_traditional_format_and_nil_fields(tmp_path: Path) -> None:
+    text = ("2026-11-25T10:00:00.123456+00:00 db1 sudo:    bob : TTY=pts/0 ; PWD=/srv ; USER=root ; COMMAND=/bin/ls\n"
+            "<86>1 2026-11-25T10:00:01Z - - - - - session opened\n")
+    events = read_all(SyslogReader(), write(tmp_path / "a.log", text)).events
+    assert events[0]["event.action"] == "sudo_command" and events[0]["user.effective.name"] == "root"
+    assert events[0]["@timestamp"] == "2026-11-25T10:00:00.123Z"
+    assert "host.name" not in events[1] and events[1]["message"] == "session opened"
+
+
+def test_bad_lines_are_counted_and_the_rest_is_read(tmp_path: Path) -> None:
+    text = ("not a syslog line at all\n"
+            "Nov 25 10:00:00 h sshd[1]: Invalid user x from 10.0.0.1\n"
+            "\n"
+            "<999>Nov 25 10:00:00 h sshd[1]: bad pri\n"
+            "Foo 25 10:00:00 h sshd[1]: bad month\n"
+            "Nov 25 10:00:01 h kernel: no pid here\n")
+    result = read_all(SyslogReader(tz="UTC"), write(tmp_path / "a.log", text, mtime="2026-11-26T00:00:00+00:00"))
+    assert [e["message"] for e in result.events] == ["Invalid user x from 10.0.0.1", "no pid here"]
+    assert sorted(p.reason for p in result.problems) == ["bad priority", "bad timestamp", "no syslog header"]
+    first = next(p for p in result.problems if p.raw == "not a syslog line at all")
+    assert first.position == "line 1 (byte 0)" and first.source == str(tmp_path / "a.log")
+    assert result.events[1]["event.dataset"] == "system.syslog"
+
+
+def test_crlf_and_invalid_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "a.log"
+    path.write_bytes(b"Nov 25 10:00:00 h sshd[1]: Invalid user \xff\xfe from 10.0.0.1\r\n")
+    [event] = read_all(SyslogReader(tz="UTC"), path).events
+    assert event["user.name"] == "\ufffd\ufffd" and not event["message"].endswith("\r")
+
+
+def test_resume_after_any_batch_gives_the_same_events(tmp_path: Path) -> None:
+    lines = "".join(f"Nov 25 10:{i // 60:02d}:{i % 60:02d} h sshd[{i}]: Failed password for u{i} from 10.0.{i // 250}.{i % 250}"
+                    f" port {1000 + i} ssh2\n" for i in range(300))
+    path = write(tmp_path / "a.log", lines + "garbage\n" * 3, mtime="2026-11-26T00:00:00+00:00")
+    whole = read_all(SyslogReader(tz="UTC"), path)
+    resumed = read_resumed(SyslogReader(tz="UTC"), path, batch_size=7)
+    assert resumed.events == whole.events and len(whole.events) == 300
+    assert resumed.problems == whole.problems and len(whole.problems) == 3
+    assert whole.checkpoint == {"offset": path.stat().st_size, "line": 303}
+
+
+def test_year_out_of_range() -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        SyslogReader(year=12)
