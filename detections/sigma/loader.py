@@ -56,6 +56,9 @@ class RuleMeta:
     samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     #: {"count": N, "group": {...}} expected of the "match" sample (optional)
     expect: dict[str, Any] = field(default_factory=dict)
+    #: novelty: alert only on a combination of these fields never seen before (after ``learn`` seconds)
+    baseline_fields: tuple[str, ...] = ()
+    baseline_learn: float = 0.0
 
     @classmethod
     def from_rule(cls, rule: AnyRule) -> RuleMeta:
@@ -67,6 +70,10 @@ class RuleMeta:
         if not isinstance(samples, dict):
             raise ValueError("ztsoc.samples must be a mapping of 'match' / 'near_miss' to event lists")
         entity = raw.get("entity") or ()
+        baseline = raw.get("baseline") or {}
+        if not isinstance(baseline, dict):
+            raise ValueError("ztsoc.baseline must be a mapping with 'fields' and 'learn'")
+        learn = baseline.get("learn")
         return cls(
             guide=_text(raw.get("guide")),
             response=_text(raw.get("response")),
@@ -74,6 +81,8 @@ class RuleMeta:
             entity=tuple([entity] if isinstance(entity, str) else entity),
             samples={str(k): list(v or []) for k, v in samples.items()},
             expect=dict(raw.get("expect") or {}),
+            baseline_fields=tuple(baseline.get("fields") or ()),
+            baseline_learn=parse_duration(str(learn)).total_seconds() if learn else 0.0,
         )
 
 

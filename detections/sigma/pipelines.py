@@ -189,7 +189,8 @@ def ztsoc_windows() -> ProcessingPipeline:
         transformation=AddFieldnamePrefixTransformation("winlog.event_data."),
         field_name_conditions=[
             FieldNameProcessingItemAppliedCondition("ztsoc_windows_header"),
-            IncludeFieldCondition(fields=["\\w+\\."], mode="re"),
+            IncludeFieldCondition(fields=["\\w+\\."], mode="re"),  # already an ECS name
+            IncludeFieldCondition(fields=["@timestamp"]),
         ],
         field_name_condition_negation=True,
         field_name_condition_linking=any,
