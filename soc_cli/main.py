@@ -20,6 +20,7 @@ from soc_cli.output import err_console
 
 COMMAND_MODULES: tuple[str, ...] = (
     # one line per command module; add yours when the module exists
+    "soc_cli.commands.policy",
     "soc_cli.commands.store",
     "soc_cli.commands.hunt",
     "soc_cli.commands.demo",

@@ -1,0 +1,248 @@
+"""``soc policy lint|test|explain|whatif|diff|serve|decide``: the admin's and the PEP's view of the PDP."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from soc_cli.context import STATE, StoreOption, since_option, use_store
+from soc_cli.output import console, emit, emit_json, err_console
+
+PolicyOption = typer.Option(..., "--policy", "-p", help="policy file or directory (repeatable)")
+TrustOption = typer.Option(None, "--trust", help="trust file (YAML): token issuers and SPIFFE trust domains")
+
+
+def _store_url(store: str | None) -> str:
+    from eventstore import default_store_url
+
+    return store or STATE.store_url or default_store_url()
+
+
+def _read_json(source: str) -> dict[str, Any]:
+    text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"{source}: not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{source}: expected a JSON object (service, method, path, token or principal, ...)")
+    return data
+
+
+def _engine(policy: list[Path], trust: Path | None, store: str | None, *, with_risk: bool) -> Any:
+    from policy.engine import build_engine
+    from policy.risk import StoreRisk
+
+    risk = None
+    if with_risk:
+        from eventstore import open_store
+
+        url = _store_url(store)
+        risk = StoreRisk(lambda: open_store(url))
+        risk.refresh()
+        if risk.last_error:
+            err_console.print(f"[yellow]warning:[/] risk unavailable ({risk.last_error}); risk rules fail closed")
+    return build_engine(policy, trust_file=trust, risk=risk)
+
+
+def register(app: typer.Typer) -> None:
+    policy_app = typer.Typer(help="Zero-trust access policies: check, test, explain, replay, serve.",
+                             no_args_is_help=True)
+    app.add_typer(policy_app, name="policy")
+
+    @policy_app.command("lint")
+    def lint_cmd(
+        paths: list[Path] = typer.Argument(..., help="policy files or directories"),
+        strict: bool = typer.Option(False, "--strict", help="warnings fail too"),
+        as_json: bool = typer.Option(False, "--json"),
+        ndjson: bool = typer.Option(False, "--ndjson"),
+    ) -> None:
+        """Schema errors (file:line), shadowed or unreachable rules, overly broad allows."""
+        from policy.admin.lint import lint
+
+        issues = lint(paths)
+        rows = [{"file": i.file, "line": i.line, "severity": i.severity, "message": i.message} for i in issues]
+        if as_json or ndjson:
+            emit_json(rows, ndjson=ndjson)
+        else:
+            for i in issues:
+                colour = "red" if i.severity == "error" else "yellow"
+                console.print(f"{i.file}:{i.line}: [{colour}]{i.severity}[/]: {i.message}", highlight=False)
+            if not issues:
+                console.print("no problems found")
+        if any(i.severity == "error" for i in issues) or (strict and issues):
+            raise typer.Exit(1)
+
+    @policy_app.command("test")
+    def test_cmd(
+        cases: Path = typer.Argument(..., help="test cases (YAML): cases with request, expect, optional rule"),
+        policy: list[Path] = typer.Option(None, "--policy", "-p", help="override the cases file's policies"),
+        as_json: bool = typer.Option(False, "--json"),
+        ndjson: bool = typer.Option(False, "--ndjson"),
+    ) -> None:
+        """Run request -> expected-decision cases against the policies (like opa test)."""
+        from policy.admin.testcases import run_cases
+
+        results, issues = run_cases(cases, policy or None)
+        for i in issues:
+            err_console.print(f"[red]error:[/] {i}", highlight=False)
+        if issues:
+            raise typer.Exit(2)
+        if as_json or ndjson:
+            emit_json([r.to_dict() for r in results], ndjson=ndjson)
+        else:
+            for r in results:
+                mark = "[green]PASS[/]" if r.passed else "[red]FAIL[/]"
+                extra = "" if r.passed else f"  {r.problem}; reasons: {'; '.join(r.reasons)}"
+                console.print(f"{mark} {cases}:{r.line} {r.name}{extra}", highlight=False)
+            failed = sum(not r.passed for r in results)
+            console.print(f"{len(results) - failed}/{len(results)} passed")
+        if any(not r.passed for r in results):
+            raise typer.Exit(1)
+
+    @policy_app.command("explain")
+    def explain_cmd(
+        request: str = typer.Argument(..., help="REQUEST.json (or - for stdin)"),
+        policy: list[Path] = PolicyOption,
+        trust: Path = TrustOption,
+        no_risk: bool = typer.Option(False, "--no-store-risk", help="do not read open alerts from the store"),
+        as_json: bool = typer.Option(False, "--json"),
+        store: str = StoreOption,
+    ) -> None:
+        """Every rule: matched or not, and which condition failed; the decision and its reasons."""
+        from policy.admin.explain import explain_request
+
+        data = _read_json(request)
+        engine = _engine(policy, trust, store, with_risk=not no_risk and "risk" not in data)
+        ex = explain_request(engine, data)
+        if as_json:
+            emit_json([ex.to_dict()])
+            return
+        d = ex.decision
+        colour = "green" if d.allow else "red"
+        console.print(f"[{colour}]{d.action.upper()}[/] decision {d.decision_id}: {d.reason}", highlight=False)
+        rows = [{"rule": t.rule, "effect": t.effect + (" (dry-run)" if t.dry_run else ""), "where": t.where,
+                 "matched": "yes" if t.matched else "no", "failed": t.failed, "detail": t.detail} for t in ex.traces]
+        emit(rows, ["rule", "effect", "matched", "failed", "detail", "where"], as_json=False, ndjson=False)
+
+    @policy_app.command("decide")
+    def decide_cmd(
+        request: str = typer.Argument(..., help="REQUEST.json (or - for stdin)"),
+        policy: list[Path] = PolicyOption,
+        trust: Path = TrustOption,
+        log: bool = typer.Option(False, "--log", help="record the decision in the store"),
+        no_risk: bool = typer.Option(False, "--no-store-risk", help="do not read open alerts from the store"),
+        store: str = StoreOption,
+    ) -> None:
+        """Decide one request and print the decision as JSON; exit 1 when denied."""
+        from policy.decision_log import decision_event
+        from policy.request import Request
+
+        data = _read_json(request)
+        engine = _engine(policy, trust, store, with_risk=not no_risk and "risk" not in data)
+        req = Request.from_dict(data)
+        d = engine.decide(req)
+        if log:
+            result = use_store(store).write_events([decision_event(req, d)])
+            if result.errors:
+                raise ValueError(f"store refused the decision: {result.errors[0][1]}")
+        emit_json([{**d.to_dict(), "reason": d.reason, "principal": req.principal}])
+        if not d.allow:
+            raise typer.Exit(1)
+
+    @policy_app.command("diff")
+    def diff_cmd(
+        old: list[Path] = typer.Option(..., "--old", "-a", help="policy file or directory (repeatable)"),
+        new: list[Path] = typer.Option(..., "--new", "-b", help="policy file or directory (repeatable)"),
+        as_json: bool = typer.Option(False, "--json"),
+        ndjson: bool = typer.Option(False, "--ndjson"),
+    ) -> None:
+        """Rules added, removed and changed (field by field) between two policy sets."""
+        from policy.admin.diff import diff_paths
+
+        changes = diff_paths(list(old), list(new))
+        if as_json or ndjson:
+            emit_json([c.to_dict() for c in changes], ndjson=ndjson)
+            return
+        for c in changes:
+            colour = {"added": "green", "removed": "red"}.get(c.change, "yellow")
+            console.print(f"[{colour}]{c.change:8}[/] {c.rule}  ({c.where})", highlight=False)
+            for name, a, b in c.fields:
+                console.print(f"           {name}: {a!r} -> {b!r}", highlight=False)
+        if not changes:
+            console.print("no rule changed")
+
+    @policy_app.command("whatif")
+    def whatif_cmd(
+        candidate: list[Path] = typer.Argument(..., help="candidate policy files or directories"),
+        since: str = typer.Option("7d", "--since", help="15m, 24h, 7d or an ISO time"),
+        until: str = typer.Option(None, "--until"),
+        limit: int = typer.Option(1000, "--limit", help="changes listed (all are counted)"),
+        as_json: bool = typer.Option(False, "--json"),
+        ndjson: bool = typer.Option(False, "--ndjson"),
+        store: str = StoreOption,
+    ) -> None:
+        """Replay logged decisions under a candidate policy; list every decision that would change."""
+        from policy.admin.whatif import whatif
+
+        report = whatif(use_store(store), candidate, since=since_option(since), until=since_option(until),
+                        limit=limit)
+        rows = [c.to_dict() for c in report.changes]
+        if as_json or ndjson:
+            emit_json(rows, ndjson=ndjson)
+        else:
+            emit(rows, ["@timestamp", "user.name", "service.name", "http.request.method", "url.path", "old", "new",
+                        "new_reason"], as_json=False, ndjson=False,
+                 title=f"{report.changed} of {report.replayed} replayed decisions would change")
+            err_console.print(json.dumps(report.summary()), highlight=False)
+
+    @policy_app.command("serve")
+    def serve_cmd(
+        policy: list[Path] = PolicyOption,
+        trust: Path = TrustOption,
+        host: str = typer.Option("127.0.0.1", "--host"),
+        port: int = typer.Option(8181, "--port"),
+        authz_prefix: str = typer.Option("", "--authz-prefix", help="ext_authz path prefix (Envoy path_prefix)"),
+        log: bool = typer.Option(True, "--log/--no-log", help="record decisions in the store"),
+        spill: Path = typer.Option(None, "--spill", help="JSONL file for decisions while the store is down"),
+        watch: bool = typer.Option(True, "--watch/--no-watch", help="hot-reload policy files"),
+        trust_asserted: bool = typer.Option(False, "--trust-asserted-principal",
+                                            help="accept 'principal' in /v1/decide without a token"),
+        store: str = StoreOption,
+    ) -> None:
+        """HTTP decision server: Envoy ext_authz (HTTP), POST /v1/decide, /healthz, /readyz."""
+        from platformdirs import user_data_dir
+
+        from eventstore import open_store
+        from policy.decision_log import DecisionLog
+        from policy.engine import build_engine
+        from policy.risk import StoreRisk
+        from policy.server import DecisionApp, make_server
+
+        url = _store_url(store)
+        risk = StoreRisk(lambda: open_store(url)).start()
+        sink = None
+        if log:
+            spill_path = spill or Path(user_data_dir("ztsoc")) / "policy-decisions.spill.jsonl"
+            sink = DecisionLog(lambda: open_store(url), spill_path).start()
+        engine = build_engine(policy, trust_file=trust, risk=risk, sink=sink, watch=watch,
+                              trust_asserted_principal=trust_asserted)
+
+        def ready() -> tuple[bool, str]:
+            if not risk.fresh():
+                return False, f"risk snapshot not fresh: {risk.last_error or 'first refresh pending'}"
+            return True, "policy loaded, risk fresh"
+
+        err_console.print(f"ztsoc PDP on http://{host}:{port} (policy {engine.policy.version}, "
+                          f"{len(engine.policy.rules)} rules, store {url})", highlight=False)
+        try:
+            make_server(DecisionApp(engine, authz_prefix=authz_prefix, ready=ready), host, port).run()
+        finally:
+            engine.stop()
+            risk.stop()
+            if sink is not None:
+                sink.close()
