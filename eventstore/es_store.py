@@ -30,7 +30,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit, urlunsplit
@@ -401,7 +401,7 @@ class ElasticsearchStore:
             except (ValueError, TypeError) as exc:
                 total.errors.append((ident, f"cannot store: {exc}"))
                 continue
-            action = b'{"create":{"_index":"' + index.encode() + b'","_id":' + dumps(ident) + b"}}\n"
+            action = b'{"create":{"_index":"' + index.encode() + b'","_id":' + dumps(_doc_id(ident)) + b"}}\n"
             lines = action + source + b"\n"
             batch.append(_Pending(ident, index, lines))
             size += len(lines)
@@ -585,7 +585,7 @@ class ElasticsearchStore:
             after = page[-1]["sort"]
 
     def get_event(self, event_id: str) -> Doc | None:
-        body = self._search("", index=self._events_pattern, query={"ids": {"values": [event_id]}}, size=1)
+        body = self._search("", index=self._events_pattern, query={"ids": {"values": [_doc_id(event_id)]}}, size=1)
         hits = body["hits"]["hits"]
         return hits[0]["_source"] if hits else None
 
@@ -708,9 +708,9 @@ class ElasticsearchStore:
     def _upsert_alerts(self, incoming: dict[str, Doc], tally: _Tally) -> None:
         todo = incoming
         for _ in range(self.max_retries + 2):
-            found = self._call(self._es.mget, index=self._alerts, ids=list(todo), realtime=True)
+            found = self._call(self._es.mget, index=self._alerts, ids=[_doc_id(i) for i in todo], realtime=True)
             items: list[_Pending] = []
-            for doc, alert in zip(found["docs"], todo.values(), strict=True):
+            for doc, (ident, alert) in zip(found["docs"], todo.items(), strict=True):
                 merged = _merge_alert(alert, doc.get("_source") if doc.get("found") else None)
                 if doc.get("found"):
                     meta = {"index": {"_index": self._alerts, "_id": doc["_id"],
@@ -720,9 +720,9 @@ class ElasticsearchStore:
                 try:
                     lines = orjson.dumps(meta) + b"\n" + orjson.dumps(merged, option=_ORJSON_OPTS) + b"\n"
                 except TypeError as exc:
-                    tally.errors.append((doc["_id"], f"cannot store: {exc}"))
+                    tally.errors.append((ident, f"cannot store: {exc}"))
                     continue
-                items.append(_Pending(doc["_id"], self._alerts, lines))
+                items.append(_Pending(ident, self._alerts, lines))
             if not items:
                 return
             conflicts = self._send(items, tally, conflict_is_duplicate=False)
@@ -733,7 +733,7 @@ class ElasticsearchStore:
 
     def get_alert(self, alert_id: str) -> Doc | None:
         try:
-            doc = self._call(self._es.get, index=self._alerts, id=alert_id, realtime=True)
+            doc = self._call(self._es.get, index=self._alerts, id=_doc_id(alert_id), realtime=True)
         except NotFoundError:
             return None
         return dict(doc["_source"])
@@ -741,12 +741,12 @@ class ElasticsearchStore:
     def update_alert(self, alert_id: str, change: AlertChange) -> Doc:
         for _ in range(self.max_retries + 2):
             try:
-                current = self._call(self._es.get, index=self._alerts, id=alert_id, realtime=True)
+                current = self._call(self._es.get, index=self._alerts, id=_doc_id(alert_id), realtime=True)
             except NotFoundError as exc:
                 raise AlertNotFound(f"no alert with id {alert_id!r}") from exc
             doc = _apply_change(dict(current["_source"]), change)
             try:
-                self._call(self._es.index, index=self._alerts, id=alert_id, document=doc,
+                self._call(self._es.index, index=self._alerts, id=_doc_id(alert_id), document=doc,
                            if_seq_no=current["_seq_no"], if_primary_term=current["_primary_term"])
             except ConflictError:
                 continue  # someone else changed it: re-read and re-apply on top
@@ -821,11 +821,14 @@ class ElasticsearchStore:
 class _Tally:
     written: int = 0
     duplicates: int = 0
-    errors: list[tuple[str, str]] = None  # type: ignore[assignment]
+    errors: list[tuple[str, str]] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        if self.errors is None:
-            self.errors = []
+
+def _doc_id(ident: str) -> str:
+    """The ``_id`` of an ``event.id``: itself, or a digest when longer than the 512 bytes ES allows."""
+    if len(ident) <= 128 or len(ident.encode()) <= 512:
+        return ident
+    return "sha256:" + hashlib.sha256(ident.encode()).hexdigest()
 
 
 def _check_id(doc: Any, position: int, errors: list[tuple[str, str]]) -> str | None:

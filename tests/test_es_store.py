@@ -19,19 +19,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pytest
+from conftest import ES_URL, es_store_url
 
 from eventstore import open_store
 from eventstore.errors import AlertNotFound, QuerySyntaxError, StoreUnavailable, StoreURLError
 from eventstore.es_store import ElasticsearchStore
 from eventstore.store import ALERT_HISTORY, ALERT_STATUS, AlertChange, Metric
-from conftest import ES_URL, es_store_url
 
 pytestmark = pytest.mark.es
 
 
-def _event(i: int, ts: str = "2024-01-15T10:00:00.000Z", **extra: object) -> dict[str, object]:
+def _event(i: int, ts: str = "2024-01-15T10:00:00.000Z", extra: dict[str, object] | None = None) -> dict[str, object]:
     return {"@timestamp": ts, "event.id": f"ev-{i:05d}", "event.dataset": "network.flow",
-            "source.ip": f"10.0.{i // 250}.{i % 250}", "destination.port": 443, "message": f"flow {i}", **extra}
+            "source.ip": f"10.0.{i // 250}.{i % 250}", "destination.port": 443, "message": f"flow {i}",
+            **(extra or {})}
 
 
 @pytest.fixture
@@ -140,7 +141,7 @@ def _proxied_store(proxy_url: str) -> ElasticsearchStore:
 
 def test_templates_and_mappings_come_from_the_schema(store: ElasticsearchStore) -> None:
     es = store._es
-    store.write_events([_event(1, **{"labels.env": "prod", "labels.n": 5, "custom.when": "2024-01-01T00:00:00Z",
+    store.write_events([_event(1, extra={"labels.env": "prod", "labels.n": 5, "custom.when": "2024-01-01T00:00:00Z",
                                       "dns.answers": [{"name": "a.example", "data": "192.0.2.1"}],
                                       "event.risk_score": 0.7})])
     index = f"{store.prefix}-events-2024.01"
@@ -192,10 +193,23 @@ def test_create_is_idempotent_across_processes_and_timestamp_spellings(store: El
         again.close()
 
 
+def test_ids_longer_than_elasticsearch_allows_still_work(store: ElasticsearchStore) -> None:
+    long_id = "pcap:/var/captures/" + "x" * 600 + ":42"  # _id is limited to 512 bytes
+    event = {**_event(1), "event.id": long_id}
+    assert store.write_events([event]).written == 1
+    assert store.write_events([event]).duplicates == 1
+    found = store.get_event(long_id)
+    assert found is not None and found["event.id"] == long_id
+    store.put_alerts([{**event, "rule.name": "r"}])
+    store.update_alert(long_id, AlertChange(actor="bob", action="close", changes={ALERT_STATUS: "closed"}))
+    alert = store.get_alert(long_id)
+    assert alert is not None and alert[ALERT_STATUS] == "closed"
+
+
 def test_refused_documents_are_reported_and_the_rest_stored(store: ElasticsearchStore) -> None:
     result = store.write_events([
         _event(1), {"event.id": "no-time"}, {"@timestamp": "2024-01-15T10:00:00Z"},
-        _event(2, **{"source.ip": "not-an-ip"}), _event(3), _event(4, ts="yesterday"),
+        _event(2, extra={"source.ip": "not-an-ip"}), _event(3), _event(4, ts="yesterday"),
     ])
     assert result.written == 2
     reasons = dict(result.errors)
@@ -335,7 +349,7 @@ def test_query_errors_point_at_the_fault(store: ElasticsearchStore) -> None:
 # -- aggregation paging, alerts under concurrency, drop -----------------------------------
 
 def test_aggregate_pages_through_composite_buckets(store: ElasticsearchStore) -> None:
-    store.write_events([_event(i, **{"destination.port": 1000 + i % 7}) for i in range(70)])
+    store.write_events([_event(i, extra={"destination.port": 1000 + i % 7}) for i in range(70)])
     store.composite_page = 3
     rows = store.aggregate(["destination.port"], {"srcs": Metric("cardinality", "source.ip")})
     assert len(rows) == 7
@@ -387,7 +401,7 @@ def test_drop_removes_only_this_prefix(store: ElasticsearchStore) -> None:
 
 def test_status_reports_datasets_size_and_span(store: ElasticsearchStore) -> None:
     store.write_events([_event(1, "2024-01-15T10:00:00.000Z"),
-                        _event(2, "2024-02-01T00:00:00.000Z", **{"event.dataset": "network.dns"})])
+                        _event(2, "2024-02-01T00:00:00.000Z", extra={"event.dataset": "network.dns"})])
     st = store.status()
     assert (st.backend, st.events, st.alerts) == ("elasticsearch", 2, 0)
     assert st.per_dataset == {"network.dns": 1, "network.flow": 1}
