@@ -309,11 +309,10 @@ class FlowMeter:
 
     def _sweep(self, ts: int) -> None:
         self._next_sweep = (ts // self._sweep_every + 1) * self._sweep_every
-        idle, close, active = self._idle, self._close, self._active
-        for flow in [f for f in self.flows.values()
-                     if ts - f.last > idle or ts - f.start > active or (ts - f.last > close and f.closed)]:
-            self._end(flow, "idle-timeout" if ts - flow.last > idle else
-                      ("tcp-close" if flow.closed else "active-timeout"))
+        idle, close = self._idle, self._close
+        # the active timeout is applied by the packet that crosses it (so the next part can carry on)
+        for flow in [f for f in self.flows.values() if ts - f.last > idle or (ts - f.last > close and f.closed)]:
+            self._end(flow, "idle-timeout" if ts - flow.last > idle else "tcp-close")
         if self.frags:
             self.frags = {k: v for k, v in self.frags.items() if ts - v[2] <= 30 * NS}
 

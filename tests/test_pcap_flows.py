@@ -1,0 +1,198 @@
+"""The flow meter: bidirectional flows, Zeek conn_state, timeouts, fragments, Community ID."""
+
+from __future__ import annotations
+
+import communityid
+import pytest
+from scapy.layers.inet import ICMP, IP, TCP, UDP, fragment
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment
+from scapy.layers.l2 import CookedLinux, CookedLinuxV2, Ether
+from scapy.packet import Packet, Raw
+
+from collectors.pcap.community_id import community_id
+from collectors.pcap.flows import FlowMeter, MeterConfig
+from collectors.pcap.linktypes import LINKTYPES  # noqa: F401 - the registry the meter uses
+from tests.pcapkit import C, C6, S, S6, T0, dns_exchange, eth, icmp_echo, tcp_session, timed, vlan
+
+DLT = {"ether": 1, "raw": 101, "sll": 113, "sll2": 276}
+
+
+def meter(packets: list[Packet], linktype: int = 1, **config: float) -> FlowMeter:
+    m = FlowMeter(lambda pos: f"id:{pos}", MeterConfig(**config))  # type: ignore[arg-type]
+    m.feed((i, round(p.time * 1e9), linktype, bytes(p), len(p)) for i, p in enumerate(packets))
+    m.flush()
+    return m
+
+
+def flows(m: FlowMeter) -> list[dict]:
+    return [e for e in m.events if e["event.dataset"] == "network.flow"]
+
+
+def only_flow(packets: list[Packet], **kw: float) -> dict:
+    out = flows(meter(timed(packets), **kw))
+    assert len(out) == 1, out
+    return out[0]
+
+
+def test_full_session_is_one_sf_flow_with_counts_each_way() -> None:
+    pkts = timed(tcp_session(request=b"hello", response=b"world!"))
+    f = flows(meter(pkts))[0]
+    assert f["ztsoc.flow.state"] == "SF"
+    assert (f["source.ip"], f["source.port"], f["destination.ip"], f["destination.port"]) == (C, 40000, S, 80)
+    assert (f["source.packets"], f["destination.packets"]) == (5, 3)
+    assert f["source.bytes"] == sum(len(p) for p in pkts if p[IP].src == C)
+    assert f["destination.bytes"] == sum(len(p) for p in pkts if p[IP].src == S)
+    assert f["network.packets"] == 8 and f["network.transport"] == "tcp" and f["network.type"] == "ipv4"
+    assert f["event.duration"] == pytest.approx(70_000_000, abs=1000)  # 8 packets 10 ms apart (float times)
+    assert f["event.type"] == ["connection", "start", "end"]
+    assert f["event.id"] == "id:0:flow" and f["event.kind"] == "event" and f["event.category"] == ["network"]
+
+
+@pytest.mark.parametrize("packets,state", [
+    (tcp_session(close="none")[:1], "S0"),  # SYN, no answer
+    (tcp_session(close="none")[:1] + [eth() / IP(src=S, dst=C) / TCP(sport=80, dport=40000, flags="RA")], "REJ"),
+    (tcp_session(close="none"), "S1"),
+    (tcp_session(close="rst-orig"), "RSTO"),
+    (tcp_session(close="rst-resp"), "RSTR"),
+    (tcp_session(close="none")[:1] + [eth() / IP(src=C, dst=S) / TCP(sport=40000, dport=80, flags="F")], "SH"),
+    (tcp_session(close="none")[:1] + [eth() / IP(src=C, dst=S) / TCP(sport=40000, dport=80, flags="R")], "RSTOS0"),
+    (tcp_session()[3:], "OTH"),  # midstream: no SYN seen
+    (tcp_session(close="none") + [eth() / IP(src=C, dst=S) / TCP(sport=40000, dport=80, flags="FA")], "S2"),
+])
+def test_conn_state(packets: list[Packet], state: str) -> None:
+    assert only_flow(packets)["ztsoc.flow.state"] == state
+
+
+def test_flow_first_seen_at_syn_ack_is_turned_round() -> None:
+    f = only_flow(tcp_session()[1:])
+    assert (f["source.ip"], f["destination.port"]) == (C, 80)
+
+
+def test_idle_timeout_splits_and_ids_follow_the_first_packet() -> None:
+    a = dns_exchange()
+    b = dns_exchange()
+    pkts = timed(a, T0) + timed(b, T0 + 200)  # 200 s later: past the 120 s idle timeout
+    fs = flows(meter(pkts))
+    assert [f["event.id"] for f in fs] == ["id:0:flow", "id:2:flow"]
+    assert [f["event.reason"] for f in fs] == ["idle-timeout", "end-of-capture"]
+    assert only_flow(a + b, idle_timeout=1000)["network.packets"] == 4
+
+
+def test_active_timeout_cuts_a_long_flow() -> None:
+    pkts = [eth() / IP(src=C, dst=S) / UDP(sport=5000, dport=6000) for _ in range(10)]
+    fs = flows(meter(timed(pkts, gap=30.0), active_timeout=100, idle_timeout=60))  # 270 s long
+    assert [f["network.packets"] for f in fs] == [4, 4, 2]
+    assert [f["event.reason"] for f in fs] == ["active-timeout", "active-timeout", "end-of-capture"]
+    assert fs[0]["event.type"] == ["connection", "start"] and fs[1]["event.type"] == ["connection"]
+
+
+def test_port_reuse_after_close_starts_a_new_flow() -> None:
+    fs = flows(meter(timed(tcp_session() + tcp_session())))
+    assert [f["ztsoc.flow.state"] for f in fs] == ["SF", "SF"]
+    assert [f["event.id"] for f in fs] == ["id:0:flow", "id:6:flow"]
+
+
+@pytest.mark.parametrize("l2,linktype", [
+    (lambda: Ether(), 1),
+    (lambda: vlan(10), 1),
+    (lambda: vlan(100, 20), 1),
+    (lambda: CookedLinux(proto=0x0800), 113),
+    (lambda: CookedLinuxV2(proto=0x0800), 276),
+])
+def test_link_types_give_the_same_flow(l2, linktype: int) -> None:  # type: ignore[no-untyped-def]
+    pkts = timed(tcp_session(l2=l2()))
+    fs = flows(meter(pkts, linktype))
+    assert len(fs) == 1 and fs[0]["ztsoc.flow.state"] == "SF" and fs[0]["network.packets"] == 6
+    if linktype == 1 and l2().haslayer("Dot1Q"):
+        assert fs[0]["network.vlan.id"] in ("10", "100")
+
+
+def test_raw_ipv6_session() -> None:
+    pkts = [p[IPv6] for p in timed(tcp_session(src=C6, dst=S6, dport=443))]
+    f = flows(meter(pkts, 101))[0]
+    assert (f["source.ip"], f["destination.ip"], f["network.type"], f["ztsoc.flow.state"]) == (C6, S6, "ipv6", "SF")
+
+
+def test_ipv4_fragments_are_counted_into_their_flow() -> None:
+    big = IP(src=C, dst=S, id=77) / UDP(sport=7000, dport=7001) / Raw(b"z" * 3000)
+    frags = [eth() / f for f in fragment(big, fragsize=1000)]
+    assert len(frags) == 4  # 3008 bytes of UDP in 1000-byte pieces
+    m = meter(timed(frags))
+    f = flows(m)[0]
+    assert f["network.packets"] == 4 and f["destination.port"] == 7001
+    assert f["source.bytes"] == sum(len(p) for p in frags)
+    assert m.stats["ip fragments"] == 4
+
+
+def test_fragment_without_its_first_is_counted_not_fatal() -> None:
+    big = IP(src=C, dst=S, id=78) / UDP(sport=7000, dport=7001) / Raw(b"z" * 3000)
+    frags = [eth() / f for f in fragment(big, fragsize=1000)][1:]
+    m = meter(timed(frags))
+    assert flows(m) == [] and m.stats["fragments before their first"] == 3 and m.problems == []
+
+
+def test_ipv6_fragment_header() -> None:
+    first = eth() / IPv6(src=C6, dst=S6) / IPv6ExtHdrFragment(id=5, m=1, offset=0) / UDP(sport=1, dport=2) / Raw(b"a" * 64)
+    later = eth() / IPv6(src=C6, dst=S6) / IPv6ExtHdrFragment(id=5, m=0, offset=9, nh=17) / Raw(b"b" * 64)
+    f = flows(meter(timed([first, later])))[0]
+    assert f["network.packets"] == 2 and f["destination.port"] == 2
+
+
+def test_unreadable_packets_are_problems_and_the_rest_goes_on() -> None:
+    good = tcp_session()
+    truncated_ip = bytes(eth() / IP(src=C, dst=S) / TCP())[:20]
+    bad_tcp = bytes(eth() / IP(src=C, dst=S, proto=6) / Raw(b"\x00" * 8))
+    garbage_ip = bytes(Ether(type=0x0800)) + b"\x99" * 30
+    pkts = timed(good)
+    records = [(i, round(p.time * 1e9), 1, bytes(p), len(p)) for i, p in enumerate(pkts)]
+    records += [(6, records[-1][1], 1, truncated_ip, 20), (7, records[-1][1], 1, bad_tcp, len(bad_tcp)),
+                (8, records[-1][1], 1, garbage_ip, len(garbage_ip)), (9, records[-1][1], 147, b"\x01" * 40, 40)]
+    m = FlowMeter(lambda pos: pos)
+    m.feed(records)
+    m.flush()
+    assert len(flows(m)) == 1
+    assert [(p.index, p.reason) for p in m.problems] == [
+        (6, "truncated IPv4 header"), (7, "truncated TCP header"), (8, "bad IPv4 header"),
+        (9, "unsupported link type")]
+
+
+def test_icmp_echo_pairs_into_one_flow() -> None:
+    f = only_flow(icmp_echo())
+    assert f["network.transport"] == "icmp" and f["network.packets"] == 2 and f["ztsoc.flow.state"] == "SF"
+    assert "source.port" not in f
+
+
+# -- Community ID against the reference implementation (PyPI communityid) ---------------------
+CID = communityid.CommunityID()
+
+
+@pytest.mark.parametrize("tpl,ours", [
+    (communityid.FlowTuple.make_tcp("128.232.110.120", "66.35.250.204", 34855, 80),
+     ("128.232.110.120", "66.35.250.204", 6, 34855, 80)),
+    (communityid.FlowTuple.make_tcp("66.35.250.204", "128.232.110.120", 80, 34855),
+     ("66.35.250.204", "128.232.110.120", 6, 80, 34855)),
+    (communityid.FlowTuple.make_udp("192.168.1.52", "8.8.8.8", 54585, 53), ("192.168.1.52", "8.8.8.8", 17, 54585, 53)),
+    (communityid.FlowTuple.make_udp("1.1.1.1", "1.1.1.1", 53, 40000), ("1.1.1.1", "1.1.1.1", 17, 53, 40000)),
+    (communityid.FlowTuple.make_sctp("192.168.170.8", "192.168.170.56", 7, 80), ("192.168.170.8", "192.168.170.56", 132, 7, 80)),
+    (communityid.FlowTuple.make_icmp("192.168.0.89", "192.168.0.1", 8, 0), ("192.168.0.89", "192.168.0.1", 1, 8, 0)),
+    (communityid.FlowTuple.make_icmp("192.168.0.1", "192.168.0.89", 0, 0), ("192.168.0.1", "192.168.0.89", 1, 0, 0)),
+    (communityid.FlowTuple.make_icmp("192.168.0.1", "192.168.0.89", 3, 1), ("192.168.0.1", "192.168.0.89", 1, 3, 1)),
+    (communityid.FlowTuple.make_icmp6("fe80::200:86ff:fe05:80da", "fe80::260:97ff:fe07:69ea", 135, 0),
+     ("fe80::200:86ff:fe05:80da", "fe80::260:97ff:fe07:69ea", 58, 135, 0)),
+    (communityid.FlowTuple.make_icmp6("3ffe:507:0:1:260:97ff:fe07:69ea", "3ffe:507:0:1:200:86ff:fe05:80da", 1, 4),
+     ("3ffe:507:0:1:260:97ff:fe07:69ea", "3ffe:507:0:1:200:86ff:fe05:80da", 58, 1, 4)),
+    (communityid.FlowTuple.make_ip("10.0.0.1", "10.0.0.2", 46), ("10.0.0.1", "10.0.0.2", 46, 0, 0)),
+])
+def test_community_id_matches_the_reference(tpl: communityid.FlowTuple, ours: tuple) -> None:
+    import ipaddress
+
+    src, dst, proto, sport, dport = ours
+    packed = ipaddress.ip_address(src).packed, ipaddress.ip_address(dst).packed
+    assert community_id(packed[0], packed[1], proto, sport, dport) == CID.calc(tpl)
+
+
+def test_flow_community_id_is_the_same_both_ways_and_matches_the_reference() -> None:
+    f = only_flow(tcp_session())
+    assert f["network.community_id"] == CID.calc(communityid.FlowTuple.make_tcp(S, C, 80, 40000))
+    icmp_flow = only_flow([eth() / IP(src=S, dst=C) / ICMP(type=0), eth() / IP(src=C, dst=S) / ICMP(type=8)])
+    assert icmp_flow["network.community_id"] == CID.calc(communityid.FlowTuple.make_icmp(C, S, 8, 0))
