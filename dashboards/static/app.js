@@ -149,9 +149,9 @@ async function act(action, body = {}) {
   const out = document.getElementById("action-result");
   try {
     await api(`/api/alerts/${encodeURIComponent(currentAlert)}/${action}`, {method: "POST", body: JSON.stringify(body)});
-    out.textContent = `${action}: done`;
     await pages.alerts();
     await showAlert(currentAlert);
+    out.textContent = `${action}: done`;
   } catch (err) {
     out.textContent = `${action}: ${err.message}`;
   }
