@@ -416,7 +416,8 @@ class SQLiteStore:
                     conds.append(f"e.{column} IS NOT NULL")
                 else:
                     joins.append(f"json_each(e.doc, {b.param(json_path(name))}) AS j{i}")
-                    select.append(f"j{i}.value AS g{i}")
+                    conv = "zepoch({})" if field_type(name) == "date" else "{}"
+                    select.append(f"{conv.format(f'j{i}.value')} AS g{i}")
                     conds.append(f"j{i}.value IS NOT NULL AND j{i}.type NOT IN ('object', 'array')")
             plans = [self._metric_plan(name, m, k, layout, b, select) for k, (name, m) in enumerate(metrics.items())]
             gcols = [f"g{i}" for i in range(len(group))]
@@ -480,43 +481,31 @@ class SQLiteStore:
     # -- alerts ---------------------------------------------------------------------------
     def put_alerts(self, alerts: Iterable[Doc]) -> WriteResult:
         """Upsert: a refreshed alert keeps the analyst's lifecycle fields and history.
-        ``written`` counts new alerts, ``duplicates`` the ones refreshed."""
+
+        ``written`` counts every alert stored (new or refreshed); the same id twice in one
+        batch is stored once, the last one winning.
+        """
         errors: list[tuple[str, str]] = []
-        docs = list(alerts)
-        new = refreshed = 0
+        batch: dict[str, Doc] = {}
+        for position, doc in enumerate(alerts):
+            ident = doc.get("event.id") if isinstance(doc, dict) else None
+            if not isinstance(ident, str) or not ident:
+                errors.append((str(ident or position), "missing event.id"))
+                continue
+            batch.pop(ident, None)
+            batch[ident] = doc
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                ids = [d["event.id"] for d in docs if isinstance(d, dict) and isinstance(d.get("event.id"), str)]
-                existing = self._get_many(ALERTS, ids)
-                merged: list[Doc | Any] = []
-                for doc in docs:
-                    if not isinstance(doc, dict) or not isinstance(doc.get("event.id"), str):
-                        merged.append(doc)  # prepare_rows reports it
-                        continue
-                    alert = dict(doc)
-                    old = existing.get(alert["event.id"])
-                    if old is not None:
-                        for f in ALERT_LIFECYCLE_FIELDS:
-                            if f in old:
-                                alert[f] = old[f]
-                    else:
-                        alert.setdefault(ALERT_STATUS, "open")
-                        alert.setdefault(ALERT_HISTORY, [])
-                    merged.append(alert)
+                existing = self._get_many(ALERTS, list(batch))
+                merged = [merge_alert(doc, existing.get(ident)) for ident, doc in batch.items()]
                 rows = list(prepare_rows(merged, ALERTS, errors))
-                for row in rows:
-                    if row[0] in existing:
-                        refreshed += 1
-                    else:
-                        new += 1
-                    existing[row[0]] = orjson.loads(row[-1])
                 self._conn.executemany(insert_sql(ALERTS, "REPLACE"), rows)
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
-        return WriteResult(written=new, duplicates=refreshed, errors=errors)
+        return WriteResult(written=len(rows), duplicates=0, errors=errors)
 
     def _get_many(self, layout: Layout, ids: list[str]) -> dict[str, Doc]:
         found: dict[str, Doc] = {}
@@ -602,6 +591,21 @@ class SQLiteStore:
         )
 
 
+def merge_alert(incoming: Doc, existing: Doc | None) -> Doc:
+    """A detection rerun refreshes the alert; the analyst's lifecycle fields and history stay."""
+    merged = dict(incoming)
+    if existing is None:
+        merged.setdefault(ALERT_STATUS, "open")
+        merged.setdefault(ALERT_HISTORY, [])
+        return merged
+    for name in ALERT_LIFECYCLE_FIELDS:
+        if name in existing:
+            merged[name] = existing[name]
+        else:
+            merged.pop(name, None)
+    return merged
+
+
 def apply_change(alert: Doc, change: AlertChange) -> Doc:
     """The alert with ``change`` applied and recorded in its history (shared logic, no I/O)."""
     diff: dict[str, dict[str, Any]] = {}
@@ -653,8 +657,6 @@ def _sort_key(field: str, value: Any) -> tuple[int, Any]:
 
 
 def _metric_value(plan: _MetricPlan, value: Any) -> Any:
-    if plan.op == "sum" and value is None:
-        return 0
     is_date = plan.field is not None and (plan.field == TS_FIELD or field_type(plan.field) == "date")
     if plan.op in ("min", "max") and value is not None and is_date:
         return _ms_to_iso(int(value))
