@@ -449,11 +449,11 @@ def _merge_or(args: Sequence[Any]) -> list[Predicate]:
 
 # -- mandatory equalities (the index) ----------------------------------------------------
 def required_values(node: Any) -> dict[str, frozenset[str]]:
-    """Fields every match must have, each with the set of (lower-cased) values it may take."""
+    """Fields every match must have, each with the set of values it may take (as the rule writes them)."""
     if isinstance(node, ConditionFieldEqualsValueExpression):
         v = node.value
         if type(v) is SigmaString and not v.contains_special():
-            return {node.field: frozenset({str(v.to_plain()).lower()})}
+            return {node.field: frozenset({str(v.to_plain())})}
         if isinstance(v, SigmaNumber) and not isinstance(v, SigmaTimestampPart):
             return {node.field: frozenset({_num_str(v.number)})}
         return {}
@@ -461,7 +461,11 @@ def required_values(node: Any) -> dict[str, frozenset[str]]:
         out: dict[str, frozenset[str]] = {}
         for arg in node.args:
             for name, vals in required_values(arg).items():
-                out[name] = out[name] & vals if name in out else vals
+                if name in out:
+                    both = {v.lower() for v in out[name]} & {v.lower() for v in vals}
+                    out[name] = frozenset(v for v in out[name] | vals if v.lower() in both)
+                else:
+                    out[name] = vals
         return out
     if isinstance(node, ConditionOR):
         branches = [required_values(a) for a in node.args]
@@ -523,7 +527,7 @@ class Matcher:
         for rule in self.rules:
             for name in index_fields:
                 if name in rule.required and rule.required[name]:
-                    for value in rule.required[name]:
+                    for value in {v.lower() for v in rule.required[name]}:
                         tables[name].setdefault(value, []).append(rule)
                     break
             else:
