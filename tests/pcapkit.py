@@ -67,7 +67,7 @@ def tcp_session(sport: int = 40000, dport: int = 80, request: bytes = b"", respo
 def dns_exchange(name: str = "example.org", ident: int = 4242, answer: str = "192.0.2.7",
                  rcode: int = 0, sport: int = 33333) -> list[Packet]:
     q = eth() / IP(src=C, dst=S) / UDP(sport=sport, dport=53) / DNS(id=ident, rd=1, qd=DNSQR(qname=name))
-    an = DNSRR(rrname=name, type="A", ttl=60, rdata=answer) if rcode == 0 else None
+    an = [DNSRR(rrname=name, type="A", ttl=60, rdata=answer)] if rcode == 0 else []
     r = eth() / IP(src=S, dst=C) / UDP(sport=53, dport=sport) / DNS(
         id=ident, qr=1, rd=1, ra=1, rcode=rcode, qd=DNSQR(qname=name), an=an)
     return [q, r]
