@@ -12,10 +12,12 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 venv: $(BIN)/python
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e . --config-settings editable_mode=compat
 
+# editable_mode=compat: pySigma finds plugins by scanning the sigma.pipelines namespace, which only
+# works when the project folder is on sys.path (sigma/pipelines/ztsoc publishes our pipelines).
 dev-deps: $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev]' --config-settings editable_mode=compat
 
 # Debian packages the tests use: a JDK and Maven for Elasticsearch, tshark for the
 # deep-dissection engine, Chromium for the browser tests, iproute2 for namespaces.

@@ -206,6 +206,8 @@ FIELDS: dict[str, FieldType] = {
     "ztsoc.alert.score": "float",
     "ztsoc.alert.threshold": "float",
     "ztsoc.alert.explanation": "object",
+    "ztsoc.alert.guide": "text",
+    "ztsoc.alert.response": "text",
     "ztsoc.alert.history": "object",
     "ztsoc.exercise.id": "keyword",
     "ztsoc.exercise.run": "keyword",

@@ -30,6 +30,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "soc_cli.commands.alerts",
     "soc_cli.commands.pivot",
     "soc_cli.commands.triage",
+    "soc_cli.commands.detect",
+    "soc_cli.commands.rules",
 )
 
 app = typer.Typer(

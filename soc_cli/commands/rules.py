@@ -1,0 +1,131 @@
+"""``soc rules list|validate|test|coverage``: the Sigma rules, shipped and the user's own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from soc_cli.output import console, emit, err_console
+
+RulesOption = typer.Option(None, "--rules", help="extra rules folder (repeatable), beside the shipped rules")
+
+
+def register(app: typer.Typer) -> None:
+    rules_app = typer.Typer(help="Sigma detection rules.", no_args_is_help=True)
+    app.add_typer(rules_app, name="rules")
+
+    @rules_app.command("list")
+    def list_rules(
+        rules: list[Path] = RulesOption,
+        no_shipped: bool = typer.Option(False, "--no-shipped"),
+        limit: int = typer.Option(None, "--limit"),
+        as_json: bool = typer.Option(False, "--json"),
+        ndjson: bool = typer.Option(False, "--ndjson"),
+    ) -> None:
+        """Every loaded rule: id, title, level, type, ATT&CK tags, file."""
+        from detections.sigma.loader import load_rules
+
+        rs = load_rules(rules or [], shipped=not no_shipped)
+        rows: list[dict[str, Any]] = [{
+            "rule.id": r.key, "rule.name": r.title, "ztsoc.alert.level": r.level,
+            "type": r.rule.type.name.lower() if r.is_correlation else "rule",  # type: ignore[union-attr]
+            "tags": [t for t in r.tags if t.startswith("attack.")], "path": str(r.path),
+        } for r in rs.rules]
+        rows = rows[:limit] if limit else rows
+        emit(rows, ["rule.id", "rule.name", "ztsoc.alert.level", "type", "tags"], as_json=as_json, ndjson=ndjson,
+             title=f"{len(rs.rules)} rules ({len(rs.problems)} unusable)")
+
+    @rules_app.command("validate")
+    def validate(
+        rules: list[Path] = RulesOption,
+        no_shipped: bool = typer.Option(False, "--no-shipped"),
+        samples: bool = typer.Option(True, "--samples/--no-samples", help="also run each rule's sample events"),
+        as_json: bool = typer.Option(False, "--json"),
+        ndjson: bool = typer.Option(False, "--ndjson"),
+    ) -> None:
+        """Load, map and compile every rule (and run its samples); every unusable rule with its reason."""
+        from detections.sigma.engine import compile_ruleset
+        from detections.sigma.loader import RuleProblem, load_rules
+        from detections.sigma.samples import check_samples
+
+        rs = load_rules(rules or [], shipped=not no_shipped)
+        cs = compile_ruleset(rs)
+        problems: list[RuleProblem] = list(cs.problems)
+        if samples:
+            for r in rs.rules:
+                if r.key in cs.rules and r.meta.samples:
+                    for res in check_samples(rs, r):
+                        if not res.ok:
+                            problems.append(RuleProblem(str(r.path), r.key, f"samples:{res.kind}", res.reason))
+        rows = [p.as_dict() for p in problems]
+        if as_json or ndjson or rows:
+            emit(rows, ["path", "rule", "stage", "reason"], as_json=as_json, ndjson=ndjson,
+                 title=f"{len(rows)} problem(s) in {len(rs.rules) + len(rs.problems)} rule(s)")
+        if not as_json and not ndjson:
+            console.print(f"{len(cs.rules)} rule(s) usable, {len(rows)} problem(s)", highlight=False)
+        if rows:
+            raise typer.Exit(1)
+
+    @rules_app.command("test")
+    def test(
+        rule: str = typer.Argument(..., help="rule name, UUID, title or file name"),
+        on: Path = typer.Option(None, "--on", help="events to test on: JSON lines, JSON array or YAML list"),
+        rules: list[Path] = RulesOption,
+        as_json: bool = typer.Option(False, "--json"),
+        ndjson: bool = typer.Option(False, "--ndjson"),
+    ) -> None:
+        """Evaluate one rule on a file of events (or on its own samples); exit 1 if a sample check fails."""
+        from detections.sigma.loader import load_rules
+        from detections.sigma.samples import alerts_of, check_samples, load_events
+
+        rs = load_rules(rules or [])
+        target = rs.find(rule)
+        columns = ["event.id", "rule.id", "ztsoc.alert.entity.value", "ztsoc.alert.first_seen",
+                   "ztsoc.alert.evidence_count", "message"]
+        if on is not None:
+            events = load_events(on)
+            alerts, problems = alerts_of(rs, target, events)
+            for p in problems:
+                err_console.print(f"[red]{p}[/]", highlight=False)
+            emit(alerts, columns, as_json=as_json, ndjson=ndjson,
+                 title=f"{target.key}: {len(alerts)} alert(s) on {len(events)} event(s)")
+            if problems:
+                raise typer.Exit(1)
+            return
+        results = check_samples(rs, target)
+        rows = [{"rule": r.rule, "sample": r.kind, "events": r.events, "alerts": len(r.alerts),
+                 "ok": r.ok, "reason": r.reason} for r in results]
+        emit(rows, ["rule", "sample", "events", "alerts", "ok", "reason"], as_json=as_json, ndjson=ndjson,
+             title=f"{target.key}: samples")
+        if not all(r.ok for r in results):
+            raise typer.Exit(1)
+
+    @rules_app.command("coverage")
+    def coverage(
+        rules: list[Path] = RulesOption,
+        no_shipped: bool = typer.Option(False, "--no-shipped"),
+        as_json: bool = typer.Option(False, "--json"),
+        ndjson: bool = typer.Option(False, "--ndjson"),
+    ) -> None:
+        """ATT&CK techniques covered by the usable rules, with the rules covering each."""
+        from detections.alerts import threat_fields
+        from detections.sigma.engine import compile_ruleset
+        from detections.sigma.loader import load_rules
+
+        cs = compile_ruleset(load_rules(rules or [], shipped=not no_shipped))
+        by_tech: dict[str, list[str]] = {}
+        tactics: dict[str, set[str]] = {}
+        for key in sorted(cs.rules):
+            info = cs.infos[key]
+            threat = threat_fields(info.tags)
+            for tech in [*threat.get("threat.technique.id", []), *threat.get("threat.technique.subtechnique.id", [])]:
+                by_tech.setdefault(tech, []).append(key)
+                tactics.setdefault(tech, set()).update(threat.get("threat.tactic.name", []))
+        rows = [{"threat.technique.id": t, "threat.tactic.name": sorted(tactics[t]), "rules": len(by_tech[t]),
+                 "rule.id": by_tech[t][:5]} for t in sorted(by_tech)]
+        techniques = {t.split(".")[0] for t in by_tech}
+        emit(rows, ["threat.technique.id", "threat.tactic.name", "rules", "rule.id"], as_json=as_json, ndjson=ndjson,
+             title=f"{len(techniques)} ATT&CK techniques ({len(by_tech)} incl. sub-techniques) "
+                   f"covered by {len(cs.rules)} rules")
