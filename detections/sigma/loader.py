@@ -142,8 +142,11 @@ class RuleSet:
     def find(self, ref: str) -> LoadedRule:
         """A rule by name, UUID, title or file name (the ways an analyst names one)."""
         for r in self.rules:
-            if ref in (r.key, r.uuid, r.title, r.path.name, r.path.stem):
+            if ref in (r.key, r.uuid, r.title):
                 return r
+        in_file = [r for r in self.rules if ref in (r.path.name, r.path.stem, str(r.path))]
+        if in_file:  # a file's main rule is the one nothing else in it references: the last one
+            return in_file[-1]
         raise ValueError(f"no rule named {ref!r} (try `soc rules list`)")
 
 

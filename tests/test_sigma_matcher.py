@@ -1,0 +1,104 @@
+"""The embedded Sigma engine: Sigma semantics on flat ECS dicts, and the rule index."""
+
+from __future__ import annotations
+
+import pytest
+from sigma.collection import SigmaCollection
+
+from detections.sigma.matcher import Matcher, compile_rule
+from detections.sigma.pipelines import get_pipeline
+
+
+def _rule(detection: str, logsource: str = "product: ztsoc\n  service: auth"):
+    text = f"""
+title: t
+id: 11111111-2222-4333-8444-555555555555
+logsource:
+  {logsource}
+detection:
+{detection}
+"""
+    return SigmaCollection.from_yaml(text).rules[0]
+
+
+def _compiled(detection: str, logsource: str = "product: ztsoc\n  service: auth"):
+    return compile_rule(_rule(detection, logsource), get_pipeline())
+
+
+AUTH = {"event.dataset": "system.auth"}
+
+
+@pytest.mark.parametrize(("detection", "doc", "expected"), [
+    ("  sel:\n    user.name: Root\n  condition: sel", {"user.name": "root"}, True),  # case-insensitive
+    ("  sel:\n    user.name|cased: Root\n  condition: sel", {"user.name": "root"}, False),
+    ("  sel:\n    process.command_line|contains: 'cat /etc/'\n  condition: sel",
+     {"process.command_line": "/bin/CAT /etc/shadow"}, True),
+    ("  sel:\n    process.command_line|contains|all: [cat, shadow]\n  condition: sel",
+     {"process.command_line": "/bin/cat /etc/passwd"}, False),
+    ("  sel:\n    process.command_line: '*cat*sha?ow'\n  condition: sel",
+     {"process.command_line": "/bin/cat /etc/shadow"}, True),
+    ("  sel:\n    user.name: [alice, bob, 'car*']\n  condition: sel", {"user.name": "Carol"}, True),
+    ("  sel:\n    user.name|endswith: ['$', x]\n  condition: sel", {"user.name": "dc01$"}, True),
+    ("  sel:\n    event.category: authentication\n  condition: sel", {"event.category": ["session", "authentication"]},
+     True),  # multi-valued field: any value
+    ("  sel:\n    source.port: 22\n  condition: sel", {"source.port": "22"}, True),  # number vs keyword
+    ("  sel:\n    source.port|gte: 1024\n  condition: sel", {"source.port": 50022}, True),
+    ("  sel:\n    source.ip|cidr: 10.0.0.0/8\n  condition: sel", {"source.ip": "10.20.1.5"}, True),
+    ("  sel:\n    source.ip|cidr: 10.0.0.0/8\n  condition: sel", {"source.ip": "192.0.2.1"}, False),
+    ("  sel:\n    user.name|re: '^adm\\.'\n  condition: sel", {"user.name": "adm.tremblay"}, True),
+    ("  sel:\n    user.name: null\n  condition: sel", {}, True),
+    ("  sel:\n    user.name|exists: true\n  condition: sel", {"user.name": "x"}, True),
+    ("  sel:\n    user.name|exists: true\n  condition: sel", {}, False),
+    ("  sel:\n    user.name|fieldref: user.effective.name\n  condition: sel",
+     {"user.name": "root", "user.effective.name": "ROOT"}, True),
+    ("  keywords: ['Failed password']\n  condition: keywords", {"message": "sshd: failed PASSWORD for root"}, True),
+    ("  a:\n    user.name: root\n  b:\n    source.ip: 10.0.0.1\n  condition: a and not b",
+     {"user.name": "root", "source.ip": "10.0.0.1"}, False),
+    ("  a1:\n    user.name: x\n  a2:\n    user.name: root\n  condition: 1 of a*", {"user.name": "root"}, True),
+    ("  sel:\n    '@timestamp|hour': [1, 2]\n  condition: sel", {"@timestamp": "2026-03-01T02:30:00.000Z"}, True),
+    ("  sel:\n    '@timestamp|hour': [1, 2]\n  condition: sel", {"@timestamp": "2026-03-01T12:30:00.000Z"}, False),
+])
+def test_semantics(detection: str, doc: dict, expected: bool) -> None:
+    assert _compiled(detection).matches({**AUTH, **doc}) is expected
+
+
+def test_logsource_pins_the_dataset() -> None:
+    cr = _compiled("  sel:\n    user.name: root\n  condition: sel")
+    assert not cr.matches({"event.dataset": "network.flow", "user.name": "root"})
+    assert cr.required["event.dataset"] == frozenset({"system.auth"})
+
+
+def test_windows_rule_maps_to_evtx_fields_and_is_indexed_by_event_code() -> None:
+    cr = _compiled("  sel:\n    EventID: 4625\n    TargetUserName|startswith: adm\n  condition: sel",
+                   "product: windows\n  service: security")
+    event = {"event.code": "4625", "winlog.channel": "Security", "winlog.event_data.TargetUserName": "Adm.X"}
+    assert cr.matches(event)
+    assert not cr.matches({**event, "winlog.channel": "System"})
+    assert cr.required["event.code"] == frozenset({"4625"})
+
+
+def test_sysmon_category_gets_channel_and_event_id() -> None:
+    cr = _compiled("  sel:\n    Image|endswith: '\\\\whoami.exe'\n  condition: sel",
+                   "product: windows\n  category: process_creation")
+    event = {"event.code": "1", "winlog.channel": "Microsoft-Windows-Sysmon/Operational",
+             "winlog.event_data.Image": "C:\\Windows\\System32\\WHOAMI.EXE"}
+    assert cr.matches(event)
+    assert not cr.matches({**event, "event.code": "3"})
+
+
+def test_index_sends_each_event_only_to_rules_that_can_match() -> None:
+    win = _compiled("  sel:\n    EventID: 4625\n  condition: sel", "product: windows\n  service: security")
+    auth = _compiled("  sel:\n    user.name: root\n  condition: sel")
+    m = Matcher([win, auth])
+    from detections.sigma.matcher import EventView
+
+    assert m.candidates(EventView({"event.code": "4625", "winlog.channel": "Security"})) == [win]
+    assert m.candidates(EventView({"event.dataset": "system.auth"})) == [auth]
+    assert m.candidates(EventView({"event.dataset": "network.flow"})) == []
+    assert m.unindexed == 0
+    assert m.match({"event.dataset": "system.auth", "user.name": "ROOT"}) == [auth]
+
+
+def test_nested_documents_are_read_too() -> None:
+    cr = _compiled("  sel:\n    winlog.event_data.LogonType: 10\n  condition: sel", "product: ztsoc\n  service: windows")
+    assert cr.matches({"event.dataset": "windows.security", "winlog": {"event_data": {"LogonType": 10}}})
