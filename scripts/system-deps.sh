@@ -7,6 +7,7 @@ command -v mvn >/dev/null || need+=(maven)
 command -v unzip >/dev/null || need+=(unzip)
 command -v curl >/dev/null || need+=(curl)
 command -v tshark >/dev/null || need+=(tshark)
+command -v tcpdump >/dev/null || need+=(tcpdump)  # compiles --bpf filters for soc capture
 command -v chromium >/dev/null || need+=(chromium)
 command -v ip >/dev/null || need+=(iproute2)
 command -v wrk >/dev/null || need+=(wrk)  # HTTP load generator for bench/policy.py

@@ -111,11 +111,12 @@ class HttpHandler(AppHandler):
                 req, rindex, rts, rfwd = state.pending.popleft()
                 self._emit(flow, req, resp, rindex, rts, ts, rfwd)
             return
-        req = http.parse_request(data)
-        if req is not None:
+        request = http.parse_request(data)
+        if request is not None:
             if len(state.pending) >= 64:  # a client that never gets answers: report, keep memory flat
-                self._emit(flow, *state.pending.popleft()[:3], None, True)
-            state.pending.append((req, index, ts, fwd))
+                old, oindex, ots, ofwd = state.pending.popleft()
+                self._emit(flow, old, None, oindex, ots, None, ofwd)
+            state.pending.append((request, index, ts, fwd))
 
     def _emit(self, flow: Flow, req: http.HttpRequest, resp: http.HttpResponse | None, index: int, ts: int,
               end: int | None, fwd: bool) -> None:

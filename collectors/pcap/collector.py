@@ -83,7 +83,8 @@ class PcapReader(ReaderBase):
         with open_capture(path) as fh:
             records = iter_records(fh, rec_problems, info, start)
             if skip_until > start:  # re-meter what the last committed batch covered, silently
-                meter.feed(_until(records, skip_until, held := []))
+                held: list[Record] = []
+                meter.feed(_until(records, skip_until, held))
                 meter.events.clear()
                 meter.problems.clear()
                 meter.feed(held)

@@ -25,7 +25,7 @@ ICMP6_PAIRS: dict[int, int] = {128: 129, 129: 128, 130: 131, 131: 130, 133: 134,
 def community_id(saddr: bytes, daddr: bytes, proto: int, sport: int = 0, dport: int = 0, seed: int = 0) -> str:
     """``1:<base64 sha1>`` of the canonically ordered tuple."""
     one_way = False
-    if proto == ICMP or proto == ICMP6:
+    if proto in (ICMP, ICMP6):
         pairs = ICMP4_PAIRS if proto == ICMP else ICMP6_PAIRS
         reply = pairs.get(sport)
         if reply is None:

@@ -131,14 +131,14 @@ def _transport(data: bytes, pos: int, end: int, src: bytes, dst: bytes, proto: i
             start = end
         return (src, dst, proto, (data[pos] << 8) | data[pos + 1], (data[pos + 2] << 8) | data[pos + 3],
                 data[pos + 13], start, end, frag)
-    if proto == UDP or proto == SCTP:
+    if proto in (UDP, SCTP):
         hdr = 8 if proto == UDP else 12
         if pos + 4 > end:
             return "truncated UDP header" if proto == UDP else "truncated SCTP header"
         start = pos + hdr if pos + hdr <= end else end
         return (src, dst, proto, (data[pos] << 8) | data[pos + 1], (data[pos + 2] << 8) | data[pos + 3],
                 0, start, end, frag)
-    if proto == ICMP or proto == ICMP6:
+    if proto in (ICMP, ICMP6):
         if pos + 2 > end:
             return "truncated ICMP header"
         mtype = data[pos]

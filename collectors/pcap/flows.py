@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from collectors.pcap.community_id import community_id
-from collectors.pcap.decode import ICMP, ICMP6, TCP, UDP, parse_ipv4, parse_ipv6, transport_name
+from collectors.pcap.decode import ICMP, ICMP6, TCP, parse_ipv4, parse_ipv6, transport_name
 from collectors.pcap.linktypes import LINKTYPES
 from collectors.pcap.reader import Problem, Record
 
@@ -53,8 +53,31 @@ class MeterConfig:
 
 
 class Flow:
-    __slots__ = ("app", "base", "dport", "handler", "dst", "first_index", "icmp", "last", "oby", "oflags", "opk", "probes", "proto",
-                 "rby", "rflags", "rpk", "split", "sport", "src", "start", "state", "version", "vlan")
+    __slots__ = (
+        "app",
+        "base",
+        "dport",
+        "dst",
+        "first_index",
+        "handler",
+        "icmp",
+        "last",
+        "oby",
+        "oflags",
+        "opk",
+        "probes",
+        "proto",
+        "rby",
+        "rflags",
+        "rpk",
+        "split",
+        "sport",
+        "src",
+        "start",
+        "state",
+        "version",
+        "vlan",
+    )
 
     def __init__(self, src: bytes, dst: bytes, sport: int, dport: int, proto: int, index: int, ts: int,
                  vlan: int, probes: int) -> None:
@@ -244,6 +267,23 @@ class FlowMeter:
                 return False
         return True
 
+    def tick(self, now_ns: int) -> None:
+        """Wall-clock time passes with no packet (live capture): expire what is due."""
+        if now_ns >= self._next_sweep:
+            self._sweep(now_ns)
+
+    def flow_of(self, record: Record) -> Flow | None:
+        """The open flow a record belongs to (slow path: for callers outside the hot loop)."""
+        link = LINKTYPES.get(record[2])
+        l3 = link(record[3]) if link else None
+        if not l3 or not l3[0]:
+            return None
+        p = parse_ipv4(record[3], l3[1]) if l3[0] == 4 else parse_ipv6(record[3], l3[1])
+        if isinstance(p, str):
+            return None
+        src, dst, proto, sport, dport = p[:5]
+        return self.flows.get((src, dst, sport, dport, proto)) or self.flows.get((dst, src, dport, sport, proto))
+
     def _general(self, index: int, linktype: int,
                  data: bytes) -> tuple[bytes, bytes, int, int, int, int, int, int, Any, int] | None:
         """Any link type, IPv6, VLANs, fragments, IP options; None (counted) when there is no flow to meter."""
@@ -272,7 +312,7 @@ class FlowMeter:
         if proto == TCP and flags & 0x12 == 0x12:  # first seen at the SYN-ACK: the sender is the responder
             src, dst, sport, dport = dst, src, dport, sport
         flow = Flow(src, dst, sport, dport, proto, index, ts, vlan, self._probes)
-        if proto == ICMP or proto == ICMP6:
+        if proto in (ICMP, ICMP6):
             flow.icmp = 1
         self.flows[(src, dst, sport, dport, proto)] = flow
         return flow

@@ -63,7 +63,10 @@ def parse_request(payload: bytes) -> HttpRequest | None:
         return None
     body_at = head.find(b"\r\n\r\n")
     hdrs = _headers(head[line_end + 2:body_at if body_at >= 0 else len(head)].split(b"\r\n")) if line_end >= 0 else {}
-    text = (lambda v: v.decode("latin-1") if v is not None else None)
+
+    def text(v: bytes | None) -> str | None:
+        return v.decode("latin-1") if v is not None else None
+
     return HttpRequest(method=parts[0].decode(), target=parts[1].decode("latin-1"),
                        version=parts[2][5:].decode("latin-1"), host=text(hdrs.get(b"host")),
                        user_agent=text(hdrs.get(b"user-agent")), referrer=text(hdrs.get(b"referer")),
