@@ -79,6 +79,8 @@ class SyslogReader(LineReader):
         self._tz_is_fixed = self.tz is UTC
 
     def begin(self, path: Path) -> _FileContext:
+        self._last_stamp: tuple[str | Any, ...] | None = None
+        self._last_ts = datetime.min.replace(tzinfo=UTC)
         mtime = os.stat(path).st_mtime
         return _FileContext(datetime.fromtimestamp(mtime, UTC))
 
@@ -101,7 +103,12 @@ class SyslogReader(LineReader):
     def parse(self, text: str, ctx: Any) -> Event | None:
         m = BSD.match(text)
         if m is not None:
-            ts = self.bsd_time(m, ctx)
+            stamp = m.group("mon", "day", "h", "m", "s")
+            if stamp == self._last_stamp:  # logs write many lines per second: date each second once
+                ts = self._last_ts
+            else:
+                ts = self.bsd_time(m, ctx)
+                self._last_stamp, self._last_ts = stamp, ts
             return self.build(ts, m.group("pri"), m.group("host"), m.group("tag"), m.group("pid"), m.group("msg"))
         m = ISO.match(text)
         if m is not None:
