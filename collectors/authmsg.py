@@ -248,7 +248,32 @@ PASSWD: tuple[Rule, ...] = (
        ("user", "change"), "success"),
 )
 
+# Legacy daemons still found in old auth logs (rlogin/Kerberos, wu-ftpd)
+KLOGIND: tuple[Rule, ...] = (
+    _r(r"^Authentication failed from (?P<ip>[0-9A-Fa-f:.]+)(?: \((?P<host>[^)]*)\))?:?\s*(?P<reason>.*)$",
+       "klogin_authentication_failure", AUTH, ("start",), "failure"),
+    _r(r"^Kerberos authentication failed", "klogin_authentication_failure", AUTH, ("start",), "failure"),
+)
+FTPD: tuple[Rule, ...] = (
+    _r(r"^connection from (?P<ip>[0-9A-Fa-f:.]+)(?: \((?P<host>[^)]*)\))?", "ftp_connection", NET,
+       ("connection", "start"), post=lambda f, m: f.update({"source.domain": m.group("host")}) if m.group("host")
+       else None),
+    _r(r"^ANONYMOUS FTP LOGIN FROM (?P<ip>[0-9A-Fa-f:.]+)", "ftp_login", AUTH, ("start",), "success",
+       user="anonymous"),
+    _r(r"^FTP LOGIN FROM (?P<ip>[0-9A-Fa-f:.]+)[^,]*, (?P<user>\S+)", "ftp_login", AUTH, ("start",), "success"),
+    _r(r"^FTP LOGIN FAILED FROM (?P<ip>[0-9A-Fa-f:.]+)[^,]*, (?P<user>\S+)", "ftp_login", AUTH, ("start",), "failure"),
+)
+LOGIN: tuple[Rule, ...] = (
+    _r(r"^FAILED LOGIN (?:\(\d+\) )?on '?(?P<tty>[^' ]+)'? (?:FROM '?(?P<ip>[^' ]+)'? )?FOR '?(?P<user>[^',]+)'?",
+       "login", AUTH, ("start",), "failure"),
+    _r(r"^ROOT LOGIN\s+on '?(?P<tty>[^' ]+)'?", "login", AUTH, ("start",), "success", user="root"),
+    _r(r"^LOGIN ON (?P<tty>\S+) BY (?P<user>\S+)", "login", AUTH, ("start",), "success"),
+)
+
 RULES: dict[str, tuple[Rule, ...]] = {
+    "klogind": KLOGIND,
+    "ftpd": FTPD,
+    "login": LOGIN,
     "sshd": SSHD,
     "sshd-session": SSHD,
     "sudo": SUDO,

@@ -115,3 +115,19 @@ def test_every_rule_yields_ecs_allowed_values() -> None:
         for rule in rules:
             check({"event.kind": "event", "event.category": list(rule.category), "event.type": list(rule.type),
                    **({"event.outcome": rule.outcome} if rule.outcome else {})})
+
+
+@pytest.mark.parametrize(("program", "message", "expected"), [
+    ("klogind", "Authentication failed from 163.27.187.39 (163.27.187.39): Permission denied in replay cache code",
+     {"event.outcome": "failure", "source.ip": "163.27.187.39"}),
+    ("ftpd", "connection from 207.30.238.8 (host8.topspot.net) at Sun Jul 24 02:38:22 2005",
+     {"event.action": "ftp_connection", "source.ip": "207.30.238.8", "source.domain": "host8.topspot.net"}),
+    ("ftpd", "ANONYMOUS FTP LOGIN FROM 84.102.20.2,  (anonymous)", {"user.name": "anonymous", "event.outcome": "success"}),
+    ("login", "FAILED LOGIN (1) on '/dev/tty1' FOR 'root', Authentication failure",
+     {"event.outcome": "failure", "user.name": "root", "process.tty.name": "/dev/tty1"}),
+])
+def test_legacy_daemons(program: str, message: str, expected: dict[str, Any]) -> None:
+    fields = parse_message(program, message)
+    for key, value in expected.items():
+        assert fields.get(key) == value, (key, fields)
+    check({"event.kind": "event", **fields})
