@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -60,10 +60,22 @@ def stage_collect(ctx: DemoContext) -> dict[str, Any]:
     return out
 
 
+def stage_detect(ctx: DemoContext) -> dict[str, Any]:
+    from detections.runner import run_detections
+
+    report = run_detections(ctx.store, since=ctx.end - timedelta(hours=25), until=ctx.end + timedelta(hours=1))
+    out: dict[str, Any] = {"rules": report.rules, "events examined": report.events, "new alerts": report.alerts_new}
+    if report.alerts_updated:
+        out["alerts refreshed"] = report.alerts_updated
+    out.update({f"  {rule}": n for rule, n in sorted(report.per_rule.items(), key=lambda kv: -kv[1]) if n})
+    return out
+
+
 #: The chain, in order. Each stage returns a summary for the report.
 STAGES: list[tuple[str, Callable[[DemoContext], dict[str, Any]]]] = [
     ("generate a working day", stage_generate),
     ("collect", stage_collect),
+    ("detect", stage_detect),
 ]
 
 
