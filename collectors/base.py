@@ -32,12 +32,13 @@ after each batch, to prove the checkpoints line up.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 Event = dict[str, Any]
 Checkpoint = dict[str, Any]
@@ -106,10 +107,26 @@ def first_line_identity(path: Path, nbytes: int = IDENTITY_BYTES) -> str:
     A rotated file keeps its first line, so its checkpoint follows it to ``auth.log.1``;
     the new ``auth.log`` starts with another line and so gets a fresh checkpoint.
     """
-    with open(path, "rb") as fh:
+    with open_log(path) as fh:
         head = fh.read(nbytes)
     end = head.find(b"\n")
     return hashlib.sha1(head if end < 0 else head[: end + 1]).hexdigest()
+
+
+def is_gzip(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
+
+
+def open_log(path: Path) -> BinaryIO:
+    """The file's bytes, decompressed when it is gzip (``auth.log.2.gz`` after logrotate).
+
+    The first line, hence the identity, is the same compressed or not: a log that was
+    read as ``auth.log.1`` and is later compressed keeps its checkpoint.
+    """
+    if is_gzip(path):
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb")
 
 
 def event_id(reader: str, identity: str, position: int | str) -> str:

@@ -25,7 +25,10 @@ from collectors.base import (
     ReadProblem,
     clip,
     event_id,
+    file_size,
     first_line_identity,
+    is_gzip,
+    open_log,
 )
 
 
@@ -63,13 +66,14 @@ class LineReader(ReaderBase):
         ctx = self.begin(path)
         name, keep_original = self.name, self.keep_original
         source = self.labels.get(str(path), str(path))
-        with open(path, "rb") as fh:
-            fh.seek(0, 2)
-            size = fh.tell()
+        compressed = is_gzip(path)
+        with open_log(path) as fh:
             offset = int(resume.get("offset", 0)) if resume else 0
             line_no = int(resume.get("line", 0)) if resume else 0
-            if offset > size:  # truncated in place: start again
-                offset = line_no = 0
+            if not compressed:  # offsets are in the decompressed stream; a .gz is never truncated in place
+                fh.seek(0, 2)
+                if offset > fh.tell():  # truncated in place: start again
+                    offset = line_no = 0
             fh.seek(offset)
             events: list[Event] = []
             problems: list[ReadProblem] = []
@@ -98,7 +102,8 @@ class LineReader(ReaderBase):
                     event["log.offset"] = here
                     events.append(event)
                 if len(events) + len(problems) >= batch_size:
-                    yield Batch(events, problems, {"offset": offset, "line": line_no}, offset)
+                    yield Batch(events, problems, {"offset": offset, "line": line_no}, None if compressed else offset)
                     events, problems, start = [], [], offset
             if offset != start or events or problems:
-                yield Batch(events, problems, {"offset": offset, "line": line_no}, offset)
+                consumed = file_size(path) if compressed else offset
+                yield Batch(events, problems, {"offset": offset, "line": line_no}, consumed)

@@ -45,3 +45,21 @@ def test_truncated_file_starts_again(tmp_path: Path) -> None:
     path.write_text(line(0) + line(50))
     again = read_all(JsonlReader(), path, resume=done.checkpoint)
     assert [e["message"] for e in again.events] == ["m0", "m50"]
+
+
+def test_gzip_rotated_file_keeps_identity_and_checkpoint(tmp_path: Path) -> None:
+    import gzip
+
+    from collectors.base import first_line_identity
+
+    plain = tmp_path / "e.jsonl.1"
+    plain.write_text(line(0) + line(1) + line(2))
+    done = read_all(JsonlReader(), plain)
+    packed = tmp_path / "e.jsonl.2.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    assert first_line_identity(packed) == first_line_identity(plain)
+    assert read_all(JsonlReader(), packed, resume=done.checkpoint).events == []
+    again = read_all(JsonlReader(), packed)
+    assert [e["event.id"] for e in again.events] == [e["event.id"] for e in done.events]
+    half = read_all(JsonlReader(), packed, resume={"offset": len(line(0)), "line": 1})
+    assert [e["message"] for e in half.events] == ["m1", "m2"]
