@@ -39,6 +39,12 @@ class Explanation:
     request: Request
     traces: tuple[RuleTrace, ...]
 
+    @property
+    def near_misses(self) -> list[str]:
+        """Allow rules for this service that failed on a condition: what the caller lacked."""
+        return [f"{t.rule} ({t.where}) failed on {t.failed}" + (f": {t.detail}" if t.detail else "")
+                for t in self.traces if t.effect == "allow" and not t.matched and t.failed != "service"]
+
     def to_dict(self) -> dict[str, Any]:
         r = self.request
         return {
@@ -49,6 +55,7 @@ class Explanation:
                         "risk": None if r.risk is None else {"open_alerts": r.risk.open_alerts,
                                                              "max_level": r.risk.max_level}},
             "rules": [t.to_dict() for t in self.traces],
+            "near_misses": self.near_misses,
         }
 
 

@@ -128,6 +128,9 @@ def register(app: typer.Typer) -> None:
         rows = [{"rule": t.rule, "effect": t.effect + (" (dry-run)" if t.dry_run else ""), "where": t.where,
                  "matched": "yes" if t.matched else "no", "failed": t.failed, "detail": t.detail} for t in ex.traces]
         emit(rows, ["rule", "effect", "matched", "failed", "detail", "where"], as_json=False, ndjson=False)
+        if not d.allow:
+            for miss in ex.near_misses:
+                console.print(f"  near miss: {miss}", highlight=False)
 
     @policy_app.command("decide")
     def decide_cmd(
@@ -221,7 +224,7 @@ def register(app: typer.Typer) -> None:
         from policy.decision_log import DecisionLog
         from policy.engine import build_engine
         from policy.risk import StoreRisk
-        from policy.server import DecisionApp, make_server
+        from policy.server import DecisionApp, make_server, tune_process
 
         url = _store_url(store)
         risk = StoreRisk(lambda: open_store(url)).start()
@@ -237,12 +240,17 @@ def register(app: typer.Typer) -> None:
                 return False, f"risk snapshot not fresh: {risk.last_error or 'first refresh pending'}"
             return True, "policy loaded, risk fresh"
 
-        err_console.print(f"ztsoc PDP on http://{host}:{port} (policy {engine.policy.version}, "
-                          f"{len(engine.policy.rules)} rules, store {url})", highlight=False)
-        try:
-            make_server(DecisionApp(engine, authz_prefix=authz_prefix, ready=ready), host, port).run()
-        finally:
+        def shutdown() -> None:
             engine.stop()
             risk.stop()
             if sink is not None:
-                sink.close()
+                sink.close()  # last flush; what the store does not take stays in the spill file
+
+        err_console.print(f"ztsoc PDP on http://{host}:{port} (policy {engine.policy.version}, "
+                          f"{len(engine.policy.rules)} rules, store {url})", highlight=False)
+        app_ = DecisionApp(engine, authz_prefix=authz_prefix, ready=ready, on_shutdown=(shutdown,))
+        tune_process()
+        try:
+            make_server(app_, host, port).run()
+        finally:
+            shutdown()
