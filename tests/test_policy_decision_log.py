@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 
+from ecs_allowed import check as ecs_check
 from policy_tokens import DOMAIN
 
 from eventstore import Store, open_store
@@ -84,6 +85,7 @@ def test_decisions_are_ecs_events(store: Store, tmp_path: Path) -> None:
     assert a["http.request.method"] == "GET" and a["source.ip"] == "10.1.2.3"
     assert "default deny" in str(d["event.reason"])
     for doc in docs.values():
+        ecs_check(doc)
         unknown = [k for k in doc if field_type(k) is None]
         assert not unknown, f"fields missing from eventstore/schema.py: {unknown}"
     # What-if replays need the request back from the event.

@@ -1,0 +1,154 @@
+"""Admin tools: lint findings, test cases, explain, diff, and what-if over logged decisions."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+from eventstore import Store
+from policy.admin.diff import diff_paths
+from policy.admin.explain import explain_request
+from policy.admin.lint import lint
+from policy.admin.testcases import run_cases
+from policy.admin.whatif import whatif
+from policy.decision_log import DecisionLog
+from policy.engine import Engine
+from policy.request import Request, Risk
+from policy.risk import StaticRisk
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "policy" / "examples"
+HEAD = "apiVersion: ztsoc/v1\nkind: Policy\nname: t\nrules:\n"
+
+
+def _policy(tmp_path: Path, body: str, name: str = "p.yaml") -> Path:
+    f = tmp_path / name
+    f.write_text(HEAD + body)
+    return f
+
+
+def test_examples_pass_their_cases_and_lint_clean() -> None:
+    results, issues = run_cases(EXAMPLES / "tests.yaml")
+    assert issues == [] and len(results) >= 20
+    assert all(r.passed for r in results), [r.to_dict() for r in results if not r.passed]
+    assert lint([EXAMPLES]) == []
+
+
+def test_failing_case_reports_expected_and_got(tmp_path: Path) -> None:
+    _policy(tmp_path, "  - name: a\n    effect: allow\n    destination: {services: [s], methods: [GET]}\n")
+    (tmp_path / "cases.yaml").write_text(
+        "cases:\n"
+        "  - name: get\n    request: {service: s, method: GET, path: /}\n    expect: allow\n    rule: t/a\n"
+        "  - name: post\n    request: {service: s, method: POST, path: /}\n    expect: allow\n"
+        "  - name: bad\n    request: {service: s}\n    expect: deny\n"
+        "  - name: wrong rule\n    request: {service: s, method: GET, path: /}\n    expect: allow\n    rule: t/b\n")
+    results, issues = run_cases(tmp_path / "cases.yaml")
+    assert issues == []
+    assert [r.passed for r in results] == [True, False, False, False]
+    assert results[1].problem == "expected allow, got deny" and results[1].line == 6
+    assert "bad request" in results[2].problem
+    assert "expected rule t/b" in results[3].problem
+
+
+def test_lint_reports_schema_errors_with_line(tmp_path: Path) -> None:
+    _policy(tmp_path, "  - name: a\n    effect: allow\n    destination: {services: [s], methods: [FETCH]}\n")
+    issues = lint([tmp_path])
+    assert len(issues) == 1 and issues[0].severity == "error" and issues[0].line == 7
+    assert "FETCH" in issues[0].message
+
+
+def test_lint_finds_shadowed_unreachable_and_broad_rules(tmp_path: Path) -> None:
+    _policy(tmp_path, """\
+  - name: records-all
+    effect: allow
+    source: {principals: ["spiffe://gov.example/ns/portal/**"]}
+    destination: {services: [records], paths: ["/records/**"]}
+  - name: records-one
+    effect: allow
+    source: {principals: ["spiffe://gov.example/ns/portal/sa/web"]}
+    destination: {services: [records], methods: [GET], paths: ["/records/*"]}
+  - name: no-exports
+    effect: deny
+    destination: {services: [records], paths: ["/export/**"]}
+  - name: export-for-web
+    effect: allow
+    source: {principals: ["spiffe://gov.example/ns/portal/sa/web"]}
+    destination: {services: [records], paths: ["/export/daily"]}
+  - name: everything
+    effect: allow
+  - name: whole-service
+    effect: allow
+    destination: {services: [payments]}
+  - name: scoped
+    effect: allow
+    destination: {services: [payments], methods: [GET]}
+    when: {claims: {roles: {any: [x]}}}
+""")
+    messages = [i.message for i in lint([tmp_path])]
+    assert any(m.startswith("t/records-one: shadowed by t/records-all") for m in messages)
+    assert any(m.startswith("t/export-for-web: unreachable") and "t/no-exports" in m for m in messages)
+    assert any(m == "t/everything: allows anyone on every service" for m in messages)
+    assert any(m.startswith("t/whole-service: allows anyone every method") for m in messages)
+    # Narrower rules after the catch-all can never decide; the first covering rule is named.
+    assert any(m.startswith("t/scoped: shadowed by t/everything") for m in messages)
+    assert any(m.startswith("t/whole-service: shadowed by t/everything") for m in messages)
+    assert not any(m.startswith(("t/records-all", "t/no-exports")) for m in messages)
+
+
+def test_explain_names_failed_conditions() -> None:
+    engine = Engine.from_paths([EXAMPLES], risk=StaticRisk())
+    ex = explain_request(engine, {
+        "service": "records", "method": "PUT", "path": "/records/land/7", "principal": "clerk-1",
+        "roles": ["clerk"], "groups": ["records-office"], "source_ip": "10.20.1.1", "time": "2026-03-04T05:00:00Z"})
+    assert not ex.decision.allow
+    by_rule = {t.rule: t for t in ex.traces}
+    assert by_rule["records/clerks-office-hours"].failed == "time"
+    assert by_rule["records/no-deletes"].failed == "method"
+    assert by_rule["payments/portal-charges-fees"].failed == "service"
+    assert any("records/clerks-office-hours" in m and "time" in m for m in ex.near_misses)
+    d = ex.to_dict()
+    assert d["decision"]["allow"] is False and len(d["rules"]) == len(engine.policy.rules)
+
+
+def test_diff_reports_added_removed_changed(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    _policy(a, "  - name: x\n    effect: allow\n    destination: {services: [s], methods: [GET]}\n"
+               "  - name: gone\n    effect: deny\n")
+    _policy(b, "  - name: x\n    effect: allow\n    destination: {services: [s], methods: [GET, POST]}\n"
+               "  - name: new\n    effect: deny\n    dry_run: true\n")
+    changes = {c.rule: c for c in diff_paths([a], [b])}
+    assert changes["t/gone"].change == "removed" and changes["t/new"].change == "added"
+    assert changes["t/x"].change == "changed" and changes["t/x"].fields == (("methods", ["GET"], ["GET", "POST"]),)
+    assert diff_paths([a], [a]) == []
+
+
+def test_whatif_lists_every_decision_that_would_change(store: Store, tmp_path: Path) -> None:
+    log = DecisionLog(lambda: store, tmp_path / "spill.jsonl", own_store=False)
+    engine = Engine.from_paths([EXAMPLES], risk=StaticRisk(), sink=log)
+    when = datetime(2026, 3, 4, 15, 0, tzinfo=UTC)
+    clerk = {"principal": "clerk-17", "roles": frozenset({"clerk"}), "groups": frozenset({"records-office"}),
+             "source_ip": "10.20.3.4", "time": when, "risk": Risk()}
+    engine.decide(Request("records", "GET", "/records/land/1", **clerk))         # allow
+    engine.decide(Request("records", "GET", "/records/export/2025", **clerk))    # would_deny
+    engine.decide(Request("records", "DELETE", "/records/land/1", **clerk))      # deny
+    engine.decide(Request("idp", "GET", "/jwks.json", time=when, risk=Risk()))  # allow, unaffected
+    engine.decide(Request("idp", "GET", "/jwks.json", time=when, token="garbage"))  # pre-policy deny
+    log.flush()
+
+    candidate = tmp_path / "candidate"
+    shutil.copytree(EXAMPLES, candidate)
+    records = candidate / "records.yaml"
+    # Enforce the export rule, and let clerks delete (both change real decisions).
+    text = records.read_text().replace("    dry_run: true\n", "")
+    text = text.replace("methods: [GET, PUT, PATCH]", "methods: [GET, PUT, PATCH, DELETE]")
+    text = text.replace("      methods: [DELETE]\n", "      methods: [DELETE]\n      paths: [\"/records/citizens/**\"]\n")
+    records.write_text(text)
+
+    report = whatif(store, [candidate])
+    assert report.replayed == 4 and report.skipped == 1 and report.changed == 2 and report.unchanged == 2
+    got = {(c.path, c.old, c.new) for c in report.changes}
+    assert got == {("/records/export/2025", "would_deny", "deny"), ("/records/land/1", "deny", "allow")}
+    assert report.summary()["would_deny->deny"] == 1
+    assert whatif(store, [EXAMPLES]).changed == 0

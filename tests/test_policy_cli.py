@@ -1,0 +1,169 @@
+"""``soc policy ...`` through Typer's CliRunner, and ``soc policy serve`` as a real process."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import Result
+from typer.testing import CliRunner
+
+from eventstore import Store, open_store
+from soc_cli import output
+from soc_cli.context import STATE
+from soc_cli.main import app
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "policy" / "examples"
+Run = Callable[..., Result]
+
+
+@pytest.fixture
+def soc(sqlite_store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[Run]:
+    monkeypatch.delenv("SOC_STORE", raising=False)
+    monkeypatch.setattr(output.console, "width", 250)
+    runner = CliRunner()
+    STATE._store, STATE.store_url = sqlite_store, sqlite_store.url
+
+    def run(*args: str, input: str | None = None) -> Result:
+        return runner.invoke(app, list(args), input=input)
+
+    yield run
+    STATE._store, STATE.store_url = None, None
+
+
+def test_test_and_lint_examples(soc: Run) -> None:
+    r = soc("policy", "test", str(EXAMPLES / "tests.yaml"))
+    assert r.exit_code == 0, r.output
+    assert "25/25 passed" in r.output
+    r = soc("policy", "lint", str(EXAMPLES))
+    assert r.exit_code == 0 and "no problems found" in r.output
+
+
+def test_lint_error_exits_1_with_file_and_line(soc: Run, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: ztsoc/v1\nkind: Policy\nname: x\nrules:\n  - name: a\n    effect: maybe\n")
+    r = soc("policy", "lint", str(bad), "--json")
+    assert r.exit_code == 1
+    rows = json.loads(r.output)
+    assert rows[0]["file"] == str(bad) and rows[0]["line"] == 6 and rows[0]["severity"] == "error"
+
+
+def test_failing_case_exits_1(soc: Run, tmp_path: Path) -> None:
+    cases = tmp_path / "cases.yaml"
+    cases.write_text(f"policies: {EXAMPLES}\ncases:\n  - name: wrong\n    request: {{service: idp, method: GET, "
+                     f"path: /jwks.json}}\n    expect: deny\n")
+    r = soc("policy", "test", str(cases), "--json")
+    assert r.exit_code == 1
+    assert json.loads(r.output)[0]["problem"] == "expected deny, got allow"
+
+
+def test_decide_explain_and_log(soc: Run, sqlite_store: Store, tmp_path: Path) -> None:
+    req = tmp_path / "req.json"
+    req.write_text(json.dumps({"service": "records", "method": "DELETE", "path": "/records/citizens/1",
+                               "principal": "registrar-2", "roles": ["registrar"]}))
+    r = soc("policy", "decide", str(req), "-p", str(EXAMPLES), "--log")
+    assert r.exit_code == 1, r.output
+    out = json.loads(r.output)[0]
+    assert out["allow"] is False and out["rules"] == ["records/no-deletes"]
+    logged = sqlite_store.get_event(out["decision_id"])
+    assert logged is not None and logged["event.action"] == "deny" and logged["user.name"] == "registrar-2"
+    r = soc("policy", "explain", str(req), "-p", str(EXAMPLES), "--json")
+    assert r.exit_code == 0
+    ex = json.loads(r.output)[0]
+    assert {t["rule"]: t["matched"] for t in ex["rules"]}["records/no-deletes"] is True
+    r = soc("policy", "decide", "-", "-p", str(EXAMPLES), input='{"service": "idp", "method": "GET", "path": "/jwks.json"}')
+    assert r.exit_code == 0 and json.loads(r.output)[0]["allow"] is True
+
+
+def test_diff_and_whatif(soc: Run, tmp_path: Path) -> None:
+    new = tmp_path / "new"
+    new.mkdir()
+    for f in EXAMPLES.glob("*.yaml"):
+        (new / f.name).write_text(f.read_text().replace("paths: [\"/.well-known/**\", \"/jwks.json\"]",
+                                                        "paths: [\"/.well-known/**\"]"))
+    r = soc("policy", "diff", "-a", str(EXAMPLES), "-b", str(new), "--json")
+    assert r.exit_code == 0
+    assert json.loads(r.output)[0]["rule"] == "identity-provider/discovery-and-keys"
+    req = tmp_path / "req.json"
+    req.write_text('{"service": "idp", "method": "GET", "path": "/jwks.json"}')
+    assert soc("policy", "decide", str(req), "-p", str(EXAMPLES), "--log").exit_code == 0
+    r = soc("policy", "whatif", str(new), "--since", "1h", "--json")
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.output)
+    assert [(x["url.path"], x["old"], x["new"]) for x in rows] == [("/jwks.json", "allow", "deny")]
+
+
+def test_bad_request_file_is_a_usage_error(tmp_path: Path) -> None:
+    bad = tmp_path / "req.json"
+    bad.write_text("{nope")
+    proc = subprocess.run([sys.executable, "-m", "soc_cli.main", "policy", "decide", str(bad), "-p", str(EXAMPLES),
+                           "--no-store-risk"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "not JSON" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_serve_process_logs_every_decision_and_reloads(tmp_path: Path) -> None:
+    pol = tmp_path / "policies"
+    pol.mkdir()
+    for f in EXAMPLES.glob("*.yaml"):
+        (pol / f.name).write_text(f.read_text())
+    db = tmp_path / "soc.db"
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "soc_cli.main", "--store", f"sqlite:///{db}", "policy", "serve", "-p", str(pol),
+         "--port", str(port), "--spill", str(tmp_path / "spill.jsonl")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    def get(method: str, path: str, body: str | None = None) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request(method, path, body=body)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if get("GET", "/readyz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+        assert get("GET", "/healthz")[0] == 200
+        decide = '{"service": "idp", "method": "GET", "path": "/jwks.json"}'
+        ids = [json.loads(get("POST", "/v1/decide", decide)[1])["decision_id"] for _ in range(40)]
+        # Hot reload: close the key set to everyone; a broken file afterwards is refused, old policy stays.
+        idp = pol / "identity-provider.yaml"
+        idp.write_text(idp.read_text().replace("\"/.well-known/**\", \"/jwks.json\"", "\"/.well-known/**\""))
+        deadline = time.monotonic() + 10
+        while json.loads(get("POST", "/v1/decide", decide)[1])["allow"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert json.loads(get("POST", "/v1/decide", decide)[1])["allow"] is False
+        idp.write_text("kind: Policy\nrules: [")
+        time.sleep(1.5)
+        status, body = get("GET", "/readyz")
+        assert json.loads(body)["last_reload_ok"] is False
+        assert json.loads(get("POST", "/v1/decide", decide)[1])["allow"] is False
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    store = open_store(f"sqlite:///{db}")
+    try:
+        logged = {d["event.id"] for d in store.scan('event.dataset:"policy.decision"')}
+    finally:
+        store.close()
+    assert set(ids) <= logged
