@@ -149,3 +149,78 @@ def _transport(data: bytes, pos: int, end: int, src: bytes, dst: bytes, proto: i
 
 #: (data, ip version, offset) -> parsed or reason; a registry so tests can name each
 PARSERS: dict[int, Callable[[bytes, int], Parsed | str]] = {4: parse_ipv4, 6: parse_ipv6}
+
+
+# -- tunnels ------------------------------------------------------------------------------------
+# What a tunnel carries is metered as a flow of its own (the outer flow stays too), because
+# that is the conversation an analyst (and tshark) means. Each decoder returns the inner
+# packet as (link type, bytes) or None; the registries key them by IP protocol and UDP port.
+RAW, ETHERNET, PPP_LINK = 101, 1, 9
+GRE_PAYLOADS: dict[int, tuple[int, int]] = {  # GRE protocol -> (link type, bytes to skip after GRE)
+    0x0800: (RAW, 0), 0x86DD: (RAW, 0), 0x6558: (ETHERNET, 0), 0x88BE: (ETHERNET, 8), 0x880B: (PPP_LINK, 0),
+}
+
+
+def gre_inner(data: bytes, ps: int, pe: int) -> tuple[int, bytes] | None:
+    if pe - ps < 4:
+        return None
+    flags, ptype = data[ps], (data[ps + 2] << 8) | data[ps + 3]
+    version = data[ps + 1] & 7
+    off = ps + 4 + 4 * (bool(flags & 0x80) or bool(flags & 0x40))  # checksum / routing present
+    off += 4 * bool(flags & 0x20) + 4 * bool(flags & 0x10)  # key, sequence
+    if version == 1:  # PPTP's enhanced GRE: key always, acknowledgment when A is set
+        off = ps + 8 + 4 * bool(flags & 0x10) + 4 * bool(data[ps + 1] & 0x80)
+    if ptype == 0x22EB:  # ERSPAN type III: 12 bytes, 8 more with the optional subheader
+        if off + 12 > pe:
+            return None
+        return ETHERNET, data[off + 12 + (8 if data[off + 11] & 1 else 0):pe]
+    kind = GRE_PAYLOADS.get(ptype)
+    if kind is None or off + kind[1] >= pe:
+        return None
+    return kind[0], data[off + kind[1]:pe]
+
+
+def ip_in_ip(data: bytes, ps: int, pe: int) -> tuple[int, bytes] | None:
+    return (RAW, data[ps:pe]) if pe > ps else None
+
+
+def vxlan(data: bytes, ps: int, pe: int) -> tuple[int, bytes] | None:
+    if pe - ps < 8 + 14 or not data[ps] & 0x08:  # the I flag: a valid VNI
+        return None
+    return ETHERNET, data[ps + 8:pe]
+
+
+def geneve(data: bytes, ps: int, pe: int) -> tuple[int, bytes] | None:
+    if pe - ps < 8:
+        return None
+    off = ps + 8 + (data[ps] & 0x3F) * 4
+    ptype = (data[ps + 2] << 8) | data[ps + 3]
+    kind = {0x6558: ETHERNET, 0x0800: RAW, 0x86DD: RAW}.get(ptype)
+    return (kind, data[off:pe]) if kind is not None and off < pe else None
+
+
+def teredo(data: bytes, ps: int, pe: int) -> tuple[int, bytes] | None:
+    off = ps
+    if data[off:off + 2] == b"\x00\x01" and off + 4 <= pe:  # authentication indicator
+        off += 13 + data[off + 2] + data[off + 3]
+    if data[off:off + 2] == b"\x00\x00":  # origin indication
+        off += 8
+    return (RAW, data[off:pe]) if off + 40 <= pe and data[off] >> 4 == 6 else None
+
+
+def gtp_u(data: bytes, ps: int, pe: int) -> tuple[int, bytes] | None:
+    if pe - ps < 8 or data[ps] >> 5 != 1 or data[ps + 1] != 0xFF:  # version 1, G-PDU
+        return None
+    off = ps + 8
+    if data[ps] & 0x07:
+        off += 4
+        next_ext = data[off - 1]
+        while next_ext and off < pe:
+            off += data[off] * 4
+            next_ext = data[off - 1] if off <= pe else 0
+    return (RAW, data[off:pe]) if off < pe and data[off] >> 4 in (4, 6) else None
+
+
+TunnelDecoder = Callable[[bytes, int, int], "tuple[int, bytes] | None"]
+IP_TUNNELS: dict[int, TunnelDecoder] = {4: ip_in_ip, 41: ip_in_ip, 47: gre_inner}
+UDP_TUNNELS: dict[int, TunnelDecoder] = {4789: vxlan, 6081: geneve, 3544: teredo, 2152: gtp_u}

@@ -28,11 +28,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from collectors.pcap.community_id import community_id
-from collectors.pcap.decode import ICMP, ICMP6, TCP, parse_ipv4, parse_ipv6, transport_name
+from collectors.pcap.decode import (
+    ICMP,
+    ICMP6,
+    IP_TUNNELS,
+    TCP,
+    UDP_TUNNELS,
+    parse_ipv4,
+    parse_ipv6,
+    transport_name,
+)
 from collectors.pcap.linktypes import LINKTYPES
 from collectors.pcap.reader import Problem, Record
 
 NS = 1_000_000_000
+#: tunnels inside tunnels are followed this deep
+MAX_LAYERS = 3
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 
 Event = dict[str, Any]
@@ -60,6 +71,7 @@ class Flow:
         "dst",
         "first_index",
         "handler",
+        "layer",
         "icmp",
         "last",
         "oby",
@@ -94,6 +106,7 @@ class Flow:
         self.state: Any = None
         self.split = 0  # 1: continues a flow cut by the active timeout
         self.icmp = 0
+        self.layer = 0  # 0: the packet itself; 1: inside a tunnel; 2: inside a tunnel in a tunnel...
         self.base: tuple[str, str, str, str, str] | None = None
 
     @property
@@ -181,6 +194,7 @@ class FlowMeter:
         self._close = int(self.config.close_delay * NS)
         self._sweep_every = int(self.config.sweep_interval * NS)
         self._next_sweep = 0
+        self._layer = 0
         self._probes = self.config.probe_packets if self.config.decode_apps else 0
         self._unknown_links: set[int] = set()
 
@@ -201,6 +215,7 @@ class FlowMeter:
         idle, active = self._idle, self._active
         apps_payload = self.apps.payload
         general = self._general
+        ip_tunnels, udp_tunnels = IP_TUNNELS, UDP_TUNNELS
         for index, ts, linktype, data, wirelen in records:
             # Fast path, inlined on purpose (it is most of any capture): Ethernet II, IPv4
             # without options, unfragmented, TCP or UDP with a complete header. Anything else
@@ -262,10 +277,31 @@ class FlowMeter:
                 self.frags[(src, dst, proto, frag[0])] = (flow, fwd, ts)
             if pe > ps and flow.probes:
                 (flow.handler or apps_payload)(flow, data[ps:pe], fwd, index, ts)
+            if proto != 6 and (proto in ip_tunnels or (proto == 17 and (dport in udp_tunnels or sport in udp_tunnels))):
+                self._tunnel(index, ts, data, ps, pe, proto, sport, dport, wirelen)
             if len(events) >= max_events:
                 self.next_index = index + 1
                 return False
         return True
+
+    def _tunnel(self, index: int, ts: int, data: bytes, ps: int, pe: int, proto: int, sport: int, dport: int,
+                wirelen: int) -> None:
+        """Meter what a tunnel carries as a flow of its own (one level per call, at most MAX_LAYERS)."""
+        if self._layer >= MAX_LAYERS:
+            return
+        if proto == 17:
+            decoder = UDP_TUNNELS.get(dport) or UDP_TUNNELS[sport]
+        else:
+            decoder = IP_TUNNELS[proto]
+        inner = decoder(data, ps, pe)
+        if inner is None:
+            return
+        self.stats["tunnelled packets"] += 1
+        self._layer += 1
+        try:
+            self.feed(((index, ts, inner[0], inner[1], wirelen),))
+        finally:
+            self._layer -= 1
 
     def tick(self, now_ns: int) -> None:
         """Wall-clock time passes with no packet (live capture): expire what is due."""
@@ -314,6 +350,7 @@ class FlowMeter:
         flow = Flow(src, dst, sport, dport, proto, index, ts, vlan, self._probes)
         if proto in (ICMP, ICMP6):
             flow.icmp = 1
+        flow.layer = self._layer
         self.flows[(src, dst, sport, dport, proto)] = flow
         return flow
 
@@ -416,7 +453,7 @@ class FlowMeter:
         start = iso_ns(flow.start)
         doc.update({
             "@timestamp": start,
-            "event.id": self.make_id(f"{flow.first_index}:flow"),
+            "event.id": self.make_id(f"{flow.first_index}{'.' + str(flow.layer) if flow.layer else ''}:flow"),
             "event.dataset": "network.flow",
             "event.action": "network-flow",
             "event.type": types,
@@ -435,6 +472,8 @@ class FlowMeter:
         })
         if flow.icmp:
             doc["icmp.type"] = flow.sport
+        if flow.layer:
+            doc["tags"] = ["tunnelled"]
         return doc
 
     def app_event(self, flow: Flow, dataset: str, position: str, index: int, ts: int, fields: Event,
@@ -447,6 +486,8 @@ class FlowMeter:
                     doc[a], doc[b] = doc[b], doc[a]
         start = iso_ns(ts)
         doc["@timestamp"] = start
+        if flow.layer:
+            position = f"{position}.{flow.layer}"
         doc["event.id"] = self.make_id(f"{position}:{dataset}")
         doc["event.dataset"] = dataset
         doc["event.type"] = ["protocol", "info"] if dataset != "network.icmp" else ["info"]

@@ -51,6 +51,8 @@ def _after_ethertype(data: bytes, ethertype: int, off: int, vlan: int) -> L3 | N
     if ethertype == PPPOE_SESSION:
         if off + 8 > n:
             return None
+        if data[off + 6] & 1:  # PPP protocol field compression: one byte (0x21 IPv4, 0x57 IPv6)
+            return PPP_IP.get(data[off + 6], 0), off + 7, vlan
         return PPP_IP.get((data[off + 6] << 8) | data[off + 7], 0), off + 8, vlan
     return 0, off, vlan
 
@@ -116,10 +118,12 @@ def openbsd_loop(data: bytes) -> L3 | None:
 
 
 def ppp(data: bytes) -> L3 | None:
-    """PPP (9) and PPP-in-HDLC (50): optional ff 03 address/control, then the protocol."""
+    """PPP (9) and PPP-in-HDLC (50): optional ff 03 address/control, then the protocol (1 or 2 bytes)."""
     off = 2 if data[:2] == b"\xff\x03" else 0
     if len(data) < off + 2:
         return None
+    if data[off] & 1:
+        return PPP_IP.get(data[off], 0), off + 1, -1
     return PPP_IP.get((data[off] << 8) | data[off + 1], 0), off + 2, -1
 
 
