@@ -6,13 +6,14 @@ import communityid
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP, fragment
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment
-from scapy.layers.l2 import CookedLinux, CookedLinuxV2, Ether
+from scapy.layers.l2 import GRE, CookedLinux, CookedLinuxV2, Ether
+from scapy.layers.vxlan import VXLAN
 from scapy.packet import Packet, Raw
 
 from collectors.pcap.community_id import community_id
 from collectors.pcap.flows import FlowMeter, MeterConfig
 from collectors.pcap.linktypes import LINKTYPES  # noqa: F401 - the registry the meter uses
-from tests.pcapkit import C, C6, S, S6, T0, dns_exchange, eth, icmp_echo, tcp_session, timed, vlan
+from tests.pcapkit import C6, S6, T0, C, S, dns_exchange, eth, icmp_echo, tcp_session, timed, vlan
 
 DLT = {"ether": 1, "raw": 101, "sll": 113, "sll2": 276}
 
@@ -50,14 +51,14 @@ def test_full_session_is_one_sf_flow_with_counts_each_way() -> None:
 
 @pytest.mark.parametrize("packets,state", [
     (tcp_session(close="none")[:1], "S0"),  # SYN, no answer
-    (tcp_session(close="none")[:1] + [eth() / IP(src=S, dst=C) / TCP(sport=80, dport=40000, flags="RA")], "REJ"),
+    ([*tcp_session(close="none")[:1], eth() / IP(src=S, dst=C) / TCP(sport=80, dport=40000, flags="RA")], "REJ"),
     (tcp_session(close="none"), "S1"),
     (tcp_session(close="rst-orig"), "RSTO"),
     (tcp_session(close="rst-resp"), "RSTR"),
-    (tcp_session(close="none")[:1] + [eth() / IP(src=C, dst=S) / TCP(sport=40000, dport=80, flags="F")], "SH"),
-    (tcp_session(close="none")[:1] + [eth() / IP(src=C, dst=S) / TCP(sport=40000, dport=80, flags="R")], "RSTOS0"),
+    ([*tcp_session(close="none")[:1], eth() / IP(src=C, dst=S) / TCP(sport=40000, dport=80, flags="F")], "SH"),
+    ([*tcp_session(close="none")[:1], eth() / IP(src=C, dst=S) / TCP(sport=40000, dport=80, flags="R")], "RSTOS0"),
     (tcp_session()[3:], "OTH"),  # midstream: no SYN seen
-    (tcp_session(close="none") + [eth() / IP(src=C, dst=S) / TCP(sport=40000, dport=80, flags="FA")], "S2"),
+    ([*tcp_session(close="none"), eth() / IP(src=C, dst=S) / TCP(sport=40000, dport=80, flags="FA")], "S2"),
 ])
 def test_conn_state(packets: list[Packet], state: str) -> None:
     assert only_flow(packets)["ztsoc.flow.state"] == state
@@ -196,3 +197,40 @@ def test_flow_community_id_is_the_same_both_ways_and_matches_the_reference() -> 
     assert f["network.community_id"] == CID.calc(communityid.FlowTuple.make_tcp(S, C, 80, 40000))
     icmp_flow = only_flow([eth() / IP(src=S, dst=C) / ICMP(type=0), eth() / IP(src=C, dst=S) / ICMP(type=8)])
     assert icmp_flow["network.community_id"] == CID.calc(communityid.FlowTuple.make_icmp(C, S, 8, 0))
+
+
+# -- tunnels: the inner conversation is a flow of its own ---------------------------------------
+def _tunnel_flows(outer: Packet) -> list[dict]:
+    inner = tcp_session(src="169.254.20.1", dst="169.254.20.2", l2=None)
+    pkts = []
+    for p in inner:
+        pkts.append(outer.copy() / p[IP] if (not outer.haslayer("VXLAN") and not outer.haslayer("GRE")) or
+                    (outer.haslayer("GRE") and outer["GRE"].proto == 0x0800) else outer.copy() / p)
+    return flows(meter(timed(pkts)))
+
+
+@pytest.mark.parametrize("outer,transport", [
+    (eth() / IP(src=C, dst=S, proto=4), "ipv4"),
+    (eth() / IP(src=C, dst=S) / GRE(proto=0x0800), "gre"),
+    (eth() / IP(src=C, dst=S) / GRE(proto=0x6558), "gre"),
+    (eth() / IP(src=C, dst=S) / UDP(sport=50000, dport=4789) / VXLAN(vni=42, flags=0x08), "udp"),
+])
+def test_tunnelled_session_is_metered_inside_and_outside(outer: Packet, transport: str) -> None:
+    fs = _tunnel_flows(outer)
+    inner = [f for f in fs if f.get("tags") == ["tunnelled"]]
+    assert len(inner) == 1 and inner[0]["source.ip"] == "169.254.20.1" and inner[0]["ztsoc.flow.state"] == "SF"
+    assert inner[0]["network.packets"] == 6
+    outer_flows = [f for f in fs if "tags" not in f]
+    assert len(outer_flows) == 1 and outer_flows[0]["network.transport"] == transport
+    assert inner[0]["event.id"] != outer_flows[0]["event.id"] and inner[0]["event.id"].endswith(".1:flow")
+
+
+def test_pppoe_with_compressed_ppp_protocol() -> None:
+    from scapy.layers.ppp import PPPoE
+
+    frame = bytes(eth() / PPPoE(sessionid=1)) + b"\x21" + bytes(IP(src=C, dst=S) / UDP(sport=1, dport=2))
+    frame = frame[:12] + b"\x88\x64" + frame[14:]
+    m = FlowMeter(lambda pos: pos)
+    m.feed([(0, 0, 1, frame, len(frame))])
+    m.flush()
+    assert [e["destination.port"] for e in m.events] == [2]

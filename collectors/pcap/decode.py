@@ -32,7 +32,7 @@ IPV6_EXTENSIONS = frozenset((0, 43, 60, 135, 139, 140))
 AH = 51
 
 TRANSPORT_NAMES: dict[int, str] = {
-    1: "icmp", 2: "igmp", 6: "tcp", 17: "udp", 41: "ipv6", 47: "gre", 50: "esp", 51: "ah", 58: "ipv6-icmp",
+    1: "icmp", 2: "igmp", 4: "ipv4", 6: "tcp", 17: "udp", 41: "ipv6", 47: "gre", 50: "esp", 51: "ah", 58: "ipv6-icmp",
     89: "ospf", 103: "pim", 112: "vrrp", 132: "sctp",
 }
 

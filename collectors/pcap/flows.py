@@ -71,9 +71,9 @@ class Flow:
         "dst",
         "first_index",
         "handler",
-        "layer",
         "icmp",
         "last",
+        "layer",
         "oby",
         "oflags",
         "opk",
@@ -289,10 +289,7 @@ class FlowMeter:
         """Meter what a tunnel carries as a flow of its own (one level per call, at most MAX_LAYERS)."""
         if self._layer >= MAX_LAYERS:
             return
-        if proto == 17:
-            decoder = UDP_TUNNELS.get(dport) or UDP_TUNNELS[sport]
-        else:
-            decoder = IP_TUNNELS[proto]
+        decoder = (UDP_TUNNELS.get(dport) or UDP_TUNNELS[sport]) if proto == 17 else IP_TUNNELS[proto]
         inner = decoder(data, ps, pe)
         if inner is None:
             return
