@@ -201,12 +201,10 @@ def test_flow_community_id_is_the_same_both_ways_and_matches_the_reference() -> 
 
 # -- tunnels: the inner conversation is a flow of its own ---------------------------------------
 def _tunnel_flows(outer: Packet) -> list[dict]:
-    inner = tcp_session(src="169.254.20.1", dst="169.254.20.2", l2=None)
-    pkts = []
-    for p in inner:
-        pkts.append(outer.copy() / p[IP] if (not outer.haslayer("VXLAN") and not outer.haslayer("GRE")) or
-                    (outer.haslayer("GRE") and outer["GRE"].proto == 0x0800) else outer.copy() / p)
-    return flows(meter(timed(pkts)))
+    """The same inner session wrapped in ``outer``: IP directly, or a whole Ethernet frame (VXLAN, GRE 0x6558)."""
+    carries_ethernet = outer.haslayer(VXLAN) or (outer.haslayer(GRE) and outer[GRE].proto == 0x6558)
+    inner = tcp_session(src="169.254.20.1", dst="169.254.20.2")
+    return flows(meter(timed([outer.copy() / (p if carries_ethernet else p[IP]) for p in inner])))
 
 
 @pytest.mark.parametrize("outer,transport", [
