@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import glob
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,10 @@ import pytest
 
 from collectors.base import read_all, read_resumed
 from collectors.evtx import LOGON_FAMILY, EvtxReader, header_record_count, record_to_event
+from collectors.pipeline import ingest
+from eventstore import Store
 from tests.ecs_allowed import check
+from tests.evtxgen import Record, write_evtx
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -137,6 +141,71 @@ def test_not_an_evtx_file(tmp_path: Path) -> None:
         read_all(EvtxReader(), path)
     with pytest.raises(ValueError, match="not an EVTX"):
         header_record_count(path)
+
+
+def generated(path: Path, n: int = 60, per_chunk: int = 25) -> Path:
+    """Logons and failures as a DC writes them, plus Sysmon records (kept with winlog.* only)."""
+    records = []
+    for i in range(n):
+        when = datetime(2026, 11, 25, 9, i // 60, i % 60, 123456, tzinfo=UTC)
+        if i % 3 == 2:
+            records.append(Record(1, when, channel="Microsoft-Windows-Sysmon/Operational",
+                                  provider="Microsoft-Windows-Sysmon",
+                                  data={"Image": "C:\\Windows\\cmd.exe", "CommandLine": f"cmd /c job{i}"}))
+        else:
+            records.append(Record(4625 if i % 3 else 4624, when, data={
+                "TargetUserName": f"user{i % 7}", "TargetDomainName": "CORP", "LogonType": "3",
+                "IpAddress": f"10.0.0.{i}", "IpPort": "445", "Status": "0xc000006d", "SubStatus": "0xc000006a"}))
+    return write_evtx(path, records, per_chunk=per_chunk)
+
+
+def test_generated_file_every_record(tmp_path: Path) -> None:
+    path = generated(tmp_path / "Security.evtx")
+    assert header_record_count(path) == 60
+    result = read_all(EvtxReader(), path)
+    assert len(result.events) == 60 and not result.problems
+    logons = [e for e in result.events if e["event.dataset"] == "windows.security"]
+    assert len(logons) == 40
+    assert {e["event.outcome"] for e in logons} == {"success", "failure"}
+    failed = next(e for e in logons if e["event.code"] == "4625")
+    assert failed["event.reason"] == "bad password" and failed["winlog.logon.type"] == "Network"
+    assert failed["@timestamp"].startswith("2026-11-25T09:00:01.123")
+    sysmon = next(e for e in result.events if e["event.code"] == "1")
+    assert sysmon["winlog.event_data.CommandLine"] == "cmd /c job2" and "event.action" not in sysmon
+    assert [e["winlog.record_id"] for e in result.events] == [str(i) for i in range(1, 61)]
+    for e in logons:
+        check(e)
+    resumed = read_resumed(EvtxReader(), path, batch_size=7)
+    assert resumed.events == result.events
+
+
+def test_corrupt_record_and_chunk_are_counted(tmp_path: Path) -> None:
+    path = generated(tmp_path / "a.evtx", n=30, per_chunk=10)
+    data = bytearray(path.read_bytes())
+    starts = [i for i in range(4096 + 512, 4096 + 65536) if data[i:i + 4] == b"**\x00\x00"]
+    data[starts[2] + 30:starts[2] + 60] = b"\xee" * 30  # garble record 3
+    data[4096 + 2 * 65536:4096 + 2 * 65536 + 8] = b"XXXXXXXX"  # break the third chunk's header
+    path.write_bytes(bytes(data))
+    result = read_all(EvtxReader(), path)
+    assert len(result.events) == 9 + 10
+    assert [p.reason for p in result.problems] == ["unreadable record", "unreadable record"]
+    assert result.problems[0].position == "record 3" and "record number 3" in (result.problems[0].raw or "")
+
+
+def test_evtx_into_both_stores(store: Store, tmp_path: Path) -> None:
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    generated(folder / "dc1.evtx")
+    generated(folder / "dc1-copy.evtx")  # same bytes: one source, stored once
+    generated(folder / "small.evtx", n=9)
+    (folder / "notes.txt").write_text("not an event log")
+    report = ingest(store, EvtxReader(), [folder], batch_size=16)
+    assert [Path(f.path).name for f in report.files] == ["dc1-copy.evtx", "dc1.evtx", "small.evtx"]
+    assert report.written == 69 and report.problem_count == 0
+    assert store.count("event.dataset:windows.security AND event.outcome:failure") == 20 + 3
+    assert store.count("winlog.event_data.LogonType:3") == 46
+    again = ingest(store, EvtxReader(), [folder])
+    assert again.events == 0 and store.count() == 69
 
 
 def _samples() -> list[str]:
