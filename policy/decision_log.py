@@ -15,6 +15,7 @@ Fields: ``event.dataset: policy.decision``; ``event.category: [network]`` with
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -24,7 +25,6 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from eventstore.store import Doc, Store
 from eventstore.timeutil import to_iso
@@ -174,10 +174,8 @@ class DecisionLog:
         else:
             self.flush()
         if self._store is not None and self.own_store:
-            try:
+            with contextlib.suppress(Exception):
                 self._store.close()
-            except Exception:
-                pass
         self._store = None
 
     @property
@@ -197,7 +195,7 @@ class DecisionLog:
             if self.spill_path.exists() and time.monotonic() >= self._next_retry:
                 self._replay()
             while self._queue:
-                batch = []
+                batch: list[Doc] = []
                 while self._queue and len(batch) < self.batch_size:
                     req, dec, ts = self._queue.popleft()
                     batch.append(decision_event(req, dec, ts))
@@ -219,10 +217,8 @@ class DecisionLog:
             log.warning("decision log: store unavailable, spilling %d decisions: %s", len(docs), exc)
             self._next_retry = time.monotonic() + self.retry_interval_s
             if self._store is not None and self.own_store:
-                try:
+                with contextlib.suppress(Exception):
                     self._store.close()
-                except Exception:
-                    pass
                 self._store = None
             return False
         if result.errors:

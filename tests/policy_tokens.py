@@ -51,14 +51,18 @@ def forge(header: dict[str, Any] | str, payload: dict[str, Any] | str, key: Any,
     return f"{signing_input.decode()}.{b64(sig)}"
 
 
+ECKey = ec.EllipticCurvePrivateKey
+RSAKey = rsa.RSAPrivateKey
+
+
 @dataclass
 class Keys:
-    ec: ec.EllipticCurvePrivateKey
-    rsa: rsa.RSAPrivateKey
-    short_rsa: rsa.RSAPrivateKey
+    ec: ECKey
+    rsa: RSAKey
+    short_rsa: RSAKey
     ed: ed25519.Ed25519PrivateKey
-    svid: ec.EllipticCurvePrivateKey
-    other_domain: ec.EllipticCurvePrivateKey
+    svid: ECKey
+    other_domain: ECKey
 
 
 _KEYS: Keys | None = None

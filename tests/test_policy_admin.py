@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from eventstore import Store
 from policy.admin.diff import diff_paths
@@ -128,7 +129,7 @@ def test_whatif_lists_every_decision_that_would_change(store: Store, tmp_path: P
     log = DecisionLog(lambda: store, tmp_path / "spill.jsonl", own_store=False)
     engine = Engine.from_paths([EXAMPLES], risk=StaticRisk(), sink=log)
     when = datetime(2026, 3, 4, 15, 0, tzinfo=UTC)
-    clerk = {"principal": "clerk-17", "roles": frozenset({"clerk"}), "groups": frozenset({"records-office"}),
+    clerk: dict[str, Any] = {"principal": "clerk-17", "roles": frozenset({"clerk"}), "groups": frozenset({"records-office"}),
              "source_ip": "10.20.3.4", "time": when, "risk": Risk()}
     engine.decide(Request("records", "GET", "/records/land/1", **clerk))         # allow
     engine.decide(Request("records", "GET", "/records/export/2025", **clerk))    # would_deny

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import MutableMapping
 from typing import Any
 
 from policy_tokens import svid, user_token, verifier
@@ -31,12 +32,12 @@ async def inner_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 def run(app: PolicyMiddleware, method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[bytes, bytes], bytes]:
-    sent: list[dict[str, Any]] = []
+    sent: list[MutableMapping[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    async def send(msg: dict[str, Any]) -> None:
+    async def send(msg: MutableMapping[str, Any]) -> None:
         sent.append(msg)
 
     scope = {"type": "http", "method": method, "path": path, "client": ("10.0.0.7", 5555),

@@ -12,9 +12,9 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from click.testing import Result
 from typer.testing import CliRunner
 
 from eventstore import Store, open_store
@@ -23,7 +23,7 @@ from soc_cli.context import STATE
 from soc_cli.main import app
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "policy" / "examples"
-Run = Callable[..., Result]
+Run = Callable[..., Any]
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def soc(sqlite_store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[Run]:
     runner = CliRunner()
     STATE._store, STATE.store_url = sqlite_store, sqlite_store.url
 
-    def run(*args: str, input: str | None = None) -> Result:
+    def run(*args: str, input: str | None = None) -> Any:
         return runner.invoke(app, list(args), input=input)
 
     yield run
@@ -155,7 +155,7 @@ def test_serve_process_logs_every_decision_and_reloads(tmp_path: Path) -> None:
         assert json.loads(get("POST", "/v1/decide", decide)[1])["allow"] is False
         idp.write_text("kind: Policy\nrules: [")
         time.sleep(1.5)
-        status, body = get("GET", "/readyz")
+        _, body = get("GET", "/readyz")
         assert json.loads(body)["last_reload_ok"] is False
         assert json.loads(get("POST", "/v1/decide", decide)[1])["allow"] is False
     finally:

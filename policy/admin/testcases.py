@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from policy.engine import Engine
-from policy.language import Issue, load_yaml_documents, line_of
+from policy.language import Issue, line_of, load_yaml_documents
 from policy.request import Decision, Request, Risk
 
 EXPECTATIONS = ("allow", "deny", "would_deny")

@@ -6,7 +6,14 @@ matters (algorithm allow-list, key, signature, ``exp``/``aud``/``iss``/``sub``) 
 against that issuer's configuration, never against what the token says about itself.
 """
 
-from policy.identity.jwt import Identity, IssuerConfig, TokenError, TokenVerifier, TrustConfig, load_trust_config
+from policy.identity.jwt import (
+    Identity,
+    IssuerConfig,
+    TokenError,
+    TokenVerifier,
+    TrustConfig,
+    load_trust_config,
+)
 from policy.identity.keys import KeySet
 from policy.identity.spiffe import SpiffeId, TrustDomainConfig
 

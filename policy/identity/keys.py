@@ -113,7 +113,7 @@ class KeySet:
             raw = Path(self.file).read_bytes()[: MAX_JWKS_BYTES + 1]
         else:
             assert self.url is not None
-            with urllib.request.urlopen(self.url, timeout=self.timeout_s) as resp:  # noqa: S310 (configured URL)
+            with urllib.request.urlopen(self.url, timeout=self.timeout_s) as resp:
                 raw = resp.read(MAX_JWKS_BYTES + 1)
         if len(raw) > MAX_JWKS_BYTES:
             raise ValueError(f"key set {self.name!r}: JWKS larger than {MAX_JWKS_BYTES} bytes")
