@@ -83,6 +83,7 @@ ITEM_RETRY_STATUSES = frozenset({429, 503})
 _BULK_FILTER = "errors,items.*.status,items.*.error.type,items.*.error.reason,items.*.error.caused_by.reason"
 _MAX_WINDOW = 10_000  # index.max_result_window
 _ORJSON_OPTS = orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
+_JAVA_EXCEPTION = re.compile(r"^[\w.$]+(?:Exception|Error): ")
 _LINE_COL = re.compile(r"line (\d+), column (\d+)")
 #: Lucene's parse message: ``Encountered " <KIND> "IMAGE "" at line 1, column 6.`` (0-based column)
 _ENCOUNTERED = re.compile(r'Encountered " (\S+) "(.*?) "" at line')
@@ -165,6 +166,25 @@ def _error_types(error: Any) -> set[str]:
     return types
 
 
+def _positioned_error(reasons: Iterable[str], query: str) -> QuerySyntaxError | None:
+    """Lucene's parser message (``... at line 1, column 6``, 0-based column) as an error with a position."""
+    for reason in reasons:
+        m = _LINE_COL.search(reason)
+        if not m:
+            continue
+        line, column = int(m.group(1)), int(m.group(2))
+        offset = sum(len(x) + 1 for x in query.split("\n")[: line - 1])
+        position = min(offset + column, len(query))
+        if "<EOF>" in reason:
+            message = "unexpected end of query"
+        else:
+            found = _ENCOUNTERED.search(reason)
+            token = found.group(2).strip() if found else ""
+            message = f"unexpected {token!r}" if token else reason.split("\n")[0]
+        return QuerySyntaxError(message, query, position)
+    return None
+
+
 def _query_error(exc: ApiError, query: str) -> QuerySyntaxError | None:
     """A ``QuerySyntaxError`` if the node refused the query string itself, with the position."""
     body = exc.body if isinstance(exc.body, Mapping) else {}
@@ -174,22 +194,8 @@ def _query_error(exc: ApiError, query: str) -> QuerySyntaxError | None:
                     "number_format_exception", "search_phase_execution_exception"}:
         return None
     reasons = _all_reasons(error)
-    for reason in reasons:
-        m = _LINE_COL.search(reason)
-        if not m:
-            continue
-        line, column = int(m.group(1)), int(m.group(2))
-        lines = query.split("\n")
-        offset = sum(len(x) + 1 for x in lines[: line - 1])
-        at_end = "<EOF>" in reason
-        position = min(offset + column, len(query))
-        if at_end:
-            message = "unexpected end of query"
-        else:
-            found = _ENCOUNTERED.search(reason)
-            token = found.group(2).strip() if found else ""
-            message = f"unexpected {token!r}" if token else reason.split("\n")[0]
-        return QuerySyntaxError(message, query, position)
+    if (positioned := _positioned_error(reasons, query)) is not None:
+        return positioned
     # Not a parse error but a value the field cannot hold (an IP, a number, a date).
     detail = next((r for r in reversed(reasons) if r and not r.startswith("all shards failed")), None)
     if "query_shard_exception" in types or "parse_exception" in types or "number_format_exception" in types:
@@ -315,8 +321,9 @@ class ElasticsearchStore:
                     f"{self.node_url} does not answer as Elasticsearch (HTTP {exc.meta.status} on /_cluster/health)"
                 ) from exc
             self._put_templates()
-            for name in (self._alerts, self._state, self._events_index(utcnow())):
-                self._create_index(name)
+            # Event and alert indices are made by their first write, through the templates;
+            # the state index exists from the start: it also checks queries on an empty store.
+            self._create_index(self._state)
 
     def _put_templates(self) -> None:
         wanted = es_templates.schema_hash()
@@ -506,9 +513,24 @@ class ElasticsearchStore:
         """``search`` with a refused query string (``text``) turned into ``QuerySyntaxError``."""
         self._refresh()
         try:
-            return self._call(self._es.search, ignore_unavailable=True, allow_no_indices=True, **kwargs).body
+            body = self._call(self._es.search, ignore_unavailable=True, allow_no_indices=True, **kwargs).body
         except ApiError as exc:
             raise self._translate(exc, text) from exc
+        if not body.get("_shards", {}).get("total"):
+            self._validate(text)
+        return body
+
+    def _validate(self, text: str) -> None:
+        """No index was searched, so the node never parsed the query: have it parse it now."""
+        if not text.strip() or text.strip() == "*":
+            return
+        answer = self._call(self._es.indices.validate_query, index=self._state, explain=True,
+                            query=self._query(text, None, None), ignore_unavailable=True)
+        if answer.get("valid", True):
+            return
+        errors = [e.get("error", "") for e in answer.get("explanations", []) if not e.get("valid", True)]
+        detail = (errors[0] if errors else "query refused").split("; ")[-1].split("\n")[0]
+        raise _positioned_error(errors, text) or QuerySyntaxError(_JAVA_EXCEPTION.sub("", detail), text)
 
     def _translate(self, exc: ApiError, query: str) -> StoreError:
         if exc.meta.status == 400 and (err := _query_error(exc, query)) is not None:
@@ -561,6 +583,8 @@ class ElasticsearchStore:
                                 ignore_unavailable=True, allow_no_indices=True)
         except ApiError as exc:
             raise self._translate(exc, query) from exc
+        if not result.get("_shards", {}).get("total"):
+            self._validate(query)
         return int(result["count"])
 
     def scan(

@@ -150,7 +150,9 @@ def index_templates(prefix: str) -> dict[str, dict[str, Any]]:
                              "priority": TEMPLATE_PRIORITY, "_meta": meta},
         f"{prefix}-alerts": {"index_patterns": [names["alerts"]], "composed_of": shared,
                              "priority": TEMPLATE_PRIORITY, "_meta": meta},
-        f"{prefix}-state": {"index_patterns": [names["state"]], "composed_of": [f"{prefix}-settings"],
+        # The state index carries the ECS mappings too (its own fields do not clash with them):
+        # on a store without events it is where the node checks a query against field types.
+        f"{prefix}-state": {"index_patterns": [names["state"]], "composed_of": shared,
                             "template": {"mappings": state_mappings()},
                             "priority": TEMPLATE_PRIORITY, "_meta": meta},
     }

@@ -346,6 +346,17 @@ def test_query_errors_point_at_the_fault(store: ElasticsearchStore) -> None:
         store.count("source.ip:nope")
 
 
+def test_query_errors_on_a_store_without_events(store: ElasticsearchStore) -> None:
+    # No event index exists yet, so no shard would parse the query: the node validates it.
+    assert store._existing_indices(store._events_pattern) == []
+    with pytest.raises(QuerySyntaxError) as info:
+        store.search("event.dataset:(network.flow")
+    assert info.value.position == len("event.dataset:(network.flow")
+    with pytest.raises(QuerySyntaxError, match="not an IP"):
+        store.count("source.ip:nope", index="alerts")
+    assert store.count("event.dataset:network.flow") == 0
+
+
 # -- aggregation paging, alerts under concurrency, drop -----------------------------------
 
 def test_aggregate_pages_through_composite_buckets(store: ElasticsearchStore) -> None:
