@@ -235,24 +235,41 @@ def plan_bulk(store: Store, query: str, req: Request, *, since: datetime | None 
     return plan
 
 
-def apply_bulk(store: Store, plan: BulkPlan, *,
-               progress: Callable[[int], None] | None = None) -> BulkResult:
+#: backend -> concurrent writers for a bulk action. Elasticsearch makes each single-document
+#: write durable on its own (a translog fsync per request) but commits concurrent requests
+#: together, so parallel writers multiply its throughput; SQLite serialises writers anyway.
+BULK_WORKERS: dict[str, int] = {"sqlite": 1}
+DEFAULT_BULK_WORKERS = 8
+
+
+def apply_bulk(store: Store, plan: BulkPlan, *, progress: Callable[[int], None] | None = None,
+               workers: int | None = None) -> BulkResult:
     """Write the planned changes one alert at a time, so each gets its own history entry.
 
     The preview's snapshot is what the analyst confirmed, so exactly those changes are written;
     an alert deleted in between is reported in ``failed``, the rest go on.
     """
-    changed = 0
-    failed: list[tuple[str, str]] = []
-    for i, planned in enumerate(plan.changes, 1):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(planned: PlannedChange) -> tuple[str, str | None]:
         alert_id = str(planned.alert["event.id"])
         try:
             store.update_alert(alert_id, planned.change)
-            changed += 1
         except AlertNotFound as exc:
-            failed.append((alert_id, str(exc)))
-        if progress is not None:
-            progress(i)
+            return alert_id, str(exc)
+        return alert_id, None
+
+    n = workers or BULK_WORKERS.get(store.backend, DEFAULT_BULK_WORKERS)
+    changed = 0
+    failed: list[tuple[str, str]] = []
+    with ThreadPoolExecutor(max_workers=max(1, n)) as pool:
+        for i, (alert_id, error) in enumerate(pool.map(one, plan.changes), 1):
+            if error is None:
+                changed += 1
+            else:
+                failed.append((alert_id, error))
+            if progress is not None:
+                progress(i)
     return BulkResult(changed=changed, failed=failed)
 
 
@@ -369,16 +386,24 @@ class QueuePage:
 
 def list_queue(store: Store, flt: AlertFilter, *, since: datetime | None = None, until: datetime | None = None,
                limit: int = 50, fields: Sequence[str] | None = None) -> QueuePage:
-    """The queue sorted by level (critical first) then recency: one search per level, newest first."""
+    """The queue sorted by level (critical first) then recency: one search per level, newest first.
+
+    The total is the sum of the per-level totals (a level past the page is only counted), so
+    each matching alert is looked at once, not once for the count and again for the page.
+    """
     base = flt.to_query()
-    total = store.count(base, since=since, until=until, index="alerts")
     levels = [lv for lv in reversed(LEVELS) if not flt.levels or lv in flt.levels]
     out: list[Doc] = []
+    total = 0
     for level in levels:
-        if len(out) >= limit:
-            break
-        res = store.search(f"{base} AND {ALERT_LEVEL}:{level}", since=since, until=until, index="alerts",
-                           limit=limit - len(out), sort="@timestamp", descending=True, fields=fields)
+        want = max(limit - len(out), 0)
+        query = f"{base} AND {ALERT_LEVEL}:{level}"
+        if want == 0:
+            total += store.count(query, since=since, until=until, index="alerts")
+            continue
+        res = store.search(query, since=since, until=until, index="alerts", limit=want, sort="@timestamp",
+                           descending=True, fields=fields)
+        total += res.total
         out.extend(res.hits)
     return QueuePage(total=total, alerts=out)
 
@@ -440,33 +465,59 @@ def _as_steps(value: Any) -> list[str]:
     return [str(v) for v in value]
 
 
+#: path -> (mtime, guides by rule key) so ``show`` and the triage pane parse each rule file once.
+_GUIDE_CACHE: dict[str, tuple[float, dict[str, Guide]]] = {}
+
+
+def _guides_in(path: Any) -> dict[str, Guide]:
+    import yaml
+
+    try:
+        mtime = path.stat().st_mtime
+        cached = _GUIDE_CACHE.get(str(path))
+        if cached is not None and cached[0] == mtime:
+            return cached[1]
+        docs = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+    except (OSError, yaml.YAMLError):
+        return {}
+    found: dict[str, Guide] = {}
+    for doc in docs:
+        if not isinstance(doc, dict):
+            continue
+        custom: dict[str, Any] = doc["ztsoc"] if isinstance(doc.get("ztsoc"), dict) else {}
+        merged = {**doc, **custom}
+        text = next((merged[k] for k in GUIDE_KEYS if merged.get(k)), None)
+        steps = next((merged[k] for k in RESPONSE_KEYS if merged.get(k)), None)
+        if isinstance(text, dict):  # {"summary": ..., "steps": [...]} style
+            steps = steps or text.get("steps") or text.get("response")
+            text = text.get("summary") or text.get("text")
+        guide = Guide(investigation=str(text).strip() if text else None, response=_as_steps(steps),
+                      falsepositives=_as_steps(doc.get("falsepositives")), source=str(path))
+        for key in (doc.get("name"), doc.get("id")):
+            if key:
+                found[str(key)] = guide
+    found.setdefault(path.stem, next(iter(found.values()), Guide(source=str(path))))
+    _GUIDE_CACHE[str(path)] = (mtime, found)
+    return found
+
+
 def rule_guide(alert: Mapping[str, Any], rule_dirs: Sequence[str] = ()) -> Guide:
     """The investigation guide and response steps of the rule that raised ``alert``.
 
-    Read from the rule's own YAML file (the guide lives with the rule, reviewed with it); an
-    alert whose rule file is not found gets what the alert itself carries.
+    The detection runner copies them onto the alert (``ztsoc.alert.guide`` / ``.response``,
+    from the rule's ``ztsoc:`` block), which is what an analyst should read: the guide as it
+    was when the alert fired. Older alerts fall back to the rule file (by name, id or file name).
     """
-    import yaml
-
-    rule_id = str(alert.get("rule.id") or "")
-    for path in _rule_files(rule_dirs):
-        try:
-            docs = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
-        except (OSError, yaml.YAMLError):
+    guide, response = alert.get("ztsoc.alert.guide"), alert.get("ztsoc.alert.response")
+    if guide or response:
+        return Guide(investigation=str(guide).strip() if guide else None, response=_as_steps(response),
+                     source="alert")
+    for key in (alert.get("rule.id"), alert.get("rule.uuid")):
+        if not key:
             continue
-        for doc in docs:
-            if not isinstance(doc, dict):
-                continue
-            if rule_id not in (str(doc.get("id")), str(doc.get("name")), path.stem):
-                continue
-            custom: dict[str, Any] = doc["ztsoc"] if isinstance(doc.get("ztsoc"), dict) else {}
-            merged = {**doc, **custom}
-            text = next((merged[k] for k in GUIDE_KEYS if merged.get(k)), None)
-            steps = next((merged[k] for k in RESPONSE_KEYS if merged.get(k)), None)
-            if isinstance(text, dict):  # {"summary": ..., "steps": [...]} style
-                steps = steps or text.get("steps") or text.get("response")
-                text = text.get("summary") or text.get("text")
-            return Guide(investigation=str(text).strip() if text else None, response=_as_steps(steps),
-                         falsepositives=_as_steps(doc.get("falsepositives")), source=str(path))
+        for path in _rule_files(rule_dirs):
+            hit = _guides_in(path).get(str(key))
+            if hit is not None:
+                return hit
     desc = alert.get("rule.description")
     return Guide(investigation=str(desc) if desc else None)

@@ -16,7 +16,9 @@ T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 RULES: dict[str, dict[str, Any]] = {
     "ssh_bruteforce": {"rule.name": "SSH brute force then success", "threat.tactic.id": ["TA0006"],
                        "threat.tactic.name": ["Credential Access"], "threat.technique.id": ["T1110"],
-                       "threat.technique.name": ["Brute Force"], "threat.technique.subtechnique.id": ["T1110.001"]},
+                       "threat.technique.name": ["Brute Force"], "threat.technique.subtechnique.id": ["T1110.001"],
+                       "ztsoc.alert.guide": "Find the account that logged in and what it did next.",
+                       "ztsoc.alert.response": "Lock the account, block the source at the edge."},
     "port_scan": {"rule.name": "Port scan", "threat.tactic.id": ["TA0007"], "threat.tactic.name": ["Discovery"],
                   "threat.technique.id": ["T1046"], "threat.technique.name": ["Network Service Discovery"]},
     "policy_denials": {"rule.name": "Repeated policy denials", "threat.tactic.id": ["TA0008"],

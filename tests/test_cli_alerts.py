@@ -95,7 +95,8 @@ def test_show_everything_about_an_alert(store: Store, soc: Run) -> None:
     assert out.exit_code == 0, out.output
     for text in ("SSH brute force then success", "critical", "TA0006 Credential Access", "T1110 Brute Force",
                  "ip 10.0.0.5", "entity risk", "Evidence", "ssh_login failure user=root", "Related alerts",
-                 "ssh-2", "History", "maria", "status: open -> acknowledged", "on it"):
+                 "ssh-2", "Investigation guide", "what it did next", "Response steps",
+                 "Lock the account", "History", "maria", "status: open -> acknowledged", "on it"):
         assert text in out.output, text
     data = json.loads(soc("alerts", "show", "ssh-1", "--json").output)[0]
     assert [e["event.id"] for e in data["evidence"]] == ["ev1", "ev2"]
