@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from collectors.base import Batch, Checkpoint, Event, ReaderBase, ReadProblem, clip, event_id, file_size
 from eventstore.timeutil import to_iso
 
@@ -268,6 +270,9 @@ def flatten_data(node: Any, prefix: str, out: Fields) -> None:
             out[prefix.rstrip(".")] = _scalar(node)
         return
     for key, value in node.items():
+        if type(value) is str and key != "Data":  # the common case first: <Data Name="X">text</Data>
+            out[prefix + key] = value
+            continue
         if key == "#attributes":
             continue
         if key == "Data" and prefix.endswith("event_data."):
@@ -451,8 +456,8 @@ class EvtxReader(ReaderBase):
                 continue
             rid = record.get("event_record_id")
             try:
-                event = record_to_event(json.loads(record["data"]))
-            except (ValueError, KeyError, TypeError) as exc:
+                event = record_to_event(orjson.loads(record["data"]))
+            except (ValueError, KeyError, TypeError) as exc:  # orjson.JSONDecodeError is a ValueError
                 problems.append(ReadProblem(source, f"record {index} (id {rid})", "bad record", clip(str(exc))))
             else:
                 event["event.id"] = event_id(self.name, identity, index)

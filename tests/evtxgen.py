@@ -124,26 +124,37 @@ def _record_bytes(record: Record, record_id: int, chunk_offset: int) -> bytes:
     return out + struct.pack("<I", size)
 
 
-def _chunk(records: list[Record], first_id: int) -> bytes:
+def _chunk(records: list[Record], first_id: int, per_chunk: int) -> tuple[bytes, int]:
+    """One chunk holding as many of ``records`` as fit (at most ``per_chunk``); returns it and the count."""
     chunk = bytearray(CHUNK_SIZE)
     offset = CHUNK_HEADER
     last_offset = offset
-    for i, record in enumerate(records):
-        data = _record_bytes(record, first_id + i, offset)
+    count = 0
+    for record in records[:per_chunk]:
+        data = _record_bytes(record, first_id + count, offset)
         if offset + len(data) > CHUNK_SIZE:
-            raise ValueError("too many records for one chunk")
+            break
         chunk[offset:offset + len(data)] = data
         last_offset = offset
         offset += len(data)
-    last_id = first_id + len(records) - 1
+        count += 1
+    if not count:
+        raise ValueError("a record larger than a chunk")
+    last_id = first_id + count - 1
     struct.pack_into("<8sQQQQIIII", chunk, 0, b"ElfChnk\x00", first_id, last_id, first_id, last_id, 128,
                      last_offset, offset, zlib.crc32(bytes(chunk[CHUNK_HEADER:offset])))
     struct.pack_into("<I", chunk, 124, zlib.crc32(bytes(chunk[:120]) + bytes(chunk[128:CHUNK_HEADER])))
-    return bytes(chunk)
+    return bytes(chunk), count
 
 
 def write_evtx(path: Path, records: Sequence[Record], per_chunk: int = 40) -> Path:
-    chunks = [_chunk(list(records[i:i + per_chunk]), i + 1) for i in range(0, len(records), per_chunk)]
+    """Records numbered from 1, ``per_chunk`` to a chunk (fewer when they do not fit)."""
+    chunks: list[bytes] = []
+    done = 0
+    while done < len(records):
+        chunk, count = _chunk(list(records[done:done + per_chunk]), done + 1, per_chunk)
+        chunks.append(chunk)
+        done += count
     header = bytearray(4096)
     struct.pack_into("<8sQQQIHHHH", header, 0, b"ElfFile\x00", 0, max(len(chunks) - 1, 0), len(records) + 1,
                      128, 1, 3, 4096, len(chunks))
