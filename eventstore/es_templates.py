@@ -58,7 +58,10 @@ def _leaf_mapping(name: str, kind: FieldType) -> dict[str, Any]:
 
 
 def properties(fields: dict[str, FieldType] | None = None) -> dict[str, Any]:
-    """Nested ``properties`` for dotted names; raises on a field that is both leaf and parent."""
+    """Nested ``properties`` for dotted names; raises on a field that is both leaf and parent.
+
+    Names are sorted, so a parent always comes before its children and is caught there.
+    """
     root: dict[str, Any] = {}
     for name, kind in sorted((fields or FIELDS).items()):
         parts = name.split(".")
@@ -69,12 +72,6 @@ def properties(fields: dict[str, FieldType] | None = None) -> dict[str, Any]:
                 raise ValueError(f"schema field {name!r}: {'.'.join(parts[: depth + 1])!r} is not an object")
             node = child["properties"]
         leaf = parts[-1]
-        if leaf in node:
-            existing = node[leaf]
-            if kind == "object" and "properties" in existing:
-                existing.update({k: v for k, v in _leaf_mapping(name, kind).items() if k != "type"})
-                continue
-            raise ValueError(f"schema field {name!r} is also the parent of other fields")
         node[leaf] = _leaf_mapping(name, kind)
     return root
 

@@ -420,3 +420,29 @@ def test_status_reports_datasets_size_and_span(store: ElasticsearchStore) -> Non
     assert st.size_bytes > 0
     since = datetime(2024, 1, 20, tzinfo=UTC)
     assert [h["event.id"] for h in store.search(since=since).hits] == ["ev-00002"]
+
+
+# -- the templates as data (no node needed) ----------------------------------------------
+
+def test_every_schema_field_is_mapped_at_its_path() -> None:
+    from eventstore import es_templates
+    from eventstore.schema import FIELDS
+
+    props = es_templates.properties()
+    for name, kind in FIELDS.items():
+        node: dict[str, object] = {"properties": props}
+        for part in name.split("."):
+            node = node["properties"][part]  # type: ignore[index]
+        expected = {"float": "double"}.get(kind, kind)
+        if kind == "object":
+            assert node["type"] in ("object", "flattened"), name
+        else:
+            assert node["type"] == expected, name
+
+
+def test_a_field_that_is_also_a_parent_is_refused() -> None:
+    from eventstore import es_templates
+
+    for fields in ({"a.b": "keyword", "a": "keyword"}, {"a": "object", "a.b.c": "ip"}):
+        with pytest.raises(ValueError, match="'a' is not an object"):
+            es_templates.properties(fields)  # type: ignore[arg-type]
