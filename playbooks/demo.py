@@ -60,6 +60,15 @@ def stage_collect(ctx: DemoContext) -> dict[str, Any]:
     return out
 
 
+def stage_decide(ctx: DemoContext) -> dict[str, Any]:
+    from playbooks.generators.service_calls import send_calls
+
+    assert ctx.artefacts is not None
+    report = send_calls(ctx.store, ctx.artefacts.calls, ctx.workdir / "pdp")
+    return {"service calls": report.calls, "allowed": report.allowed, "denied": report.denied,
+            "would deny (dry-run rules)": report.would_deny, "decisions logged": report.logged}
+
+
 def stage_detect(ctx: DemoContext) -> dict[str, Any]:
     from detections.runner import run_detections
 
@@ -75,6 +84,7 @@ def stage_detect(ctx: DemoContext) -> dict[str, Any]:
 STAGES: list[tuple[str, Callable[[DemoContext], dict[str, Any]]]] = [
     ("generate a working day", stage_generate),
     ("collect", stage_collect),
+    ("decide service calls", stage_decide),
     ("detect", stage_detect),
 ]
 

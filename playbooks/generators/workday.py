@@ -14,11 +14,12 @@ import math
 import random
 import string
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from playbooks.generators.packets import Capture, client_hello
+from playbooks.generators.service_calls import ServiceCall, spiffe
 
 RESOLVER = "10.0.0.53"
 SERVICES = {  # name -> (ip, port, server name)
@@ -45,6 +46,8 @@ class Artefacts:
     pcap: Path
     auth_log: Path
     windows_jsonl: Path
+    calls_jsonl: Path
+    calls: list[ServiceCall] = field(default_factory=list)
     packets: int = 0
     auth_lines: int = 0
     windows_events: int = 0
@@ -59,6 +62,7 @@ class Day:
     capture: Capture = field(default_factory=Capture)
     auth: list[tuple[float, str]] = field(default_factory=list)
     windows: list[dict[str, object]] = field(default_factory=list)
+    calls: list[ServiceCall] = field(default_factory=list)
 
     def office_time(self) -> float:
         """A moment of the day, weighted towards office hours (08:00-18:00 local = UTC here)."""
@@ -150,6 +154,37 @@ def _normal_logins(day: Day, logins: int) -> None:
         day.winlog(ts, 4624, user, _workstation(rng), "success")
 
 
+PORTAL = spiffe("portal", "citizen-portal")
+PORTAL_IP = SERVICES["citizen-portal"][0]
+RECONCILER = spiffe("finance", "reconciler")
+
+
+def _normal_service_calls(day: Day, calls: int) -> None:
+    """The portal reads records and charges fees; finance reads the ledger; clerks work records."""
+    rng = day.rng
+    for _ in range(calls):
+        ts = day.office_time()
+        kind = rng.random()
+        if kind < 0.45:
+            day.calls.append(ServiceCall(ts, PORTAL, PORTAL_IP, "records", "GET",
+                                         f"/records/citizens/{rng.randint(1000, 9999)}/certificates/birth",
+                                         scopes=("records:read",)))
+        elif kind < 0.65:
+            day.calls.append(ServiceCall(ts, PORTAL, PORTAL_IP, "payments", "POST", "/payments/charges",
+                                         scopes=("payments:write",)))
+        elif kind < 0.8:
+            day.calls.append(ServiceCall(ts, RECONCILER, "10.10.3.31", "payments", "GET",
+                                         f"/ledger/{rng.choice(['daily', 'weekly'])}"))
+        elif kind < 0.95:
+            clerk = rng.choice(STAFF[:8])
+            day.calls.append(ServiceCall(ts, clerk, _workstation(rng), "records", rng.choice(["GET", "PATCH"]),
+                                         f"/records/land/{rng.randint(100, 999)}", roles=("clerk",),
+                                         groups=("records-office",)))
+        else:  # the odd mistake: the portal asks for something it may not
+            day.calls.append(ServiceCall(ts, PORTAL, PORTAL_IP, "records", "DELETE",
+                                         f"/records/citizens/{rng.randint(1000, 9999)}", scopes=("records:read",)))
+
+
 # -- incidents -------------------------------------------------------------------------
 def _ssh_brute_force(day: Day) -> None:
     ts = day.start.timestamp() + 0.9 * (day.end - day.start).total_seconds()
@@ -187,26 +222,41 @@ def _password_spray(day: Day) -> None:
         day.winlog(ts + i * 4, 4625, user, source, "failure", logon_type=3, computer="portal-win-01.gov.example")
 
 
+def _token_replay(day: Day) -> None:
+    """The portal's token, stolen, replayed from a workstation against records it never reads."""
+    ts = day.start.timestamp() + 0.85 * (day.end - day.start).total_seconds()
+    for i in range(30):
+        path = f"/records/export/citizens?page={i}" if i % 3 else f"/records/citizens/{2000 + i}/certificates/birth"
+        day.calls.append(ServiceCall(ts + i * 20, PORTAL, "10.20.6.99", "records", "GET", path,
+                                     scopes=("records:read",)))
+
+
 INCIDENTS: dict[str, Callable[[Day], None]] = {
     "ssh-brute-force": _ssh_brute_force,
     "port-scan": _port_scan,
     "dns-tunnel": _dns_tunnel,
     "password-spray": _password_spray,
+    "token-replay": _token_replay,
 }
 
 
 def generate(directory: Path, *, seed: int = 7, end: datetime | None = None, flows: int = 2500,
-             logins: int = 120, incidents: tuple[str, ...] = ()) -> Artefacts:
-    """Write ``network.pcap``, ``auth.log`` and ``windows.jsonl`` for the 24 hours before ``end``."""
+             logins: int = 120, service_calls: int = 400, incidents: tuple[str, ...] = ()) -> Artefacts:
+    """Write ``network.pcap``, ``auth.log``, ``windows.jsonl`` and ``calls.jsonl`` for the 24 hours before ``end``.
+
+    The service calls are not events yet: ``service_calls.send_calls`` puts them through the
+    policy engine, whose decision log writes the events.
+    """
     end = (end or datetime.now(UTC)).replace(microsecond=0)
     day = Day(start=end - timedelta(hours=24), end=end, rng=random.Random(seed))
     _normal_traffic(day, flows)
     _normal_logins(day, logins)
+    _normal_service_calls(day, service_calls)
     for name in incidents:
         INCIDENTS[name](day)
     directory.mkdir(parents=True, exist_ok=True)
     out = Artefacts(directory, directory / "network.pcap", directory / "auth.log", directory / "windows.jsonl",
-                    incidents=list(incidents))
+                    directory / "calls.jsonl", incidents=list(incidents))
     out.packets = day.capture.write(out.pcap)
     day.auth.sort(key=lambda line: line[0])
     out.auth_log.write_text("".join(text + "\n" for _, text in day.auth))
@@ -214,6 +264,8 @@ def generate(directory: Path, *, seed: int = 7, end: datetime | None = None, flo
     day.windows.sort(key=lambda d: str(d["@timestamp"]))
     out.windows_jsonl.write_text("".join(json.dumps(d) + "\n" for d in day.windows))
     out.windows_events = len(day.windows)
+    out.calls = sorted(day.calls, key=lambda c: c.ts)
+    out.calls_jsonl.write_text("".join(json.dumps(asdict(c)) + "\n" for c in out.calls))
     return out
 
 

@@ -1,0 +1,66 @@
+"""How a trainee's answer is checked: one small checker per answer kind, in a registry."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+Checker = Callable[[Mapping[str, Any], str], bool]
+
+
+def _norm(text: Any, key: Mapping[str, Any]) -> str:
+    value = str(text).strip()
+    return value if key.get("case_sensitive") else value.casefold()
+
+
+def _exact(key: Mapping[str, Any], given: str) -> bool:
+    return _norm(given, key) == _norm(key["value"], key)
+
+
+def _one_of(key: Mapping[str, Any], given: str) -> bool:
+    return _norm(given, key) in {_norm(v, key) for v in key["values"]}
+
+
+def _regex(key: Mapping[str, Any], given: str) -> bool:
+    flags = 0 if key.get("case_sensitive") else re.IGNORECASE
+    return re.fullmatch(key["pattern"], given.strip(), flags) is not None
+
+
+def _set(key: Mapping[str, Any], given: str) -> bool:
+    """Order and spacing do not matter: ``a, b`` equals ``b,a``."""
+    items = {_norm(part, key) for part in re.split(r"[,\s]+", given) if part.strip()}
+    return items == {_norm(v, key) for v in key["values"]}
+
+
+def _number(key: Mapping[str, Any], given: str) -> bool:
+    try:
+        value = float(given.strip().replace(",", ""))
+    except ValueError:
+        return False
+    return abs(value - float(key["value"])) <= float(key.get("tolerance", 0))
+
+
+ANSWER_KINDS: dict[str, Checker] = {
+    "exact": _exact,
+    "one_of": _one_of,
+    "regex": _regex,
+    "set": _set,
+    "number": _number,
+}
+
+#: What each kind needs in the key, checked when an exercise is loaded.
+REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
+    "exact": ("value",), "one_of": ("values",), "regex": ("pattern",), "set": ("values",), "number": ("value",),
+}
+
+
+def check(key: Mapping[str, Any], given: str) -> bool:
+    return ANSWER_KINDS[key["kind"]](key, given)
+
+
+def render(value: Any) -> str:
+    """A solution value as a trainee would type it."""
+    if isinstance(value, list | tuple | set | frozenset):
+        return ", ".join(sorted(str(v) for v in value))
+    return str(value)
