@@ -187,3 +187,63 @@ def test_bad_trust_file_names_the_file(tmp_path: Path) -> None:
     bad.write_text(f"issuers:\n  - issuer: {ISSUER}\n    audience: x\n    jwks_file: missing.json\n")
     with pytest.raises(ValueError, match="cannot load keys"):
         load_trust_config(bad)
+
+
+def test_jwks_url_is_cached_and_refetch_is_rate_limited() -> None:
+    import http.server
+    import threading
+
+    served = {"keys": [jwk_of(keys().ec, "ec1")]}
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            body = json.dumps(served).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/jwks.json"
+        cfg = TrustConfig()
+        cfg.issuers[ISSUER] = IssuerConfig(issuer=ISSUER, keys=KeySet(name=ISSUER, url=url, min_refresh_s=3600),
+                                           audience=AUDIENCE, algorithms=frozenset({"ES256"}))
+        v = TokenVerifier(cfg, cache_ttl_s=0)
+        for i in range(5):
+            assert v.verify(user_token(sub=f"u{i}")).principal == f"u{i}"
+        assert len(hits) == 1  # fetched once, then served from the cached key set
+        # A flood of unknown kids does not turn into a flood of fetches.
+        for i in range(20):
+            with pytest.raises(TokenError, match="unknown kid"):
+                v.verify(user_token(kid=f"forged-{i}"))
+        assert len(hits) == 1
+        # Once the rate limit allows, a rotated key is picked up.
+        served["keys"].append(jwk_of(keys().ec, "ec2"))
+        cfg.issuers[ISSUER].keys.min_refresh_s = 0
+        assert v.verify(user_token(kid="ec2")).principal == "clerk-7"
+        assert len(hits) == 2
+    finally:
+        httpd.shutdown()
+
+
+def test_unreachable_jwks_url_denies_with_reason() -> None:
+    cfg = TrustConfig()
+    cfg.issuers[ISSUER] = IssuerConfig(issuer=ISSUER, keys=KeySet(name=ISSUER, url="http://127.0.0.1:9/jwks.json",
+                                                                  timeout_s=0.5), audience=AUDIENCE,
+                                       algorithms=frozenset({"ES256"}))
+    with pytest.raises(TokenError, match="unknown kid"):
+        TokenVerifier(cfg).verify(user_token())
+    assert any("refresh failed" in e for e in cfg.issuers[ISSUER].keys.errors)
+
+
+def test_leeway_is_bounded() -> None:
+    with pytest.raises(ValueError, match="leeway_s"):
+        IssuerConfig(issuer="x", keys=KeySet(name="x", jwks={"keys": []}), audience="a", leeway_s=3600)
