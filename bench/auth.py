@@ -6,15 +6,16 @@ Each figure is printed beside its baselines, measured in the same run on the sam
   any line collector) and our parser alone (``SyslogReader``, no store), then ztsoc end to
   end (``collectors.pipeline.ingest`` into a fresh SQLite store: parse, write, checkpoint).
 - EVTX: the ``evtx`` Rust parser alone (``records_json`` + ``json.loads``: what any Python
-  EVTX collector pays), our reader alone (ECS mapping added), then end to end into SQLite.
-  Uses every EVTX of ``../shared/data`` (evtx-attack-samples, sigma regression data) when
-  present; otherwise the EVTX part is skipped with a message.
+  EVTX collector pays), our reader alone (ECS mapping added), then end to end into SQLite;
+  on a generated Security log (``tests/evtxgen.py``: 4624/4625/4672 as a DC writes them),
+  and on every EVTX of ``../shared/data`` (evtx-attack-samples, sigma regression data,
+  many small files) when present.
 
 Rates are given per wall-clock second and per CPU-second of this process (the store's
 own threads count; Elasticsearch's work does not), since the test machine is shared.
 
-Usage: ``.venv/bin/python bench/auth.py [--lines N] [--full] [--es URL]``
-(``--full``: 1,000,000 sshd lines; default 100,000).
+Usage: ``.venv/bin/python bench/auth.py [--lines N] [--evtx-records N] [--full] [--es URL]``
+(default 100,000 sshd lines and 20,000 EVTX records; ``--full``: 1,000,000 and 200,000).
 """
 
 from __future__ import annotations
@@ -106,14 +107,27 @@ def bench_sshd(lines: int, tmp: Path, es_url: str | None) -> None:
             es.close()
 
 
-def bench_evtx(tmp: Path) -> None:
-    files = sorted(glob.glob(str(SHARED / "evtx-attack-samples" / "**" / "*.evtx"), recursive=True)
-                   + glob.glob(str(SHARED / "sigma" / "regression_data" / "**" / "*.evtx"), recursive=True))
-    if not files:
-        print("\nEVTX: ../shared/data has no EVTX files here: skipped")
-        return
+def generate_evtx(path: Path, n: int) -> Path:
+    from datetime import UTC, datetime, timedelta
+
+    from tests.evtxgen import Record, write_evtx
+
+    start = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
+    records = []
+    for i in range(n):
+        code = (4624, 4625, 4672, 4634)[i % 4]
+        records.append(Record(code, start + timedelta(milliseconds=250 * i), data={
+            "SubjectUserSid": "S-1-5-18", "SubjectUserName": "DC01$", "SubjectDomainName": "CORP",
+            "TargetUserName": f"user{i % 997}", "TargetDomainName": "CORP", "TargetLogonId": hex(0x3E7 + i),
+            "LogonType": "3", "IpAddress": f"10.{i % 251}.{(i >> 8) % 256}.7", "IpPort": str(1024 + i % 60000),
+            "WorkstationName": f"WS{i % 50}", "Status": "0xc000006d", "SubStatus": "0xc000006a",
+            "ProcessName": "C:\\Windows\\System32\\lsass.exe", "ProcessId": "0x2a8"}))
+    return write_evtx(path, records, per_chunk=1000)
+
+
+def bench_evtx_files(label: str, files: list[str], tmp: Path) -> None:
     size = sum(Path(f).stat().st_size for f in files)
-    print(f"\nEVTX: {len(files)} files from ../shared/data ({size / 1e6:.1f} MB)")
+    print(f"\nEVTX {label}: {len(files)} file(s) ({size / 1e6:.1f} MB)")
     from evtx import PyEvtxParser
 
     def parser_only() -> int:
@@ -128,27 +142,39 @@ def bench_evtx(tmp: Path) -> None:
     print(f"  baseline: evtx (Rust) parser + json.loads   {rate(n, t)}")
     count, t = timed(lambda: sum(len(read_all(EvtxReader(), Path(f), batch_size=5000).events) for f in files))
     print(f"  ztsoc reader only (ECS mapping, no store)   {rate(count, t)}")
-    store = open_store(f"sqlite:///{tmp / 'evtx.db'}")
+    store = open_store(f"sqlite:///{tmp / (label.split()[0] + '.db')}")
     try:
         report, t = timed(lambda: ingest(store, EvtxReader(), files, batch_size=5000))
         # identical files (same content) are one source: their records are stored once
-        print(f"  ztsoc end to end into SQLite                {rate(report.events, t)}"
-              f"  stored {store.count():,} (identical files deduplicated)")
+        print(f"  ztsoc end to end into SQLite                {rate(report.events, t)}  stored {store.count():,}")
     finally:
         store.close()
+
+
+def bench_evtx(tmp: Path, records: int) -> None:
+    generated = generate_evtx(tmp / "Security.evtx", records)
+    bench_evtx_files(f"generated Security log, {records:,} records", [str(generated)], tmp)
+    files = sorted(glob.glob(str(SHARED / "evtx-attack-samples" / "**" / "*.evtx"), recursive=True)
+                   + glob.glob(str(SHARED / "sigma" / "regression_data" / "**" / "*.evtx"), recursive=True))
+    if not files:
+        print("\nEVTX reference files: ../shared/data has none here: skipped")
+        return
+    bench_evtx_files("reference samples (../shared/data)", files, tmp)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lines", type=int, default=100_000)
-    ap.add_argument("--full", action="store_true", help="1,000,000 sshd lines")
+    ap.add_argument("--evtx-records", type=int, default=20_000)
+    ap.add_argument("--full", action="store_true", help="1,000,000 sshd lines, 200,000 EVTX records")
     ap.add_argument("--es", help="also measure into Elasticsearch at this URL (a throw-away prefix is used)")
     args = ap.parse_args()
     lines = 1_000_000 if args.full else args.lines
+    records = 200_000 if args.full else args.evtx_records
     es_url = f"{args.es.rstrip('/')}/?prefix=ztsoc-bench-auth-{int(time.time())}" if args.es else None
     with tempfile.TemporaryDirectory(prefix="ztsoc-bench-auth-") as tmp:
         bench_sshd(lines, Path(tmp), es_url)
-        bench_evtx(Path(tmp))
+        bench_evtx(Path(tmp), records)
 
 
 if __name__ == "__main__":
