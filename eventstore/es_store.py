@@ -228,6 +228,9 @@ class ElasticsearchStore:
     ) -> None:
         if not _PREFIX_RE.match(prefix):
             raise StoreURLError(f"bad index prefix {prefix!r}: lowercase letters, digits, '.', '_' or '-'")
+        if "-events" in prefix:
+            # P-events-* would also match this prefix's indices: two stores would read each other.
+            raise StoreURLError(f"bad index prefix {prefix!r}: it may not contain '-events'")
         self.prefix = prefix
         self.node_url = node_url.rstrip("/")
         self.url = f"{self.node_url}/?prefix={prefix}"

@@ -26,7 +26,9 @@ from eventstore.schema import DYNAMIC_NAMESPACES, FIELDS, FieldType
 KEYWORD_IGNORE_ABOVE = 8191
 #: Objects we never search inside (kept whole in ``_source``, not indexed).
 NOT_INDEXED_OBJECTS = frozenset({"ztsoc.alert.history", "ztsoc.alert.explanation"})
-#: Priority of our templates: above the stack's built-in ones (100..200).
+#: Priority of our templates: above the stack's built-in ones (100..200). The prefix length is
+#: added so that two prefixes never offer ES overlapping patterns at one priority, which it
+#: refuses (the store also refuses prefixes containing ``-events`` for the same reason).
 TEMPLATE_PRIORITY = 500
 
 _DATE_FORMAT = "strict_date_optional_time||epoch_millis"
@@ -141,17 +143,18 @@ def component_templates(prefix: str) -> dict[str, dict[str, Any]]:
 def index_templates(prefix: str) -> dict[str, dict[str, Any]]:
     names = index_names(prefix)
     meta = {"managed_by": "ztsoc", "schema_hash": schema_hash()}
+    priority = TEMPLATE_PRIORITY + len(prefix)
     shared = [f"{prefix}-settings", f"{prefix}-ecs-mappings"]
     return {
         f"{prefix}-events": {"index_patterns": [names["events_pattern"]], "composed_of": shared,
-                             "priority": TEMPLATE_PRIORITY, "_meta": meta},
+                             "priority": priority, "_meta": meta},
         f"{prefix}-alerts": {"index_patterns": [names["alerts"]], "composed_of": shared,
-                             "priority": TEMPLATE_PRIORITY, "_meta": meta},
+                             "priority": priority, "_meta": meta},
         # The state index carries the ECS mappings too (its own fields do not clash with them):
         # on a store without events it is where the node checks a query against field types.
         f"{prefix}-state": {"index_patterns": [names["state"]], "composed_of": shared,
                             "template": {"mappings": state_mappings()},
-                            "priority": TEMPLATE_PRIORITY, "_meta": meta},
+                            "priority": priority, "_meta": meta},
     }
 
 

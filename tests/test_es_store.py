@@ -316,6 +316,7 @@ def test_a_web_server_that_is_not_elasticsearch_is_named() -> None:
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:9200/?prefix=Upper", "http://127.0.0.1:9200/?index=x",
+                                 "http://127.0.0.1:9200/?prefix=ztsoc-events-old",
                                  "http://:9200/", "http://127.0.0.1:99999/"])
 def test_mistyped_urls_are_refused_before_any_request(url: str) -> None:
     with pytest.raises(StoreURLError):
