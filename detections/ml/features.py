@@ -45,7 +45,7 @@ FLOW_QUERY = "event.dataset:network.flow"
 DNS_QUERY = "event.dataset:network.dns"
 POLICY_QUERY = "event.dataset:policy.decision"
 #: A connection that was never answered or was refused (Zeek conn_state S0 / REJ).
-FLOW_STATE_FIELD = "network.connection.state"
+FLOW_STATE_FIELD = "ztsoc.flow.state"
 FAILED_FLOW_CLAUSE = f"{FLOW_STATE_FIELD}:(S0 OR REJ)"
 POLICY_PRINCIPAL_FIELD = "source.user.name"
 POLICY_SERVICE_FIELD = "service.name"
@@ -146,6 +146,8 @@ class EntityKind:
     #: aggregation whose "<agg>.count" column counts logons, for the hour-of-day profile
     hours_from: str | None = None
     description: str = ""
+    #: ATT&CK tags (Sigma form) put on this kind's alerts: what its anomalies usually are
+    tags: tuple[str, ...] = ()
 
     @property
     def feature_names(self) -> list[str]:
@@ -291,12 +293,14 @@ KINDS: dict[str, EntityKind] = {
             Feature("unusual_hour", "logon-hour rarity (bits)", hour_rarity("ok.count"), log_scale=False),
         ),
         hours_from="ok",
+        tags=("attack.credential-access", "attack.t1110", "attack.lateral-movement", "attack.t1078"),
     ),
     "host": EntityKind(
         name="host",
         entity_field="source.ip",
         entity_type="ip",
         description="hosts by source IP, from network flows and DNS",
+        tags=("attack.discovery", "attack.t1046", "attack.exfiltration", "attack.t1048", "attack.t1071.004"),
         aggregations=(
             Aggregation("flow", FLOW_QUERY, {
                 "bytes": Metric("sum", "source.bytes"),
@@ -326,6 +330,7 @@ KINDS: dict[str, EntityKind] = {
         entity_field=POLICY_PRINCIPAL_FIELD,
         entity_type="service",
         description="service identities, from policy decisions",
+        tags=("attack.defense-evasion", "attack.lateral-movement", "attack.t1550"),
         aggregations=(
             Aggregation("calls", POLICY_QUERY),
             Aggregation("deny", f"{POLICY_QUERY} AND {POLICY_DENY_CLAUSE}"),

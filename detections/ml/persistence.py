@@ -190,6 +190,7 @@ def load_model(directory: Path, kind: str) -> KindModel:
     if untrusted:
         raise ModelRejected(f"{payload_path}: contains types outside the trusted list: {sorted(untrusted)}")
     state = sio.loads(payload, trusted=list(TRUSTED_TYPES))
+    _check_shape(payload_path, state, manifest)
     detectors: dict[str, Detector] = {
         n: DETECTORS[n].from_state(s) for n, s in state["detectors"].items()
     }
@@ -207,6 +208,24 @@ def load_model(directory: Path, kind: str) -> KindModel:
         alert_rate=float(manifest["alert_rate"]),
         alerting=str(manifest["alerting"]),
     )
+
+
+#: detector -> the scikit-learn class its state must hold (scikit-learn types are trusted by
+#: skops by default, so the payload's shape is checked as well as its types)
+ESTIMATOR_CLASSES = {"iforest": "IsolationForest", "lof": "LocalOutlierFactor"}
+
+
+def _check_shape(path: Path, state: Any, manifest: dict[str, Any]) -> None:
+    ok = (isinstance(state, dict) and isinstance(state.get("baseline"), dict)
+          and isinstance(state.get("history"), str) and isinstance(state.get("detectors"), dict)
+          and sorted(state["detectors"]) == sorted(manifest.get("detectors", [])))
+    if ok:
+        for name, det in state["detectors"].items():
+            want = ESTIMATOR_CLASSES.get(name)
+            if want and type(det.get("estimator")).__name__ != want:
+                ok = False
+    if not ok:
+        raise ModelRejected(f"{path}: payload does not hold the model its manifest describes")
 
 
 def list_models(directory: Path) -> list[dict[str, Any]]:

@@ -1,8 +1,9 @@
 """Scoring entity-windows and raising alerts in the same alert model as the Sigma rules.
 
-An alert's rule is the detector (``rule.id: ml.<kind>.<detector>``); its id is derived
-from detector, entity and window, so scoring the same period again refreshes the alert
-instead of duplicating it. Each alert carries ``ztsoc.alert.score``,
+An alert's rule is the detector (``rule.id: ml.<kind>.<detector>``); alerts are built by
+the shared ``detections.alerts.AlertBook``, so their id is derived from detector, entity
+and first window, and scoring the same period again refreshes the alert instead of
+duplicating it; analysts' exceptions apply as they do to the Sigma rules. Each alert carries ``ztsoc.alert.score``,
 ``ztsoc.alert.threshold`` and ``ztsoc.alert.explanation`` (the driving features, each
 against its baseline), plus the ids of a few events of the window as evidence.
 
@@ -12,7 +13,6 @@ it scores every kind that has a saved model and stores the alerts.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,16 +22,16 @@ from typing import Any
 
 import numpy as np
 
+from detections.alerts import AlertBook, RuleInfo
 from detections.ml.explain import Contribution, explain, summary
 from detections.ml.features import KINDS, FeatureContext, collect, feature_matrix
 from detections.ml.models import KindModel
 from detections.ml.persistence import ModelRejected, load_model, model_dir
 from eventstore import Doc, Store
-from eventstore.timeutil import to_iso
 
 log = logging.getLogger(__name__)
 
-RULESET = "ztsoc-ml"
+RULESET = "ml"
 #: Evidence event ids kept on an alert (the window may hold thousands).
 MAX_EVIDENCE = 20
 #: score / threshold at or above which an alert is "high" rather than "medium"
@@ -83,49 +83,43 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def alert_id(rule_id: str, entity: str, start: datetime) -> str:
-    return hashlib.sha256(f"{rule_id}\x1f{entity}\x1f{to_iso(start)}".encode()).hexdigest()[:32]
+def rule_for(model: KindModel, detector: str) -> RuleInfo:
+    """The alert model's rule for one detector of one kind (``rule.id: ml.<kind>.<detector>``).
+
+    ``suppress`` 0: windows back to back for the same entity are one case (one alert whose
+    last-seen moves on); a gap starts a new alert."""
+    kind = KINDS[model.kind]
+    return RuleInfo(
+        key=f"ml.{model.kind}.{detector}", title=f"Anomalous {kind.name} activity ({detector})",
+        level="medium", ruleset=RULESET, suppress=0.0, entity_fields=(kind.entity_field,), category="anomaly",
+        description=f"{kind.description}: a {model.window_seconds // 60}-minute window unlike the "
+                    f"entity's baseline (trained {model.trained_since} to {model.trained_until})",
+        tags=kind.tags,
+    )
 
 
-def build_alert(store: Store | None, w: ScoredWindow) -> Doc:
-    """The ECS alert document; ``store`` (when given) supplies the window's evidence ids."""
+def evidence_of(store: Store, w: ScoredWindow) -> tuple[list[str], int]:
+    """Ids of the first events of the window (at most ``MAX_EVIDENCE``) and how many there are."""
     kind = KINDS[w.kind]
-    evidence: list[str] = []
-    evidence_count = 0
-    if store is not None:
-        queries = " OR ".join(f"({a.query})" for a in kind.aggregations if not a.value_field)
-        q = f"{kind.entity_field}:{_quote(w.entity)} AND ({queries})"
-        res = store.search(q, since=w.start, until=w.end, limit=MAX_EVIDENCE, fields=["event.id"],
-                           descending=False)
-        evidence = [str(h["event.id"]) for h in res.hits if h.get("event.id")]
-        evidence_count = res.total
-    level = "high" if w.threshold > 0 and w.score >= HIGH_RATIO * w.threshold else "medium"
-    doc: Doc = {
-        "event.id": alert_id(w.rule_id, w.entity, w.start),
-        "@timestamp": to_iso(w.end),
-        "event.kind": "alert",
-        "event.module": "ztsoc",
-        "event.dataset": "ztsoc.alert",
-        "event.risk_score": round(min(100.0, 50.0 * w.score / w.threshold), 1) if w.threshold > 0 else 100.0,
-        "rule.id": w.rule_id,
-        "rule.name": f"Anomalous {kind.name} activity ({w.detector})",
-        "rule.description": f"{kind.description}: a {w.end - w.start} window unlike this entity's baseline",
-        "rule.category": "anomaly",
-        "rule.ruleset": RULESET,
-        "message": summary(kind.entity_type, w.entity, w.drivers),
-        kind.entity_field: w.entity,
-        "ztsoc.alert.level": level,
-        "ztsoc.alert.entity.type": kind.entity_type,
-        "ztsoc.alert.entity.value": w.entity,
-        "ztsoc.alert.group_key": w.entity,
-        "ztsoc.alert.first_seen": to_iso(w.start),
-        "ztsoc.alert.last_seen": to_iso(w.end),
-        "ztsoc.alert.evidence": evidence,
-        "ztsoc.alert.evidence_count": evidence_count,
-        "ztsoc.alert.score": round(w.score, 4),
-        "ztsoc.alert.threshold": round(w.threshold, 4),
-        "ztsoc.alert.explanation": [c.to_doc() for c in w.drivers],
-    }
+    queries = " OR ".join(f"({a.query})" for a in kind.aggregations if not a.value_field)
+    res = store.search(f"{kind.entity_field}:{_quote(w.entity)} AND ({queries})", since=w.start, until=w.end,
+                       limit=MAX_EVIDENCE, fields=["event.id"], descending=False)
+    return [str(h["event.id"]) for h in res.hits if h.get("event.id")], res.total
+
+
+def decorate(doc: Doc, w: ScoredWindow) -> Doc:
+    """Add the anomaly's own fields: score, threshold, explanation, level from the margin."""
+    kind = KINDS[w.kind]
+    high = w.threshold > 0 and w.score >= HIGH_RATIO * w.threshold
+    doc["ztsoc.alert.level"] = "high" if high else "medium"
+    doc["event.severity"] = 73 if high else 47
+    doc["event.risk_score"] = round(min(100.0, 50.0 * w.score / w.threshold), 1) if w.threshold > 0 else 100.0
+    doc["ztsoc.alert.score"] = round(w.score, 4)
+    doc["ztsoc.alert.threshold"] = round(w.threshold, 4)
+    doc["ztsoc.alert.explanation"] = [c.to_doc() for c in w.drivers]
+    doc["ztsoc.alert.entity.type"] = kind.entity_type
+    doc["ztsoc.alert.entity.value"] = w.entity
+    doc["message"] = summary(kind.entity_type, w.entity, w.drivers)
     related = {"user": "related.user", "ip": "related.ip"}.get(kind.entity_type)
     if related:
         doc[related] = [w.entity]
@@ -134,14 +128,35 @@ def build_alert(store: Store | None, w: ScoredWindow) -> Doc:
 
 def score_and_alert(store: Store, models: Sequence[KindModel], since: datetime | None, until: datetime | None,
                     *, detector: str | None = None, write: bool = True) -> list[Doc]:
-    alerts: list[Doc] = []
+    """Score, then raise or update alerts through the shared ``AlertBook`` (same ids, same cases)."""
+    book = AlertBook(store if write else None)
+    best: dict[str, ScoredWindow] = {}
     for model in models:
-        alerts.extend(build_alert(store, w) for w in score_windows(store, model, since, until, detector=detector))
-    if write and alerts:
-        result = store.put_alerts(alerts)
+        name = detector or model.alerting
+        rule = rule_for(model, name)
+        kind = KINDS[model.kind]
+        for w in score_windows(store, model, since, until, detector=name):
+            evidence, _ = evidence_of(store, w)
+            case = book.record(rule, {kind.entity_field: w.entity}, w.start.timestamp(), w.end.timestamp(),
+                               evidence, value=w.score)
+            if case.id not in best or w.score > best[case.id].score:
+                best[case.id] = w
+    docs = [decorate(doc, best[doc["event.id"]]) for doc in book.docs() if doc["event.id"] in best]
+    if write and docs:
+        docs = _apply_exceptions(store, docs)
+        result = store.put_alerts(docs)
         for doc_id, reason in result.errors:
             log.warning("anomaly alert %s not stored: %s", doc_id, reason)
-    return alerts
+        horizon = (until or datetime.now(UTC)).timestamp() - max((m.window_seconds for m in models), default=0)
+        book.save(horizon=horizon)
+    return docs
+
+
+def _apply_exceptions(store: Store, docs: list[Doc]) -> list[Doc]:
+    """Analysts' exceptions mark covered alerts suppressed, as for the Sigma rules."""
+    from detections.exceptions import apply_exceptions
+
+    return apply_exceptions(store, docs)
 
 
 def load_models(directory: Path | None = None, kinds: Sequence[str] | None = None,

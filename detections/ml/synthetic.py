@@ -28,7 +28,7 @@ import numpy as np
 
 from eventstore import Doc
 
-FLOW_STATE_FIELD = "network.connection.state"
+FLOW_STATE_FIELD = "ztsoc.flow.state"
 
 
 def iso(ts: float) -> str:
