@@ -69,18 +69,19 @@ def baseline(rules: list, events: list[dict]) -> tuple[set[tuple[str, str]], flo
     """(matches, seconds converting, seconds querying, rules converted)."""
     from sigma.backends.sqlite import sqliteBackend
 
-    columns = sorted({k for e in events for k, v in e.items() if not isinstance(v, dict | list)})
+    # SQLite column names are case-insensitive (ProcessId / ProcessID): one column for both
+    columns = sorted({k.lower(): k for e in events for k, v in e.items() if not isinstance(v, dict | list)}.values())
     db = sqlite3.connect(":memory:")
     db.create_function("regexp", 2, _regexp, deterministic=True)
     cols = ", ".join(f'"{c}" TEXT COLLATE NOCASE' for c in columns)
     db.execute(f"CREATE TABLE logs (row_id INTEGER PRIMARY KEY, {cols})")
-    index = {c: i for i, c in enumerate(columns)}
+    index = {c.lower(): i for i, c in enumerate(columns)}
     rows = []
     for n, e in enumerate(events):
         row: list[object] = [n] + [None] * len(columns)
         for k, v in e.items():
-            i = index.get(k)
-            if i is not None:
+            i = index.get(k.lower())
+            if i is not None and not isinstance(v, dict | list):
                 row[i + 1] = v
         rows.append(row)
     db.executemany(f"INSERT INTO logs VALUES ({', '.join('?' * (len(columns) + 1))})", rows)

@@ -93,10 +93,26 @@ def test_index_sends_each_event_only_to_rules_that_can_match() -> None:
     from detections.sigma.matcher import EventView
 
     assert m.candidates(EventView({"event.code": "4625", "winlog.channel": "Security"})) == [win]
-    assert m.candidates(EventView({"event.dataset": "system.auth"})) == [auth]
+    # the auth rule is filed under its anchor (user.name = root), more selective than the dataset
+    assert m.candidates(EventView({"event.dataset": "system.auth", "user.name": "Root"})) == [auth]
+    assert m.candidates(EventView({"event.dataset": "system.auth", "user.name": "bob"})) == []
     assert m.candidates(EventView({"event.dataset": "network.flow"})) == []
     assert m.unindexed == 0
     assert m.match({"event.dataset": "system.auth", "user.name": "ROOT"}) == [auth]
+
+
+def test_anchor_index_files_rules_under_their_executable() -> None:
+    cr = _compiled("  sel:\n    Image|endswith: ['\\\\cmd.exe', '\\\\pwsh.exe']\n    CommandLine|contains: whoami\n"
+                   "  condition: sel", "product: windows\n  category: process_creation")
+    assert sorted(cr.anchors or []) == [("winlog.event_data.Image", "base", "cmd.exe"),
+                                        ("winlog.event_data.Image", "base", "pwsh.exe")]
+    from detections.sigma.matcher import EventView
+
+    m = Matcher([cr])
+    event = {"event.code": "1", "winlog.channel": "Microsoft-Windows-Sysmon/Operational",
+             "winlog.event_data.Image": "C:\\Windows\\System32\\CMD.exe", "winlog.event_data.CommandLine": "whoami /all"}
+    assert m.match(event) == [cr]
+    assert m.candidates(EventView({**event, "winlog.event_data.Image": "C:\\x\\notepad.exe"})) == []
 
 
 def test_nested_documents_are_read_too() -> None:

@@ -478,6 +478,43 @@ def required_values(node: Any) -> dict[str, frozenset[str]]:
     return {}
 
 
+
+Atom = tuple[str, str, str]  # (field, "eq" | "base", lower-cased key)
+
+
+def anchors(node: Any) -> list[Atom] | None:
+    """A disjunction of atoms one of which every match satisfies (None: no such list known).
+
+    ``eq``: the field equals the key; ``base``: the part after the last backslash equals the key
+    (what ``Image|endswith: '\\cmd.exe'`` implies). Lets the matcher file a rule under the
+    executable it is about instead of under ``event.code: 1`` with a thousand others.
+    """
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        v = node.value
+        if node.field in INDEX_FIELDS or type(v) is not SigmaString:
+            return None
+        parts = [p for p in v.s if not (isinstance(p, str) and p == "")]
+        if all(isinstance(p, str) for p in parts):
+            return [(node.field, "eq", "".join(parts).lower())] if parts else None  # type: ignore[arg-type]
+        if (len(parts) == 2 and parts[0] is SpecialChars.WILDCARD_MULTI and isinstance(parts[1], str)
+                and "\\" in parts[1]):
+            base = parts[1].rsplit("\\", 1)[1].lower()
+            return [(node.field, "base", base)] if base else None
+        return None
+    if isinstance(node, ConditionAND):
+        options = [a for a in (anchors(arg) for arg in node.args) if a]
+        return min(options, key=len) if options else None
+    if isinstance(node, ConditionOR):
+        out: list[Atom] = []
+        for arg in node.args:
+            a = anchors(arg)
+            if not a:
+                return None
+            out.extend(a)
+        return out
+    return None
+
+
 @dataclass(slots=True)
 class CompiledRule:
     """A rule ready to evaluate: its predicate and where it is filed in the index."""
@@ -487,6 +524,7 @@ class CompiledRule:
     required: dict[str, frozenset[str]]
     rule: SigmaRule
     payload: Any = None  # whatever the caller attached (the LoadedRule)
+    anchors: list[Atom] | None = None
 
     def matches(self, doc: Doc) -> bool:
         return self.predicate(EventView(doc))
@@ -511,9 +549,12 @@ def compile_rule(rule: SigmaRule, pipeline: ProcessingPipeline | None, *, key: s
         raise UnsupportedRule("empty condition")
     predicate = preds[0] if len(preds) == 1 else (lambda ev: any(p(ev) for p in preds))
     required: dict[str, frozenset[str]] = {}
+    atoms = None
     if len(trees) == 1:
         required = required_values(trees[0])
-    return CompiledRule(key or str(rule.name or rule.id or rule.title), predicate, required, processed, payload)
+        atoms = anchors(trees[0])
+    return CompiledRule(key or str(rule.name or rule.id or rule.title), predicate, required, processed, payload,
+                        atoms)
 
 
 class Matcher:
@@ -524,7 +565,13 @@ class Matcher:
         self._tables: list[tuple[str, dict[str, list[CompiledRule]]]] = []
         tables: dict[str, dict[str, list[CompiledRule]]] = {f: {} for f in index_fields}
         self._always: list[CompiledRule] = []
+        #: field -> (kind, key) -> rules: the anchor index (see ``anchors``)
+        self._anchored: dict[str, dict[tuple[str, str], list[CompiledRule]]] = {}
         for rule in self.rules:
+            if rule.anchors:
+                for fname, kind, key in set(rule.anchors):
+                    self._anchored.setdefault(fname, {}).setdefault((kind, key), []).append(rule)
+                continue
             for name in index_fields:
                 if name in rule.required and rule.required[name]:
                     for value in {v.lower() for v in rule.required[name]}:
@@ -541,6 +588,20 @@ class Matcher:
     def candidates(self, ev: EventView) -> list[CompiledRule]:
         cands = list(self._always)
         multi = False
+        for name, table in self._anchored.items():
+            vals = ev.lowers(name)
+            if not vals:
+                continue
+            for v in vals:
+                hit = table.get(("eq", v))
+                if hit:
+                    cands.extend(hit)
+                    multi = True
+                if "\\" in v:
+                    hit = table.get(("base", v.rsplit("\\", 1)[1]))
+                    if hit:
+                        cands.extend(hit)
+                        multi = True
         for name, table in self._tables:
             vals = ev.lowers(name)
             if not vals:
