@@ -132,8 +132,8 @@ def timestamp_ms(value: Any) -> int:
 def _dumps(doc: Doc) -> str:
     try:
         return orjson.dumps(doc).decode()
-    except TypeError:  # e.g. an int beyond 64 bits: the slower, more lenient encoder
-        return json.dumps(doc, default=str, ensure_ascii=False)
+    except TypeError:  # e.g. an int beyond 64 bits: the slower encoder takes those
+        return json.dumps(doc, ensure_ascii=False)
 
 
 #: (position in the batch, event.id or position, reason), sorted into the WriteResult at the end
