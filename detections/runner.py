@@ -136,6 +136,12 @@ def run_detections(store: Store, since: datetime | None = None, until: datetime 
     )
     for c in cases:
         report.per_rule[c.rule.key] = report.per_rule.get(c.rule.key, 0) + 1
+    # the anomaly detectors (detections.ml): every saved model of this store, same range
+    from detections.ml import run_anomaly_detectors
+
+    for alert in run_anomaly_detectors(store, stream_since or default_from, until):
+        report.per_rule[alert["rule.id"]] = report.per_rule.get(alert["rule.id"], 0) + 1
+        report.alert_ids.append(alert["event.id"])
     report.seconds = time.perf_counter() - started
     return report
 

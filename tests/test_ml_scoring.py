@@ -86,3 +86,23 @@ def test_score_without_writing_and_with_another_detector(store: Store) -> None:
 
 def test_no_models_means_no_alerts(store: Store, tmp_path: Path) -> None:
     assert run_anomaly_detectors(store, START, END, models_dir=tmp_path) == []
+
+
+def test_detect_run_includes_the_anomaly_detectors(sqlite_store: Store, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from detections.runner import run_detections
+
+    seed(sqlite_store, users=12, hosts=12, services=6, per_kind=2)
+    models, _ = train_models(sqlite_store, list(KINDS.values()), START, SPLIT, TrainOptions(seed=5))
+    for m in models:
+        save_model(m, tmp_path / "models")
+    monkeypatch.setenv("SOC_MODEL_DIR", str(tmp_path / "models"))
+    report = run_detections(sqlite_store, since=SPLIT, until=END)
+    ml_rules = {k: n for k, n in report.per_rule.items() if k.startswith("ml.")}
+    assert ml_rules and sum(ml_rules.values()) == sqlite_store.count("rule.ruleset:ml", index="alerts")
+    # a model learned on another store is never applied to this one
+    other = tmp_path / "other"
+    for m in models:
+        m.store_url = "sqlite:///somewhere/else.db"
+        save_model(m, other)
+    assert run_anomaly_detectors(sqlite_store, SPLIT, END, models_dir=other) == []

@@ -320,6 +320,8 @@ class KindModel:
     alert_rate: float
     #: the detector whose threshold raises alerts
     alerting: str = DEFAULT_DETECTOR
+    #: the store whose baseline it learned (the detection runner uses a model on that store only)
+    store_url: str = ""
 
     def scores(self, X: np.ndarray, entities: Sequence[str], names: Sequence[str] | None = None
                ) -> dict[str, np.ndarray]:

@@ -128,6 +128,7 @@ def save_model(model: KindModel, directory: Path) -> Path:
         "alerting": model.alerting,
         "thresholds": model.thresholds,
         "alert_rate": model.alert_rate,
+        "store": model.store_url,
         "libraries": library_versions(),
         "payload": payload_path.name,
         "sha256": hashlib.sha256(payload).hexdigest(),
@@ -177,9 +178,9 @@ def _check_compatible(path: Path, manifest: dict[str, Any]) -> None:
 
 
 def load_model(directory: Path, kind: str) -> KindModel:
+    manifest = read_manifest(directory, kind)
     import skops.io as sio
 
-    manifest = read_manifest(directory, kind)
     payload_path = directory / str(manifest["payload"])
     if payload_path.parent != directory or not payload_path.exists():
         raise ModelRejected(f"{payload_path}: payload missing")
@@ -207,6 +208,7 @@ def load_model(directory: Path, kind: str) -> KindModel:
         thresholds={k: float(v) for k, v in manifest["thresholds"].items()},
         alert_rate=float(manifest["alert_rate"]),
         alerting=str(manifest["alerting"]),
+        store_url=str(manifest.get("store") or ""),
     )
 
 

@@ -62,6 +62,9 @@ def score_windows(store: Store, model: KindModel, since: datetime | None, until:
     name = detector or model.alerting
     if name not in model.detectors:
         raise ValueError(f"model {model.kind!r} has no detector {name!r} (has {', '.join(model.detectors)})")
+    if since is not None:  # whole windows only: a window cut at its start would look quiet
+        w = model.window_seconds
+        since = datetime.fromtimestamp(int(since.timestamp()) // w * w, UTC)
     data = collect(store, kind, since, until, model.window_seconds)
     X = feature_matrix(kind, data, FeatureContext(model.history, training=False))
     scores = model.scores(X, data.entities, [name])[name]
@@ -179,12 +182,17 @@ def run_anomaly_detectors(store: Store, since: datetime | None, until: datetime 
     """Score ``[since, until)`` with every saved model and store the alerts (the runner's hook).
 
     Kinds without a model are skipped; a refused (tampered, incompatible) model is logged
-    and skipped, never loaded."""
+    and skipped, never loaded; so is a model learned on another store's baseline (a model
+    of one province's network says nothing about another's, nor about a test store)."""
     models, problems = load_models(models_dir)
     for p in problems:
         if "no model for" not in p:
             log.warning("anomaly model refused: %s", p)
-    return score_and_alert(store, models, since, until)
+    mine = [m for m in models if m.store_url in ("", store.url)]
+    for m in models:
+        if m.store_url not in ("", store.url):
+            log.info("anomaly model %s skipped: trained on %s, not %s", m.kind, m.store_url, store.url)
+    return score_and_alert(store, mine, since, until)
 
 
 def window_of_alert(alert: Doc) -> tuple[datetime, datetime]:

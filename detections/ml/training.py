@@ -40,10 +40,12 @@ def train_kind(store: Store, kind: EntityKind, since: datetime, until: datetime,
                          f"{to_iso(until)}; need at least {MIN_WINDOWS} to learn a baseline")
     history = learn_history(kind, data)
     X = feature_matrix(kind, data, FeatureContext(history, training=True))
-    return fit_kind_model(kind, X, data.entities, history, window_seconds=options.window_seconds,
-                          trained_since=to_iso(since), trained_until=to_iso(until),
-                          detectors=options.detectors, alerting=options.alerting,
-                          alert_rate=options.alert_rate, seed=options.seed, min_history=options.min_history)
+    model = fit_kind_model(kind, X, data.entities, history, window_seconds=options.window_seconds,
+                           trained_since=to_iso(since), trained_until=to_iso(until),
+                           detectors=options.detectors, alerting=options.alerting,
+                           alert_rate=options.alert_rate, seed=options.seed, min_history=options.min_history)
+    model.store_url = store.url
+    return model
 
 
 def train_models(store: Store, kinds: Sequence[EntityKind], since: datetime, until: datetime,
