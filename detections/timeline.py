@@ -64,14 +64,19 @@ def kind_named(name: str) -> EntityKind:
     return kind
 
 
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value.strip())
+    except ValueError:
+        return False
+    return True
+
+
 def guess_kinds(value: str) -> list[EntityKind]:
     """The kinds ``value`` can be: exactly one when its shape says so, else user and host both."""
     text = value.strip()
-    try:
-        ipaddress.ip_address(text)
+    if _is_ip(text):
         return [KINDS["ip"]]
-    except ValueError:
-        pass
     if text.startswith("spiffe://"):
         return [KINDS["service"]]
     if "\\" in text or "@" in text:
@@ -83,11 +88,16 @@ def guess_kinds(value: str) -> list[EntityKind]:
 
 def entity_query(value: str, kinds: Sequence[EntityKind]) -> str:
     """One query string ORing every field the kinds can hold the value in."""
+    is_ip = _is_ip(value)
     names: list[str] = []
     for kind in kinds:
-        names.extend(f for f in kind.fields if f not in names and field_type(f) is not None)
+        for f in kind.fields:
+            ftype = field_type(f)
+            # an address field cannot hold a name: asking would be a query error, not "no match"
+            if f not in names and ftype is not None and (ftype != "ip" or is_ip):
+                names.append(f)
     if not names:
-        raise ValueError(f"no searchable field for {value!r}")
+        raise ValueError(f"{value!r} cannot be searched as {'/'.join(k.name for k in kinds)}")
     term = quote(value)
     return "(" + " OR ".join(f"{name}:{term}" for name in names) + ")"
 
@@ -177,7 +187,8 @@ class Timeline:
 
     def rows(self) -> list[dict[str, Any]]:
         return [
-            {"@timestamp": e.get("@timestamp"), "event.dataset": e.get("event.dataset") or "alert",
+            {"@timestamp": e.get("@timestamp"),
+             "event.dataset": "alert" if e.get("event.kind") == "alert" else e.get("event.dataset") or "",
              "event.id": e.get("event.id"), "evidence": bool(e.get("ztsoc.timeline.evidence")),
              "summary": summarize(e)}
             for e in self.entries

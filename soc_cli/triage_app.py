@@ -131,7 +131,7 @@ class TimelineScreen(Screen[None]):
         table.add_columns("time", "dataset", "", "summary")
         for row in self.timeline.rows():
             style = "bold" if row["evidence"] else ("red" if row["event.dataset"] == "alert" else "")
-            table.add_row(Text(str(row["@timestamp"] or "")[:23].replace("T", " ")), row["event.dataset"],
+            table.add_row(Text(str(row["@timestamp"] or "")[:23].replace("T", " ")), Text(row["event.dataset"]),
                           "*" if row["evidence"] else "", Text(row["summary"], style=style))
         table.focus()
 
@@ -191,10 +191,10 @@ class TriageApp(App[None]):
         table.clear()
         for a in self.alerts:
             level = str(a.get("ztsoc.alert.level") or "")
-            table.add_row(Text(level, style=LEVEL_STYLE.get(level, "")), str(a.get("ztsoc.alert.status") or "open"),
-                          str(a.get("rule.name") or ""), str(a.get("ztsoc.alert.entity.value") or ""),
-                          str(a.get("ztsoc.alert.assignee") or ""),
-                          str(a.get("@timestamp") or "")[:19].replace("T", " "), key=str(a["event.id"]))
+            table.add_row(Text(level, style=LEVEL_STYLE.get(level, "")), Text(str(a.get("ztsoc.alert.status") or "open")),
+                          Text(str(a.get("rule.name") or "")), Text(str(a.get("ztsoc.alert.entity.value") or "")),
+                          Text(str(a.get("ztsoc.alert.assignee") or "")),
+                          Text(str(a.get("@timestamp") or "")[:19].replace("T", " ")), key=str(a["event.id"]))
         self.set_status(f"{len(self.alerts)} of {self.total} alerts")
         if keep is not None:
             for i, a in enumerate(self.alerts):
@@ -220,7 +220,7 @@ class TriageApp(App[None]):
         full = self.store.get_alert(str(alert["event.id"])) or alert
         detail.update(details_renderable(alert_details(self.store, full)))
 
-    def set_status(self, text: str) -> None:
+    def set_status(self, text: str | Text) -> None:
         self.query_one("#status", Static).update(text)
 
     @on(DataTable.RowHighlighted, "#queue")
@@ -237,12 +237,12 @@ class TriageApp(App[None]):
         try:
             updated = fn(alert_id)
         except (TransitionError, StoreError) as exc:
-            self.notify(str(exc), title=f"{name} refused", severity="error")
-            self.set_status(f"{name} refused: {exc}")
+            self.notify(str(exc), title=f"{name} refused", severity="error", markup=False)
+            self.set_status(Text(f"{name} refused: {exc}"))
             return
         self.load(keep=alert_id)
-        self.set_status(f"{name}: {alert_id} is {updated.get('ztsoc.alert.status')}  "
-                        f"({len(self.alerts)} of {self.total} alerts)")
+        self.set_status(Text(f"{name}: {alert_id} is {updated.get('ztsoc.alert.status')}  "
+                             f"({len(self.alerts)} of {self.total} alerts)"))
 
     def action_ack(self) -> None:
         self._do("ack", lambda i: lifecycle.ack(self.store, i, actor=self.actor))
@@ -288,7 +288,7 @@ class TriageApp(App[None]):
         try:
             tl = alert_timeline(self.store, full)
         except (ValueError, StoreError) as exc:
-            self.notify(str(exc), title="timeline", severity="error")
+            self.notify(str(exc), title="timeline", severity="error", markup=False)
             return
         self.push_screen(TimelineScreen(tl))
 

@@ -72,6 +72,7 @@ def auth(ident: str, at: datetime, user: str, src: str, outcome: str = "failure"
 
 
 def decision(ident: str, at: datetime, principal: str, service: str, action: str = "deny") -> dict[str, Any]:
+    """Laid out as ``policy.decision_log`` writes it: the caller in ``user.name``, the callee in ``service.name``."""
     return {"event.id": ident, "@timestamp": to_iso(at), "event.kind": "event", "event.dataset": "policy.decision",
-            "event.action": action, "source.user.name": principal, "service.name": service,
+            "event.action": action, "user.name": principal, "service.name": service,
             "url.path": "/api/v1/records", "http.request.method": "GET", "related.user": [principal]}

@@ -197,3 +197,15 @@ def test_soc_process_errors_are_one_line_exit_2(tmp_path: Path) -> None:
     ok = run("alerts", "close", "x1", "--reason", "benign")
     assert ok.returncode == 0, ok.stderr
     assert run("alerts", "--status", "closed", "--json").stdout.count('"x1"') == 1
+
+
+def test_stored_text_is_never_read_as_markup(store: Store, soc: Run) -> None:
+    store.put_alerts([alert("m1", level="high", entity="[red]x[/red]", entity_type="host",
+                            **{"rule.name": "Scan [lab] probe"})])
+    out = soc("alerts", "--since", SINCE)
+    assert "Scan [lab] probe" in out.output
+    assert "[red]x[/red]" in out.output
+    shown = soc("alerts", "show", "m1")
+    assert "Scan [lab] probe" in shown.output
+    timeline = soc("alerts", "timeline", "m1")
+    assert "ALERT [high] Scan [lab] probe" in timeline.output

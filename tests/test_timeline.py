@@ -42,6 +42,9 @@ def test_guess_kinds() -> None:
     assert [k.name for k in timeline.guess_kinds("web01.prov.gov")] == ["host", "user"]
     with pytest.raises(ValueError, match="unknown entity kind"):
         timeline.kind_named("planet")
+    assert "source.ip" not in timeline.entity_query("alice", [timeline.KINDS["user"], timeline.KINDS["ip"]])
+    with pytest.raises(ValueError, match="cannot be searched as ip"):
+        timeline.entity_query("not-an-address", [timeline.KINDS["ip"]])
 
 
 def test_ip_timeline_across_datasets_in_order(store: Store) -> None:

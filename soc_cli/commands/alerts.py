@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from soc_cli.context import STATE, StoreOption, since_option, use_store
-from soc_cli.output import console, emit, emit_json, err_console
+from soc_cli.output import cell, console, emit, emit_json, err_console
 
 LIST_COLUMNS = ("event.id", "@timestamp", "ztsoc.alert.level", "ztsoc.alert.status", "rule.name",
                 "ztsoc.alert.entity.value", "ztsoc.alert.assignee", "threat.technique.id")
@@ -51,6 +52,13 @@ def _short(alert_id: Any) -> str:
     return text if len(text) <= 16 else text[:16]
 
 
+def _t(value: Any, style: str = "") -> Any:
+    """A cell from stored data: plain text, so a ``[...]`` in a rule name or a user name is not markup."""
+    from rich.text import Text
+
+    return Text(cell(value), style=style)
+
+
 def _alert_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> Any:
     from rich.table import Table
 
@@ -62,11 +70,10 @@ def _alert_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> An
         status = str(a.get("ztsoc.alert.status") or "open")
         if a.get("ztsoc.alert.suppressed"):
             status += " (suppressed)"
-        tbl.add_row(_short(a.get("event.id")), str(a.get("@timestamp") or "")[:19].replace("T", " "),
-                    f"[{LEVEL_STYLE.get(level, '')}]{level}[/]", status, str(a.get("rule.name") or ""),
-                    str(a.get("ztsoc.alert.entity.value") or ""), str(a.get("ztsoc.alert.assignee") or ""),
-                    str(a.get("threat.technique.id") or "") if not isinstance(a.get("threat.technique.id"), list)
-                    else ", ".join(a["threat.technique.id"]))
+        tbl.add_row(_t(_short(a.get("event.id"))), _t(str(a.get("@timestamp") or "")[:19].replace("T", " ")),
+                    _t(level, LEVEL_STYLE.get(level, "")), _t(status), _t(a.get("rule.name")),
+                    _t(a.get("ztsoc.alert.entity.value")), _t(a.get("ztsoc.alert.assignee")),
+                    _t(a.get("threat.technique.id")))
     return tbl
 
 
@@ -138,7 +145,10 @@ def alert_details(store: Any, alert: dict[str, Any], *, evidence_limit: int = 20
     risk = entity_risk(store, str(entity)) if entity else None
     ids = alert.get("ztsoc.alert.evidence") or []
     ids = [ids] if isinstance(ids, str) else list(ids)
-    evidence = [doc for doc in (store.get_event(str(i)) for i in ids[:evidence_limit]) if doc is not None]
+    # the first and the last events: how it started and how it ended (a brute force's success is last)
+    half = max(evidence_limit // 2, 1)
+    shown = ids if len(ids) <= evidence_limit else [*ids[:half], *ids[-half:]]
+    evidence = [doc for doc in (store.get_event(str(i)) for i in shown) if doc is not None]
     related: list[dict[str, Any]] = []
     if entity:
         related = store.search(
@@ -194,10 +204,10 @@ def details_renderable(d: dict[str, Any]) -> Any:
         for i, ident in enumerate(_as_list(a.get(f"{key}.id"))):
             names = _as_list(a.get(f"{key}.name"))
             attack.append(f"{ident} {names[i] if i < len(names) else ''}".strip())
-    rows = [
+    rows: list[tuple[str, Any]] = [
         ("id", str(a.get("event.id"))),
         ("rule", f"{a.get('rule.name', '?')}  ({a.get('rule.id', '?')})"),
-        ("level", f"[{LEVEL_STYLE.get(level, '')}]{level}[/]"),
+        ("level", Text(level, style=LEVEL_STYLE.get(level, ""))),
         ("status", status),
         ("assignee", str(a.get("ztsoc.alert.assignee") or "-")),
         ("ATT&CK", ", ".join(attack) or "-"),
@@ -210,7 +220,7 @@ def details_renderable(d: dict[str, Any]) -> Any:
         rows.append(("entity risk", f"{r['score']} ({r['band']}) from {r['alerts']} unresolved alert(s)"
                                     + (f": {', '.join(r['top_rules'])}" if r["top_rules"] else "")))
     for k, v in rows:
-        head.add_row(k, v)
+        head.add_row(k, v if isinstance(v, Text) else Text(str(v)))
     parts.append(Panel(head, title=f"alert {_short(a.get('event.id'))}", expand=False))
     if a.get("rule.description"):
         parts.append(Text(str(a["rule.description"])))
@@ -219,9 +229,12 @@ def details_renderable(d: dict[str, Any]) -> Any:
     ev = Table(header_style="bold")
     for col in ("time", "dataset", "event", "summary"):
         ev.add_column(col, overflow="fold")
-    for e in d["evidence"]:
-        ev.add_row(str(e.get("@timestamp", ""))[:23], str(e.get("event.dataset", "")), _short(e.get("event.id")),
-                   summarize(e))
+    skipped = d["evidence_total"] - len(d["evidence"])
+    for i, e in enumerate(d["evidence"]):
+        if skipped > 0 and i == len(d["evidence"]) // 2:
+            ev.add_row("...", "", "", f"({skipped} more events in between: soc alerts timeline)")
+        ev.add_row(_t(str(e.get("@timestamp", ""))[:23]), _t(e.get("event.dataset")), _t(_short(e.get("event.id"))),
+                   _t(summarize(e)))
     parts.append(ev)
 
     if d["related"]:
@@ -240,7 +253,7 @@ def details_renderable(d: dict[str, Any]) -> Any:
     for col in ("when", "who", "action", "change", "note"):
         hist.add_column(col, overflow="fold")
     for h in d["history"]:
-        hist.add_row(*history_row(h))
+        hist.add_row(*(_t(c) for c in history_row(h)))
     parts.append(hist if d["history"] else Text("  (no changes yet)"))
     return Group(*parts)
 
@@ -282,25 +295,26 @@ def show(
 # -- lifecycle ----------------------------------------------------------------------------------
 
 def _preview(plan: Any) -> None:
+    from rich.table import Table
+
     from detections.lifecycle import describe_change
 
-    rows = []
+    tbl = Table(header_style="bold", title=f"{plan.request.action}: {len(plan.changes)} of {plan.matched} matching "
+                                           "alerts will change")
+    for col in ("id", "level", "rule", "entity", "change"):
+        tbl.add_column(col, overflow="fold")
     for p in plan.changes[:20]:
         change = describe_change(p.alert, p.change)
-        rows.append({
-            "id": _short(p.alert.get("event.id")), "level": p.alert.get("ztsoc.alert.level"),
-            "rule": p.alert.get("rule.name"), "entity": p.alert.get("ztsoc.alert.entity.value"),
-            "change": "; ".join(f"{k.removeprefix('ztsoc.alert.')}: {v['from'] or '-'} -> {v['to'] or '-'}"
-                                for k, v in change.items()) or "(note only)",
-        })
-    console.print(emit_table(rows, ("id", "level", "rule", "entity", "change"),
-                             title=f"{plan.request.action}: {len(plan.changes)} of {plan.matched} matching alerts "
-                                   "will change"))
+        what = "; ".join(f"{k.removeprefix('ztsoc.alert.')}: {v['from'] or '-'} -> {v['to'] or '-'}"
+                         for k, v in change.items()) or "(note only)"
+        tbl.add_row(_t(_short(p.alert.get("event.id"))), _t(p.alert.get("ztsoc.alert.level")),
+                    _t(p.alert.get("rule.name")), _t(p.alert.get("ztsoc.alert.entity.value")), _t(what))
+    console.print(tbl)
     if len(plan.changes) > 20:
         console.print(f"[dim]... and {len(plan.changes) - 20} more[/]")
     for status, n in sorted(plan.refusal_counts().items()):
         reason = next(r for a, r in plan.refused if (a.get("ztsoc.alert.status") or "open") == status)
-        console.print(f"[yellow]{n} left alone[/] (they are {status}): {reason.split(': ', 1)[-1]}")
+        console.print(f"[yellow]{n} left alone[/] (they are {status}): {escape(reason.split(': ', 1)[-1])}")
 
 
 def emit_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: str) -> Any:
@@ -326,7 +340,7 @@ def _act(ctx: typer.Context, action: str, ids: list[str] | None, query: str | No
             try:
                 change = plan_change(alert, req)
             except ValueError as exc:
-                err_console.print(f"[red]refused:[/] {exc}", highlight=False)
+                err_console.print(f"[red]refused:[/] {escape(str(exc))}", highlight=False)
                 failures += 1
                 continue
             updated = store.update_alert(str(alert["event.id"]), change)
@@ -540,8 +554,8 @@ def print_timeline(tl: Any, *, as_json: bool, ndjson: bool) -> None:
     for row in tl.rows():
         mark = "*" if row["evidence"] else ""
         style = "bold" if row["evidence"] else ("red" if row["event.dataset"] == "alert" else "")
-        tbl.add_row(str(row["@timestamp"] or "")[:23].replace("T", " "), row["event.dataset"], mark,
-                    row["summary"], style=style)
+        tbl.add_row(_t(str(row["@timestamp"] or "")[:23].replace("T", " ")), _t(row["event.dataset"]), mark,
+                    _t(row["summary"]), style=style)
     console.print(tbl)
     if tl.datasets:
         console.print("by dataset: " + ", ".join(f"{k} {v}" for k, v in tl.datasets.items()), highlight=False)
