@@ -209,3 +209,13 @@ def test_stored_text_is_never_read_as_markup(store: Store, soc: Run) -> None:
     assert "Scan [lab] probe" in shown.output
     timeline = soc("alerts", "timeline", "m1")
     assert "ALERT [high] Scan [lab] probe" in timeline.output
+
+
+def test_exception_table_shows_range_queries_literally(store: Store, soc: Run) -> None:
+    _seed(store)
+    query = "rule.id:port_scan AND source.ip:[10.0.0.0 TO 10.0.0.255]"
+    out = soc("alerts", "except", "--query", query, "--owner", "net", "--reason", "lab", "--since", SINCE, "--yes")
+    assert out.exit_code == 0, out.output
+    assert "3 past alert(s) would have been suppressed" in out.output
+    listed = soc("alerts", "exceptions")
+    assert query in listed.output

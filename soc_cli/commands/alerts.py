@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 
 from soc_cli.context import STATE, StoreOption, since_option, use_store
-from soc_cli.output import cell, console, emit, emit_json, err_console
+from soc_cli.output import cell, console, emit_json, err_console
 
 LIST_COLUMNS = ("event.id", "@timestamp", "ztsoc.alert.level", "ztsoc.alert.status", "rule.name",
                 "ztsoc.alert.entity.value", "ztsoc.alert.assignee", "threat.technique.id")
@@ -110,8 +110,10 @@ def alerts_list(
     if group_by:
         groups = group_queue(store, flt, _split(group_by), since=start, limit=limit)
         fields = _split(group_by)
-        emit(groups, [*fields, "level", "count"], as_json=as_json, ndjson=ndjson,
-             title=f"alerts grouped by {', '.join(fields)}")
+        if as_json or ndjson:
+            emit_json(groups, ndjson=ndjson)
+        else:
+            console.print(emit_table(groups, [*fields, "level", "count"], f"alerts grouped by {', '.join(fields)}"))
         return
     page = list_queue(store, flt, since=start, limit=limit, fields=None if (as_json or ndjson) else LIST_FIELDS)
     if as_json or ndjson:
@@ -318,9 +320,14 @@ def _preview(plan: Any) -> None:
 
 
 def emit_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: str) -> Any:
-    from soc_cli.output import table
+    from rich.table import Table
 
-    return table(rows, columns, title=title)
+    tbl = Table(header_style="bold", title=title)
+    for col in columns:
+        tbl.add_column(col, overflow="fold")
+    for row in rows:
+        tbl.add_row(*(_t(row.get(col)) for col in columns))
+    return tbl
 
 
 def _act(ctx: typer.Context, action: str, ids: list[str] | None, query: str | None, since: str | None,
@@ -511,8 +518,11 @@ def exceptions_cmd(
         row = e.to_doc()
         row["active"] = e.active(now)
         rows.append(row)
-    emit(rows[:limit], ("id", "query", "owner", "expires", "active", "reason", "created_by"),
-         as_json=as_json, ndjson=ndjson, title="alert exceptions")
+    if as_json or ndjson:
+        emit_json(rows[:limit], ndjson=ndjson)
+        return
+    console.print(emit_table(rows[:limit], ("id", "query", "owner", "expires", "active", "reason", "created_by"),
+                             "alert exceptions"))
 
 
 # -- timeline -----------------------------------------------------------------------------------
