@@ -18,7 +18,7 @@ from typing import Any
 from collectors.pipeline import ingest
 from collectors.registry import get_reader
 from eventstore.store import Store
-from playbooks.generators.workday import INCIDENTS, Artefacts, generate
+from playbooks.generators.workday import DEMO_INCIDENTS, Artefacts, generate
 
 
 @dataclass
@@ -64,7 +64,7 @@ def stage_decide(ctx: DemoContext) -> dict[str, Any]:
     from playbooks.generators.service_calls import send_calls
 
     assert ctx.artefacts is not None
-    report = send_calls(ctx.store, ctx.artefacts.calls, ctx.workdir / "pdp")
+    report = send_calls(ctx.store, ctx.artefacts.calls, ctx.workdir / "pdp", changes=ctx.artefacts.policy_changes)
     return {"service calls": report.calls, "allowed": report.allowed, "denied": report.denied,
             "would deny (dry-run rules)": report.would_deny, "decisions logged": report.logged}
 
@@ -90,7 +90,7 @@ STAGES: list[tuple[str, Callable[[DemoContext], dict[str, Any]]]] = [
 
 
 def run_demo(store: Store, workdir: Path, *, seed: int = 7, flows: int = 2500, end: datetime | None = None,
-             incidents: tuple[str, ...] = tuple(INCIDENTS),
+             incidents: tuple[str, ...] = DEMO_INCIDENTS,
              on_stage: Callable[[StageResult], None] | None = None) -> list[StageResult]:
     # The day ends on the hour: running the demo twice within an hour regenerates the same
     # files, and the collectors store nothing new the second time.

@@ -31,6 +31,7 @@ class Solution:
     field: str
     reduce: str
     index: str = "events"
+    divide_by: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dpkt
 
-from playbooks.generators.workday import ATTACKER, INCIDENTS, entropy, generate
+from playbooks.generators.workday import ATTACKER, DEMO_INCIDENTS, entropy, generate
 
 END = datetime(2026, 11, 20, 18, 0, tzinfo=UTC)
 
@@ -34,7 +34,7 @@ def test_same_seed_same_files(tmp_path: Path) -> None:
 
 
 def test_incidents_leave_their_traces(tmp_path: Path) -> None:
-    a = generate(tmp_path, seed=2, end=END, flows=50, logins=5, incidents=tuple(INCIDENTS))
+    a = generate(tmp_path, seed=2, end=END, flows=50, logins=5, incidents=DEMO_INCIDENTS)
     log = a.auth_log.read_text().splitlines()
     failures = [line for line in log if "Failed password" in line and ATTACKER in line]
     assert len(failures) == 40

@@ -132,3 +132,35 @@ class Capture:
         reply.op = dpkt.dns.DNS_QR | dpkt.dns.DNS_RD | dpkt.dns.DNS_RA
         reply.rcode = rcode
         self.add(ts + 0.001, _frame(resolver, client, 17, dpkt.udp.UDP(sport=53, dport=sport, data=bytes(reply))))
+
+
+def bulk_upload(capture: Capture, ts: float, client: str, server: str, sport: int, dport: int, size: int,
+                rng: random.Random, segment: int = 60_000) -> float:
+    """A large upload as a few jumbo segments (TSO-style, as captured on the sender): bytes without a packet storm."""
+    seq, sseq = rng.getrandbits(32), rng.getrandbits(32)
+    SYN, ACK, PSH, FIN = dpkt.tcp.TH_SYN, dpkt.tcp.TH_ACK, dpkt.tcp.TH_PUSH, dpkt.tcp.TH_FIN
+    t = ts
+
+    def send(src: str, dst: str, sp: int, dp: int, flags: int, s: int, a: int, data: bytes = b"") -> None:
+        capture.add(t, _frame(src, dst, 6, dpkt.tcp.TCP(sport=sp, dport=dp, flags=flags, seq=s & 0xFFFFFFFF,
+                                                        ack=a & 0xFFFFFFFF, win=64240, data=data)))
+
+    send(client, server, sport, dport, SYN, seq, 0)
+    t += 0.02
+    send(server, client, dport, sport, SYN | ACK, sseq, seq + 1)
+    seq, sseq = seq + 1, sseq + 1
+    t += 0.02
+    send(client, server, sport, dport, ACK, seq, sseq)
+    chunk = b"\x17" * segment
+    sent = 0
+    while sent < size:
+        n = min(segment, size - sent)
+        send(client, server, sport, dport, PSH | ACK, seq, sseq, chunk[:n])
+        seq += n
+        sent += n
+        t += 0.005
+    send(client, server, sport, dport, FIN | ACK, seq, sseq)
+    t += 0.02
+    send(server, client, dport, sport, FIN | ACK, sseq, seq + 1)
+    send(client, server, sport, dport, ACK, seq + 1, sseq + 1)
+    return t

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -79,6 +79,15 @@ class TokenMint:
         return jwt.encode(claims, self.key, algorithm="ES256", headers={"kid": self.kid, "typ": "JWT"})
 
 
+class PolicyChangeLike(Protocol):
+    @property
+    def ts(self) -> float: ...
+    @property
+    def file(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+
+
 @dataclass
 class CallReport:
     calls: int = 0
@@ -90,8 +99,13 @@ class CallReport:
 
 
 def send_calls(store: Store, calls: Sequence[ServiceCall], directory: Path,
-               policy_paths: Iterable[Path] = (POLICY_EXAMPLES,)) -> CallReport:
-    """Decide every call through the engine, logging each decision to ``store``."""
+               policy_paths: Iterable[Path] = (POLICY_EXAMPLES,), *,
+               changes: Sequence[PolicyChangeLike] = ()) -> CallReport:
+    """Decide every call through the engine, logging each decision to ``store``.
+
+    A policy change (a file someone added) takes effect for the calls after it, as a hot
+    reload would: calls are decided in time order by the engine in force at their time.
+    """
     from policy.decision_log import DecisionLog
     from policy.engine import build_engine
     from policy.request import Request
@@ -103,10 +117,19 @@ def send_calls(store: Store, calls: Sequence[ServiceCall], directory: Path,
     log.start()
     risk = StoreRisk(store_factory=lambda: store)
     risk.refresh()
-    engine = build_engine(list(policy_paths), trust_file=trust, risk=risk, sink=log)
+    paths = list(policy_paths)
+    # One engine per policy version: the base set, then the base set plus each change so far.
+    versions: list[tuple[float, list[Path]]] = [(float("-inf"), list(paths))]
+    for change in sorted(changes, key=lambda c: c.ts):
+        extra = directory / "policy-changes" / change.file
+        extra.parent.mkdir(parents=True, exist_ok=True)
+        extra.write_text(change.text)
+        versions.append((change.ts, [*versions[-1][1], extra]))
+    engines = [(since, build_engine(ps, trust_file=trust, risk=risk, sink=log)) for since, ps in versions]
     report = CallReport()
     try:
         for call in sorted(calls, key=lambda c: c.ts):
+            engine = next(e for since, e in reversed(engines) if call.ts >= since)
             request = Request(service=call.service, method=call.method, path=call.path, token=mint.mint(call),
                               source_ip=call.source_ip, time=datetime.fromtimestamp(call.ts, UTC))
             decision = engine.decide(request)
@@ -119,7 +142,8 @@ def send_calls(store: Store, calls: Sequence[ServiceCall], directory: Path,
                 report.denied += 1
     finally:
         log.close()
-        engine.stop()
+        for _, engine in engines:
+            engine.stop()
     report.logged = log.stats.written
     report.spilled = log.spilled_lines()
     return report

@@ -3,7 +3,7 @@
 The day is the 24 hours before ``end``: staff on workstations use the citizen portal,
 records, payments and identity services over TLS, resolve names, admins log in to
 servers over SSH and use sudo, Windows file servers record logons. Activity follows
-office hours. Optional incidents (``INCIDENTS``, a registry) are mixed into the same
+office hours. Optional incidents (``playbooks.incidents``, a registry) are mixed into the same
 files, so detections see them exactly as they would see real ones.
 """
 
@@ -13,10 +13,11 @@ import json
 import math
 import random
 import string
-from collections.abc import Callable
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from playbooks.generators.packets import Capture, client_hello
 from playbooks.generators.service_calls import ServiceCall, spiffe
@@ -38,6 +39,25 @@ ATTACKER = "203.0.113.77"
 SCANNER = "10.20.7.66"
 
 
+@dataclass(frozen=True, slots=True)
+class PolicyChange:
+    """A policy file someone added: recorded as an event, and in force for calls after ``ts``."""
+
+    ts: float
+    actor: str
+    file: str
+    rule: str
+    text: str
+
+    def event(self) -> dict[str, object]:
+        when = datetime.fromtimestamp(self.ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return {"@timestamp": when, "event.id": f"policy-change-{int(self.ts)}-{self.file}", "event.kind": "event",
+                "event.category": ["configuration"], "event.type": ["change"], "event.action": "policy-file-added",
+                "event.outcome": "success", "event.dataset": "policy.change", "user.name": self.actor,
+                "file.name": self.file, "ztsoc.policy.rule": [self.rule], "ztsoc.policy.policy": self.file,
+                "message": f"{self.actor} added {self.file} (rule {self.rule})"}
+
+
 @dataclass
 class Artefacts:
     """What a day left behind: one file per sensor, plus the ground truth of injected incidents."""
@@ -48,6 +68,7 @@ class Artefacts:
     windows_jsonl: Path
     calls_jsonl: Path
     calls: list[ServiceCall] = field(default_factory=list)
+    policy_changes: list[PolicyChange] = field(default_factory=list)
     packets: int = 0
     auth_lines: int = 0
     windows_events: int = 0
@@ -63,6 +84,7 @@ class Day:
     auth: list[tuple[float, str]] = field(default_factory=list)
     windows: list[dict[str, object]] = field(default_factory=list)
     calls: list[ServiceCall] = field(default_factory=list)
+    policy_changes: list[PolicyChange] = field(default_factory=list)
 
     def office_time(self) -> float:
         """A moment of the day, weighted towards office hours (08:00-18:00 local = UTC here)."""
@@ -185,63 +207,13 @@ def _normal_service_calls(day: Day, calls: int) -> None:
                                          f"/records/citizens/{rng.randint(1000, 9999)}", scopes=("records:read",)))
 
 
-# -- incidents -------------------------------------------------------------------------
-def _ssh_brute_force(day: Day) -> None:
-    ts = day.start.timestamp() + 0.9 * (day.end - day.start).total_seconds()
-    for i in range(40):
-        user = day.rng.choice(["root", "admin", "oracle", "amina.okafor"])
-        verb = "Failed password for invalid user" if user in ("admin", "oracle") else "Failed password for"
-        day.syslog(ts + i * 1.5, "jump-01", "sshd", 30000 + i, f"{verb} {user} from {ATTACKER} port {50000 + i} ssh2")
-    day.syslog(ts + 65, "jump-01", "sshd", 30100, f"Accepted password for amina.okafor from {ATTACKER} port 50100 ssh2")
-    day.syslog(ts + 90, "jump-01", "sudo", 30101, "amina.okafor : TTY=pts/1 ; PWD=/home/amina.okafor ; USER=root ; "
-               "COMMAND=/bin/cat /etc/shadow")
-
-
-def _port_scan(day: Day) -> None:
-    ts = day.start.timestamp() + 0.8 * (day.end - day.start).total_seconds()
-    target = SERVERS["records-db"]
-    for i, port in enumerate(range(1, 1025)):
-        if port in (22, 443, 5432):
-            day.capture.tcp_session(ts + i * 0.002, SCANNER, target, 45000 + i, port, rng=day.rng)
-        else:
-            day.capture.tcp_rejected(ts + i * 0.002, SCANNER, target, 45000 + i, port, day.rng)
-
-
-def _dns_tunnel(day: Day) -> None:
-    ts = day.start.timestamp() + 0.7 * (day.end - day.start).total_seconds()
-    alphabet = string.ascii_lowercase + string.digits
-    for i in range(120):
-        label = "".join(day.rng.choices(alphabet, k=52))
-        day.capture.dns_lookup(ts + i * 2, "10.20.3.44", RESOLVER, f"{label}.t.exfil-cdn.example", ["192.0.2.1"], day.rng)
-
-
-def _password_spray(day: Day) -> None:
-    ts = day.start.timestamp() + 0.6 * (day.end - day.start).total_seconds()
-    source = "198.51.100.23"
-    for i, user in enumerate(STAFF[:25]):
-        day.winlog(ts + i * 4, 4625, user, source, "failure", logon_type=3, computer="portal-win-01.gov.example")
-
-
-def _token_replay(day: Day) -> None:
-    """The portal's token, stolen, replayed from a workstation against records it never reads."""
-    ts = day.start.timestamp() + 0.85 * (day.end - day.start).total_seconds()
-    for i in range(30):
-        path = f"/records/export/citizens?page={i}" if i % 3 else f"/records/citizens/{2000 + i}/certificates/birth"
-        day.calls.append(ServiceCall(ts + i * 20, PORTAL, "10.20.6.99", "records", "GET", path,
-                                     scopes=("records:read",)))
-
-
-INCIDENTS: dict[str, Callable[[Day], None]] = {
-    "ssh-brute-force": _ssh_brute_force,
-    "port-scan": _port_scan,
-    "dns-tunnel": _dns_tunnel,
-    "password-spray": _password_spray,
-    "token-replay": _token_replay,
-}
+#: The incidents the demo mixes into its day (generators in ``playbooks.incidents``).
+DEMO_INCIDENTS: tuple[str, ...] = ("ssh-brute-force", "port-scan", "dns-tunnel", "password-spray", "token-replay")
 
 
 def generate(directory: Path, *, seed: int = 7, end: datetime | None = None, flows: int = 2500,
-             logins: int = 120, service_calls: int = 400, incidents: tuple[str, ...] = ()) -> Artefacts:
+             logins: int = 120, service_calls: int = 400,
+             incidents: Sequence[str | tuple[str, Mapping[str, Any]]] = ()) -> Artefacts:
     """Write ``network.pcap``, ``auth.log``, ``windows.jsonl`` and ``calls.jsonl`` for the 24 hours before ``end``.
 
     The service calls are not events yet: ``service_calls.send_calls`` puts them through the
@@ -252,17 +224,24 @@ def generate(directory: Path, *, seed: int = 7, end: datetime | None = None, flo
     _normal_traffic(day, flows)
     _normal_logins(day, logins)
     _normal_service_calls(day, service_calls)
-    for name in incidents:
-        INCIDENTS[name](day)
+    from playbooks.incidents import INCIDENT_GENERATORS
+
+    names = []
+    for item in incidents:
+        name, params = (item, {}) if isinstance(item, str) else item
+        INCIDENT_GENERATORS[name](day, params)
+        names.append(name)
     directory.mkdir(parents=True, exist_ok=True)
     out = Artefacts(directory, directory / "network.pcap", directory / "auth.log", directory / "windows.jsonl",
-                    directory / "calls.jsonl", incidents=list(incidents))
+                    directory / "calls.jsonl", incidents=names)
     out.packets = day.capture.write(out.pcap)
     day.auth.sort(key=lambda line: line[0])
     out.auth_log.write_text("".join(text + "\n" for _, text in day.auth))
     out.auth_lines = len(day.auth)
     day.windows.sort(key=lambda d: str(d["@timestamp"]))
-    out.windows_jsonl.write_text("".join(json.dumps(d) + "\n" for d in day.windows))
+    changes = sorted(day.policy_changes, key=lambda c: c.ts)
+    out.policy_changes = changes
+    out.windows_jsonl.write_text("".join(json.dumps(d) + "\n" for d in [*day.windows, *(c.event() for c in changes)]))
     out.windows_events = len(day.windows)
     out.calls = sorted(day.calls, key=lambda c: c.ts)
     out.calls_jsonl.write_text("".join(json.dumps(asdict(c)) + "\n" for c in out.calls))
