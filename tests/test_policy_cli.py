@@ -167,3 +167,18 @@ def test_serve_process_logs_every_decision_and_reloads(tmp_path: Path) -> None:
     finally:
         store.close()
     assert set(ids) <= logged
+
+
+def test_exit_codes_as_a_process(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: ztsoc/v1\nkind: Policy\nname: x\nrules:\n  - name: a\n    effect: maybe\n")
+
+    def soc(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "soc_cli.main", "policy", *args], capture_output=True, text=True,
+                              timeout=60)
+
+    lint = soc("lint", str(bad))
+    assert lint.returncode == 1 and f"{bad}:6" in lint.stdout
+    assert soc("lint", str(EXAMPLES)).returncode == 0
+    assert soc("test", str(EXAMPLES / "tests.yaml")).returncode == 0
+    assert soc("test", str(bad)).returncode == 2

@@ -12,6 +12,8 @@ import typer
 from soc_cli.context import STATE, StoreOption, since_option, use_store
 from soc_cli.output import console, emit, emit_json, err_console
 
+# Exit codes are raised as SystemExit, not typer.Exit: soc_cli.main runs the app with
+# standalone_mode=False, where click turns typer.Exit into a return value that main() drops.
 PolicyOption = typer.Option(..., "--policy", "-p", help="policy file or directory (repeatable)")
 TrustOption = typer.Option(None, "--trust", help="trust file (YAML): token issuers and SPIFFE trust domains")
 
@@ -75,7 +77,7 @@ def register(app: typer.Typer) -> None:
             if not issues:
                 console.print("no problems found")
         if any(i.severity == "error" for i in issues) or (strict and issues):
-            raise typer.Exit(1)
+            raise SystemExit(1)
 
     @policy_app.command("test")
     def test_cmd(
@@ -91,7 +93,7 @@ def register(app: typer.Typer) -> None:
         for i in issues:
             err_console.print(f"[red]error:[/] {i}", highlight=False)
         if issues:
-            raise typer.Exit(2)
+            raise SystemExit(2)
         if as_json or ndjson:
             emit_json([r.to_dict() for r in results], ndjson=ndjson)
         else:
@@ -102,7 +104,7 @@ def register(app: typer.Typer) -> None:
             failed = sum(not r.passed for r in results)
             console.print(f"{len(results) - failed}/{len(results)} passed")
         if any(not r.passed for r in results):
-            raise typer.Exit(1)
+            raise SystemExit(1)
 
     @policy_app.command("explain")
     def explain_cmd(
@@ -155,7 +157,7 @@ def register(app: typer.Typer) -> None:
                 raise ValueError(f"store refused the decision: {result.errors[0][1]}")
         emit_json([{**d.to_dict(), "reason": d.reason, "principal": req.principal}])
         if not d.allow:
-            raise typer.Exit(1)
+            raise SystemExit(1)
 
     @policy_app.command("diff")
     def diff_cmd(
