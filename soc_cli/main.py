@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "soc_cli.commands.hunt",
     "soc_cli.commands.demo",
     "soc_cli.commands.dashboard",
+    "soc_cli.commands.playbook",
     "soc_cli.commands.ingest",
     "soc_cli.commands.capture",
     "soc_cli.commands.tail",
@@ -61,7 +62,10 @@ for _module in COMMAND_MODULES:
 def main() -> None:
     debug = "--debug" in sys.argv
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns (not raises) the code of typer.Exit.
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except QuerySyntaxError as exc:
         err_console.print(f"[red]error:[/] {exc}\n{exc.pointer()}", highlight=False)
         sys.exit(2)

@@ -1,0 +1,154 @@
+"""``soc playbook list|show|start|status|hint|answer|score|reset|scoreboard``: exercises for trainees."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from soc_cli.context import StoreOption, analyst, use_store
+from soc_cli.output import console, emit
+
+
+def _exercises(folders: list[Path] | None) -> dict[str, object]:
+    from playbooks.exercise import load_exercises
+
+    return dict(load_exercises(folders or []))
+
+
+def register(app: typer.Typer) -> None:
+    group = typer.Typer(help="Training exercises: investigate a generated incident, answer, score.",
+                        no_args_is_help=True)
+    app.add_typer(group, name="playbook")
+    Folders = typer.Option(None, "--exercises", help="extra folder of exercise YAML files (repeatable)")
+
+    @group.command("list")
+    def list_(folders: list[Path] = Folders, as_json: bool = typer.Option(False, "--json"),
+              ndjson: bool = typer.Option(False, "--ndjson")) -> None:
+        """The exercises, with difficulty, ATT&CK techniques and points."""
+        from playbooks.exercise import Exercise
+
+        rows = []
+        for ex in _exercises(folders).values():
+            assert isinstance(ex, Exercise)
+            rows.append({"id": ex.id, "title": ex.title, "difficulty": ex.difficulty,
+                         "techniques": list(ex.techniques), "questions": len(ex.questions), "points": ex.max_points})
+        emit(rows, ["id", "title", "difficulty", "techniques", "questions", "points"], as_json=as_json, ndjson=ndjson)
+
+    @group.command("start")
+    def start(exercise_id: str, seed: int = typer.Option(None, "--seed"),
+              trainee: str = typer.Option(None, "--trainee", envvar="SOC_TRAINEE"),
+              folders: list[Path] = Folders) -> None:
+        """Generate the incident in a store of its own and start the clock."""
+        from playbooks import session
+        from playbooks.exercise import Exercise
+
+        ex = _exercises(folders).get(exercise_id)
+        if not isinstance(ex, Exercise):
+            raise ValueError(f"no exercise {exercise_id!r}: `soc playbook list` shows them")
+        with console.status(f"generating {ex.title!r} and running it through collectors, policy and detections"):
+            run, counts = session.start(ex, trainee or analyst(), seed=seed)
+        console.print(f"[bold]{ex.title}[/]  ({ex.difficulty}, {', '.join(ex.techniques)})\n")
+        console.print(ex.story + "\n")
+        console.print(f"events: {counts['pcap'] + counts['syslog'] + counts['jsonl']:,}  "
+                      f"policy decisions: {counts['decisions']:,}  alerts: {counts['alerts']}")
+        console.print("\nPoint your commands at the exercise's own store:")
+        console.print(f"  export SOC_STORE={run.store_url}")
+        console.print("Then investigate (`soc alerts`, `soc hunt`, `soc pivot`) and answer:")
+        for q in ex.questions:
+            console.print(f"  {q.number}. {q.text} [dim]({q.points} points)[/]")
+        console.print("\n`soc playbook answer N VALUE`, `soc playbook hint`, `soc playbook score`")
+
+    @group.command("status")
+    def status(folders: list[Path] = Folders) -> None:
+        """The running exercise: questions, what is solved, hints used, time."""
+        from playbooks import session
+
+        run, store = session.current()
+        try:
+            ex = _exercises(folders)[run.exercise_id]
+            from playbooks.exercise import Exercise
+
+            assert isinstance(ex, Exercise)
+            sc = session.score(run, ex)
+            console.print(f"[bold]{ex.title}[/]  trainee {run.trainee}  store {run.store_url}")
+            for q in ex.questions:
+                mark = "[green]✓[/]" if run.solved(q.number) else f"[dim]{len(run.attempts.get(str(q.number), []))} tries[/]"
+                console.print(f"  {q.number}. {q.text} ({q.points}) {mark}")
+            console.print(f"score {sc.total}/{sc.max_points}  hints {len(run.hints_used)}/{len(ex.hints)}  "
+                          f"time {int(sc.seconds // 60)} min")
+        finally:
+            store.close()
+
+    @group.command("hint")
+    def hint(folders: list[Path] = Folders) -> None:
+        """The next hint (it costs points)."""
+        from playbooks import session
+
+        run, store = session.current()
+        try:
+            ex = _exercises(folders)[run.exercise_id]
+            h = session.take_hint(run, ex)  # type: ignore[arg-type]
+            session.save(run, store)
+            console.print(f"hint {h.number} (-{h.cost} points): {h.text}")
+        finally:
+            store.close()
+
+    @group.command("answer")
+    def answer(number: int, value: str, folders: list[Path] = Folders) -> None:
+        """Answer question NUMBER; exit 1 when the answer is wrong."""
+        from playbooks import session
+
+        run, store = session.current()
+        try:
+            ex = _exercises(folders)[run.exercise_id]
+            correct = session.answer(run, ex, number, value)  # type: ignore[arg-type]
+            session.save(run, store)
+        finally:
+            store.close()
+        if correct:
+            console.print(f"[green]correct[/]: question {number}")
+        else:
+            console.print(f"[red]not that[/]: question {number} (try again, or `soc playbook hint`)")
+            raise typer.Exit(1)
+
+    @group.command("score")
+    def score(finish: bool = typer.Option(True, "--finish/--peek", help="finish the run and post the score"),
+              folders: list[Path] = Folders, store: str = StoreOption) -> None:
+        """Your score; by default finishes the run and posts it to the scoreboard of the main store."""
+        from playbooks import session
+        from playbooks.exercise import Exercise
+
+        run, ex_store = session.current()
+        try:
+            ex = _exercises(folders)[run.exercise_id]
+            assert isinstance(ex, Exercise)
+            if finish:
+                result = session.publish(run, ex, use_store(store))
+                session.save(run, ex_store)
+            else:
+                result = session.score(run, ex)
+        finally:
+            ex_store.close()
+        console.print(f"{run.trainee}: {result.total}/{result.max_points} points "
+                      f"({result.answered}/{result.questions} answered, hints -{result.hint_cost}, "
+                      f"{int(result.seconds // 60)} min)")
+        if finish:
+            console.print("\n[bold]Debrief[/]\n" + ex.debrief)
+
+    @group.command("reset")
+    def reset() -> None:
+        """Stop the running exercise and delete its store."""
+        from playbooks import session
+
+        gone = session.reset()
+        console.print(f"removed {gone}" if gone else "no exercise was running")
+
+    @group.command("scoreboard")
+    def scoreboard(store: str = StoreOption, as_json: bool = typer.Option(False, "--json"),
+                   ndjson: bool = typer.Option(False, "--ndjson"), limit: int = typer.Option(20, "--limit")) -> None:
+        """The trainees' scores, best first."""
+        rows = [v for _, v in use_store(store).list_state("scoreboard")]
+        rows.sort(key=lambda r: (-int(r.get("score", 0)), int(r.get("seconds", 0))))
+        emit(rows[:limit], ["trainee", "exercise", "score", "max", "hints", "seconds", "@timestamp"],
+             as_json=as_json, ndjson=ndjson)
