@@ -116,6 +116,10 @@ class Engine:
             if not self.trust_asserted_principal:
                 return "an asserted principal is not trusted here: present a token"
             req.authenticated = True
+        else:
+            # Anonymous: attributes that only an identity can carry are dropped, never trusted.
+            req.namespace, req.issuer = None, None
+            req.roles = req.scopes = req.groups = frozenset()
         return None
 
     def _decide(self, req: Request, policy: CompiledPolicy) -> Decision:

@@ -60,20 +60,24 @@ class Request:
         return self.time
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Request:
-        """The ``POST /v1/decide`` / ``REQUEST.json`` shape; raises ``ValueError`` naming the field."""
+    def from_dict(cls, data: Mapping[str, Any], *, trusted: bool = True) -> Request:
+        """The ``POST /v1/decide`` / ``REQUEST.json`` shape; raises ``ValueError`` naming the field.
+
+        ``trusted=False`` (what a network caller sends) ignores ``time`` and ``risk``: the
+        engine takes them from its own clock and the alert store, never from the caller.
+        """
         if not isinstance(data, Mapping):
             raise ValueError("request must be a JSON object")
         missing = [k for k in ("service", "method", "path") if not isinstance(data.get(k), str) or not data.get(k)]
         if missing:
             raise ValueError(f"request is missing {', '.join(missing)}")
-        when = data.get("time")
+        when = data.get("time") if trusted else None
         ts = None
         if when is not None:
             from eventstore.timeutil import from_iso
 
             ts = from_iso(str(when))
-        risk = data.get("risk")
+        risk = data.get("risk") if trusted else None
         r = None
         if isinstance(risk, Mapping):
             from policy.language import LEVEL_RANK

@@ -126,7 +126,7 @@ class DecisionApp:
             if not msg.get("more_body"):
                 break
         try:
-            req = Request.from_dict(json.loads(b"".join(chunks)))
+            req = Request.from_dict(json.loads(b"".join(chunks)), trusted=False)
         except (ValueError, TypeError) as exc:
             return await self._json(send, 400, {"allow": False, "action": "deny", "reason": f"bad request: {exc}"})
         d = self.engine.decide(req)

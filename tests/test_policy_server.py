@@ -118,3 +118,51 @@ def test_json_decide(server: tuple[int, Engine]) -> None:
 def test_default_bind_is_loopback() -> None:
     engine = Engine.from_policy_set(policy_set_from_text(POLICY), risk=StaticRisk())
     assert make_server(DecisionApp(engine)).config.host == "127.0.0.1"
+
+
+def test_network_callers_cannot_assert_risk_time_or_claims() -> None:
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+
+    from policy.request import Risk
+
+    other_day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"][(datetime.now(UTC).weekday() + 3) % 7]
+    text = f"""\
+apiVersion: ztsoc/v1
+kind: Policy
+name: t
+rules:
+  - name: clean
+    effect: allow
+    destination: {{services: [a]}}
+    when: {{risk: {{max_open_alerts: 0}}}}
+  - name: clerks
+    effect: allow
+    destination: {{services: [b]}}
+    when: {{claims: {{roles: {{any: [clerk]}}}}}}
+  - name: someday
+    effect: allow
+    destination: {{services: [c]}}
+    when: {{time: {{days: [{other_day}]}}}}
+"""
+    risky = StaticRisk({"mallory": Risk(3, "high", 4)})
+    app = DecisionApp(Engine.from_policy_set(policy_set_from_text(text), risk=risky))
+    when = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+
+    def decide(body: dict[str, Any]) -> dict[str, Any]:
+        sent: list[Any] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": json.dumps(body).encode(), "more_body": False}
+
+        async def send(msg: Any) -> None:
+            sent.append(msg)
+
+        asyncio.run(app({"type": "http", "method": "POST", "path": "/v1/decide", "headers": []}, receive, send))
+        return dict(json.loads(sent[1]["body"]))
+
+    base = {"method": "GET", "path": "/"}
+    assert decide({**base, "service": "a", "principal": "alice"})["allow"] is True
+    assert decide({**base, "service": "a", "principal": "mallory", "risk": {"open_alerts": 0}})["allow"] is False
+    assert decide({**base, "service": "b", "roles": ["clerk"]})["allow"] is False  # anonymous: roles dropped
+    assert decide({**base, "service": "c", "time": when})["allow"] is False  # the body's clock is ignored
