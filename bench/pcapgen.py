@@ -118,7 +118,7 @@ def frames(packets: int, concurrency: int = 300, seed: int = 7) -> Iterator[byte
             open_sessions.pop()
 
 
-def write_pcap(path: Path, packets: int, start: float = 1_700_000_000.0, gap_us: int = 20) -> Path:
+def write_pcap(path: Path, packets: int, start: float = 1_700_000_000.0, gap_us: int = 100) -> Path:
     """A classic little-endian microsecond pcap of ``packets`` frames, one every ``gap_us``."""
     us = int(start * 1_000_000)
     with open(path, "wb", buffering=1 << 20) as fh:

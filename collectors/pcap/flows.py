@@ -42,6 +42,8 @@ from collectors.pcap.linktypes import LINKTYPES
 from collectors.pcap.reader import Problem, Record
 
 NS = 1_000_000_000
+#: how often (capture time) closed TCP flows are looked at
+CLOSE_SWEEP = NS // 2
 #: tunnels inside tunnels are followed this deep
 MAX_LAYERS = 3
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
@@ -54,7 +56,7 @@ class MeterConfig:
     idle_timeout: float = 120.0
     active_timeout: float = 1800.0
     #: a closed TCP flow waits this long for its last ACKs before it is reported
-    close_delay: float = 5.0
+    close_delay: float = 2.0
     #: how often (capture time) the table is swept for expired flows
     sweep_interval: float = 5.0
     #: run the DNS / HTTP / TLS / ICMP decoders
@@ -67,6 +69,7 @@ class Flow:
     __slots__ = (
         "app",
         "base",
+        "closing",
         "dport",
         "dst",
         "first_index",
@@ -106,6 +109,7 @@ class Flow:
         self.state: Any = None
         self.split = 0  # 1: continues a flow cut by the active timeout
         self.icmp = 0
+        self.closing = False  # in the meter's list of closed flows waiting for their last ACKs
         self.layer = 0  # 0: the packet itself; 1: inside a tunnel; 2: inside a tunnel in a tunnel...
         self.base: tuple[str, str, str, str, str] | None = None
 
@@ -194,6 +198,8 @@ class FlowMeter:
         self._close = int(self.config.close_delay * NS)
         self._sweep_every = int(self.config.sweep_interval * NS)
         self._next_sweep = 0
+        self._next_idle_sweep = 0
+        self._closing: list[Flow] = []
         self._layer = 0
         self._probes = self.config.probe_packets if self.config.decode_apps else 0
         self._unknown_links: set[int] = set()
@@ -273,6 +279,9 @@ class FlowMeter:
                 flow.rby += wirelen
                 flow.rflags |= flags
             flow.last = ts
+            if flags & 5 and not flow.closing and flow.closed:  # FIN or RST: closed now?
+                flow.closing = True
+                self._closing.append(flow)
             if frag is not None:
                 self.frags[(src, dst, proto, frag[0])] = (flow, fwd, ts)
             if pe > ps and flow.probes:
@@ -382,11 +391,31 @@ class FlowMeter:
         flow.last = ts
 
     def _sweep(self, ts: int) -> None:
-        self._next_sweep = (ts // self._sweep_every + 1) * self._sweep_every
-        idle, close = self._idle, self._close
+        """Every half second of capture time: report closed TCP flows; every sweep_interval: idle ones.
+
+        Closed flows are kept in their own short list, so the frequent half of the sweep costs
+        nothing for the open ones and memory follows the number of OPEN flows, not the capture.
+        """
+        self._next_sweep = (ts // CLOSE_SWEEP + 1) * CLOSE_SWEEP
+        close = self._close
+        if self._closing:
+            keep = []
+            flows = self.flows
+            for flow in self._closing:
+                if flows.get(flow.key) is not flow:
+                    continue  # already reported (reuse of the ports, or the idle sweep)
+                if ts - flow.last > close:
+                    self._end(flow, "tcp-close")
+                else:
+                    keep.append(flow)
+            self._closing = keep
+        if ts < self._next_idle_sweep:
+            return
+        self._next_idle_sweep = (ts // self._sweep_every + 1) * self._sweep_every
+        idle = self._idle
         # the active timeout is applied by the packet that crosses it (so the next part can carry on)
-        for flow in [f for f in self.flows.values() if ts - f.last > idle or (ts - f.last > close and f.closed)]:
-            self._end(flow, "idle-timeout" if ts - flow.last > idle else "tcp-close")
+        for flow in [f for f in self.flows.values() if ts - f.last > idle]:
+            self._end(flow, "idle-timeout")
         if self.frags:
             self.frags = {k: v for k, v in self.frags.items() if ts - v[2] <= 30 * NS}
 

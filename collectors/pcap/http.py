@@ -37,13 +37,14 @@ class HttpResponse:
     content_length: int | None = None
 
 
-def _headers(lines: list[bytes]) -> dict[bytes, bytes]:
-    out: dict[bytes, bytes] = {}
-    for line in lines:
-        name, sep, value = line.partition(b":")
-        if sep:
-            out.setdefault(name.strip().lower(), value.strip())
-    return out
+def _header(head: bytes, low: bytes, name: bytes) -> bytes | None:
+    """The value of header ``name`` (given as ``b"\r\nname:"``, lower case) in the message head."""
+    at = low.find(name)
+    if at < 0:
+        return None
+    start = at + len(name)
+    end = head.find(b"\r\n", start)
+    return head[start:end if end >= 0 else len(head)].strip()
 
 
 def _length(value: bytes | None) -> int | None:
@@ -53,38 +54,39 @@ def _length(value: bytes | None) -> int | None:
         return None
 
 
+def _text(value: bytes | None) -> str | None:
+    return value.decode("latin-1") if value is not None else None
+
+
 def parse_request(payload: bytes) -> HttpRequest | None:
     """The request at the start of ``payload``, or None if it does not start one."""
-    head = payload[:MAX_HEAD]
-    line_end = head.find(b"\r\n")
-    first = head if line_end < 0 else head[:line_end]
+    line_end = payload.find(b"\r\n", 0, MAX_HEAD)
+    first = payload[:line_end] if line_end >= 0 else payload[:MAX_HEAD]
     parts = first.split(b" ")
     if len(parts) != 3 or parts[0] not in METHODS or not parts[2].startswith(b"HTTP/"):
         return None
-    body_at = head.find(b"\r\n\r\n")
-    hdrs = _headers(head[line_end + 2:body_at if body_at >= 0 else len(head)].split(b"\r\n")) if line_end >= 0 else {}
-
-    def text(v: bytes | None) -> str | None:
-        return v.decode("latin-1") if v is not None else None
-
+    body_at = payload.find(b"\r\n\r\n", 0, MAX_HEAD)
+    head = payload[line_end:body_at if body_at >= 0 else MAX_HEAD] if line_end >= 0 else b""
+    low = head.lower()
     return HttpRequest(method=parts[0].decode(), target=parts[1].decode("latin-1"),
-                       version=parts[2][5:].decode("latin-1"), host=text(hdrs.get(b"host")),
-                       user_agent=text(hdrs.get(b"user-agent")), referrer=text(hdrs.get(b"referer")),
-                       content_length=_length(hdrs.get(b"content-length")))
+                       version=parts[2][5:].decode("latin-1"), host=_text(_header(head, low, b"\r\nhost:")),
+                       user_agent=_text(_header(head, low, b"\r\nuser-agent:")),
+                       referrer=_text(_header(head, low, b"\r\nreferer:")),
+                       content_length=_length(_header(head, low, b"\r\ncontent-length:")))
 
 
 def parse_response(payload: bytes) -> HttpResponse | None:
-    head = payload[:MAX_HEAD]
-    if not head.startswith(b"HTTP/"):
+    if not payload.startswith(b"HTTP/"):
         return None
-    line_end = head.find(b"\r\n")
-    first = head if line_end < 0 else head[:line_end]
+    line_end = payload.find(b"\r\n", 0, MAX_HEAD)
+    first = payload[:line_end] if line_end >= 0 else payload[:MAX_HEAD]
     parts = first.split(b" ", 2)
     if len(parts) < 2 or not parts[1].isdigit():
         return None
-    hdrs = _headers(head[line_end + 2:].split(b"\r\n\r\n", 1)[0].split(b"\r\n")) if line_end >= 0 else {}
+    body_at = payload.find(b"\r\n\r\n", 0, MAX_HEAD)
+    head = payload[line_end:body_at if body_at >= 0 else MAX_HEAD] if line_end >= 0 else b""
     return HttpResponse(version=parts[0][5:].decode("latin-1"), status=int(parts[1]),
-                        content_length=_length(hdrs.get(b"content-length")))
+                        content_length=_length(_header(head, head.lower(), b"\r\ncontent-length:")))
 
 
 def http_fields(req: HttpRequest, resp: HttpResponse | None) -> dict[str, Any]:

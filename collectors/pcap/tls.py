@@ -12,6 +12,7 @@ flow meter before it gets here (see :func:`hello_length`).
 from __future__ import annotations
 
 import hashlib
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,7 +113,7 @@ def hello_length(payload: bytes) -> int | None:
 
 
 def _u16s(data: bytes) -> list[int]:
-    return [(data[i] << 8) | data[i + 1] for i in range(0, len(data) - 1, 2)]
+    return list(struct.unpack(f">{len(data) // 2}H", data[:len(data) & ~1]))
 
 
 def parse_client_hello(payload: bytes) -> ClientHello:
