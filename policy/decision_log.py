@@ -131,6 +131,8 @@ class DecisionLog:
     batch_size: int = 1000
     flush_interval_s: float = 0.5
     retry_interval_s: float = 5.0
+    #: Queued decisions beyond this go straight to the spill file (memory stays bounded).
+    max_pending: int = 200_000
     #: Close the store on ``close()``; false when the caller shares its store with the log.
     own_store: bool = True
     stats: LogStats = field(default_factory=LogStats)
@@ -192,17 +194,26 @@ class DecisionLog:
     def flush(self) -> None:
         """Write what is queued (replaying the spill file first when the store is back)."""
         with self._io_lock:
-            if self.spill_path.exists() and time.monotonic() >= self._next_retry:
+            if self._spill_pending() and time.monotonic() >= self._next_retry:
                 self._replay()
             while self._queue:
                 batch: list[Doc] = []
                 while self._queue and len(batch) < self.batch_size:
                     req, dec, ts = self._queue.popleft()
                     batch.append(decision_event(req, dec, ts))
-                if self.spill_path.exists() and self.spilled_lines():
+                if self._spill_pending():
                     self._spill(batch)  # keep order: the store is still behind
+                elif len(self._queue) > self.max_pending:
+                    self._spill(batch)  # the store is slower than the traffic: spill now, replay later
+                    self._next_retry = time.monotonic() + self.retry_interval_s
                 elif not self._write(batch):
                     self._spill(batch)
+
+    def _spill_pending(self) -> bool:
+        try:
+            return self.spill_path.stat().st_size > 0
+        except FileNotFoundError:
+            return False
 
     def _get_store(self) -> Store:
         if self._store is None:

@@ -143,3 +143,16 @@ def test_close_with_store_down_leaves_everything_spilled(tmp_path: Path) -> None
     log.close()
     lines = [json.loads(x) for x in spill.read_text().splitlines()]
     assert len(lines) == 25 and all(x["event.dataset"] == DATASET for x in lines)
+
+
+def test_backlog_beyond_max_pending_spills_then_replays(sqlite_store: Store, tmp_path: Path) -> None:
+    spill = tmp_path / "spill.jsonl"
+    log = DecisionLog(lambda: sqlite_store, spill, batch_size=10, max_pending=25, retry_interval_s=0,
+                      own_store=False)
+    e = _engine(log)
+    ids = {e.decide(_req(i)).decision_id for i in range(100)}
+    log.flush()  # 100 queued > 25: the oldest batches spill instead of waiting on the store
+    assert log.stats.spilled > 0
+    log.flush()  # next flush replays them
+    assert not spill.exists()
+    assert {d["event.id"] for d in _logged(sqlite_store)} == ids
