@@ -10,9 +10,11 @@ Hand-written here, and why:
 
 - the bulk loop: ``helpers.streaming_bulk`` re-serialises each action through the client
   and parses full item responses; we build the NDJSON body once with orjson, ask the node
-  only for item statuses (``filter_path``), retry only the items refused with 429, and back
-  off on whole-request 429/5xx and dropped connections (idempotent creates make resending
-  safe: an item that landed before the drop comes back as a duplicate);
+  only for item statuses (``filter_path``), keep two requests in flight (the next batch is
+  serialised while the node indexes this one; the caller waits beyond that), retry only the
+  items refused with 429, and back off on whole-request 429/5xx and dropped connections
+  (idempotent creates make resending safe: an item that landed before the drop comes back
+  as a duplicate);
 - lazy refresh: writes never wait for a refresh; the first read after a write refreshes
   the indices this process touched, so a process always reads its own writes;
 - alert upserts: the node has no scripting module, so the merge (keep the analyst's
@@ -29,7 +31,9 @@ import ipaddress
 import os
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -221,6 +225,7 @@ class ElasticsearchStore:
         verify_certs: bool = True,
         bulk_docs: int = 5000,
         bulk_bytes: int = 8 * 1024 * 1024,
+        bulk_concurrency: int = 2,
         max_retries: int = 8,
         initial_backoff: float = 0.5,
         max_backoff: float = 30.0,
@@ -236,6 +241,7 @@ class ElasticsearchStore:
         self.url = f"{self.node_url}/?prefix={prefix}"
         self.bulk_docs = bulk_docs
         self.bulk_bytes = bulk_bytes
+        self.bulk_concurrency = bulk_concurrency
         self.max_retries = max_retries
         self.initial_backoff = initial_backoff
         self.max_backoff = max_backoff
@@ -395,36 +401,66 @@ class ElasticsearchStore:
 
     def write_events(self, events: Iterable[Doc]) -> WriteResult:
         total = _Tally()
+        window: deque[tuple[_Tally, Future[list[_Pending]]]] = deque()
+        pool: ThreadPoolExecutor | None = None
+        part = _Tally()  # this batch's errors, merged in batch order whatever finishes first
         batch: list[_Pending] = []
         size = 0
         dumps = orjson.dumps
-        for position, event in enumerate(events):
-            ident = _check_id(event, position, total.errors)
-            if ident is None:
-                continue
-            try:
-                index = self._events_index(event["@timestamp"])
-                source = dumps(event, option=_ORJSON_OPTS)
-            except KeyError:
-                total.errors.append((ident, "missing @timestamp"))
-                continue
-            except (ValueError, TypeError) as exc:
-                total.errors.append((ident, f"cannot store: {exc}"))
-                continue
-            action = b'{"create":{"_index":"' + index.encode() + b'","_id":' + dumps(_doc_id(ident)) + b"}}\n"
-            lines = action + source + b"\n"
-            batch.append(_Pending(ident, index, lines))
-            size += len(lines)
-            if len(batch) >= self.bulk_docs or size >= self.bulk_bytes:
-                self._send(batch, total)
-                batch, size = [], 0
-        if batch:
-            self._send(batch, total)
+
+        def flush() -> None:
+            nonlocal pool
+            self._dirty.update(p.index for p in batch)
+            if self.bulk_concurrency <= 1:
+                self._send(batch, part)
+                total.merge(part)
+                return
+            # Serialise the next batch while the node indexes this one (back-pressure: at most
+            # ``bulk_concurrency`` requests in flight, the caller waits for the oldest).
+            pool = pool or ThreadPoolExecutor(self.bulk_concurrency, thread_name_prefix="ztsoc-bulk")
+            window.append((part, pool.submit(self._send, batch, part)))
+            while len(window) >= self.bulk_concurrency:
+                done, future = window.popleft()
+                future.result()
+                total.merge(done)
+
+        try:
+            for position, event in enumerate(events):
+                ident = _check_id(event, position, part.errors)
+                if ident is None:
+                    continue
+                try:
+                    index = self._events_index(event["@timestamp"])
+                    source = dumps(event, option=_ORJSON_OPTS)
+                except KeyError:
+                    part.errors.append((ident, "missing @timestamp"))
+                    continue
+                except (ValueError, TypeError) as exc:
+                    part.errors.append((ident, f"cannot store: {exc}"))
+                    continue
+                action = b'{"create":{"_index":"' + index.encode() + b'","_id":' + dumps(_doc_id(ident)) + b"}}\n"
+                lines = action + source + b"\n"
+                batch.append(_Pending(ident, index, lines))
+                size += len(lines)
+                if len(batch) >= self.bulk_docs or size >= self.bulk_bytes:
+                    flush()
+                    part, batch, size = _Tally(), [], 0
+            if batch:
+                flush()
+            else:
+                total.merge(part)
+            while window:
+                done, future = window.popleft()
+                future.result()
+                total.merge(done)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
         return WriteResult(written=total.written, duplicates=total.duplicates, errors=total.errors)
 
     def _send(self, batch: list[_Pending], tally: _Tally, *, conflict_is_duplicate: bool = True) -> list[_Pending]:
         """One bulk request with retries; returns the items refused with 409 when asked to."""
-        self._dirty.update(p.index for p in batch)
+        self._dirty.update(p.index for p in batch)  # (again: alerts come here directly)
         pending = batch
         conflicts: list[_Pending] = []
         attempt = 0
@@ -849,6 +885,11 @@ class _Tally:
     written: int = 0
     duplicates: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)
+
+    def merge(self, other: _Tally) -> None:
+        self.written += other.written
+        self.duplicates += other.duplicates
+        self.errors.extend(other.errors)
 
 
 def _doc_id(ident: str) -> str:

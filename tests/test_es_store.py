@@ -220,6 +220,18 @@ def test_refused_documents_are_reported_and_the_rest_stored(store: Elasticsearch
     assert store.count() == 2
 
 
+def test_many_batches_in_flight_report_errors_in_input_order(store: ElasticsearchStore) -> None:
+    store.bulk_docs = 4  # 30 events: 8 bulk requests, two in flight at a time
+    events: list[dict[str, object]] = [_event(i) for i in range(30)]
+    events[2] = {"@timestamp": "2024-01-15T10:00:00Z"}  # refused before sending (batch 1)
+    events[13] = _event(13, extra={"destination.port": "https"})  # refused by the node (batch 4)
+    events[25] = {"event.id": "late"}  # refused before sending (batch 7)
+    result = store.write_events(iter(events))
+    assert result.written == 27
+    assert [ident for ident, _ in result.errors] == ["2", "ev-00013", "late"]
+    assert store.count() == 27
+
+
 # -- back-pressure ------------------------------------------------------------------------
 
 def test_bulk_retries_whole_requests_refused_with_429_and_503(proxy: tuple[str, ProxyPlan]) -> None:
