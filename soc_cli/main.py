@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "soc_cli.commands.demo",
     "soc_cli.commands.dashboard",
     "soc_cli.commands.playbook",
+    "soc_cli.commands.respond",
     "soc_cli.commands.ingest",
     "soc_cli.commands.capture",
     "soc_cli.commands.tail",

@@ -1,0 +1,72 @@
+"""``soc respond ALERT``: walk the alert's response playbook, recording each step in its history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from soc_cli.context import StoreOption, analyst, use_store
+from soc_cli.output import console
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("respond")
+    def respond(
+        alert_id: str,
+        playbook: str = typer.Option(None, "--playbook", help="playbook id or name, when several match"),
+        answers: str = typer.Option(None, "--answers",
+                                    help="non-interactive: comma-separated answers in step order (done/skipped, yes/no)"),
+        list_only: bool = typer.Option(False, "--list", help="only list the playbooks that match the alert"),
+        folders: list[Path] = typer.Option(None, "--playbooks", help="extra folder of response playbooks"),
+        store: str = StoreOption,
+    ) -> None:
+        """Follow the response playbook linked to the alert's ATT&CK techniques, step by step."""
+        from rich.text import Text
+
+        from eventstore.store import AlertChange
+        from playbooks.response import Step, playbooks_for, walk
+
+        s = use_store(store)
+        alert = s.get_alert(alert_id)
+        if alert is None:
+            raise ValueError(f"no alert {alert_id!r}")
+        matching = playbooks_for(alert, folders or [])
+        if list_only or not matching:
+            if not matching:
+                console.print(f"no response playbook covers {', '.join(sorted(alert.get('threat.technique.id') or []))}")
+            for pb in matching:
+                console.print(Text(f"{pb.id}  {pb.name}  ({', '.join(pb.techniques)})"))
+            return
+        chosen = [pb for pb in matching if playbook in (pb.id, pb.name)] if playbook else matching[:1]
+        if not chosen:
+            raise ValueError(f"no matching playbook {playbook!r}: `soc respond {alert_id} --list`")
+        pb = chosen[0]
+        variables = {"__entity__": str(alert.get("ztsoc.alert.entity.value") or ""), "__alert_id__": alert_id}
+        scripted = [a.strip() for a in answers.split(",")] if answers else None
+        actor = analyst()
+        console.print(Text(pb.name, style="bold"))
+        console.print(Text(pb.description + "\n"))
+
+        def ask(step: Step) -> str:
+            title = Text(step.name, style="bold")
+            if step.agent:
+                title.append(f"  ({step.agent})", style="dim")
+            console.print(title)
+            if step.description:
+                console.print(Text(f"  {step.description}"))
+            for command in step.commands:
+                console.print(Text(f"  $ {command}", style="cyan"))
+            if step.kind == "if-condition":
+                if scripted is not None:
+                    return scripted.pop(0) if scripted else "no"
+                return "yes" if typer.confirm(f"  {step.condition}?", default=True) else "no"
+            if scripted is not None:
+                return scripted.pop(0) if scripted else "skipped"
+            return "done" if typer.confirm("  done?", default=True) else "skipped"
+
+        steps = 0
+        for step, answer in walk(pb, ask, variables):
+            s.update_alert(alert_id, AlertChange(actor, "respond", {}, note=f"[{pb.name}] {step.name}: {answer}"))
+            steps += 1
+        console.print(f"\nrecorded {steps} steps in the history of {alert_id} (`soc alerts show {alert_id}`)")
