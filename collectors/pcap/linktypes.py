@@ -21,6 +21,13 @@ ETHERTYPE_IP: dict[int, int] = {0x0800: 4, 0x86DD: 6}
 VLAN_TAGS = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))
 MPLS = frozenset((0x8847, 0x8848))
 PPPOE_SESSION = 0x8864
+ETAG = 0x893F
+NSH = 0x894F
+
+
+def _shift(l3: L3 | None, by: int) -> L3 | None:
+    """An inner frame's answer, with its offset moved to the outer frame's coordinates."""
+    return None if l3 is None else (l3[0], l3[1] + by, l3[2])
 #: PPP protocol -> ip version
 PPP_IP: dict[int, int] = {0x0021: 4, 0x0057: 6}
 
@@ -28,7 +35,13 @@ PPP_IP: dict[int, int] = {0x0021: 4, 0x0057: 6}
 def _after_ethertype(data: bytes, ethertype: int, off: int, vlan: int) -> L3 | None:
     """Walk VLAN tags, MPLS labels and PPPoE from an ethertype at ``off``."""
     n = len(data)
-    while ethertype in VLAN_TAGS:
+    while ethertype in VLAN_TAGS or ethertype == ETAG:
+        if ethertype == ETAG:  # 802.1BR E-Tag: 6 bytes, then the next ethertype
+            if off + 8 > n:
+                return None
+            ethertype = (data[off + 6] << 8) | data[off + 7]
+            off += 8
+            continue
         if off + 4 > n:
             return None
         if vlan < 0:
@@ -48,6 +61,13 @@ def _after_ethertype(data: bytes, ethertype: int, off: int, vlan: int) -> L3 | N
             return None
         nibble = data[off] >> 4
         return (nibble if nibble in (4, 6) else 0), off, vlan
+    if ethertype == NSH:  # Network Service Header: length in 4-byte words, then IPv4 / IPv6 / Ethernet
+        if off + 8 > n:
+            return None
+        length, next_proto = (data[off + 1] & 0x3F) * 4, data[off + 3]
+        if next_proto == 3:
+            return _shift(ethernet(data[off + length:]), off + length)
+        return {1: 4, 2: 6}.get(next_proto, 0), off + length, vlan
     if ethertype == PPPOE_SESSION:
         if off + 8 > n:
             return None
