@@ -163,15 +163,16 @@ def identity(store: Store, params: Params) -> dict[str, Any]:
     denied = store.aggregate([PRINCIPAL, SERVICE], query=f"{DECISION_DATASET} AND event.action:deny", since=since,
                              limit=10)
     risky = [r for r in overview_entities(store, since) if r["entity"].startswith("spiffe://")]
-    changes = store.list_state("policy_change")
-    changes.sort(key=lambda kv: str(kv[1].get("@timestamp", "")), reverse=True)
+    changes = store.search("event.dataset:policy.change", since=since, limit=20,
+                           fields=["@timestamp", "user.name", "message", "file.name", "ztsoc.policy.rule"]).hits
     return {
         "since": to_iso(since),
         "decisions_over_time": sorted(({"t": r["@timestamp"], "action": r["event.action"], "count": r["count"]}
                                        for r in over_time), key=lambda r: (r["t"], r["action"])),
         "top_denied": [{"principal": r[PRINCIPAL], "service": r[SERVICE], "count": r["count"]} for r in denied],
         "risky_identities": risky,
-        "policy_changes": [value for _, value in changes[:20]],
+        "policy_changes": [{"@timestamp": c.get("@timestamp"), "actor": c.get("user.name"),
+                            "summary": c.get("message") or c.get("file.name")} for c in changes],
     }
 
 

@@ -112,6 +112,8 @@ FIELDS: dict[str, FieldType] = {
     "host.hostname": "keyword",
     "host.ip": "ip",
     "host.os.type": "keyword",
+    "file.name": "keyword",
+    "file.path": "keyword",
     "process.name": "keyword",
     "process.pid": "long",
     "process.command_line": "keyword",

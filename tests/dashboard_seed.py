@@ -27,6 +27,10 @@ def seed(store: Store) -> dict[str, int]:
         events.append({"@timestamp": t, "event.id": f"pdp-{i}", "event.kind": "event", "event.dataset": "policy.decision",
                        "event.action": "deny" if i % 3 == 0 else "allow",
                        "user.name": "spiffe://gov.example/ns/portal/sa/web", "service.name": "records"})
+    events.append({"@timestamp": to_iso(now - timedelta(minutes=30)), "event.id": "policy-change-1",
+                   "event.kind": "event", "event.dataset": "policy.change", "event.category": ["configuration"],
+                   "event.type": ["change"], "user.name": "jorge.silva", "file.name": "payments-hotfix.yaml",
+                   "message": "jorge.silva added payments-hotfix.yaml (rule temporary-refund-access)"})
     store.write_events(events)
     alerts = []
     for i, level in enumerate(LEVELS):

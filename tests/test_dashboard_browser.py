@@ -70,7 +70,7 @@ def test_pages_show_the_store_numbers(dashboard: tuple[str, Store], page: Any) -
     assert page.text_content("#level-medium") == "3"
     assert page.text_content("#level-critical") == "1"
     rows = page.locator("#collection tbody tr")
-    assert rows.count() == 4
+    assert rows.count() == 5
     _shot(page, "overview")
 
     for name, selector, expected in (("network", "#odd-domains tbody", "exfil-cdn.example"),

@@ -22,7 +22,7 @@ def test_overview_counts_match_store(store: Store) -> None:
     assert data["open_alerts"] == seeded["alerts"] == store.count("ztsoc.alert.status:open", index="alerts")
     assert data["open_by_level"] == {"informational": 0, "low": 1, "medium": 3, "high": 2, "critical": 1}
     assert {r["dataset"]: r["events"] for r in data["collection"]} == {
-        "network.flow": 30, "network.dns": 30, "network.tls": 30, "policy.decision": 30}
+        "network.flow": 30, "network.dns": 30, "network.tls": 30, "policy.decision": 30, "policy.change": 1}
     assert sum(r["count"] for r in data["alerts_over_time"]) == seeded["alerts"]
     assert data["top_entities"][0]["entity"] in ("10.20.1.1", "10.20.1.2")
 
@@ -37,6 +37,7 @@ def test_network_and_identity_pages(store: Store) -> None:
     assert net["tls_sni"] == [{"server_name": "portal.gov.example", "count": 30}]
     _, ident = get(app, "/api/identity", since="24h")
     assert isinstance(ident, dict)
+    assert [c["actor"] for c in ident["policy_changes"]] == ["jorge.silva"]
     assert ident["top_denied"] == [{"principal": "spiffe://gov.example/ns/portal/sa/web", "service": "records",
                                     "count": 10}]
 
