@@ -26,7 +26,7 @@ from typing import Protocol
 from policy.compiler import Bucket, CompiledPolicy, compile_policy
 from policy.identity.jwt import TokenError, TokenVerifier
 from policy.language import Issue, PolicyError, PolicySet, load_policy_set, policy_files
-from policy.request import Decision, Request, Risk
+from policy.request import Decision, Request, Risk, normalize_path
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,11 @@ class Engine:
         if not req.service or not req.method or not req.path:
             missing = [n for n in ("service", "method", "path") if not getattr(req, n)]
             return self._deny(f"missing request attribute(s): {', '.join(missing)}", version)
+        path = normalize_path(req.path)
+        if path is None:
+            return self._deny(f"ambiguous path {req.path[:200]!r} (encoded separator, backslash, ';' or control)",
+                              version)
+        req.path = path
         problem = self.authenticate(req)
         if problem is not None:
             return self._deny(problem, version)

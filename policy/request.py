@@ -14,6 +14,47 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+_SUSPECT = ("%", "//", "/.", "\\", "\x00", ";")
+
+
+def normalize_path(path: str) -> str | None:
+    """The path a policy is matched against, or ``None`` when it is ambiguous.
+
+    Proxies and services disagree on ``%2F``, ``\\``, ``;`` and dot segments, so a rule on
+    ``/admin/**`` could be walked around with ``/records/..%2Fadmin``: dot segments and
+    repeated slashes are resolved, percent-escapes of ordinary characters decoded, and a
+    path that still encodes a separator, a control character or a backslash is refused.
+    """
+    if not path.startswith("/"):
+        return None
+    if not any(s in path for s in _SUSPECT) and not path.endswith("/."):
+        return path
+    from urllib.parse import unquote
+
+    if ";" in path or "\\" in path:
+        return None
+    lowered = path.lower()
+    if "%2f" in lowered or "%5c" in lowered or "%00" in lowered or "%25" in lowered:
+        return None
+    try:
+        decoded = unquote(path, errors="strict") if "%" in path else path
+    except UnicodeDecodeError:
+        return None
+    if any(ord(c) < 0x20 or c == "\x7f" for c in decoded):
+        return None
+    out: list[str] = []
+    parts = decoded.split("/")
+    for seg in parts[1:]:
+        if seg in ("", "."):
+            continue
+        if seg == "..":
+            if out:
+                out.pop()
+            continue
+        out.append(seg)
+    trailing = "/" if decoded.endswith(("/", "/.", "/..")) and out else ""
+    return "/" + "/".join(out) + trailing
+
 
 @dataclass(frozen=True, slots=True)
 class Risk:

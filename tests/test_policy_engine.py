@@ -204,3 +204,18 @@ def test_watcher_picks_up_changes(tmp_path: Path) -> None:
 @pytest.mark.parametrize("path", ["/admin/x", "/admin/x/y"])
 def test_deny_rule_without_service_applies_everywhere(path: str) -> None:
     assert not engine().decide(req(service="anything", principal=PORTAL, path=path)).allow
+
+
+@pytest.mark.parametrize(("path", "allowed", "reason"), [
+    ("/records/../admin/users", False, "t/no-admin-paths"),
+    ("/records/%2e%2e/admin/users", False, "t/no-admin-paths"),
+    ("//admin//users", False, "t/no-admin-paths"),
+    ("/records/..%2Fadmin/users", False, "ambiguous path"),
+    ("/admin;x/users", False, "ambiguous path"),
+    ("/records\\..\\admin", False, "ambiguous path"),
+    ("/records/%ff", False, "ambiguous path"),
+    ("/records/./1", True, "t/web-reads"),
+])
+def test_paths_are_normalized_before_matching(path: str, allowed: bool, reason: str) -> None:
+    d = engine().decide(req(principal=PORTAL, path=path))
+    assert d.allow is allowed and reason in d.reason
