@@ -410,24 +410,44 @@ def list_queue(store: Store, flt: AlertFilter, *, since: datetime | None = None,
 
 def group_queue(store: Store, flt: AlertFilter, group_by: Sequence[str], *, since: datetime | None = None,
                 until: datetime | None = None, limit: int = 50) -> list[Doc]:
-    """Counts per group, each with its highest level; sorted by that level, then count."""
+    """Counts per group, most severe groups first: each group with its highest level and its total.
+
+    Groups are ranked by their highest level, then by how many alerts they have at that level.
+    Read tier by tier (critical first) and stopping once ``limit`` groups are ranked, so a big
+    queue only aggregates its few severe alerts, not every group of every level; then one
+    aggregation over just the chosen groups gives their totals and counts per level.
+    """
+    from detections.risk import quote
+
     fields = [f.strip() for f in group_by if f.strip()]
     if not fields:
         raise ValueError("--group-by needs at least one field")
-    rows = store.aggregate([*fields, ALERT_LEVEL], query=flt.to_query(), since=since, until=until, index="alerts")
-    groups: dict[tuple[Any, ...], Doc] = {}
+    base = flt.to_query()
+    levels = [lv for lv in reversed(LEVELS) if not flt.levels or lv in flt.levels]
+    chosen: dict[tuple[Any, ...], Doc] = {}
+    for level in levels:
+        if len(chosen) >= limit:
+            break
+        tier = store.aggregate(fields, query=f"{base} AND {ALERT_LEVEL}:{level}", since=since, until=until,
+                               index="alerts")
+        for row in tier:  # the store orders rows by count, then by value
+            key = tuple(row.get(f) for f in fields)
+            if key not in chosen:
+                chosen[key] = {**{f: row.get(f) for f in fields}, "level": level, "count": 0, "by_level": {}}
+                if len(chosen) >= limit:
+                    break
+    if not chosen:
+        return []
+    clauses = ["(" + " AND ".join(f"{f}:{quote(str(v))}" for f, v in zip(fields, key, strict=True)) + ")"
+               for key in chosen]
+    rows = store.aggregate([*fields, ALERT_LEVEL], query=f"{base} AND ({' OR '.join(clauses)})", since=since,
+                           until=until, index="alerts")
     for row in rows:
-        key = tuple(row.get(f) for f in fields)
-        group = groups.setdefault(key, {**{f: row.get(f) for f in fields}, "count": 0, "level": None,
-                                        "by_level": {}})
-        group["count"] += int(row["count"])
-        level = row.get(ALERT_LEVEL)
-        group["by_level"][str(level)] = int(row["count"])
-        if level_rank(level) > level_rank(group["level"]):
-            group["level"] = level
-    ordered = sorted(groups.values(), key=lambda g: (-level_rank(g["level"]), -g["count"],
-                                                   tuple(str(g[f]) for f in fields)))
-    return ordered[:limit]
+        group = chosen.get(tuple(row.get(f) for f in fields))
+        if group is not None:
+            group["count"] += int(row["count"])
+            group["by_level"][str(row.get(ALERT_LEVEL))] = int(row["count"])
+    return list(chosen.values())
 
 
 # -- the rule's investigation guide --------------------------------------------------------------

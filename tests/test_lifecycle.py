@@ -150,6 +150,21 @@ def test_group_by_rule_and_source(store: Store) -> None:
     assert groups[1]["level"] == "low"
 
 
+def test_group_tiers_totals_and_array_fields(store: Store) -> None:
+    store.put_alerts([alert(f"h{i}", entity="10.0.0.1", level="high") for i in range(2)]
+                     + [alert(f"l{i}", entity="10.0.0.1", level="low") for i in range(5)]
+                     + [alert(f"x{i}", entity="10.0.0.2", level="high") for i in range(3)]
+                     + [alert("c1", rule="port_scan", entity="10.0.0.3", level="critical")])
+    groups = lifecycle.group_queue(store, AlertFilter(), ["source.ip"])
+    assert [(g["source.ip"], g["level"], g["count"]) for g in groups] == [
+        ("10.0.0.3", "critical", 1), ("10.0.0.2", "high", 3), ("10.0.0.1", "high", 7)]
+    assert groups[2]["by_level"] == {"high": 2, "low": 5}
+    assert [g["source.ip"] for g in lifecycle.group_queue(store, AlertFilter(), ["source.ip"], limit=2)] == [
+        "10.0.0.3", "10.0.0.2"]
+    tactics = lifecycle.group_queue(store, AlertFilter(), ["threat.tactic.id"])
+    assert [(g["threat.tactic.id"], g["count"]) for g in tactics] == [("TA0007", 1), ("TA0006", 10)]
+
+
 def test_find_alert_by_prefix(store: Store) -> None:
     store.put_alerts([alert("f3c9a1b2deadbeef"), alert("f3c9ffff00000000")])
     assert lifecycle.find_alert(store, "f3c9a1")["event.id"] == "f3c9a1b2deadbeef"
