@@ -86,7 +86,7 @@ def _ddl(layout: Layout) -> list[str]:
     # partial: most events lack most hot fields (a flow has no user.name), and a NULL costs
     # nothing to skip; every comparison on the column implies IS NOT NULL, so queries still use them
     stmts += [
-        f"CREATE INDEX IF NOT EXISTS {t}_{c} ON {t}({c}, ts) WHERE {c} IS NOT NULL" for c in layout.hot.values()
+        f"CREATE INDEX IF NOT EXISTS {t}_{c} ON {t}({c}, ts, event_id) WHERE {c} IS NOT NULL" for c in layout.hot.values()
     ]
     return stmts
 
@@ -421,18 +421,29 @@ class SQLiteStore:
             layout, b, where = self._filter(query, since, until, index)
             key = b.sort_key(sort, descending)
             order = "DESC" if descending else "ASC"
+            # missing values last, as in ES; @timestamp is never missing, and leaving the
+            # IS NULL term out lets the (ts, event_id) index deliver the order
+            nulls = "" if sort == TS_FIELD else f"({key}) IS NULL, "
             count_sql = f"SELECT COUNT(*) FROM {layout.table} e WHERE {where}"
+            # rowids first, documents after: the sort then carries keys, not whole documents
             hits_sql = (
-                f"SELECT e.doc FROM {layout.table} e WHERE {where} "
-                f"ORDER BY ({key}) IS NULL, {key} {order}, e.event_id {order} LIMIT {b.param(max(limit, 0))}"
+                f"SELECT e.rowid FROM {layout.table} e WHERE {where} "
+                f"ORDER BY {nulls}{key} {order}, e.event_id {order} LIMIT {b.param(max(limit, 0))}"
             )
             self._conn.execute("BEGIN")
             try:
                 total = self._conn.execute(count_sql, b.params).fetchone()[0]
-                rows = self._conn.execute(hits_sql, b.params).fetchall() if limit > 0 else []
+                ids = [r[0] for r in self._conn.execute(hits_sql, b.params)] if limit > 0 else []
+                docs = dict(self._by_rowid(layout, ids))
             finally:
                 self._conn.execute("COMMIT")
-        return SearchResult(total=total, hits=[_project(orjson.loads(r[0]), fields) for r in rows])
+        return SearchResult(total=total, hits=[_project(orjson.loads(docs[i]), fields) for i in ids])
+
+    def _by_rowid(self, layout: Layout, ids: list[int]) -> Iterator[tuple[int, str]]:
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            sql = f"SELECT rowid, doc FROM {layout.table} WHERE rowid IN ({', '.join('?' * len(part))})"
+            yield from self._conn.execute(sql, part)
 
     def count(
         self, query: str = "*", *, since: datetime | None = None, until: datetime | None = None,

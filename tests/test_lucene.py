@@ -103,14 +103,18 @@ def test_ranges_by_type() -> None:
     assert p("event.severity:[-5 TO 5]") == ast.Between("event.severity", "num", -5, 5)
     assert p("user.name:[a TO m]") == ast.Between("user.name", "str", "a", "m")
     assert p("source.ip:[10.0.0.1 TO 10.0.0.9]") == ast.Between(
-        "source.ip", "ip", ip_key("10.0.0.1"), ip_key("10.0.0.9"))
+        "source.ip", "ip", ip_key("10.0.0.1"), ip_key("10.0.0.9"), prefix="10.0.0.")
     assert p("destination.port:[* TO 10]") == ast.Between("destination.port", "num", None, 10)
 
 
 def test_cidr() -> None:
     lo, hi = ip_block("10.0.0.0/8")
-    assert p('source.ip:"10.0.0.0/8"') == ast.Between("source.ip", "ip", lo, hi)
-    assert p("source.ip:10.0.0.0/8") == ast.Between("source.ip", "ip", lo, hi)  # unquoted too
+    assert p('source.ip:"10.0.0.0/8"') == ast.Between("source.ip", "ip", lo, hi, prefix="10.")
+    assert p("source.ip:10.0.0.0/8") == ast.Between("source.ip", "ip", lo, hi, prefix="10.")  # unquoted too
+    lo, hi = ip_block("172.16.0.0/12")
+    assert p('source.ip:"172.16.0.0/12"') == ast.Between("source.ip", "ip", lo, hi, prefix="172.")
+    lo, hi = ip_block("2001:db8::/32")
+    assert p('source.ip:"2001:db8::/32"') == ast.Between("source.ip", "ip", lo, hi)
 
 
 def test_dates_are_spans() -> None:

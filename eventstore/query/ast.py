@@ -52,6 +52,9 @@ class Between:
     high: str | int | float | bytes | None
     include_low: bool = True
     include_high: bool = True
+    #: text every matching (canonical) value starts with, e.g. ``10.1.`` for 10.1.0.0/16: lets a
+    #: backend narrow by an index before comparing as addresses
+    prefix: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

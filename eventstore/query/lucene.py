@@ -17,6 +17,7 @@ Every error is a ``QuerySyntaxError`` with the 0-based position of the fault.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 from datetime import datetime
@@ -35,6 +36,7 @@ from eventstore.query.values import (
     glob_to_sqlite,
     ip_block,
     ip_key,
+    ipv4_prefix,
     parse_date,
     unescape,
 )
@@ -280,9 +282,11 @@ class IpKind(FieldKind):
         if "/" in value:
             try:
                 lo, hi = ip_block(value)
+                net = ipaddress.ip_network(value, strict=False)
             except ValueError:
                 raise ValueError(f"{value!r} is not a CIDR block for ip field {field!r}") from None
-            return ast.Between(field, "ip", lo, hi)
+            prefix = ipv4_prefix(str(net.network_address), str(net.broadcast_address))
+            return ast.Between(field, "ip", lo, hi, prefix=prefix)
         try:
             return ast.Equals(field, canonical_ip(value))
         except ValueError:
@@ -293,6 +297,15 @@ class IpKind(FieldKind):
 
     def regexp(self, field: str, pattern: str) -> ast.Node:
         raise ValueError(f"regular expressions do not apply to ip field {field!r}")
+
+    def range(
+        self, field: str, low: str | None, high: str | None, include_low: bool, include_high: bool,
+        t: _Translator,
+    ) -> ast.Node:
+        node = super().range(field, low, high, include_low, include_high, t)
+        if low is None or high is None or not isinstance(node, ast.Between):
+            return node
+        return ast.Between(field, "ip", node.low, node.high, include_low, include_high, ipv4_prefix(low, high))
 
     def value(self, text: str, t: _Translator) -> Any:
         key = ip_key(text)

@@ -27,6 +27,7 @@ from eventstore.query.values import analyze, epoch_ms, ip_key
 from eventstore.schema import FieldType, field_type
 
 TS_FIELD = "@timestamp"
+ID_FIELD = "event.id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +38,8 @@ class Layout:
     hot: Mapping[str, str]
 
     def column(self, field: str) -> str | None:
-        return self.hot.get(field)
+        """The indexed column holding ``field``: a hot field's, or the primary key for ``event.id``."""
+        return "event_id" if field == ID_FIELD else self.hot.get(field)
 
 
 def json_path(field: str) -> str:
@@ -85,7 +87,7 @@ class WhereBuilder:
         column = self.layout.column(field)
         if column is None:
             return from_doc
-        if not self.multi:
+        if not self.multi or field not in self.layout.hot:
             return pred(f"{e}.{column}")
         marker = self.param(f"|{field}|")
         return f"({pred(f'{e}.{column}')} OR ({e}.multi IS NOT NULL AND instr({e}.multi, {marker}) AND {from_doc}))"
@@ -98,7 +100,7 @@ class WhereBuilder:
     def _equals(self, node: ast.Equals) -> str:
         value = node.value
         p = self.param(value)
-        hot = node.field in self.layout.hot
+        hot = self.layout.column(node.field) is not None
         if isinstance(value, str) and not hot:
             # ES keyword fields hold numbers as their text: event.code 4625 matches "4625"
             return self.leaf(node.field, lambda v: f"(CASE WHEN typeof({v}) = 'text' THEN {v} ELSE CAST({v} AS TEXT) END) = {p}")
@@ -110,10 +112,11 @@ class WhereBuilder:
             conv = "{}"
         low = None if node.low is None else self.param(node.low)
         high = None if node.high is None else self.param(node.high)
+        prefix = None if node.prefix is None else self.param(node.prefix + "*")
 
         def pred(v: str) -> str:
             x = conv.format(v)
-            parts = []
+            parts = [] if prefix is None else [f"{v} GLOB {prefix}"]
             if low is not None:
                 parts.append(f"{x} {'>=' if node.include_low else '>'} {low}")
             if high is not None:

@@ -114,6 +114,22 @@ def ip_block(text: str) -> tuple[bytes, bytes]:
     return lo.packed, hi.packed
 
 
+def ipv4_prefix(low: str, high: str) -> str | None:
+    """The dotted text shared by every IPv4 address from ``low`` to ``high`` (``10.1.``), if any."""
+    try:
+        lo, hi = ipaddress.ip_address(low), ipaddress.ip_address(high)
+    except ValueError:
+        return None
+    if lo.version != 4 or hi.version != 4:
+        return None
+    shared = []
+    for a, b in zip(str(lo).split("."), str(hi).split("."), strict=True):
+        if a != b:
+            break
+        shared.append(a)
+    return ".".join(shared) + "." if shared and len(shared) < 4 else None
+
+
 # -- dates --------------------------------------------------------------------------------
 
 _DATE = re.compile(
