@@ -325,6 +325,8 @@ class ElasticsearchStore:
         with self._errors():
             try:
                 self._es.cluster.health(timeout="10s")
+            except (AuthenticationException, AuthorizationException, UnsupportedProductError):
+                raise  # worded by _errors()
             except ApiError as exc:
                 raise StoreUnavailable(
                     f"{self.node_url} does not answer as Elasticsearch (HTTP {exc.meta.status} on /_cluster/health)"
@@ -473,6 +475,9 @@ class ElasticsearchStore:
                     attempt += 1
                     self._backoff(attempt)
                     continue
+                if isinstance(exc, AuthenticationException | AuthorizationException | UnsupportedProductError):
+                    with self._errors():
+                        raise
                 reason = f"bulk request refused (HTTP {exc.meta.status}): {_reason(_body_error(exc))}"
                 tally.errors.extend((p.ident, reason) for p in pending)
                 return conflicts

@@ -304,24 +304,30 @@ def test_unreachable_node_is_one_clear_line() -> None:
     assert "\n" not in message
 
 
-def test_a_web_server_that_is_not_elasticsearch_is_named() -> None:
-    class NotES(http.server.BaseHTTPRequestHandler):
+@pytest.mark.parametrize(("status", "expected"), [
+    (200, "does not answer as Elasticsearch"),  # a web server, no X-Elastic-Product header
+    (404, "does not answer as Elasticsearch"),
+    (401, "refused the credentials"),  # a secured node without SOC_ES_USER / SOC_ES_API_KEY
+])
+def test_wrong_server_or_missing_credentials_is_named(status: int, expected: str) -> None:
+    class Answer(http.server.BaseHTTPRequestHandler):
         def log_message(self, *args: object) -> None:
             pass
 
         def do_GET(self) -> None:
-            body = b'{"hello": "world"}'
-            self.send_response(200)
+            body = b'{"error": {"type": "security_exception", "reason": "missing authentication"}}'
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotES)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        with pytest.raises(StoreUnavailable, match="does not answer as Elasticsearch"):
+        with pytest.raises(StoreUnavailable, match=expected) as info:
             open_store(f"http://127.0.0.1:{server.server_address[1]}/?prefix=x")
+        assert "\n" not in str(info.value)
     finally:
         server.shutdown()
         server.server_close()
