@@ -118,7 +118,8 @@ def test_kill_9_at_random_points_loses_and_doubles_nothing(store: Store, tmp_pat
     assert kills >= 3, f"only {kills} kills landed mid-run: {seen}"
     final = start(url, reader, log)
     _, err = final.communicate(timeout=300)
-    assert final.returncode == exit_code, err.decode()
+    # 1 only if a corrupted line lies after the last committed batch (problems are reported once)
+    assert final.returncode in (0, exit_code), err.decode()
     settle(store, len(expected))
     got = sorted(all_ids(store))
     assert len(got) == len(expected), f"stored {len(got)}, clean run {len(expected)}; kills at {seen}"
