@@ -182,3 +182,16 @@ def test_exit_codes_as_a_process(tmp_path: Path) -> None:
     assert soc("lint", str(EXAMPLES)).returncode == 0
     assert soc("test", str(EXAMPLES / "tests.yaml")).returncode == 0
     assert soc("test", str(bad)).returncode == 2
+
+
+def test_schema_is_published_and_validates_the_examples(soc: Run) -> None:
+    import yaml
+    from jsonschema import Draft202012Validator
+
+    r = soc("policy", "schema")
+    assert r.exit_code == 0
+    validator = Draft202012Validator(json.loads(r.output))
+    for f in EXAMPLES.glob("*.yaml"):
+        doc = yaml.safe_load(f.read_text())
+        if doc.get("kind") == "Policy":
+            assert list(validator.iter_errors(doc)) == [], f

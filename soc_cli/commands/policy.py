@@ -56,6 +56,13 @@ def register(app: typer.Typer) -> None:
                              no_args_is_help=True)
     app.add_typer(policy_app, name="policy")
 
+    @policy_app.command("schema")
+    def schema_cmd() -> None:
+        """Print the policy language's JSON Schema (for editors and CI validators)."""
+        from policy.language import SCHEMA_PATH
+
+        sys.stdout.write(SCHEMA_PATH.read_text(encoding="utf-8"))
+
     @policy_app.command("lint")
     def lint_cmd(
         paths: list[Path] = typer.Argument(..., help="policy files or directories"),
