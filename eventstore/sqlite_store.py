@@ -51,7 +51,7 @@ from eventstore.store import (
 )
 from eventstore.timeutil import to_iso, utcnow
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: rows per executemany / transaction when a caller hands over a very large iterable
 CHUNK = 100_000
 
@@ -290,7 +290,11 @@ class SQLiteStore:
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
+                version = self._conn.execute("PRAGMA user_version").fetchone()[0]
                 for layout in LAYOUTS.values():
+                    if 0 < version < 2:  # version 1 had (column, ts) hot indexes: rebuild them covering
+                        for column in layout.hot.values():
+                            self._conn.execute(f"DROP INDEX IF EXISTS {layout.table}_{column}")
                     for stmt in _ddl(layout):
                         self._conn.execute(stmt)
                 self._conn.execute(
