@@ -41,7 +41,12 @@ def _from_ecs() -> dict[str, Any] | None:
 
 
 def check(event: dict[str, Any]) -> None:
-    """Assert an event's kind/category/type/outcome are ECS-allowed (types expected for a category)."""
+    """Assert an event's kind/category/type/outcome are ECS-allowed (types expected for a category),
+    and that every field it has is in ``eventstore.schema`` (so both stores map it)."""
+    from eventstore.schema import field_type
+
+    unknown = sorted(k for k in event if field_type(k) is None)
+    assert not unknown, f"fields missing from eventstore/schema.py: {unknown}"
     sources: list[tuple[set[str], set[str], dict[str, set[str]]]] = [(KIND, OUTCOME, CATEGORY_TYPES)]
     ecs = _from_ecs()
     if ecs is not None:

@@ -73,6 +73,7 @@ def test_rfc5424_with_structured_data(tmp_path: Path) -> None:
     assert event["log.syslog.msgid"] == "AUTH"
     assert event["log.syslog.structured_data.origin.ip"] == "10.0.0.9"
     assert event["log.syslog.structured_data.meta.note"] == 'a "quoted" ]'
+    check(event)
     assert event["user.name"] == "guest" and event["event.outcome"] == "failure"
     assert event["source.ip"] == "203.0.113.50"
 
@@ -116,6 +117,8 @@ def test_resume_after_any_batch_gives_the_same_events(tmp_path: Path) -> None:
     resumed = read_resumed(SyslogReader(tz="UTC"), path, batch_size=7)
     assert resumed.events == whole.events and len(whole.events) == 300
     assert resumed.problems == whole.problems and len(whole.problems) == 3
+    for event in whole.events:
+        check(event)
     assert whole.checkpoint == {"offset": path.stat().st_size, "line": 303}
 
 
