@@ -4,9 +4,10 @@ Two engines (``ENGINES``, a registry):
 
 - ``fast``: a raw ``AF_PACKET`` socket read with ``recv_into`` into one reused buffer,
   a 64 MiB receive buffer (``SO_RCVBUFFORCE``, so bursts wait in the kernel rather than
-  being dropped), and the kernel's own drop counter (``PACKET_STATISTICS``) read at
-  the end so loss is measured, not guessed. On loopback every packet passes the tap
-  twice (going out and coming in); the outgoing copy is skipped, as libpcap does.
+  being dropped; what is queued when the capture stops is still metered), and the
+  kernel's own drop counter (``PACKET_STATISTICS``) read at the end so loss is measured,
+  not guessed. On loopback every packet passes the tap twice (going out and coming in);
+  only the outgoing copy is kept.
   No TPACKET ring: at the target rate (50,000 packets/s) one ``recv`` per packet costs
   about a microsecond, far below the meter's own cost, so the ring would not move the limit.
 - ``tshark``: pyshark drives tshark (deep dissection, every protocol Wireshark knows);
@@ -52,6 +53,7 @@ PACKET_STATISTICS = 6
 SO_ATTACH_FILTER = 26
 SO_RCVBUFFORCE = 33
 PACKET_OUTGOING = 4
+PACKET_IGNORE_OUTGOING = 23
 #: ARPHRD (interface hardware type) -> pcap link type of what AF_PACKET/SOCK_RAW returns
 ARPHRD_LINKTYPE: dict[int, int] = {1: 1, 772: 1, 65534: 101, 776: 101, 778: 101, 823: 101}
 RCVBUF = 64 << 20
@@ -180,16 +182,23 @@ class AfPacketSource(PacketSource):
             sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
         except OSError:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
-        if bpf:
+        self.loopback = iface == "lo" or iface.startswith("lo")
+        # Every loopback packet passes the tap twice, going out and coming in. The outgoing copy
+        # is the one kept: it is seen even when the receive side is too busy to take the packet.
+        # With tcpdump the kernel drops the incoming copy (``outbound`` in the filter); without,
+        # records() skips it.
+        kernel_filter = f"outbound and ({bpf})" if self.loopback and bpf else ("outbound" if self.loopback else bpf)
+        self.skip_incoming = False
+        if kernel_filter:
             try:
-                attach_bpf(sock, compile_bpf(bpf, iface))
-                self.bpf_compiler = "tcpdump -ddd (kernel BPF)"
+                attach_bpf(sock, compile_bpf(kernel_filter, iface))
+                self.bpf_compiler = "tcpdump -ddd (kernel BPF)" if bpf else None
             except CaptureError:
-                self.pyfilter = PyFilter.parse(bpf)
-                self.bpf_compiler = "ztsoc fallback filter (Python, after parsing)"
+                self.pyfilter = PyFilter.parse(bpf) if bpf else None
+                self.bpf_compiler = "ztsoc fallback filter (Python, after parsing)" if bpf else None
+                self.skip_incoming = self.loopback
         sock.bind((iface, ETH_P_ALL, 0, 0, b""))
         self.ifindex = ifindex
-        self.loopback = iface == "lo" or iface.startswith("lo")
         sock.settimeout(0.5)
 
     def records(self, stop: threading.Event) -> Iterator[Record | None]:
@@ -199,12 +208,19 @@ class AfPacketSource(PacketSource):
         recv = sock.recvfrom_into
         index = 0
         linktype = -1
-        skip_outgoing = self.loopback
+        skip_incoming = self.skip_incoming
         clock = time.time_ns
-        while not stop.is_set():
+        draining = False
+        while True:
+            if not draining and stop.is_set():
+                # what the kernel already queued was captured: meter it before stopping
+                draining = True
+                sock.setblocking(False)
             try:
                 n, addr = recv(buf, 0, socket.MSG_TRUNC)
-            except TimeoutError:
+            except (TimeoutError, BlockingIOError):
+                if draining:
+                    return
                 yield None
                 continue
             except InterruptedError:
@@ -212,7 +228,7 @@ class AfPacketSource(PacketSource):
             except OSError as exc:  # the interface went down or away: end the capture, keep what was metered
                 self.error = f"{self.iface}: {exc.strerror or exc}"
                 return
-            if skip_outgoing and addr[2] == PACKET_OUTGOING:
+            if skip_incoming and addr[2] != PACKET_OUTGOING:
                 continue
             if linktype < 0:
                 linktype = ARPHRD_LINKTYPE.get(addr[3], 1)
@@ -301,7 +317,8 @@ class LiveCapture:
     def _ship(self) -> None:
         meter = self.meter
         if meter.events:
-            batch, meter.events = meter.events, []
+            batch = meter.events[:]
+            meter.events.clear()  # the same list: the meter's running loop holds it
             self.stats.events += len(batch)
             self._queue.put(batch)
         if meter.problems:
@@ -313,51 +330,56 @@ class LiveCapture:
     def run(self, duration: float | None = None, ready: threading.Event | None = None) -> CaptureStats:
         writer = threading.Thread(target=self._writer, name="capture-writer", daemon=True)
         writer.start()
-        meter = self.meter
-        source = self.source
-        pyfilter: PyFilter | None = getattr(source, "pyfilter", None)
-        hinted = source.name == "tshark"
         began = time.monotonic()
-        deadline = began + duration if duration else None
-        next_tick = began + 0.5
-        packets = 0
         if ready is not None:
             ready.set()
         try:
-            for rec in source.records(self._stop):
-                now = time.monotonic()
-                if rec is not None:
-                    if pyfilter is not None and not self._passes(pyfilter, rec):
-                        self.stats.filtered += 1
-                    else:
-                        packets += 1
-                        meter.packet(*rec)
-                        if hinted:
-                            self._hint(rec)
-                if now >= next_tick or rec is None:
-                    next_tick = now + 0.5
-                    meter.tick(time.time_ns())
-                    if len(meter.events) or meter.problems:
-                        self._ship()
-                elif len(meter.events) >= self.batch_size:
-                    self._ship()
-                if deadline is not None and now >= deadline:
-                    break
+            # one long feed() over a generator: the meter's loop setup is paid once, not per packet
+            self.meter.feed(self._records(began + duration if duration else None))
         finally:
-            self.stats.packets = packets
             self.stats.seconds = time.monotonic() - began
-            self.stats.stopped_by = source.error
-            try:
-                kp, kd = source.kernel_stats()
-                self.stats.kernel_packets, self.stats.kernel_drops = kp, kd
-            except OSError:
-                pass
-            source.close()
-            meter.flush()
+            self.stats.stopped_by = self.source.error
+            with contextlib.suppress(OSError):
+                self.stats.kernel_packets, self.stats.kernel_drops = self.source.kernel_stats()
+            self.source.close()
+            self.meter.flush()
             self._ship()
             self._queue.put(None)
             writer.join()
         return self.stats
+
+    def _records(self, deadline: float | None) -> Iterator[Record]:
+        """The source's records, with the housekeeping done between them (ticks, shipping, deadline)."""
+        meter = self.meter
+        source = self.source
+        stats = self.stats
+        pyfilter: PyFilter | None = getattr(source, "pyfilter", None)
+        hinted = source.name == "tshark"
+        events = meter.events
+        batch_size = self.batch_size
+        monotonic = time.monotonic
+        next_tick = monotonic() + 0.5
+        for rec in source.records(self._stop):
+            if rec is not None:
+                if pyfilter is not None and not self._passes(pyfilter, rec):
+                    stats.filtered += 1
+                    continue
+                stats.packets += 1
+                yield rec
+                if hinted:
+                    self._hint(rec)
+                if len(events) >= batch_size:
+                    self._ship()
+                if stats.packets & 63:  # the clock is read every 64 packets, or when idle
+                    continue
+            now = monotonic()
+            if now >= next_tick or rec is None:
+                next_tick = now + 0.5
+                meter.tick(time.time_ns())
+                if events or meter.problems:
+                    self._ship()
+            if deadline is not None and now >= deadline:
+                return
 
     def _hint(self, rec: Record) -> None:
         """tshark's name for the packet's highest protocol labels a flow our probes could not name."""
