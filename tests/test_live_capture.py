@@ -67,6 +67,19 @@ def veth() -> Iterator[tuple[str, str]]:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
+def wait_for_packet_socket(iface: str, timeout: float = 30.0) -> None:
+    """Until a packet socket is bound to ``iface`` (the child has started capturing): /proc/net/packet."""
+    ifindex = socket.if_nametoindex(iface)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = Path("/proc/net/packet").read_text().splitlines()[1:]
+        if any(int(r.split()[4]) == ifindex for r in rows if len(r.split()) > 4):
+            time.sleep(0.2)
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"no capture started on {iface} within {timeout}s")
+
+
 def start_capture(store: Store, iface: str, bpf: str | None = None) -> tuple[LiveCapture, threading.Thread]:
     cap = LiveCapture(iface, lambda evs: store.write_events(evs).written, bpf=bpf)
     ready = threading.Event()
@@ -163,8 +176,8 @@ def test_capture_command_end_to_end(veth: tuple[str, str], tmp_path: Path) -> No
     db = tmp_path / "cap.db"
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     proc = subprocess.Popen([sys.executable, "-m", "soc_cli.main", "--store", f"sqlite:///{db}", "capture",
-                             "--iface", iface, "--duration", "6", "--json"], stdout=subprocess.PIPE, text=True, env=env)
-    time.sleep(2.5)  # interpreter start and socket bind
+                             "--iface", iface, "--duration", "8", "--json"], stdout=subprocess.PIPE, text=True, env=env)
+    wait_for_packet_socket(iface)
     http_requests(ns, 2)
     out, _ = proc.communicate(timeout=30)
     import json
