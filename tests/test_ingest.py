@@ -33,8 +33,10 @@ def test_ok_then_idempotent(tmp_path: Path) -> None:
     report = json.loads(run.stdout)
     assert (report["events"], report["written"], report["problems"]) == (20, 20, {})
     assert run.stderr == ""  # a pipe: no progress bar
-    again = soc("ingest", "syslog", str(log), db=db)
-    assert again.returncode == 0 and "0 events read" in again.stdout
+    table = soc("ingest", "syslog", str(log), db=db)
+    assert table.returncode == 0 and "already stored" in table.stdout and "total: 1 files" in table.stdout
+    again = json.loads(soc("ingest", "syslog", str(log), "--json", db=db).stdout)
+    assert again["events"] == 0 and again["files"][0]["resumed"]  # the checkpoint is at the end
     store = open_store(f"sqlite:///{db}")
     try:
         assert store.count("event.outcome:failure AND user.name:root") == 20

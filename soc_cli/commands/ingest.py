@@ -59,16 +59,33 @@ def run_ingest(reader_name: str, paths: list[Path], *, errors: Path | None, batc
         sys.exit(1)
 
 
+FILES_SHOWN = 20
+
+
 def print_report(report: Any, errors: Path | None) -> None:
+    """One row per file (the first ``FILES_SHOWN``), a total, then problems by reason."""
     from rich.table import Table
 
+    files = Table(header_style="bold", title=f"soc ingest {report.reader}", title_justify="left")
+    files.add_column("file", overflow="fold", ratio=1)
+    for name in ("events", "new", "already stored", "problems", "resumed"):
+        files.add_column(name, justify="right", no_wrap=True)
+    for f in report.files[:FILES_SHOWN]:
+        files.add_row(f.path, f"{f.events:,}", f"{f.written:,}", f"{f.duplicates:,}", f"{f.problems:,}",
+                      "yes" if f.resumed else "")
+    if len(report.files) > FILES_SHOWN:
+        files.add_row(f"... {len(report.files) - FILES_SHOWN} more files", "", "", "", "", "")
     rate = report.events / report.elapsed if report.elapsed > 0 else 0.0
-    console.print(f"[bold]{report.reader}[/]: {len(report.files)} file(s), {report.events:,} events read, "
-                  f"{report.written:,} new, {report.duplicates:,} already stored, "
-                  f"{report.problem_count:,} problems in {report.elapsed:.2f}s ({rate:,.0f} events/s)")
+    files.add_section()
+    files.add_row(f"total: {len(report.files)} files, {report.elapsed:.2f}s, {rate:,.0f}/s",
+                  f"{report.events:,}", f"{report.written:,}", f"{report.duplicates:,}", f"{report.problem_count:,}",
+                  "", style="bold")
+    console.print(files)
     if report.problems:
-        tbl = Table("problem", "count", "example", header_style="bold")
-        examples = {p.reason: p for p in reversed(report.examples)}
+        tbl = Table("problem", "count", "first seen at", header_style="bold")
+        examples: dict[str, Any] = {}
+        for p in report.examples:
+            examples.setdefault(p.reason, p)
         for reason, n in report.problems.most_common():
             ex = examples.get(reason)
             tbl.add_row(reason, f"{n:,}", f"{ex.source} {ex.position}" if ex else "")
