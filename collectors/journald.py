@@ -43,7 +43,8 @@ class JournaldReader(LineReader):
             raise LineError("invalid JSON", f"{exc.msg} at column {exc.colno}") from exc
         if not isinstance(entry, dict):
             raise LineError("not a journal entry", "expected a JSON object")
-        realtime = entry.get("__REALTIME_TIMESTAMP") or entry.get("_SOURCE_REALTIME_TIMESTAMP")
+        # when the program logged it, else when journald received it
+        realtime = entry.get("_SOURCE_REALTIME_TIMESTAMP") or entry.get("__REALTIME_TIMESTAMP")
         if realtime is None:
             raise LineError("missing __REALTIME_TIMESTAMP")
         try:

@@ -98,8 +98,9 @@ class LineReader(ReaderBase):
                         event["event.id"] = event_id(name, identity, here)
                     if keep_original:
                         event["event.original"] = text
-                    event["log.file.path"] = source
-                    event["log.offset"] = here
+                    if "log.file.path" not in event:  # an ECS line may name its own origin: keep it
+                        event["log.file.path"] = source
+                        event["log.offset"] = here
                     events.append(event)
                 if len(events) + len(problems) >= batch_size:
                     yield Batch(events, problems, {"offset": offset, "line": line_no}, None if compressed else offset)
