@@ -43,7 +43,7 @@ def count_lines(path: Path) -> int:
 
 
 def check_syslog(data: Path, tmp: Path) -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     for name in ("OpenSSH_2k.log", "Linux_2k.log"):
         path = data / "auth" / name
         if not path.exists():
@@ -120,7 +120,8 @@ def main() -> int:
         print(f"no reference data at {args.data}: nothing to check", file=sys.stderr)
         return 1
     with tempfile.TemporaryDirectory(prefix="ztsoc-compat-auth-") as tmp:
-        result = {"syslog": check_syslog(args.data, Path(tmp)), "evtx": check_evtx(args.data, Path(tmp))}
+        result: dict[str, Any] = {"syslog": check_syslog(args.data, Path(tmp)),
+                                  "evtx": check_evtx(args.data, Path(tmp))}
     ok = all(r["ok"] for r in result["syslog"]) and result["evtx"]["ok"]
     if args.json:
         print(json.dumps(result, indent=2, default=str))
