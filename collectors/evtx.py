@@ -429,9 +429,10 @@ class EvtxReader(ReaderBase):
             raise ValueError(f"{path}: not a readable EVTX file ({exc})") from exc
         source = str(path)
         try:
-            expected = max(header_record_count(path), 1)
+            announced = header_record_count(path)
         except ValueError:
-            expected = 1
+            announced = 0
+        expected = max(announced, 1)
         index = 0
         events: list[Event] = []
         problems: list[ReadProblem] = []
@@ -466,5 +467,10 @@ class EvtxReader(ReaderBase):
             if len(events) + len(problems) >= batch_size:
                 yield Batch(events, problems, {"record": index}, min(size, size * index // expected))
                 events, problems = [], []
+        if index > skip and index < announced:
+            # the parser skips a chunk cut short (a truncated copy) without a word: say so
+            problems.append(ReadProblem(source, f"after record {index}", "records missing",
+                                        f"the chunk headers announce {announced} records, {index} were read "
+                                        "(truncated file or damaged chunk)"))
         if index > skip or events or problems:
             yield Batch(events, problems, {"record": index}, size)

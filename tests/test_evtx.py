@@ -225,3 +225,13 @@ def test_real_files_every_record_and_resume() -> None:
             assert e["winlog.channel"] is not None or e["event.dataset"].startswith("windows.")
             assert e["winlog.event_id"] == e["event.code"]
             check(e)
+
+
+def test_truncated_copy_is_reported_not_silent(tmp_path: Path) -> None:
+    path = generated(tmp_path / "a.evtx", n=30, per_chunk=10)
+    data = path.read_bytes()
+    path.write_bytes(data[:4096 + 2 * 65536 + 3000])  # the third chunk cut short
+    result = read_all(EvtxReader(), path)
+    assert len(result.events) == 20
+    [problem] = result.problems
+    assert problem.reason == "records missing" and "announce 30 records, 20 were read" in (problem.raw or "")
