@@ -129,6 +129,17 @@ def test_hot_field_holding_an_array(sqlite_store: SQLiteStore) -> None:
     assert sqlite_store.get_event("e00001")["host.name"] == ["h1", "h2"]  # type: ignore[index]
 
 
+def test_checked_path_redoes_only_its_step(sqlite_store: SQLiteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A step SQLite cannot bind is redone document by document; the steps before it stay."""
+    import eventstore.sqlite_store as mod
+
+    monkeypatch.setattr(mod, "STEP", 2)
+    batch = [ev(1), ev(2), ev(3, **{"user.name": ["a", "b"]}), {"event.id": "x"}, ev(5), ev(1)]
+    res = sqlite_store.write_events(batch)
+    assert (res.written, res.duplicates, res.errors) == (4, 1, [("x", "missing @timestamp")])
+    assert sqlite_store.count("user.name:b") == 1 and sqlite_store.count() == 4
+
+
 def test_prepare_rows_is_what_is_stored() -> None:
     errors: list[tuple[int, str, str]] = []
     rows = prepare_rows([ev(1), {"x": 1}], EVENTS, errors)
