@@ -80,7 +80,7 @@ class SyslogReader(LineReader):
 
     def begin(self, path: Path) -> _FileContext:
         self._last_stamp: tuple[str | Any, ...] | None = None
-        self._last_ts = datetime.min.replace(tzinfo=UTC)
+        self._last_ts = ""
         mtime = os.stat(path).st_mtime
         return _FileContext(datetime.fromtimestamp(mtime, UTC))
 
@@ -105,11 +105,11 @@ class SyslogReader(LineReader):
         if m is not None:
             stamp = m.group("mon", "day", "h", "m", "s")
             if stamp == self._last_stamp:  # logs write many lines per second: date each second once
-                ts = self._last_ts
+                iso = self._last_ts
             else:
-                ts = self.bsd_time(m, ctx)
-                self._last_stamp, self._last_ts = stamp, ts
-            return self.build(ts, m.group("pri"), m.group("host"), m.group("tag"), m.group("pid"), m.group("msg"))
+                iso = to_iso(self.bsd_time(m, ctx))
+                self._last_stamp, self._last_ts = stamp, iso
+            return self.build(iso, m.group("pri"), m.group("host"), m.group("tag"), m.group("pid"), m.group("msg"))
         m = ISO.match(text)
         if m is not None:
             ts = _iso_time(m.group("ts"), self.tz)
@@ -140,15 +140,18 @@ class SyslogReader(LineReader):
                     event[f"log.syslog.structured_data.{sd_id}.{key}"] = value.replace('\\"', '"').replace("\\]", "]")
         return event
 
-    def build(self, ts: datetime, pri: str | None, host: str | None, tag: str | None, pid: str | None,
+    def build(self, ts: datetime | str, pri: str | None, host: str | None, tag: str | None, pid: str | None,
               msg: str) -> Event:
         return build_event(ts, pri, host, tag, pid, msg)
 
 
-def build_event(ts: datetime, pri: str | int | None, host: str | None, tag: str | None, pid: str | int | None,
+def build_event(ts: datetime | str, pri: str | int | None, host: str | None, tag: str | None, pid: str | int | None,
                 msg: str) -> Event:
-    """The event of one syslog-style message: header fields plus ``authmsg``'s reading."""
-    event: Event = {"@timestamp": to_iso(ts), "event.kind": "event", "event.module": "system", "message": msg}
+    """The event of one syslog-style message: header fields plus ``authmsg``'s reading.
+
+    ``ts`` is a datetime or an already formatted ``@timestamp`` (``to_iso``).
+    """
+    event: Event = {"@timestamp": ts if isinstance(ts, str) else to_iso(ts), "event.kind": "event", "event.module": "system", "message": msg}
     if pri is not None:
         code = int(pri)
         if code > 191:
