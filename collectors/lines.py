@@ -8,7 +8,9 @@ found a better one (journald's cursor), ``event.original``, ``log.file.path`` an
 for ``soc tail``, holding back a last line that has no newline yet (``follow=True``).
 
 Subclasses write ``parse(text, ctx)``: return a flat event (with ``@timestamp``), ``None``
-to skip the line silently, or raise :class:`LineError` with a short reason.
+to skip the line silently, or raise :class:`LineError` with a short reason. An event with
+``ztsoc.auth.repeated: N`` (syslog's "message repeated N times") is stored N times, each
+copy with its own id derived from the line's, so counting rules see every attempt.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ from collectors.base import (
     is_gzip,
     open_log,
 )
+
+#: copies made of one "message repeated N times" line, at most
+MAX_REPEATS = 10_000
 
 
 class LineError(ValueError):
@@ -102,6 +107,13 @@ class LineReader(ReaderBase):
                         event["log.file.path"] = source
                         event["log.offset"] = here
                     events.append(event)
+                    repeats = event.get("ztsoc.auth.repeated")
+                    if isinstance(repeats, int) and repeats > 1:
+                        # "message repeated 5 times: [...]" stands for five events: a brute-force
+                        # count must see five; the copies get ids of their own at the same line
+                        base_id = event["event.id"]
+                        events.extend({**event, "event.id": event_id(name, base_id, k)}
+                                      for k in range(1, min(repeats, MAX_REPEATS)))
                 if len(events) + len(problems) >= batch_size:
                     yield Batch(events, problems, {"offset": offset, "line": line_no}, None if compressed else offset)
                     events, problems, start = [], [], offset

@@ -125,3 +125,12 @@ def test_resume_after_any_batch_gives_the_same_events(tmp_path: Path) -> None:
 def test_year_out_of_range() -> None:
     with pytest.raises(ValueError, match="out of range"):
         SyslogReader(year=12)
+
+
+def test_repeated_message_counts_every_attempt(tmp_path: Path) -> None:
+    path = write(tmp_path / "a.log", "Nov 25 10:00:00 h sshd[7]: message repeated 3 times: [ Failed password for root "
+                                     "from 10.0.0.9 port 22 ssh2]\n", mtime="2026-11-26T00:00:00+00:00")
+    events = read_all(SyslogReader(tz="UTC"), path).events
+    assert len(events) == 3 and len({e["event.id"] for e in events}) == 3
+    assert all(e["event.outcome"] == "failure" and e["user.name"] == "root" for e in events)
+    assert [e["event.id"] for e in read_all(SyslogReader(tz="UTC"), path).events] == [e["event.id"] for e in events]
