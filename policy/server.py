@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from policy.engine import Engine
@@ -192,3 +194,115 @@ def make_server(app: DecisionApp, host: str = "127.0.0.1", port: int = 8181) -> 
                             access_log=False, log_level="warning", server_header=False, date_header=False,
                             backlog=2048)
     return uvicorn.Server(config)
+
+
+# -- assembling a server process ------------------------------------------------------------
+CONFIG_ENV = "ZTSOC_PDP_CONFIG"
+
+
+@dataclass
+class ServeConfig:
+    """Everything a server process needs; JSON in ``ZTSOC_PDP_CONFIG`` for worker processes."""
+
+    policy: list[str]
+    store_url: str
+    spill: str
+    trust: str | None = None
+    authz_prefix: str = ""
+    log: bool = True
+    watch: bool = True
+    trust_asserted_principal: bool = False
+    #: Set for worker processes: each spills to ``<spill>.<pid>`` so workers never share a file.
+    per_process_spill: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_env(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_env(cls) -> ServeConfig:
+        return cls(**json.loads(os.environ[CONFIG_ENV]))
+
+
+def build_app(cfg: ServeConfig) -> DecisionApp:
+    """Risk snapshot, decision log and engine started for this process, wired to the app."""
+    from eventstore import open_store
+    from policy.decision_log import DecisionLog
+    from policy.engine import build_engine
+    from policy.risk import StoreRisk
+
+    url = cfg.store_url
+    risk = StoreRisk(lambda: open_store(url)).start()
+    sink = None
+    if cfg.log:
+        spill = Path(cfg.spill)
+        if cfg.per_process_spill:
+            spill = spill.with_name(f"{spill.name}.{os.getpid()}")
+        sink = DecisionLog(lambda: open_store(url), spill).start()
+    try:
+        engine = build_engine(cfg.policy, trust_file=cfg.trust, risk=risk, sink=sink, watch=cfg.watch,
+                              trust_asserted_principal=cfg.trust_asserted_principal)
+    except BaseException:
+        risk.stop()
+        if sink is not None:
+            sink.close()
+        raise
+
+    def ready() -> tuple[bool, str]:
+        if not risk.fresh():
+            return False, f"risk snapshot not fresh: {risk.last_error or 'first refresh pending'}"
+        return True, "policy loaded, risk fresh"
+
+    def shutdown() -> None:
+        engine.stop()
+        risk.stop()
+        if sink is not None:
+            sink.close()  # last flush; what the store does not take stays in the spill file
+
+    tune_process()
+    return DecisionApp(engine, authz_prefix=cfg.authz_prefix, ready=ready, on_shutdown=(shutdown,))
+
+
+def app_from_env() -> DecisionApp:
+    """uvicorn factory for ``--workers N``: each worker builds its own engine, risk and log."""
+    return build_app(ServeConfig.from_env())
+
+
+def replay_orphan_spills(cfg: ServeConfig) -> int:
+    """Before workers start: replay spill files left by earlier processes (``<spill>``, ``<spill>.<pid>``)."""
+    from eventstore import open_store
+    from policy.decision_log import DecisionLog
+
+    base = Path(cfg.spill)
+    replayed = 0
+    for f in sorted(base.parent.glob(base.name + "*")):
+        if f.suffix in (".tmp", ".refused") or not f.is_file():
+            continue
+        log = DecisionLog(lambda: open_store(cfg.store_url), f, retry_interval_s=0)
+        log.flush()
+        replayed += log.stats.replayed
+        log.close()
+    return replayed
+
+
+def serve(cfg: ServeConfig, host: str = "127.0.0.1", port: int = 8181, workers: int = 1) -> None:
+    """Run until SIGTERM/SIGINT; one process, or ``workers`` processes on one socket."""
+    if workers <= 1:
+        app = build_app(cfg)
+        try:
+            make_server(app, host, port).run()
+        finally:
+            for hook in app.on_shutdown:
+                hook()
+        return
+    import importlib.util
+
+    import uvicorn
+
+    replay_orphan_spills(cfg)
+    cfg.per_process_spill = True
+    os.environ[CONFIG_ENV] = cfg.to_env()
+    uvicorn.run("policy.server:app_from_env", factory=True, host=host, port=port, workers=workers,
+                http="httptools" if importlib.util.find_spec("httptools") else "h11", lifespan="on",
+                access_log=False, log_level=os.environ.get("ZTSOC_PDP_LOG_LEVEL", "warning"), server_header=False,
+                date_header=False, backlog=2048)

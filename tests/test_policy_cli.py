@@ -195,3 +195,34 @@ def test_schema_is_published_and_validates_the_examples(soc: Run) -> None:
         doc = yaml.safe_load(f.read_text())
         if doc.get("kind") == "Policy":
             assert list(validator.iter_errors(doc)) == [], f
+
+
+def test_serve_with_two_workers_loses_no_decision(tmp_path: Path) -> None:
+    db = tmp_path / "soc.db"
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "soc_cli.main", "--store", f"sqlite:///{db}", "policy", "serve", "-p", str(EXAMPLES),
+         "--port", str(port), "--spill", str(tmp_path / "spill.jsonl"), "--workers", "2", "--no-watch"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ids = []
+    try:
+        deadline = time.monotonic() + 60
+        body = '{"service": "idp", "method": "GET", "path": "/jwks.json"}'
+        while time.monotonic() < deadline and len(ids) < 60:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                conn.request("POST", "/v1/decide", body=body)
+                ids.append(json.loads(conn.getresponse().read())["decision_id"])
+                conn.close()
+            except OSError:
+                time.sleep(0.2)
+        assert len(ids) == 60
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    store = open_store(f"sqlite:///{db}")
+    try:
+        logged = {d["event.id"] for d in store.scan('event.dataset:"policy.decision"')}
+    finally:
+        store.close()
+    assert set(ids) <= logged

@@ -224,42 +224,21 @@ def register(app: typer.Typer) -> None:
         watch: bool = typer.Option(True, "--watch/--no-watch", help="hot-reload policy files"),
         trust_asserted: bool = typer.Option(False, "--trust-asserted-principal",
                                             help="accept 'principal' in /v1/decide without a token"),
+        workers: int = typer.Option(1, "--workers", min=1, help="server processes sharing the port"),
         store: str = StoreOption,
     ) -> None:
         """HTTP decision server: Envoy ext_authz (HTTP), POST /v1/decide, /healthz, /readyz."""
         from platformdirs import user_data_dir
 
-        from eventstore import open_store
-        from policy.decision_log import DecisionLog
-        from policy.engine import build_engine
-        from policy.risk import StoreRisk
-        from policy.server import DecisionApp, make_server, tune_process
+        from policy.language import load_policy_set
+        from policy.server import ServeConfig, serve
 
         url = _store_url(store)
-        risk = StoreRisk(lambda: open_store(url)).start()
-        sink = None
-        if log:
-            spill_path = spill or Path(user_data_dir("ztsoc")) / "policy-decisions.spill.jsonl"
-            sink = DecisionLog(lambda: open_store(url), spill_path).start()
-        engine = build_engine(policy, trust_file=trust, risk=risk, sink=sink, watch=watch,
-                              trust_asserted_principal=trust_asserted)
-
-        def ready() -> tuple[bool, str]:
-            if not risk.fresh():
-                return False, f"risk snapshot not fresh: {risk.last_error or 'first refresh pending'}"
-            return True, "policy loaded, risk fresh"
-
-        def shutdown() -> None:
-            engine.stop()
-            risk.stop()
-            if sink is not None:
-                sink.close()  # last flush; what the store does not take stays in the spill file
-
-        err_console.print(f"ztsoc PDP on http://{host}:{port} (policy {engine.policy.version}, "
-                          f"{len(engine.policy.rules)} rules, store {url})", highlight=False)
-        app_ = DecisionApp(engine, authz_prefix=authz_prefix, ready=ready, on_shutdown=(shutdown,))
-        tune_process()
-        try:
-            make_server(app_, host, port).run()
-        finally:
-            shutdown()
+        ps = load_policy_set(policy)  # fail here, with file and line, before any process starts
+        spill_path = spill or Path(user_data_dir("ztsoc")) / "policy-decisions.spill.jsonl"
+        cfg = ServeConfig(policy=[str(p) for p in policy], store_url=url, spill=str(spill_path),
+                          trust=str(trust) if trust else None, authz_prefix=authz_prefix, log=log, watch=watch,
+                          trust_asserted_principal=trust_asserted)
+        err_console.print(f"ztsoc PDP on http://{host}:{port} (policy {ps.version}, {len(ps.rules)} rules, "
+                          f"{workers} worker(s), store {url})", highlight=False)
+        serve(cfg, host, port, workers)
