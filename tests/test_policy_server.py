@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -166,3 +167,27 @@ rules:
     assert decide({**base, "service": "a", "principal": "mallory", "risk": {"open_alerts": 0}})["allow"] is False
     assert decide({**base, "service": "b", "roles": ["clerk"]})["allow"] is False  # anonymous: roles dropped
     assert decide({**base, "service": "c", "time": when})["allow"] is False  # the body's clock is ignored
+
+
+def test_orphan_spill_files_are_replayed(tmp_path: Path) -> None:
+    from eventstore import open_store
+    from policy.decision_log import decision_event
+    from policy.request import Request
+    from policy.server import ServeConfig, replay_orphan_spills
+
+    engine = Engine.from_policy_set(policy_set_from_text(POLICY), risk=StaticRisk())
+    docs = []
+    for i in range(30):
+        r = Request("records", "GET", f"/healthz/{i}")
+        docs.append(decision_event(r, engine.decide(r)))
+    (tmp_path / "spill.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs[:10]))
+    (tmp_path / "spill.jsonl.4242").write_text("".join(json.dumps(d) + "\n" for d in docs[10:]))
+    url = f"sqlite:///{tmp_path / 'soc.db'}"
+    cfg = ServeConfig(policy=[], store_url=url, spill=str(tmp_path / "spill.jsonl"))
+    assert replay_orphan_spills(cfg) == 30
+    assert not list(tmp_path.glob("spill.jsonl*"))
+    store = open_store(url)
+    try:
+        assert store.count('event.dataset:"policy.decision"') == 30
+    finally:
+        store.close()
