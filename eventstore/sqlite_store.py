@@ -17,6 +17,7 @@ the ``Store`` protocol. Hand-written because no library maps a Lucene/ECS store 
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -311,6 +312,9 @@ class SQLiteStore:
 
     def close(self) -> None:
         with self._lock:
+            # keeps the planner's statistics fresh; closing must not fail on a busy or read-only file
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("PRAGMA optimize")
             self._conn.close()
 
     # -- events ---------------------------------------------------------------------------

@@ -137,7 +137,13 @@ class WhereBuilder:
 
     def _phrase(self, node: ast.TextPhrase) -> str:
         p = self.param(orjson.dumps(node.tokens).decode())
-        return self.leaf(node.field, lambda v: f"ztext_phrase({v}, {p})")
+        longest = max(node.tokens, key=len)
+        if not longest.isascii():
+            return self.leaf(node.field, lambda v: f"ztext_phrase({v}, {p})")
+        # a cheap C prefilter first (LIKE ignores ASCII case, as the analyser does), the Python
+        # tokenizer only on the rows that can match
+        like = self.param("%" + re.sub(r"([%_\\])", r"\\\1", longest) + "%")
+        return self.leaf(node.field, lambda v: f"({v} LIKE {like} ESCAPE '\\' AND ztext_phrase({v}, {p}))")
 
     def _pattern(self, node: ast.TextPattern) -> str:
         p = self.param(node.regex)
