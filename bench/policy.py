@@ -414,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--full", action="store_true", help="more iterations and 30 s of HTTP load")
     ap.add_argument("--no-http", action="store_true")
     ap.add_argument("--pyload", action="store_true", help="use the Python load generator even if wrk exists")
-    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--no-log", dest="log", action="store_false", help="HTTP run without decision logging")
     ap.add_argument("--workers", type=int, default=1, help="server processes for the HTTP run")
     args = ap.parse_args(argv)
