@@ -184,6 +184,17 @@ COUNTS: list[tuple[str, int, str]] = [
     ("@timestamp:>2024-05-01T10", 2, "gt takes the last millisecond of the 10 o'clock hour"),
     ("@timestamp:<=2024-05-01T08", 20, "lte takes the last millisecond of the 8 o'clock hour"),
     ('@timestamp:"2024-05-01T10:00:00Z"', 1, "the +02:00 document, as UTC"),
+    ("@timestamp:<now", 50, "date math: all in the past"),
+    ("@timestamp:>now-1h", 0, "date math: nothing recent"),
+    ("process.name:/ss.d/", 14, "regexp on a keyword, anchored: sshd, not sudo"),
+    ("user.name:ad*n", 2, "inner wildcard, case-sensitive: admin, not Administrator"),
+    ("ztsoc.policy.risk:0.91", 1, "float term"),
+    ("destination.port:(22 OR 80)", 8, "numbers in a field group"),
+    ("_exists_:message", 18, "15 auth + windows + 2 policy"),
+    ("NOT _exists_:source.ip", 1, "the sudo line has no source"),
+    ('source.ip:"10.0.0.0/24" AND NOT source.ip:10.0.0.2', 26, "39 - 13"),
+    ("event.id:f07", 1, "by id"),
+    ("event.id:(a00 OR d00 OR nope)", 2, "ids"),
 ]
 
 
