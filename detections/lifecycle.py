@@ -415,7 +415,7 @@ def group_queue(store: Store, flt: AlertFilter, group_by: Sequence[str], *, sinc
     Groups are ranked by their highest level, then by how many alerts they have at that level.
     Read tier by tier (critical first) and stopping once ``limit`` groups are ranked, so a big
     queue only aggregates its few severe alerts, not every group of every level; then one
-    aggregation over just the chosen groups gives their totals and counts per level.
+    aggregation over just the chosen groups' values gives their totals and counts per level.
     """
     from detections.risk import quote
 
@@ -438,9 +438,13 @@ def group_queue(store: Store, flt: AlertFilter, group_by: Sequence[str], *, sinc
                     break
     if not chosen:
         return []
-    clauses = ["(" + " AND ".join(f"{f}:{quote(str(v))}" for f, v in zip(fields, key, strict=True)) + ")"
-               for key in chosen]
-    rows = store.aggregate([*fields, ALERT_LEVEL], query=f"{base} AND ({' OR '.join(clauses)})", since=since,
+    # One term list per field (``source.ip:(a OR b ...)``) rather than an OR of per-group ANDs: an
+    # index can serve a term list; the few extra combinations it lets through are dropped below.
+    terms = []
+    for i, f in enumerate(fields):
+        values = list(dict.fromkeys(str(key[i]) for key in chosen))
+        terms.append(f"{f}:(" + " OR ".join(quote(v) for v in values) + ")")
+    rows = store.aggregate([*fields, ALERT_LEVEL], query=f"{base} AND " + " AND ".join(terms), since=since,
                            until=until, index="alerts")
     for row in rows:
         group = chosen.get(tuple(row.get(f) for f in fields))
