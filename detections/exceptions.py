@@ -14,14 +14,18 @@ in-memory copy of the batch, so an exception means exactly what the same query m
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
+from eventstore.errors import StoreError
 from eventstore.store import Doc, Store
 from eventstore.timeutil import from_iso, parse_duration, to_iso, utcnow
+
+log = logging.getLogger(__name__)
 
 STATE_KIND = "exception"
 SUPPRESSED = "ztsoc.alert.suppressed"
@@ -124,8 +128,12 @@ def _matching_ids(alerts: Sequence[Doc], exceptions: Sequence[AlertException]) -
         scratch.put_alerts([dict(a) for a in alerts])
         found: dict[str, str] = {}
         for exc in exceptions:
-            for doc in scratch.scan(exc.query, index="alerts", fields=["event.id"]):
-                found.setdefault(str(doc["event.id"]), exc.id)
+            try:
+                for doc in scratch.scan(exc.query, index="alerts", fields=["event.id"]):
+                    found.setdefault(str(doc["event.id"]), exc.id)
+            except StoreError as err:
+                # one broken exception (saved by hand, or by an older version) must not stop detection
+                log.warning("exception %s skipped: its query %r does not run: %s", exc.id, exc.query, err)
         return found
     finally:
         scratch.close()

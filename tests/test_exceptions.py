@@ -96,3 +96,13 @@ def test_impact_counts_past_alerts(store: Store) -> None:
     assert imp.by_rule == [{"rule.name": "Port scan", "count": 6}]
     assert len(imp.sample) == 6
     assert ex.impact(store, "rule.id:port_scan", since=None).total == 7
+
+
+def test_a_broken_exception_is_skipped_not_fatal(store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    good = _save(store, "rule.id:port_scan", expires=NOW + timedelta(days=1))
+    broken = ex.new_exception("rule.id:port_scan", owner="a", reason="b", expires=NOW + timedelta(days=1),
+                              created_by="x", now=NOW - timedelta(days=1))
+    store.put_state(ex.STATE_KIND, broken.id, {**broken.to_doc(), "query": "rule.id:(port_scan"})
+    out = ex.apply_exceptions(store, [alert("n1", rule="port_scan")], now=NOW)
+    assert out[0][ex.EXCEPTION_ID] == good.id
+    assert f"exception {broken.id} skipped" in caplog.text
