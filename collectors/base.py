@@ -79,6 +79,13 @@ class Reader(Protocol):
     def batches(self, path: Path, resume: Checkpoint | None, batch_size: int) -> Iterator[Batch]: ...
 
 
+@runtime_checkable
+class StreamReader(Reader, Protocol):
+    """A reader that can also read a pipe (no checkpoint: ids come from the content)."""
+
+    def stream_batches(self, stream: BinaryIO, batch_size: int, source: str = "-") -> Iterator[Batch]: ...
+
+
 class ReaderBase:
     """Default ``identity`` for binary files; subclass it and write ``batches``."""
 

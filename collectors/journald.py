@@ -76,5 +76,5 @@ class JournaldReader(LineReader):
             event["ztsoc.journald.transport"] = transport
         return event
 
-    def begin(self, path: Path) -> None:
+    def begin(self, path: Path | None) -> None:
         return None

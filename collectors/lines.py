@@ -15,9 +15,11 @@ copy with its own id derived from the line's, so counting rules see every attemp
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+import itertools
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from collectors.base import (
     Batch,
@@ -59,8 +61,8 @@ class LineReader(ReaderBase):
     def identity(self, path: Path) -> str:
         return first_line_identity(path)
 
-    def begin(self, path: Path) -> Any:
-        """Per-file context handed to ``parse`` (e.g. the year RFC 3164 lines lack)."""
+    def begin(self, path: Path | None) -> Any:
+        """Per-file context handed to ``parse`` (e.g. the year RFC 3164 lines lack); ``None``: a pipe."""
         return None
 
     def parse(self, text: str, ctx: Any) -> Event | None:
@@ -69,7 +71,6 @@ class LineReader(ReaderBase):
     def batches(self, path: Path, resume: Checkpoint | None, batch_size: int) -> Iterator[Batch]:
         identity = self.identity(path)
         ctx = self.begin(path)
-        name, keep_original = self.name, self.keep_original
         source = self.labels.get(str(path), str(path))
         compressed = is_gzip(path)
         with open_log(path) as fh:
@@ -80,43 +81,71 @@ class LineReader(ReaderBase):
                 if offset > fh.tell():  # truncated in place: start again
                     offset = line_no = 0
             fh.seek(offset)
-            events: list[Event] = []
-            problems: list[ReadProblem] = []
-            start = offset
-            for raw in fh:
-                if not raw.endswith(b"\n") and self.follow:
-                    break  # the writer is mid-line: read it on the next poll
-                here = offset
-                offset += len(raw)
-                line_no += 1
-                text = raw.decode("utf-8", "replace").rstrip("\r\n")
-                if not text.strip():
-                    continue
-                try:
-                    event = self.parse(text, ctx)
-                except LineError as exc:
-                    problems.append(ReadProblem(source, f"line {line_no} (byte {here})", exc.reason,
-                                                clip(exc.detail or text)))
-                    event = None
-                if event is not None:
-                    if "event.id" not in event:
-                        event["event.id"] = event_id(name, identity, here)
-                    if keep_original:
-                        event["event.original"] = text
-                    if "log.file.path" not in event:  # an ECS line may name its own origin: keep it
-                        event["log.file.path"] = source
-                        event["log.offset"] = here
-                    events.append(event)
-                    repeats = event.get("ztsoc.auth.repeated")
-                    if isinstance(repeats, int) and repeats > 1:
-                        # "message repeated 5 times: [...]" stands for five events: a brute-force
-                        # count must see five; the copies get ids of their own at the same line
-                        base_id = event["event.id"]
-                        events.extend({**event, "event.id": event_id(name, base_id, k)}
-                                      for k in range(1, min(repeats, MAX_REPEATS)))
-                if len(events) + len(problems) >= batch_size:
-                    yield Batch(events, problems, {"offset": offset, "line": line_no}, None if compressed else offset)
-                    events, problems, start = [], [], offset
-            if offset != start or events or problems:
-                consumed = file_size(path) if compressed else offset
-                yield Batch(events, problems, {"offset": offset, "line": line_no}, consumed)
+            batches = self.read_stream(fh, source, identity, ctx, batch_size, offset, line_no)
+            if not compressed:
+                yield from batches
+                return
+            held: Batch | None = None  # decompressed offsets say nothing of the file read: only the end does
+            for batch in batches:
+                batch.consumed = None
+                if held is not None:
+                    yield held
+                held = batch
+            if held is not None:
+                held.consumed = file_size(path)
+                yield held
+
+    def stream_batches(self, stream: BinaryIO, batch_size: int, source: str = "-") -> Iterator[Batch]:
+        """Batches from a pipe (``journalctl -o json | soc ingest journald -``).
+
+        A pipe cannot be resumed, so there is no checkpoint to keep; the identity is the
+        hash of the first line, so piping the same text again yields the same ids.
+        """
+        first = stream.readline()
+        identity = hashlib.sha1(first).hexdigest()
+        return self.read_stream(itertools.chain([first] if first else [], stream), source, identity,
+                                self.begin(None), batch_size, 0, 0)
+
+    def read_stream(self, lines: Iterable[bytes], source: str, identity: str, ctx: Any, batch_size: int,
+                    offset: int, line_no: int) -> Iterator[Batch]:
+        """The loop itself: ``lines`` yields raw lines starting at byte ``offset`` (line ``line_no``)."""
+        name, keep_original = self.name, self.keep_original
+        events: list[Event] = []
+        problems: list[ReadProblem] = []
+        start = offset
+        for raw in lines:
+            if not raw.endswith(b"\n") and self.follow:
+                break  # the writer is mid-line: read it on the next poll
+            here = offset
+            offset += len(raw)
+            line_no += 1
+            text = raw.decode("utf-8", "replace").rstrip("\r\n")
+            if not text.strip():
+                continue
+            try:
+                event = self.parse(text, ctx)
+            except LineError as exc:
+                problems.append(ReadProblem(source, f"line {line_no} (byte {here})", exc.reason,
+                                            clip(exc.detail or text)))
+                event = None
+            if event is not None:
+                if "event.id" not in event:
+                    event["event.id"] = event_id(name, identity, here)
+                if keep_original:
+                    event["event.original"] = text
+                if "log.file.path" not in event:  # an ECS line may name its own origin: keep it
+                    event["log.file.path"] = source
+                    event["log.offset"] = here
+                events.append(event)
+                repeats = event.get("ztsoc.auth.repeated")
+                if isinstance(repeats, int) and repeats > 1:
+                    # "message repeated 5 times: [...]" stands for five events: a brute-force
+                    # count must see five; the copies get ids of their own at the same line
+                    base_id = event["event.id"]
+                    events.extend({**event, "event.id": event_id(name, base_id, k)}
+                                  for k in range(1, min(repeats, MAX_REPEATS)))
+            if len(events) + len(problems) >= batch_size:
+                yield Batch(events, problems, {"offset": offset, "line": line_no}, offset)
+                events, problems, start = [], [], offset
+        if offset != start or events or problems:
+            yield Batch(events, problems, {"offset": offset, "line": line_no}, offset)

@@ -26,14 +26,15 @@ from __future__ import annotations
 
 import glob
 import json
+import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
-from collectors.base import Batch, Checkpoint, Reader, ReadProblem, file_size
+from collectors.base import Batch, Checkpoint, Reader, ReadProblem, StreamReader, file_size
 from eventstore.store import Store
 from eventstore.timeutil import to_iso, utcnow
 
@@ -152,6 +153,10 @@ class _Problems:
         return n
 
 
+#: the path that means "standard input" (``journalctl -o json | soc ingest journald -``)
+STDIN = "-"
+
+
 def ingest(
     store: Store,
     reader: Reader,
@@ -160,12 +165,24 @@ def ingest(
     batch_size: int = 2000,
     progress: Callable[[ProgressTick], None] | None = None,
     errors_file: str | Path | None = None,
+    stdin: BinaryIO | None = None,
 ) -> IngestReport:
-    """Read every file with ``reader`` into ``store``, resuming each from its checkpoint."""
+    """Read every file with ``reader`` into ``store``, resuming each from its checkpoint.
+
+    ``-`` reads ``stdin`` (default: this process's standard input) when the reader can
+    read a stream (``stream_batches``: the line readers); a pipe has no checkpoint, but
+    its events keep ids derived from its content, so piping the same text twice stores it once.
+    """
     started = time.perf_counter()
-    files = expand_paths(paths, getattr(reader, "patterns", ()))
+    paths = [str(p) for p in paths]
+    files = [Path(STDIN) if p == STDIN else f for p in paths
+             for f in ([Path(p)] if p == STDIN else expand_paths([p], getattr(reader, "patterns", ())))]
+    if paths.count(STDIN) > 1:
+        raise ValueError("standard input (-) can be read once")
+    if STDIN in paths and not isinstance(reader, StreamReader):
+        raise ValueError(f"the {reader.name} reader cannot read standard input: name a file")
     report = IngestReport(reader=reader.name)
-    sizes = [file_size(p) for p in files]
+    sizes = [0 if str(p) == STDIN else file_size(p) for p in files]
     total = sum(sizes)
     sink: IO[str] | None = open(errors_file, "w", encoding="utf-8") if errors_file else None  # noqa: SIM115
     try:
@@ -179,7 +196,13 @@ def ingest(
                 if progress:
                     progress(ProgressTick(path, index, len(files), base + consumed, total, report.events))
 
-            report.files.append(ingest_file(store, reader, path, report, problems, batch_size=batch_size, tick=tick))
+            if str(path) == STDIN and isinstance(reader, StreamReader):
+                stream = stdin if stdin is not None else sys.stdin.buffer
+                report.files.append(_ingest_batches(store, reader, reader.stream_batches(stream, batch_size),
+                                                    FileReport("<stdin>", None), report, problems, key=None))
+            else:
+                report.files.append(ingest_file(store, reader, path, report, problems, batch_size=batch_size,
+                                                tick=tick))
             done_before += sizes[index]
             if progress:
                 progress(ProgressTick(path, index, len(files), done_before, total, report.events))
@@ -218,7 +241,24 @@ def ingest_file(
     saved = store.get_state(CHECKPOINT_KIND, key)
     resume: Checkpoint | None = saved.get("checkpoint") if saved else None
     fr = FileReport(shown, identity, resumed=resume is not None)
-    batches = reader.batches(path, resume, batch_size)
+    return _ingest_batches(store, reader, reader.batches(path, resume, batch_size), fr, report, problems, key=key,
+                           tick=tick, on_batch=on_batch)
+
+
+def _ingest_batches(
+    store: Store,
+    reader: Reader,
+    batches: Iterator[Batch],
+    fr: FileReport,
+    report: IngestReport,
+    problems: _Problems,
+    *,
+    key: str | None,
+    tick: Callable[[int], None] | None = None,
+    on_batch: Callable[[Batch], None] | None = None,
+) -> FileReport:
+    """Write each batch, then (when ``key``) commit its checkpoint: the one write-then-checkpoint loop."""
+    shown = fr.path
     while True:
         try:
             batch = next(batches, None)
@@ -239,9 +279,10 @@ def ingest_file(
                 fr.problems += problems.add(
                     ReadProblem(shown, f"event {eid}", "store refused event", why) for eid, why in result.errors)
         fr.problems += problems.add(batch.problems)
-        # only now: the batch is in the store, so the checkpoint may move past it
-        store.put_state(CHECKPOINT_KIND, key, {
-            "checkpoint": batch.checkpoint, "reader": reader.name, "path": shown, "updated": to_iso(utcnow())})
+        if key is not None:
+            # only now: the batch is in the store, so the checkpoint may move past it
+            store.put_state(CHECKPOINT_KIND, key, {
+                "checkpoint": batch.checkpoint, "reader": reader.name, "path": shown, "updated": to_iso(utcnow())})
         fr.events += len(batch.events)
         fr.written += written
         fr.duplicates += duplicates

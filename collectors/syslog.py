@@ -78,9 +78,11 @@ class SyslogReader(LineReader):
         self.tz = resolve_tz(tz)
         self._tz_is_fixed = self.tz is UTC
 
-    def begin(self, path: Path) -> _FileContext:
+    def begin(self, path: Path | None) -> _FileContext:
         self._last_stamp: tuple[str | Any, ...] | None = None
         self._last_ts = ""
+        if path is None:  # a pipe: its lines were written up to now
+            return _FileContext(datetime.now(UTC))
         mtime = os.stat(path).st_mtime
         return _FileContext(datetime.fromtimestamp(mtime, UTC))
 

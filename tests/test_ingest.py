@@ -76,3 +76,16 @@ def test_every_registered_reader_has_a_subcommand(tmp_path: Path) -> None:
     jsonl = tmp_path / "e.jsonl"
     jsonl.write_text('{"@timestamp": "2026-11-25T10:00:00Z", "event": {"dataset": "test.x"}}\n')
     assert soc("ingest", "jsonl", str(jsonl), db=tmp_path / "soc.db").returncode == 0
+
+
+def test_journalctl_piped_into_soc_ingest(tmp_path: Path) -> None:
+    entries = "".join(json.dumps({
+        "__CURSOR": f"s=ab;i={i};b=cd;m=1;t=2;x=3", "__REALTIME_TIMESTAMP": str(1764064800_000000 + i),
+        "_HOSTNAME": "bastion", "SYSLOG_IDENTIFIER": "sshd", "_PID": "99",
+        "MESSAGE": f"Invalid user guest{i} from 192.0.2.{i} port 2200"}) + "\n" for i in range(12))
+    db = tmp_path / "soc.db"
+    for expected_new in (12, 0):
+        run = subprocess.run([*SOC, "--store", f"sqlite:///{db}", "ingest", "journald", "-", "--json"],
+                             input=entries, capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[1])
+        assert run.returncode == 0, run.stderr
+        assert json.loads(run.stdout)["written"] == expected_new

@@ -121,3 +121,19 @@ def test_unreadable_file_does_not_stop_the_others(store: Store, tmp_path: Path) 
     assert len(report.files) == 2 and report.events == 0
     assert dict(report.problems) == {"unreadable file": 2}
     assert all(p.source.endswith(".evtx") for p in report.examples)
+
+
+def test_standard_input_twice_stores_once(store: Store, tmp_path: Path) -> None:
+    import io
+
+    from collectors.evtx import EvtxReader
+
+    text = sshd_lines(0, 30).encode()
+    first = ingest(store, SyslogReader(tz="UTC"), ["-"], stdin=io.BytesIO(text), batch_size=8)
+    assert (first.events, first.written) == (30, 30) and first.files[0].path == "<stdin>"
+    again = ingest(store, SyslogReader(tz="UTC"), ["-"], stdin=io.BytesIO(text))
+    assert (again.written, again.duplicates) == (0, 30)
+    assert store.list_state(CHECKPOINT_KIND) == []  # a pipe leaves no checkpoint behind
+    with pytest.raises(ValueError, match="cannot read standard input"):
+        ingest(store, EvtxReader(), ["-"], stdin=io.BytesIO(b""))
+    assert ingest(store, SyslogReader(), ["-"], stdin=io.BytesIO(b"")).events == 0

@@ -106,7 +106,8 @@ def make_command(reader_name: str) -> Callable[..., None]:
     kw = inspect.Parameter.KEYWORD_ONLY
     params = [
         inspect.Parameter("paths", kw, annotation=list[Path],
-                          default=typer.Argument(..., help="files, folders or globs", show_default=False)),
+                          default=typer.Argument(..., help="files, folders or globs; - for standard input (line readers)",
+                                                 show_default=False)),
         inspect.Parameter("errors", kw, annotation=Path | None,
                           default=typer.Option(None, "--errors", help="write every unreadable line/record here (JSON lines)")),
         inspect.Parameter("batch_size", kw, annotation=int,
