@@ -18,6 +18,10 @@ the store refused) are counted per reason, optionally streamed to ``errors_file`
 lines, and never stop the run. A path that does not exist is a usage error (``ValueError``)
 raised before anything is read.
 
+``-`` among the paths reads standard input with readers that can (``StreamReader``: the
+line readers); a pipe cannot be resumed, so it has no checkpoint, and its ids come from
+its content (the hash of its first line + byte offset; journald's own cursor).
+
 Plugins (e.g. the pcap reader) need nothing beyond ``collectors.base``: register the
 reader in ``collectors.registry.READERS`` and this pipeline and the CLI pick it up.
 """
