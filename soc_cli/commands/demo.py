@@ -10,11 +10,22 @@ from rich.table import Table
 from soc_cli.context import StoreOption, use_store
 from soc_cli.output import cell, console
 
-NEXT_STEPS = (
-    "soc store status",
-    "soc hunt 'event.dataset:system.auth AND event.outcome:failure' --since 24h",
-    "soc hunt 'event.dataset:network.dns' --fields @timestamp,source.ip,dns.question.name --limit 20",
-)
+LEVEL_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3, "informational": 4}
+
+
+def next_steps(top: dict[str, object] | None) -> list[str]:
+    """What an analyst types next, with the real ids of the top alert."""
+    steps = ["soc alerts --status open"]
+    if top:
+        alert_id, entity = top["event.id"], top.get("ztsoc.alert.entity.value")
+        steps += [f"soc alerts show {alert_id}", f"soc alerts timeline {alert_id}"]
+        if entity:
+            steps.append(f"soc pivot '{entity}' --since 24h")
+        steps += [f"soc respond {alert_id}",
+                  f"soc alerts close {alert_id} --reason true_positive --note 'contained'"]
+    steps += ["soc triage", "soc hunt 'event.dataset:system.auth AND event.outcome:failure' --since 24h",
+              "soc dashboard serve", "soc playbook list"]
+    return steps
 
 
 def register(app: typer.Typer) -> None:
@@ -47,6 +58,14 @@ def register(app: typer.Typer) -> None:
         for name, n in sorted(status.per_dataset.items(), key=lambda kv: (-kv[1], kv[0])):
             tbl.add_row(name, f"{n:,}")
         console.print(tbl)
-        console.print("\n[bold]Next, try:[/]")
-        for line in NEXT_STEPS:
-            console.print(f"  {line}")
+        fields = ["event.id", "ztsoc.alert.level", "rule.name", "ztsoc.alert.entity.value", "@timestamp"]
+        # newest first, then (stable sort) by level: the analysts' order
+        alerts = s.search("ztsoc.alert.status:open", index="alerts", limit=50, fields=fields).hits
+        alerts.sort(key=lambda a: LEVEL_RANK.get(str(a.get("ztsoc.alert.level")), 5))
+        queue = Table("id", "level", "rule", "entity", title="The alert queue (open)", header_style="bold")
+        for a in alerts:
+            queue.add_row(*(cell(a.get(f)) for f in fields[:4]))
+        console.print(queue)
+        console.print("\n[bold]Next, an analyst would type:[/]")
+        for line in next_steps(alerts[0] if alerts else None):
+            console.print(f"  {line}", highlight=False, markup=False)
