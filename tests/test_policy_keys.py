@@ -42,3 +42,23 @@ def test_lookup_errors_are_reasons() -> None:
         with pytest.raises(KeyLookupError, match=reason):
             ks.get(kid, alg)
     assert any("use 'enc'" in e for e in ks.errors)
+
+
+def test_stale_file_key_set_refreshes_in_the_background(tmp_path: object) -> None:
+    import contextlib
+    import json
+    import time
+    from pathlib import Path
+
+    k = keys()
+    f = Path(str(tmp_path)) / "jwks.json"
+    f.write_text(json.dumps({"keys": [jwk_of(k.ec, "a")]}))
+    ks = KeySet(name="file", file=f, max_age_s=0.0, min_refresh_s=0.0)
+    ks.load()
+    f.write_text(json.dumps({"keys": [jwk_of(k.ec, "b")]}))
+    with contextlib.suppress(KeyLookupError):  # "a" is gone once the background refresh lands
+        ks.get("a", "ES256")  # served from the keys in hand while a refresh starts in the background
+    deadline = time.monotonic() + 5
+    while "b" not in ks.kids and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert ks.kids == ["b"]

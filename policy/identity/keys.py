@@ -159,6 +159,15 @@ class KeySet:
         stale = now - self._loaded_at > self.max_age_s and (self.url is not None or self.file is not None)
         if not (force or stale) or now - self._last_fetch < self.min_refresh_s:
             return
+        if not force and self._loaded_at:
+            # Merely stale: refresh in the background and keep verifying with the keys we have,
+            # so a slow JWKS endpoint never sits on the request path.
+            self._last_fetch = now
+            threading.Thread(target=self._refresh, name=f"jwks-{self.name}", daemon=True).start()
+            return
+        self._refresh()
+
+    def _refresh(self) -> None:
         try:
             self.load()
         except (OSError, ValueError) as exc:
