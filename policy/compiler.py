@@ -161,7 +161,7 @@ class Bucket:
     needs_risk: bool = False
 
 
-def _service_matcher(services: tuple[str, ...]) -> Callable[[str], bool]:
+def service_matcher(services: tuple[str, ...]) -> Callable[[str], bool]:
     if not services:
         return lambda s: True
     exact = frozenset(v for v in services if not is_glob(v))
@@ -214,7 +214,7 @@ def _bucket(rules: list[CompiledRule]) -> Bucket:
 def compile_policy(policy_set: PolicySet) -> CompiledPolicy:
     rules = [CompiledRule(r, compile_checks(r)) for r in policy_set.rules]
     exact_names = {s for cr in rules for s in cr.rule.services if not is_glob(s)}
-    matchers = [(cr, _service_matcher(cr.rule.services)) for cr in rules]
+    matchers = [(cr, service_matcher(cr.rule.services)) for cr in rules]
     floating = [(cr, m) for cr, m in matchers if not cr.rule.services or any(is_glob(s) for s in cr.rule.services)]
     exact = {name: _bucket([cr for cr, m in matchers if m(name)]) for name in sorted(exact_names)}
     return CompiledPolicy(policy_set, rules, exact, floating)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from policy.compiler import _service_matcher
+from policy.compiler import service_matcher
 from policy.engine import Engine
 from policy.request import Decision, Request
 
@@ -74,7 +74,7 @@ def explain(engine: Engine, req: Request) -> Explanation:
     traces = []
     for cr in engine.policy.rules:
         rule = cr.rule
-        service_ok = bool(req.service) and _service_matcher(rule.services)(req.service)
+        service_ok = bool(req.service) and service_matcher(rule.services)(req.service)
         conds: list[tuple[str, str]] = [("service", "yes" if service_ok else "no")]
         failed, detail = ("" if service_ok else "service"), ""
         for name, result in cr.explain(req):
