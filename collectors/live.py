@@ -258,27 +258,51 @@ class TsharkSource(PacketSource):
         self.capture: Any = None
 
     def records(self, stop: threading.Event) -> Iterator[Record | None]:
+        """pyshark blocks until a packet comes: it runs in its own thread, and an idle half second is a tick."""
+        packets: queue.Queue[Record | BaseException | None] = queue.Queue(maxsize=10_000)
+        threading.Thread(target=self._sniff, args=(packets, stop), name="pyshark", daemon=True).start()
+        while not stop.is_set():
+            try:
+                item = packets.get(timeout=0.5)
+            except queue.Empty:
+                yield None
+                continue
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                self.error = f"tshark: {item}"
+                return
+            yield item
+
+    def _sniff(self, out: queue.Queue[Record | BaseException | None], stop: threading.Event) -> None:
         import asyncio
 
         import pyshark
 
-        asyncio.set_event_loop(asyncio.new_event_loop())
-        self.capture = pyshark.LiveCapture(interface=self.iface, bpf_filter=self.bpf, use_json=True,
-                                           include_raw=True)
-        for index, pkt in enumerate(self.capture.sniff_continuously()):
-            if stop.is_set():
-                break
-            data = pkt.get_raw_packet()
-            self.hints[index] = str(pkt.highest_layer).lower().removesuffix("_raw")
-            yield index, int(float(pkt.sniff_timestamp) * 1e9), 1, data, int(pkt.length)
+        try:
+            asyncio.set_event_loop(asyncio.new_event_loop())
+            self.capture = pyshark.LiveCapture(interface=self.iface, bpf_filter=self.bpf, use_json=True,
+                                               include_raw=True)
+            for index, pkt in enumerate(self.capture.sniff_continuously()):
+                if stop.is_set():
+                    break
+                self.hints[index] = str(pkt.highest_layer).lower().removesuffix("_raw")
+                out.put((index, int(float(pkt.sniff_timestamp) * 1e9), 1, pkt.get_raw_packet(), int(pkt.length)))
+        except Exception as exc:  # reported through the queue: the capture loop ends with the reason
+            out.put(exc)
+        else:
+            out.put(None)
 
     def protocol_hint(self, index: int) -> str | None:
         return self.hints.pop(index, None)
 
     def close(self) -> None:
         if self.capture is not None:
-            with contextlib.suppress(Exception):  # pyshark's own shutdown may race tshark's exit
-                self.capture.close()
+            # pyshark's close() must run on its own event loop, which lives in the sniffing thread;
+            # ending the tshark processes it started is what matters, and is safe from here
+            for process in list(getattr(self.capture, "_running_processes", ())):
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
 
 
 ENGINES: dict[str, type[PacketSource]] = {"fast": AfPacketSource, "tshark": TsharkSource}
@@ -370,7 +394,7 @@ class LiveCapture:
                     self._hint(rec)
                 if len(events) >= batch_size:
                     self._ship()
-                if stats.packets & 63:  # the clock is read every 64 packets, or when idle
+                if stats.packets & 63 and not hinted:  # the clock is read every 64 packets, or when idle
                     continue
             now = monotonic()
             if now >= next_tick or rec is None:

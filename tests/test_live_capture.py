@@ -191,3 +191,22 @@ def test_capture_command_end_to_end(veth: tuple[str, str], tmp_path: Path) -> No
         assert s.count("event.dataset:network.flow AND destination.port:8080") == 2
     finally:
         s.close()
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed (apt install tshark)")
+def test_tshark_engine_names_the_protocol(veth: tuple[str, str], sqlite_store: Store) -> None:
+    """--engine tshark: pyshark over tshark feeds the same meter; flows are stored alike."""
+    iface, ns = veth
+    cap = LiveCapture(iface, lambda evs: sqlite_store.write_events(evs).written, bpf="tcp port 8080", engine="tshark")
+    thread = threading.Thread(target=cap.run, kwargs={"duration": 90}, daemon=True)
+    thread.start()
+    # tshark takes seconds to start, and says nothing when it is ready: knock until it hears
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and cap.stats.packets < 8:
+        http_requests(ns, 1)
+        time.sleep(2.0)
+    cap.stop()
+    thread.join(20)
+    assert cap.stats.engine == "tshark" and cap.stats.packets >= 8
+    flows = sqlite_store.search("event.dataset:network.flow AND destination.port:8080", limit=50).hits
+    assert any(f["ztsoc.flow.state"] == "SF" and f["network.protocol"] == "http" for f in flows), flows
