@@ -22,7 +22,8 @@ from policy.decision_log import DATASET, request_from_event
 from policy.engine import Engine
 from policy.request import Risk
 
-_PRE_POLICY = ("invalid token", "a token was presented", "an asserted principal", "missing request attribute")
+_PRE_POLICY = ("invalid token", "a token was presented", "an asserted principal", "missing request attribute",
+               "ambiguous path")
 
 
 @dataclass(frozen=True, slots=True)
