@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import Result
-from mlseed import END, SPLIT, START, seed
+from mlseed import END, SPLIT, START, SeededDB, seeded_db, seeded_store
 from typer.testing import CliRunner
 
 from eventstore import Store
@@ -17,16 +17,17 @@ from soc_cli.context import STATE
 from soc_cli.main import app
 
 Run = Callable[..., Result]
+__all__ = ["seeded_db", "seeded_store"]
 
 
 @pytest.fixture
-def soc(sqlite_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Run]:
+def soc(seeded_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Run]:
     monkeypatch.setenv("SOC_MODEL_DIR", str(tmp_path / "models"))
     monkeypatch.delenv("SOC_ML_KEY", raising=False)
     monkeypatch.delenv("SOC_STORE", raising=False)
     monkeypatch.setattr(output.console, "width", 250)
     runner = CliRunner()
-    STATE._store, STATE.store_url = sqlite_store, sqlite_store.url
+    STATE._store, STATE.store_url = seeded_store, seeded_store.url
 
     def run(*args: str) -> Result:
         return runner.invoke(app, list(args))
@@ -35,8 +36,7 @@ def soc(sqlite_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     STATE._store, STATE.store_url = None, None
 
 
-def test_train_score_explain(sqlite_store: Store, soc: Run, tmp_path: Path) -> None:
-    seeded = seed(sqlite_store, users=15, hosts=15, services=8, per_kind=2)
+def test_train_score_explain(seeded_store: Store, seeded_db: SeededDB, soc: Run, tmp_path: Path) -> None:
     r = soc("ml", "train", "--since", START.isoformat(), "--until", SPLIT.isoformat(), "--json")
     assert r.exit_code == 0, r.output
     trained = json.loads(r.output)
@@ -49,13 +49,13 @@ def test_train_score_explain(sqlite_store: Store, soc: Run, tmp_path: Path) -> N
 
     r = soc("ml", "score", "--since", SPLIT.isoformat(), "--until", END.isoformat(), "--dry-run", "--json")
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output) and sqlite_store.count("*", index="alerts") == 0
+    assert json.loads(r.output) and seeded_store.count("*", index="alerts") == 0
 
     r = soc("ml", "score", "--since", SPLIT.isoformat(), "--until", END.isoformat(), "--ndjson")
     assert r.exit_code == 0, r.output
     alerts = [json.loads(line) for line in r.output.splitlines()]
-    assert alerts and sqlite_store.count("*", index="alerts") == len(alerts)
-    entities = {lab.entity for lab in seeded.gen.labels}
+    assert alerts and seeded_store.count("*", index="alerts") == len(alerts)
+    entities = {lab.entity for lab in seeded_db.labels}
     assert entities & {a["ztsoc.alert.entity.value"] for a in alerts}
 
     top = alerts[0]
@@ -70,17 +70,16 @@ def test_train_score_explain(sqlite_store: Store, soc: Run, tmp_path: Path) -> N
     assert "baseline p99" in first["text"]
 
 
-def test_refusals_and_errors(sqlite_store: Store, soc: Run, tmp_path: Path) -> None:
+def test_refusals_and_errors(soc: Run, tmp_path: Path) -> None:
     r = soc("ml", "score", "--since", "1h")
     assert r.exit_code != 0 and "no usable model" in str(r.exception)
     r = soc("ml", "train", "--since", "1h", "--detector", "oracle")
     assert "unknown detector" in str(r.exception)
-    r = soc("ml", "train", "--since", "1h")  # an empty store: nothing to learn from
+    r = soc("ml", "train", "--since", "1h")  # nothing in the last hour: nothing to learn from
     assert r.exit_code == 1
     r = soc("ml", "explain", "nope")
     assert "no alert" in str(r.exception)
     # a tampered model is named and refused
-    seed(sqlite_store, users=8, hosts=8, services=4, per_kind=0)
     assert soc("ml", "train", "--since", START.isoformat(), "--until", SPLIT.isoformat(), "--kind", "host"
                ).exit_code == 0
     manifest = tmp_path / "models" / "host.manifest.json"

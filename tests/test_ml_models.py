@@ -3,27 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
-from mlseed import END, SPLIT, START, Seeded, seed
+from mlseed import END, SPLIT, START, SeededDB, seeded_db
 from sklearn.metrics import roc_auc_score
 
 from detections.ml.explain import explain
 from detections.ml.features import KINDS, FeatureContext, collect, feature_matrix
 from detections.ml.models import DETECTORS, KindModel, make_detector
-from detections.ml.training import TrainOptions, train_kind
 from eventstore import Store, open_store
+
+__all__ = ["seeded_db"]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Store, Seeded, dict[str, KindModel]]]:
-    store = open_store(f"sqlite:///{Path(tmp_path_factory.mktemp('ml')) / 'soc.db'}")
-    seeded = seed(store)
-    opts = TrainOptions(detectors=tuple(DETECTORS), seed=3)
-    models = {name: train_kind(store, kind, START, SPLIT, opts) for name, kind in KINDS.items()}
-    yield store, seeded, models
+def trained(seeded_db: SeededDB) -> Iterator[tuple[Store, SeededDB, dict[str, KindModel]]]:
+    store = open_store(f"sqlite:///{seeded_db.path}")
+    yield store, seeded_db, seeded_db.models
     store.close()
 
 
@@ -33,11 +30,11 @@ def _test_windows(store: Store, model: KindModel) -> tuple[np.ndarray, list[str]
     return feature_matrix(kind, data, FeatureContext(model.history, training=False)), data.entities, data.starts
 
 
-def test_every_injected_anomaly_outranks_normal_windows(trained: tuple[Store, Seeded, dict[str, KindModel]]) -> None:
+def test_every_injected_anomaly_outranks_normal_windows(trained: tuple[Store, SeededDB, dict[str, KindModel]]) -> None:
     store, seeded, models = trained
     for name, model in models.items():
         X, entities, starts = _test_windows(store, model)
-        labels = {(lab.entity, lab.start) for lab in seeded.gen.labels if lab.kind == name}
+        labels = {(lab.entity, lab.start) for lab in seeded.labels if lab.kind == name}
         y = np.array([(e, int(s)) in labels for e, s in zip(entities, starts.tolist(), strict=True)])
         assert y.sum() == len(labels) >= 3, name  # every injected window is an entity-window
         scores = model.scores(X, entities)
@@ -53,7 +50,7 @@ def test_every_injected_anomaly_outranks_normal_windows(trained: tuple[Store, Se
         assert fired[~y].mean() <= 0.01, (name, fired[~y].mean())
 
 
-def test_thresholds_are_the_training_quantile(trained: tuple[Store, Seeded, dict[str, KindModel]]) -> None:
+def test_thresholds_are_the_training_quantile(trained: tuple[Store, SeededDB, dict[str, KindModel]]) -> None:
     store, _, models = trained
     model = models["host"]
     kind = KINDS["host"]
@@ -66,7 +63,7 @@ def test_thresholds_are_the_training_quantile(trained: tuple[Store, Seeded, dict
 
 
 def test_entity_baseline_where_history_is_enough_group_otherwise(
-        trained: tuple[Store, Seeded, dict[str, KindModel]]) -> None:
+        trained: tuple[Store, SeededDB, dict[str, KindModel]]) -> None:
     _, _, models = trained
     b = models["user"].baseline
     assert b.entity_index, "users with enough windows get their own baseline"
@@ -83,11 +80,11 @@ def test_entity_baseline_where_history_is_enough_group_otherwise(
 
 
 def test_explanation_names_the_features_against_their_baseline(
-        trained: tuple[Store, Seeded, dict[str, KindModel]]) -> None:
+        trained: tuple[Store, SeededDB, dict[str, KindModel]]) -> None:
     store, seeded, models = trained
     model = models["user"]
     X, entities, starts = _test_windows(store, model)
-    brute = [lab for lab in seeded.gen.labels if lab.anomaly == "brute_force"]
+    brute = [lab for lab in seeded.labels if lab.anomaly == "brute_force"]
     where = {(e, int(s)): i for i, (e, s) in enumerate(zip(entities, starts.tolist(), strict=True))}
     rows = [where[(lab.entity, lab.start)] for lab in brute]
     drivers = explain(model, X[rows], [entities[i] for i in rows])

@@ -9,25 +9,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mlseed import SPLIT, START
+from mlseed import SPLIT, START, SeededDB, seeded_db
 
 from detections.ml import persistence
 from detections.ml.features import KINDS, FeatureContext, History, collect, feature_matrix
 from detections.ml.models import KindModel, fit_kind_model
 from detections.ml.persistence import ModelRejected, list_models, load_model, read_manifest, save_model
-from detections.ml.synthetic import Generator
-from detections.ml.training import TrainOptions, train_kind
 from eventstore import Store, open_store
+
+__all__ = ["seeded_db"]
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Store, KindModel]]:
-    store = open_store(f"sqlite:///{Path(tmp_path_factory.mktemp('mlp')) / 'soc.db'}")
-    gen = Generator(START, days=3, seed=8, n_users=10, n_hosts=12, n_services=5)
-    for batch in gen.events():
-        store.write_events(batch)
-    model = train_kind(store, KINDS["host"], START, SPLIT, TrainOptions(detectors=("iforest", "mad", "lof"), seed=1))
-    yield store, model
+def small(seeded_db: SeededDB) -> Iterator[tuple[Store, KindModel]]:
+    store = open_store(f"sqlite:///{seeded_db.path}")
+    yield store, seeded_db.models["host"]
     store.close()
 
 

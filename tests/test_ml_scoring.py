@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from mlseed import END, SPLIT, START, seed
+from mlseed import END, SPLIT, START, SeededDB, seed, seeded_db, seeded_store
 
 from detections.ml import run_anomaly_detectors
 from detections.ml.features import KINDS
@@ -14,10 +14,12 @@ from detections.ml.scoring import explanation_rows, score_and_alert, score_windo
 from detections.ml.training import TrainOptions, train_models
 from eventstore import Store
 
+__all__ = ["seeded_db", "seeded_store"]
+
 
 def test_alerts_from_both_stores(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SOC_ML_KEY", raising=False)
-    seeded = seed(store, users=20, hosts=20, services=10, per_kind=2)
+    seeded = seed(store, users=15, hosts=15, services=8, per_kind=2)
     models, skipped = train_models(store, list(KINDS.values()), START, SPLIT, TrainOptions(seed=2))
     assert skipped == [] and [m.kind for m in models] == list(KINDS)
     for m in models:
@@ -88,13 +90,15 @@ def test_no_models_means_no_alerts(store: Store, tmp_path: Path) -> None:
     assert run_anomaly_detectors(store, START, END, models_dir=tmp_path) == []
 
 
-def test_detect_run_includes_the_anomaly_detectors(sqlite_store: Store, tmp_path: Path,
+def test_detect_run_includes_the_anomaly_detectors(seeded_store: Store, seeded_db: SeededDB, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from detections.runner import run_detections
 
-    seed(sqlite_store, users=12, hosts=12, services=6, per_kind=2)
-    models, _ = train_models(sqlite_store, list(KINDS.values()), START, SPLIT, TrainOptions(seed=5))
+    sqlite_store = seeded_store
+    monkeypatch.delenv("SOC_ML_KEY", raising=False)
+    models = list(seeded_db.models.values())
     for m in models:
+        m.store_url = sqlite_store.url  # learned on the seeded original: this copy is the same store
         save_model(m, tmp_path / "models")
     monkeypatch.setenv("SOC_MODEL_DIR", str(tmp_path / "models"))
     report = run_detections(sqlite_store, since=SPLIT, until=END)

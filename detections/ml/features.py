@@ -47,9 +47,9 @@ POLICY_QUERY = "event.dataset:policy.decision"
 #: A connection that was never answered or was refused (Zeek conn_state S0 / REJ).
 FLOW_STATE_FIELD = "ztsoc.flow.state"
 FAILED_FLOW_CLAUSE = f"{FLOW_STATE_FIELD}:(S0 OR REJ)"
-POLICY_PRINCIPAL_FIELD = "source.user.name"
+#: the caller of a decision (policy/decision_log.py writes the principal as ``user.name``)
+POLICY_PRINCIPAL_FIELD = "user.name"
 POLICY_SERVICE_FIELD = "service.name"
-POLICY_DENY_CLAUSE = "event.outcome:failure"
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,8 +143,8 @@ class EntityKind:
     entity_type: str
     aggregations: tuple[Aggregation, ...]
     features: tuple[Feature, ...]
-    #: aggregation whose "<agg>.count" column counts logons, for the hour-of-day profile
-    hours_from: str | None = None
+    #: the logons of each window, for the hour-of-day profile (kinds that have logons)
+    logons: FeatureFn | None = None
     description: str = ""
     #: ATT&CK tags (Sigma form) put on this kind's alerts: what its anomalies usually are
     tags: tuple[str, ...] = ()
@@ -211,13 +211,26 @@ def new_values(aggregation: str) -> FeatureFn:
     return fn
 
 
-def hour_rarity(count_column: str, min_history: int = 20) -> FeatureFn:
+def value_count(aggregation: str, value: str) -> FeatureFn:
+    """How many events of the window had ``value`` (one pair aggregation gives every count)."""
+    return lambda data, ctx: np.fromiter((v.get(value, 0) for v in data.values[aggregation]), float, len(data))
+
+
+def value_ratio(aggregation: str, value: str) -> FeatureFn:
+    def fn(data: WindowData, ctx: FeatureContext) -> np.ndarray:
+        return np.fromiter((v.get(value, 0) / max(sum(v.values()), 1) for v in data.values[aggregation]), float,
+                           len(data))
+
+    return fn
+
+
+def hour_rarity(logons_of: FeatureFn, min_history: int = 20) -> FeatureFn:
     """How unusual the hour is for this entity's logons (bits of surprise; 0 without logons).
 
     Entities with fewer than ``min_history`` training logons use the group's profile."""
 
     def fn(data: WindowData, ctx: FeatureContext) -> np.ndarray:
-        logons = data.col(count_column)
+        logons = logons_of(data, ctx)
         hours = data.hours()
         group = ctx.history.group_hours
         group_p = (group + 1.0) / (group.sum() + 24.0)
@@ -276,23 +289,23 @@ KINDS: dict[str, EntityKind] = {
         entity_type="user",
         description="accounts, from authentication events",
         aggregations=(
-            Aggregation("auth", AUTH_QUERY),
-            Aggregation("fail", f"({AUTH_QUERY}) AND event.outcome:failure"),
-            Aggregation("ok", f"({AUTH_QUERY}) AND event.outcome:success"),
+            # one pass gives attempts, failures and successes: the counts per outcome
+            Aggregation("outcome", AUTH_QUERY, value_field="event.outcome"),
             Aggregation("src", AUTH_QUERY, value_field="source.ip"),
             Aggregation("host", AUTH_QUERY, value_field="host.name"),
         ),
         features=(
-            Feature("logons", "successful logons", column("ok.count")),
-            Feature("failures", "failed logons", column("fail.count")),
-            Feature("failure_ratio", "failure ratio", ratio("fail.count", "auth.count"), log_scale=False),
+            Feature("logons", "successful logons", value_count("outcome", "success")),
+            Feature("failures", "failed logons", value_count("outcome", "failure")),
+            Feature("failure_ratio", "failure ratio", value_ratio("outcome", "failure"), log_scale=False),
             Feature("distinct_sources", "distinct source IPs", distinct("src")),
             Feature("distinct_hosts", "distinct hosts", distinct("host")),
             Feature("new_sources", "source IPs never seen for this user", new_values("src")),
             Feature("new_hosts", "hosts this user never used", new_values("host")),
-            Feature("unusual_hour", "logon-hour rarity (bits)", hour_rarity("ok.count"), log_scale=False),
+            Feature("unusual_hour", "logon-hour rarity (bits)", hour_rarity(value_count("outcome", "success")),
+                    log_scale=False),
         ),
-        hours_from="ok",
+        logons=value_count("outcome", "success"),
         tags=("attack.credential-access", "attack.t1110", "attack.lateral-movement", "attack.t1078"),
     ),
     "host": EntityKind(
@@ -332,16 +345,15 @@ KINDS: dict[str, EntityKind] = {
         description="service identities, from policy decisions",
         tags=("attack.defense-evasion", "attack.lateral-movement", "attack.t1550"),
         aggregations=(
-            Aggregation("calls", POLICY_QUERY),
-            Aggregation("deny", f"{POLICY_QUERY} AND {POLICY_DENY_CLAUSE}"),
+            Aggregation("outcome", POLICY_QUERY, value_field="event.outcome"),
             Aggregation("svc", POLICY_QUERY, value_field=POLICY_SERVICE_FIELD),
             Aggregation("src", POLICY_QUERY, value_field="source.ip"),
             Aggregation("path", POLICY_QUERY, value_field="url.path"),
         ),
         features=(
-            Feature("calls", "calls", column("calls.count")),
-            Feature("denies", "denied calls", column("deny.count")),
-            Feature("deny_ratio", "deny ratio", ratio("deny.count", "calls.count"), log_scale=False),
+            Feature("calls", "calls", total("outcome")),
+            Feature("denies", "denied calls", value_count("outcome", "failure")),
+            Feature("deny_ratio", "deny ratio", value_ratio("outcome", "failure"), log_scale=False),
             Feature("distinct_services", "distinct destination services", distinct("svc")),
             Feature("distinct_paths", "distinct paths", distinct("path")),
             Feature("new_services", "destination services never called before", new_values("svc")),
@@ -354,10 +366,16 @@ KINDS: dict[str, EntityKind] = {
 # -- collecting from the store --------------------------------------------------------------
 
 
-def _epoch(ts: Any) -> int:
-    if isinstance(ts, (int, float)):
-        return int(ts // 1000) if ts > 1e11 else int(ts)
-    return int(from_iso(str(ts)).timestamp())
+def _epoch(ts: Any, cache: dict[Any, int]) -> int:
+    """A bucket's start in epoch seconds; buckets repeat across rows, so parse each once."""
+    v = cache.get(ts)
+    if v is None:
+        if isinstance(ts, (int, float)):
+            v = int(ts // 1000) if ts > 1e11 else int(ts)
+        else:
+            v = int(from_iso(str(ts)).timestamp())
+        cache[ts] = v
+    return v
 
 
 def collect(store: Store, kind: EntityKind, since: datetime | None, until: datetime | None,
@@ -369,6 +387,8 @@ def collect(store: Store, kind: EntityKind, since: datetime | None, until: datet
     starts: list[int] = []
     raw_cols: dict[str, dict[int, float]] = {}
     raw_vals: dict[str, dict[int, dict[str, int]]] = {}
+
+    seen: dict[Any, int] = {}
 
     def row_of(entity: Any, start: int) -> int:
         key = (str(entity), start)
@@ -387,13 +407,13 @@ def collect(store: Store, kind: EntityKind, since: datetime | None, until: datet
             vf = agg.value_field
             per = raw_vals.setdefault(agg.name, {})
             for r in rows:
-                i = row_of(r[ef], _epoch(r["@timestamp"]))
+                i = row_of(r[ef], _epoch(r["@timestamp"], seen))
                 per.setdefault(i, {})[str(r[vf])] = int(r["count"])
         else:
             names = ["count", *agg.metrics]
             cols = [raw_cols.setdefault(f"{agg.name}.{m}", {}) for m in names]
             for r in rows:
-                i = row_of(r[ef], _epoch(r["@timestamp"]))
+                i = row_of(r[ef], _epoch(r["@timestamp"], seen))
                 for m, c in zip(names, cols, strict=True):
                     c[i] = float(r.get(m) or 0.0)
 
@@ -439,8 +459,8 @@ def learn_history(kind: EntityKind, data: WindowData, warmup_fraction: float = 0
     if len(data):
         lo, hi = int(data.starts.min()), int(data.starts.max())
         hist.warmup_until = lo + int((hi - lo) * warmup_fraction)
-    if kind.hours_from:
-        logons = data.col(f"{kind.hours_from}.count")
+    if kind.logons is not None:
+        logons = kind.logons(data, FeatureContext(hist, training=True))
         hours = data.hours()
         nz = np.nonzero(logons > 0)[0]
         for i in nz:

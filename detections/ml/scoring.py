@@ -104,7 +104,7 @@ def rule_for(model: KindModel, detector: str) -> RuleInfo:
 def evidence_of(store: Store, w: ScoredWindow) -> tuple[list[str], int]:
     """Ids of the first events of the window (at most ``MAX_EVIDENCE``) and how many there are."""
     kind = KINDS[w.kind]
-    queries = " OR ".join(f"({a.query})" for a in kind.aggregations if not a.value_field)
+    queries = " OR ".join(f"({q})" for q in dict.fromkeys(a.query for a in kind.aggregations))
     res = store.search(f"{kind.entity_field}:{_quote(w.entity)} AND ({queries})", since=w.start, until=w.end,
                        limit=MAX_EVIDENCE, fields=["event.id"], descending=False)
     return [str(h["event.id"]) for h in res.hits if h.get("event.id")], res.total

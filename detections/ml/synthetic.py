@@ -4,7 +4,8 @@ The tests and ``bench/anomaly.py`` need days of ordinary activity for hundreds o
 hosts and service identities, plus known attacks at known places, to measure what the
 detectors find. Events are ECS documents shaped like the collectors' output (sshd/Windows
 logons as ``system.auth``, flows as ``network.flow``, DNS as ``network.dns``, decisions as
-``policy.decision``) and go into the store through ``write_events`` like any other.
+``policy.decision``, as ``policy/decision_log.py`` writes them) and go into the store
+through ``write_events`` like any other.
 
 Each entity has habits: a user logs on during a shift from a workstation or two to a few
 servers; a host talks to a handful of destinations on their ports and resolves a handful
@@ -170,11 +171,11 @@ class Generator:
 
     def decision(self, ts: float, principal: str, src: str, service: str, path: str, allow: bool) -> Doc:
         return {
-            "@timestamp": iso(ts), "event.id": self._id(), "event.kind": "event", "event.category": ["iam"],
-            "event.type": ["allowed"] if allow else ["denied"], "event.action": "allow" if allow else "deny",
+            "@timestamp": iso(ts), "event.id": self._id(), "event.kind": "event", "event.category": ["network"],
+            "event.type": ["access", "allowed" if allow else "denied"], "event.action": "allow" if allow else "deny",
             "event.outcome": "success" if allow else "failure", "event.dataset": "policy.decision",
-            "source.user.name": principal, "source.ip": src, "service.name": service, "url.path": path,
-            "http.request.method": "GET",
+            "event.module": "policy", "user.name": principal, "related.user": [principal], "source.ip": src,
+            "service.name": service, "url.path": path, "http.request.method": "GET",
         }
 
     # -- normal activity ---------------------------------------------------------------------------
