@@ -129,8 +129,9 @@ def test_hot_field_holding_an_array(sqlite_store: SQLiteStore) -> None:
     assert sqlite_store.get_event("e00001")["host.name"] == ["h1", "h2"]  # type: ignore[index]
 
 
-def test_checked_path_redoes_only_its_step(sqlite_store: SQLiteStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A step SQLite cannot bind is redone document by document; the steps before it stay."""
+def test_unbindable_row_redoes_the_batch_checked(sqlite_store: SQLiteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A row SQLite cannot bind, steps into a batch: the batch is redone checking each document,
+    nothing is written twice and each error is reported once."""
     import eventstore.sqlite_store as mod
 
     monkeypatch.setattr(mod, "STEP", 2)
