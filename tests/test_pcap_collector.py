@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import random
 import signal
@@ -10,8 +11,6 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
-
-import pytest
 
 from collectors.base import read_all, read_resumed
 from collectors.pcap.collector import PcapReader
@@ -134,3 +133,25 @@ def test_kill_minus_nine_then_resume_matches_a_clean_run(tmp_path: Path) -> None
     got = [d["event.id"] for d in final.scan("*", fields=["event.id"])]
     final.close()
     assert len(got) == len(set(got)) and set(got) == want
+
+
+def _soc(*args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    return subprocess.run([sys.executable, "-m", "soc_cli.main", *args], capture_output=True, text=True, env=env,
+                          timeout=120)
+
+
+def test_soc_ingest_pcap_command(tmp_path: Path) -> None:
+    """The command line: a folder with a capture and a gzip copy, a JSON report, then nothing new."""
+    folder = tmp_path / "caps"
+    folder.mkdir()
+    plain = mixed_capture(folder, sessions=10, name="a.pcap")
+    (folder / "b.pcapng.gz").write_bytes(gzip.compress(mixed_capture(tmp_path, 6, "b.pcapng", "pcapng").read_bytes()))
+    store = f"sqlite:///{tmp_path / 'cli.db'}"
+    first = _soc("--store", store, "ingest", "pcap", str(folder), "--json", "--idle-timeout", "60")
+    assert first.returncode == 0, first.stderr
+    report = json.loads(first.stdout)
+    assert report["written"] == 20 + 12 and [Path(f["path"]).name for f in report["files"]] == ["a.pcap", "b.pcapng.gz"]
+    again = _soc("--store", store, "ingest", "pcap", str(plain), "--json")
+    assert json.loads(again.stdout)["written"] == 0
+

@@ -32,11 +32,13 @@ def capture(
     store: str = StoreOption,
 ) -> None:
     """Capture live traffic into the store."""
-    from collectors.live import LiveCapture
+    from collectors.live import ENGINES, LiveCapture
     from collectors.pcap.flows import MeterConfig
 
     if duration is not None and duration <= 0:
         raise ValueError("--duration must be positive")
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}: expected one of {', '.join(ENGINES)}")
     target = use_store(store)
 
     def write(events: list[dict[str, Any]]) -> int:
