@@ -54,9 +54,7 @@ def run_ingest(reader_name: str, paths: list[Path], *, errors: Path | None, batc
     else:
         print_report(report, errors)
     if report.problem_count:
-        # sys.exit, not typer.Exit: soc_cli.main runs click with standalone_mode=False, which turns
-        # typer.Exit(1) into a return value that main() drops (exit 0)
-        sys.exit(1)
+        raise typer.Exit(1)
 
 
 FILES_SHOWN = 20
