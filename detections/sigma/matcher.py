@@ -67,17 +67,25 @@ class UnsupportedRule(ValueError):
 class EventView:
     """One event seen by many predicates: values are normalised once, on first use."""
 
-    __slots__ = ("_all", "_lower", "_str", "doc")
+    __slots__ = ("_all", "_lower", "_nested", "_str", "doc")
 
     def __init__(self, doc: Doc) -> None:
         self.doc = doc
         self._lower: dict[str, tuple[str, ...] | None] = {}
         self._str: dict[str, tuple[str, ...] | None] = {}
         self._all: tuple[str, ...] | None = None
+        self._nested: bool | None = None
+
+    @property
+    def nested(self) -> bool:
+        """Whether the document nests objects (flat ECS dicts, the usual case, do not)."""
+        if self._nested is None:
+            self._nested = any(isinstance(v, Mapping) for v in self.doc.values())
+        return self._nested
 
     def raw(self, name: str) -> Any:
         value = self.doc.get(name, _MISSING)
-        if value is _MISSING and "." in name:
+        if value is _MISSING and "." in name and self.nested:
             value = _nested(self.doc, name)
         return None if value is _MISSING else value
 
@@ -479,31 +487,88 @@ def required_values(node: Any) -> dict[str, frozenset[str]]:
 
 
 
-Atom = tuple[str, str, str]  # (field, "eq" | "base", lower-cased key)
+Atom = tuple[str, str, str]  # (field or "" for any field, "eq" | "base" | "sub", lower-cased key)
+_COST = {"eq": 0, "base": 0, "sub": 1}
+MIN_LITERAL = 3
+
+
+def _string_atom(field_name: str, v: SigmaString) -> Atom | None:
+    parts = [SpecialChars.WILDCARD_MULTI if isinstance(p, Placeholder) else p
+             for p in v.s if not (isinstance(p, str) and p == "")]
+    if field_name and parts and all(isinstance(p, str) for p in parts):
+        return (field_name, "eq", "".join(parts).lower())  # type: ignore[arg-type]
+    if (field_name and len(parts) == 2 and parts[0] is SpecialChars.WILDCARD_MULTI and isinstance(parts[1], str)
+            and "\\" in parts[1] and parts[1].rsplit("\\", 1)[1]):
+        return (field_name, "base", parts[1].rsplit("\\", 1)[1].lower())
+    literals = [p for p in parts if isinstance(p, str)]
+    best = max(literals, key=len, default="")
+    if len(best) >= MIN_LITERAL or (best and not best.isascii()):  # an emoji is rare enough alone
+        return (field_name, "sub", best.lower())
+    return None
+
+
+def regex_literal(pattern: str) -> str:
+    """The longest run of plain characters every match of ``pattern`` contains ("" if none is certain)."""
+    try:
+        from re import _parser  # type: ignore[attr-defined]
+
+        items = _parser.parse(pattern)
+    except Exception:  # noqa: BLE001 - an unparsable pattern simply gets no literal
+        return ""
+    best, run = "", []
+    literal = _parser.LITERAL
+    for op, arg in items:
+        if op is literal:
+            run.append(chr(arg))
+            continue
+        if op is _parser.BRANCH:
+            return ""  # a top-level alternation: no single literal is required
+        if len("".join(run)) > len(best):
+            best = "".join(run)
+        run = []
+    if len("".join(run)) > len(best):
+        best = "".join(run)
+    return best
+
+
+def _value_atoms(field_name: str, v: Any) -> list[Atom] | None:
+    if isinstance(v, SigmaRegularExpression):
+        lit = regex_literal(str(v.regexp))
+        return [(field_name, "sub", lit.lower())] if len(lit) >= MIN_LITERAL else None
+    if isinstance(v, SigmaString):
+        atom = _string_atom(field_name, v)
+        return [atom] if atom else None
+    if isinstance(v, SigmaExpansion):
+        out: list[Atom] = []
+        for sub in v.values:
+            atoms = _value_atoms(field_name, sub)
+            if not atoms:
+                return None
+            out.extend(atoms)
+        return out
+    return None
 
 
 def anchors(node: Any) -> list[Atom] | None:
     """A disjunction of atoms one of which every match satisfies (None: no such list known).
 
     ``eq``: the field equals the key; ``base``: the part after the last backslash equals the key
-    (what ``Image|endswith: '\\cmd.exe'`` implies). Lets the matcher file a rule under the
-    executable it is about instead of under ``event.code: 1`` with a thousand others.
+    (what ``Image|endswith: '\\cmd.exe'`` implies); ``sub``: the field (any field, for a keyword)
+    contains the key. The matcher files a rule under its atoms (dict lookups, and one
+    Aho-Corasick automaton per field for ``sub``) instead of under ``event.code: 1`` with a
+    thousand other process-creation rules, so an event meets only rules whose literals it has.
     """
     if isinstance(node, ConditionFieldEqualsValueExpression):
-        v = node.value
-        if node.field in INDEX_FIELDS or type(v) is not SigmaString:
+        if node.field in INDEX_FIELDS:
             return None
-        parts = [p for p in v.s if not (isinstance(p, str) and p == "")]
-        if all(isinstance(p, str) for p in parts):
-            return [(node.field, "eq", "".join(parts).lower())] if parts else None  # type: ignore[arg-type]
-        if (len(parts) == 2 and parts[0] is SpecialChars.WILDCARD_MULTI and isinstance(parts[1], str)
-                and "\\" in parts[1]):
-            base = parts[1].rsplit("\\", 1)[1].lower()
-            return [(node.field, "base", base)] if base else None
-        return None
+        return _value_atoms(node.field, node.value)
+    if isinstance(node, ConditionValueExpression):
+        return None  # keywords search every value: filed by their log source instead
     if isinstance(node, ConditionAND):
         options = [a for a in (anchors(arg) for arg in node.args) if a]
-        return min(options, key=len) if options else None
+        if not options:
+            return None
+        return min(options, key=lambda a: (max(_COST[x[1]] for x in a), len(a), -min(len(x[2]) for x in a)))
     if isinstance(node, ConditionOR):
         out: list[Atom] = []
         for arg in node.args:
@@ -565,12 +630,16 @@ class Matcher:
         self._tables: list[tuple[str, dict[str, list[CompiledRule]]]] = []
         tables: dict[str, dict[str, list[CompiledRule]]] = {f: {} for f in index_fields}
         self._always: list[CompiledRule] = []
-        #: field -> (kind, key) -> rules: the anchor index (see ``anchors``)
-        self._anchored: dict[str, dict[tuple[str, str], list[CompiledRule]]] = {}
-        for rule in self.rules:
+        #: field -> (kind, key) -> rule numbers: exact anchors (see ``anchors``)
+        self._anchored: dict[str, dict[tuple[str, str], list[int]]] = {}
+        subs: dict[str, dict[str, list[int]]] = {}  # field -> literal -> rule numbers
+        for n, rule in enumerate(self.rules):
             if rule.anchors:
                 for fname, kind, key in set(rule.anchors):
-                    self._anchored.setdefault(fname, {}).setdefault((kind, key), []).append(rule)
+                    if kind == "sub":
+                        subs.setdefault(fname, {}).setdefault(key, []).append(n)
+                    else:
+                        self._anchored.setdefault(fname, {}).setdefault((kind, key), []).append(n)
                 continue
             for name in index_fields:
                 if name in rule.required and rule.required[name]:
@@ -580,6 +649,18 @@ class Matcher:
             else:
                 self._always.append(rule)
         self._tables = [(name, table) for name, table in tables.items() if table]
+        #: field ("" for keywords) -> Aho-Corasick automaton of its literals -> rule numbers
+        self._automata: dict[str, Any] = {}
+        if subs:
+            import ahocorasick
+
+            for fname, literals in subs.items():
+                automaton = ahocorasick.Automaton()
+                for literal, numbers in literals.items():
+                    automaton.add_word(literal, tuple(numbers))
+                automaton.make_automaton()
+                self._automata[fname] = automaton
+        self._anchor_fields = [f for f in {*self._anchored, *self._automata} if f]
 
     @property
     def unindexed(self) -> int:
@@ -587,21 +668,36 @@ class Matcher:
 
     def candidates(self, ev: EventView) -> list[CompiledRule]:
         cands = list(self._always)
-        multi = False
-        for name, table in self._anchored.items():
+        found: set[int] = set()
+        # walk the event's own fields (a few dozen), not the index's (hundreds)
+        names = self._anchor_fields if ev.nested else ev.doc.keys()
+        automata, exact = self._automata, self._anchored
+        for name in names:
+            automaton = automata.get(name)
+            table = exact.get(name)
+            if automaton is None and table is None:
+                continue
             vals = ev.lowers(name)
             if not vals:
                 continue
             for v in vals:
-                hit = table.get(("eq", v))
-                if hit:
-                    cands.extend(hit)
-                    multi = True
-                if "\\" in v:
-                    hit = table.get(("base", v.rsplit("\\", 1)[1]))
+                if automaton is not None:
+                    for _end, numbers in automaton.iter(v):
+                        found.update(numbers)
+                if table is not None:
+                    hit = table.get(("eq", v))
                     if hit:
-                        cands.extend(hit)
-                        multi = True
+                        found.update(hit)
+                    if "\\" in v:
+                        hit = table.get(("base", v.rsplit("\\", 1)[1]))
+                        if hit:
+                            found.update(hit)
+        keyword = automata.get("")
+        if keyword is not None:
+            for v in ev.all_lower():
+                for _end, numbers in keyword.iter(v):
+                    found.update(numbers)
+        multi = False
         for name, table in self._tables:
             vals = ev.lowers(name)
             if not vals:
@@ -609,9 +705,9 @@ class Matcher:
             if len(vals) > 1:
                 multi = True
             for v in vals:
-                hit = table.get(v)
-                if hit:
-                    cands.extend(hit)
+                hit2 = table.get(v)
+                if hit2:
+                    cands.extend(hit2)
         if multi:
             seen: set[int] = set()
             unique = []
@@ -619,7 +715,10 @@ class Matcher:
                 if id(c) not in seen:
                     seen.add(id(c))
                     unique.append(c)
-            return unique
+            cands = unique
+        if found:
+            rules = self.rules
+            cands.extend(rules[n] for n in sorted(found))
         return cands
 
     def match(self, doc: Doc) -> list[CompiledRule]:
