@@ -248,6 +248,12 @@ def _path_from_url(url: str) -> str:
     return str(Path(path).expanduser())
 
 
+def _ceil_ms(ts: datetime) -> int:
+    """Stored times are whole milliseconds: ``doc >= t`` iff ``doc >= ceil(t)``, same for ``<``."""
+    ts = ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+    return -((_EPOCH - ts) // _MS)
+
+
 def _ms_to_iso(ms: int) -> str:
     return to_iso(_EPOCH + timedelta(milliseconds=ms))
 
@@ -434,9 +440,9 @@ class SQLiteStore:
         builder = WhereBuilder(layout, multi=self._has_multi(layout))
         parts = [builder.where(node)]
         if since is not None:
-            parts.append(f"e.ts >= {builder.param(timestamp_ms(since))}")
+            parts.append(f"e.ts >= {builder.param(_ceil_ms(since))}")
         if until is not None:
-            parts.append(f"e.ts < {builder.param(timestamp_ms(until))}")
+            parts.append(f"e.ts < {builder.param(_ceil_ms(until))}")
         return layout, builder, " AND ".join(parts)
 
     def search(

@@ -190,6 +190,9 @@ def test_time_window_and_sort_on_other_types(sqlite_store: SQLiteStore) -> None:
         "10.0.0.9", "10.0.0.10", "2001:db8::1"]
     since = datetime(2024, 5, 1, 10, 0, 2, tzinfo=UTC)
     assert sqlite_store.count(since=since) == 2
+    # sub-millisecond bounds: [10:00:01.0005, 10:00:02.0005) holds only the 10:00:02.000 event
+    assert sqlite_store.count(since=datetime(2024, 5, 1, 10, 0, 1, 500, tzinfo=UTC),
+                              until=datetime(2024, 5, 1, 10, 0, 2, 500, tzinfo=UTC)) == 1
     with pytest.raises(StoreError):
         sqlite_store.count(index="nope")  # type: ignore[arg-type]
 
