@@ -311,6 +311,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print(f"ingest: {args.events:,} generated ECS events (flows 60 %, DNS 30 %, sshd 10 %), "
           f"slices of {args.slice:,}, seed {args.seed}")
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"load average at start: {load} on {os.cpu_count()} CPUs (both sides share it: compare the ratios)")
     results: list[bool] = []
     if args.only in (None, "sqlite"):
         try:

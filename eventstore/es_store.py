@@ -223,7 +223,7 @@ class ElasticsearchStore:
         api_key: str | None = None,
         ca_certs: str | None = None,
         verify_certs: bool = True,
-        bulk_docs: int = 5000,
+        bulk_docs: int = 2500,
         bulk_bytes: int = 8 * 1024 * 1024,
         bulk_concurrency: int = 2,
         max_retries: int = 8,
