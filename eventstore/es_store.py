@@ -679,6 +679,8 @@ class ElasticsearchStore:
             sources.append({"t": {"date_histogram": {"field": "@timestamp", "fixed_interval": f"{interval_seconds}s"}}})
             names.append(("t", "@timestamp"))
         for i, name in enumerate(group_by):
+            if interval_seconds and name == "@timestamp":
+                continue  # already the time bucket
             sources.append({f"g{i}": {"terms": {"field": name}}})
             names.append((f"g{i}", name))
         sub_aggs: dict[str, Any] = {}

@@ -385,6 +385,9 @@ def test_aggregate_pages_through_composite_buckets(store: ElasticsearchStore) ->
     assert len(rows) == 7
     assert [r["destination.port"] for r in rows] == list(range(1000, 1007))
     assert all(r["count"] == 10 and r["srcs"] == 10 for r in rows)
+    # naming @timestamp beside a time bucket groups by the bucket, once (as SQLite does)
+    assert store.aggregate(["@timestamp"], interval_seconds=86400) == [
+        {"@timestamp": "2024-01-15T00:00:00.000Z", "count": 70}]
 
 
 def test_concurrent_alert_updates_all_land_in_the_history(store: ElasticsearchStore) -> None:
