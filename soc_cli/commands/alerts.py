@@ -8,13 +8,16 @@ the same functions, so what is allowed and what is recorded never differs betwee
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
 
 from soc_cli.context import STATE, StoreOption, since_option, use_store
 from soc_cli.output import cell, console, emit_json, err_console
+
+if TYPE_CHECKING:
+    from detections.lifecycle import AlertFilter
 
 LIST_COLUMNS = ("event.id", "@timestamp", "ztsoc.alert.level", "ztsoc.alert.status", "rule.name",
                 "ztsoc.alert.entity.value", "ztsoc.alert.assignee", "threat.technique.id")
@@ -36,7 +39,8 @@ def _split(text: str | None) -> list[str]:
 
 
 def make_filter(status: str | None, level: str | None, rule: str | None, entity: str | None, tactic: str | None,
-                technique: str | None, assignee: str | None, query: str | None, include_suppressed: bool) -> Any:
+                technique: str | None, assignee: str | None, query: str | None,
+                include_suppressed: bool) -> AlertFilter:
     from detections.lifecycle import OPEN_STATUSES, AlertFilter, parse_levels
 
     statuses = _split(status) if status else list(OPEN_STATUSES)
