@@ -180,7 +180,8 @@ def _positioned_error(reasons: Iterable[str], query: str) -> QuerySyntaxError | 
         offset = sum(len(x) + 1 for x in query.split("\n")[: line - 1])
         position = min(offset + column, len(query))
         if "<EOF>" in reason:
-            message = "unexpected end of query"
+            # Lucene puts EOF on the last character or just past it; either way: the end.
+            position, message = len(query), "unexpected end of query"
         else:
             found = _ENCOUNTERED.search(reason)
             token = found.group(2).strip() if found else ""
