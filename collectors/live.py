@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collectors.base import event_id
-from collectors.pcap.flows import FlowMeter, MeterConfig
+from collectors.pcap.flows import FlowMeter, MeterConfig, relaxed_gc
 from collectors.pcap.reader import Record
 
 ETH_P_ALL = 0x0003
@@ -359,7 +359,8 @@ class LiveCapture:
             ready.set()
         try:
             # one long feed() over a generator: the meter's loop setup is paid once, not per packet
-            self.meter.feed(self._records(began + duration if duration else None))
+            with relaxed_gc():
+                self.meter.feed(self._records(began + duration if duration else None))
         finally:
             self.stats.seconds = time.monotonic() - began
             self.stats.stopped_by = self.source.error

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from collectors.base import IDENTITY_BYTES, Batch, Checkpoint, ReaderBase, ReadProblem, event_id
-from collectors.pcap.flows import FlowMeter, MeterConfig
+from collectors.pcap.flows import FlowMeter, MeterConfig, relaxed_gc
 from collectors.pcap.reader import CaptureInfo, Problem, Record, iter_records, open_capture
 
 
@@ -80,7 +80,7 @@ class PcapReader(ReaderBase):
         self.last_meter = meter
         rec_problems: list[Problem] = []
         info = CaptureInfo()
-        with open_capture(path) as fh:
+        with open_capture(path) as fh, relaxed_gc():
             records = iter_records(fh, rec_problems, info, start)
             if skip_until > start:  # re-meter what the last committed batch covered, silently
                 held: list[Record] = []

@@ -20,10 +20,12 @@ are still open at a point are what a resumed read must see again, hence
 
 from __future__ import annotations
 
+import gc
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,6 +122,24 @@ class Flow:
     @property
     def closed(self) -> bool:
         return bool((self.oflags | self.rflags) & RST) or bool(self.oflags & self.rflags & FIN)
+
+
+@contextmanager
+def relaxed_gc(threshold: int = 100_000) -> Iterator[None]:
+    """Run the collector with a higher first-generation GC threshold, then restore the old one.
+
+    Metering allocates several small objects per packet and none of them form reference
+    cycles, yet each 700 allocations trigger a collection that walks the young objects and,
+    every so often, the whole heap (open flows, pending events): about a quarter of the run
+    time, measured. Reference counting still frees everything at once; only the cycle
+    detector runs less often.
+    """
+    old = gc.get_threshold()
+    gc.set_threshold(max(threshold, old[0]), old[1], old[2])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
 
 
 def conn_state(flow: Flow) -> str:
