@@ -117,7 +117,11 @@ class _Buffer:
 
 def iter_records(fh: BinaryIO, problems: list[Problem], info: CaptureInfo | None = None,
                  start: int = 0) -> Iterator[Record]:
-    """Every packet record of a pcap or pcapng stream; records before index ``start`` are skipped undecoded."""
+    """Every packet record of a pcap or pcapng stream; records before index ``start`` are skipped undecoded.
+
+    A plain function returning the format's generator (no ``yield from`` layer per packet);
+    a stream that is neither format raises ``ValueError`` here, at the call.
+    """
     info = info if info is not None else CaptureInfo()
     buf = _Buffer(fh)
     if not buf.need(4):
@@ -125,12 +129,11 @@ def iter_records(fh: BinaryIO, problems: list[Problem], info: CaptureInfo | None
     magic = buf.buf[:4]
     if magic == PCAPNG_SHB:
         info.format = "pcapng"
-        yield from _iter_pcapng(buf, problems, info, start)
-    elif magic in PCAP_MAGICS:
+        return _iter_pcapng(buf, problems, info, start)
+    if magic in PCAP_MAGICS:
         info.format = "pcap"
-        yield from _iter_pcap(buf, problems, info, start)
-    else:
-        raise ValueError(f"not a pcap or pcapng capture (magic {magic.hex()})")
+        return _iter_pcap(buf, problems, info, start)
+    raise ValueError(f"not a pcap or pcapng capture (magic {magic.hex()})")
 
 
 def _iter_pcap(buf: _Buffer, problems: list[Problem], info: CaptureInfo, start: int) -> Iterator[Record]:
