@@ -16,6 +16,8 @@ from eventstore.query.values import (
     ip_block,
     ip_key,
     parse_date,
+    phrase_slop,
+    within_edits,
 )
 
 NOW = datetime(2024, 5, 1, 12, 30, 15, 250000, tzinfo=UTC)
@@ -128,6 +130,27 @@ def test_dates_are_spans() -> None:
     assert p("@timestamp:>now-15m") == ast.Between("@timestamp", "date", ms("2024-05-01T12:15:15.250+00:00"), None, False, True)
 
 
+def test_fuzzy_proximity_text_ranges() -> None:
+    assert p("user.name:Root~") == ast.Fuzzy("user.name", "Root", 1)  # ES AUTO: 1 edit for 3-5 characters
+    assert p("user.name:administrator~") == ast.Fuzzy("user.name", "administrator", 2)
+    assert p("user.name:ro~") == ast.Fuzzy("user.name", "ro", 0)
+    assert p("user.name:rxxt~2") == ast.Fuzzy("user.name", "rxxt", 2)
+    assert p("Passwrod~1") == ast.Fuzzy("message", "passwrod", 1, text=True)
+    assert p('"failed root"~2') == ast.TextPhrase("message", ("failed", "root"), 2)
+    assert p('user.name:"root"~2') == ast.Equals("user.name", "root")
+    assert p("message:[A TO b}") == ast.TextRange("message", "a", "b", True, False)
+
+
+def test_edit_distance_and_slop() -> None:
+    assert within_edits("orot", "root", 1)  # a transposition is one edit
+    assert not within_edits("rxxt", "root", 1) and within_edits("rxxt", "root", 2)
+    assert within_edits("paswod", "password", 2) and not within_edits("pswd", "password", 2)
+    # "failed password for root": failed@0 root@3
+    assert phrase_slop([[0], [3]], 2) and not phrase_slop([[0], [3]], 1)
+    assert not phrase_slop([[3], [0]], 3) and phrase_slop([[3], [0]], 4)  # reversed order costs more
+    assert not phrase_slop([[0], []], 5)
+
+
 # -- errors with positions ----------------------------------------------------------------
 
 
@@ -138,8 +161,7 @@ def test_dates_are_spans() -> None:
     ("source.ip:nope", 10),           # not an IP: at the value
     ("x:1 AND destination.port:abc", 25),
     ("x:1 AND source.ip:10.0.*", 18),  # wildcard on an ip field
-    ("message:[a TO b]", 8),          # range on text
-    ("f:foo~2", 2),                   # fuzzy: refused, not half-done
+    ("destination.port:22~", 17),     # fuzzy on a number
     ("process.name:/a(b/", 13),       # bad regular expression
     ("@timestamp:yesterday", 11),
 ])

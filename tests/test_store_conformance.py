@@ -195,6 +195,18 @@ COUNTS: list[tuple[str, int, str]] = [
     ('source.ip:"10.0.0.0/24" AND NOT source.ip:10.0.0.2', 26, "39 - 13"),
     ("event.id:f07", 1, "by id"),
     ("event.id:(a00 OR d00 OR nope)", 2, "ids"),
+    ("user.name:rxxt~", 0, "fuzzy AUTO: one edit for four letters, root is two away"),
+    ("user.name:rxxt~2", 8, "fuzzy with two edits: root"),
+    ("user.name:orot~1", 8, "a transposition is one edit"),
+    ("user.name:bbo~", 1, "bob, one transposition"),
+    ("message:passwrod~", 11, "fuzzy on text tokens: password (10 failed + bob's accepted)"),
+    ("message:paswod~", 11, "six letters: two edits"),
+    ('"failed root"~1', 0, "failed@0 root@3 needs two moves"),
+    ('"failed root"~2', 8, "sloppy phrase"),
+    ('"root failed"~3', 0, "reversed order needs four"),
+    ('"password failed"~2', 10, "a swap of neighbours costs two"),
+    ("message:[A TO B]", 9, "range over text tokens, bounds lowercased: account, accepted, admin, alice, allow, an..."),
+    ("message:{alice TO b}", 2, "strictly between: 'allow' (pol-1) and 'an' (win-0)"),
 ]
 
 

@@ -74,10 +74,33 @@ class Regexp:
 
 @dataclass(frozen=True, slots=True)
 class TextPhrase:
-    """Tokens that must appear consecutively in an analysed ``text`` field."""
+    """Tokens that must appear in order and next to each other in an analysed ``text`` field,
+    or within ``slop`` moves of that (Lucene's sloppy phrase: ``"a b"~2``)."""
 
     field: str
     tokens: tuple[str, ...]
+    slop: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Fuzzy:
+    """A value (keyword) or a token (``text``) within ``edits`` Damerau-Levenshtein edits."""
+
+    field: str
+    term: str
+    edits: int
+    text: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TextRange:
+    """A token of a ``text`` field between two (lowercased) bounds."""
+
+    field: str
+    low: str | None
+    high: str | None
+    include_low: bool = True
+    include_high: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,4 +111,7 @@ class TextPattern:
     regex: str
 
 
-Node = MatchAll | MatchNone | Bool | Exists | Equals | Between | Glob | Regexp | TextPhrase | TextPattern
+Node = (
+    MatchAll | MatchNone | Bool | Exists | Equals | Between | Glob | Regexp | TextPhrase | TextPattern | Fuzzy
+    | TextRange
+)

@@ -11,7 +11,8 @@ luqum does the parsing; this module gives the tree Lucene's meaning, as Elastics
   into lowercase tokens, IPs with CIDR blocks, numbers, dates with date math;
 - ``field:*`` and ``_exists_:field`` test presence; a bare ``*`` (or ``*:*``) matches everything.
 
-Fuzzy (``~``) and proximity queries are refused with a clear error rather than half-done.
+Fuzzy terms (``root~``, ``~N``: Damerau-Levenshtein, ``AUTO`` edits as ES) and sloppy phrases
+(``"failed root"~2``) follow Lucene's definitions.
 Every error is a ``QuerySyntaxError`` with the 0-based position of the fault.
 """
 
@@ -31,6 +32,7 @@ from eventstore.errors import QuerySyntaxError
 from eventstore.query import ast
 from eventstore.query.values import (
     analyze,
+    auto_edits,
     canonical_ip,
     glob_to_regex,
     glob_to_sqlite,
@@ -106,8 +108,10 @@ class _Translator:
             return self.search_field(item, field)
         if isinstance(item, tree.Range | tree.From | tree.To):
             return self.range(item, field or self.default_field)
-        if isinstance(item, tree.Fuzzy | tree.Proximity):
-            raise self.error("fuzzy and proximity (~) queries are not supported", item)
+        if isinstance(item, tree.Fuzzy):
+            return self.fuzzy(item, field)
+        if isinstance(item, tree.Proximity):
+            return self.proximity(item, field)
         if isinstance(item, tree.Term):
             return self.term(item, field)
         raise self.error(f"unsupported query element {item!s}", item)
@@ -175,6 +179,24 @@ class _Translator:
         except ValueError as exc:
             raise self.error(str(exc), item) from None
 
+    def fuzzy(self, item: tree.Fuzzy, field: str | None) -> ast.Node:
+        """``term~`` (ES ``AUTO`` edits) or ``term~N`` (at most 2), Damerau-Levenshtein."""
+        name = field or self.default_field
+        term = _term_text(item.term)
+        edits = auto_edits(term) if item._implicit_degree or item.degree < 1 else min(int(item.degree), 2)
+        try:
+            return self.kind(name).fuzzy(name, term, edits)
+        except ValueError as exc:
+            raise self.error(str(exc), item) from None
+
+    def proximity(self, item: tree.Proximity, field: str | None) -> ast.Node:
+        name = field or self.default_field
+        kind = self.kind(name)
+        if not isinstance(kind, TextKind):
+            return self.term(item.term, field)  # ES: a phrase on a keyword is its exact value
+        tokens = analyze(_term_text(item.term))
+        return ast.TextPhrase(name, tokens, int(item.degree)) if tokens else ast.MatchNone()
+
     def range(self, item: Any, field: str) -> ast.Node:
         kind = self.kind(field)
         if isinstance(item, tree.Range):
@@ -236,6 +258,9 @@ class FieldKind:
     def regexp(self, field: str, pattern: str) -> ast.Node:
         return ast.Regexp(field, _check_regex(pattern))
 
+    def fuzzy(self, field: str, term: str, edits: int) -> ast.Node:
+        return ast.Fuzzy(field, term, edits)
+
     def value(self, text: str, t: _Translator) -> Any:
         return text
 
@@ -268,14 +293,22 @@ class TextKind(FieldKind):
     def regexp(self, field: str, pattern: str) -> ast.Node:
         return ast.TextPattern(field, "^(?:" + _check_regex(pattern) + ")$")
 
+    def fuzzy(self, field: str, term: str, edits: int) -> ast.Node:
+        return ast.Fuzzy(field, term.lower(), edits, text=True)
+
     def range(
         self, field: str, low: str | None, high: str | None, include_low: bool, include_high: bool,
         t: _Translator,
     ) -> ast.Node:
-        raise ValueError(f"range on text field {field!r} is not supported")
+        lo = None if low is None else low.lower()
+        hi = None if high is None else high.lower()
+        return ast.TextRange(field, lo, hi, include_low, include_high)
 
 
 class IpKind(FieldKind):
+    def fuzzy(self, field: str, term: str, edits: int) -> ast.Node:
+        raise ValueError(f"fuzzy queries (~) apply to keyword and text fields, not ip field {field!r}")
+
     range_kind = "ip"
 
     def term(self, field: str, value: str, t: _Translator) -> ast.Node:
@@ -315,6 +348,9 @@ class IpKind(FieldKind):
 
 
 class NumberKind(FieldKind):
+    def fuzzy(self, field: str, term: str, edits: int) -> ast.Node:
+        raise ValueError(f"fuzzy queries (~) apply to keyword and text fields, not numeric field {field!r}")
+
     range_kind = "num"
 
     def __init__(self, integer: bool) -> None:
@@ -341,6 +377,9 @@ class NumberKind(FieldKind):
 
 
 class DateKind(FieldKind):
+    def fuzzy(self, field: str, term: str, edits: int) -> ast.Node:
+        raise ValueError(f"fuzzy queries (~) apply to keyword and text fields, not date field {field!r}")
+
     range_kind = "date"
 
     def term(self, field: str, value: str, t: _Translator) -> ast.Node:
@@ -369,6 +408,9 @@ class DateKind(FieldKind):
 
 
 class BooleanKind(FieldKind):
+    def fuzzy(self, field: str, term: str, edits: int) -> ast.Node:
+        raise ValueError(f"fuzzy queries (~) apply to keyword and text fields, not boolean field {field!r}")
+
     def term(self, field: str, value: str, t: _Translator) -> ast.Node:
         if value not in ("true", "false"):
             raise ValueError(f"{value!r} is not true or false for boolean field {field!r}")

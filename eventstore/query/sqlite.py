@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from eventstore.query import ast
-from eventstore.query.values import analyze, epoch_ms, ip_key
+from eventstore.query.values import analyze, epoch_ms, ip_key, phrase_slop, within_edits
 from eventstore.schema import FieldType, field_type
 
 TS_FIELD = "@timestamp"
@@ -137,13 +137,23 @@ class WhereBuilder:
 
     def _phrase(self, node: ast.TextPhrase) -> str:
         p = self.param(orjson.dumps(node.tokens).decode())
+        slop = self.param(node.slop)
         longest = max(node.tokens, key=len)
         if not longest.isascii():
-            return self.leaf(node.field, lambda v: f"ztext_phrase({v}, {p})")
+            return self.leaf(node.field, lambda v: f"ztext_phrase({v}, {p}, {slop})")
         # a cheap C prefilter first (LIKE ignores ASCII case, as the analyser does), the Python
         # tokenizer only on the rows that can match
         like = self.param("%" + re.sub(r"([%_\\])", r"\\\1", longest) + "%")
-        return self.leaf(node.field, lambda v: f"({v} LIKE {like} ESCAPE '\\' AND ztext_phrase({v}, {p}))")
+        return self.leaf(node.field, lambda v: f"({v} LIKE {like} ESCAPE '\\' AND ztext_phrase({v}, {p}, {slop}))")
+
+    def _fuzzy(self, node: ast.Fuzzy) -> str:
+        term, edits = self.param(node.term), self.param(node.edits)
+        fn = "ztext_fuzzy" if node.text else "zfuzzy"
+        return self.leaf(node.field, lambda v: f"{fn}({v}, {term}, {edits})")
+
+    def _text_range(self, node: ast.TextRange) -> str:
+        args = ", ".join(self.param(x) for x in (node.low, node.high, node.include_low, node.include_high))
+        return self.leaf(node.field, lambda v: f"ztext_range({v}, {args})")
 
     def _pattern(self, node: ast.TextPattern) -> str:
         p = self.param(node.regex)
@@ -184,6 +194,8 @@ _NODES: dict[type, Callable[[WhereBuilder, Any], str]] = {
     ast.Regexp: WhereBuilder._regexp,
     ast.TextPhrase: WhereBuilder._phrase,
     ast.TextPattern: WhereBuilder._pattern,
+    ast.Fuzzy: WhereBuilder._fuzzy,
+    ast.TextRange: WhereBuilder._text_range,
 }
 
 
@@ -204,7 +216,7 @@ def _regexp(pattern: str, value: object) -> int:
     return int(isinstance(value, str) and _regex(pattern).fullmatch(value) is not None)
 
 
-def _text_phrase(value: object, tokens_json: str) -> int:
+def _text_phrase(value: object, tokens_json: str, slop: int = 0) -> int:
     if not isinstance(value, str):
         return 0
     have = analyze(value)
@@ -212,8 +224,30 @@ def _text_phrase(value: object, tokens_json: str) -> int:
     n = len(want)
     if n == 1:
         return int(want[0] in have)
+    if slop:
+        return int(phrase_slop([[i for i, tok in enumerate(have) if tok == w] for w in want], slop))
     first = want[0]
     return int(any(have[i : i + n] == want for i, tok in enumerate(have) if tok == first))
+
+
+def _fuzzy(value: object, term: str, edits: int) -> int:
+    return int(isinstance(value, str) and within_edits(value, term, edits))
+
+
+def _text_fuzzy(value: object, term: str, edits: int) -> int:
+    return int(isinstance(value, str) and any(within_edits(tok, term, edits) for tok in set(analyze(value))))
+
+
+def _text_range(value: object, low: str | None, high: str | None, include_low: int, include_high: int) -> int:
+    if not isinstance(value, str):
+        return 0
+    for tok in analyze(value):
+        if low is not None and (tok < low or (tok == low and not include_low)):
+            continue
+        if high is not None and (tok > high or (tok == high and not include_high)):
+            continue
+        return 1
+    return 0
 
 
 def _text_pattern(value: object, regex: str) -> int:
@@ -244,6 +278,9 @@ def register_functions(conn: sqlite3.Connection) -> None:
     conn.create_function("zip_key", 1, ip_key, deterministic=True)
     conn.create_function("zepoch", 1, epoch_ms, deterministic=True)
     conn.create_function("zregexp", 2, _regexp, deterministic=True)
-    conn.create_function("ztext_phrase", 2, _text_phrase, deterministic=True)
+    conn.create_function("ztext_phrase", 3, _text_phrase, deterministic=True)
+    conn.create_function("zfuzzy", 3, _fuzzy, deterministic=True)
+    conn.create_function("ztext_fuzzy", 3, _text_fuzzy, deterministic=True)
+    conn.create_function("ztext_range", 5, _text_range, deterministic=True)
     conn.create_function("ztext_pattern", 2, _text_pattern, deterministic=True)
     conn.create_aggregate("zcard", 1, _Distinct)  # type: ignore[arg-type]

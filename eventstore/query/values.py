@@ -78,6 +78,45 @@ def unescape(value: str) -> str:
     return re.sub(r"\\(.)", r"\1", value)
 
 
+def within_edits(a: str, b: str, limit: int) -> bool:
+    """Damerau-Levenshtein distance (optimal string alignment, as Lucene's fuzzy query) <= limit."""
+    if abs(len(a) - len(b)) > limit:
+        return False
+    if a == b:
+        return True
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        row = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], prev2[j - 2] + 1)
+        if min(row) > limit:
+            return False
+        prev2, prev = prev, row
+    return prev[-1] <= limit
+
+
+def auto_edits(term: str) -> int:
+    """ES ``fuzziness: AUTO``: no edit up to 2 characters, one up to 5, two beyond."""
+    return 0 if len(term) <= 2 else (1 if len(term) <= 5 else 2)
+
+
+def phrase_slop(positions: list[list[int]], limit: int) -> bool:
+    """Whether tokens found at ``positions`` (one list per phrase token) form the phrase within
+    ``limit`` moves: Lucene's measure, max(p_i - i) - min(p_i - i) over a choice of p_i."""
+    offsets = [[p - i for p in ps] for i, ps in enumerate(positions)]
+    if not all(offsets):
+        return False
+    # every candidate window starts at some offset; check if each token has one within it
+    for low in sorted({o for os_ in offsets for o in os_}):
+        if all(any(low <= o <= low + limit for o in os_) for os_ in offsets):
+            return True
+    return False
+
+
 # -- IP addresses -------------------------------------------------------------------------
 
 _V4_PREFIX = b"\x00" * 10 + b"\xff\xff"
