@@ -57,6 +57,16 @@ def test_bare_terms_search_message() -> None:
     assert p("message:foo-bar") == ast.Bool(should=(ast.TextPhrase("message", ("foo",)), ast.TextPhrase("message", ("bar",))))
 
 
+def test_words_side_by_side_are_one_value() -> None:
+    assert p("user.name:(alice bob)") == ast.Equals("user.name", "alice bob")
+    assert p("failed password") == ast.Bool(should=(ast.TextPhrase("message", ("failed",)),
+                                                   ast.TextPhrase("message", ("password",))))
+    assert p("user.name:(alice OR bob)") == ast.Bool(should=(ast.Equals("user.name", "alice"),
+                                                            ast.Equals("user.name", "bob")))
+    assert p("user.name:(alice bob*)") == ast.Bool(should=(ast.Equals("user.name", "alice"),
+                                                          ast.Glob("user.name", "bob*", "^bob.*$")))
+
+
 def test_default_operator_is_or() -> None:
     a, b = ast.Equals("user.name", "a"), ast.Equals("user.name", "b")
     assert p("user.name:a user.name:b") == ast.Bool(should=(a, b))

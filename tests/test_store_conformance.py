@@ -207,6 +207,12 @@ COUNTS: list[tuple[str, int, str]] = [
     ('"password failed"~2', 10, "a swap of neighbours costs two"),
     ("message:[A TO B]", 9, "range over text tokens, bounds lowercased: account, accepted, admin, alice, allow, an..."),
     ("message:{alice TO b}", 2, "strictly between: 'allow' (pol-1) and 'an' (win-0)"),
+    ("user.name:(alice bob)", 0, "words side by side are one value: the keyword 'alice bob'"),
+    ("event.category:(network authentication)", 0, "same: no such keyword"),
+    ("user.name:(alice bob) OR user.name:root", 8, "only root"),
+    ("failed password", 12, "on message the words are tokens again, OR-ed: 11 failed + bob's password"),
+    ("message:(accepted publickey)", 4, "accepted (4) or publickey (alice's 3)"),
+    ("user.name:alice bob", 5, "bob is a bare word: message"),
 ]
 
 

@@ -3,6 +3,8 @@
 luqum does the parsing; this module gives the tree Lucene's meaning, as Elasticsearch's
 ``query_string`` query does with ``default_field: message`` and the default ``OR`` operator:
 
+- plain words side by side are one value (ES ``split_on_whitespace`` off): ``user.name:(a b)``
+  is the keyword "a b", while on ``message`` the analyser splits it into tokens again;
 - boolean clauses follow Lucene's classic QueryParser, not textbook precedence:
   ``a AND b OR c`` is ``+a +b c`` (``c`` only matters when nothing is required), ``-x`` and
   ``NOT x`` exclude, ``+x`` requires, and a group of only exclusions means "everything else";
@@ -133,7 +135,7 @@ class _Translator:
     def boolean(self, item: Any, field: str | None) -> ast.Node:
         """Lucene classic ``addClause``: conjunctions change the occurrence of their neighbours."""
         clauses: list[list[Any]] = []  # [occur, node]
-        for conj, clause in _flatten(item, None):
+        for conj, clause in _merge_words(_flatten(item, None)):
             mods = None
             inner = clause
             if isinstance(clause, tree.Plus):
@@ -221,6 +223,24 @@ def _flatten(item: Any, conj: str | None) -> list[tuple[str | None, Any]]:
             out.extend(_flatten(child, conj if i == 0 else op))
         return out
     return [(conj, item)]
+
+
+def _plain_word(item: Any) -> bool:
+    return isinstance(item, tree.Word) and item.value != "*" and not item.has_wildcard()
+
+
+def _merge_words(clauses: list[tuple[str | None, Any]]) -> list[tuple[str | None, Any]]:
+    """Plain words side by side with no operator are one value, as in ES (``split_on_whitespace``
+    is off): ``user.name:(alice bob)`` looks for the keyword "alice bob"; on ``message`` the
+    analyser splits it again, so bare words still match any of their tokens."""
+    out: list[tuple[str | None, Any]] = []
+    for conj, clause in clauses:
+        if out and conj is None and _plain_word(clause) and _plain_word(out[-1][1]):
+            prev_conj, prev = out[-1]
+            out[-1] = (prev_conj, tree.Word(f"{prev.value} {clause.value}", pos=prev.pos))
+        else:
+            out.append((conj, clause))
+    return out
 
 
 def _term_text(item: Any) -> str:
