@@ -335,7 +335,7 @@ class SQLiteStore:
         """One transaction per ``CHUNK`` documents (the caller's batch, usually), fed to SQLite
         ``STEP`` rows at a time so the rows' memory is reused while it is still in the CPU cache.
         The cyclic GC is paused meanwhile: the rows are short-lived tuples, and generation
-        scans over the caller's documents would otherwise cost a tenth of the write.
+        scans over the caller's documents would otherwise run again and again during the write.
 
         No savepoint per step (a statement journal costs ~15 % of the insert): when SQLite cannot
         bind a row of the fast path (a list in a hot field...), the whole transaction is rolled

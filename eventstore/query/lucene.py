@@ -100,22 +100,11 @@ class _Translator:
 
     # -- structure ------------------------------------------------------------------------
     def node(self, item: Any, field: str | None) -> ast.Node:
-        if isinstance(item, tree.BaseOperation | tree.UnaryOperator):
-            return self.boolean(item, field)
-        if isinstance(item, tree.BaseGroup):
-            return self.boolean(item.expr, field)
-        if isinstance(item, tree.Boost):
-            return self.node(item.expr, field)
-        if isinstance(item, tree.SearchField):
-            return self.search_field(item, field)
-        if isinstance(item, tree.Range | tree.From | tree.To):
-            return self.range(item, field or self.default_field)
-        if isinstance(item, tree.Fuzzy):
-            return self.fuzzy(item, field)
-        if isinstance(item, tree.Proximity):
-            return self.proximity(item, field)
-        if isinstance(item, tree.Term):
-            return self.term(item, field)
+        """Dispatch on the luqum element's class (nearest registered base class wins)."""
+        for cls in type(item).__mro__:
+            handler = _ELEMENTS.get(cls)
+            if handler is not None:
+                return handler(self, item, field)
         raise self.error(f"unsupported query element {item!s}", item)
 
     def search_field(self, item: tree.SearchField, outer: str | None) -> ast.Node:
@@ -212,6 +201,21 @@ class _Translator:
             return kind.range(field, low, high, include_low, include_high, self)
         except ValueError as exc:
             raise self.error(str(exc), item) from None
+
+
+#: luqum element class -> how it becomes part of the tree
+_ELEMENTS: dict[type, Callable[[_Translator, Any, str | None], ast.Node]] = {
+    tree.BaseOperation: lambda t, item, field: t.boolean(item, field),
+    tree.UnaryOperator: lambda t, item, field: t.boolean(item, field),
+    tree.BaseGroup: lambda t, item, field: t.boolean(item.expr, field),
+    tree.Boost: lambda t, item, field: t.node(item.expr, field),  # no scoring here: boosts change nothing
+    tree.SearchField: lambda t, item, field: t.search_field(item, field),
+    tree.Range: lambda t, item, field: t.range(item, field or t.default_field),
+    tree.OpenRange: lambda t, item, field: t.range(item, field or t.default_field),
+    tree.Fuzzy: lambda t, item, field: t.fuzzy(item, field),
+    tree.Proximity: lambda t, item, field: t.proximity(item, field),
+    tree.Term: lambda t, item, field: t.term(item, field),
+}
 
 
 def _flatten(item: Any, conj: str | None) -> list[tuple[str | None, Any]]:

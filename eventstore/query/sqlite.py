@@ -161,12 +161,8 @@ class WhereBuilder:
 
     # -- sort and group keys --------------------------------------------------------------
     def value_conv(self, field: str) -> str:
-        kind = self.types(field)
-        if kind == "ip":
-            return "zip_key({})"
-        if kind == "date":
-            return "zepoch({})"
-        return "{}"
+        """SQL that makes one stored value of ``field`` comparable by its type."""
+        return _BY_TYPE.get(self.types(field) or "keyword", "{}")
 
     def sort_key(self, field: str, descending: bool) -> str:
         """One comparable value per document (min ascending, max descending, like ES)."""
@@ -182,6 +178,7 @@ class WhereBuilder:
 
 
 _CONVERTERS = {"num": "{}", "str": "{}", "ip": "zip_key({})", "date": "zepoch({})"}
+_BY_TYPE = {"ip": "zip_key({})", "date": "zepoch({})"}
 
 _NODES: dict[type, Callable[[WhereBuilder, Any], str]] = {
     ast.MatchAll: lambda b, n: "1",
