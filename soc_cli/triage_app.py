@@ -6,7 +6,7 @@ lifecycle function as the CLI, so a refused transition is refused here too, with
 message, and every change lands in the alert's history under the analyst's name.
 
 Keys: a ack, s assign, e escalate, c close (reason, then an optional note), n note,
-o reopen, t timeline, r refresh, q quit.
+o reopen, t timeline, / filter (a query string; empty clears it), r refresh, q quit.
 """
 
 from __future__ import annotations
@@ -154,6 +154,7 @@ class TriageApp(App[None]):
         Binding("o", "reopen", "reopen"),
         Binding("t", "timeline", "timeline"),
         Binding("r", "refresh", "refresh"),
+        Binding("slash", "filter", "filter"),
         Binding("q", "quit", "quit"),
     ]
 
@@ -291,6 +292,20 @@ class TriageApp(App[None]):
             self.notify(str(exc), title="timeline", severity="error", markup=False)
             return
         self.push_screen(TimelineScreen(tl))
+
+    def action_filter(self) -> None:
+        def done(text: str | None) -> None:
+            previous = self.flt.query
+            self.flt.query = text
+            try:
+                self.load()
+            except StoreError as exc:  # a query that does not parse: say so, keep the old filter
+                self.flt.query = previous
+                self.notify(str(exc), title="filter", severity="error", markup=False)
+                self.load()
+
+        self.push_screen(PromptScreen("Filter (query string, empty for none):", self.flt.query or "rule.id:..."),
+                         done)
 
     def action_refresh(self) -> None:
         alert = self.current()

@@ -118,6 +118,25 @@ def test_timeline_screen_and_back(sqlite_store: Store) -> None:
     run(scenario())
 
 
+def test_filter_key(sqlite_store: Store) -> None:
+    _seed(sqlite_store)
+
+    async def scenario() -> None:
+        app = TriageApp(sqlite_store, actor="maria")
+        async with app.run_test(size=(160, 40)) as pilot:
+            await pilot.press("slash", *"rule.id:port_scan", "enter")
+            await pilot.pause()
+            assert [a["event.id"] for a in app.alerts] == ["high"]
+            await pilot.press("slash", *"rule.id:(", "enter")  # does not parse: refused, filter kept
+            await pilot.pause()
+            assert [a["event.id"] for a in app.alerts] == ["high"]
+            await pilot.press("slash", "enter")  # empty: cleared
+            await pilot.pause()
+            assert len(app.alerts) == 3
+
+    run(scenario())
+
+
 def test_empty_queue(sqlite_store: Store) -> None:
     async def scenario() -> None:
         app = TriageApp(sqlite_store, actor="maria")

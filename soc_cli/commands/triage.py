@@ -19,7 +19,7 @@ def triage(
     limit: int = typer.Option(500, "--limit"),
     store_url: str = StoreOption,
 ) -> None:
-    """Work the queue interactively: a ack, s assign, e escalate, c close, n note, o reopen, t timeline, q quit."""
+    """Work the queue interactively: a ack, s assign, e escalate, c close, n note, o reopen, t timeline, / filter, q quit."""
     from soc_cli.commands.alerts import make_filter
     from soc_cli.triage_app import TriageApp
 
