@@ -59,7 +59,8 @@ class Aggregation:
     name: str
     query: str
     metrics: Mapping[str, Metric] = field(default_factory=dict)
-    #: When set, rows are (entity, window, value): the feature sees each window's values.
+    #: When set, rows are (entity, window, value): the feature sees each window's values, and
+    #: each metric becomes a column summed over them (e.g. paths per service, added up).
     value_field: str | None = None
 
 
@@ -348,6 +349,8 @@ KINDS: dict[str, EntityKind] = {
             Aggregation("outcome", POLICY_QUERY, value_field="event.outcome"),
             Aggregation("svc", POLICY_QUERY, value_field=POLICY_SERVICE_FIELD),
             Aggregation("src", POLICY_QUERY, value_field="source.ip"),
+            # pairs, not a cardinality metric: on Elasticsearch a cardinality sub-aggregation of a
+            # three-source composite page tripped the request circuit breaker (HTTP 429)
             Aggregation("path", POLICY_QUERY, value_field="url.path"),
         ),
         features=(
@@ -406,9 +409,12 @@ def collect(store: Store, kind: EntityKind, since: datetime | None, until: datet
         if agg.value_field:
             vf = agg.value_field
             per = raw_vals.setdefault(agg.name, {})
+            sums = [(m, raw_cols.setdefault(f"{agg.name}.{m}", {})) for m in agg.metrics]
             for r in rows:
                 i = row_of(r[ef], _epoch(r["@timestamp"], seen))
                 per.setdefault(i, {})[str(r[vf])] = int(r["count"])
+                for m, col in sums:  # a metric of a value aggregation: summed over the values
+                    col[i] = col.get(i, 0.0) + float(r.get(m) or 0.0)
         else:
             names = ["count", *agg.metrics]
             cols = [raw_cols.setdefault(f"{agg.name}.{m}", {}) for m in names]
@@ -426,9 +432,8 @@ def collect(store: Store, kind: EntityKind, since: datetime | None, until: datet
                 mapping.values(), float, len(mapping))
         columns[name] = arr
     for agg in kind.aggregations:
-        if not agg.value_field:
-            for m in ["count", *agg.metrics]:
-                columns.setdefault(f"{agg.name}.{m}", np.zeros(n))
+        for m in ([] if agg.value_field else ["count"]) + list(agg.metrics):
+            columns.setdefault(f"{agg.name}.{m}", np.zeros(n))
     values: dict[str, list[dict[str, int]]] = {}
     empty: dict[str, int] = {}
     for agg in kind.aggregations:
