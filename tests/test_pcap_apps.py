@@ -26,7 +26,19 @@ from scapy.layers.tls.record import TLS
 from scapy.packet import Packet, Raw
 
 from collectors.pcap.flows import FlowMeter
-from tests.pcapkit import C, C6, HTTP_REQUEST, HTTP_RESPONSE, S, S6, dns_exchange, eth, tcp_session, timed, write
+from tests.pcapkit import (
+    C6,
+    HTTP_REQUEST,
+    HTTP_RESPONSE,
+    S6,
+    C,
+    S,
+    dns_exchange,
+    eth,
+    tcp_session,
+    timed,
+    write,
+)
 
 
 def run(packets: list[Packet]) -> FlowMeter:
@@ -164,9 +176,9 @@ def test_ja4_published_vector() -> None:
     """FoxIO's JA4 of a Chrome hello (ja4_ro raw list -> t13d1516h2_8daaf6152771_d8a2da3f94cd)."""
     from collectors.pcap.tls import ja4
 
-    c = [int(x, 16) for x in "1301,1302,1303,c02b,c02f,c02c,c030,cca9,cca8,c013,c014,009c,009d,002f,0035".split(",")]
-    e = [int(x, 16) for x in "002d,0033,0010,fe0d,0017,44cd,0000,000b,000a,002b,ff01,0023,0012,0005,000d,001b".split(",")]
-    s = [int(x, 16) for x in "0403,0804,0401,0503,0805,0501,0806,0601".split(",")]
+    c = [int(x, 16) for x in ["1301", "1302", "1303", "c02b", "c02f", "c02c", "c030", "cca9", "cca8", "c013", "c014", "009c", "009d", "002f", "0035"]]
+    e = [int(x, 16) for x in ["002d", "0033", "0010", "fe0d", "0017", "44cd", "0000", "000b", "000a", "002b", "ff01", "0023", "0012", "0005", "000d", "001b"]]
+    s = [int(x, 16) for x in ["0403", "0804", "0401", "0503", "0805", "0501", "0806", "0601"]]
     assert ja4("t", 0x0304, True, c, e, "h2", s) == "t13d1516h2_8daaf6152771_d8a2da3f94cd"
 
 

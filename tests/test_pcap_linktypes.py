@@ -11,7 +11,15 @@ from scapy.layers.l2 import CookedLinux, CookedLinuxV2, Dot1Q, Ether, Loopback
 from scapy.layers.ppp import PPP, PPPoE
 from scapy.packet import Packet
 
-from collectors.pcap.linktypes import LINKTYPES, ethernet, linux_sll, linux_sll2, null_loopback, openbsd_loop, raw_ip
+from collectors.pcap.linktypes import (
+    LINKTYPES,
+    ethernet,
+    linux_sll,
+    linux_sll2,
+    null_loopback,
+    openbsd_loop,
+    raw_ip,
+)
 
 V4 = IP(src="169.254.1.1", dst="169.254.1.2") / TCP(sport=1, dport=2)
 V6 = IPv6(src="fd00::1", dst="fd00::2") / TCP(sport=1, dport=2)
