@@ -80,7 +80,8 @@ class EventView:
     def nested(self) -> bool:
         """Whether the document nests objects (flat ECS dicts, the usual case, do not)."""
         if self._nested is None:
-            self._nested = any(isinstance(v, Mapping) for v in self.doc.values())
+            self._nested = any(type(v) is dict or (not isinstance(v, str | int | float | list) and isinstance(v, Mapping))
+                               for v in self.doc.values() if v is not None)
         return self._nested
 
     def raw(self, name: str) -> Any:
@@ -114,8 +115,10 @@ class EventView:
         if self._all is None:
             vals: list[str] = []
             for value in self.doc.values():
-                if value is not None:
-                    vals.extend(v.lower() for v in _as_strings(value))
+                if type(value) is str:
+                    vals.append(value.lower())
+                elif value is not None:
+                    vals.extend([v.lower() for v in _as_strings(value)])
             self._all = tuple(vals)
         return self._all
 
@@ -563,7 +566,7 @@ def anchors(node: Any) -> list[Atom] | None:
             return None
         return _value_atoms(node.field, node.value)
     if isinstance(node, ConditionValueExpression):
-        return None  # keywords search every value: filed by their log source instead
+        return _value_atoms("", node.value)  # "": any field (one automaton over all values)
     if isinstance(node, ConditionAND):
         options = [a for a in (anchors(arg) for arg in node.args) if a]
         if not options:
