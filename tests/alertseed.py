@@ -29,7 +29,7 @@ RULES: dict[str, dict[str, Any]] = {
 
 def alert(ident: str, *, rule: str = "ssh_bruteforce", level: str = "high", entity: str = "10.0.0.5",
           entity_type: str = "ip", at: datetime | None = None, evidence: list[str] | None = None,
-          **extra: Any) -> dict[str, Any]:
+          fields: dict[str, Any] | None = None) -> dict[str, Any]:
     ts = at or T0
     doc: dict[str, Any] = {
         "event.id": ident,
@@ -48,7 +48,7 @@ def alert(ident: str, *, rule: str = "ssh_bruteforce", level: str = "high", enti
     }
     if entity_type == "ip":
         doc["source.ip"] = entity
-    doc.update(extra)
+    doc.update(fields or {})
     return doc
 
 

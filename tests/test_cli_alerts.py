@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 from alertseed import T0, alert, auth, flow
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from eventstore import Store, open_store
 from soc_cli import output
@@ -201,7 +200,7 @@ def test_soc_process_errors_are_one_line_exit_2(tmp_path: Path) -> None:
 
 def test_stored_text_is_never_read_as_markup(store: Store, soc: Run) -> None:
     store.put_alerts([alert("m1", level="high", entity="[red]x[/red]", entity_type="host",
-                            **{"rule.name": "Scan [lab] probe"})])
+                            fields={"rule.name": "Scan [lab] probe"})])
     out = soc("alerts", "--since", SINCE)
     assert "Scan [lab] probe" in out.output
     assert "[red]x[/red]" in out.output

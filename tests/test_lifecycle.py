@@ -60,7 +60,7 @@ def test_full_lifecycle_and_refusals(store: Store) -> None:
 def test_lifecycle_survives_a_detection_rerun(store: Store) -> None:
     store.put_alerts([alert("a1", level="medium")])
     lifecycle.close(store, "a1", "false_positive", actor="maria")
-    store.put_alerts([alert("a1", level="high", **{"ztsoc.alert.evidence_count": 9})])
+    store.put_alerts([alert("a1", level="high", fields={"ztsoc.alert.evidence_count": 9})])
     again = store.get_alert("a1") or {}
     assert again["ztsoc.alert.status"] == "closed"
     assert again["ztsoc.alert.level"] == "high"

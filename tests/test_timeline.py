@@ -99,7 +99,7 @@ def test_risk_of_an_entity(store: Store) -> None:
     store.put_alerts([
         alert("r1", entity="10.9.9.9", level="critical", at=now),
         alert("r2", entity="10.9.9.9", level="high", at=now - timedelta(hours=24)),
-        alert("r3", entity="10.9.9.9", level="high", at=now, **{"ztsoc.alert.suppressed": True}),
+        alert("r3", entity="10.9.9.9", level="high", at=now, fields={"ztsoc.alert.suppressed": True}),
         alert("r4", entity="10.1.1.1", level="low", at=now),
     ])
     risk = entity_risk(store, "10.9.9.9", now=now)
