@@ -50,7 +50,7 @@ def _elasticsearch(store: Store, cs: CompiledSet, since: datetime | None, until:
     from detections.sigma.es_eval import stream_matches
 
     for doc, rules in stream_matches(store, cs, since, until):
-        yield doc, rules
+        yield doc, list(rules)
 
 
 #: store backend -> how its events reach the evaluation (default: the embedded matcher).

@@ -74,8 +74,8 @@ def test_burst_straddling_a_minute_boundary_is_counted(tmp_path) -> None:
     alerts = _by_rule(_cs(tmp_path), events)
     assert "burst" not in alerts
     cs = _cs(tmp_path)
-    from detections.sigma.engine import Evaluation
     from detections.alerts import AlertBook
+    from detections.sigma.engine import Evaluation
 
     ev = Evaluation(cs, AlertBook(None)).run(events)
     assert ev.stats.firings["burst"] == 1

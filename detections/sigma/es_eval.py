@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sigma.rule import SigmaRule
+
 from detections.sigma.engine import CompiledSet, epoch
 from detections.sigma.matcher import CompiledRule, EventView
 from eventstore.store import Doc, Store
@@ -66,7 +68,8 @@ def convert(cs: CompiledSet, pipeline: str = "ztsoc") -> dict[str, RuleQuery]:
     backend = LuceneBackend(get_pipeline(pipeline))
     out: dict[str, RuleQuery] = {}
     for cr in cs.base:
-        rule = copy.deepcopy(cs.rules[cr.key].rule)
+        rule = copy.deepcopy(cr.payload.rule if cr.payload is not None else cs.rules[cr.key].rule)
+        assert isinstance(rule, SigmaRule)
         rule._output = True  # referenced by a correlation: we still need its events
         odd = _unconvertible(cr)
         if odd:

@@ -516,7 +516,7 @@ def regex_literal(pattern: str) -> str:
         from re import _parser  # type: ignore[attr-defined]
 
         items = _parser.parse(pattern)
-    except Exception:  # noqa: BLE001 - an unparsable pattern simply gets no literal
+    except Exception:
         return ""
     best, run = "", []
     literal = _parser.LITERAL
@@ -645,7 +645,7 @@ class Matcher:
                         self._anchored.setdefault(fname, {}).setdefault((kind, key), []).append(n)
                 continue
             for name in index_fields:
-                if name in rule.required and rule.required[name]:
+                if rule.required.get(name):
                     for value in {v.lower() for v in rule.required[name]}:
                         tables[name].setdefault(value, []).append(rule)
                     break
@@ -701,14 +701,14 @@ class Matcher:
                 for _end, numbers in keyword.iter(v):
                     found.update(numbers)
         multi = False
-        for name, table in self._tables:
+        for name, by_value in self._tables:
             vals = ev.lowers(name)
             if not vals:
                 continue
             if len(vals) > 1:
                 multi = True
             for v in vals:
-                hit2 = table.get(v)
+                hit2 = by_value.get(v)
                 if hit2:
                     cands.extend(hit2)
         if multi:

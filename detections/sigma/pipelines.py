@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sigma.correlations import SigmaCorrelationRule
 from sigma.pipelines.elasticsearch.zeek import ecs_zeek_beats
 from sigma.pipelines.sysmon import sysmon_pipeline
 from sigma.pipelines.windows import windows_logsource_pipeline
@@ -36,9 +37,9 @@ from sigma.processing.conditions import (
     FieldNameProcessingItemAppliedCondition,
     IncludeFieldCondition,
     LogsourceCondition,
+    RuleProcessingCondition,
     RuleProcessingItemAppliedCondition,
 )
-from sigma.correlations import SigmaCorrelationRule
 from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
 from sigma.processing.transformations import (
     AddConditionTransformation,
@@ -112,6 +113,10 @@ GENERIC_NETWORK: dict[str, tuple[str, dict[str, str]]] = {
 _DATASET = "event.dataset"
 
 
+def _mapping(fields: dict[str, str]) -> dict[str | None, str | list[str]]:
+    return {k: v for k, v in fields.items()}
+
+
 def _dataset_item(identifier: str, dataset: str | list[str], **logsource: str) -> ProcessingItem:
     return ProcessingItem(
         identifier=identifier,
@@ -145,7 +150,7 @@ def ztsoc_linux() -> ProcessingPipeline:
     ] + [
         ProcessingItem(
             identifier="ztsoc_linux_fields",
-            transformation=FieldMappingTransformation(dict(LINUX_FIELDS)),
+            transformation=FieldMappingTransformation(_mapping(LINUX_FIELDS)),
             rule_conditions=[LogsourceCondition(product="linux")],
         ),
     ]
@@ -170,7 +175,7 @@ def ztsoc_network() -> ProcessingPipeline:
             ),
             ProcessingItem(
                 identifier=f"ztsoc_generic_{category}_fields",
-                transformation=FieldMappingTransformation(dict(fields)),
+                transformation=FieldMappingTransformation(_mapping(fields)),
                 rule_conditions=[LogsourceCondition(category=category)],
             ),
         ]
@@ -181,7 +186,7 @@ def ztsoc_windows() -> ProcessingPipeline:
     """Windows event logs as our EVTX reader stores them: header in ECS, EventData under winlog.event_data."""
     header = ProcessingItem(
         identifier="ztsoc_windows_header",
-        transformation=FieldMappingTransformation(dict(WINDOWS_HEADER)),
+        transformation=FieldMappingTransformation(_mapping(WINDOWS_HEADER)),
         rule_conditions=[LogsourceCondition(product="windows")],
     )
     event_data = ProcessingItem(
@@ -222,7 +227,7 @@ def ztsoc_fallback() -> ProcessingPipeline:
     Runs last: a rule whose log source we do not collect (``product: aws``) then matches
     only events imported under ``event.dataset: aws.cloudtrail``, never everything.
     """
-    applied = [
+    applied: list[RuleProcessingCondition] = [
         RuleProcessingItemAppliedCondition(identifier)
         for identifier in _constraining_identifiers()
     ]
