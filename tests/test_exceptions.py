@@ -106,3 +106,27 @@ def test_a_broken_exception_is_skipped_not_fatal(store: Store, caplog: pytest.Lo
     out = ex.apply_exceptions(store, [alert("n1", rule="port_scan")], now=NOW)
     assert out[0][ex.EXCEPTION_ID] == good.id
     assert f"exception {broken.id} skipped" in caplog.text
+
+
+def test_the_detection_runner_marks_future_alerts(store: Store) -> None:
+    """End to end: an exception saved by an analyst, then the real runner on the port-scan rule's sample."""
+    from detections.runner import load_compiled, run_detections
+    from detections.sigma.loader import load_rules
+    from detections.sigma.samples import expand
+
+    rule = load_rules().find("port_scan")
+    flows = expand(rule.meta.samples["match"], prefix="scan")
+    store.write_events(flows)
+    first = datetime.fromisoformat(flows[0]["@timestamp"].replace("Z", "+00:00"))
+    source = flows[0]["source.ip"]
+    created = ex.new_exception(f'rule.id:port_scan AND source.ip:"{source}"', owner="net-team", reason="lab scanner",
+                               expires=ex.parse_expiry("30d"), created_by="maria")
+    ex.save(store, created)
+    report = run_detections(store, since=first - timedelta(hours=1), until=first + timedelta(minutes=10),
+                            compiled=load_compiled())
+    assert report.alerts_new == 1
+    [stored] = store.search("rule.id:port_scan", index="alerts").hits
+    assert stored[ex.SUPPRESSED] is True
+    assert stored[ex.EXCEPTION_ID] == created.id
+    assert list_queue(store, AlertFilter(rule="port_scan")).total == 0
+    assert list_queue(store, AlertFilter(rule="port_scan", include_suppressed=True)).total == 1
