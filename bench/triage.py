@@ -38,8 +38,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from detections import lifecycle
-from detections.lifecycle import AlertFilter, Request
+from detections import lifecycle, queue
+from detections.lifecycle import Request
+from detections.queue import AlertFilter
 from eventstore import Store, open_store
 from eventstore.timeutil import to_iso
 
@@ -126,7 +127,7 @@ def naive_list(store: Store, limit: int) -> list[dict[str, Any]]:
     rows = [a for a in store.scan(index="alerts", fields=fields)
             if a.get("ztsoc.alert.status") != "closed" and a.get("ztsoc.alert.level") in ("high", "critical")
             and not a.get("ztsoc.alert.suppressed")]
-    rows.sort(key=lambda a: (lifecycle.level_rank(a.get("ztsoc.alert.level")), a["@timestamp"]), reverse=True)
+    rows.sort(key=lambda a: (queue.level_rank(a.get("ztsoc.alert.level")), a["@timestamp"]), reverse=True)
     return rows[:limit]
 
 
@@ -147,13 +148,13 @@ def bench_store(store: Store, n: int, bulk: int, runs: int) -> dict[str, float]:
     out: dict[str, float] = {}
 
     flt = AlertFilter(levels=["high", "critical"])
-    out["list"], page = timed(lambda: lifecycle.list_queue(store, flt, limit=50), runs, "list")
+    out["list"], page = timed(lambda: queue.list_queue(store, flt, limit=50), runs, "list")
     out["list_naive"], naive = timed(lambda: naive_list(store, 50), max(1, runs // 3))
     assert [a["event.id"] for a in page.alerts] == [a["event.id"] for a in naive], "list differs from baseline"
     flt2 = AlertFilter(technique="T1110", entity=alerts[1]["ztsoc.alert.entity.value"])
-    out["list_entity"], _ = timed(lambda: lifecycle.list_queue(store, flt2, limit=50), runs, "list_entity")
-    out["list_open"], _ = timed(lambda: lifecycle.list_queue(store, AlertFilter(), limit=50), runs, "list_open")
-    out["group"], groups = timed(lambda: lifecycle.group_queue(store, AlertFilter(), ["rule.name", "source.ip"],
+    out["list_entity"], _ = timed(lambda: queue.list_queue(store, flt2, limit=50), runs, "list_entity")
+    out["list_open"], _ = timed(lambda: queue.list_queue(store, AlertFilter(), limit=50), runs, "list_open")
+    out["group"], groups = timed(lambda: queue.group_queue(store, AlertFilter(), ["rule.name", "source.ip"],
                                                                limit=50), runs, "group")
     out["group_naive"], counts = timed(lambda: naive_group(store), max(1, runs // 3))
     top = groups[0]

@@ -1,6 +1,6 @@
 """``soc triage``: the alert queue as an interactive terminal app (Textual).
 
-The list on the left is ``detections.lifecycle.list_queue`` (most severe, then newest); the
+The list on the left is ``detections.queue.list_queue`` (most severe, then newest); the
 pane on the right is exactly what ``soc alerts show`` prints; every key calls the same
 lifecycle function as the CLI, so a refused transition is refused here too, with the same
 message, and every change lands in the alert's history under the analyst's name.
@@ -23,7 +23,8 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Header, Input, Label, OptionList, Static
 
 from detections import lifecycle
-from detections.lifecycle import AlertFilter, TransitionError
+from detections.lifecycle import TransitionError
+from detections.queue import AlertFilter, list_queue
 from eventstore.errors import StoreError
 from eventstore.store import Doc, Store
 
@@ -186,7 +187,7 @@ class TriageApp(App[None]):
     # -- data ---------------------------------------------------------------------------------
     def load(self, keep: str | None = None) -> None:
         """(Re)read the queue; keep the cursor on alert ``keep`` when it is still listed."""
-        page = lifecycle.list_queue(self.store, self.flt, limit=self.limit)
+        page = list_queue(self.store, self.flt, limit=self.limit)
         self.alerts, self.total = page.alerts, page.total
         table = self.query_one("#queue", DataTable)
         table.clear()

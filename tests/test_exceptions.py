@@ -8,7 +8,7 @@ import pytest
 from alertseed import T0, alert
 
 from detections import exceptions as ex
-from detections.lifecycle import AlertFilter, list_queue
+from detections.queue import AlertFilter, list_queue
 from eventstore import Store
 from eventstore.errors import QuerySyntaxError
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from alertseed import T0, alert
 
 from detections import lifecycle
-from detections.lifecycle import AlertFilter, Request, TransitionError
+from detections.lifecycle import Request, TransitionError
 from eventstore import Store
 from eventstore.errors import AlertNotFound
 
@@ -112,59 +111,6 @@ def test_bulk_preview_then_apply(store: Store) -> None:
     assert (store.get_alert("b9") or {})["ztsoc.alert.history"][0]["actor"] == "bulk-bot"
 
 
-def test_queue_sorted_by_level_then_recency(store: Store) -> None:
-    store.put_alerts([
-        alert("low-new", level="low", at=T0 + timedelta(hours=5)),
-        alert("crit-old", level="critical", at=T0),
-        alert("high-old", level="high", at=T0 + timedelta(hours=1)),
-        alert("high-new", level="high", at=T0 + timedelta(hours=3)),
-        alert("med", level="medium", rule="port_scan", entity="10.0.0.8"),
-        alert("closed-crit", level="critical", at=T0 + timedelta(hours=9)),
-    ])
-    lifecycle.close(store, "closed-crit", "duplicate", actor="x")
-    page = lifecycle.list_queue(store, AlertFilter(), limit=10)
-    assert [a["event.id"] for a in page.alerts] == ["crit-old", "high-new", "high-old", "med", "low-new"]
-    assert page.total == 5
-    page = lifecycle.list_queue(store, AlertFilter(statuses=["closed"]), limit=10)
-    assert [a["event.id"] for a in page.alerts] == ["closed-crit"]
-    page = lifecycle.list_queue(store, AlertFilter(levels=lifecycle.parse_levels("high+")), limit=2)
-    assert [a["event.id"] for a in page.alerts] == ["crit-old", "high-new"]
-    assert page.total == 3
-    assert [a["event.id"] for a in lifecycle.list_queue(store, AlertFilter(technique="T1046")).alerts] == ["med"]
-    assert lifecycle.list_queue(store, AlertFilter(technique="T1110.001")).total == 4
-    assert lifecycle.list_queue(store, AlertFilter(tactic="Discovery")).total == 1
-    assert lifecycle.list_queue(store, AlertFilter(rule="Port scan")).total == 1
-    assert lifecycle.list_queue(store, AlertFilter(entity="10.0.0.8")).total == 1
-
-
-def test_group_by_rule_and_source(store: Store) -> None:
-    store.put_alerts([alert(f"s{i}", entity="10.0.0.5", level="medium") for i in range(3)]
-                     + [alert("s9", entity="10.0.0.5", level="critical")]
-                     + [alert(f"p{i}", rule="port_scan", entity="10.0.0.8", level="low") for i in range(5)])
-    groups = lifecycle.group_queue(store, AlertFilter(), ["rule.name", "source.ip"])
-    assert groups[0]["rule.name"] == "SSH brute force then success"
-    assert groups[0]["source.ip"] == "10.0.0.5"
-    assert groups[0]["count"] == 4
-    assert groups[0]["level"] == "critical"
-    assert groups[1]["count"] == 5
-    assert groups[1]["level"] == "low"
-
-
-def test_group_tiers_totals_and_array_fields(store: Store) -> None:
-    store.put_alerts([alert(f"h{i}", entity="10.0.0.1", level="high") for i in range(2)]
-                     + [alert(f"l{i}", entity="10.0.0.1", level="low") for i in range(5)]
-                     + [alert(f"x{i}", entity="10.0.0.2", level="high") for i in range(3)]
-                     + [alert("c1", rule="port_scan", entity="10.0.0.3", level="critical")])
-    groups = lifecycle.group_queue(store, AlertFilter(), ["source.ip"])
-    assert [(g["source.ip"], g["level"], g["count"]) for g in groups] == [
-        ("10.0.0.3", "critical", 1), ("10.0.0.2", "high", 3), ("10.0.0.1", "high", 7)]
-    assert groups[2]["by_level"] == {"high": 2, "low": 5}
-    assert [g["source.ip"] for g in lifecycle.group_queue(store, AlertFilter(), ["source.ip"], limit=2)] == [
-        "10.0.0.3", "10.0.0.2"]
-    tactics = lifecycle.group_queue(store, AlertFilter(), ["threat.tactic.id"])
-    assert [(g["threat.tactic.id"], g["count"]) for g in tactics] == [("TA0007", 1), ("TA0006", 10)]
-
-
 def test_find_alert_by_prefix(store: Store) -> None:
     store.put_alerts([alert("f3c9a1b2deadbeef"), alert("f3c9ffff00000000")])
     assert lifecycle.find_alert(store, "f3c9a1")["event.id"] == "f3c9a1b2deadbeef"
@@ -173,27 +119,3 @@ def test_find_alert_by_prefix(store: Store) -> None:
     with pytest.raises(AlertNotFound):
         lifecycle.find_alert(store, "zzzz")
 
-
-def test_filter_validation() -> None:
-    with pytest.raises(ValueError, match="unknown level"):
-        lifecycle.parse_levels("severe")
-    assert lifecycle.parse_levels("medium+") == ["medium", "high", "critical"]
-    with pytest.raises(ValueError, match="unknown status"):
-        AlertFilter(statuses=["pending"]).to_query()
-    q = AlertFilter(rule='we"ird').to_query()
-    assert 'rule.id:"we\\"ird"' in q
-
-
-def test_rule_guide_from_the_alert_then_the_rule_file(tmp_path: Path) -> None:
-    carried = lifecycle.rule_guide(alert("g1"))
-    assert carried.investigation == "Find the account that logged in and what it did next."
-    assert carried.response == ["Lock the account, block the source at the edge."]
-    (tmp_path / "scan.yml").write_text(
-        "title: Lab probe\nname: lab_probe_test_only\nid: 0b6a\nlevel: low\nfalsepositives:\n  - vulnerability scanners\n"
-        "ztsoc:\n  guide: Check whether the source is the scanner.\n  response: |\n    1. Block it\n    2. Tell IT\n",
-        encoding="utf-8")
-    from_file = lifecycle.rule_guide({"rule.id": "lab_probe_test_only"}, [str(tmp_path)])
-    assert from_file.investigation == "Check whether the source is the scanner."
-    assert from_file.response == ["Block it", "Tell IT"]
-    assert from_file.falsepositives == ["vulnerability scanners"]
-    assert lifecycle.rule_guide({"rule.id": "nothing", "rule.description": "d"}, [str(tmp_path)]).investigation == "d"

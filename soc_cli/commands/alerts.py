@@ -17,7 +17,7 @@ from soc_cli.context import STATE, StoreOption, since_option, use_store
 from soc_cli.output import cell, console, emit_json, err_console
 
 if TYPE_CHECKING:
-    from detections.lifecycle import AlertFilter
+    from detections.queue import AlertFilter
 
 LIST_COLUMNS = ("event.id", "@timestamp", "ztsoc.alert.level", "ztsoc.alert.status", "rule.name",
                 "ztsoc.alert.entity.value", "ztsoc.alert.assignee", "threat.technique.id")
@@ -41,7 +41,8 @@ def _split(text: str | None) -> list[str]:
 def make_filter(status: str | None, level: str | None, rule: str | None, entity: str | None, tactic: str | None,
                 technique: str | None, assignee: str | None, query: str | None,
                 include_suppressed: bool) -> AlertFilter:
-    from detections.lifecycle import OPEN_STATUSES, AlertFilter, parse_levels
+    from detections.lifecycle import OPEN_STATUSES
+    from detections.queue import AlertFilter, parse_levels
 
     statuses = _split(status) if status else list(OPEN_STATUSES)
     if statuses == ["all"]:
@@ -106,7 +107,7 @@ def alerts_list(
         if store_url:  # `soc alerts --store URL show ID`: remembered, opened by the subcommand
             STATE.store_url = store_url
         return
-    from detections.lifecycle import group_queue, list_queue
+    from detections.queue import group_queue, list_queue
 
     store = use_store(store_url)
     flt = make_filter(status, level, rule, entity, tactic, technique, assignee, query, include_suppressed)
@@ -136,7 +137,7 @@ def _store(_ctx: typer.Context, store_url: str | None) -> Any:
 
 def _guide(alert: dict[str, Any]) -> dict[str, Any]:
     """The rule's investigation guide and response steps, from the rule file when we can find it."""
-    from detections.lifecycle import rule_guide
+    from detections.guides import rule_guide
 
     return rule_guide(alert).to_doc()
 
