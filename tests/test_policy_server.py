@@ -17,7 +17,7 @@ from policy_tokens import DOMAIN, claims, forge, svid, verifier
 from policy.engine import Engine
 from policy.language import policy_set_from_text
 from policy.risk import StaticRisk
-from policy.server import DecisionApp, make_server
+from policy.server import DecisionApp, DecisionHandler, RawServer, make_server
 
 POLICY = """\
 apiVersion: ztsoc/v1
@@ -40,18 +40,28 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[int, Engine]]:
+@pytest.fixture(scope="module", params=["raw", "uvicorn"])
+def server(request: pytest.FixtureRequest) -> Iterator[tuple[int, Engine]]:
+    """The same routes behind both front ends: the raw asyncio server and uvicorn (ASGI)."""
     engine = Engine.from_policy_set(policy_set_from_text(POLICY, "t.yaml"), verifier=verifier(), risk=StaticRisk())
     port = _free_port()
-    srv = make_server(DecisionApp(engine, authz_prefix="/authz"), "127.0.0.1", port)
-    thread = threading.Thread(target=srv.run, daemon=True)
+    handler = DecisionHandler(engine, authz_prefix="/authz")
+    srv: Any
+    if request.param == "raw":
+        srv = RawServer(handler, "127.0.0.1", port)
+        thread = threading.Thread(target=srv.run, kwargs={"install_signals": False}, daemon=True)
+    else:
+        srv = make_server(DecisionApp(handler), "127.0.0.1", port)
+        thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not srv.started and time.monotonic() < deadline:
         time.sleep(0.02)
     yield port, engine
-    srv.should_exit = True
+    if request.param == "raw":
+        srv.stop()
+    else:
+        srv.should_exit = True
     thread.join(timeout=10)
 
 
@@ -118,7 +128,8 @@ def test_json_decide(server: tuple[int, Engine]) -> None:
 
 def test_default_bind_is_loopback() -> None:
     engine = Engine.from_policy_set(policy_set_from_text(POLICY), risk=StaticRisk())
-    assert make_server(DecisionApp(engine)).config.host == "127.0.0.1"
+    assert make_server(DecisionApp(DecisionHandler(engine))).config.host == "127.0.0.1"
+    assert RawServer(DecisionHandler(engine)).host == "127.0.0.1"
 
 
 def test_network_callers_cannot_assert_risk_time_or_claims() -> None:
@@ -147,7 +158,7 @@ rules:
     when: {{time: {{days: [{other_day}]}}}}
 """
     risky = StaticRisk({"mallory": Risk(3, "high", 4)})
-    app = DecisionApp(Engine.from_policy_set(policy_set_from_text(text), risk=risky))
+    app = DecisionApp(DecisionHandler(Engine.from_policy_set(policy_set_from_text(text), risk=risky)))
     when = (datetime.now(UTC) + timedelta(days=3)).isoformat()
 
     def decide(body: dict[str, Any]) -> dict[str, Any]:
@@ -191,3 +202,34 @@ def test_orphan_spill_files_are_replayed(tmp_path: Path) -> None:
         assert store.count('event.dataset:"policy.decision"') == 30
     finally:
         store.close()
+
+
+def _raw(port: int, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(data)
+        chunks = []
+        s.settimeout(2)
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except TimeoutError:
+            pass
+        return b"".join(chunks)
+
+
+def test_raw_front_end_framing(server: tuple[int, Engine], request: pytest.FixtureRequest) -> None:
+    if request.node.callspec.params["server"] != "raw":
+        pytest.skip("framing limits are the raw front end's own; uvicorn has its own")
+    port, _ = server
+    # Two pipelined requests, then one with Connection: close: three answers in order, then EOF.
+    out = _raw(port, b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n"
+                     b"GET /authz/healthz HTTP/1.1\r\nhost: records\r\n\r\n"
+                     b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+    assert out.count(b"HTTP/1.1 200") == 3 and b"x-ztsoc-decision: allow" in out.lower()
+    assert b"HTTP/1.1 400" in _raw(port, b"NOT HTTP AT ALL\r\n\r\n")
+    assert b"HTTP/1.1 414" in _raw(port, b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nhost: x\r\n\r\n")
+    huge = b"".join(b"x-h%d: %s\r\n" % (i, b"v" * 1000) for i in range(80))
+    assert b"HTTP/1.1 431" in _raw(port, b"GET /healthz HTTP/1.1\r\nhost: x\r\n" + huge + b"\r\n")
