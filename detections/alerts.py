@@ -288,10 +288,12 @@ class AlertBook:
         out: list[Doc] = []
         for case in self.touched():
             doc = case.to_doc()
-            if self.store is not None and case.existed:
+            if self.store is not None:
+                # also for a case recomputed after its state was pruned: same id, so same alert
                 old = self.store.get_alert(case.id)
                 if old is not None:
                     doc = merge_alert(old, doc)
+                    case.existed = True
             out.append(doc)
         return out
 

@@ -184,8 +184,10 @@ def load_file(path: Path) -> tuple[list[AnyRule], list[RuleProblem]]:
     except Exception as exc:  # yaml errors and anything pySigma raises for a broken file
         return [], [RuleProblem(str(path), None, "load", _reason(exc))]
     rules: list[AnyRule] = []
+    per_rule = {_reason(e) for rule in coll.rules for e in (getattr(rule, "errors", None) or [])}
     for err in coll.errors:
-        problems.append(RuleProblem(str(path), None, "load", _reason(err)))
+        if _reason(err) not in per_rule:  # pySigma lists a rule's errors on the collection too
+            problems.append(RuleProblem(str(path), None, "load", _reason(err)))
     for rule in coll.rules:
         if not isinstance(rule, SigmaRule | SigmaCorrelationRule):
             continue  # Sigma filters are applied by pySigma only in conversion; not supported here
