@@ -154,8 +154,9 @@ def main() -> int:
         rows.append(("ztsoc (flows + DNS/HTTP/TLS)", n / ours["wall"], n / ours["cpu"], f"{ours['rss_mb']:.0f}",
                      f"{total_events / ours['wall']:,.0f} events/s"))
         q = child(OURS, str(quarter), "all")
-        print(f"ztsoc events: {json.dumps(ev)}; per second of reading: "
-              + ", ".join(f"{k.split('.')[1]} {v / ours['wall']:,.0f}" for k, v in sorted(ev.items())), flush=True)
+        print(f"ztsoc events: {json.dumps(ev)}; per second of reading (wall / CPU): "
+              + ", ".join(f"{k.split('.')[1]} {v / ours['wall']:,.0f} / {v / ours['cpu']:,.0f}"
+                          for k, v in sorted(ev.items())), flush=True)
         print(f"ztsoc peak RSS: {ours['rss_mb']:.0f} MB on the whole capture, {q['rss_mb']:.0f} MB on a quarter of it "
               f"(flat: the file is streamed)", flush=True)
         if "flows" not in args.skip:
