@@ -119,7 +119,7 @@ def scapy_prefix(path: Path, limit: int) -> dict[str, Any]:
         for pkt in reader:
             if IP in pkt:
                 ip = pkt[IP]
-                l4 = pkt[TCP] if TCP in pkt else (pkt[UDP] if UDP in pkt else None)
+                l4 = pkt.getlayer(TCP) or pkt.getlayer(UDP)
                 if l4 is not None:
                     tuples += bool((ip.src, ip.dst, ip.proto, l4.sport, l4.dport))
             n += 1
