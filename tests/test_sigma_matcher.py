@@ -118,3 +118,13 @@ def test_anchor_index_files_rules_under_their_executable() -> None:
 def test_nested_documents_are_read_too() -> None:
     cr = _compiled("  sel:\n    winlog.event_data.LogonType: 10\n  condition: sel", "product: ztsoc\n  service: windows")
     assert cr.matches({"event.dataset": "windows.security", "winlog": {"event_data": {"LogonType": 10}}})
+
+
+def test_defender_spaces_and_userdata_are_read_under_sigma_names() -> None:
+    cr = _compiled("  sel:\n    ThreatName|endswith: EICAR_Test_File\n    Operation|contains: cleareventlog\n"
+                   "  condition: sel", "product: windows\n  service: windefend")
+    event = {"winlog.channel": "Microsoft-Windows-Windows Defender/Operational",
+             "winlog.event_data.Threat Name": "Tool:Win32/EICAR_Test_File",
+             "winlog.user_data.Operation_ClientFailure.Operation": "x::cleareventlog"}
+    assert cr.matches(event)
+    assert Matcher([cr]).match(event) == [cr]

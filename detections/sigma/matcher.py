@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -58,6 +58,7 @@ Doc = Mapping[str, Any]
 INDEX_FIELDS: tuple[str, ...] = ("event.code", "event.dataset", "winlog.channel", "event.action", "event.category")
 
 _MISSING = object()
+_WINDATA = ("winlog.event_data.", "winlog.user_data.")
 
 
 class UnsupportedRule(ValueError):
@@ -67,7 +68,7 @@ class UnsupportedRule(ValueError):
 class EventView:
     """One event seen by many predicates: values are normalised once, on first use."""
 
-    __slots__ = ("_all", "_lower", "_nested", "_str", "doc")
+    __slots__ = ("_aliases", "_all", "_lower", "_nested", "_str", "doc")
 
     def __init__(self, doc: Doc) -> None:
         self.doc = doc
@@ -75,6 +76,7 @@ class EventView:
         self._str: dict[str, tuple[str, ...] | None] = {}
         self._all: tuple[str, ...] | None = None
         self._nested: bool | None = None
+        self._aliases: dict[str, str] | None = None
 
     @property
     def nested(self) -> bool:
@@ -84,10 +86,31 @@ class EventView:
                                for v in self.doc.values() if v is not None)
         return self._nested
 
+    @property
+    def aliases(self) -> dict[str, str]:
+        """Sigma names of Windows data fields stored under another name: ``winlog.event_data.ThreatName``
+        for ``winlog.event_data.Threat Name`` (Defender puts spaces in names), and UserData fields
+        (``winlog.user_data.<Wrapper>.Operation``) as ``winlog.event_data.Operation``, as Winlogbeat,
+        Chainsaw and Zircolite flatten them."""
+        if self._aliases is None:
+            out: dict[str, str] = {}
+            for key in self.doc:
+                if key.startswith(_WINDATA):
+                    alias = _WINDATA[0] + key.rsplit(".", 1)[-1].replace(" ", "")
+                    if alias != key and alias not in self.doc:
+                        out.setdefault(alias, key)
+            self._aliases = out
+        return self._aliases
+
     def raw(self, name: str) -> Any:
         value = self.doc.get(name, _MISSING)
-        if value is _MISSING and "." in name and self.nested:
-            value = _nested(self.doc, name)
+        if value is _MISSING:
+            if name.startswith("winlog.event_data."):
+                key = self.aliases.get(name)
+                if key is not None:
+                    value = self.doc.get(key, _MISSING)
+            if value is _MISSING and "." in name and self.nested:
+                value = _nested(self.doc, name)
         return None if value is _MISSING else value
 
     def strs(self, name: str) -> tuple[str, ...] | None:
@@ -673,7 +696,9 @@ class Matcher:
         cands = list(self._always)
         found: set[int] = set()
         # walk the event's own fields (a few dozen), not the index's (hundreds)
-        names = self._anchor_fields if ev.nested else ev.doc.keys()
+        names: Iterable[str] = self._anchor_fields if ev.nested else ev.doc.keys()
+        if ev.aliases:
+            names = [*names, *ev.aliases]
         automata, exact = self._automata, self._anchored
         for name in names:
             automaton = automata.get(name)
