@@ -90,3 +90,13 @@ def test_refusals_and_errors(soc: Run, tmp_path: Path) -> None:
     assert r.exit_code == 1 and "signature does not match" in r.output
     r = soc("ml", "score", "--since", SPLIT.isoformat(), "--until", END.isoformat(), "--kind", "host")
     assert "no usable model" in str(r.exception)
+
+
+def test_a_model_of_another_store_is_not_used(soc: Run, seeded_db: SeededDB, tmp_path: Path) -> None:
+    from detections.ml.persistence import save_model
+
+    for m in seeded_db.models.values():  # learned on the original file, not on this copy
+        save_model(m, tmp_path / "models")
+    r = soc("ml", "score", "--since", SPLIT.isoformat(), "--until", END.isoformat(), "--kind", "user")
+    assert "user: trained on" in r.output and "(train on this store)" in " ".join(r.output.split())
+    assert "no usable model" in str(r.exception)

@@ -27,7 +27,7 @@ from detections.ml.explain import Contribution, explain, summary
 from detections.ml.features import KINDS, FeatureContext, collect, feature_matrix
 from detections.ml.models import KindModel
 from detections.ml.persistence import ModelRejected, load_model, model_dir
-from eventstore import Doc, Store
+from eventstore import Doc, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -188,11 +188,16 @@ def run_anomaly_detectors(store: Store, since: datetime | None, until: datetime 
     for p in problems:
         if "no model for" not in p:
             log.warning("anomaly model refused: %s", p)
-    mine = [m for m in models if m.store_url in ("", store.url)]
+    alerts: list[Doc] = []
     for m in models:
         if m.store_url not in ("", store.url):
             log.info("anomaly model %s skipped: trained on %s, not %s", m.kind, m.store_url, store.url)
-    return score_and_alert(store, mine, since, until)
+            continue
+        try:  # one kind failing (a refused query, a store hiccup) must not stop the others
+            alerts.extend(score_and_alert(store, [m], since, until))
+        except StoreError as exc:
+            log.error("anomaly model %s not scored: %s", m.kind, exc)
+    return alerts
 
 
 def window_of_alert(alert: Doc) -> tuple[datetime, datetime]:

@@ -99,11 +99,16 @@ def register(app: typer.Typer) -> None:
         from detections.ml.scoring import load_models, score_and_alert
 
         loaded, problems = load_models(models, _kinds(kind))
+        s = use_store(store)
+        for m in loaded:
+            if m.store_url not in ("", s.url):
+                problems.append(f"{m.kind}: trained on {m.store_url}, not on {s.url} (train on this store)")
+        loaded = [m for m in loaded if m.store_url in ("", s.url)]
         for p in problems:
             err_console.print(f"[yellow]not used:[/] {p}", highlight=False)
         if not loaded:
             raise ValueError("no usable model: run `soc ml train --since 7d` first")
-        alerts = score_and_alert(use_store(store), loaded, since_option(since), since_option(until),
+        alerts = score_and_alert(s, loaded, since_option(since), since_option(until),
                                  detector=detector, write=not dry_run)
         alerts.sort(key=lambda a: -float(a.get("ztsoc.alert.score") or 0))
         emit(alerts[:limit], ["event.id", "ztsoc.alert.first_seen", "rule.id", "ztsoc.alert.entity.value",
