@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from eventstore.sqlite_store import EVENTS, SQLiteStore, insert_sql, prepare_rows
+from eventstore.sqlite_store import EVENTS, PRAGMAS, SQLiteStore, insert_sql, prepare_rows
 from eventstore.timeutil import to_iso
 
 
@@ -70,7 +70,7 @@ def main() -> None:
         maker.init()
         maker.close()
         plain = sqlite3.connect(Path(tmp) / "baseline.db", isolation_level=None)
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "temp_store=MEMORY", "cache_size=-65536"):
+        for pragma in PRAGMAS:  # the same settings as ztsoc's connection
             plain.execute(f"PRAGMA {pragma}")
 
         for n, start in enumerate(range(0, total, args.slice)):
