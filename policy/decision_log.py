@@ -5,6 +5,10 @@ batches into ECS documents and writes them. When the store refuses or is unreach
 batch is appended to a local JSONL spill file (flushed and fsynced); the thread retries
 the spill file before new batches, oldest first, and truncates it only once the store has
 taken every line. ``event.id`` is the decision id, so a batch replayed twice is stored once.
+``ProcessDecisionLog`` (what ``soc policy serve`` uses) runs the same writer in a separate
+process fed through a pipe, acknowledging each batch, so event building and store writes
+never hold the server's GIL; unacknowledged batches are rewritten by the server if the
+writer dies.
 
 Fields: ``event.dataset: policy.decision``; ``event.category: [network]`` with
 ``event.type: [access, allowed|denied]`` (the ECS-allowed pairing); ``event.action``
@@ -25,6 +29,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from eventstore.store import Doc, Store
 from eventstore.timeutil import to_iso
@@ -279,3 +284,187 @@ class DecisionLog:
         self.stats.replayed += len(docs)
         self.spill_path.unlink(missing_ok=True)
         log.info("decision log: replayed %d spilled decisions", len(docs))
+
+
+# -- a writer process ------------------------------------------------------------------------
+def _pack(req: Request, dec: Decision, ts: float) -> tuple[Any, ...]:
+    """The fields a decision event needs, as plain values (cheap to pickle; no token)."""
+    risk = req.risk
+    return (ts, req.service, req.method, req.path, req.principal, req.namespace, req.source_ip,
+            tuple(req.roles), tuple(req.scopes), tuple(req.groups), req.issuer, req.time,
+            None if risk is None else (risk.open_alerts, risk.max_level, risk.max_rank), req.authenticated,
+            dec.allow, dec.action, dec.rules, dec.reasons, dec.decision_id, dec.policy_version, dec.dry_run_rules,
+            dec.policies)
+
+
+def _unpack(t: tuple[Any, ...]) -> tuple[Request, Decision, float]:
+    from policy.request import Risk
+
+    (ts, service, method, path, principal, namespace, ip, roles, scopes, groups, issuer, when, risk, authenticated,
+     allow, action, rules, reasons, decision_id, version, dry, policies) = t
+    req = Request(service, method, path, principal=principal, namespace=namespace, source_ip=ip,
+                  roles=frozenset(roles), scopes=frozenset(scopes), groups=frozenset(groups), issuer=issuer,
+                  time=when, risk=None if risk is None else Risk(*risk), authenticated=authenticated)
+    return req, Decision(allow, action, rules, reasons, decision_id, version, dry, policies), ts
+
+
+def _writer_main(conn: Any, store_url: str, spill_path: str, batch_size: int, retry_interval_s: float) -> None:
+    """The writer process: a ``DecisionLog`` fed from the pipe; acknowledges each batch once
+    it is in the store or the spill file, so the server can rewrite anything unacknowledged."""
+    import signal
+
+    from eventstore import open_store
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when the writer stops
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    log = DecisionLog(lambda: open_store(store_url), Path(spill_path), batch_size=batch_size,
+                      retry_interval_s=retry_interval_s)
+    try:
+        while True:
+            if not conn.poll(1.0):
+                log.flush()  # replays the spill file when the store is back
+                continue
+            try:
+                msg = conn.recv()
+            except EOFError:
+                break
+            if msg is None:
+                break
+            seq, batch = msg
+            for packed in batch:
+                log._queue.append(_unpack(packed))
+            log.flush()
+            conn.send(seq)
+    finally:
+        log.close()
+
+
+@dataclass
+class ProcessDecisionLog:
+    """``DecisionLog`` in a separate process, so building and writing events never holds the
+    server's GIL. The server keeps every batch until the writer acknowledges it; if the writer
+    dies, the server writes (or spills) the unacknowledged batches itself and carries on
+    in process. Writes are idempotent by ``event.id``, so a batch written twice is stored once."""
+
+    store_url: str
+    spill_path: Path
+    batch_size: int = 1000
+    flush_interval_s: float = 0.5
+    retry_interval_s: float = 5.0
+    stats: LogStats = field(default_factory=LogStats)
+    _queue: deque[tuple[Request, Decision, float]] = field(default_factory=deque, repr=False)
+    _unacked: dict[int, list[tuple[Any, ...]]] = field(default_factory=dict, repr=False)
+    _seq: int = 0
+    _conn: Any = field(default=None, repr=False)
+    _proc: Any = field(default=None, repr=False)
+    _fallback: DecisionLog | None = field(default=None, repr=False)
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _wake: threading.Event = field(default_factory=threading.Event, repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
+
+    def submit(self, request: Request, decision: Decision) -> None:
+        self._queue.append((request, decision, time.time()))
+        self.stats.submitted += 1
+        if len(self._queue) >= self.batch_size:
+            self._wake.set()
+
+    def start(self) -> ProcessDecisionLog:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe(duplex=True)
+        self._proc = ctx.Process(target=_writer_main, name="ztsoc-decision-writer", daemon=False,
+                                 args=(child, self.store_url, str(self.spill_path), self.batch_size,
+                                       self.retry_interval_s))
+        self._proc.start()
+        child.close()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="ztsoc-decision-sender", daemon=True)
+        self._thread.start()
+        return self
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue) + sum(len(b) for b in self._unacked.values())
+
+    def _go_in_process(self, why: str) -> None:
+        """The writer is gone: rewrite what it had not acknowledged, and log in process from now on."""
+        from eventstore import open_store
+
+        if self._fallback is None:
+            log.warning("decision writer process unavailable (%s): logging in process", why)
+            self.stats.last_error = f"writer process: {why}"
+            url = self.store_url
+            self._fallback = DecisionLog(lambda: open_store(url), self.spill_path, batch_size=self.batch_size,
+                                         retry_interval_s=self.retry_interval_s)
+        for seq in sorted(self._unacked):
+            for packed in self._unacked.pop(seq):
+                self._fallback._queue.append(_unpack(packed))
+        self._fallback.flush()
+
+    def _drain_acks(self) -> None:
+        try:
+            while self._conn.poll(0):
+                seq = self._conn.recv()
+                batch = self._unacked.pop(seq, None)
+                if batch is not None:
+                    self.stats.written += len(batch)
+        except (EOFError, OSError):
+            self._go_in_process("pipe closed")
+
+    def _send_pending(self) -> None:
+        while self._queue:
+            batch: list[tuple[Any, ...]] = []
+            while self._queue and len(batch) < self.batch_size:
+                batch.append(_pack(*self._queue.popleft()))
+            if self._fallback is not None:
+                for packed in batch:
+                    self._fallback._queue.append(_unpack(packed))
+                self._fallback.flush()
+                continue
+            self._seq += 1
+            self._unacked[self._seq] = batch
+            try:
+                self._conn.send((self._seq, batch))
+            except (OSError, ValueError) as exc:
+                self._go_in_process(str(exc))
+        if self._fallback is None:
+            self._drain_acks()
+            if self._proc is not None and not self._proc.is_alive():
+                self._go_in_process(f"exited with {self._proc.exitcode}")
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_interval_s)
+            self._wake.clear()
+            self._send_pending()
+        self._send_pending()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        if self._fallback is None and self._conn is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._conn.send(None)
+            deadline = time.monotonic() + 60
+            while self._unacked and time.monotonic() < deadline and self._proc.is_alive():
+                if self._conn.poll(0.1):
+                    self._drain_acks()
+            self._drain_acks()
+            self._proc.join(timeout=max(1.0, deadline - time.monotonic()))
+            if self._unacked:
+                self._go_in_process("did not acknowledge every batch before exiting")
+        if self._fallback is not None:
+            self._fallback.close()
+        if self._proc is not None and self._proc.is_alive():
+            self._proc.kill()
+
+    def spilled_lines(self) -> int:
+        try:
+            with open(self.spill_path, "rb") as fh:
+                return sum(1 for _ in fh)
+        except FileNotFoundError:
+            return 0

@@ -406,7 +406,7 @@ class ServeConfig:
 def build_handler(cfg: ServeConfig) -> DecisionHandler:
     """Risk snapshot, decision log and engine started for this process, wired to the routes."""
     from eventstore import open_store
-    from policy.decision_log import DecisionLog
+    from policy.decision_log import ProcessDecisionLog
     from policy.engine import build_engine
     from policy.risk import StoreRisk
 
@@ -417,7 +417,8 @@ def build_handler(cfg: ServeConfig) -> DecisionHandler:
         spill = Path(cfg.spill)
         if cfg.per_process_spill:
             spill = spill.with_name(f"{spill.name}.{os.getpid()}")
-        sink = DecisionLog(lambda: open_store(url), spill).start()
+        # Events are built and written in a writer process: the server's GIL only queues them.
+        sink = ProcessDecisionLog(url, spill).start()
     try:
         engine = build_engine(cfg.policy, trust_file=cfg.trust, risk=risk, sink=sink, watch=cfg.watch,
                               trust_asserted_principal=cfg.trust_asserted_principal)

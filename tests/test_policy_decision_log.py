@@ -156,3 +156,60 @@ def test_backlog_beyond_max_pending_spills_then_replays(sqlite_store: Store, tmp
     log.flush()  # next flush replays them
     assert not spill.exists()
     assert {d["event.id"] for d in _logged(sqlite_store)} == ids
+
+
+def test_writer_process_logs_everything(tmp_path: Path) -> None:
+    from policy.decision_log import ProcessDecisionLog
+
+    url = f"sqlite:///{tmp_path / 'soc.db'}"
+    log = ProcessDecisionLog(url, tmp_path / "spill.jsonl", flush_interval_s=0.05).start()
+    e = _engine(log)  # type: ignore[arg-type]
+    ids = {e.decide(_req(i, risk=Risk(1, "low", 2))).decision_id for i in range(1500)}
+    log.close()
+    store = open_store(url)
+    try:
+        docs = _logged(store)
+        assert {d["event.id"] for d in docs} == ids
+        assert all(d["ztsoc.policy.risk"] == 1.0 and d["user.name"] == PORTAL for d in docs)
+    finally:
+        store.close()
+    assert log.stats.written == 1500 and log.pending == 0
+
+
+def test_writer_process_spills_when_store_down_and_replays_on_next_start(tmp_path: Path) -> None:
+    from policy.decision_log import ProcessDecisionLog
+
+    spill = tmp_path / "spill.jsonl"
+    log = ProcessDecisionLog(DEAD_STORE, spill, flush_interval_s=0.05).start()
+    e = _engine(log)  # type: ignore[arg-type]
+    ids = {e.decide(_req(i)).decision_id for i in range(200)}
+    log.close()
+    assert {json.loads(x)["event.id"] for x in spill.read_text().splitlines()} == ids
+    url = f"sqlite:///{tmp_path / 'soc.db'}"
+    ProcessDecisionLog(url, spill).start().close()
+    assert not spill.exists()
+    store = open_store(url)
+    try:
+        assert {d["event.id"] for d in _logged(store)} == ids
+    finally:
+        store.close()
+
+
+def test_writer_process_killed_mid_run_loses_nothing(tmp_path: Path) -> None:
+    from policy.decision_log import ProcessDecisionLog
+
+    url = f"sqlite:///{tmp_path / 'soc.db'}"
+    log = ProcessDecisionLog(url, tmp_path / "spill.jsonl", flush_interval_s=0.05).start()
+    e = _engine(log)  # type: ignore[arg-type]
+    ids = {e.decide(_req(i)).decision_id for i in range(300)}
+    time.sleep(0.3)
+    log._proc.kill()  # the writer dies with batches in flight or queued
+    log._proc.join()
+    ids |= {e.decide(_req(i)).decision_id for i in range(300, 600)}
+    log.close()
+    assert log.stats.last_error and "writer process" in log.stats.last_error
+    store = open_store(url)
+    try:
+        assert {d["event.id"] for d in _logged(store)} == ids
+    finally:
+        store.close()
