@@ -537,6 +537,8 @@ class SQLiteStore:
     ) -> list[Doc]:
         """One row per combination of group values (a document with an array field counts once
         per distinct value, like an ES composite aggregation); exact cardinality."""
+        if interval_seconds is not None and interval_seconds < 1:
+            raise ValueError("interval_seconds must be at least 1")
         metrics = dict(metrics or {})
         group = list(group_by)
         if interval_seconds and TS_FIELD not in group:

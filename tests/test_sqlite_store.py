@@ -208,6 +208,8 @@ def test_aggregate_other_metrics(sqlite_store: SQLiteStore) -> None:
                    "avg": 6.0, "ips": 3}
     with pytest.raises(StoreError):
         sqlite_store.aggregate([], {"x": Metric("sum")})
+    with pytest.raises(ValueError):
+        sqlite_store.aggregate([], interval_seconds=0)
 
 
 # -- alerts and status --------------------------------------------------------------------
