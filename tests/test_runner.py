@@ -113,3 +113,16 @@ def test_analyst_lifecycle_survives_a_rerun(tmp_path, compiled) -> None:
     run_detections(store, since=T0, until=end, compiled=compiled, reset=True)
     assert store.get_alert(aid)["ztsoc.alert.status"] == "acknowledged"
     assert store.count(index="alerts") == 10
+
+
+def test_watch_runs_on_schedule_and_continues_from_cursors(tmp_path) -> None:
+    from detections.runner import watch
+
+    store = open_store(f"sqlite:///{tmp_path / 'w.db'}")
+    reports = []
+    slept: list[float] = []
+    runs = watch(store, timedelta(seconds=60), iterations=3, on_report=reports.append, sleep=slept.append)
+    assert runs == 3 and len(reports) == 3 and len(slept) == 2
+    assert all(0 <= s <= 60 for s in slept)
+    cursor = store.get_state(CURSOR_KIND, "port_scan")
+    assert cursor is not None and cursor["until"] == reports[-1].until
