@@ -150,7 +150,10 @@ def test_kill_minus_nine_then_resume_matches_a_clean_run(tmp_path: Path, backend
         if drop is not None:  # the Elasticsearch test index
             drop()
         final.close()
-    assert report.files[0].resumed and report.written == len(want) - stored_before
+    # the last run resumed: it read less than the whole capture
+    assert report.files[0].resumed and report.events < len(want)
+    if backend == "sqlite":  # (Elasticsearch counts only what it has refreshed: a killed writer's last bulk may not be)
+        assert report.written == len(want) - stored_before
     assert len(got) == len(set(got)) and set(got) == want
 
 
