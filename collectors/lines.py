@@ -31,6 +31,7 @@ from collectors.base import (
     event_id,
     file_size,
     first_line_identity,
+    id_prefix,
     is_gzip,
     open_log,
 )
@@ -109,28 +110,29 @@ class LineReader(ReaderBase):
     def read_stream(self, lines: Iterable[bytes], source: str, identity: str, ctx: Any, batch_size: int,
                     offset: int, line_no: int) -> Iterator[Batch]:
         """The loop itself: ``lines`` yields raw lines starting at byte ``offset`` (line ``line_no``)."""
-        name, keep_original = self.name, self.keep_original
+        name, keep_original, follow, parse = self.name, self.keep_original, self.follow, self.parse
+        prefix, sha1 = id_prefix(name, identity), hashlib.sha1  # event_id(name, identity, offset), inlined
         events: list[Event] = []
         problems: list[ReadProblem] = []
         start = offset
         for raw in lines:
-            if not raw.endswith(b"\n") and self.follow:
+            if follow and not raw.endswith(b"\n"):
                 break  # the writer is mid-line: read it on the next poll
             here = offset
             offset += len(raw)
             line_no += 1
             text = raw.decode("utf-8", "replace").rstrip("\r\n")
-            if not text.strip():
+            if not text or text.isspace():
                 continue
             try:
-                event = self.parse(text, ctx)
+                event = parse(text, ctx)
             except LineError as exc:
                 problems.append(ReadProblem(source, f"line {line_no} (byte {here})", exc.reason,
                                             clip(exc.detail or text)))
                 event = None
             if event is not None:
                 if "event.id" not in event:
-                    event["event.id"] = event_id(name, identity, here)
+                    event["event.id"] = sha1(prefix + b"%d" % here).hexdigest()
                 if keep_original:
                     event["event.original"] = text
                 if "log.file.path" not in event:  # an ECS line may name its own origin: keep it
@@ -138,7 +140,7 @@ class LineReader(ReaderBase):
                     event["log.offset"] = here
                 events.append(event)
                 repeats = event.get("ztsoc.auth.repeated")
-                if isinstance(repeats, int) and repeats > 1:
+                if repeats.__class__ is int and repeats > 1:
                     # "message repeated 5 times: [...]" stands for five events: a brute-force
                     # count must see five; the copies get ids of their own at the same line
                     base_id = event["event.id"]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,9 @@ def resolve_tz(name: str | None) -> tzinfo:
 @dataclass(slots=True)
 class _FileContext:
     reference: datetime  # the file's mtime: no line was written after it
+    #: (mon, day, hh, mm) of an RFC 3164 stamp -> the UTC ``@timestamp`` up to its seconds
+    #: ("2026-11-25T09:15:"), or "" where a minute cannot be shared (a zone or year change in it)
+    minutes: dict[tuple[str, str, str, str], str] = field(default_factory=dict)
 
 
 class SyslogReader(LineReader):
@@ -79,43 +82,58 @@ class SyslogReader(LineReader):
         self._tz_is_fixed = self.tz is UTC
 
     def begin(self, path: Path | None) -> _FileContext:
-        self._last_stamp: tuple[str | Any, ...] | None = None
-        self._last_ts = ""
         if path is None:  # a pipe: its lines were written up to now
             return _FileContext(datetime.now(UTC))
         mtime = os.stat(path).st_mtime
         return _FileContext(datetime.fromtimestamp(mtime, UTC))
 
     # -- headers ---------------------------------------------------------------------------
-    def bsd_time(self, m: re.Match[str], ctx: _FileContext) -> datetime:
-        month = _MONTHS.get(m.group("mon"))
+    def bsd_time(self, mon: str, day: str, hh: str, mm: str, ss: str, ctx: _FileContext) -> datetime:
+        month = _MONTHS.get(mon)
         if month is None:
-            raise LineError("bad timestamp", f"unknown month {m.group('mon')!r}")
-        day, hh, mm, ss = int(m.group("day")), int(m.group("h")), int(m.group("m")), int(m.group("s"))
+            raise LineError("bad timestamp", f"unknown month {mon!r}")
+        d, h, mi, sec = int(day), int(hh), int(mm), int(ss)
         years = [self.year] if self.year else [ctx.reference.year, ctx.reference.year - 1]
         for year in years:
             try:
-                ts = datetime(year, month, day, hh, mm, ss, tzinfo=self.tz)
+                ts = datetime(year, month, d, h, mi, sec, tzinfo=self.tz)
             except ValueError:
                 continue  # 29 Feb in a non-leap year: try the year before
             if self.year or ts <= ctx.reference + timedelta(days=2):
                 return ts
-        raise LineError("bad timestamp", f"no valid date for {m.group('mon')} {day} {hh:02}:{mm:02}:{ss:02}")
+        raise LineError("bad timestamp", f"no valid date for {mon} {d} {h:02}:{mi:02}:{sec:02}")
+
+    def bsd_iso(self, mon: str, day: str, hh: str, mm: str, ss: str, ctx: _FileContext) -> str:
+        """``@timestamp`` of an RFC 3164 stamp; each minute's date, year and zone are worked out once.
+
+        A minute is shared when its seconds 00 and 59 land in the same UTC minute on
+        whole seconds: then no zone change and no year boundary (the two-day rule) lies
+        inside it, and every second of it is that prefix plus the seconds as written.
+        """
+        key = (mon, day, hh, mm)
+        prefix = ctx.minutes.get(key)
+        if prefix and ss < "60":
+            return prefix + ss + ".000Z"
+        iso = to_iso(self.bsd_time(mon, day, hh, mm, ss, ctx))  # raises on a bad date: never cached
+        if prefix is None:
+            try:
+                first = to_iso(self.bsd_time(mon, day, hh, mm, "00", ctx))
+                last = to_iso(self.bsd_time(mon, day, hh, mm, "59", ctx))
+            except LineError:
+                first = last = ""
+            shared = first[:-7] == last[:-7] and first.endswith(":00.000Z") and last.endswith(":59.000Z")
+            ctx.minutes[key] = first[:-7] if shared else ""
+        return iso
 
     def parse(self, text: str, ctx: Any) -> Event | None:
         m = BSD.match(text)
         if m is not None:
-            stamp = m.group("mon", "day", "h", "m", "s")
-            if stamp == self._last_stamp:  # logs write many lines per second: date each second once
-                iso = self._last_ts
-            else:
-                iso = to_iso(self.bsd_time(m, ctx))
-                self._last_stamp, self._last_ts = stamp, iso
-            return self.build(iso, m.group("pri"), m.group("host"), m.group("tag"), m.group("pid"), m.group("msg"))
+            pri, mon, day, hh, mm, ss, host, tag, pid, msg = m.groups()
+            return build_event(self.bsd_iso(mon, day, hh, mm, ss, ctx), pri, host, tag, pid, msg)
         m = ISO.match(text)
         if m is not None:
             ts = _iso_time(m.group("ts"), self.tz)
-            return self.build(ts, m.group("pri"), m.group("host"), m.group("tag"), m.group("pid"), m.group("msg"))
+            return build_event(ts, m.group("pri"), m.group("host"), m.group("tag"), m.group("pid"), m.group("msg"))
         m = RFC5424.match(text)
         if m is not None:
             return self.parse_5424(m)
@@ -130,7 +148,7 @@ class SyslogReader(LineReader):
         msg = m.group("msg")
         if msg.startswith("\ufeff"):
             msg = msg[1:]
-        event = self.build(ts, m.group("pri"), host, app, procid if procid and procid.isdigit() else None, msg)
+        event = build_event(ts, m.group("pri"), host, app, procid if procid and procid.isdigit() else None, msg)
         if procid and not procid.isdigit():
             event["log.syslog.procid"] = procid
         if msgid:
@@ -141,10 +159,6 @@ class SyslogReader(LineReader):
                 for key, value in _SD_PARAM.findall(params):
                     event[f"log.syslog.structured_data.{sd_id}.{key}"] = value.replace('\\"', '"').replace("\\]", "]")
         return event
-
-    def build(self, ts: datetime | str, pri: str | None, host: str | None, tag: str | None, pid: str | None,
-              msg: str) -> Event:
-        return build_event(ts, pri, host, tag, pid, msg)
 
 
 def build_event(ts: datetime | str, pri: str | int | None, host: str | None, tag: str | None, pid: str | int | None,
