@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from scapy.packet import Raw
 
 from collectors.base import read_all, read_resumed
 from collectors.pcap.collector import PcapReader
@@ -177,3 +178,14 @@ def test_soc_ingest_pcap_command(tmp_path: Path) -> None:
     again = _soc("--store", store, "ingest", "pcap", str(plain), "--json")
     assert json.loads(again.stdout)["written"] == 0
 
+
+
+def test_a_capture_of_unreadable_packets_is_handed_over_in_batches(tmp_path: Path) -> None:
+    """802.11 frames (link type 105, not decoded): one problem per packet, in batches, memory flat."""
+    path = tmp_path / "wifi.pcap"
+    write(path, timed([Raw(b"\x80\x00" + bytes(40)) for _ in range(30)]), linktype=105)
+    res = read_all(PcapReader(), path, batch_size=10)
+    assert res.events == [] and len(res.problems) == 30 and res.batches >= 3
+    assert {p.reason for p in res.problems} == {"unsupported link type"}
+    assert res.problems[0].position == "packet 0" and res.problems[0].raw == "link type 105"
+    assert len(read_resumed(PcapReader(), path, batch_size=10).problems) == 30

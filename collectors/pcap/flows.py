@@ -238,6 +238,7 @@ class FlowMeter:
         flows = self.flows
         get = flows.get
         events = self.events
+        problems = self.problems
         idle, active = self._idle, self._active
         apps_payload = self.apps.payload
         general = self._general
@@ -268,6 +269,9 @@ class FlowMeter:
             else:
                 parsed = general(index, linktype, data)
                 if parsed is None:
+                    if len(problems) >= max_events:  # a capture of unreadable packets: hand them over too
+                        self.next_index = index + 1
+                        return False
                     continue
                 src, dst, proto, sport, dport, flags, ps, pe, frag, vlan = parsed
             if ts >= self._next_sweep:
