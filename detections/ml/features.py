@@ -3,15 +3,15 @@
 An *entity kind* (users, hosts, service identities) says which field names the entity,
 which ``Store.aggregate()`` calls to make (each a query plus metrics, grouped by the
 entity and a time bucket of ``window_seconds``) and which features to derive from the
-columns they return (at most one cardinality metric per call: the Elasticsearch backend
-returned no buckets for two in one composite aggregation when this was written).
+columns they return (on Elasticsearch a cardinality metric is counted from a grouping
+instead: see ``CARDINALITY_BY_GROUPING``).
 Conditional counts (failures, denials, failed connections) are a
 second aggregate call with a narrower query, joined on (entity, window) here; ratios are
 computed from the joined columns. Nothing pulls individual events into Python: the
-largest answers are the "pair" aggregations (entity, window, value), used where a feature
-needs the values themselves (a source never seen for that user; DNS query length and
-label entropy, which no store metric computes), and even those arrive one row per
-distinct value, not one per event.
+largest answers are one row per entity-window. "Never seen before" features group by
+(entity, value) over the whole range with the value's first sighting (a few rows per
+entity); DNS query length and label entropy, which no store metric computes, group by
+(entity, window, name): one row per distinct name, not one per query.
 
 ``KINDS`` is the registry: a new entity kind or feature is an entry, not a branch.
 Features that compare a window with the entity's history (new sources, new
@@ -34,10 +34,11 @@ from typing import Any
 
 import numpy as np
 
-from eventstore import Metric, Store
+from eventstore import Doc, Metric, Store
 from eventstore.timeutil import from_iso
 
 DEFAULT_WINDOW_SECONDS = 15 * 60
+TS = "@timestamp"
 
 # Field names the collectors and the policy engine write (see eventstore/schema.py).
 AUTH_QUERY = "event.category:authentication AND NOT event.dataset:policy.decision"
@@ -62,6 +63,10 @@ class Aggregation:
     #: When set, rows are (entity, window, value): the feature sees each window's values, and
     #: each metric becomes a column summed over them (e.g. paths per service, added up).
     value_field: str | None = None
+    #: With ``value_field``: one row per (entity, value) over the whole range, with the time it
+    #: was first seen, instead of one per window: all a "never seen before" feature needs, in
+    #: a few rows per entity instead of one per window.
+    novelty: bool = False
 
 
 @dataclass(slots=True)
@@ -74,6 +79,10 @@ class WindowData:
     starts: np.ndarray  # epoch seconds of each window's start, int64
     columns: dict[str, np.ndarray]  # "<aggregation>.<metric>" -> float64 per row
     values: dict[str, list[dict[str, int]]]  # "<aggregation>" -> per row {value: count}
+    #: novelty aggregations: "<aggregation>" -> entity -> value -> first window start (epoch s)
+    firsts: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    #: (entity, window start) -> row
+    index: dict[tuple[str, int], int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.entities)
@@ -185,28 +194,23 @@ def total(aggregation: str) -> FeatureFn:
 
 
 def new_values(aggregation: str) -> FeatureFn:
-    """Values this entity had never used: unknown to the model when scoring; first seen
-    in the training period (after a warm-up) when training, so the threshold learns how
-    much novelty is normal."""
+    """Values this entity had never used, counted in the window of their first sighting:
+    unknown to the model when scoring; first seen in the training period (after a warm-up)
+    when training, so the threshold learns how much novelty is normal."""
 
     def fn(data: WindowData, ctx: FeatureContext) -> np.ndarray:
         out = np.zeros(len(data))
-        rows = data.values[aggregation]
-        if ctx.training:
-            first = ctx.history.first_seen.get(aggregation, {})
-            warm = ctx.history.warmup_until
-            for i, (entity, start, vals) in enumerate(zip(data.entities, data.starts, rows, strict=True)):
-                if start < warm or not vals:
-                    continue
-                seen = first.get(entity, {})
-                out[i] = sum(1 for v in vals if seen.get(v, start) >= start)
-        else:
-            known = ctx.history.known.get(aggregation, {})
-            empty: set[str] = set()
-            for i, (entity, vals) in enumerate(zip(data.entities, rows, strict=True)):
-                if vals:
-                    k = known.get(entity, empty)
-                    out[i] = sum(1 for v in vals if v not in k)
+        firsts = data.firsts.get(aggregation, {})
+        known = ctx.history.known.get(aggregation, {})
+        warm = ctx.history.warmup_until
+        empty: set[str] = set()
+        for entity, per in firsts.items():
+            k = empty if ctx.training else known.get(entity, empty)
+            for value, start in per.items():
+                if (start >= warm) if ctx.training else (value not in k):
+                    i = data.index.get((entity, start))
+                    if i is not None:
+                        out[i] += 1
         return out
 
     return fn
@@ -292,15 +296,19 @@ KINDS: dict[str, EntityKind] = {
         aggregations=(
             # one pass gives attempts, failures and successes: the counts per outcome
             Aggregation("outcome", AUTH_QUERY, value_field="event.outcome"),
-            Aggregation("src", AUTH_QUERY, value_field="source.ip"),
-            Aggregation("host", AUTH_QUERY, value_field="host.name"),
+            Aggregation("auth", AUTH_QUERY, {
+                "sources": Metric("cardinality", "source.ip"),
+                "hosts": Metric("cardinality", "host.name"),
+            }),
+            Aggregation("src", AUTH_QUERY, value_field="source.ip", novelty=True),
+            Aggregation("host", AUTH_QUERY, value_field="host.name", novelty=True),
         ),
         features=(
             Feature("logons", "successful logons", value_count("outcome", "success")),
             Feature("failures", "failed logons", value_count("outcome", "failure")),
             Feature("failure_ratio", "failure ratio", value_ratio("outcome", "failure"), log_scale=False),
-            Feature("distinct_sources", "distinct source IPs", distinct("src")),
-            Feature("distinct_hosts", "distinct hosts", distinct("host")),
+            Feature("distinct_sources", "distinct source IPs", column("auth.sources")),
+            Feature("distinct_hosts", "distinct hosts", column("auth.hosts")),
             Feature("new_sources", "source IPs never seen for this user", new_values("src")),
             Feature("new_hosts", "hosts this user never used", new_values("host")),
             Feature("unusual_hour", "logon-hour rarity (bits)", hour_rarity(value_count("outcome", "success")),
@@ -319,15 +327,16 @@ KINDS: dict[str, EntityKind] = {
             Aggregation("flow", FLOW_QUERY, {
                 "bytes": Metric("sum", "source.bytes"),
                 "ports": Metric("cardinality", "destination.port"),
+                "dests": Metric("cardinality", "destination.ip"),
             }),
             Aggregation("failed", f"{FLOW_QUERY} AND {FAILED_FLOW_CLAUSE}"),
-            Aggregation("dst", FLOW_QUERY, value_field="destination.ip"),
+            Aggregation("dst", FLOW_QUERY, value_field="destination.ip", novelty=True),
             Aggregation("dns", DNS_QUERY, value_field="dns.question.name"),
         ),
         features=(
             Feature("connections", "connections out", column("flow.count")),
             Feature("bytes_out", "bytes out", column("flow.bytes")),
-            Feature("distinct_destinations", "distinct destinations", distinct("dst")),
+            Feature("distinct_destinations", "distinct destinations", column("flow.dests")),
             Feature("distinct_ports", "distinct destination ports", column("flow.ports")),
             Feature("failed_connections", "failed connections (S0/REJ)", column("failed.count")),
             Feature("failed_ratio", "failed-connection ratio", ratio("failed.count", "flow.count"),
@@ -347,18 +356,19 @@ KINDS: dict[str, EntityKind] = {
         tags=("attack.defense-evasion", "attack.lateral-movement", "attack.t1550"),
         aggregations=(
             Aggregation("outcome", POLICY_QUERY, value_field="event.outcome"),
-            Aggregation("svc", POLICY_QUERY, value_field=POLICY_SERVICE_FIELD),
-            Aggregation("src", POLICY_QUERY, value_field="source.ip"),
-            # pairs, not a cardinality metric: on Elasticsearch a cardinality sub-aggregation of a
-            # three-source composite page tripped the request circuit breaker (HTTP 429)
-            Aggregation("path", POLICY_QUERY, value_field="url.path"),
+            Aggregation("calls", POLICY_QUERY, {
+                "services": Metric("cardinality", POLICY_SERVICE_FIELD),
+                "paths": Metric("cardinality", "url.path"),
+            }),
+            Aggregation("svc", POLICY_QUERY, value_field=POLICY_SERVICE_FIELD, novelty=True),
+            Aggregation("src", POLICY_QUERY, value_field="source.ip", novelty=True),
         ),
         features=(
             Feature("calls", "calls", total("outcome")),
             Feature("denies", "denied calls", value_count("outcome", "failure")),
             Feature("deny_ratio", "deny ratio", value_ratio("outcome", "failure"), log_scale=False),
-            Feature("distinct_services", "distinct destination services", distinct("svc")),
-            Feature("distinct_paths", "distinct paths", distinct("path")),
+            Feature("distinct_services", "distinct destination services", column("calls.services")),
+            Feature("distinct_paths", "distinct paths", column("calls.paths")),
             Feature("new_services", "destination services never called before", new_values("svc")),
             Feature("new_sources", "source IPs never seen for this identity", new_values("src")),
         ),
@@ -402,10 +412,22 @@ def collect(store: Store, kind: EntityKind, since: datetime | None, until: datet
             starts.append(start)
         return i
 
+    firsts: dict[str, dict[str, dict[str, int]]] = {}
     for agg in kind.aggregations:
+        if agg.novelty and agg.value_field:
+            vf = agg.value_field
+            w = window_seconds
+            per_entity = firsts.setdefault(agg.name, {})
+            for r in store.aggregate([ef, vf], {"first": Metric("min", TS)}, query=agg.query, since=since,
+                                     until=until):
+                if r.get("first") is None:
+                    continue
+                start = _epoch(r["first"], seen) // w * w
+                per_entity.setdefault(str(r[ef]), {})[str(r[vf])] = start
+            continue
         group = [ef, agg.value_field] if agg.value_field else [ef]
-        rows = store.aggregate(group, dict(agg.metrics), query=agg.query, since=since, until=until,
-                               interval_seconds=window_seconds)
+        rows = _aggregate(store, group, agg.metrics, query=agg.query, since=since, until=until,
+                          interval_seconds=window_seconds)
         if agg.value_field:
             vf = agg.value_field
             per = raw_vals.setdefault(agg.name, {})
@@ -437,30 +459,48 @@ def collect(store: Store, kind: EntityKind, since: datetime | None, until: datet
     values: dict[str, list[dict[str, int]]] = {}
     empty: dict[str, int] = {}
     for agg in kind.aggregations:
-        if agg.value_field:
+        if agg.value_field and not agg.novelty:
             per = raw_vals.get(agg.name, {})
             values[agg.name] = [per.get(i, empty) for i in range(n)]
-    return WindowData(kind.name, window_seconds, entities, np.asarray(starts, dtype=np.int64), columns, values)
+    return WindowData(kind.name, window_seconds, entities, np.asarray(starts, dtype=np.int64), columns, values,
+                      firsts, index)
+
+
+#: Backends where a cardinality metric is computed as a grouping by the field instead:
+#: Elasticsearch's cardinality sub-aggregation (``precision_threshold`` 40000 in es_store)
+#: over a composite page of 5000 buckets tripped the request circuit breaker (HTTP 429) on
+#: the shared node when this was written; terms groupings page through without that cost.
+CARDINALITY_BY_GROUPING: frozenset[str] = frozenset({"elasticsearch"})
+
+
+def _aggregate(store: Store, group: list[str], metrics: Mapping[str, Metric], **kw: Any) -> list[Doc]:
+    """``store.aggregate``, with cardinality metrics counted from a grouping on backends
+    listed in ``CARDINALITY_BY_GROUPING`` (exact, and the same answer)."""
+    cards = {k: m for k, m in metrics.items() if m.op == "cardinality"}
+    if store.backend not in CARDINALITY_BY_GROUPING or not cards:
+        return store.aggregate(group, dict(metrics), **kw)
+    rows = store.aggregate(group, {k: m for k, m in metrics.items() if k not in cards}, **kw)
+    keys = [TS, *group] if kw.get("interval_seconds") else list(group)
+    by_key = {tuple(r.get(g) for g in keys): r for r in rows}
+    for r in rows:
+        r.update(dict.fromkeys(cards, 0))
+    for k, m in cards.items():
+        for r in store.aggregate([*group, str(m.field)], {}, **kw):
+            row = by_key.get(tuple(r.get(g) for g in keys))
+            if row is not None:
+                row[k] += 1
+    return rows
 
 
 def learn_history(kind: EntityKind, data: WindowData, warmup_fraction: float = 0.2) -> History:
     """The values each entity used and its logon hours over the training windows."""
     hist = History()
     for agg in kind.aggregations:
-        if not agg.value_field:
+        if not agg.novelty:
             continue
-        known: dict[str, set[str]] = {}
-        first: dict[str, dict[str, int]] = {}
-        for entity, start, vals in zip(data.entities, data.starts.tolist(), data.values[agg.name], strict=True):
-            if not vals:
-                continue
-            known.setdefault(entity, set()).update(vals)
-            f = first.setdefault(entity, {})
-            for v in vals:
-                if start < f.get(v, 1 << 62):
-                    f[v] = start
-        hist.known[agg.name] = known
-        hist.first_seen[agg.name] = first
+        per = data.firsts.get(agg.name, {})
+        hist.known[agg.name] = {e: set(vals) for e, vals in per.items()}
+        hist.first_seen[agg.name] = {e: dict(vals) for e, vals in per.items()}
     if len(data):
         lo, hi = int(data.starts.min()), int(data.starts.max())
         hist.warmup_until = lo + int((hi - lo) * warmup_fraction)
