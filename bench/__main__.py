@@ -30,6 +30,7 @@ def run(name: str, argv: Sequence[str]) -> int:
         print(f"bench: cannot load {name}", file=sys.stderr)
         return 1
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
     main = getattr(module, "main", None)
     if main is None:
