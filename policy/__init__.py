@@ -16,8 +16,8 @@ Build an engine from policy files, decide, log to the store::
     ...
     log.close(); risk.stop(); engine.stop()
 
-``policy.demo.demo_traffic(store)`` does all of that with generated keys and a day of
-traffic through the shipped example policies (``policy/examples``).
+``playbooks.generators.service_calls.send_calls`` does all of that with generated keys for
+the demo and the exercises, through the shipped example policies (``policy/examples``).
 
 Modules: ``identity`` (JWT/JWKS/SPIFFE verification), ``language`` + ``schema.json`` (the
 YAML policy language), ``compiler`` (per-service rule buckets), ``engine`` (decide, hot
