@@ -51,10 +51,11 @@ def register(app: typer.Typer) -> None:
         from detections.runner import run_detections
         from eventstore.timeutil import parse_duration
 
-        report = run_detections(
-            use_store(store), since=since_option(since), until=since_option(until), rules_dirs=rules or [],
-            lookback=parse_duration(lookback), reset=reset, shipped=not no_shipped,
-        )
+        with console.status("loading rules and evaluating..."):  # a spinner on a terminal, silent in a pipe
+            report = run_detections(
+                use_store(store), since=since_option(since), until=since_option(until), rules_dirs=rules or [],
+                lookback=parse_duration(lookback), reset=reset, shipped=not no_shipped,
+            )
         _print(report, as_json)
         if report.write_errors:
             raise typer.Exit(1)

@@ -21,10 +21,11 @@ def register(app: typer.Typer) -> None:
         rules: list[Path] = RulesOption,
         no_shipped: bool = typer.Option(False, "--no-shipped"),
         limit: int = typer.Option(None, "--limit"),
+        lucene: bool = typer.Option(False, "--lucene", help="add the query each rule runs in Elasticsearch"),
         as_json: bool = typer.Option(False, "--json"),
         ndjson: bool = typer.Option(False, "--ndjson"),
     ) -> None:
-        """Every loaded rule: id, title, level, type, ATT&CK tags, file."""
+        """Every loaded rule: id, title, level, type, ATT&CK tags, file (and its Elasticsearch query)."""
         from detections.sigma.loader import load_rules
 
         rs = load_rules(rules or [], shipped=not no_shipped)
@@ -34,8 +35,18 @@ def register(app: typer.Typer) -> None:
             "tags": [t for t in r.tags if t.startswith("attack.")], "path": str(r.path),
         } for r in rs.rules]
         rows = rows[:limit] if limit else rows
-        emit(rows, ["rule.id", "rule.name", "ztsoc.alert.level", "type", "tags"], as_json=as_json, ndjson=ndjson,
-             title=f"{len(rs.rules)} rules ({len(rs.problems)} unusable)")
+        columns = ["rule.id", "rule.name", "ztsoc.alert.level", "type", "tags"]
+        if lucene:
+            from detections.sigma.engine import compile_ruleset
+            from detections.sigma.es_eval import convert
+
+            queries = convert(compile_ruleset(rs))
+            for row in rows:
+                q = queries.get(row["rule.id"])
+                row["query"] = q.query if q else "(correlation: evaluated on the matched events)"
+                row["native"] = q.native if q else None
+            columns.append("query")
+        emit(rows, columns, as_json=as_json, ndjson=ndjson, title=f"{len(rs.rules)} rules ({len(rs.problems)} unusable)")
 
     @rules_app.command("validate")
     def validate(
