@@ -126,3 +126,29 @@ def test_watch_runs_on_schedule_and_continues_from_cursors(tmp_path) -> None:
     assert all(0 <= s <= 60 for s in slept)
     cursor = store.get_state(CURSOR_KIND, "port_scan")
     assert cursor is not None and cursor["until"] == reports[-1].until
+
+
+def test_a_rule_added_later_starts_from_since_while_others_keep_their_cursor(tmp_path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'n.db'}")
+    events = _all_samples()
+    end = datetime.fromisoformat(events[-1]["@timestamp"].replace("Z", "+00:00")) + timedelta(minutes=1)
+    store.write_events(events)
+    first = run_detections(store, since=T0, until=end, compiled=load_compiled())
+    assert first.alerts_new == 10
+    extra = tmp_path / "mine"
+    extra.mkdir()
+    (extra / "root_logins.yml").write_text("""
+title: Any SSH login failure for root
+name: root_ssh_failure
+id: 6a0b2c1d-0000-4000-8000-0000000000aa
+logsource: {product: linux, service: sshd}
+detection:
+  sel: {event.action: ssh_login, event.outcome: failure, user.name: root}
+  condition: sel
+level: low
+tags: [attack.credential-access, attack.t1110]
+""")
+    second = run_detections(store, since=T0, until=end + timedelta(minutes=1), rules_dirs=[extra])
+    assert second.per_rule == {"root_ssh_failure": 1}  # the new rule saw the whole history...
+    assert second.alerts_new == 1 and second.alerts_updated == 0  # ...the others only their look-back
+    assert store.get_state(CURSOR_KIND, "root_ssh_failure") is not None
