@@ -323,20 +323,24 @@ class Dispatch:
         self.by_word = {w: tuple(r for r in rules if r.first is None or w in r.first) for w in words}
         self.anywhere = tuple(r for r in rules if r.first is None)
 
-    def match(self, message: str) -> Fields | None:
+    def match(self, message: str, f: Fields) -> bool:
+        """Write the first matching rule's fields into ``f``; ``False`` (``f`` untouched) when none matches."""
         for rule in self.by_word.get(message.partition(" ")[0], self.anywhere):
             if rule.needs in message:
                 m = rule.pattern.match(message)
                 if m is not None:
-                    return _apply(rule, m)
-        return None
+                    _apply(rule, m, f)
+                    return True
+        return False
 
 
 DISPATCH: dict[str, Dispatch] = {program: Dispatch(rules) for program, rules in RULES.items()}
 
 
-def _apply(rule: Rule, m: re.Match[str]) -> Fields:
-    f: Fields = {"event.action": rule.action, "event.category": list(rule.category), "event.type": list(rule.type)}
+def _apply(rule: Rule, m: re.Match[str], f: Fields) -> None:
+    f["event.action"] = rule.action
+    f["event.category"] = list(rule.category)
+    f["event.type"] = list(rule.type)
     if rule.outcome:
         f["event.outcome"] = rule.outcome
     groups = m.groups()
@@ -348,20 +352,29 @@ def _apply(rule: Rule, m: re.Match[str]) -> Fields:
         f.update(rule.extra)
     if rule.post is not None:
         rule.post(f, m)
-    return f
 
 
-def _match(rules: tuple[Rule, ...], message: str, search: bool = False) -> Fields | None:
+def _match(rules: tuple[Rule, ...], message: str, f: Fields, search: bool = False) -> bool:
     for rule in rules:
         if rule.needs in message:  # a literal the regex requires: skip it without running it
             m = rule.pattern.search(message) if search else rule.pattern.match(message)
             if m:
-                return _apply(rule, m)
-    return None
+                _apply(rule, m, f)
+                return True
+    return False
 
 
 def parse_message(program: str, message: str) -> Fields:
-    """ECS fields for one message of ``program``; ``{}`` when it says nothing about authentication.
+    """ECS fields for one message of ``program``; ``{}`` when it says nothing about authentication."""
+    fields: Fields = {}
+    read_message(program, message, fields)
+    return fields
+
+
+def read_message(program: str, message: str, f: Fields) -> bool:
+    """``parse_message`` writing straight into ``f`` (the event being built): ``True`` when
+    the message was recognised. ``f`` must not hold ``user.*``, ``source.*``, ``destination.*``
+    nor ``related.*`` yet (the syslog header sets none of them); untouched when ``False``.
 
     Cheap tests come first (``startswith``, the first word, a required literal) so that
     most messages run one regex; the outcome is the same as trying every rule in order.
@@ -369,25 +382,20 @@ def parse_message(program: str, message: str) -> Fields:
     if message.startswith("message repeated "):
         repeated = _REPEATED.match(message)
         if repeated:
-            inner = parse_message(program, repeated.group(2))
-            if inner:
-                inner["ztsoc.auth.repeated"] = int(repeated.group(1))
-            return inner
+            if read_message(program, repeated.group(2), f):
+                f["ztsoc.auth.repeated"] = int(repeated.group(1))
+                return True
+            return False
     base, _, module = program.partition("(")  # "sshd(pam_unix)"
-    fields: Fields | None = None
     pam = _PAM_PREFIX.match(message) if message.startswith("pam_") else None
-    if pam or module.startswith("pam"):
-        fields = _match(PAM, message[pam.end():] if pam else message, search=True)
-    if fields is None:
-        dispatch = DISPATCH.get(base)
-        if dispatch is not None:
-            fields = dispatch.match(message)
-    if fields is None and message.startswith("PAM "):  # sshd's own PAM summary lines
-        fields = _match(PAM, message)
-    if not fields:
-        return {}
-    _finish(fields)
-    return fields
+    if not (
+        ((pam or module.startswith("pam")) and _match(PAM, message[pam.end():] if pam else message, f, search=True))
+        or ((dispatch := DISPATCH.get(base)) is not None and dispatch.match(message, f))
+        or (message.startswith("PAM ") and _match(PAM, message, f))  # sshd's own PAM summary lines
+    ):
+        return False
+    _finish(f)
+    return True
 
 
 def _finish(f: Fields) -> None:

@@ -409,6 +409,8 @@ def header_record_count(path: Path) -> int:
 class EvtxReader(ReaderBase):
     name = "evtx"
     patterns = ("*.evtx", "*.EVTX")
+    #: events hold no reference cycles: the pipeline may pause the cyclic GC (see ``gc_paused``)
+    no_cycles = True
 
     def __init__(self, *, threads: int = 1) -> None:
         self.threads = threads

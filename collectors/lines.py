@@ -53,6 +53,8 @@ class LineReader(ReaderBase):
     name = "lines"
     #: keep ``event.original`` on each event (the raw line)
     keep_original = True
+    #: events and parse state hold no reference cycles: the pipeline may pause the cyclic GC
+    no_cycles = True
 
     def __init__(self, *, follow: bool = False) -> None:
         self.follow = follow

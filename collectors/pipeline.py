@@ -28,6 +28,8 @@ reader in ``collectors.registry.READERS`` and this pipeline and the CLI pick it 
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import glob
 import json
 import sys
@@ -157,6 +159,27 @@ class _Problems:
         return n
 
 
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while batches are read and written.
+
+    Events are flat dicts of strings, numbers and lists: they form no reference cycles, so
+    the collector finds nothing, yet a batch of a few thousand of them kept alive triggers
+    generation scans over everything that lives (measured ~10-20 % of the sshd parse).
+    Reference counting still frees every batch once written; the store pauses it the same
+    way around each write. Restored on exit (only if it was on). Only for readers that say
+    so (``no_cycles = True``: the line readers, EVTX): a reader keeping state objects that
+    point at each other (flow tables) would otherwise grow until the run ends.
+    """
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
+
+
 #: the path that means "standard input" (``journalctl -o json | soc ingest journald -``)
 STDIN = "-"
 
@@ -190,26 +213,27 @@ def ingest(
     total = sum(sizes)
     sink: IO[str] | None = open(errors_file, "w", encoding="utf-8") if errors_file else None  # noqa: SIM115
     try:
-        problems = _Problems(report, sink)
-        done_before = 0
-        for index, path in enumerate(files):
-            if progress:
-                progress(ProgressTick(path, index, len(files), done_before, total, report.events))
-
-            def tick(consumed: int, path: Path = path, index: int = index, base: int = done_before) -> None:
+        with gc_paused() if getattr(reader, "no_cycles", False) else contextlib.nullcontext():
+            problems = _Problems(report, sink)
+            done_before = 0
+            for index, path in enumerate(files):
                 if progress:
-                    progress(ProgressTick(path, index, len(files), base + consumed, total, report.events))
+                    progress(ProgressTick(path, index, len(files), done_before, total, report.events))
 
-            if str(path) == STDIN and isinstance(reader, StreamReader):
-                stream = stdin if stdin is not None else sys.stdin.buffer
-                report.files.append(_ingest_batches(store, reader, reader.stream_batches(stream, batch_size),
-                                                    FileReport("<stdin>", None), report, problems, key=None))
-            else:
-                report.files.append(ingest_file(store, reader, path, report, problems, batch_size=batch_size,
-                                                tick=tick))
-            done_before += sizes[index]
-            if progress:
-                progress(ProgressTick(path, index, len(files), done_before, total, report.events))
+                def tick(consumed: int, path: Path = path, index: int = index, base: int = done_before) -> None:
+                    if progress:
+                        progress(ProgressTick(path, index, len(files), base + consumed, total, report.events))
+
+                if str(path) == STDIN and isinstance(reader, StreamReader):
+                    stream = stdin if stdin is not None else sys.stdin.buffer
+                    report.files.append(_ingest_batches(store, reader, reader.stream_batches(stream, batch_size),
+                                                        FileReport("<stdin>", None), report, problems, key=None))
+                else:
+                    report.files.append(ingest_file(store, reader, path, report, problems, batch_size=batch_size,
+                                                    tick=tick))
+                done_before += sizes[index]
+                if progress:
+                    progress(ProgressTick(path, index, len(files), done_before, total, report.events))
     finally:
         if sink is not None:
             sink.close()

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from collectors.authmsg import RULES, parse_message
+from collectors.authmsg import RULES, read_message
 from collectors.base import Event
 from collectors.lines import LineError, LineReader
 from eventstore.timeutil import to_iso
@@ -167,27 +167,34 @@ def build_event(ts: datetime | str, pri: str | int | None, host: str | None, tag
 
     ``ts`` is a datetime or an already formatted ``@timestamp`` (``to_iso``).
     """
-    event: Event = {"@timestamp": ts if isinstance(ts, str) else to_iso(ts), "event.kind": "event", "event.module": "system", "message": msg}
-    if pri is not None:
-        code = int(pri)
-        if code > 191:
-            raise LineError("bad priority", f"<{pri}> is above 191")
-        event["log.syslog.facility.code"] = code >> 3
-        event["log.syslog.severity.code"] = code & 7
-    if host:
-        event["host.name"] = host
-        event["log.syslog.hostname"] = host
-    program = ""
-    if tag:
-        program = tag.partition("(")[0]
-        event["process.name"] = program
-        event["log.syslog.appname"] = tag
-    if pid:
-        event["process.pid"] = int(pid)
-        event["log.syslog.procid"] = str(pid)
-    fields = parse_message(tag, msg) if tag else {}
-    if fields:
-        event.update(fields)
+    stamp = ts if ts.__class__ is str else to_iso(ts)  # type: ignore[arg-type]
+    if pri is None and host and tag and pid and "(" not in tag:  # the common line, as one dict literal
+        program = tag
+        event: Event = {
+            "@timestamp": stamp, "event.kind": "event", "event.module": "system", "message": msg,
+            "host.name": host, "log.syslog.hostname": host, "process.name": tag, "log.syslog.appname": tag,
+            "process.pid": int(pid), "log.syslog.procid": str(pid),
+        }
+    else:
+        event = {"@timestamp": stamp, "event.kind": "event", "event.module": "system", "message": msg}
+        if pri is not None:
+            code = int(pri)
+            if code > 191:
+                raise LineError("bad priority", f"<{pri}> is above 191")
+            event["log.syslog.facility.code"] = code >> 3
+            event["log.syslog.severity.code"] = code & 7
+        if host:
+            event["host.name"] = host
+            event["log.syslog.hostname"] = host
+        program = ""
+        if tag:
+            program = tag.partition("(")[0]
+            event["process.name"] = program
+            event["log.syslog.appname"] = tag
+        if pid:
+            event["process.pid"] = int(pid)
+            event["log.syslog.procid"] = str(pid)
+    if tag and read_message(tag, msg, event):
         event["event.dataset"] = "system.auth"
     else:
         event["event.dataset"] = "system.auth" if program in AUTH_PROGRAMS or "pam_" in (tag or "") else "system.syslog"
