@@ -183,7 +183,7 @@ def _slices(total: int, size: int) -> Iterator[tuple[int, int]]:
 # -- SQLite -------------------------------------------------------------------------------
 
 def _sqlite_sides(args: argparse.Namespace, workdir: Path, progress: Callable[[str], None]) -> tuple[Side, Side]:
-    from eventstore.sqlite_store import EVENTS, SQLiteStore, insert_sql, prepare_rows
+    from eventstore.sqlite_store import EVENTS, PRAGMAS, SQLiteStore, insert_sql, prepare_rows
 
     ours = Side("ztsoc SQLiteStore.write_events")
     base = Side("baseline sqlite3 executemany")
@@ -196,7 +196,7 @@ def _sqlite_sides(args: argparse.Namespace, workdir: Path, progress: Callable[[s
     maker.init()
     maker.close()
     plain = sqlite3.connect(workdir / "baseline.db", isolation_level=None)
-    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "temp_store=MEMORY", "cache_size=-65536"):
+    for pragma in PRAGMAS:
         plain.execute(f"PRAGMA {pragma}")
     sql = insert_sql(EVENTS)
 
