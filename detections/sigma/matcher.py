@@ -95,7 +95,7 @@ class EventView:
         if self._aliases is None:
             out: dict[str, str] = {}
             for key in self.doc:
-                if key.startswith(_WINDATA):
+                if (" " in key or key.startswith(_WINDATA[1])) and key.startswith(_WINDATA):
                     alias = _WINDATA[0] + key.rsplit(".", 1)[-1].replace(" ", "")
                     if alias != key and alias not in self.doc:
                         out.setdefault(alias, key)
