@@ -185,6 +185,10 @@ def ratio(numerator: str, denominator: str) -> FeatureFn:
     return fn
 
 
+def difference(a: str, b: str) -> FeatureFn:
+    return lambda data, ctx: np.maximum(data.col(a) - data.col(b), 0.0)
+
+
 def distinct(aggregation: str) -> FeatureFn:
     return lambda data, ctx: np.fromiter((len(v) for v in data.values[aggregation]), float, len(data))
 
@@ -294,8 +298,8 @@ KINDS: dict[str, EntityKind] = {
         entity_type="user",
         description="accounts, from authentication events",
         aggregations=(
-            # one pass gives attempts, failures and successes: the counts per outcome
-            Aggregation("outcome", AUTH_QUERY, value_field="event.outcome"),
+            # attempts per window (one row each), failures only where there are some (few rows)
+            Aggregation("fail", f"({AUTH_QUERY}) AND event.outcome:failure"),
             Aggregation("auth", AUTH_QUERY, {
                 "sources": Metric("cardinality", "source.ip"),
                 "hosts": Metric("cardinality", "host.name"),
@@ -304,17 +308,17 @@ KINDS: dict[str, EntityKind] = {
             Aggregation("host", AUTH_QUERY, value_field="host.name", novelty=True),
         ),
         features=(
-            Feature("logons", "successful logons", value_count("outcome", "success")),
-            Feature("failures", "failed logons", value_count("outcome", "failure")),
-            Feature("failure_ratio", "failure ratio", value_ratio("outcome", "failure"), log_scale=False),
+            Feature("logons", "logons (attempts that did not fail)", difference("auth.count", "fail.count")),
+            Feature("failures", "failed logons", column("fail.count")),
+            Feature("failure_ratio", "failure ratio", ratio("fail.count", "auth.count"), log_scale=False),
             Feature("distinct_sources", "distinct source IPs", column("auth.sources")),
             Feature("distinct_hosts", "distinct hosts", column("auth.hosts")),
             Feature("new_sources", "source IPs never seen for this user", new_values("src")),
             Feature("new_hosts", "hosts this user never used", new_values("host")),
-            Feature("unusual_hour", "logon-hour rarity (bits)", hour_rarity(value_count("outcome", "success")),
+            Feature("unusual_hour", "logon-hour rarity (bits)", hour_rarity(difference("auth.count", "fail.count")),
                     log_scale=False),
         ),
-        logons=value_count("outcome", "success"),
+        logons=difference("auth.count", "fail.count"),
         tags=("attack.credential-access", "attack.t1110", "attack.lateral-movement", "attack.t1078"),
     ),
     "host": EntityKind(
@@ -355,7 +359,7 @@ KINDS: dict[str, EntityKind] = {
         description="service identities, from policy decisions",
         tags=("attack.defense-evasion", "attack.lateral-movement", "attack.t1550"),
         aggregations=(
-            Aggregation("outcome", POLICY_QUERY, value_field="event.outcome"),
+            Aggregation("deny", f"{POLICY_QUERY} AND event.outcome:failure"),
             Aggregation("calls", POLICY_QUERY, {
                 "services": Metric("cardinality", POLICY_SERVICE_FIELD),
                 "paths": Metric("cardinality", "url.path"),
@@ -364,9 +368,9 @@ KINDS: dict[str, EntityKind] = {
             Aggregation("src", POLICY_QUERY, value_field="source.ip", novelty=True),
         ),
         features=(
-            Feature("calls", "calls", total("outcome")),
-            Feature("denies", "denied calls", value_count("outcome", "failure")),
-            Feature("deny_ratio", "deny ratio", value_ratio("outcome", "failure"), log_scale=False),
+            Feature("calls", "calls", column("calls.count")),
+            Feature("denies", "denied calls", column("deny.count")),
+            Feature("deny_ratio", "deny ratio", ratio("deny.count", "calls.count"), log_scale=False),
             Feature("distinct_services", "distinct destination services", column("calls.services")),
             Feature("distinct_paths", "distinct paths", column("calls.paths")),
             Feature("new_services", "destination services never called before", new_values("svc")),
