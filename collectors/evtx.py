@@ -17,6 +17,7 @@ committed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -29,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from collectors.base import Batch, Checkpoint, Event, ReaderBase, ReadProblem, clip, event_id, file_size
+from collectors.base import Batch, Checkpoint, Event, ReaderBase, ReadProblem, clip, file_size, id_prefix
 from eventstore.timeutil import to_iso
 
 Fields = dict[str, Any]
@@ -75,12 +76,15 @@ def _set(event: Fields, field: str, value: Any) -> None:
         event[field] = value
 
 
+_IP_CHARS = re.compile(r"[0-9A-Fa-f:.]+")
+
+
 def _ip(value: str | None) -> str | None:
     if not value or value == "-":
         return None
     if value.startswith("::ffff:"):
         value = value[7:]
-    return value if re.fullmatch(r"[0-9A-Fa-f:.]+", value) and any(c in value for c in ".:") else None
+    return value if _IP_CHARS.fullmatch(value) and ("." in value or ":" in value) else None
 
 
 def _pid(value: str | None) -> int | None:
@@ -292,6 +296,7 @@ def flatten_data(node: Any, prefix: str, out: Fields) -> None:
                 out[f"{prefix}{key}"] = _scalar(text)
 
 
+@functools.lru_cache(maxsize=4096)
 def dataset_for(channel: str | None, provider: str | None = None) -> str:
     """``windows.<channel>``, or ``windows.<provider>`` for ETW traces that have no channel."""
     name = channel or provider
@@ -300,11 +305,59 @@ def dataset_for(channel: str | None, provider: str | None = None) -> str:
     return "windows." + re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
+_EVENT_DATA = "winlog.event_data."
+_SYSTEM_TEXT = (("Level", "winlog.level"), ("Task", "winlog.task"), ("Opcode", "winlog.opcode"),
+                ("Keywords", "winlog.keywords"), ("Version", "winlog.version"))
+
+
+def _timestamp(created: Any) -> str:
+    """``@timestamp`` of ``TimeCreated/@SystemTime``; raises ``ValueError`` when it is not a time.
+
+    The parser writes ``2026-11-25T08:00:00.123456Z``: then the result is its first 23
+    characters and a ``Z`` (what ``to_iso`` makes of it), once ``fromisoformat`` has
+    checked the date and time. Anything else takes the general route.
+    """
+    if (created.__class__ is str and len(created) == 27 and created[26] == "Z" and created[19] == "."
+            and created[10] == "T" and created[0] != "0" and created[20:26].isdigit() and created[20:26].isascii()):
+        try:
+            datetime.fromisoformat(created[:19])  # validates
+        except ValueError:
+            pass  # the general route says why, in its words
+        else:
+            return created[:23] + "Z"
+    ts = datetime.fromisoformat(_FRACTION.sub(r"\1", str(created)).replace("Z", "+00:00"))
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return to_iso(ts)
+
+
+def _event_data(node: Any, event: Event) -> Fields:
+    """``EventData`` into ``event`` as ``winlog.event_data.*``; returns the fields by their own
+    names (what the logon mappings read).
+
+    The common node is flat, every value a string: its fields go straight in and the
+    node itself is the by-name view. Anything else (numbers, unnamed ``<Data>``, nesting)
+    goes through ``flatten_data``, which gives the same keys for the flat part.
+    """
+    if node.__class__ is dict:
+        for key, value in node.items():
+            if value.__class__ is not str or key == "Data":
+                break
+            event[_EVENT_DATA + key] = value
+        else:
+            return node  # type: ignore[no-any-return]
+    data: Fields = {}
+    flatten_data(node, _EVENT_DATA, data)
+    event.update(data)
+    return {k[18:]: v for k, v in data.items() if k.startswith(_EVENT_DATA)}
+
+
 def record_to_event(record: Fields) -> Event:
     """One parsed EVTX record (the ``evtx`` JSON) as a flat ECS event."""
     root = record.get("Event") or {}
     system = root.get("System") or {}
-    provider = _attr(system.get("Provider"), "Name") or _attr(system.get("Provider"), "EventSourceName")
+    provider_node = system.get("Provider")
+    provider = _attr(provider_node, "Name") or _attr(provider_node, "EventSourceName")
     raw_id = _text(system.get("EventID"))
     try:
         code = int(raw_id)
@@ -315,40 +368,43 @@ def record_to_event(record: Fields) -> Event:
     created = _attr(system.get("TimeCreated"), "SystemTime")
     if not created:
         raise ValueError("no TimeCreated")
-    ts = datetime.fromisoformat(_FRACTION.sub(r"\1", str(created)).replace("Z", "+00:00"))
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
+    code_text = str(code)
     event: Event = {
-        "@timestamp": to_iso(ts), "event.kind": "event", "event.code": str(code), "event.module": "windows",
-        "winlog.event_id": str(code),
+        "@timestamp": _timestamp(created), "event.kind": "event", "event.code": code_text, "event.module": "windows",
+        "winlog.event_id": code_text,
     }
-    _set(event, "event.provider", provider)
-    _set(event, "winlog.provider_name", provider)
-    _set(event, "winlog.provider_guid", _attr(system.get("Provider"), "Guid"))
+    if provider is not None:
+        event["event.provider"] = provider
+        event["winlog.provider_name"] = provider
+    _set(event, "winlog.provider_guid", _attr(provider_node, "Guid"))
     _set(event, "winlog.channel", channel)
     if computer:
         event["winlog.computer_name"] = computer
         event["host.name"] = computer
-    _set(event, "winlog.record_id", None if system.get("EventRecordID") is None else str(system["EventRecordID"]))
-    for key, field in (("Level", "winlog.level"), ("Task", "winlog.task"), ("Opcode", "winlog.opcode"),
-                       ("Keywords", "winlog.keywords"), ("Version", "winlog.version")):
-        value = _text(system.get(key))
+    record_id = system.get("EventRecordID")
+    if record_id is not None:
+        event["winlog.record_id"] = str(record_id)
+    for key, field in _SYSTEM_TEXT:
+        value = system.get(key)
+        if value.__class__ is dict:
+            value = value.get("#text")
         if value is not None:
             event[field] = str(value)
     execution = system.get("Execution")
-    pid, tid = _attr(execution, "ProcessID"), _attr(execution, "ThreadID")
-    if pid is not None:
-        event["winlog.process.pid"] = int(pid)
-    if tid is not None:
-        event["winlog.process.thread.id"] = int(tid)
-    _set(event, "winlog.user.identifier", _attr(system.get("Security"), "UserID"))
-    data: Fields = {}
-    for part, prefix in (("EventData", "winlog.event_data."), ("UserData", "winlog.user_data.")):
-        node = root.get(part)
-        if node is not None:
-            flatten_data(node, prefix, data)
-    event.update(data)
-    plain = {k[18:]: v for k, v in data.items() if k.startswith("winlog.event_data.")}
+    if execution is not None:
+        pid, tid = _attr(execution, "ProcessID"), _attr(execution, "ThreadID")
+        if pid is not None:
+            event["winlog.process.pid"] = int(pid)
+        if tid is not None:
+            event["winlog.process.thread.id"] = int(tid)
+    security = system.get("Security")
+    if security is not None:
+        _set(event, "winlog.user.identifier", _attr(security, "UserID"))
+    node = root.get("EventData")
+    plain = _event_data(node, event) if node is not None else {}
+    node = root.get("UserData")
+    if node is not None:
+        flatten_data(node, "winlog.user_data.", event)
     mapping = LOGON_FAMILY.get(code) if provider in SECURITY_PROVIDERS or channel == "Security" else None
     if mapping is not None:
         event["event.dataset"] = "windows.security"
@@ -435,6 +491,7 @@ class EvtxReader(ReaderBase):
         except ValueError:
             announced = 0
         expected = max(announced, 1)
+        prefix, sha1, loads = id_prefix(self.name, identity), hashlib.sha1, orjson.loads
         index = 0
         events: list[Event] = []
         problems: list[ReadProblem] = []
@@ -457,13 +514,13 @@ class EvtxReader(ReaderBase):
             index += 1
             if index <= skip:
                 continue
-            rid = record.get("event_record_id")
             try:
-                event = record_to_event(orjson.loads(record["data"]))
+                event = record_to_event(loads(record["data"]))
             except (ValueError, KeyError, TypeError) as exc:  # orjson.JSONDecodeError is a ValueError
+                rid = record.get("event_record_id")
                 problems.append(ReadProblem(source, f"record {index} (id {rid})", "bad record", clip(str(exc))))
             else:
-                event["event.id"] = event_id(self.name, identity, index)
+                event["event.id"] = sha1(prefix + b"%d" % index).hexdigest()  # event_id(name, identity, index)
                 event["log.file.path"] = source
                 events.append(event)
             if len(events) + len(problems) >= batch_size:
