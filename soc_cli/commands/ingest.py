@@ -18,7 +18,7 @@ from typing import Any
 
 import typer
 
-from collectors.registry import READERS, get_reader, reader_options, reader_summary
+from collectors.registry import READERS, get_reader, reader_batch_size, reader_options, reader_summary
 from soc_cli.context import StoreOption, use_store
 from soc_cli.output import console, err_console
 
@@ -109,7 +109,8 @@ def make_command(reader_name: str) -> Callable[..., None]:
         inspect.Parameter("errors", kw, annotation=Path | None,
                           default=typer.Option(None, "--errors", help="write every unreadable line/record here (JSON lines)")),
         inspect.Parameter("batch_size", kw, annotation=int,
-                          default=typer.Option(2000, "--batch-size", help="events per store write and checkpoint")),
+                          default=typer.Option(reader_batch_size(reader_name), "--batch-size",
+                                               help="events per store write and checkpoint")),
         inspect.Parameter("as_json", kw, annotation=bool, default=typer.Option(False, "--json", help="report as JSON")),
         inspect.Parameter("store", kw, annotation=str | None, default=StoreOption),
     ]
