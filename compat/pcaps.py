@@ -97,8 +97,8 @@ def our_conversations(events: list[dict[str, Any]]) -> dict[Key, list[int]]:
 def causes(path: Path) -> list[str]:
     found = []
     for reason, flt in CAUSES.items():
-        proc = subprocess.run(["tshark", "-n", "-r", str(path), "-Y", flt, "-c", "1", "-T", "fields", "-e",
-                               "frame.number"], capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(["tshark", "-n", "-r", str(path), "-Y", flt, "-T", "fields", "-e", "frame.number"],
+                              capture_output=True, text=True, timeout=300)
         if proc.stdout.strip():
             found.append(reason)
     return found
