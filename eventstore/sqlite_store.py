@@ -52,7 +52,7 @@ from eventstore.store import (
 )
 from eventstore.timeutil import to_iso, utcnow
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: documents per write transaction (a caller's batch is usually smaller)
 CHUNK = 100_000
 #: rows per executemany inside that transaction
@@ -84,6 +84,8 @@ ALERTS = Layout(
     {f: _column(f) for f in (
         ALERT_STATUS, "ztsoc.alert.level", "rule.id", "rule.name", "host.name", "user.name", "source.ip",
         "ztsoc.alert.entity.value",
+        # the queue hides suppressed alerts on every listing: a column, not a JSON parse per row
+        "ztsoc.alert.suppressed",
     )},
 )
 LAYOUTS: dict[str, Layout] = {"events": EVENTS, "alerts": ALERTS}
@@ -317,6 +319,7 @@ class SQLiteStore:
                     if 0 < version < 2:  # version 1 had (column, ts) hot indexes: rebuild them covering
                         for column in layout.hot.values():
                             self._conn.execute(f"DROP INDEX IF EXISTS {layout.table}_{column}")
+                    self._add_missing_columns(layout)
                     for stmt in _ddl(layout):
                         self._conn.execute(stmt)
                 self._conn.execute(
@@ -329,11 +332,26 @@ class SQLiteStore:
                 self._conn.execute("ROLLBACK")
                 raise
 
+    def _add_missing_columns(self, layout: Layout) -> None:
+        """A file made by an older version lacks newer hot columns: add them, filled from the documents."""
+        have = {row[1] for row in self._conn.execute(f"PRAGMA table_info({layout.table})")}
+        if not have:
+            return  # a new file: the CREATE TABLE makes every column
+        for field_name, column in layout.hot.items():
+            if column not in have:
+                path = '$."' + field_name + '"'
+                self._conn.execute(f"ALTER TABLE {layout.table} ADD COLUMN {column} TEXT")
+                self._conn.execute(
+                    f"UPDATE {layout.table} SET {column} = json_extract(doc, ?) "
+                    "WHERE json_type(doc, ?) NOT IN ('array', 'object')", (path, path))
+
     def close(self) -> None:
         with self._lock:
-            # keeps the planner's statistics fresh; closing must not fail on a busy or read-only file
+            # keeps the planner's statistics fresh (0x10000: every table, not only those queried
+            # on this connection: without statistics SQLite picks a weak index for AND queries);
+            # closing must not fail on a busy or read-only file
             with contextlib.suppress(sqlite3.Error):
-                self._conn.execute("PRAGMA optimize")
+                self._conn.execute("PRAGMA optimize=0x10002")
             self._conn.close()
 
     # -- events ---------------------------------------------------------------------------

@@ -231,3 +231,28 @@ def test_status_counts_and_size(tmp_path: Path) -> None:
     assert st.first_event == "2024-05-01T10:00:00.000Z" and st.last_event == "2024-05-01T10:00:29.000Z"
     assert st.size_bytes >= os.path.getsize(tmp_path / "soc.db") > 0
     store.close()
+
+
+def test_a_file_from_schema_version_2_gains_the_new_hot_column(tmp_path: Path) -> None:
+    """Files made before ``ztsoc.alert.suppressed`` became a column keep working, filled from the documents."""
+    import sqlite3 as _sqlite3
+
+    from eventstore import open_store
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    store = open_store(url)
+    store.put_alerts([{"event.id": "a1", "@timestamp": "2026-11-20T10:00:00.000Z", "ztsoc.alert.suppressed": True},
+                      {"event.id": "a2", "@timestamp": "2026-11-20T10:00:00.000Z"}])
+    store.close()
+    con = _sqlite3.connect(tmp_path / "old.db")  # make it look like a version-2 file
+    con.execute("DROP INDEX alerts_ztsoc_alert_suppressed")
+    con.execute("ALTER TABLE alerts DROP COLUMN ztsoc_alert_suppressed")
+    con.execute("PRAGMA user_version=2")
+    con.commit()
+    con.close()
+    store = open_store(url)
+    try:
+        assert store.count("ztsoc.alert.suppressed:true", index="alerts") == 1
+        assert store.count("NOT ztsoc.alert.suppressed:true", index="alerts") == 1
+    finally:
+        store.close()
