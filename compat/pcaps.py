@@ -172,7 +172,7 @@ def main() -> int:
         print(f"  CRASH {c['file']}: {c['error']}")
     print(f"unreadable packets by reason: {dict(rep['problems'].most_common())}")
     print(f"TCP/UDP conversations: {total}, agreeing with tshark on packets and bytes: {ok} ({share:.2f}%)")
-    fragments = sum(1 for d in rep["disagree"] if d["reason"].startswith("IP fragments"))
+    fragments = sum(1 for d in rep["disagree"] if "IP fragments" in d["reason"])
     if fragments:
         rest = total - fragments
         print(f"  without the {fragments} conversations that differ in captures of IP fragments (ztsoc counts every "
