@@ -73,3 +73,20 @@ def test_soc_respond_records_each_step(store: Store) -> None:
     assert len(notes) == 3
     assert notes[1].endswith("Did the source log in successfully?: no")
     assert notes[2].endswith("Block the source and close as attempted: done")
+
+
+def test_alerts_show_lists_the_matching_playbooks(sqlite_store: Store) -> None:
+    import json
+
+    sqlite_store.put_alerts([ALERT])
+    from soc_cli.context import STATE
+
+    STATE.close()
+    STATE._store = sqlite_store
+    try:
+        result = CliRunner().invoke(app, ["alerts", "show", "alert-r1", "--json"])
+    finally:
+        STATE._store = None
+    assert result.exit_code == 0, result.output
+    names = [p["name"] for p in json.loads(result.output)[0]["playbooks"]]
+    assert names[0] == "Contain an SSH brute force that got in"

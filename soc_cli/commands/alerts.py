@@ -135,6 +135,13 @@ def _store(_ctx: typer.Context, store_url: str | None) -> Any:
 
 # -- show ---------------------------------------------------------------------------------------
 
+def _playbooks(alert: dict[str, Any]) -> list[dict[str, str]]:
+    """The CACAO-shaped response playbooks linked to the alert's ATT&CK techniques, most specific first."""
+    from playbooks.response import playbooks_for
+
+    return [{"id": pb.id, "name": pb.name} for pb in playbooks_for(alert)]
+
+
 def _guide(alert: dict[str, Any]) -> dict[str, Any]:
     """The rule's investigation guide and response steps, from the rule file when we can find it."""
     from detections.guides import rule_guide
@@ -183,6 +190,7 @@ def alert_details(store: Any, alert: dict[str, Any], *, evidence_limit: int = 20
         "evidence_total": len(ids),
         "related": related,
         "guide": _guide(alert),
+        "playbooks": _playbooks(alert),
         "history": alert.get("ztsoc.alert.history") or [],
     }
 
@@ -266,6 +274,8 @@ def details_renderable(d: dict[str, Any]) -> Any:
     if guide.get("response"):
         steps = "\n".join(f"{i}. {s}" for i, s in enumerate(_as_list(guide["response"]), 1))
         parts.append(Panel(Markdown(steps), title="Response steps", expand=False))
+    for pb in d.get("playbooks", []):
+        parts.append(Text(f"Response playbook: {pb['name']}  (soc respond {a.get('event.id')} --playbook {pb['id']})"))
 
     parts.append(Text.from_markup("\n[bold]History[/]"))
     hist = Table(header_style="bold")
