@@ -516,6 +516,27 @@ def required_values(node: Any) -> dict[str, frozenset[str]]:
 Atom = tuple[str, str, str]  # (field or "" for any field, "eq" | "base" | "sub", lower-cased key)
 _COST = {"eq": 0, "base": 0, "sub": 1}
 MIN_LITERAL = 3
+#: fields with a handful of common values: an equality on them selects little
+_WEAK_FIELDS = frozenset({
+    "integritylevel", "objecttype", "company", "product", "eventtype", "logontype", "protocol", "initiated",
+    "signed", "signaturestatus", "accessmask", "accesses", "status", "direction", "state",
+})
+#: literals nearly every Windows event contains
+_COMMON = frozenset({
+    ".exe", ".dll", "\\windows\\", "c:\\windows\\", "\\system32\\", "c:\\windows\\system32\\",
+    "\\syswow64\\", "\\program files", "c:\\program files", "\\users\\", "c:\\users\\",
+    "\\appdata\\", "microsoft corporation", "microsoft", "windows", "system", "high", "medium", "file",
+})
+
+
+def _atom_cost(atom: Atom) -> int:
+    """0: exact and selective; 1: a substring; 2: weak (common value or literal), still better than nothing."""
+    field_name, kind, key = atom
+    if key in _COMMON or field_name.rsplit(".", 1)[-1].lower() in _WEAK_FIELDS:
+        return 2
+    if kind == "sub" and len(key) < 5 and key.isascii():
+        return 2
+    return _COST[kind]
 
 
 def _string_atom(field_name: str, v: SigmaString) -> Atom | None:
@@ -547,8 +568,8 @@ def regex_literal(pattern: str) -> str:
         if op is literal:
             run.append(chr(arg))
             continue
-        if op is _parser.BRANCH:
-            return ""  # a top-level alternation: no single literal is required
+        if op is _parser.BRANCH and len(items) == 1:
+            return ""  # the whole pattern is an alternation: no single literal is required
         if len("".join(run)) > len(best):
             best = "".join(run)
         run = []
@@ -594,7 +615,7 @@ def anchors(node: Any) -> list[Atom] | None:
         options = [a for a in (anchors(arg) for arg in node.args) if a]
         if not options:
             return None
-        return min(options, key=lambda a: (max(_COST[x[1]] for x in a), len(a), -min(len(x[2]) for x in a)))
+        return min(options, key=lambda a: (max(_atom_cost(x) for x in a), len(a), -min(len(x[2]) for x in a)))
     if isinstance(node, ConditionOR):
         out: list[Atom] = []
         for arg in node.args:
