@@ -128,3 +128,21 @@ def test_defender_spaces_and_userdata_are_read_under_sigma_names() -> None:
              "winlog.user_data.Operation_ClientFailure.Operation": "x::cleareventlog"}
     assert cr.matches(event)
     assert Matcher([cr]).match(event) == [cr]
+
+
+@pytest.mark.parametrize(("pattern", "literal"), [
+    (r"cmd.{0,5}(?:/c|/r).+powershell.+(?:\$\{?input\}?|noexit)", "powershell"),  # inner alternation: skipped
+    ("a|bcd", ""),  # the whole pattern is an alternation: nothing is certain
+    ("(abc|def)", ""),
+    (r"\\cmd\.exe /c", "\\cmd.exe /c"),
+])
+def test_regex_literal(pattern: str, literal: str) -> None:
+    from detections.sigma.matcher import regex_literal
+
+    assert regex_literal(pattern) == literal
+
+
+def test_anchor_prefers_the_selective_atom() -> None:
+    cr = _compiled("  a:\n    IntegrityLevel: High\n  b:\n    CommandLine|contains: mimikatz\n  condition: a and b",
+                   "product: windows\n  category: process_creation")
+    assert cr.anchors == [("winlog.event_data.CommandLine", "sub", "mimikatz")]
