@@ -38,3 +38,28 @@ def test_hits_are_confirmed_by_the_predicate(es_store, compiled) -> None:
     }])
     report = run_detections(es_store, since=t - timedelta(hours=1), until=t + timedelta(hours=1), compiled=compiled)
     assert report.events == 0 and report.alerts == 0  # fetched by the coarse query, rejected by the predicate
+
+
+@pytest.mark.es
+def test_a_regex_lucene_cannot_express_runs_on_mandatory_fields(es_store, tmp_path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "lookahead.yml").write_text("""
+title: Lookahead regex (Python has it, Lucene does not)
+name: lookahead_rule
+id: 7b1c0d2e-0000-4000-8000-0000000000bb
+logsource: {product: ztsoc, service: auth}
+detection:
+  sel:
+    user.name|re: '^(?=adm)adm\\.[a-z]+$'
+  condition: sel
+level: low
+tags: [attack.privilege-escalation, attack.t1078]
+""")
+    t = datetime(2026, 3, 3, 14, 0, tzinfo=UTC)
+    es_store.write_events([{"@timestamp": t.isoformat().replace("+00:00", "Z"), "event.id": "la-1",
+                            "event.dataset": "system.auth", "user.name": "adm.tremblay"}])
+    cs = load_compiled([rules], shipped=False)
+    report = run_detections(es_store, since=t - timedelta(hours=1), until=t + timedelta(hours=1), compiled=cs)
+    assert report.per_rule == {"lookahead_rule": 1}
+    assert not convert(cs)["lookahead_rule"].native

@@ -12,14 +12,18 @@ Two honest adjustments:
 - every hit is confirmed with the rule's compiled predicate, because Lucene over keyword
   fields is case-sensitive and Sigma is not: a hit the predicate rejects is dropped, so
   Elasticsearch never reports more than the embedded engine would;
-- a rule the backend cannot convert (e.g. ``|hour`` timestamp parts, field references) runs as
-  a query for its mandatory fields (its dataset / channel / event code) confirmed by the
+- a rule the backend cannot convert (e.g. ``|hour`` timestamp parts, field references), or whose
+  regular expression uses what Lucene lacks (anchors, lookaround, ``\\d``: Elasticsearch would take
+  them literally and silently match nothing), or whose query Elasticsearch refuses, runs as a
+  query for its mandatory fields (its dataset / channel / event code) confirmed by the
   predicate, instead of being skipped.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,7 +33,14 @@ from sigma.rule import SigmaRule
 
 from detections.sigma.engine import CompiledSet, epoch
 from detections.sigma.matcher import CompiledRule, EventView
+from eventstore.errors import StoreError
 from eventstore.store import Doc, Store
+
+log = logging.getLogger(__name__)
+
+#: PCRE constructs Lucene's regular expressions do not have (anchors, lookaround, flags, \\d \\w \\s \\b,
+#: lazy quantifiers): Elasticsearch would read them literally and silently match nothing.
+_LUCENE_UNSUPPORTED = re.compile(r"(?<![\\[])[$^]|\(\?|\\[dDwWsSbBAZ]|[*+?}]\?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,12 +100,15 @@ def convert(cs: CompiledSet, pipeline: str = "ztsoc") -> dict[str, RuleQuery]:
 def _unconvertible(cr: CompiledRule) -> str:
     """Constructs the Lucene backend mistranslates without an error (``|hour`` becomes a plain value)."""
     from sigma.rule import SigmaDetection, SigmaDetectionItem
-    from sigma.types import SigmaTimestampPart
+    from sigma.types import SigmaRegularExpression, SigmaTimestampPart
 
     def walk(item: SigmaDetection | SigmaDetectionItem) -> str:
         if isinstance(item, SigmaDetectionItem):
             if any(isinstance(v, SigmaTimestampPart) for v in item.value):
                 return f"timestamp part on {item.field}"
+            for v in item.value:
+                if isinstance(v, SigmaRegularExpression) and _LUCENE_UNSUPPORTED.search(str(v.regexp)):
+                    return f"regular expression beyond Lucene's syntax on {item.field}"
             return ""
         for sub in item.detection_items:
             found = walk(sub)
@@ -109,6 +123,24 @@ def _unconvertible(cr: CompiledRule) -> str:
     return ""
 
 
+def _scan(store: Store, cr: CompiledRule, q: RuleQuery, since: datetime | None,
+          until: datetime | None) -> Iterator[Doc]:
+    """The rule's query; if Elasticsearch refuses it (a regex Lucene cannot parse...), its mandatory fields."""
+    from eventstore.errors import QuerySyntaxError, StoreUnavailable
+
+    try:
+        yield from store.scan(q.query, since=since, until=until)
+        return
+    except StoreUnavailable:
+        raise
+    except (QuerySyntaxError, StoreError) as exc:
+        if not q.native:
+            log.warning("rule %s: query refused by the store (%s); skipped this run", cr.key, exc)
+            return
+        log.warning("rule %s: query refused by the store (%s); using its mandatory fields", cr.key, exc)
+    yield from store.scan(fallback_query(cr), since=since, until=until)
+
+
 def stream_matches(store: Store, cs: CompiledSet, since: datetime | None, until: datetime | None,
                    pipeline: str = "ztsoc") -> Iterator[tuple[Doc, list[CompiledRule]]]:
     """Events matched by any rule in ``[since, until)``, oldest first, each with its rules."""
@@ -118,14 +150,14 @@ def stream_matches(store: Store, cs: CompiledSet, since: datetime | None, until:
         q = queries.get(cr.key)
         if q is None:
             continue
-        for doc in store.scan(q.query, since=since, until=until):
+        for doc in _scan(store, cr, q, since, until):
             if not cr.predicate(EventView(doc)):
                 continue
             eid = str(doc.get("event.id"))
             entry = found.get(eid)
             if entry is None:
                 found[eid] = (epoch(doc), doc, [cr])
-            else:
+            elif cr not in entry[2]:
                 entry[2].append(cr)
     for _ts, doc, rules in sorted(found.values(), key=lambda e: (e[0], str(e[1].get("event.id")))):
         yield doc, rules
