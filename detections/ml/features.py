@@ -189,9 +189,6 @@ def difference(a: str, b: str) -> FeatureFn:
     return lambda data, ctx: np.maximum(data.col(a) - data.col(b), 0.0)
 
 
-def distinct(aggregation: str) -> FeatureFn:
-    return lambda data, ctx: np.fromiter((len(v) for v in data.values[aggregation]), float, len(data))
-
 
 def total(aggregation: str) -> FeatureFn:
     return lambda data, ctx: np.fromiter((sum(v.values()) for v in data.values[aggregation]), float, len(data))
@@ -220,17 +217,6 @@ def new_values(aggregation: str) -> FeatureFn:
     return fn
 
 
-def value_count(aggregation: str, value: str) -> FeatureFn:
-    """How many events of the window had ``value`` (one pair aggregation gives every count)."""
-    return lambda data, ctx: np.fromiter((v.get(value, 0) for v in data.values[aggregation]), float, len(data))
-
-
-def value_ratio(aggregation: str, value: str) -> FeatureFn:
-    def fn(data: WindowData, ctx: FeatureContext) -> np.ndarray:
-        return np.fromiter((v.get(value, 0) / max(sum(v.values()), 1) for v in data.values[aggregation]), float,
-                           len(data))
-
-    return fn
 
 
 def hour_rarity(logons_of: FeatureFn, min_history: int = 20) -> FeatureFn:
