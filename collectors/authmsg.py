@@ -77,7 +77,7 @@ _FROM = r"(?P<ip>[0-9A-Fa-f:.]+)(?: port (?P<port>\d+))?"
 
 
 def _invalid(f: Fields, m: re.Match[str]) -> None:
-    if m.groupdict().get("invalid"):
+    if m.group("invalid"):  # only on rules that have the group
         f["event.reason"] = "invalid user"
 
 
@@ -386,7 +386,7 @@ def read_message(program: str, message: str, f: Fields) -> bool:
                 f["ztsoc.auth.repeated"] = int(repeated.group(1))
                 return True
             return False
-    base, _, module = program.partition("(")  # "sshd(pam_unix)"
+    base, _, module = program.partition("(") if "(" in program else (program, "", "")  # "sshd(pam_unix)"
     pam = _PAM_PREFIX.match(message) if message.startswith("pam_") else None
     if not (
         ((pam or module.startswith("pam")) and _match(PAM, message[pam.end():] if pam else message, f, search=True))

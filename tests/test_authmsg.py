@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from collectors.authmsg import RULES, parse_message
+from collectors.authmsg import DISPATCH, PAM, RULES, _apply, _match, parse_message, read_message
 from tests.ecs_allowed import check
 
 CASES: list[tuple[str, str, dict[str, Any]]] = [
@@ -131,3 +131,74 @@ def test_legacy_daemons(program: str, message: str, expected: dict[str, Any]) ->
     for key, value in expected.items():
         assert fields.get(key) == value, (key, fields)
     check({"event.kind": "event", **fields})
+
+
+def _first_rule_in_order(rules: tuple[Any, ...], message: str, search: bool = False) -> dict[str, Any] | None:
+    """What the dispatch must agree with: every rule tried in order, no shortcut."""
+    for rule in rules:
+        m = rule.pattern.search(message) if search else rule.pattern.match(message)
+        if m:
+            fields: dict[str, Any] = {}
+            _apply(rule, m, fields)
+            return fields
+    return None
+
+
+def _dispatched(program: str, message: str) -> dict[str, Any] | None:
+    fields: dict[str, Any] = {}
+    return fields if DISPATCH[program].match(message, fields) else None
+
+
+def test_dispatch_by_first_word_picks_the_rule_an_ordered_scan_picks() -> None:
+    """The first-word index and the required literals only skip rules that cannot match."""
+    messages = [m for _, m, _ in CASES] + [
+        "error: maximum authentication attempts exceeded for root from 1.2.3.4 port 5 ssh2 [preauth]",
+        "error: Received disconnect from 1.2.3.4 port 5:3: Auth fail [preauth]",
+        "error: kex_exchange_identification: Connection closed by remote host",
+        "Disconnecting: Too many authentication failures [preauth]",
+        "Disconnecting invalid user admin 1.2.3.4 port 5: Too many authentication failures [preauth]",
+        "Connection from 1.2.3.4 port 5 on 10.0.0.1 port 22", "Connection reset by 1.2.3.4 port 22",
+        "Bad protocol version identification 'GET /' from 1.2.3.4 port 5", "Received signal 15; terminating.",
+        "PAM service(sshd) ignoring max retries; 6 > 3", "FAILED su for root by alice", "+ pts/0 alice:root",
+        "- pts/0 alice:root", "change user 'carol' shell", "unlock user 'carol' password",
+        "removed shadow group 'carol' owned by 'carol'", "group changed in /etc/group (group devs/1003, new name: x)",
+        "password for 'carol' changed by 'root'", "ROOT LOGIN  on 'tty1'", "LOGIN ON tty1 BY root",
+        "FTP LOGIN FAILED FROM 1.2.3.4 [1.2.3.4], bob", "Kerberos authentication failed",
+        "alice : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/bin/ls", "", " leading space", "Accepted", "nothing",
+        "Authentication failed from 163.27.187.39 (h): Permission denied", "connection from 207.30.238.8 (h) at Sun",
+        "ANONYMOUS FTP LOGIN FROM 84.102.20.2,  (anonymous)", "FTP LOGIN FROM 1.2.3.4 [1.2.3.4], bob",
+        "FAILED LOGIN (1) on '/dev/tty1' FOR 'root', Authentication failure",
+        "Did not receive identification string from 1.2.3.4 port 5",
+        "Address 1.2.3.4 maps to x.example.com, but this does not map back to the address",
+        "Server listening on 0.0.0.0 port 22.", "fatal: Read from socket failed [preauth]",
+        "Successful su for root by alice", "failed adding user 'x', exit code: 9", "delete 'carol' from group 'sudo'",
+        "change user name 'a' to 'b'", "user carol removed by root from group docker",
+    ]
+    variants = [v for m in messages for v in (m, m.upper(), m[: len(m) // 2], "error: " + m, " " + m)]
+    unmatched = {(program, rule.action, rule.pattern.pattern[:30]) for program, rules in RULES.items() for rule in rules
+                 if not any(rule.pattern.match(v) for v in variants)}
+    assert not unmatched, "every rule needs an example here, so a wrong first word shows"
+    for program, rules in RULES.items():
+        for message in variants:
+            assert _dispatched(program, message) == _first_rule_in_order(rules, message), (program, message)
+
+
+def test_required_literals_never_skip_a_pam_match() -> None:
+    for message in [m for _, m, _ in CASES] + ["PAM 2 more authentication failures; rhost=1.2.3.4 user=x",
+                                               "account bob has expired (account expired)", "conversation failed",
+                                               "auth could not identify password for [bob]", "check pass; user unknown"]:
+        fields: dict[str, Any] = {}
+        got = fields if _match(PAM, message, fields, search=True) else None
+        assert got == _first_rule_in_order(PAM, message, search=True), message
+
+
+def test_read_message_writes_into_the_event_or_leaves_it_alone() -> None:
+    event: dict[str, Any] = {"message": "x", "host.name": "h"}
+    assert read_message("sshd", "Failed password for root from 10.0.0.1 port 22 ssh2", event)
+    assert event["user.name"] == "root" and event["host.name"] == "h" and event["related.ip"] == ["10.0.0.1"]
+    untouched: dict[str, Any] = {"message": "x"}
+    assert not read_message("cron", "(root) CMD (true)", untouched)
+    assert not read_message("sshd", "something sshd never says", untouched)
+    assert not read_message("sshd", "message repeated 2 times: [ nothing known ]", untouched)
+    assert untouched == {"message": "x"}
+    assert parse_message("sshd", "message repeated 3 times: [ nothing known ]") == {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from collectors.base import event_id, first_line_identity, head_identity, read_all, read_resumed
+from collectors.base import event_id, first_line_identity, head_identity, id_prefix, read_all, read_resumed
 from collectors.syslog import SyslogReader
 
 LINES = [f"Nov 25 10:00:{i % 60:02d} host sshd[{100 + i}]: Failed password for root from 10.0.0.{i % 250} port 22 ssh2"
@@ -23,6 +23,14 @@ def test_event_id_is_deterministic_and_position_sensitive() -> None:
     assert a != event_id("syslog", "abd", 10)
     assert a != event_id("jsonl", "abc", 10)
     assert len(a) == 40 and int(a, 16) >= 0
+
+
+def test_id_prefix_makes_the_same_ids_as_event_id() -> None:
+    import hashlib
+
+    prefix = id_prefix("syslog", "abc")
+    for position in (0, 7, 10, 123_456_789):
+        assert hashlib.sha1(prefix + b"%d" % position).hexdigest() == event_id("syslog", "abc", position)
 
 
 def test_identity_follows_content_not_path(tmp_path: Path) -> None:

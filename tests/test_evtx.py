@@ -235,3 +235,30 @@ def test_truncated_copy_is_reported_not_silent(tmp_path: Path) -> None:
     assert len(result.events) == 20
     [problem] = result.problems
     assert problem.reason == "records missing" and "announce 30 records, 20 were read" in (problem.raw or "")
+
+
+def test_flat_string_event_data_and_the_general_route_agree() -> None:
+    """The fast path (every EventData value a string) and flatten_data give the same event."""
+    as_strings = {k: str(v) for k, v in LOGON.items()}
+    fast = record_to_event(record(4624, as_strings))
+    general = record_to_event(record(4624, {**as_strings, "Extra": 7}))  # a number: general route
+    assert general.pop("winlog.event_data.Extra") == "7"
+    assert fast == general
+    assert list(fast) == list(general)  # same field order too
+
+
+@pytest.mark.parametrize(("written", "stamp"), [
+    ("2019-05-12T08:00:01.123456Z", "2019-05-12T08:00:01.123Z"),  # as the parser writes it: taken as is
+    ("2019-05-12T08:00:01.1234567Z", "2019-05-12T08:00:01.123Z"),  # 7 digits: general route
+    ("2019-05-12T10:00:01.999999+02:00", "2019-05-12T08:00:01.999Z"),
+    ("2019-05-12 08:00:01.123456Z", "2019-05-12T08:00:01.123Z"),
+])
+def test_time_created(written: str, stamp: str) -> None:
+    rec = record(4624, LOGON, TimeCreated={"#attributes": {"SystemTime": written}})
+    assert record_to_event(rec)["@timestamp"] == stamp
+
+
+def test_time_created_not_a_time() -> None:
+    rec = record(4624, LOGON, TimeCreated={"#attributes": {"SystemTime": "2019-13-12T08:00:01.123456Z"}})
+    with pytest.raises(ValueError, match="month must be in 1..12"):  # the general route's words
+        record_to_event(rec)

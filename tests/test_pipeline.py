@@ -137,3 +137,29 @@ def test_standard_input_twice_stores_once(store: Store, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cannot read standard input"):
         ingest(store, EvtxReader(), ["-"], stdin=io.BytesIO(b""))
     assert ingest(store, SyslogReader(), ["-"], stdin=io.BytesIO(b"")).events == 0
+
+
+def test_gc_is_paused_during_a_log_ingest_and_restored(tmp_path: Path) -> None:
+    import gc
+
+    from collectors.pipeline import gc_paused
+
+    seen: list[bool] = []
+    path = tmp_path / "auth.log"
+    path.write_text(sshd_lines(0, 30))
+    from eventstore import open_store
+
+    store = open_store(f"sqlite:///{tmp_path / 's.db'}")
+    try:
+        assert gc.isenabled()
+        ingest(store, SyslogReader(tz="UTC"), [path], batch_size=10, progress=lambda t: seen.append(gc.isenabled()))
+        assert gc.isenabled() and seen and not any(seen)
+        gc.disable()  # a caller that had it off keeps it off
+        try:
+            with gc_paused():
+                pass
+            assert not gc.isenabled()
+        finally:
+            gc.enable()
+    finally:
+        store.close()

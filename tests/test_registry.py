@@ -48,3 +48,11 @@ def test_listing_readers_imports_no_parser() -> None:
 def test_lazy_reader_imports_on_call() -> None:
     lazy = LazyReader("collectors.jsonl:JsonlReader", "x")
     assert lazy().name == "jsonl"
+
+
+def test_log_readers_write_bigger_batches_than_captures() -> None:
+    from collectors.registry import LOG_BATCH, reader_batch_size
+
+    assert {name: reader_batch_size(name) for name in ("syslog", "journald", "evtx", "jsonl")} == dict.fromkeys(
+        ("syslog", "journald", "evtx", "jsonl"), LOG_BATCH)
+    assert reader_batch_size("pcap") == 2000

@@ -134,3 +134,34 @@ def test_repeated_message_counts_every_attempt(tmp_path: Path) -> None:
     assert len(events) == 3 and len({e["event.id"] for e in events}) == 3
     assert all(e["event.outcome"] == "failure" and e["user.name"] == "root" for e in events)
     assert [e["event.id"] for e in read_all(SyslogReader(tz="UTC"), path).events] == [e["event.id"] for e in events]
+
+
+@pytest.mark.parametrize("tz", ["Europe/Paris", "Australia/Lord_Howe", "America/St_Johns", "UTC"])
+def test_minute_cache_dates_every_second_as_the_uncached_rule(tmp_path: Path, tz: str) -> None:
+    """Each minute is dated once and shared by its seconds: never across a zone change
+    (DST, Lord Howe's half hour), a year boundary of the two-day rule, or a leap second."""
+    from collectors.syslog import _FileContext
+    from eventstore.timeutil import to_iso
+
+    stamps = [(mon, day, hh, mm, ss)
+              for mon, day in (("Mar", "30"), ("Apr", " 6"), ("Oct", " 5"), ("Oct", "26"), ("Nov", " 2"),
+                               ("Mar", " 9"), ("Dec", "31"), ("Jan", " 1"), ("Jan", " 3"), ("Feb", "29"))
+              for hh in ("00", "01", "02", "03", "23") for mm in ("00", "29", "30", "59")
+              for ss in ("00", "01", "30", "59", "60")]
+    text = "".join(f"{mon} {day} {hh}:{mm}:{ss} h sshd[1]: Invalid user a from 10.0.0.1\n"
+                   for mon, day, hh, mm, ss in stamps)
+    # the file was last written on 1 Jan 2025 at 00:30:30 UTC: "Jan  3 00:30" still belongs to
+    # 2025 at :00 and :29 (two days later, to the second), not at :31
+    path = write(tmp_path / "auth.log", text, mtime="2025-01-01T00:30:30+00:00")
+    reader = SyslogReader(tz=tz)
+    result = read_all(reader, path)
+    fresh = _FileContext(reader.begin(path).reference)  # no cache: the rule line by line
+    expected, reasons = [], []
+    for mon, day, hh, mm, ss in stamps:
+        try:
+            expected.append(to_iso(reader.bsd_time(mon, day.strip(), hh, mm, ss, fresh)))
+        except ValueError as exc:  # LineError
+            reasons.append(str(exc))
+    assert [e["@timestamp"] for e in result.events] == expected
+    assert len(result.problems) == len(reasons) and all(p.reason == "bad timestamp" for p in result.problems)
+    assert any(ss == "60" for *_, ss in stamps) and reasons  # leap seconds and 29 Feb 2025/2024 were tried
