@@ -77,6 +77,9 @@ def check_rules(data: Path, convert: bool) -> dict[str, object]:
             if n % 200 == 0 or n == len(rules):
                 _progress(n, len(rules), "convert")
         t_convert = time.perf_counter() - t0
+    from detections.sigma.es_eval import _unconvertible
+
+    es_fallback = sum(1 for cr in cs.base if _unconvertible(cr))
 
     # evaluate: every compiled rule runs on an event of its own log source without raising
     eval_fail: list[tuple[str, str]] = []
@@ -95,7 +98,7 @@ def check_rules(data: Path, convert: bool) -> dict[str, object]:
         "total": total, "loaded": total - len(load_fail), "mapped_compiled": len(cs.rules),
         "converted": len([r for r in cs.rules.values() if isinstance(r.rule, SigmaRule)]) - len(convert_fail),
         "base_rules": len(cs.base), "correlations": len(cs.specs), "evaluated": len(cs.base) - len(eval_fail),
-        "all_steps": ok_all, "unindexed": cs.matcher.unindexed,
+        "all_steps": ok_all, "unindexed": cs.matcher.unindexed, "es_fallback": es_fallback,
         "failures": {
             "load": [(p.path, p.reason) for p in load_fail],
             "compile": [(p.rule, p.reason) for p in compile_fail],
@@ -163,7 +166,8 @@ def main() -> int:
     print(f"  map + compile (embedded):       {pct(res['mapped_compiled'])}  "
           f"[{res['base_rules']} rules, {res['correlations']} correlations, {res['unindexed']} unindexed]")
     if not args.no_convert:
-        print(f"  convert for Elasticsearch:      {res['converted']} / {res['base_rules']} base rules (Lucene)")
+        print(f"  convert for Elasticsearch:      {res['converted']} / {res['base_rules']} base rules (Lucene); "
+              f"{res['es_fallback']} run on ES as mandatory fields + predicate (|hour, regex beyond Lucene)")
     print(f"  evaluate (embedded):            {res['evaluated']} / {res['base_rules']}")
     print(f"  through every step:             {pct(res['all_steps'])}")
     print(f"  seconds: {res['seconds']}")
