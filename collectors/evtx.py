@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import re
 import struct
 from collections.abc import Callable, Iterator
@@ -470,9 +471,18 @@ class EvtxReader(ReaderBase):
 
     def __init__(self, *, threads: int = 1) -> None:
         self.threads = threads
+        #: the last file hashed, by (path, device, inode, size, mtime): the pipeline asks for the
+        #: identity and ``batches`` needs it again; hashing a large log twice cost ~10 % of its ingest
+        self._hashed: tuple[tuple[str, int, int, int, int], str] | None = None
 
     def identity(self, path: Path) -> str:
-        return whole_file_identity(path)
+        st = os.stat(path)
+        key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        if self._hashed is not None and self._hashed[0] == key:
+            return self._hashed[1]
+        identity = whole_file_identity(path)
+        self._hashed = (key, identity)
+        return identity
 
     def batches(self, path: Path, resume: Checkpoint | None, batch_size: int) -> Iterator[Batch]:
         from evtx import PyEvtxParser
