@@ -47,7 +47,10 @@ class Contribution:
         return f"{self.label} {fmt(self.value)}, baseline p99 {fmt(self.baseline_p99)}{own}"
 
     def to_doc(self) -> dict[str, Any]:
-        return {**asdict(self), "z": round(self.z, 2), "text": self.text}
+        doc = asdict(self)
+        for name in ("value", "baseline_median", "baseline_p99"):
+            doc[name] = round(doc[name], 3)
+        return {**doc, "z": round(self.z, 2), "text": self.text}
 
 
 def explain(model: KindModel, X: np.ndarray, entities: Sequence[str]) -> list[list[Contribution]]:
