@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from collectors.base import IDENTITY_BYTES, Batch, Checkpoint, ReaderBase, ReadProblem, event_id
+from collectors.base import IDENTITY_BYTES, Batch, Checkpoint, ReaderBase, ReadProblem, id_prefix
 from collectors.pcap.flows import FlowMeter, MeterConfig, relaxed_gc
 from collectors.pcap.reader import CaptureInfo, Problem, Record, iter_records, open_capture
 
@@ -76,7 +76,13 @@ class PcapReader(ReaderBase):
         skip_until = int(resume.get("next", 0)) if resume else 0
         ident = self.identity(path)
         source = str(path)
-        meter = FlowMeter(lambda position: event_id(self.name, ident, position), self.config, source)
+        prefix = id_prefix(self.name, ident)
+        sha1 = hashlib.sha1
+
+        def make_id(position: str) -> str:  # event_id(self.name, ident, position), without re-encoding the prefix
+            return sha1(prefix + position.encode()).hexdigest()
+
+        meter = FlowMeter(make_id, self.config, source)
         self.last_meter = meter
         rec_problems: list[Problem] = []
         info = CaptureInfo()

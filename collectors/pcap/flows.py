@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gc
 import socket
+import struct
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -49,6 +50,9 @@ CLOSE_SWEEP = NS // 2
 #: tunnels inside tunnels are followed this deep
 MAX_LAYERS = 3
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
+#: the fast path's one unpack of an Ethernet II + IPv4 + TCP/UDP frame: ethertype, version/IHL,
+#: total length, flags/fragment offset, protocol, addresses, ports, TCP data offset and flags
+ETH_IPV4 = struct.Struct("!12xHBxHxxHxB2x4s4sHH8xBB")
 
 Event = dict[str, Any]
 
@@ -72,6 +76,7 @@ class Flow:
         "app",
         "base",
         "closing",
+        "done",
         "dport",
         "dst",
         "first_index",
@@ -112,8 +117,9 @@ class Flow:
         self.split = 0  # 1: continues a flow cut by the active timeout
         self.icmp = 0
         self.closing = False  # in the meter's list of closed flows waiting for their last ACKs
+        self.done = False  # reported (its event is out); a closing-list entry then is only skipped
         self.layer = 0  # 0: the packet itself; 1: inside a tunnel; 2: inside a tunnel in a tunnel...
-        self.base: tuple[str, str, str, str, str] | None = None
+        self.base: dict[str, Any] | None = None  # the fields its events share (FlowMeter._base)
 
     @property
     def key(self) -> tuple[bytes, bytes, int, int, int]:
@@ -243,24 +249,24 @@ class FlowMeter:
         apps_payload = self.apps.payload
         general = self._general
         ip_tunnels, udp_tunnels = IP_TUNNELS, UDP_TUNNELS
+        eth_ipv4 = ETH_IPV4.unpack_from
+        next_sweep = self._next_sweep
         for index, ts, linktype, data, wirelen in records:
             # Fast path, inlined on purpose (it is most of any capture): Ethernet II, IPv4
             # without options, unfragmented, TCP or UDP with a complete header. Anything else
             # goes through _general, which handles every case through the registries.
-            if (linktype == 1 and len(data) >= 54 and data[12] == 8 and data[13] == 0 and data[14] == 0x45
-                    and not (data[20] & 0x3F or data[21]) and (data[23] == 6 or data[23] == 17)
-                    and data[46] >= 0x50):
-                proto = data[23]
-                pe = 14 + ((data[16] << 8) | data[17])
+            if linktype == 1 and len(data) >= 54:
+                (ethertype, vihl, total, fragword, proto, src, dst, sport, dport, doff,
+                 flags) = eth_ipv4(data)
+            else:
+                ethertype = 0
+            if (ethertype == 0x0800 and vihl == 0x45 and not fragword & 0x3FFF and (proto == 6 or proto == 17)
+                    and doff >= 0x50):
+                pe = 14 + total
                 if pe > len(data):
                     pe = len(data)
-                src = data[26:30]
-                dst = data[30:34]
-                sport = (data[34] << 8) | data[35]
-                dport = (data[36] << 8) | data[37]
                 if proto == 6:
-                    flags = data[47]
-                    ps = 34 + ((data[46] >> 4) << 2)
+                    ps = 34 + ((doff >> 4) << 2)
                 else:
                     flags = 0
                     ps = 42
@@ -274,8 +280,9 @@ class FlowMeter:
                         return False
                     continue
                 src, dst, proto, sport, dport, flags, ps, pe, frag, vlan = parsed
-            if ts >= self._next_sweep:
+            if ts >= next_sweep:
                 self._sweep(ts)
+                next_sweep = self._next_sweep
             if frag is not None:
                 self.stats["ip fragments"] += 1
                 if not frag[1]:
@@ -396,7 +403,8 @@ class FlowMeter:
         return new
 
     def _end(self, flow: Flow, reason: str) -> None:
-        del self.flows[flow.key]
+        del self.flows[flow.src, flow.dst, flow.sport, flow.dport, flow.proto]
+        flow.done = True
         self.apps.finish(flow)
         self.events.append(self.flow_event(flow, reason))
 
@@ -424,9 +432,8 @@ class FlowMeter:
         close = self._close
         if self._closing:
             keep = []
-            flows = self.flows
             for flow in self._closing:
-                if flows.get(flow.key) is not flow:
+                if flow.done:
                     continue  # already reported (reuse of the ports, or the idle sweep)
                 if ts - flow.last > close:
                     self._end(flow, "tcp-close")
@@ -459,51 +466,57 @@ class FlowMeter:
         self.problems.append(Problem(index, reason, detail))
 
     # -- events -------------------------------------------------------------------------------
-    def _names(self, flow: Flow) -> tuple[str, str, str, str, str]:
-        """(source ip, destination ip, transport, network type, community id), computed once per flow."""
+    def _base(self, flow: Flow) -> Event:
+        """The fields every event of a flow shares (tuple, transport, Community ID), built once per flow.
+
+        Events copy it (one C-level dict merge) instead of formatting addresses and hashing
+        the Community ID again for the flow record and each DNS/HTTP/TLS message.
+        """
         base = flow.base
         if base is None:
-            base = flow.base = (ip_text(flow.src), ip_text(flow.dst), transport_name(flow.proto),
-                                "ipv4" if len(flow.src) == 4 else "ipv6",
-                                community_id(flow.src, flow.dst, flow.proto, flow.sport, flow.dport))
+            src, dst = ip_text(flow.src), ip_text(flow.dst)
+            base = {
+                "event.kind": "event",
+                "network.transport": transport_name(flow.proto),
+                "network.type": "ipv4" if len(flow.src) == 4 else "ipv6",
+                "network.iana_number": str(flow.proto),
+                "network.community_id": community_id(flow.src, flow.dst, flow.proto, flow.sport, flow.dport),
+                "source.ip": src,
+                "destination.ip": dst,
+                "ztsoc.source.name": self.source,
+            }
+            if not flow.icmp:
+                base["source.port"] = flow.sport
+                base["destination.port"] = flow.dport
+            if flow.vlan >= 0:
+                base["network.vlan.id"] = str(flow.vlan)
+            flow.base = base
         return base
 
     def base_fields(self, flow: Flow) -> Event:
-        """What every event of a flow shares: the tuple, its transport, its Community ID."""
-        src, dst, transport, ntype, cid = self._names(flow)
-        doc: Event = {
-            "event.kind": "event",
-            "event.category": ["network"],
-            "network.transport": transport,
-            "network.type": ntype,
-            "network.iana_number": str(flow.proto),
-            "network.community_id": cid,
-            "source.ip": src,
-            "destination.ip": dst,
-            "related.ip": [src, dst] if src != dst else [src],
-            "ztsoc.source.name": self.source,
-        }
-        if not flow.icmp:
-            doc["source.port"] = flow.sport
-            doc["destination.port"] = flow.dport
-        if flow.vlan >= 0:
-            doc["network.vlan.id"] = str(flow.vlan)
+        """What every event of a flow shares: the tuple, its transport, its Community ID (a fresh dict)."""
+        base = self._base(flow)
+        src, dst = base["source.ip"], base["destination.ip"]
+        doc: Event = {**base, "event.category": ["network"], "related.ip": [src, dst] if src != dst else [src]}
         if flow.app:
             doc["network.protocol"] = flow.app
         return doc
 
     def flow_event(self, flow: Flow, reason: str) -> Event:
-        doc = self.base_fields(flow)
-        ended = reason != "end-of-capture"
-        types = ["connection"]
-        if not flow.split:
-            types.append("start")
-        if ended and reason != "active-timeout":
+        base = self._base(flow)
+        src, dst = base["source.ip"], base["destination.ip"]
+        types = ["connection"] if flow.split else ["connection", "start"]
+        if reason != "end-of-capture" and reason != "active-timeout":
             types.append("end")
         start = iso_ns(flow.start)
-        doc.update({
+        first = flow.first_index
+        opk, rpk, oby, rby = flow.opk, flow.rpk, flow.oby, flow.rby
+        doc: Event = {
+            **base,
+            "event.category": ["network"],
+            "related.ip": [src, dst] if src != dst else [src],
             "@timestamp": start,
-            "event.id": self.make_id(f"{flow.first_index}{'.' + str(flow.layer) if flow.layer else ''}:flow"),
+            "event.id": self.make_id(f"{first}.{flow.layer}:flow" if flow.layer else f"{first}:flow"),
             "event.dataset": "network.flow",
             "event.action": "network-flow",
             "event.type": types,
@@ -511,15 +524,17 @@ class FlowMeter:
             "event.end": iso_ns(flow.last),
             "event.duration": flow.last - flow.start,
             "event.reason": reason,
-            "source.packets": flow.opk,
-            "source.bytes": flow.oby,
-            "destination.packets": flow.rpk,
-            "destination.bytes": flow.rby,
-            "network.packets": flow.opk + flow.rpk,
-            "network.bytes": flow.oby + flow.rby,
+            "source.packets": opk,
+            "source.bytes": oby,
+            "destination.packets": rpk,
+            "destination.bytes": rby,
+            "network.packets": opk + rpk,
+            "network.bytes": oby + rby,
             "ztsoc.flow.state": conn_state(flow),
-            "ztsoc.source.position": f"packet {flow.first_index}",
-        })
+            "ztsoc.source.position": f"packet {first}",
+        }
+        if flow.app:
+            doc["network.protocol"] = flow.app
         if flow.icmp:
             doc["icmp.type"] = flow.sport
         if flow.layer:
