@@ -54,6 +54,7 @@ from elasticsearch import ConnectionError as ESConnectionError
 from elasticsearch import ConnectionTimeout as ESConnectionTimeout
 
 from eventstore import es_templates
+from eventstore.alerts import apply_change, merge_alert
 from eventstore.errors import (
     AlertNotFound,
     QuerySyntaxError,
@@ -63,9 +64,6 @@ from eventstore.errors import (
 )
 from eventstore.schema import field_type
 from eventstore.store import (
-    ALERT_HISTORY,
-    ALERT_LIFECYCLE_FIELDS,
-    ALERT_STATUS,
     AlertChange,
     Doc,
     Index,
@@ -782,7 +780,7 @@ class ElasticsearchStore:
             found = self._call(self._es.mget, index=self._alerts, ids=[_doc_id(i) for i in todo], realtime=True)
             items: list[_Pending] = []
             for doc, (ident, alert) in zip(found["docs"], todo.items(), strict=True):
-                merged = _merge_alert(alert, doc.get("_source") if doc.get("found") else None)
+                merged = merge_alert(alert, doc.get("_source") if doc.get("found") else None)
                 if doc.get("found"):
                     meta = {"index": {"_index": self._alerts, "_id": doc["_id"],
                                       "if_seq_no": doc["_seq_no"], "if_primary_term": doc["_primary_term"]}}
@@ -815,7 +813,7 @@ class ElasticsearchStore:
                 current = self._call(self._es.get, index=self._alerts, id=_doc_id(alert_id), realtime=True)
             except NotFoundError as exc:
                 raise AlertNotFound(f"no alert with id {alert_id!r}") from exc
-            doc = _apply_change(dict(current["_source"]), change)
+            doc = apply_change(dict(current["_source"]), change)
             try:
                 self._call(self._es.index, index=self._alerts, id=_doc_id(alert_id), document=doc,
                            if_seq_no=current["_seq_no"], if_primary_term=current["_primary_term"])
@@ -922,37 +920,6 @@ def _check_id(doc: Any, position: int, errors: list[tuple[str, str]]) -> str | N
     return ident
 
 
-def _merge_alert(incoming: Doc, existing: Doc | None) -> Doc:
-    """A rerun refreshes the detection fields; the analyst's lifecycle fields and history stay."""
-    merged = dict(incoming)
-    if existing is None:
-        merged.setdefault(ALERT_STATUS, "open")
-        merged.setdefault(ALERT_HISTORY, [])
-        return merged
-    for name in ALERT_LIFECYCLE_FIELDS:
-        if name in existing:
-            merged[name] = existing[name]
-        else:
-            merged.pop(name, None)
-    return merged
-
-
-def _apply_change(doc: Doc, change: AlertChange) -> Doc:
-    diff: dict[str, dict[str, Any]] = {}
-    for name, value in change.changes.items():
-        if name == ALERT_HISTORY:
-            raise StoreError("the alert history is append-only")
-        before = doc.get(name)
-        diff[name] = {"from": before, "to": value}
-        if value is None:
-            doc.pop(name, None)
-        else:
-            doc[name] = value
-    history = list(doc.get(ALERT_HISTORY) or [])
-    history.append({"@timestamp": to_iso(utcnow()), "actor": change.actor, "action": change.action,
-                    "changes": diff, "note": change.note})
-    doc[ALERT_HISTORY] = history
-    return doc
 
 
 def _sort_key(name: str, value: Any) -> tuple[int, Any]:

@@ -33,14 +33,13 @@ from typing import Any
 
 import orjson
 
+from eventstore.alerts import apply_change, merge_alert
 from eventstore.errors import AlertNotFound, StoreError, StoreUnavailable, StoreURLError
 from eventstore.query import parse
 from eventstore.query.sqlite import TS_FIELD, Layout, WhereBuilder, json_path, register_functions
 from eventstore.query.values import epoch_ms, ip_key
 from eventstore.schema import HOT_FIELDS, field_type
 from eventstore.store import (
-    ALERT_HISTORY,
-    ALERT_LIFECYCLE_FIELDS,
     ALERT_STATUS,
     AlertChange,
     Doc,
@@ -50,7 +49,7 @@ from eventstore.store import (
     StoreStatus,
     WriteResult,
 )
-from eventstore.timeutil import to_iso, utcnow
+from eventstore.timeutil import to_iso
 
 SCHEMA_VERSION = 3
 #: documents per write transaction (a caller's batch is usually smaller)
@@ -760,37 +759,6 @@ class SQLiteStore:
         )
 
 
-def merge_alert(incoming: Doc, existing: Doc | None) -> Doc:
-    """A detection rerun refreshes the alert; the analyst's lifecycle fields and history stay."""
-    merged = dict(incoming)
-    if existing is None:
-        merged.setdefault(ALERT_STATUS, "open")
-        merged.setdefault(ALERT_HISTORY, [])
-        return merged
-    for name in ALERT_LIFECYCLE_FIELDS:
-        if name in existing:
-            merged[name] = existing[name]
-        else:
-            merged.pop(name, None)
-    return merged
-
-
-def apply_change(alert: Doc, change: AlertChange) -> Doc:
-    """The alert with ``change`` applied and recorded in its history (shared logic, no I/O)."""
-    diff: dict[str, dict[str, Any]] = {}
-    for name, value in change.changes.items():
-        if name == ALERT_HISTORY:
-            raise StoreError("the alert history is append-only")
-        diff[name] = {"from": alert.get(name), "to": value}
-        if value is None:
-            alert.pop(name, None)
-        else:
-            alert[name] = value
-    entry: Doc = {"@timestamp": to_iso(utcnow()), "actor": change.actor, "action": change.action, "changes": diff}
-    entry["note"] = change.note
-    history = alert.get(ALERT_HISTORY)
-    alert[ALERT_HISTORY] = [*(history if isinstance(history, list) else []), entry]
-    return alert
 
 
 # -- aggregate helpers --------------------------------------------------------------------
