@@ -253,15 +253,16 @@ class FlowMeter:
         next_sweep = self._next_sweep
         for index, ts, linktype, data, wirelen in records:
             # Fast path, inlined on purpose (it is most of any capture): Ethernet II, IPv4
-            # without options, unfragmented, TCP or UDP with a complete header. Anything else
+            # without options, unfragmented, TCP or UDP with a complete header (the IPv4 length
+            # covering the UDP one: what parse_ipv4 would refuse goes the long way). Anything else
             # goes through _general, which handles every case through the registries.
             if linktype == 1 and len(data) >= 54:
                 (ethertype, vihl, total, fragword, proto, src, dst, sport, dport, doff,
                  flags) = eth_ipv4(data)
             else:
                 ethertype = 0
-            if (ethertype == 0x0800 and vihl == 0x45 and not fragword & 0x3FFF and (proto == 6 or proto == 17)
-                    and doff >= 0x50):
+            if ethertype == 0x0800 and vihl == 0x45 and not fragword & 0x3FFF and (
+                    (proto == 6 and doff >= 0x50) or (proto == 17 and total >= 28)):
                 pe = 14 + total
                 if pe > len(data):
                     pe = len(data)

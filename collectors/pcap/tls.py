@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,17 +113,23 @@ def hello_length(payload: bytes) -> int | None:
     return 5 + ((payload[3] << 8) | payload[4])
 
 
+_U16S: dict[int, Any] = {}
+
+
 def _u16s(data: bytes) -> list[int]:
-    return list(struct.unpack(f">{len(data) // 2}H", data[:len(data) & ~1]))
+    n = len(data) >> 1
+    unpack = _U16S.get(n)
+    if unpack is None:
+        unpack = _U16S[n] = struct.Struct(f">{n}H").unpack_from
+    return list(unpack(data))
 
 
 def parse_client_hello(payload: bytes) -> ClientHello:
     """The ClientHello in a TLS record (the record may be followed by more data)."""
     if hello_length(payload) is None:
         raise TlsError("not a TLS ClientHello")
-    body = payload[9:]
     hs_len = (payload[6] << 16) | (payload[7] << 8) | payload[8]
-    body = body[:hs_len]
+    body = payload[9:9 + hs_len]
     try:
         version = (body[0] << 8) | body[1]
         pos = 34
@@ -133,41 +140,66 @@ def parse_client_hello(payload: bytes) -> ClientHello:
         pos += 1 + body[pos]  # compression methods
     except IndexError as exc:
         raise TlsError("truncated ClientHello") from exc
-    hello = ClientHello(version, ciphers, [])
-    if pos + 2 > len(body):
+    extensions: list[int] = []
+    hello = ClientHello(version, ciphers, extensions)
+    blen = len(body)
+    if pos + 2 > blen:
         return hello  # no extensions (SSL 3 / old TLS 1.0 clients)
-    ext_end = min(len(body), pos + 2 + ((body[pos] << 8) | body[pos + 1]))
+    ext_end = min(blen, pos + 2 + ((body[pos] << 8) | body[pos + 1]))
     pos += 2
+    parsers = _EXTENSIONS
     while pos + 4 <= ext_end:
         etype = (body[pos] << 8) | body[pos + 1]
         elen = (body[pos + 2] << 8) | body[pos + 3]
-        data = body[pos + 4:pos + 4 + elen]
-        if len(data) < elen:
+        pos += 4
+        if pos + elen > blen:
             raise TlsError("truncated ClientHello extension")
-        hello.extensions.append(etype)
-        _extension(hello, etype, data)
-        pos += 4 + elen
+        extensions.append(etype)
+        parse = parsers.get(etype)
+        if parse is not None:
+            parse(hello, body[pos:pos + elen])
+        pos += elen
     return hello
 
 
-def _extension(hello: ClientHello, etype: int, data: bytes) -> None:
-    if etype == EXT_SNI and len(data) >= 5 and data[2] == 0:
+def _sni(hello: ClientHello, data: bytes) -> None:
+    if len(data) >= 5 and data[2] == 0:
         nlen = (data[3] << 8) | data[4]
         hello.server_name = data[5:5 + nlen].decode("ascii", "backslashreplace")
-    elif etype == EXT_GROUPS:
-        hello.groups = _u16s(data[2:])
-    elif etype == EXT_POINT_FORMATS and data:
+
+
+def _groups(hello: ClientHello, data: bytes) -> None:
+    hello.groups = _u16s(data[2:])
+
+
+def _point_formats(hello: ClientHello, data: bytes) -> None:
+    if data:
         hello.point_formats = list(data[1:1 + data[0]])
-    elif etype == EXT_SIGALGS:
-        hello.sig_algs = _u16s(data[2:])
-    elif etype == EXT_VERSIONS and data:
+
+
+def _sig_algs(hello: ClientHello, data: bytes) -> None:
+    hello.sig_algs = _u16s(data[2:])
+
+
+def _versions(hello: ClientHello, data: bytes) -> None:
+    if data:
         hello.versions = _u16s(data[1:1 + data[0]])
-    elif etype == EXT_ALPN and len(data) >= 3:
+
+
+def _alpn(hello: ClientHello, data: bytes) -> None:
+    if len(data) >= 3:
         pos, end = 2, min(len(data), 2 + ((data[0] << 8) | data[1]))
         while pos < end:
             ln = data[pos]
             hello.alpn.append(data[pos + 1:pos + 1 + ln].decode("latin-1"))
             pos += 1 + ln
+
+
+#: the extensions whose content the fingerprints and fields need; the others are only listed
+_EXTENSIONS: dict[int, Callable[[ClientHello, bytes], None]] = {
+    EXT_SNI: _sni, EXT_GROUPS: _groups, EXT_POINT_FORMATS: _point_formats, EXT_SIGALGS: _sig_algs,
+    EXT_VERSIONS: _versions, EXT_ALPN: _alpn,
+}
 
 
 @dataclass(slots=True)
