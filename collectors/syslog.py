@@ -62,6 +62,10 @@ def resolve_tz(name: str | None) -> tzinfo:
         raise ValueError(f"unknown time zone {name!r} (expected an IANA name such as Europe/Paris)") from exc
 
 
+#: minutes whose date ``bsd_iso`` keeps at once (a year of auth.log has ~500,000)
+MINUTES_KEPT = 4096
+
+
 @dataclass(slots=True)
 class _FileContext:
     reference: datetime  # the file's mtime: no line was written after it
@@ -114,7 +118,6 @@ class SyslogReader(LineReader):
         prefix = ctx.minutes.get(key)
         if prefix and ss < "60":
             return prefix + ss + ".000Z"
-        iso = to_iso(self.bsd_time(mon, day, hh, mm, ss, ctx))  # raises on a bad date: never cached
         if prefix is None:
             try:
                 first = to_iso(self.bsd_time(mon, day, hh, mm, "00", ctx))
@@ -122,14 +125,20 @@ class SyslogReader(LineReader):
             except LineError:
                 first = last = ""
             shared = first[:-7] == last[:-7] and first.endswith(":00.000Z") and last.endswith(":59.000Z")
-            ctx.minutes[key] = first[:-7] if shared else ""
-        return iso
+            if len(ctx.minutes) >= MINUTES_KEPT:  # lines come in time order: the old minutes are done
+                ctx.minutes.clear()
+            prefix = ctx.minutes[key] = first[:-7] if shared else ""
+            if prefix and ss < "60":
+                return prefix + ss + ".000Z"
+        return to_iso(self.bsd_time(mon, day, hh, mm, ss, ctx))  # raises on a bad date: never cached
 
     def parse(self, text: str, ctx: Any) -> Event | None:
         m = BSD.match(text)
         if m is not None:
             pri, mon, day, hh, mm, ss, host, tag, pid, msg = m.groups()
-            return build_event(self.bsd_iso(mon, day, hh, mm, ss, ctx), pri, host, tag, pid, msg)
+            prefix = ctx.minutes.get((mon, day, hh, mm))  # bsd_iso's cache, without the call
+            iso = prefix + ss + ".000Z" if prefix and ss < "60" else self.bsd_iso(mon, day, hh, mm, ss, ctx)
+            return build_event(iso, pri, host, tag, pid, msg)
         m = ISO.match(text)
         if m is not None:
             ts = _iso_time(m.group("ts"), self.tz)

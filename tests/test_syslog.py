@@ -165,3 +165,18 @@ def test_minute_cache_dates_every_second_as_the_uncached_rule(tmp_path: Path, tz
     assert [e["@timestamp"] for e in result.events] == expected
     assert len(result.problems) == len(reasons) and all(p.reason == "bad timestamp" for p in result.problems)
     assert any(ss == "60" for *_, ss in stamps) and reasons  # leap seconds and 29 Feb 2025/2024 were tried
+
+
+def test_minute_cache_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import collectors.syslog as syslog
+
+    text = "".join(f"Nov {1 + i // 1440:2d} {(i // 60) % 24:02d}:{i % 60:02d}:{i % 7:02d} h sshd[1]: x\n"
+                   for i in range(0, 3000, 7))
+    path = write(tmp_path / "auth.log", text, mtime="2026-11-26T00:00:00+00:00")
+    whole = read_all(SyslogReader(tz="Europe/Paris"), path).events
+    monkeypatch.setattr(syslog, "MINUTES_KEPT", 5)
+    reader = SyslogReader(tz="Europe/Paris")
+    ctx = reader.begin(path)
+    parsed = [reader.parse(line, ctx) for line in text.splitlines()]
+    assert [e["@timestamp"] for e in parsed if e] == [e["@timestamp"] for e in whole] and len(parsed) == len(whole)
+    assert len(ctx.minutes) <= 5
