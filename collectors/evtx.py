@@ -68,8 +68,8 @@ def _v(data: Fields, key: str) -> str | None:
     value = data.get(key)
     if value is None:
         return None
-    text = str(value).strip()
-    return None if text in ("", "-") else text
+    text = value.strip() if value.__class__ is str else str(value).strip()
+    return None if text == "" or text == "-" else text
 
 
 def _set(event: Fields, field: str, value: Any) -> None:
@@ -358,7 +358,11 @@ def record_to_event(record: Fields) -> Event:
     root = record.get("Event") or {}
     system = root.get("System") or {}
     provider_node = system.get("Provider")
-    provider = _attr(provider_node, "Name") or _attr(provider_node, "EventSourceName")
+    attrs = provider_node.get("#attributes") if isinstance(provider_node, dict) else None
+    if isinstance(attrs, dict):  # _attr, read once for the three names
+        provider, guid = attrs.get("Name") or attrs.get("EventSourceName"), attrs.get("Guid")
+    else:
+        provider = guid = None
     raw_id = _text(system.get("EventID"))
     try:
         code = int(raw_id)
@@ -377,7 +381,7 @@ def record_to_event(record: Fields) -> Event:
     if provider is not None:
         event["event.provider"] = provider
         event["winlog.provider_name"] = provider
-    _set(event, "winlog.provider_guid", _attr(provider_node, "Guid"))
+    _set(event, "winlog.provider_guid", guid)
     _set(event, "winlog.channel", channel)
     if computer:
         event["winlog.computer_name"] = computer
