@@ -332,21 +332,32 @@ def _timestamp(created: Any) -> str:
     return to_iso(ts)
 
 
-def _event_data(node: Any, event: Event) -> Fields:
+def _event_data(node: Any, event: Event) -> Fields | None:
     """``EventData`` into ``event`` as ``winlog.event_data.*``; returns the fields by their own
-    names (what the logon mappings read).
+    names (what the logon mappings read), or ``None``: take them from ``event`` if needed.
 
-    The common node is flat, every value a string: its fields go straight in and the
-    node itself is the by-name view. Anything else (numbers, unnamed ``<Data>``, nesting)
-    goes through ``flatten_data``, which gives the same keys for the flat part.
+    The common node is flat, every value a string, a number or null: its fields go straight
+    in (numbers as ``str``, nulls left out, as ``flatten_data`` does), and when every value is
+    a string the node itself is the by-name view. Anything else (booleans, unnamed ``<Data>``,
+    nesting, attributes) goes through ``flatten_data``, which gives the same keys for the flat part.
     """
     if node.__class__ is dict:
+        strings = True
         for key, value in node.items():
-            if value.__class__ is not str or key == "Data":
+            kind = value.__class__
+            if key == "Data":
                 break
-            event[_EVENT_DATA + key] = value
+            if kind is str:
+                event[_EVENT_DATA + key] = value
+            elif kind is int or kind is float:
+                event[_EVENT_DATA + key] = str(value)
+                strings = False
+            elif value is None:
+                strings = False
+            else:
+                break
         else:
-            return node  # type: ignore[no-any-return]
+            return node if strings else None  # type: ignore[no-any-return]
     data: Fields = {}
     flatten_data(node, _EVENT_DATA, data)
     event.update(data)
@@ -406,7 +417,7 @@ def record_to_event(record: Fields) -> Event:
     if security is not None:
         _set(event, "winlog.user.identifier", _attr(security, "UserID"))
     node = root.get("EventData")
-    plain = _event_data(node, event) if node is not None else {}
+    plain: Fields | None = _event_data(node, event) if node is not None else {}
     node = root.get("UserData")
     if node is not None:
         flatten_data(node, "winlog.user_data.", event)
@@ -416,6 +427,8 @@ def record_to_event(record: Fields) -> Event:
         event["event.action"] = mapping.action
         event["event.category"] = list(mapping.category)
         event["event.type"] = list(mapping.type)
+        if plain is None:
+            plain = {k[18:]: v for k, v in event.items() if k.startswith(_EVENT_DATA)}
         mapping.build(event, plain)
         outcome = mapping.outcome
         if outcome is None:

@@ -237,14 +237,19 @@ def test_truncated_copy_is_reported_not_silent(tmp_path: Path) -> None:
     assert problem.reason == "records missing" and "announce 30 records, 20 were read" in (problem.raw or "")
 
 
-def test_flat_string_event_data_and_the_general_route_agree() -> None:
-    """The fast path (every EventData value a string) and flatten_data give the same event."""
-    as_strings = {k: str(v) for k, v in LOGON.items()}
-    fast = record_to_event(record(4624, as_strings))
-    general = record_to_event(record(4624, {**as_strings, "Extra": 7}))  # a number: general route
-    assert general.pop("winlog.event_data.Extra") == "7"
-    assert fast == general
-    assert list(fast) == list(general)  # same field order too
+@pytest.mark.parametrize("extra", [{}, {"Extra": 7}, {"Extra": None}, {"Extra": 2.5}, {"Extra": True},
+                                   {"Data": [{"#text": "a"}]}, {"Nested": {"A": "b"}}, {"#attributes": {"x": "y"}}])
+def test_event_data_fast_path_gives_what_flatten_data_gives(extra: dict[str, Any]) -> None:
+    """The fast path (flat strings, numbers, nulls) and flatten_data agree, keys, values and order."""
+    from collectors.evtx import flatten_data
+
+    data = {**{k: str(v) for k, v in LOGON.items()}, **extra, "Status": "0xc000006d"}
+    event = record_to_event(record(4625, data))
+    expected: dict[str, Any] = {}
+    flatten_data(data, "winlog.event_data.", expected)
+    assert {k: v for k, v in event.items() if k.startswith("winlog.event_data.")} == expected
+    assert [k for k in event if k.startswith("winlog.event_data.")] == list(expected)
+    assert event["user.name"] == "alice" and event["event.outcome"] == "failure"  # the by-name view
 
 
 @pytest.mark.parametrize(("written", "stamp"), [
