@@ -9,12 +9,15 @@ and code, mapped the way Zeek pairs requests with replies.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import struct
+from binascii import b2a_base64
 
 TCP, UDP, ICMP, ICMP6, SCTP = 6, 17, 1, 58, 132
 _PORTED = frozenset((TCP, UDP, SCTP, ICMP, ICMP6))
+_SEED = struct.Struct("!H").pack
+_PORTS = struct.Struct("!HH").pack
+_sha1 = hashlib.sha1
 
 #: request <-> reply types: a two-way ICMP message is ordered like ports are
 ICMP4_PAIRS: dict[int, int] = {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 10: 9, 9: 10, 17: 18, 18: 17}
@@ -34,7 +37,7 @@ def community_id(saddr: bytes, daddr: bytes, proto: int, sport: int = 0, dport: 
             dport = reply
     if not one_way and (saddr > daddr or (saddr == daddr and sport > dport)):
         saddr, daddr, sport, dport = daddr, saddr, dport, sport
-    data = struct.pack("!H", seed) + saddr + daddr + bytes((proto, 0))
+    data = _SEED(seed) + saddr + daddr + bytes((proto, 0))
     if proto in _PORTED:
-        data += struct.pack("!HH", sport, dport)
-    return "1:" + base64.b64encode(hashlib.sha1(data).digest()).decode("ascii")
+        data += _PORTS(sport, dport)
+    return "1:" + b2a_base64(_sha1(data).digest(), newline=False).decode("ascii")

@@ -183,8 +183,17 @@ def conn_state(flow: Flow) -> str:
     return "S1"
 
 
+_IP_TEXT: dict[bytes, str] = {}
+
+
 def ip_text(addr: bytes) -> str:
-    return socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)
+    """The text form of a packed address, cached: the same hosts come back flow after flow."""
+    text = _IP_TEXT.get(addr)
+    if text is None:
+        if len(_IP_TEXT) > 65536:
+            _IP_TEXT.clear()
+        text = _IP_TEXT[addr] = socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)
+    return text
 
 
 _ISO_SECONDS: dict[int, str] = {}
@@ -545,19 +554,27 @@ class FlowMeter:
     def app_event(self, flow: Flow, dataset: str, position: str, index: int, ts: int, fields: Event,
                   end: int | None = None, reverse: bool = False) -> None:
         """An application event of a flow (DNS transaction, HTTP exchange, TLS handshake...)."""
-        doc = self.base_fields(flow)
-        if reverse:  # a message whose sender is the flow's responder (e.g. a server-initiated one)
-            for a, b in (("source.ip", "destination.ip"), ("source.port", "destination.port")):
-                if a in doc:
-                    doc[a], doc[b] = doc[b], doc[a]
+        base = self._base(flow)
+        src, dst = base["source.ip"], base["destination.ip"]
         start = iso_ns(ts)
-        doc["@timestamp"] = start
         if flow.layer:
             position = f"{position}.{flow.layer}"
-        doc["event.id"] = self.make_id(f"{position}:{dataset}")
-        doc["event.dataset"] = dataset
-        doc["event.type"] = ["protocol", "info"] if dataset != "network.icmp" else ["info"]
-        doc["ztsoc.source.position"] = f"packet {index}"
+        doc: Event = {
+            **base,
+            "event.category": ["network"],
+            "related.ip": [src, dst] if src != dst else [src],
+            "@timestamp": start,
+            "event.id": self.make_id(f"{position}:{dataset}"),
+            "event.dataset": dataset,
+            "event.type": ["protocol", "info"] if dataset != "network.icmp" else ["info"],
+            "ztsoc.source.position": f"packet {index}",
+        }
+        if flow.app:
+            doc["network.protocol"] = flow.app
+        if reverse:  # a message whose sender is the flow's responder (e.g. a server-initiated one)
+            doc["source.ip"], doc["destination.ip"] = dst, src
+            if not flow.icmp:
+                doc["source.port"], doc["destination.port"] = flow.dport, flow.sport
         if end is not None:
             doc["event.start"] = start
             doc["event.end"] = iso_ns(end)
