@@ -38,7 +38,8 @@ _TAG = r"(?:(?P<tag>[^\s\[:(]+(?:\([^)\s]*\))?)(?:\[(?P<pid>\d+)\])?: ?)?"
 _SD = r'\[[^\s\]=]+(?:\s+[^\s=\]]+="(?:[^"\\]|\\.)*")*\s*\]'  # quoted values may hold "]"
 RFC5424 = re.compile(_PRI + r"1 (?P<ts>\S+) (?P<host>\S+) (?P<app>\S+) (?P<procid>\S+) (?P<msgid>\S+) "
                      r"(?P<sd>-|(?:" + _SD + r")+) ?(?P<msg>.*)$")
-ISO = re.compile(_PRI + r"(?P<ts>\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?) (?P<host>\S+) "
+ISO = re.compile(_PRI + r"(?P<ts>(?P<minute>\d{4}-\d\d-\d\d[T ]\d\d:\d\d):(?P<second>\d\d)(?:\.(?P<fraction>\d+))?"
+                 r"(?P<zone>Z|[+-]\d\d:?\d\d)?) (?P<host>\S+) "
                  + _TAG + r"(?P<msg>.*)$")
 BSD = re.compile(_PRI + r"(?P<mon>[A-Z][a-z]{2}) +(?P<day>\d{1,2}) (?P<h>\d\d):(?P<m>\d\d):(?P<s>\d\d)(?:\.\d+)? "
                  r"(?P<host>\S+) " + _TAG + r"(?P<msg>.*)$")
@@ -69,9 +70,10 @@ MINUTES_KEPT = 4096
 @dataclass(slots=True)
 class _FileContext:
     reference: datetime  # the file's mtime: no line was written after it
-    #: (mon, day, hh, mm) of an RFC 3164 stamp -> the UTC ``@timestamp`` up to its seconds
-    #: ("2026-11-25T09:15:"), or "" where a minute cannot be shared (a zone or year change in it)
-    minutes: dict[tuple[str, str, str, str], str] = field(default_factory=dict)
+    #: (mon, day, hh, mm) of an RFC 3164 stamp, or (minute, zone) of an ISO one -> the UTC
+    #: ``@timestamp`` up to its seconds ("2026-11-25T09:15:"), or "" where a minute cannot be
+    #: shared (a zone or year change in it)
+    minutes: dict[tuple[str | None, ...], str] = field(default_factory=dict)
 
 
 class SyslogReader(LineReader):
@@ -141,12 +143,32 @@ class SyslogReader(LineReader):
             return build_event(iso, pri, host, tag, pid, msg)
         m = ISO.match(text)
         if m is not None:
-            ts = _iso_time(m.group("ts"), self.tz)
-            return build_event(ts, m.group("pri"), m.group("host"), m.group("tag"), m.group("pid"), m.group("msg"))
+            pri, ts, minute, ss, fraction, zone, host, tag, pid, msg = m.groups()
+            prefix = ctx.minutes.get((minute, zone))
+            if prefix and ss < "60" and (not fraction or fraction.isascii()):  # ms as written, truncated as to_iso
+                iso = prefix + ss + ("." + fraction[:3].ljust(3, "0") if fraction else ".000") + "Z"
+            else:
+                iso = self.iso_stamp(ts, minute, zone, ctx)
+            return build_event(iso, pri, host, tag, pid, msg)
         m = RFC5424.match(text)
         if m is not None:
             return self.parse_5424(m)
         raise LineError("no syslog header")
+
+    def iso_stamp(self, ts: str, minute: str, zone: str | None, ctx: _FileContext) -> str:
+        """``@timestamp`` of an ISO stamp; each (minute, zone) converted to UTC once, as ``bsd_iso``."""
+        key = (minute, zone)
+        if key not in ctx.minutes:
+            try:
+                first = to_iso(_iso_time(f"{minute}:00{zone or ''}", self.tz))
+                last = to_iso(_iso_time(f"{minute}:59{zone or ''}", self.tz))
+            except LineError:
+                first = last = ""
+            shared = first[:-7] == last[:-7] and first.endswith(":00.000Z") and last.endswith(":59.000Z")
+            if len(ctx.minutes) >= MINUTES_KEPT:
+                ctx.minutes.clear()
+            ctx.minutes[key] = first[:-7] if shared else ""
+        return to_iso(_iso_time(ts, self.tz))
 
     def parse_5424(self, m: re.Match[str]) -> Event:
         ts = _iso_time(m.group("ts"), self.tz) if m.group("ts") != "-" else None

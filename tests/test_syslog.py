@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from datetime import datetime
 from pathlib import Path
@@ -180,3 +181,23 @@ def test_minute_cache_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     parsed = [reader.parse(line, ctx) for line in text.splitlines()]
     assert [e["@timestamp"] for e in parsed if e] == [e["@timestamp"] for e in whole] and len(parsed) == len(whole)
     assert len(ctx.minutes) <= 5
+
+
+@pytest.mark.parametrize("tz", ["Europe/Paris", "Australia/Lord_Howe", "UTC"])
+def test_iso_stamps_through_the_minute_cache_match_the_direct_conversion(tmp_path: Path, tz: str) -> None:
+    from collectors.syslog import _iso_time
+    from eventstore.timeutil import to_iso
+
+    stamps = [f"2025-{md}{sep}{hh}:{mm}:{ss}{frac}{zone}"
+              for md in ("03-30", "04-06", "10-05", "10-26") for sep in ("T", " ") for hh in ("01", "02", "03")
+              for mm in ("00", "30", "59") for ss in ("00", "59", "60") for frac in ("", ".5", ".123456", ".1234567")
+              for zone in ("", "Z", "+05:45", "-0330")]
+    text = "".join(f"{ts} h sshd[1]: Invalid user a from 10.0.0.1\n" for ts in stamps)
+    result = read_all(SyslogReader(tz=tz), write(tmp_path / "auth.log", text))
+    expected = []
+    zone = SyslogReader(tz=tz).tz
+    for ts in stamps:
+        with contextlib.suppress(ValueError):  # LineError: second 60
+            expected.append(to_iso(_iso_time(ts, zone)))
+    assert [e["@timestamp"] for e in result.events] == expected
+    assert len(result.problems) == len(stamps) - len(expected) > 0
