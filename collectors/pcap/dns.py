@@ -9,6 +9,7 @@ with a hop limit, so a pointer loop is a "bad name" problem, not a hang.
 from __future__ import annotations
 
 import socket
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,9 @@ OPCODES: dict[int, str] = {0: "QUERY", 1: "IQUERY", 2: "STATUS", 4: "NOTIFY", 5:
 FLAGS: tuple[tuple[int, str], ...] = ((0x0400, "AA"), (0x0200, "TC"), (0x0100, "RD"), (0x0080, "RA"),
                                       (0x0020, "AD"), (0x0010, "CD"))
 DNS_PORTS = frozenset((53, 5353, 5355))
+#: type, class, TTL and data length of a resource record, in one unpack
+_RR = struct.Struct("!HHIH").unpack_from
+_FLAG_NAMES: dict[int, tuple[str, ...]] = {}
 MAX_ANSWERS = 50
 
 
@@ -45,6 +49,15 @@ class DnsMessage:
     qtype: int | None = None
     qclass: int | None = None
     answers: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _flags(flags: int) -> list[str]:
+    """The header flags' names (a fresh list: it goes into the event), per bit pattern computed once."""
+    bits = flags & 0x07B0
+    names = _FLAG_NAMES.get(bits)
+    if names is None:
+        names = _FLAG_NAMES[bits] = tuple(name for bit, name in FLAGS if flags & bit)
+    return list(names)
 
 
 def _name(data: bytes, pos: int) -> tuple[str, int]:
@@ -115,7 +128,7 @@ def parse_dns(data: bytes) -> DnsMessage:
     flags = (data[2] << 8) | data[3]
     qd, an = (data[4] << 8) | data[5], (data[6] << 8) | data[7]
     msg = DnsMessage(id=ident, response=bool(flags & 0x8000), opcode=(flags >> 11) & 15, rcode=flags & 15,
-                     flags=[name for bit, name in FLAGS if flags & bit])
+                     flags=_flags(flags))
     if msg.opcode not in OPCODES:
         raise DnsError("not DNS")
     pos = 12
@@ -132,10 +145,7 @@ def parse_dns(data: bytes) -> DnsMessage:
         name, pos = _name(data, pos)
         if pos + 10 > len(data):
             raise DnsError("truncated answer")
-        rtype = (data[pos] << 8) | data[pos + 1]
-        rclass = (data[pos + 2] << 8) | data[pos + 3]
-        ttl = int.from_bytes(data[pos + 4:pos + 8], "big")
-        rdlen = (data[pos + 8] << 8) | data[pos + 9]
+        rtype, rclass, ttl, rdlen = _RR(data, pos)
         pos += 10
         if pos + rdlen > len(data):
             raise DnsError("truncated answer")

@@ -146,8 +146,10 @@ def _iter_pcap(buf: _Buffer, problems: list[Problem], info: CaptureInfo, start: 
     buf.pos = 24
     hdr = struct.Struct(order + "IIII").unpack_from
     index = 0
-    # hot loop: the buffer is held in locals and refilled only when a record crosses its end
+    # hot loop: the buffer is held in locals and refilled only when a record crosses its end;
+    # the second's nanoseconds are computed once per second (packets mostly share it)
     b, pos, blen = buf.buf, buf.pos, len(buf.buf)
+    last_sec, sec_ns = -1, 0
     while True:
         if pos + 16 > blen:
             buf.pos = pos
@@ -172,7 +174,9 @@ def _iter_pcap(buf: _Buffer, problems: list[Problem], info: CaptureInfo, start: 
             b, pos, blen = buf.buf, buf.pos, len(buf.buf)
             end = pos + 16 + incl
         if index >= start:
-            yield index, sec * 1_000_000_000 + frac * scale, linktype, b[pos + 16:end], orig
+            if sec != last_sec:
+                last_sec, sec_ns = sec, sec * 1_000_000_000
+            yield index, sec_ns + frac * scale, linktype, b[pos + 16:end], orig
         pos = end
         index += 1
 
