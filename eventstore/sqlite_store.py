@@ -18,6 +18,7 @@ the ``Store`` protocol. Hand-written because no library maps a Lucene/ECS store 
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import json
 import os
@@ -270,7 +271,9 @@ def _ceil_ms(ts: datetime) -> int:
     return -((_EPOCH - ts) // _MS)
 
 
+@functools.lru_cache(maxsize=65536)
 def _ms_to_iso(ms: int) -> str:
+    """Cached: an aggregation's time buckets repeat on every row of every group."""
     return to_iso(_EPOCH + timedelta(milliseconds=ms))
 
 
