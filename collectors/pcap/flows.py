@@ -197,6 +197,7 @@ def ip_text(addr: bytes) -> str:
 
 
 _ISO_SECONDS: dict[int, str] = {}
+_MILLIS: tuple[str, ...] = tuple(f"{ms:03d}Z" for ms in range(1000))
 
 
 def iso_ns(ts_ns: int) -> str:
@@ -207,7 +208,7 @@ def iso_ns(ts_ns: int) -> str:
         if len(_ISO_SECONDS) > 4096:
             _ISO_SECONDS.clear()
         prefix = _ISO_SECONDS[sec] = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec))
-    return f"{prefix}{rest // 1_000_000:03d}Z"
+    return prefix + _MILLIS[rest // 1_000_000]
 
 
 class FlowMeter:
