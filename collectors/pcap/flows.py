@@ -190,7 +190,7 @@ def ip_text(addr: bytes) -> str:
     """The text form of a packed address, cached: the same hosts come back flow after flow."""
     text = _IP_TEXT.get(addr)
     if text is None:
-        if len(_IP_TEXT) > 65536:
+        if len(_IP_TEXT) > 4096:  # bounded: memory stays flat whatever the number of hosts
             _IP_TEXT.clear()
         text = _IP_TEXT[addr] = socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)
     return text
