@@ -9,6 +9,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -148,7 +149,10 @@ def test_kill_minus_nine_then_resume_matches_a_clean_run(tmp_path: Path, backend
         urllib.request.urlopen(urllib.request.Request(f"{node}/{prefix}-*/_refresh", method="POST"), timeout=60)
     final = open_store(url)
     try:
-        stored_before = final.count()
+        # Elasticsearch shows the killed writers' documents after its next refresh (about a second)
+        deadline = time.monotonic() + 30
+        while (stored_before := final.count()) == 0 and time.monotonic() < deadline:
+            time.sleep(0.25)
         assert 0 < stored_before < len(want)
         report = ingest(final, PcapReader(), [path], batch_size=10)
         got = [d["event.id"] for d in final.scan("*", fields=["event.id"])]
