@@ -8,13 +8,13 @@ with the store's own counts).
 
 from __future__ import annotations
 
-import math
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 from detections.lifecycle import LEVELS, OPEN_STATUSES
+from detections.ml.features import shannon_entropy
 from detections.risk import entity_risk
 from eventstore.store import ALERT_STATUS, Doc, Metric, Store
 from eventstore.timeutil import parse_time, to_iso, utcnow
@@ -137,11 +137,6 @@ def network(store: Store, params: Params) -> dict[str, Any]:
     }
 
 
-def _label_entropy(label: str) -> float:
-    counts = Counter(label)
-    return -sum(n / len(label) * math.log2(n / len(label)) for n in counts.values())
-
-
 def odd_dns(names: list[Doc], min_names: int = 20) -> dict[str, Any]:
     """Domains under which many distinct, long, random-looking names are asked: tunnelling's shape."""
     per_domain: dict[str, set[str]] = defaultdict(set)
@@ -149,7 +144,7 @@ def odd_dns(names: list[Doc], min_names: int = 20) -> dict[str, Any]:
     for row in names:
         name = str(row["dns.question.name"]).rstrip(".")
         labels = name.split(".")
-        if len(labels) >= 3 and len(labels[0]) >= 30 and _label_entropy(labels[0]) >= 3.5:
+        if len(labels) >= 3 and len(labels[0]) >= 30 and shannon_entropy(labels[0]) >= 3.5:
             per_domain[".".join(labels[-2:])].add(name)
             odd_queries.append({"name": name, "count": row["count"]})
     ranked = sorted(((len(n), d) for d, n in per_domain.items() if len(n) >= min_names), key=lambda r: (-r[0], r[1]))

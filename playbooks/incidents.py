@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from playbooks.generators.service_calls import ServiceCall, spiffe
-from playbooks.generators.workday import SERVERS, SERVICES, STAFF, Day, PolicyChange
+from playbooks.generators.workday import ATTACKER, SCANNER, SERVERS, SERVICES, STAFF, Day, PolicyChange
 
 Params = Mapping[str, Any]
 
@@ -25,7 +25,7 @@ def _at(day: Day, fraction: float) -> float:
 
 def ssh_brute_force(day: Day, p: Params) -> None:
     """Failed passwords from one source, a success on a real account, then sudo."""
-    attacker, host, victim = p.get("attacker", "203.0.113.77"), p.get("host", "jump-01"), p.get("user", "amina.okafor")
+    attacker, host, victim = p.get("attacker", ATTACKER), p.get("host", "jump-01"), p.get("user", "amina.okafor")
     attempts, ts = int(p.get("attempts", 40)), _at(day, float(p.get("at", 0.9)))
     for i in range(attempts):
         user = day.rng.choice(["root", "admin", "oracle", victim])
@@ -40,7 +40,7 @@ def ssh_brute_force(day: Day, p: Params) -> None:
 
 def port_scan(day: Day, p: Params) -> None:
     """A SYN scan of the low ports; the open ones are then probed for their service."""
-    scanner, target = p.get("scanner", "10.20.7.66"), p.get("target", SERVERS["records-db"])
+    scanner, target = p.get("scanner", SCANNER), p.get("target", SERVERS["records-db"])
     open_ports = set(p.get("open_ports", [22, 443, 5432]))
     ts = _at(day, float(p.get("at", 0.8)))
     for i, port in enumerate(range(1, int(p.get("last_port", 1024)) + 1)):

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import dpkt
 
-from playbooks.generators.workday import ATTACKER, DEMO_INCIDENTS, entropy, generate
+from detections.ml.features import shannon_entropy as entropy
+from playbooks.generators.workday import ATTACKER, DEMO_INCIDENTS, generate
 
 END = datetime(2026, 11, 20, 18, 0, tzinfo=UTC)
 

@@ -10,7 +10,6 @@ files, so detections see them exactly as they would see real ones.
 from __future__ import annotations
 
 import json
-import math
 import random
 import string
 from collections.abc import Mapping, Sequence
@@ -247,8 +246,3 @@ def generate(directory: Path, *, seed: int = 7, end: datetime | None = None, flo
     out.calls_jsonl.write_text("".join(json.dumps(asdict(c)) + "\n" for c in out.calls))
     return out
 
-
-def entropy(text: str) -> float:
-    """Shannon entropy in bits per character (used by tests to check the tunnel labels)."""
-    counts = {c: text.count(c) for c in set(text)}
-    return -sum(n / len(text) * math.log2(n / len(text)) for n in counts.values())
