@@ -11,6 +11,9 @@ command -v tcpdump >/dev/null || need+=(tcpdump)  # compiles --bpf filters for s
 command -v chromium >/dev/null || need+=(chromium)
 command -v ip >/dev/null || need+=(iproute2)
 command -v wrk >/dev/null || need+=(wrk)  # HTTP load generator for bench/policy.py
+command -v nginx >/dev/null || need+=(nginx)  # real reverse proxy: policy auth_request, TLS/auth in front of Elasticsearch
+command -v tmux >/dev/null || need+=(tmux)  # real terminal for the hostile-output and Vietnamese CLI tests
+[ -d /usr/share/fonts/truetype/noto ] || need+=(fonts-noto-core)  # Vietnamese diacritics in the browser screenshots
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "system-deps: missing ${need[*]}; run as root or: sudo apt-get install ${need[*]}" >&2
