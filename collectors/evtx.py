@@ -281,13 +281,21 @@ def flatten_data(node: Any, prefix: str, out: Fields) -> None:
         if key == "#attributes":
             continue
         if key == "Data" and prefix.endswith("event_data."):
-            # unnamed <Data> elements: Param1, Param2... as Winlogbeat does
+            # unnamed <Data> elements: param1, param2... as Winlogbeat does, and all of them
+            # also as one ``Data`` value, one per line as the Event Viewer shows them: SigmaHQ's
+            # rules for Application/System providers test ``Data|contains``.
             items = value if isinstance(value, list) else [value]
+            unnamed: list[str] = []
             for i, item in enumerate(items, start=1):
                 name = _attr(item, "Name")
                 text = _text(item)
                 if text is not None:
-                    out[f"{prefix}{name or f'param{i}'}"] = _scalar(text)
+                    text = _scalar(text)
+                    out[f"{prefix}{name or f'param{i}'}"] = text
+                    if not name:
+                        unnamed.append(text)
+            if unnamed:
+                out[prefix + "Data"] = "\n".join(unnamed)
             continue
         if isinstance(value, dict) and "#text" not in value:
             flatten_data(value, f"{prefix}{key}.", out)

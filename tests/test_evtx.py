@@ -119,6 +119,8 @@ def test_other_records_keep_their_winlog_fields() -> None:
     # unnamed <Data> elements and UserData
     unnamed = record_to_event(record(104, {"Data": [{"#text": "a"}, {"#text": "b"}]}, channel="System"))
     assert unnamed["winlog.event_data.param1"] == "a" and unnamed["winlog.event_data.param2"] == "b"
+    # ... and all of them as ``Data``, which SigmaHQ's Application/System rules test
+    assert unnamed["winlog.event_data.Data"] == "a\nb"
     user_data = record(1102, None, channel="Security", provider="Microsoft-Windows-Eventlog")
     user_data["Event"]["UserData"] = {"LogFileCleared": {"SubjectUserName": "admin", "#attributes": {"xmlns": "x"}}}
     assert record_to_event(user_data)["winlog.user_data.LogFileCleared.SubjectUserName"] == "admin"
@@ -267,3 +269,28 @@ def test_time_created_not_a_time() -> None:
     rec = record(4624, LOGON, TimeCreated={"#attributes": {"SystemTime": "2019-13-12T08:00:01.123456Z"}})
     with pytest.raises(ValueError, match=r"month must be in 1\.\.12"):  # the general route's words
         record_to_event(rec)
+
+
+def test_unnamed_data_reaches_rules_that_test_data() -> None:
+    """SigmaHQ's Application/System rules say ``Data|contains``; the EVTX reader must give them ``Data``."""
+    from sigma.collection import SigmaCollection
+
+    from detections.sigma.matcher import compile_rule
+    from detections.sigma.pipelines import get_pipeline
+
+    rule = SigmaCollection.from_yaml("""
+title: ntds.dit copied by ntdsutil (after SigmaHQ win_esent_ntdsutil_abuse)
+id: 11111111-2222-4333-8444-555555555556
+logsource: {product: windows, service: application}
+detection:
+  sel: {Provider_Name: ESENT, EventID: 216, Data|contains: 'ntds.dit'}
+  filter: {Data|contains: 'C:\\Windows\\NTDS\\'}
+  condition: sel and not filter
+""").rules[0]
+    compiled = compile_rule(rule, get_pipeline())
+    copy = record(216, {"Data": [{"#text": "NTDS"}, {"#text": "1"}, {"#text": "C:\\Temp\\x\\NTDS.DIT"}]},
+                  channel="Application", provider="ESENT")
+    in_place = record(216, {"Data": [{"#text": "NTDS"}, {"#text": "C:\\Windows\\NTDS\\ntds.dit"}]},
+                      channel="Application", provider="ESENT")
+    assert compiled.matches(record_to_event(copy))
+    assert not compiled.matches(record_to_event(in_place))  # the rule's `not Data|contains` filter holds
