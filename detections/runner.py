@@ -11,6 +11,10 @@ Nothing is lost or repeated across stops and restarts because (1) an alert's id 
 from its rule, group and first event, and open cases are kept in the store
 (:class:`detections.alerts.AlertBook`), so re-evaluating an overlap updates the same alert;
 (2) alerts are written before the cursors move, so a crash in between only causes a replay.
+A cursor never passes the newest event actually evaluated or the moment the run started
+(whichever is later), even when ``until`` lies in the future (``soc demo`` evaluates up to
+the end of its generated day plus an hour): events stamped between now and that ``until``
+and written later would otherwise sit behind the cursor and never be evaluated.
 A runner that was down for a day simply reads a longer range next time (catch-up).
 
 Elasticsearch stores are evaluated by ``es_eval`` (queries run in the cluster); every other
@@ -28,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from detections.alerts import AlertBook
-from detections.sigma.engine import BaselineBook, CompiledSet, Evaluation, compile_ruleset
+from detections.sigma.engine import BaselineBook, CompiledSet, Evaluation, compile_ruleset, epoch
 from detections.sigma.loader import load_rules
 from detections.sigma.matcher import CompiledRule
 from eventstore.store import Doc, Store
@@ -97,7 +101,8 @@ def run_detections(store: Store, since: datetime | None = None, until: datetime 
     """One run. ``since`` applies to rules without a cursor (or all, with ``reset``)."""
     started = time.perf_counter()
     cs = compiled or load_compiled(rules_dirs, shipped=shipped)
-    until = until or utcnow()
+    now = utcnow()
+    until = until or now
     default_from = since or (until - DEFAULT_SINCE)
     keys = sorted(cs.generating)
     report_from: dict[str, float] = {}
@@ -114,16 +119,19 @@ def run_detections(store: Store, since: datetime | None = None, until: datetime 
     baselines = BaselineBook(store)
     evaluation = Evaluation(cs, book, baselines, report_from)
     source = EVALUATORS.get(evaluator or store.backend, _embedded)
+    newest = -math.inf
     for doc, matched in source(store, cs, stream_since, until):
         evaluation.event(doc, matched)
+        newest = max(newest, epoch(doc))
 
     docs = book.docs()
     docs = _apply_exceptions(store, docs)
     result = store.put_alerts(docs) if docs else None
     book.save(horizon=until.timestamp() - lookback.total_seconds() - cs.max_margin)
     baselines.save()
+    cursor_at = min(until, max(now, datetime.fromtimestamp(newest, until.tzinfo) if math.isfinite(newest) else now))
     for key in keys:
-        store.put_state(CURSOR_KIND, key, {"until": to_iso(until)})
+        store.put_state(CURSOR_KIND, key, {"until": to_iso(cursor_at)})
 
     cases = book.touched()
     report = RunReport(

@@ -10,6 +10,7 @@ from detections.runner import CURSOR_KIND, load_compiled, run_detections
 from detections.sigma.loader import load_rules
 from detections.sigma.samples import expand
 from eventstore import open_store
+from eventstore.timeutil import from_iso
 
 T0 = datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
 
@@ -152,3 +153,27 @@ tags: [attack.credential-access, attack.t1110]
     assert second.per_rule == {"root_ssh_failure": 1}  # the new rule saw the whole history...
     assert second.alerts_new == 1 and second.alerts_updated == 0  # ...the others only their look-back
     assert store.get_state(CURSOR_KIND, "root_ssh_failure") is not None
+
+
+def test_a_scan_ingested_right_after_the_demo_is_detected(tmp_path, compiled) -> None:
+    """The demo evaluates up to the end of its day plus an hour (in the future): its cursors stop at now."""
+    from eventstore.timeutil import to_iso, utcnow
+    from playbooks.demo import DemoContext, stage_detect
+
+    store = open_store(f"sqlite:///{tmp_path / 'd.db'}")
+    end = utcnow().replace(minute=0, second=0, microsecond=0)
+    store.write_events(_all_samples()[:5])  # a little history; the demo's own detection step over it
+    stage_detect(DemoContext(store, tmp_path, seed=7, flows=0, end=end, incidents=()))
+    cursor = from_iso(store.get_state(CURSOR_KIND, "port_scan")["until"])
+    assert cursor <= utcnow()
+    # a port scan ingested right after the demo, stamped now: the next plain `soc detect run` alerts
+    start = utcnow()
+    flows = expand(load_rules().find("port_scan").meta.samples["match"], prefix="after-demo")
+    base = from_iso(flows[0]["@timestamp"])
+    for f in flows:
+        f["@timestamp"] = to_iso(start + (from_iso(f["@timestamp"]) - base))
+    store.write_events(flows)
+    report = run_detections(store, until=start + timedelta(minutes=1), compiled=compiled)
+    assert report.per_rule.get("port_scan") == 1
+    [alert] = [a for a in _alerts(store).values() if a["rule.id"] == "port_scan"]
+    assert alert["ztsoc.alert.evidence_count"] == 60
