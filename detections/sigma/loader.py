@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationRule
 from sigma.exceptions import SigmaError, SigmaRuleLocation
@@ -179,8 +180,8 @@ def load_file(path: Path) -> tuple[list[AnyRule], list[RuleProblem]]:
     except (OSError, UnicodeDecodeError) as exc:
         return [], [RuleProblem(str(path), None, "load", f"cannot read: {exc}")]
     try:
-        coll = SigmaCollection.from_yaml(text, collect_errors=True, source=SigmaRuleLocation(path),
-                                         resolve_references=False)
+        coll = SigmaCollection.from_dicts(_yaml_documents(text), collect_errors=True,
+                                          source=SigmaRuleLocation(path), resolve_references=False)
     except Exception as exc:  # yaml errors and anything pySigma raises for a broken file
         return [], [RuleProblem(str(path), None, "load", _reason(exc))]
     rules: list[AnyRule] = []
@@ -196,6 +197,22 @@ def load_file(path: Path) -> tuple[list[AnyRule], list[RuleProblem]]:
             continue
         rules.append(rule)
     return rules, problems
+
+
+def _yaml_documents(text: str) -> list[Any]:
+    """The file's YAML documents, parsed by libyaml when PyYAML has it.
+
+    ``SigmaCollection.from_yaml`` uses PyYAML's pure-Python safe loader, which was ~80 % of
+    loading SigmaHQ's Windows folder (5.9 s of CPU; libyaml: ~0.5 s). On a document libyaml
+    refuses, the pure-Python loader decides, so errors read as pySigma users know them.
+    """
+    loader = getattr(yaml, "CSafeLoader", None)
+    if loader is not None:
+        try:
+            return list(yaml.load_all(text, Loader=loader))
+        except yaml.YAMLError:
+            pass
+    return list(yaml.safe_load_all(text))
 
 
 def load_rules(dirs: Sequence[Path | str] | None = None, *, shipped: bool = True) -> RuleSet:
