@@ -32,8 +32,14 @@ class CliState:
 
 STATE = CliState()
 
-#: Reused by every command that touches the store (the ARCHITECTURE convention).
-StoreOption = typer.Option(None, "--store", envvar="SOC_STORE", help="sqlite:///path.db or http(s)://host:9200")
+#: The help of every ``--store`` option (global and per command).
+STORE_HELP = "sqlite:///path.db or http(s)://host:9200 (default: $SOC_STORE, else a SQLite file in the user data dir)"
+
+#: Reused by every command that touches the store (the ARCHITECTURE convention). No ``envvar``
+#: on purpose: a flag read from the environment would be set on every subcommand and beat the
+#: global ``soc --store``. The order is: the command's ``--store``, the global ``--store``,
+#: ``SOC_STORE`` (read by :func:`eventstore.default_store_url`), the default file.
+StoreOption = typer.Option(None, "--store", help=STORE_HELP)
 
 
 def use_store(url: str | None) -> Store:

@@ -15,7 +15,7 @@ import traceback
 import typer
 
 from eventstore.errors import QuerySyntaxError, StoreError
-from soc_cli.context import STATE
+from soc_cli.context import STATE, STORE_HELP
 from soc_cli.output import err_console
 
 COMMAND_MODULES: tuple[str, ...] = (
@@ -49,7 +49,7 @@ app = typer.Typer(
 
 @app.callback()
 def _global(
-    store: str = typer.Option(None, "--store", envvar="SOC_STORE", help="sqlite:///path.db or http(s)://host:9200"),
+    store: str = typer.Option(None, "--store", help=STORE_HELP),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     STATE.store_url = store
