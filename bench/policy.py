@@ -377,7 +377,10 @@ def run_http(args: argparse.Namespace, signer: Signer) -> tuple[dict[str, float]
         (d / "policies" / "bench.yaml").write_text(ztsoc_policy(rules))
         (d / "bundle.json").write_text(json.dumps(signer.jwks))
         (d / "trust.yaml").write_text(f"spiffe:\n  - trust_domain: {DOMAIN}\n    audience: {AUDIENCE}\n"
-                                      f"    jwks_file: bundle.json\n")
+                                      f"    jwks_file: bundle.json\n"
+                                      # the load generator plays the proxy that names the service
+                                      "proxies:\n  - name: bench\n    addresses: [127.0.0.1/32]\n"
+                                      "    service_header: x-ztsoc-service\n")
         port = _free_port()
         soc = str(Path(sys.executable).with_name("soc"))
         cmd = [soc, "--store", f"sqlite:///{d / 'soc.db'}", "policy", "serve", "-p", str(d / "policies"),

@@ -26,6 +26,21 @@ Check = Callable[[Request], CheckResult]
 MAX_GLOB_BUCKETS = 10_000
 
 
+def _path_check(values: tuple[str, ...], *, fold: bool) -> Check:
+    """Paths (canonical, ``policy.canonical``): a deny rule (``fold``) matches any case variant,
+    an allow rule only the spelling it names, so case can turn a request into a deny, never an allow."""
+    if not fold:
+        return _names_check(values, "path")
+    exact = frozenset(v.casefold() for v in values if not is_glob(v))
+    globs = [v for v in values if is_glob(v)]
+    rx = re.compile("(?:" + "|".join(glob_to_regex(g) for g in globs) + r")\Z", re.IGNORECASE) if globs else None
+
+    def check(req: Request) -> CheckResult:
+        value = req.path
+        return value.casefold() in exact or (rx is not None and rx.match(value) is not None)
+    return check
+
+
 def _names_check(values: tuple[str, ...], attr: str) -> Check:
     exact = frozenset(v for v in values if not is_glob(v))
     globs = [v for v in values if is_glob(v)]
@@ -108,7 +123,7 @@ def compile_checks(rule: Rule) -> tuple[tuple[str, Check], ...]:
     if rule.methods:
         checks.append(("method", _method_check(rule.methods)))
     if rule.paths:
-        checks.append(("path", _names_check(rule.paths, "path")))
+        checks.append(("path", _path_check(rule.paths, fold=rule.effect == "deny")))
     if rule.authenticated is not None:
         want = rule.authenticated
         checks.append(("authenticated", lambda req: req.authenticated is want))

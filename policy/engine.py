@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from policy.canonical import Refused, canonical_method, canonical_path
 from policy.compiler import Bucket, CompiledPolicy, compile_policy
 from policy.identity.jwt import TokenError, TokenVerifier
 from policy.language import Issue, PolicyError, PolicySet, load_policy_set, policy_files
-from policy.request import Decision, Request, Risk, normalize_path
+from policy.request import Decision, Request, Risk
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,13 @@ class Engine:
             self.sink.submit(req, decision)
         return decision
 
+    def refuse(self, req: Request, reason: str) -> Decision:
+        """A request a front could not canonicalise: denied with the reason, and logged like any decision."""
+        decision = self._deny(reason, self.policy.version)
+        if self.sink is not None:
+            self.sink.submit(req, decision)
+        return decision
+
     def _deny(self, reason: str, version: str, rules: tuple[str, ...] = (), policies: tuple[str, ...] = ()) -> Decision:
         return Decision(False, "deny", rules, (reason,), new_decision_id(), version, (), policies)
 
@@ -127,11 +135,12 @@ class Engine:
         if not req.service or not req.method or not req.path:
             missing = [n for n in ("service", "method", "path") if not getattr(req, n)]
             return self._deny(f"missing request attribute(s): {', '.join(missing)}", version)
-        path = normalize_path(req.path)
-        if path is None:
-            return self._deny(f"ambiguous path {req.path[:200]!r} (encoded separator, backslash, ';' or control)",
-                              version)
-        req.path = path
+        try:
+            # Idempotent: fronts already canonicalised; admin tools and /v1/decide are canonicalised here.
+            req.method = canonical_method(req.method)
+            req.path = canonical_path(req.path)
+        except Refused as exc:
+            return self._deny(str(exc), version)
         problem = self.authenticate(req)
         if problem is not None:
             return self._deny(problem, version)

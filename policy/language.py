@@ -187,8 +187,20 @@ def _schema_issues(doc: Any, lines: dict[Path_, int], file: str) -> list[Issue]:
 
 
 # -- globs ----------------------------------------------------------------------------------
+SUBTREE = "/..."
+
+
 def glob_to_regex(pattern: str) -> str:
-    """``*`` and ``?`` stay within a ``/`` segment, ``**`` crosses them (``fnmatch`` cannot)."""
+    """``*`` and ``?`` stay within a ``/`` segment, ``**`` crosses them (``fnmatch`` cannot).
+
+    A trailing ``/...`` (Go's package-pattern form) covers the prefix itself and everything
+    below it: ``/admin/...`` matches ``/admin``, ``/admin/`` and ``/admin/x/y``, where
+    ``/admin/**`` leaves the bare ``/admin`` out. A canonical path never has a ``...``
+    segment (``policy.canonical`` refuses segments ending in a dot), so the form is unambiguous.
+    """
+    if pattern.endswith(SUBTREE):
+        base = pattern[: -len(SUBTREE)]
+        return glob_to_regex(base) + "(?:/.*)?" if base else "/.*"
     out = []
     i = 0
     while i < len(pattern):
@@ -209,7 +221,7 @@ def glob_to_regex(pattern: str) -> str:
 
 
 def is_glob(pattern: str) -> bool:
-    return any(c in pattern for c in "*?")
+    return any(c in pattern for c in "*?") or pattern.endswith(SUBTREE)
 
 
 # -- semantic checks and typed rules ---------------------------------------------------------

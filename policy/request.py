@@ -14,47 +14,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-_SUSPECT = ("%", "//", "/.", "\\", "\x00", ";")
-
-
-def normalize_path(path: str) -> str | None:
-    """The path a policy is matched against, or ``None`` when it is ambiguous.
-
-    Proxies and services disagree on ``%2F``, ``\\``, ``;`` and dot segments, so a rule on
-    ``/admin/**`` could be walked around with ``/records/..%2Fadmin``: dot segments and
-    repeated slashes are resolved, percent-escapes of ordinary characters decoded, and a
-    path that still encodes a separator, a control character or a backslash is refused.
-    """
-    if not path.startswith("/"):
-        return None
-    if not any(s in path for s in _SUSPECT) and not path.endswith("/."):
-        return path
-    from urllib.parse import unquote
-
-    if ";" in path or "\\" in path:
-        return None
-    lowered = path.lower()
-    if "%2f" in lowered or "%5c" in lowered or "%00" in lowered or "%25" in lowered:
-        return None
-    try:
-        decoded = unquote(path, errors="strict") if "%" in path else path
-    except UnicodeDecodeError:
-        return None
-    if any(ord(c) < 0x20 or c == "\x7f" for c in decoded):
-        return None
-    out: list[str] = []
-    parts = decoded.split("/")
-    for seg in parts[1:]:
-        if seg in ("", "."):
-            continue
-        if seg == "..":
-            if out:
-                out.pop()
-            continue
-        out.append(seg)
-    trailing = "/" if decoded.endswith(("/", "/.", "/..")) and out else ""
-    return "/" + "/".join(out) + trailing
-
 
 @dataclass(frozen=True, slots=True)
 class Risk:
@@ -104,40 +63,79 @@ class Request:
     def from_dict(cls, data: Mapping[str, Any], *, trusted: bool = True) -> Request:
         """The ``POST /v1/decide`` / ``REQUEST.json`` shape; raises ``ValueError`` naming the field.
 
-        ``trusted=False`` (what a network caller sends) ignores ``time`` and ``risk``: the
-        engine takes them from its own clock and the alert store, never from the caller.
+        Every field is type-checked and an unknown field is refused (a misspelt ``principle``
+        must not silently drop a condition). ``trusted=False`` (what a network caller sends)
+        ignores ``time`` and ``risk``: the engine takes them from its own clock and the alert
+        store, never from the caller. The method and path are canonicalised by the engine.
         """
         if not isinstance(data, Mapping):
             raise ValueError("request must be a JSON object")
+        unknown = sorted(str(k)[:40] for k in data if k not in REQUEST_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(REQUEST_FIELDS))})")
         missing = [k for k in ("service", "method", "path") if not isinstance(data.get(k), str) or not data.get(k)]
         if missing:
-            raise ValueError(f"request is missing {', '.join(missing)}")
+            raise ValueError(f"request is missing {', '.join(missing)} (non-empty strings)")
+        for key in ("token", "principal", "namespace", "issuer", "source_ip"):
+            value = data.get(key)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"field {key!r} must be a string, not {type(value).__name__}")
+        if data.get("source_ip") is not None:
+            try:
+                ipaddress.ip_address(data["source_ip"])
+            except ValueError:
+                raise ValueError(f"field 'source_ip' is not an IP address: {str(data['source_ip'])[:60]!r}") from None
         when = data.get("time") if trusted else None
         ts = None
         if when is not None:
             from eventstore.timeutil import from_iso
 
-            ts = from_iso(str(when))
+            try:
+                ts = from_iso(str(when))
+            except ValueError as exc:
+                raise ValueError(f"field 'time': {exc}") from None
         risk = data.get("risk") if trusted else None
         r = None
-        if isinstance(risk, Mapping):
-            from policy.language import LEVEL_RANK
-
-            lvl = risk.get("max_level")
-            r = Risk(int(risk.get("open_alerts", 0)), lvl, LEVEL_RANK.get(str(lvl), 0) if lvl else 0)
+        if risk is not None:
+            r = _risk(risk)
 
         def strings(key: str) -> frozenset[str]:
-            v = data.get(key) or ()
+            v = data.get(key)
+            if v is None:
+                return frozenset()
             if isinstance(v, str):
-                v = v.split()
-            return frozenset(str(x) for x in v)
+                return frozenset(v.split())
+            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+                raise ValueError(f"field {key!r} must be a list of strings or a space-separated string")
+            return frozenset(v)
 
         return cls(
-            service=data["service"], method=str(data["method"]).upper(), path=data["path"],
+            service=data["service"], method=data["method"], path=data["path"],
             token=data.get("token"), principal=data.get("principal"), namespace=data.get("namespace"),
             source_ip=data.get("source_ip"), roles=strings("roles"), scopes=strings("scopes"),
             groups=strings("groups"), issuer=data.get("issuer"), time=ts, risk=r,
         )
+
+
+REQUEST_FIELDS = frozenset({"service", "method", "path", "token", "principal", "namespace", "source_ip", "roles",
+                            "scopes", "groups", "issuer", "time", "risk"})
+
+
+def _risk(risk: Any) -> Risk:
+    from policy.language import LEVEL_RANK
+
+    if not isinstance(risk, Mapping):
+        raise ValueError("field 'risk' must be an object (open_alerts, max_level)")
+    extra = set(risk) - {"open_alerts", "max_level"}
+    if extra:
+        raise ValueError(f"field 'risk' has unknown key(s) {', '.join(sorted(map(str, extra)))}")
+    count = risk.get("open_alerts", 0)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise ValueError("field 'risk.open_alerts' must be a non-negative integer")
+    lvl = risk.get("max_level")
+    if lvl is not None and lvl not in LEVEL_RANK:
+        raise ValueError(f"field 'risk.max_level' must be one of {', '.join(LEVEL_RANK)}")
+    return Risk(count, lvl, LEVEL_RANK[lvl] if lvl else 0)
 
 
 @dataclass(frozen=True, slots=True)

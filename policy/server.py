@@ -8,19 +8,21 @@ ASGI app (``DecisionApp``) that uvicorn runs for ``--workers N`` and that other 
 servers can mount. The HTTP handling that is hand-written is only the response framing;
 parsing is httptools'.
 
-Endpoints:
+Endpoints, one URL space per job (``DecisionHandler``):
 
-- Envoy ``ext_authz`` (HTTP service): every request under ``authz_prefix`` (default: any
-  path not listed below) is the original request; the method and path are the original
-  ones (minus the prefix), the bearer token comes from ``Authorization``, the destination
-  service from ``x-ztsoc-service`` (set it with ``authorization_request.headers_to_add``)
-  or else the ``Host`` authority, the source IP from ``x-envoy-external-address`` or the
-  last ``x-forwarded-for`` hop (the one the trusted proxy appended). Answer: 200 or 403,
-  with ``x-ztsoc-decision-id``, ``x-ztsoc-decision`` and ``x-ztsoc-reason``; an allowed
-  request also gets ``x-ztsoc-principal`` for ``allowed_upstream_headers``.
-- ``POST /v1/decide``: the JSON ``Request`` shape in, the ``Decision`` JSON out.
-- ``GET /healthz`` (the process answers) and ``GET /readyz`` (a policy is loaded and the
-  risk snapshot is fresh, so risk-based rules are not failing closed).
+- Decisions (Envoy ``ext_authz`` HTTP service, nginx ``auth_request``, Traefik
+  ``forwardAuth``, Caddy ``forward_auth``): every request under ``authz_prefix`` (default
+  ``/authz``; with no prefix, every request of the decision listener) is a proxied request,
+  turned into a ``Request`` by ``policy.canonical`` (the one canonicaliser: method, path,
+  the one ``Authorization``, Host, and which proxy headers to believe, from whom). Answer:
+  200 only for an explicit allow, else 403 (400 for malformed HTTP), with
+  ``x-ztsoc-decision-id``, ``x-ztsoc-decision`` and ``x-ztsoc-reason``; an allowed request
+  also gets ``x-ztsoc-principal`` for ``allowed_upstream_headers``.
+- The server's own endpoints, on the admin listener (``--admin-port``) or, without one, at
+  fixed paths outside the prefix that a proxy configured with the prefix never produces:
+  ``POST /v1/decide`` (the JSON ``Request`` shape in, the ``Decision`` JSON out; a bad body
+  is 400 naming the field), ``GET /healthz`` and ``GET /readyz`` (a policy is loaded and the
+  risk snapshot is fresh, so risk-based rules are not failing closed). Anything else: 404.
 
 No web framework: the decision itself costs microseconds, so routing and validation
 layers would dominate the latency budget.
@@ -33,10 +35,11 @@ import json
 import logging
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from policy.canonical import FrontConfig, HttpRequest, Refused, canonical_request, refused_request, wire_text
 from policy.engine import Engine
 from policy.request import Decision, Request
 
@@ -63,13 +66,6 @@ def decision_headers(d: Decision) -> list[tuple[bytes, bytes]]:
     ]
 
 
-def bearer(value: str | None) -> str | None:
-    if not value:
-        return None
-    scheme, _, token = value.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
-
 @dataclass(frozen=True, slots=True)
 class Response:
     status: int
@@ -81,16 +77,46 @@ def _json_response(status: int, body: Any, headers: list[tuple[bytes, bytes]] | 
     return Response(status, [_JSON, *(headers or [])], json.dumps(body, separators=(",", ":")).encode())
 
 
+ADMIN_PATHS = ("/healthz", "/readyz", "/v1/decide")
+
+
+def check_prefix(prefix: str) -> str:
+    """An authz prefix keeps proxied requests apart from the server's own endpoints: ``/x`` form only."""
+    if not prefix:
+        return prefix
+    if not prefix.startswith("/") or prefix.endswith("/") or "//" in prefix or "?" in prefix or "%" in prefix:
+        raise ValueError(f"authz prefix {prefix!r} must look like /authz (leading slash, no trailing slash)")
+    if any(p == prefix or p.startswith(prefix + "/") for p in ADMIN_PATHS):
+        raise ValueError(f"authz prefix {prefix!r} would cover the server's own endpoints")
+    return prefix
+
+
 @dataclass
 class DecisionHandler:
-    """The routes, as one synchronous function shared by both HTTP front ends."""
+    """The routes, as one synchronous function shared by both HTTP front ends.
+
+    One URL space per job: on the decision listener every request under ``authz_prefix``
+    (or every request, when there is no prefix) is a proxied request to decide, and only
+    an explicit allow answers 200. The server's own endpoints (``/healthz``, ``/readyz``,
+    ``/v1/decide``) answer on the admin listener (``admin_listener=True``) or, when there is
+    a prefix and no admin listener, at those fixed paths outside the prefix, which a proxy
+    configured with the prefix can never produce. Anything else is 404.
+    """
 
     engine: Engine
-    authz_prefix: str = ""
-    service_header: str = "x-ztsoc-service"
+    authz_prefix: str = "/authz"
+    front: FrontConfig = field(default_factory=FrontConfig)
+    #: The server's own endpoints are on a separate listener (``--admin-port``).
+    separate_admin: bool = False
     ready: Callable[[], tuple[bool, str]] | None = None
     #: Run at shutdown, before the process ends: the decision log's last flush happens here.
     on_shutdown: tuple[Callable[[], None], ...] = ()
+
+    def __post_init__(self) -> None:
+        check_prefix(self.authz_prefix)
+        if not self.authz_prefix and not self.separate_admin:
+            raise ValueError("without an authz prefix, /healthz, /readyz and /v1/decide need their own listener "
+                             "(--admin-port): otherwise a proxied request for /healthz would be answered 200")
 
     def shutdown(self) -> None:
         for hook in self.on_shutdown:
@@ -100,41 +126,49 @@ class DecisionHandler:
                 log.exception("shutdown hook failed")
         self.on_shutdown = ()
 
-    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes, client: str | None) -> Response:
-        """``path`` is the raw request path without the query (the engine normalizes it)."""
-        if not self.authz_prefix or not path.startswith(self.authz_prefix):
-            if path == "/v1/decide":
-                if method != "POST":
-                    return _json_response(405, {"error": "use POST"})
-                return self.decide_json(body)
-            if path == "/healthz":
-                return _json_response(200, {"status": "ok"})
-            if path == "/readyz":
-                ok, why = self.ready() if self.ready is not None else (True, "policy loaded")
-                return _json_response(200 if ok else 503, {"ready": ok, "reason": why, **self.engine.status()})
-            if self.authz_prefix:
-                return _json_response(404, {"error": f"not found: {path[:200]}"})
-        return self.ext_authz(method, path, headers, client)
+    def handle(self, http: HttpRequest, body: bytes, *, admin_listener: bool = False) -> Response:
+        """``http.target`` is the raw request target (path and query) as received."""
+        path = http.target.split("?", 1)[0]
+        if admin_listener:
+            return self.admin(http.method, path, body)
+        prefix = self.authz_prefix
+        if not prefix:
+            return self.ext_authz(http)
+        if path == prefix or path.startswith(prefix + "/"):
+            rest = http.target[len(prefix):]
+            return self.ext_authz(replace(http, target=rest if rest.startswith("/") else "/" + rest))
+        if not self.separate_admin and path in ADMIN_PATHS:
+            return self.admin(http.method, path, body)
+        return _json_response(404, {"allow": False, "error": f"not found: {path[:200]}"})
+
+    def admin(self, method: str, path: str, body: bytes) -> Response:
+        if path == "/v1/decide":
+            if method != "POST":
+                return _json_response(405, {"error": "use POST"})
+            return self.decide_json(body)
+        if path == "/healthz":
+            return _json_response(200, {"status": "ok"})
+        if path == "/readyz":
+            ok, why = self.ready() if self.ready is not None else (True, "policy loaded")
+            return _json_response(200 if ok else 503, {"ready": ok, "reason": why, **self.engine.status()})
+        return _json_response(404, {"error": f"not found: {path[:200]}"})
 
     def decide_json(self, body: bytes) -> Response:
         try:
             req = Request.from_dict(json.loads(body), trusted=False)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, RecursionError) as exc:
             return _json_response(400, {"allow": False, "action": "deny", "reason": f"bad request: {exc}"})
         d = self.engine.decide(req)
         return _json_response(200, {**d.to_dict(), "reason": d.reason, "principal": req.principal},
                               decision_headers(d))
 
-    def ext_authz(self, method: str, path: str, headers: dict[str, str], client: str | None) -> Response:
-        if self.authz_prefix:
-            path = path[len(self.authz_prefix):] or "/"
-        service = headers.get(self.service_header) or headers.get("host", "").rsplit(":", 1)[0]
-        ip = headers.get("x-envoy-external-address")
-        if not ip and "x-forwarded-for" in headers:
-            ip = headers["x-forwarded-for"].rsplit(",", 1)[-1].strip()
-        # ext_authz carries no asserted principal: identity only from the verified token.
-        req = Request(service=service, method=method, path=path, token=bearer(headers.get("authorization")),
-                      source_ip=ip or client)
+    def ext_authz(self, http: HttpRequest) -> Response:
+        try:
+            req = canonical_request(http, self.front)
+        except Refused as exc:
+            d = self.engine.refuse(refused_request(http, self.front), str(exc))
+            return Response(exc.status, [(b"content-type", b"text/plain; charset=utf-8"), *decision_headers(d)],
+                            f"denied: {d.reason}\n".encode("utf-8", "replace")[:2048])
         d = self.engine.decide(req)
         extra = decision_headers(d)
         if d.allow:
@@ -145,11 +179,29 @@ class DecisionHandler:
                         f"denied: {d.reason}\n".encode("utf-8", "replace")[:2048])
 
 
+def http_request_of(scope: Scope) -> HttpRequest:
+    """An ASGI HTTP scope as the canonicaliser's ``HttpRequest`` (also used by ``policy.asgi``)."""
+    raw = scope.get("raw_path") or scope["path"].encode("utf-8")
+    target = wire_text(raw)
+    if scope.get("query_string"):
+        target += "?" + wire_text(scope["query_string"])
+    headers = [(k.decode("latin-1").lower(), wire_text(v)) for k, v in scope.get("headers", ())]
+    client = scope.get("client")
+    return HttpRequest(method=scope["method"], target=target, headers=headers, peer=client[0] if client else None,
+                       http_version=scope.get("http_version", "1.1"))
+
+
 @dataclass
 class DecisionApp:
     """The handler as an ASGI app (for uvicorn workers, or mounting in another ASGI server)."""
 
     handler: DecisionHandler
+    #: The admin listener's port: requests that arrived on it get the server's own endpoints.
+    admin_port: int | None = None
+
+    def is_admin(self, scope: Scope) -> bool:
+        server = scope.get("server") or ("", None)
+        return self.admin_port is not None and server[1] == self.admin_port
 
     @property
     def engine(self) -> Engine:
@@ -184,11 +236,8 @@ class DecisionApp:
         if too_big:
             resp = _json_response(413, {"allow": False, "reason": f"request body over {MAX_BODY} bytes"})
         else:
-            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-            raw = scope.get("raw_path") or scope["path"].encode()
-            path = raw.decode("latin-1").split("?", 1)[0]
-            client = scope["client"][0] if scope.get("client") else None
-            resp = self.handler.handle(scope["method"], path, headers, b"".join(chunks), client)
+            resp = self.handler.handle(http_request_of(scope), b"".join(chunks),
+                                       admin_listener=self.is_admin(scope))
         await send({"type": "http.response.start", "status": resp.status,
                     "headers": [(b"content-length", str(len(resp.body)).encode()), *resp.headers]})
         await send({"type": "http.response.body", "body": resp.body})
@@ -212,15 +261,16 @@ class _Connection(asyncio.Protocol):
     closed; idle connections close after ``IDLE_TIMEOUT_S``.
     """
 
-    def __init__(self, handler: DecisionHandler) -> None:
+    def __init__(self, handler: DecisionHandler, *, admin: bool = False) -> None:
         import httptools
 
         self.handler = handler
+        self.admin = admin
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.client: str | None = None
         self.url = b""
-        self.headers: dict[str, str] = {}
+        self.headers: list[tuple[str, str]] = []
         self.header_bytes = 0
         self.body: list[bytes] = []
         self.body_size = 0
@@ -256,7 +306,7 @@ class _Connection(asyncio.Protocol):
 
     # httptools callbacks
     def on_message_begin(self) -> None:
-        self.url, self.headers, self.header_bytes, self.body, self.body_size, self.refused = b"", {}, 0, [], 0, 0
+        self.url, self.headers, self.header_bytes, self.body, self.body_size, self.refused = b"", [], 0, [], 0, 0
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -268,7 +318,7 @@ class _Connection(asyncio.Protocol):
         if self.header_bytes > MAX_HEADERS:
             self.refused = 431
         else:
-            self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+            self.headers.append((name.decode("latin-1").lower(), wire_text(value)))
 
     def on_body(self, body: bytes) -> None:
         self.body_size += len(body)
@@ -283,10 +333,10 @@ class _Connection(asyncio.Protocol):
             self._reply(_json_response(self.refused, {"allow": False, "reason": _REASONS[self.refused].decode()}),
                         keep_alive=False)
             return
-        method = self.parser.get_method().decode("latin-1")
-        path = self.url.split(b"?", 1)[0].decode("latin-1")
+        http = HttpRequest(method=self.parser.get_method().decode("latin-1"), target=wire_text(self.url),
+                           headers=self.headers, peer=self.client, http_version=self.parser.get_http_version())
         try:
-            resp = self.handler.handle(method, path, self.headers, b"".join(self.body), self.client)
+            resp = self.handler.handle(http, b"".join(self.body), admin_listener=self.admin)
         except Exception as exc:  # the engine fails closed itself; this guards the routing
             log.exception("request handling failed")
             resp = Response(403, [(b"x-ztsoc-decision", b"deny")], f"denied: internal error {exc}\n".encode())
@@ -312,10 +362,12 @@ class _Connection(asyncio.Protocol):
 class RawServer:
     """The default front end: an asyncio server speaking HTTP/1.1 through httptools."""
 
-    def __init__(self, handler: DecisionHandler, host: str = "127.0.0.1", port: int = 8181) -> None:
+    def __init__(self, handler: DecisionHandler, host: str = "127.0.0.1", port: int = 8181,
+                 admin_port: int | None = None) -> None:
         self.handler = handler
         self.host = host
         self.port = port
+        self.admin_port = admin_port
         self.started = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -328,13 +380,17 @@ class RawServer:
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._stop.set)
-        server = await loop.create_server(lambda: _Connection(self.handler), self.host, self.port, backlog=2048,
-                                          reuse_address=True)
+        servers = [await loop.create_server(lambda: _Connection(self.handler), self.host, self.port, backlog=2048,
+                                            reuse_address=True)]
+        if self.admin_port is not None:
+            servers.append(await loop.create_server(lambda: _Connection(self.handler, admin=True), self.host,
+                                                    self.admin_port, reuse_address=True))
         self.started = True
         try:
             await self._stop.wait()
         finally:
-            server.close()
+            for server in servers:
+                server.close()
             self.started = False
             self.handler.shutdown()  # flush the decision log before the process ends
 
@@ -370,7 +426,7 @@ def make_server(app: DecisionApp, host: str = "127.0.0.1", port: int = 8181) -> 
     http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     config = uvicorn.Config(app, host=host, port=port, http=http, loop=loop, lifespan="on",
-                            access_log=False, log_level="warning", server_header=False, date_header=False,
+                            access_log=False, log_level="warning", server_header=False, proxy_headers=False, date_header=False,
                             backlog=2048)
     return uvicorn.Server(config)
 
@@ -387,7 +443,11 @@ class ServeConfig:
     store_url: str
     spill: str
     trust: str | None = None
-    authz_prefix: str = ""
+    authz_prefix: str = "/authz"
+    #: The destination service when this listener decides for one service (else a trusted proxy names it).
+    service: str | None = None
+    #: A separate listener for /healthz, /readyz and /v1/decide (required without an authz prefix).
+    admin_port: int | None = None
     log: bool = True
     watch: bool = True
     trust_asserted_principal: bool = False
@@ -406,10 +466,12 @@ class ServeConfig:
 def build_handler(cfg: ServeConfig) -> DecisionHandler:
     """Risk snapshot, decision log and engine started for this process, wired to the routes."""
     from eventstore import open_store
+    from policy.canonical import load_front_config
     from policy.decision_log import ProcessDecisionLog
     from policy.engine import build_engine
     from policy.risk import StoreRisk
 
+    front = load_front_config(cfg.trust, service=cfg.service)  # before any thread starts: errors stop here
     url = cfg.store_url
     risk = StoreRisk(lambda: open_store(url)).start()
     sink = None
@@ -440,12 +502,14 @@ def build_handler(cfg: ServeConfig) -> DecisionHandler:
             sink.close()  # last flush; what the store does not take stays in the spill file
 
     tune_process()
-    return DecisionHandler(engine, authz_prefix=cfg.authz_prefix, ready=ready, on_shutdown=(shutdown,))
+    return DecisionHandler(engine, authz_prefix=cfg.authz_prefix, front=front, separate_admin=cfg.admin_port is not None,
+                           ready=ready, on_shutdown=(shutdown,))
 
 
 def app_from_env() -> DecisionApp:
     """uvicorn factory for ``--workers N``: each worker builds its own engine, risk and log."""
-    return DecisionApp(build_handler(ServeConfig.from_env()))
+    cfg = ServeConfig.from_env()
+    return DecisionApp(build_handler(cfg), admin_port=cfg.admin_port)
 
 
 def replay_orphan_spills(cfg: ServeConfig) -> int:
@@ -470,18 +534,29 @@ def serve(cfg: ServeConfig, host: str = "127.0.0.1", port: int = 8181, workers: 
     if workers <= 1:
         handler = build_handler(cfg)
         try:
-            RawServer(handler, host, port).run()
+            RawServer(handler, host, port, cfg.admin_port).run()
         finally:
             handler.shutdown()
         return
     import importlib.util
+    import socket
 
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     replay_orphan_spills(cfg)
     cfg.per_process_spill = True
     os.environ[CONFIG_ENV] = cfg.to_env()
-    uvicorn.run("policy.server:app_from_env", factory=True, host=host, port=port, workers=workers,
-                http="httptools" if importlib.util.find_spec("httptools") else "h11", lifespan="on",
-                access_log=False, log_level=os.environ.get("ZTSOC_PDP_LOG_LEVEL", "warning"), server_header=False,
-                date_header=False, backlog=2048)
+    config = uvicorn.Config("policy.server:app_from_env", factory=True, host=host, port=port, workers=workers,
+                            http="httptools" if importlib.util.find_spec("httptools") else "h11", lifespan="on",
+                            access_log=False, log_level=os.environ.get("ZTSOC_PDP_LOG_LEVEL", "warning"),
+                            server_header=False, date_header=False, backlog=2048,
+                            proxy_headers=False)  # policy.canonical alone decides which proxy header to believe
+    sockets = [config.bind_socket()]
+    if cfg.admin_port is not None:
+        admin = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        admin.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        admin.bind((host, cfg.admin_port))
+        admin.set_inheritable(True)
+        sockets.append(admin)
+    Multiprocess(config, sockets=sockets).run()

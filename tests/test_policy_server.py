@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import json
 import socket
 import threading
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 from policy_tokens import DOMAIN, claims, forge, svid, verifier
 
+from policy.canonical import FrontConfig, TrustedProxy
 from policy.engine import Engine
 from policy.language import policy_set_from_text
 from policy.risk import StaticRisk
@@ -34,6 +36,12 @@ rules:
 """
 
 
+#: The tests' client plays the proxy: loopback is trusted to name the service and append X-Forwarded-For.
+LOOPBACK_PROXY = FrontConfig(proxies=(TrustedProxy("test-proxy", (ipaddress.ip_network("127.0.0.0/8"),),
+                                                   client_address="x-forwarded-for",
+                                                   service_header="x-ztsoc-service"),))
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -45,7 +53,7 @@ def server(request: pytest.FixtureRequest) -> Iterator[tuple[int, Engine]]:
     """The same routes behind both front ends: the raw asyncio server and uvicorn (ASGI)."""
     engine = Engine.from_policy_set(policy_set_from_text(POLICY, "t.yaml"), verifier=verifier(), risk=StaticRisk())
     port = _free_port()
-    handler = DecisionHandler(engine, authz_prefix="/authz")
+    handler = DecisionHandler(engine, authz_prefix="/authz", front=LOOPBACK_PROXY)
     srv: Any
     if request.param == "raw":
         srv = RawServer(handler, "127.0.0.1", port)
@@ -103,10 +111,14 @@ def test_ext_authz_denies_with_reason_headers(server: tuple[int, Engine]) -> Non
     assert status == 403 and headers["x-ztsoc-decision"] == "deny"
     assert "default deny" in headers["x-ztsoc-reason"] and b"denied" in body
     status, headers, _ = call(port, "GET", "/authz/records/42", {
-        "x-ztsoc-service": "records", "authorization": "Bearer " + forge({"alg": "none"}, claims(), None)})
+        "x-ztsoc-service": "records", "authorization": "Bearer " + forge({"alg": "none"}, claims(), None),
+        "x-forwarded-for": "10.1.1.1"})
     assert status == 403 and "alg 'none'" in headers["x-ztsoc-reason"]
-    # No service header: the Host authority names the service.
-    status, headers, _ = call(port, "GET", "/authz/healthz", {"host": "records:80"})
+    # No service header: the Host authority (the client's choice) does not name the service.
+    status, headers, _ = call(port, "GET", "/authz/healthz", {"host": "records:80", "x-forwarded-for": "10.1.1.1"})
+    assert status == 403 and "sent 0 x-ztsoc-service headers" in headers["x-ztsoc-reason"]
+    status, headers, _ = call(port, "GET", "/authz/healthz", {"x-ztsoc-service": "records",
+                                                              "x-forwarded-for": "10.1.1.1"})
     assert status == 200 and "t/health" in headers["x-ztsoc-reason"]
 
 
@@ -226,7 +238,8 @@ def test_raw_front_end_framing(server: tuple[int, Engine], request: pytest.Fixtu
     port, _ = server
     # Two pipelined requests, then one with Connection: close: three answers in order, then EOF.
     out = _raw(port, b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n"
-                     b"GET /authz/healthz HTTP/1.1\r\nhost: records\r\n\r\n"
+                     b"GET /authz/healthz HTTP/1.1\r\nhost: records\r\nx-ztsoc-service: records\r\n"
+                     b"x-forwarded-for: 10.0.0.1\r\n\r\n"
                      b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
     assert out.count(b"HTTP/1.1 200") == 3 and b"x-ztsoc-decision: allow" in out.lower()
     assert b"HTTP/1.1 400" in _raw(port, b"NOT HTTP AT ALL\r\n\r\n")

@@ -218,7 +218,13 @@ def register(app: typer.Typer) -> None:
         trust: Path = TrustOption,
         host: str = typer.Option("127.0.0.1", "--host"),
         port: int = typer.Option(8181, "--port"),
-        authz_prefix: str = typer.Option("", "--authz-prefix", help="ext_authz path prefix (Envoy path_prefix)"),
+        authz_prefix: str = typer.Option("/authz", "--authz-prefix",
+                                         help="proxied requests arrive under this prefix (Envoy path_prefix); "
+                                              "'' with --admin-port: every request on --port is a decision"),
+        admin_port: int = typer.Option(None, "--admin-port",
+                                       help="separate listener for /healthz, /readyz and /v1/decide"),
+        service: str = typer.Option(None, "--service",
+                                    help="this listener decides for one service (else a trusted proxy names it)"),
         log: bool = typer.Option(True, "--log/--no-log", help="record decisions in the store"),
         spill: Path = typer.Option(None, "--spill", help="JSONL file for decisions while the store is down"),
         watch: bool = typer.Option(True, "--watch/--no-watch", help="hot-reload policy files"),
@@ -230,15 +236,25 @@ def register(app: typer.Typer) -> None:
         """HTTP decision server: Envoy ext_authz (HTTP), POST /v1/decide, /healthz, /readyz."""
         from platformdirs import user_data_dir
 
+        from policy.canonical import load_front_config
         from policy.language import load_policy_set
-        from policy.server import ServeConfig, serve
+        from policy.server import ServeConfig, check_prefix, serve
 
         url = _store_url(store)
         ps = load_policy_set(policy)  # fail here, with file and line, before any process starts
+        check_prefix(authz_prefix)
+        if not authz_prefix and admin_port is None:
+            raise typer.BadParameter("without an authz prefix, /healthz, /readyz and /v1/decide need their own "
+                                     "listener: add --admin-port PORT", param_hint="--authz-prefix")
+        front = load_front_config(trust, service=service)
         spill_path = spill or Path(user_data_dir("ztsoc")) / "policy-decisions.spill.jsonl"
         cfg = ServeConfig(policy=[str(p) for p in policy], store_url=url, spill=str(spill_path),
                           trust=str(trust) if trust else None, authz_prefix=authz_prefix, log=log, watch=watch,
-                          trust_asserted_principal=trust_asserted)
-        err_console.print(f"ztsoc PDP on http://{host}:{port} (policy {ps.version}, {len(ps.rules)} rules, "
-                          f"{workers} worker(s), store {url})", highlight=False)
+                          trust_asserted_principal=trust_asserted, service=service, admin_port=admin_port)
+        where = f"decisions under http://{host}:{port}{authz_prefix}/" if authz_prefix else \
+            f"decisions on every path of http://{host}:{port}"
+        admin = f"http://{host}:{admin_port}" if admin_port is not None else f"http://{host}:{port}"
+        err_console.print(f"ztsoc PDP: {where}, health and /v1/decide on {admin} (policy {ps.version}, "
+                          f"{len(ps.rules)} rules, {len(front.proxies)} trusted prox(ies), {workers} worker(s), "
+                          f"store {url})", highlight=False)
         serve(cfg, host, port, workers)

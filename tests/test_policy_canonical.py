@@ -1,0 +1,177 @@
+"""The one request canonicaliser: methods, paths, Authorization, Host, trusted proxies, the service."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from policy.canonical import (
+    FrontConfig,
+    HttpRequest,
+    Refused,
+    TrustedProxy,
+    canonical_method,
+    canonical_path,
+    canonical_request,
+    load_front_config,
+    proxies_from_config,
+)
+
+
+@pytest.mark.parametrize(("raw", "canon"), [
+    ("/a/b", "/a/b"), ("/a//b", "/a/b"), ("/a/./b", "/a/b"), ("/a/../b", "/b"), ("/..", "/"), ("/", "/"),
+    ("/%61dmin", "/admin"), ("/%2e%2e/admin", "/admin"), ("/a/b/", "/a/b/"), ("/a/.", "/a/"),
+    ("/a?x=1", "/a"), ("/caf%C3%A9/x", "/café/x"), ("/café", "/café"), ("/a%20b/c", "/a b/c"),
+    ("/.well-known/jwks.json", "/.well-known/jwks.json"), ("/ADMIN/x", "/ADMIN/x"),
+])
+def test_canonical_paths(raw: str, canon: str) -> None:
+    assert canonical_path(raw) == canon
+
+
+@pytest.mark.parametrize(("raw", "why"), [
+    ("/a/%2Fb", "encodes '/'"), ("/a/%5cb", "encodes .+%5c"), ("/a%252f", "encodes '%'"),
+    ("/a%3F/b", "encodes '?'"), ("/a%23", "encodes '#'"), ("/a%3bb", "encodes ';'"), ("/a%00", "control"),
+    ("/a;b", "path parameters"), ("/a\\b", "backslash"), ("/a#frag", "fragment"), ("/%ff", "not UTF-8"),
+    ("/%zz", "malformed percent-escape"), ("/%4", "malformed percent-escape"), ("a/b", "start with '/'"),
+    ("*", "start with '/'"), ("/admin./x", "ends in a dot"), ("/admin%20/x", "ends in a dot or space"),
+    ("/admin%2E/x", "ends in a dot"), ("/ admin", "starts with a space"), ("/.../x", "ends in a dot"),
+    ("/admin\uff0fx", "NFKC"), ("/\uff41dmin", "NFKC"), ("/admin%EF%BC%8Fx", "NFKC"), ("/a\u200bdmin", "invisible"),
+    ("/a\u00a0b", "invisible"), ("/a\x7f", "control"), ("/a\udcff", "invisible"), ("", "non-empty"),
+])
+def test_refused_paths(raw: str, why: str) -> None:
+    with pytest.raises(Refused, match=why):
+        canonical_path(raw)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([*"/.%2eEfFaA ;?#\\\uff46\uff0f\u00e9", "%2e", "%2F", "%20", "..", "//", "%C3%A9"]),
+                max_size=16).map("".join))
+def test_canonical_path_is_idempotent_and_clean(tail: str) -> None:
+    try:
+        once = canonical_path("/" + tail)
+    except Refused:
+        return
+    assert canonical_path(once) == once
+    segments = once.split("/")[1:]
+    assert "%" not in once and "\\" not in once and "//" not in once
+    assert not any(s in (".", "..") or s.endswith((".", " ")) for s in [*segments[:-1], segments[-1] or "x"])
+
+
+@pytest.mark.parametrize(("method", "ok"), [
+    ("GET", True), ("DELETE", True), ("PROPFIND", True), ("X-CUSTOM", True), ("DELETE ", False),
+    ("DELETE\t", False), (" GET", False), ("delete", False), ("Get", False), ("", False), ("GE T", False),
+    ("G\u00c9T", False), ("A" * 40, False),
+])
+def test_methods_are_exact_tokens(method: str, ok: bool) -> None:
+    if ok:
+        assert canonical_method(method) == method
+    else:
+        with pytest.raises(Refused) as info:
+            canonical_method(method)
+        assert info.value.status == 400
+
+
+PROXY = TrustedProxy("edge", (ipaddress.ip_network("10.0.0.0/24"),), client_address="x-forwarded-for", hops=2,
+                     service_header="x-ztsoc-service")
+NGINX = TrustedProxy("nginx", (ipaddress.ip_network("10.0.4.0/24"),), client_address="x-forwarded-for", hops=2,
+                     service_header="x-ztsoc-service", original_method="x-original-method",
+                     original_uri="x-original-uri")
+ENVOY = TrustedProxy("envoy", (ipaddress.ip_network("10.0.1.0/24"),), client_address="x-envoy-external-address",
+                     service_header="x-ztsoc-service")
+FWD = TrustedProxy("fwd", (ipaddress.ip_network("10.0.2.0/24"),), client_address="forwarded")
+FRONT = FrontConfig(proxies=(PROXY, ENVOY, FWD, NGINX))
+
+
+def http(headers: list[tuple[str, str]], peer: str = "10.0.0.5", method: str = "GET", target: str = "/x",
+         version: str | None = "1.1") -> HttpRequest:
+    return HttpRequest(method, target, [("host", "h"), *headers], peer, version)
+
+
+def test_trusted_proxy_headers_are_believed_from_the_proxy_only() -> None:
+    sent = [("x-ztsoc-service", "records"), ("x-forwarded-for", "6.6.6.6, 203.0.113.7, 10.0.0.9"),
+            ("x-original-method", "PUT"), ("x-original-uri", "/records/../admin?q=1"), ("authorization", "Bearer a.b.c")]
+    req = canonical_request(http(sent, peer="10.0.4.4"), FRONT)
+    assert (req.service, req.method, req.path, req.source_ip, req.token) == \
+        ("records", "PUT", "/admin", "203.0.113.7", "a.b.c")
+    # The same headers from a client: none believed, and no service can be named by it.
+    with pytest.raises(Refused, match="no destination service"):
+        canonical_request(http(sent, peer="198.51.100.4"), FRONT)
+    req = canonical_request(http(sent, peer="198.51.100.4"), FrontConfig(FRONT.proxies, service="portal"))
+    assert (req.service, req.method, req.path, req.source_ip) == ("portal", "GET", "/x", "198.51.100.4")
+
+
+@pytest.mark.parametrize(("headers", "peer", "source"), [
+    ([("x-envoy-external-address", "192.0.2.1")], "10.0.1.1", "192.0.2.1"),
+    ([("forwarded", 'for=192.0.2.60;proto=http, for="[2001:db8::7]:4711"')], "10.0.2.9", "2001:db8::7"),
+    ([("forwarded", "for=198.51.100.17:80")], "10.0.2.9", "198.51.100.17"),
+    ([("x-forwarded-for", "1.1.1.1"), ("x-forwarded-for", "203.0.113.9, 10.0.0.1")], "10.0.0.5", "203.0.113.9"),
+    ([("x-forwarded-for", "[2001:db8::1], 10.0.0.1")], "10.0.0.5", "2001:db8::1"),
+])
+def test_client_address_headers(headers: list[tuple[str, str]], peer: str, source: str) -> None:
+    front = FrontConfig(FRONT.proxies, service="s")
+    assert canonical_request(http(headers, peer=peer, target="/"), front).source_ip == source
+
+
+@pytest.mark.parametrize(("headers", "peer", "why"), [
+    ([("x-forwarded-for", "10.0.0.1")], "10.0.0.5", "fewer than its 2 trusted hop"),
+    ([("x-forwarded-for", "evil, 10.0.0.1")], "10.0.0.5", "no valid client address"),
+    ([], "10.0.1.1", "sent 0 x-envoy-external-address"),
+    ([("x-envoy-external-address", "1.1.1.1"), ("x-envoy-external-address", "2.2.2.2")], "10.0.1.1", "sent 2"),
+    ([("forwarded", "for=unknown")], "10.0.2.9", "no valid client address"),
+])
+def test_unusable_client_address_is_refused(headers: list[tuple[str, str]], peer: str, why: str) -> None:
+    with pytest.raises(Refused, match=why):
+        canonical_request(http(headers, peer=peer), FrontConfig(FRONT.proxies, service="s"))
+
+
+def test_authorization_and_host() -> None:
+    front = FrontConfig(service="s")
+    with pytest.raises(Refused, match="2 Authorization headers"):
+        canonical_request(http([("authorization", "Bearer x"), ("authorization", "Bearer a.b.c")]), front)
+    with pytest.raises(Refused, match="more than one value"):  # Envoy/gRPC join repeats with ','
+        canonical_request(http([("authorization", "Bearer x, Bearer a.b.c")]), front)
+    with pytest.raises(Refused, match="token68"):
+        canonical_request(http([("authorization", "Bearer ")]), front)
+    assert canonical_request(http([("authorization", "Basic dXNlcjpwdw==")]), front).token is None
+    assert canonical_request(http([("authorization", "bearer   a.b.c")]), front).token == "a.b.c"
+    no_host = HttpRequest("GET", "/", [], "127.0.0.1", "1.1")
+    with pytest.raises(Refused, match="Host") as info:
+        canonical_request(no_host, front)
+    assert info.value.status == 400
+    assert canonical_request(HttpRequest("GET", "/", [], "127.0.0.1", "1.0"), front).path == "/"
+    assert canonical_request(HttpRequest("GET", "/", [], "127.0.0.1", None), front).path == "/"
+    with pytest.raises(Refused, match="not a service name"):
+        canonical_request(http([("x-ztsoc-service", "a b")], peer="10.0.0.5", target="/"), FrontConfig(FRONT.proxies))
+
+
+def test_reported_source_and_service_for_grpc_fronts() -> None:
+    grpc = TrustedProxy("istio", (ipaddress.ip_network("10.0.3.0/24"),), client_address="reported",
+                        reported_service=True)
+    front = FrontConfig((grpc,))
+    r = HttpRequest("GET", "/", [], "10.0.3.3", None, reported_source="192.0.2.44", reported_service="payments")
+    req = canonical_request(r, front)
+    assert (req.source_ip, req.service) == ("192.0.2.44", "payments")
+    with pytest.raises(Refused, match="no destination service"):
+        canonical_request(HttpRequest("GET", "/", [], "192.0.2.1", None, reported_source="10.9.9.9",
+                                      reported_service="payments"), front)
+
+
+def test_proxy_configuration_is_checked(tmp_path: object) -> None:
+    from pathlib import Path
+
+    assert isinstance(tmp_path, Path)
+    good = tmp_path / "trust.yaml"
+    good.write_text("proxies:\n  - name: nginx\n    addresses: [127.0.0.1/32]\n    client_address: X-Forwarded-For\n"
+                    "    service_header: X-Ztsoc-Service\n    original_uri: X-Original-URI\n")
+    front = load_front_config(good, service=None)
+    assert front.proxies[0].client_address == "x-forwarded-for" and front.proxies[0].original_uri == "x-original-uri"
+    for bad, why in [({"addresses": ["10.0.0.300/8"]}, "bad address"), ({}, "addresses"),
+                     ({"addresses": ["::1/128"], "client_address": "x-real-ip"}, "client_address must be"),
+                     ({"addresses": ["::1/128"], "hops": 0}, "hops"),
+                     ({"addresses": ["::1/128"], "service_headr": "x"}, "unknown key"),
+                     ({"addresses": ["::1/128"], "service_header": "a b"}, "header name")]:
+        with pytest.raises(ValueError, match=why):
+            proxies_from_config([bad])
