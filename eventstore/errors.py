@@ -32,5 +32,10 @@ class QuerySyntaxError(StoreError):
         return f"{self.query}\n{' ' * self.position}^"
 
 
+class PartialAnswer(StoreError):
+    """The backend answered for only part of the data (failed shards, a timed-out search, a partial
+    aggregation): never passed on as a whole answer."""
+
+
 class AlertNotFound(StoreError):
     """No alert has that id."""

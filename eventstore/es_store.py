@@ -57,6 +57,7 @@ from eventstore import es_templates
 from eventstore.alerts import apply_change, merge_alert
 from eventstore.errors import (
     AlertNotFound,
+    PartialAnswer,
     QuerySyntaxError,
     StoreError,
     StoreUnavailable,
@@ -559,6 +560,7 @@ class ElasticsearchStore:
             body = self._call(self._es.search, ignore_unavailable=True, allow_no_indices=True, **kwargs).body
         except ApiError as exc:
             raise self._translate(exc, text) from exc
+        _check_whole(body)
         if not body.get("_shards", {}).get("total"):
             self._validate(text)
         return body
@@ -626,6 +628,7 @@ class ElasticsearchStore:
                                 ignore_unavailable=True, allow_no_indices=True)
         except ApiError as exc:
             raise self._translate(exc, query) from exc
+        _check_whole(result.body)
         if not result.get("_shards", {}).get("total"):
             self._validate(query)
         return int(result["count"])
@@ -941,6 +944,28 @@ def _ip_order(text: str) -> bytes | None:
     except ValueError:
         return None
     return address.packed if address.version == 6 else b"\0" * 10 + b"\xff\xff" + address.packed
+
+
+def _check_whole(body: Mapping[str, Any]) -> None:
+    """Refuse an answer that covers only part of the data: Elasticsearch says 200 with
+    ``_shards.failed > 0`` (one index refused the query, a circuit breaker tripped in one
+    shard's aggregation), ``timed_out`` (hits so far) or ``terminated_early``; passing that on
+    would turn "2 of 3 indices answered" into a wrong count with exit 0."""
+    shards = body.get("_shards") or {}
+    failed = int(shards.get("failed") or 0)
+    if failed:
+        failures = shards.get("failures") or [{}]
+        first = failures[0] if isinstance(failures[0], Mapping) else {}
+        where = f" (index {first['index']})" if first.get("index") else ""
+        reason = first.get("reason")
+        detail = (f"{reason.get('type', 'error')}: {reason.get('reason', '')}" if isinstance(reason, Mapping)
+                  else str(reason or "unknown reason")).replace("failed to create query: ", "")
+        raise PartialAnswer(
+            f"partial answer refused: {failed} of {shards.get('total', '?')} shards failed{where}: {detail}")
+    if body.get("timed_out"):
+        raise PartialAnswer("partial answer refused: the search timed out on the node before it covered all data")
+    if body.get("terminated_early"):
+        raise PartialAnswer("partial answer refused: the search stopped early on the node")
 
 
 def _body_error(exc: ApiError) -> Any:

@@ -13,6 +13,7 @@ import sys
 import traceback
 
 import typer
+from rich.markup import escape
 
 from eventstore.errors import QuerySyntaxError, StoreError
 from soc_cli.context import STATE, STORE_HELP
@@ -73,7 +74,8 @@ def main() -> None:
     except (StoreError, ValueError, OSError) as exc:
         if debug:
             traceback.print_exc()
-        err_console.print(f"[red]error:[/] {exc}", highlight=False)
+        # The message may quote the node ("[query_string]"): literal text, on one line.
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except SystemExit:
         raise
