@@ -234,6 +234,8 @@ def ingest(
                 done_before += sizes[index]
                 if progress:
                     progress(ProgressTick(path, index, len(files), done_before, total, report.events))
+        # read your writes: when the command returns, the next one (any process) sees the events
+        store.refresh()
     finally:
         if sink is not None:
             sink.close()

@@ -163,6 +163,7 @@ class Tailer:
         try:
             ingest_file(self.store, self.reader, proc, self.report, self._problems, batch_size=self.batch_size,
                         on_batch=self.on_batch, label=str(watch.path))
+            self.store.refresh()  # what this poll stored is visible to `soc hunt` in another terminal
         finally:
             self.reader.follow = True
         return grew

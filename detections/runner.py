@@ -150,6 +150,7 @@ def run_detections(store: Store, since: datetime | None = None, until: datetime 
     for alert in run_anomaly_detectors(store, stream_since or default_from, until):
         report.per_rule[alert["rule.id"]] = report.per_rule.get(alert["rule.id"], 0) + 1
         report.alert_ids.append(alert["event.id"])
+    store.refresh()  # read your writes: `soc alerts` right after the run lists its alerts
     report.seconds = time.perf_counter() - started
     return report
 

@@ -16,7 +16,10 @@ Hand-written here, and why:
   (idempotent creates make resending safe: an item that landed before the drop comes back
   as a duplicate);
 - lazy refresh: writes never wait for a refresh; the first read after a write refreshes
-  the indices this process touched, so a process always reads its own writes;
+  the indices this process touched, so a process always reads its own writes; other
+  processes see them after ``refresh()``, which writers call where a command's work is done
+  (an ingest, a detection run), and which ``close()`` calls too; single alert updates
+  and alert upserts are visible when they return (the next ``soc alerts`` sees them);
 - alert upserts: the node has no scripting module, so the merge (keep the analyst's
   lifecycle fields and history) happens here, guarded by ``if_seq_no``/``if_primary_term``
   and retried on conflict.
@@ -377,7 +380,14 @@ class ElasticsearchStore:
         return sorted(found.body)
 
     def close(self) -> None:
+        # the next command, in any process, must read what this one wrote
+        with contextlib.suppress(StoreError):
+            self.refresh()
         self._es.close()
+
+    def refresh(self) -> None:
+        """Everything this client wrote, visible to every reader (one refresh of the indices written)."""
+        self._refresh()
 
     def drop(self) -> None:
         """Delete this prefix's indices and templates (tests, and ``soc store`` resets)."""
@@ -775,6 +785,9 @@ class ElasticsearchStore:
                 batch = {}
         if batch:
             self._upsert_alerts(batch, tally)
+        if self._alerts in self._dirty:  # read your writes: `soc alerts` right after a run lists them
+            self._call(self._es.indices.refresh, index=self._alerts, ignore_unavailable=True)
+            self._dirty.discard(self._alerts)
         return WriteResult(written=tally.written, duplicates=tally.duplicates, errors=tally.errors)
 
     def _upsert_alerts(self, incoming: dict[str, Doc], tally: _Tally) -> None:
@@ -818,11 +831,11 @@ class ElasticsearchStore:
                 raise AlertNotFound(f"no alert with id {alert_id!r}") from exc
             doc = apply_change(dict(current["_source"]), change)
             try:
+                # refresh: the analyst's next listing, in any process, shows the change
                 self._call(self._es.index, index=self._alerts, id=_doc_id(alert_id), document=doc,
-                           if_seq_no=current["_seq_no"], if_primary_term=current["_primary_term"])
+                           if_seq_no=current["_seq_no"], if_primary_term=current["_primary_term"], refresh=True)
             except ConflictError:
                 continue  # someone else changed it: re-read and re-apply on top
-            self._dirty.add(self._alerts)
             return doc
         raise StoreError(f"alert {alert_id!r} kept changing under concurrent writers; try again")
 
@@ -853,6 +866,9 @@ class ElasticsearchStore:
         self._dirty.add(self._state)
 
     def list_state(self, kind: str) -> list[tuple[str, Doc]]:
+        # another process's put_state is read by realtime get; a listing is a search: refresh
+        # the (small) state index first so it lists what other processes stored too
+        self._dirty.add(self._state)
         out: list[tuple[str, Doc]] = []
         after: list[Any] | None = None
         while True:

@@ -356,6 +356,9 @@ class SQLiteStore:
                 self._conn.execute("PRAGMA optimize=0x10002")
             self._conn.close()
 
+    def refresh(self) -> None:
+        """Committed transactions are visible to every reader already (WAL)."""
+
     # -- events ---------------------------------------------------------------------------
     def write_events(self, events: Iterable[Doc]) -> WriteResult:
         """One transaction per ``CHUNK`` documents (the caller's batch, usually), fed to SQLite

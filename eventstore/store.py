@@ -91,7 +91,16 @@ class Store(Protocol):
     def init(self) -> None:
         """Create tables / index templates; safe to call again."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the connection; what this client wrote is visible to every reader first."""
+
+    def refresh(self) -> None:
+        """Make everything this client wrote visible to every other reader now.
+
+        Writers call it where a command's work is done (end of an ingest, of a detection run),
+        so the next command, in any process, reads what this one wrote. The embedded store's
+        commits are visible at once (nothing to do); Elasticsearch refreshes the indices written.
+        """
 
     # -- events -------------------------------------------------------------------------
     def write_events(self, events: Iterable[Doc]) -> WriteResult:
