@@ -231,9 +231,11 @@ def register(app: typer.Typer) -> None:
         trust_asserted: bool = typer.Option(False, "--trust-asserted-principal",
                                             help="accept 'principal' in /v1/decide without a token"),
         workers: int = typer.Option(1, "--workers", min=1, help="server processes sharing the port"),
+        grpc_port: int = typer.Option(None, "--grpc-port", min=0,
+                                      help="also answer Envoy/Istio gRPC ext_authz (Authorization/Check) here"),
         store: str = StoreOption,
     ) -> None:
-        """HTTP decision server: Envoy ext_authz (HTTP), POST /v1/decide, /healthz, /readyz."""
+        """HTTP decision server: Envoy ext_authz (HTTP), POST /v1/decide, /healthz, /readyz; gRPC ext_authz."""
         from platformdirs import user_data_dir
 
         from policy.canonical import load_front_config
@@ -254,7 +256,16 @@ def register(app: typer.Typer) -> None:
         where = f"decisions under http://{host}:{port}{authz_prefix}/" if authz_prefix else \
             f"decisions on every path of http://{host}:{port}"
         admin = f"http://{host}:{admin_port}" if admin_port is not None else f"http://{host}:{port}"
-        err_console.print(f"ztsoc PDP: {where}, health and /v1/decide on {admin} (policy {ps.version}, "
-                          f"{len(ps.rules)} rules, {len(front.proxies)} trusted prox(ies), {workers} worker(s), "
-                          f"store {url})", highlight=False)
+        grpc = f", gRPC ext_authz on {host}:{grpc_port}" if grpc_port is not None else ""
+        banner = (f"ztsoc PDP: {where}{grpc}, health and /v1/decide on {admin} (policy {ps.version}, "
+                  f"{len(ps.rules)} rules, {len(front.proxies)} trusted prox(ies), {workers} worker(s), store {url})")
+        if grpc_port is not None:
+            if workers > 1:
+                raise ValueError("--grpc-port runs in the single-process server: use --workers 1")
+            from policy import grpc_authz
+
+            grpc_authz.serve(cfg, host, port, grpc_port,
+                             on_listening=lambda: err_console.print(banner, highlight=False, soft_wrap=True))
+            return
+        err_console.print(banner, highlight=False)
         serve(cfg, host, port, workers)
