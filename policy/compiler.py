@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from policy.language import LEVEL_RANK, PolicySet, Rule, glob_to_regex, is_glob
-from policy.request import Request
+from policy.request import Request, principal_kind
 
 CheckResult = bool | str
 Check = Callable[[Request], CheckResult]
@@ -131,6 +131,11 @@ def compile_checks(rule: Rule) -> tuple[tuple[str, Check], ...]:
         checks.append(("principal", _names_check(rule.principals, "principal")))
     if rule.namespaces:
         checks.append(("namespace", _names_check(rule.namespaces, "namespace")))
+    if rule.issuers:
+        checks.append(("issuer", _names_check(rule.issuers, "issuer")))
+    if rule.principal_kinds:
+        kinds = frozenset(rule.principal_kinds)
+        checks.append(("principal_kind", lambda req: principal_kind(req.principal) in kinds))
     if rule.ip_ranges:
         checks.append(("source_ip", _ip_check(rule.ip_ranges)))
     for name, cond in rule.claims:

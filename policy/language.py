@@ -89,6 +89,8 @@ class Rule:
     namespaces: tuple[str, ...] = ()
     ip_ranges: tuple[str, ...] = ()
     authenticated: bool | None = None
+    issuers: tuple[str, ...] = ()
+    principal_kinds: tuple[str, ...] = ()
     services: tuple[str, ...] = ()
     methods: tuple[str, ...] = ()
     paths: tuple[str, ...] = ()
@@ -274,6 +276,7 @@ def _rule(doc: dict[str, Any], policy: str, index: int, lines: dict[Path_, int],
         description=doc.get("description", ""), dry_run=bool(doc.get("dry_run", False)),
         principals=tuple(src.get("principals", ())), namespaces=tuple(src.get("namespaces", ())),
         ip_ranges=tuple(src.get("ip_ranges", ())), authenticated=src.get("authenticated"),
+        issuers=tuple(src.get("issuers", ())), principal_kinds=tuple(dict.fromkeys(src.get("principal_kinds", ()))),
         services=tuple(dst.get("services", ())), methods=methods, paths=tuple(dst.get("paths", ())),
         claims=claims, time=tw, risk=risk,
     )

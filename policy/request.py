@@ -15,6 +15,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 
+def principal_kind(principal: str | None) -> str | None:
+    """``spiffe`` for a SPIFFE ID, ``user`` for any other principal, ``None`` when anonymous.
+
+    Derived from the principal alone because the trust configuration makes it sound: only
+    a trust domain's JWT-SVID keys yield ``spiffe://`` principals (``IssuerConfig`` refuses
+    them), so the two kinds can never be confused by what a token says.
+    """
+    if not principal:
+        return None
+    return "spiffe" if principal.startswith("spiffe://") else "user"
+
+
 @dataclass(frozen=True, slots=True)
 class Risk:
     """The open alerts of a source (principal or IP) at decision time."""

@@ -93,7 +93,24 @@ def test_lint_finds_shadowed_unreachable_and_broad_rules(tmp_path: Path) -> None
     # Narrower rules after the catch-all can never decide; the first covering rule is named.
     assert any(m.startswith("t/scoped: shadowed by t/everything") for m in messages)
     assert any(m.startswith("t/whole-service: shadowed by t/everything") for m in messages)
-    assert not any(m.startswith(("t/records-all", "t/no-exports")) for m in messages)
+    assert not any(m.startswith("t/records-all") for m in messages)
+    assert [m for m in messages if m.startswith("t/no-exports")] == [
+        "t/no-exports: denies what is below /export but not /export itself; write /export/... to deny both"]
+
+
+def test_lint_is_quiet_when_a_deny_covers_its_bare_prefix(tmp_path: Path) -> None:
+    _policy(tmp_path, """\
+  - name: subtree
+    effect: deny
+    destination: {paths: ["/admin/..."]}
+  - name: both-spelt
+    effect: deny
+    destination: {paths: ["/ops", "/ops/**", "/x/*/y/**"]}
+  - name: allow-below-is-fine
+    effect: allow
+    destination: {services: [s], paths: ["/static/**"]}
+""")
+    assert not [i for i in lint([tmp_path]) if "itself" in i.message]
 
 
 def test_explain_names_failed_conditions() -> None:

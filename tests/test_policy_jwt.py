@@ -39,7 +39,7 @@ def test_valid_user_tokens_verify_with_each_key_family() -> None:
         assert ident.issuer == ISSUER
         assert ident.roles == {"clerk"}
         assert ident.scopes == {"records:read"}
-        assert ident.kind == "jwt"
+        assert ident.kind == "user"
 
 
 def test_valid_svid_gives_spiffe_identity_and_namespace() -> None:
@@ -80,6 +80,26 @@ def _jwk_header() -> str:
     attacker = keys().other_domain
     return forge({"alg": "ES256", "kid": "ec1", "jwk": jwk_of(attacker, "evil")}, claims(), attacker)
 
+
+def _padded(index: int) -> str:
+    parts = user_token().split(".")
+    parts[index] += "=" * (-len(parts[index]) % 4 or 4)
+    return ".".join(parts)
+
+
+def _std_alphabet() -> str:
+    parts = user_token().split(".")
+    parts[2] = parts[2].replace("-", "+").replace("_", "/") if ("-" in parts[2] or "_" in parts[2]) else "+" + parts[2][1:]
+    return ".".join(parts)
+
+
+def _stray_bits() -> str:
+    """The same signature bytes spelt differently: the last character's unused low bits set."""
+    parts = user_token().split(".")
+    sig = parts[2]  # 64 bytes -> 86 characters: the last one carries 2 unused bits
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    parts[2] = sig[:-1] + alphabet[alphabet.index(sig[-1]) | 1]
+    return ".".join(parts)
 
 now = int(time.time())
 
@@ -128,7 +148,18 @@ HOSTILE: dict[str, tuple[Callable[[], str], str]] = {
     "JWE": (lambda: "a.b.c.d.e", "JWE"),
     "garbage": (lambda: "not-a-token", "not a compact JWS"),
     "payload not JSON": (lambda: b64(b'{"alg":"ES256"}') + "." + b64(b"[1,2") + ".", "not valid JSON"),
+    # issue 13: a people IdP minting a workload identity, and loose base64url.
+    "people IdP asserts a SPIFFE ID": (lambda: user_token(sub=f"spiffe://{DOMAIN}/ns/portal/sa/web"),
+                                       "outside the namespace of issuer"),
+    "people IdP asserts an upper-case SPIFFE ID": (lambda: user_token(sub=f"SPIFFE://{DOMAIN}/ns/a/sa/b"),
+                                                   "outside the namespace"),
+    "subject with a trailing space": (lambda: user_token(sub="clerk-7 "), "surrounding spaces"),
+    "signature with = padding": (lambda: _padded(2), "padding '=' is not allowed"),
+    "payload with = padding": (lambda: _padded(1), "padding '=' is not allowed"),
+    "standard base64 alphabet": (_std_alphabet, "not strict base64url"),
+    "non-zero unused bits": (_stray_bits, "not canonical base64url"),
 }
+
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE))
@@ -247,3 +278,83 @@ def test_unreachable_jwks_url_denies_with_reason() -> None:
 def test_leeway_is_bounded() -> None:
     with pytest.raises(ValueError, match="leeway_s"):
         IssuerConfig(issuer="x", keys=KeySet(name="x", jwks={"keys": []}), audience="a", leeway_s=3600)
+
+
+def test_people_idp_subjects_and_pinned_trust_domains() -> None:
+    from policy.identity.spiffe import TrustDomainConfig
+
+    trust = verifier().trust
+    idp = trust.issuers[ISSUER]
+    idp.subjects = ("clerk-*", "resident-*")
+    v = TokenVerifier(trust)
+    assert v.verify(user_token(sub="clerk-9")).principal == "clerk-9"
+    with pytest.raises(TokenError, match="it may assert clerk-\\*, resident-\\*"):
+        v.verify(user_token(sub="admin"))
+    # A trust domain pinned to an issuer vouches only for SPIFFE IDs of that domain.
+    pinned = "https://spire.gov.example"
+    trust.domains[DOMAIN] = TrustDomainConfig(trust_domain=DOMAIN, keys=trust.domains[DOMAIN].keys,
+                                              audience=SVID_AUDIENCE, issuer=pinned)
+    v = TokenVerifier(trust)
+    assert v.verify(svid(iss=pinned)).kind == "spiffe"
+    with pytest.raises(TokenError, match=r"outside the namespace of trust domain gov\.example"):
+        v.verify(forge({"alg": "ES256", "kid": "svid1"}, {"iss": pinned, "sub": "clerk-7", "aud": SVID_AUDIENCE,
+                                                          "exp": now + 300}, keys().svid))
+
+
+def test_trust_file_refuses_one_issuer_in_two_namespaces(tmp_path: Path) -> None:
+    from policy.identity.jwt import trust_config_from_dict
+
+    jwks = {"keys": [jwk_of(keys().ec, "k1")]}
+    with pytest.raises(ValueError, match="both a people IdP"):
+        trust_config_from_dict({"issuers": [{"issuer": "https://x", "audience": "a", "jwks": jwks}],
+                                "spiffe": [{"trust_domain": "x.example", "audience": "a", "issuer": "https://x",
+                                            "jwks": jwks}]})
+    with pytest.raises(ValueError, match="may not assert SPIFFE IDs"):
+        trust_config_from_dict({"issuers": [{"issuer": "https://x", "audience": "a", "jwks": jwks,
+                                             "subjects": ["spiffe://x.example/*"]}]})
+
+
+EXAMPLE_TRUST = Path(__file__).resolve().parents[1] / "policy" / "examples" / "trust.example.yaml"
+
+
+def _example_trust() -> TrustConfig:
+    """The shipped trust file, each entry's key source swapped for a generated key (the rest as shipped)."""
+    import yaml
+
+    from policy.identity.jwt import trust_config_from_dict
+
+    data = yaml.safe_load(EXAMPLE_TRUST.read_text(encoding="utf-8"))
+    for entry in [*(data.get("issuers") or []), *(data.get("spiffe") or [])]:
+        for source in ("jwks_url", "jwks_file", "jwks", "hmac_secret_env"):
+            entry.pop(source, None)
+        entry["hmac"] = False
+        entry["jwks"] = {"keys": [jwk_of(keys().ec, "example")]}
+        entry.pop("algorithms", None)
+    for entry in data.get("spiffe") or []:
+        entry.pop("hmac")
+    return trust_config_from_dict(data)
+
+
+def test_every_shipped_example_issuer_vouches_only_for_its_namespace() -> None:
+    trust = _example_trust()
+    assert trust.issuers and trust.domains
+    v = TokenVerifier(trust)
+    head = {"alg": "ES256", "kid": "example", "typ": "JWT"}
+    for iss, cfg in trust.issuers.items():
+        aud = cfg.audience.replace("{service}", "records")
+        base = {"iss": iss, "aud": aud, "exp": now + 300}
+        user = forge(head, {**base, "sub": "resident-4411"}, keys().ec)
+        assert v.verify(user, service="records").kind == "user"
+        for td in [*trust.domains, "other.example"]:
+            workload = forge(head, {**base, "sub": f"spiffe://{td}/ns/portal/sa/citizen-portal"}, keys().ec)
+            with pytest.raises(TokenError, match="outside the namespace of issuer"):
+                v.verify(workload, service="records")
+    for td, dcfg in trust.domains.items():
+        base = {"aud": dcfg.audience, "exp": now + 300, **({"iss": dcfg.issuer} if dcfg.issuer else {})}
+        ok = forge(head, {**base, "sub": f"spiffe://{td}/ns/portal/sa/citizen-portal"}, keys().ec)
+        ident = v.verify(ok, service="records")
+        assert ident.kind == "spiffe" and ident.principal.startswith(f"spiffe://{td}/")
+        # The same keys cannot vouch for a user or for another trust domain.
+        for sub in ["resident-4411", "spiffe://other.example/ns/portal/sa/citizen-portal"]:
+            with pytest.raises(TokenError):
+                v.verify(forge(head, {**base, "sub": sub}, keys().ec), service="records")

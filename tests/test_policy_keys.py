@@ -62,3 +62,10 @@ def test_stale_file_key_set_refreshes_in_the_background(tmp_path: object) -> Non
     while "b" not in ks.kids and time.monotonic() < deadline:
         time.sleep(0.01)
     assert ks.kids == ["b"]
+
+
+def test_duplicate_kids_are_refused_when_the_set_loads() -> None:
+    k = keys()
+    ks = KeySet(name="idp", jwks={"keys": [jwk_of(k.ec, "same"), jwk_of(k.other_domain, "same")]})
+    with pytest.raises(ValueError, match="kid 'same' appears twice"):
+        ks.load()

@@ -6,6 +6,9 @@ they grant anyone (or any service) everything.
 Coverage is decided conservatively, per condition (a rule with a condition the other
 lacks never covers it; globs cover only literal prefixes ending in ``**``), so a finding
 is always true; some real overlaps go unreported rather than reporting false ones.
+
+A deny rule on ``/admin/**`` leaves ``/admin`` itself allowed (the glob needs a segment
+below it): lint says so and suggests ``/admin/...``, which covers both.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from policy.language import Issue, PolicyError, Rule, glob_to_regex, is_glob, load_policy_set
+from policy.language import SUBTREE, Issue, PolicyError, Rule, glob_to_regex, is_glob, load_policy_set
 
 ANY = ("*", "**", "/**", "/*")
 
@@ -29,7 +32,30 @@ def _pattern_covers(a: str, b: str) -> bool:
     if a.endswith("**"):
         prefix = a[:-2]
         return not is_glob(prefix) and b.startswith(prefix)
+    if a.endswith(SUBTREE):
+        base = a[: -len(SUBTREE)]
+        return not is_glob(base) and (b.startswith(base + "/") or b == base + SUBTREE)
     return False
+
+
+def bare_prefix(pattern: str) -> str | None:
+    """``/admin`` for ``/admin/**`` or ``/admin/*``: the literal prefix such a glob leaves out."""
+    for tail in ("/**", "/*"):
+        if pattern.endswith(tail):
+            base = pattern[: -len(tail)]
+            if base and not is_glob(base):
+                return base
+    return None
+
+
+def uncovered_prefixes(rule: Rule) -> list[str]:
+    """Bare prefixes a deny rule's path globs leave out while no other pattern of it covers them."""
+    out = []
+    for p in rule.paths:
+        base = bare_prefix(p)
+        if base is not None and not any(_pattern_covers(q, base) for q in rule.paths):
+            out.append(base)
+    return list(dict.fromkeys(out))
 
 
 def _names_cover(a: tuple[str, ...], b: tuple[str, ...], *, any_values: tuple[str, ...] = ("**",)) -> bool:
@@ -70,13 +96,15 @@ def covers(a: Rule, b: Rule) -> bool:
         and _names_cover(a.paths, b.paths, any_values=("**", "/**"))
         and _names_cover(a.principals, b.principals)
         and _names_cover(a.namespaces, b.namespaces, any_values=("*", "**"))
+        and _names_cover(a.issuers, b.issuers, any_values=("*", "**"))
+        and (not a.principal_kinds or (bool(b.principal_kinds) and set(b.principal_kinds) <= set(a.principal_kinds)))
         and _ips_cover(a.ip_ranges, b.ip_ranges)
     )
 
 
 def _any_source(r: Rule) -> bool:
     return (not r.principals or any(p in ("*", "**") for p in r.principals)) and not r.namespaces \
-        and not r.ip_ranges and not r.claims and r.authenticated is not True
+        and not r.issuers and not r.principal_kinds and not r.ip_ranges and not r.claims and r.authenticated is not True
 
 
 def _any_service(r: Rule) -> bool:
@@ -100,6 +128,10 @@ def findings(rules: Sequence[Rule]) -> list[Issue]:
                 out.append(Issue(b.file, b.line,
                                  f"{b.id}: allows anyone every method on every path of {', '.join(b.services)}",
                                  "warning"))
+        if b.effect == "deny":
+            for base in uncovered_prefixes(b):
+                out.append(Issue(b.file, b.line, f"{b.id}: denies what is below {base} but not {base} itself; "
+                                 f"write {base}/... to deny both", "warning"))
         for a in rules[:i]:
             if a.effect == b.effect and a.dry_run == b.dry_run and covers(a, b):
                 out.append(Issue(b.file, b.line, f"{b.id}: shadowed by {a.id} ({a.where}); it can never decide",

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import fnmatch
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Mapping
@@ -72,6 +74,8 @@ class IssuerConfig:
     groups_claim: str = "groups"
     namespace_claim: str | None = None
     allowed_headers: frozenset[str] = frozenset({"alg", "kid", "typ"})
+    #: The subjects this issuer may assert (globs); empty: any user subject. Never a SPIFFE ID.
+    subjects: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.hmac:
@@ -90,6 +94,17 @@ class IssuerConfig:
     @property
     def name(self) -> str:
         return self.issuer
+
+    def check_subject(self, sub: str) -> None:
+        """A people IdP vouches for user principals only: never a SPIFFE ID, only ``subjects`` when set."""
+        if sub.strip().lower().startswith("spiffe:"):
+            raise TokenError(f"subject {sub[:120]!r} is outside the namespace of issuer {self.issuer}: it vouches "
+                             "for user principals, never a SPIFFE ID (workloads need a JWT-SVID of their trust domain)")
+        if sub != sub.strip() or not sub.isprintable():
+            raise TokenError(f"subject {sub[:120]!r} has surrounding spaces or unprintable characters")
+        if self.subjects and not any(fnmatch.fnmatchcase(sub, g) for g in self.subjects):
+            raise TokenError(f"subject {sub[:120]!r} is outside the namespace of issuer {self.issuer} "
+                             f"(it may assert {', '.join(self.subjects)})")
 
 
 @dataclass
@@ -124,11 +139,27 @@ def strict_json(raw: bytes, what: str) -> dict[str, Any]:
     return value
 
 
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
 def _segment(text: str, what: str) -> bytes:
+    """Strict base64url (RFC 7515 section 2): no ``=`` padding, no other alphabet, no stray bits.
+
+    A lenient decoder lets one token have many spellings (padding, ``+/``, unused low bits),
+    which defeats caching and log matching by token and hides a tampered segment.
+    """
+    if _B64URL.fullmatch(text) is None:
+        bad = next(c for c in text if not (c.isascii() and (c.isalnum() or c in "-_")))
+        raise TokenError(f"{what} is not strict base64url (character {bad!r}; padding '=' is not allowed)")
+    if len(text) % 4 == 1:
+        raise TokenError(f"{what} is not base64url: impossible length {len(text)}")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError) as exc:
         raise TokenError(f"{what} is not base64url: {exc}") from None
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != text:
+        raise TokenError(f"{what} is not canonical base64url (non-zero unused bits)")
+    return raw
 
 
 class _StrictPyJWT(pyjwt.PyJWT):
@@ -211,6 +242,7 @@ class TokenVerifier:
             raise TokenError(f"not a compact JWS: {len(parts)} parts instead of 3")
         header = strict_json(_segment(parts[0], "header"), "header")
         payload = strict_json(_segment(parts[1], "payload"), "payload")
+        _segment(parts[2], "signature")  # PyJWT's own decoder would accept padding
         alg = header.get("alg")
         if not isinstance(alg, str) or not alg:
             raise TokenError("header has no alg")
@@ -284,6 +316,10 @@ class TokenVerifier:
             return domain
         if iss is None:
             raise TokenError("missing required claim 'iss'")
+        for domain in self.trust.domains.values():
+            if domain.issuer is not None and domain.issuer == iss:
+                raise TokenError(f"subject {str(sub)[:120]!r} is outside the namespace of trust domain "
+                                 f"{domain.trust_domain}: its keys vouch only for spiffe://{domain.trust_domain}/...")
         raise TokenError(f"untrusted issuer {iss[:120]!r}")
 
     @staticmethod
@@ -314,9 +350,10 @@ class TokenVerifier:
                 roles=_string_set(claims.get(cfg.roles_claim)), scopes=scopes,
                 groups=_string_set(claims.get(cfg.groups_claim)), expires_at=float(claims["exp"]), claims=claims,
             )
+        cfg.check_subject(sub)
         namespace = claims.get(cfg.namespace_claim) if cfg.namespace_claim else None
         return Identity(
-            principal=sub, issuer=cfg.issuer, kind="jwt", trust_domain=None,
+            principal=sub, issuer=cfg.issuer, kind="user", trust_domain=None,
             namespace=namespace if isinstance(namespace, str) else None,
             roles=_string_set(claims.get(cfg.roles_claim)), scopes=scopes,
             groups=_string_set(claims.get(cfg.groups_claim)), expires_at=float(claims["exp"]), claims=claims,
@@ -361,6 +398,7 @@ def trust_config_from_dict(data: Mapping[str, Any], base: Path = Path(".")) -> T
             typ=frozenset(entry.get("typ") or DEFAULT_TYP),
             roles_claim=entry.get("roles_claim", "roles"), scopes_claim=entry.get("scopes_claim", "scope"),
             groups_claim=entry.get("groups_claim", "groups"), namespace_claim=entry.get("namespace_claim"),
+            subjects=_subjects(entry, f"issuers[{i}]"),
         )
     for i, entry in enumerate(data.get("spiffe") or []):
         td = entry.get("trust_domain")
@@ -374,7 +412,23 @@ def trust_config_from_dict(data: Mapping[str, Any], base: Path = Path(".")) -> T
             audience=str(entry["audience"]), leeway_s=float(entry.get("leeway_s", 30)),
             issuer=entry.get("issuer"), **kwargs,
         )
+    pinned = {d.issuer: td for td, d in cfg.domains.items() if d.issuer is not None}
+    both = sorted(set(pinned) & set(cfg.issuers))
+    if both:
+        raise ValueError(f"issuer {both[0]!r} is both a people IdP (issuers) and the issuer of trust domain "
+                         f"{pinned[both[0]]} (spiffe): one issuer, one namespace")
     return cfg
+
+
+def _subjects(entry: Mapping[str, Any], where: str) -> tuple[str, ...]:
+    value = entry.get("subjects")
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"{where}: 'subjects' must be a non-empty list of subject globs")
+    if any(re.match(r"(?i)\s*spiffe:", v) for v in value):
+        raise ValueError(f"{where}: a people IdP may not assert SPIFFE IDs; trust the domain under 'spiffe:'")
+    return tuple(value)
 
 
 def load_trust_config(path: str | Path) -> TrustConfig:

@@ -126,12 +126,19 @@ class KeySet:
         accepted: dict[str, tuple[Mapping[str, Any], frozenset[str]]] = {}
         rejected: dict[str, str] = {}
         errors: list[str] = []
+        seen: dict[str, int] = {}
         for position, jwk in enumerate(keys):
             if not isinstance(jwk, dict):
                 errors.append(f"key #{position}: not an object")
                 continue
             kid = jwk.get("kid")
             label = str(kid) if isinstance(kid, str) else f"#{position}"
+            if isinstance(kid, str) and kid in seen:
+                # Which of two keys under one kid verifies would depend on file order: refuse the set.
+                raise ValueError(f"key set {self.name!r}: kid {kid[:64]!r} appears twice (keys #{seen[kid]} and "
+                                 f"#{position}); every kid must name one key")
+            if isinstance(kid, str):
+                seen[kid] = position
             if jwk.get("use") not in (None, "sig"):
                 errors.append(f"key {label}: use {jwk.get('use')!r} is not 'sig'")
                 continue
