@@ -13,7 +13,9 @@ Contract for reader authors (syslog, journald, evtx, jsonl here; pcap in ``colle
 - ``identity(path) -> str``: what makes this file this file, independent of its path,
   so a renamed (rotated) file keeps its checkpoint and a new file at the same path gets a
   fresh one. Default (:class:`ReaderBase`): a hash of the first 4 KiB. Growing text files
-  use :func:`first_line_identity` (stable once the first line is complete).
+  use :func:`first_line_identity` (stable once the first line is complete); as distinct
+  files may share a first line, they are ``VerifyingReader`` s: each checkpoint carries a
+  mark of the content it covers, checked before resuming (``collectors.lines``).
 - ``batches(path, resume, batch_size)``: yield batches of at most ``batch_size`` events
   (a batch may be empty but carry problems and a checkpoint). ``resume`` is the
   ``checkpoint`` of the last committed batch for this identity, or ``None``: skip
@@ -77,6 +79,18 @@ class Reader(Protocol):
     def identity(self, path: Path) -> str: ...
 
     def batches(self, path: Path, resume: Checkpoint | None, batch_size: int) -> Iterator[Batch]: ...
+
+
+@runtime_checkable
+class VerifyingReader(Reader, Protocol):
+    """A reader whose identity may be shared by distinct files (the line readers: the first
+    line), so it can tell whether ``path`` is the file a checkpoint was taken in, and read a
+    file under the identity the pipeline resolved for it (``collectors.pipeline.resolve``)."""
+
+    def matches(self, path: Path, checkpoint: Checkpoint) -> bool: ...
+
+    def batches(self, path: Path, resume: Checkpoint | None, batch_size: int, *,
+                identity: str | None = None) -> Iterator[Batch]: ...
 
 
 @runtime_checkable

@@ -7,6 +7,15 @@ found a better one (journald's cursor), ``event.original``, ``log.file.path`` an
 ``log.offset``, truncation (a checkpoint past the end of the file restarts at 0) and,
 for ``soc tail``, holding back a last line that has no newline yet (``follow=True``).
 
+A file's identity is its first line (stable while the file grows, kept by a rotated, renamed
+or gzipped copy), but two distinct files may begin with the same line (an rsyslogd start
+line) or even the same 4 KiB. So every checkpoint also carries a *mark*: a hash of the
+file's first 4 KiB and of the bytes just before the checkpoint offset (``mark_from`` up to
+``offset``). ``matches(path, checkpoint)`` re-reads those bytes: the same file, grown or
+rotated or compressed, still has them; another file with the same first line does not, and
+the pipeline then gives it an identity of its own (``collectors.pipeline.resolve``) instead
+of resuming it from the other file's offset and deduplicating its lines away.
+
 Subclasses write ``parse(text, ctx)``: return a flat event (with ``@timestamp``), ``None``
 to skip the line silently, or raise :class:`LineError` with a short reason. An event with
 ``ztsoc.auth.repeated: N`` (syslog's "message repeated N times") is stored N times, each
@@ -17,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -38,6 +48,35 @@ from collectors.base import (
 
 #: copies made of one "message repeated N times" line, at most
 MAX_REPEATS = 10_000
+#: bytes of the head, and at most of the end, of what a checkpoint covers that its mark hashes
+MARK_BYTES = 4096
+#: lines remembered for the end part of the mark (fewer bytes when the lines are short)
+_MARK_LINES = 64
+
+
+def content_mark(head: bytes, tail: bytes) -> str:
+    """The mark of a checkpoint: the file's first bytes and the bytes just before the offset."""
+    return hashlib.sha1(b"%d:" % len(head) + head + tail).hexdigest()
+
+
+def read_head(path: Path, nbytes: int = MARK_BYTES) -> bytes:
+    with open_log(path) as fh:
+        return fh.read(nbytes)
+
+
+def marked_checkpoint(path: Path, offset: int, line: int, tail: bytes | None = None) -> Checkpoint:
+    """``{"offset", "line", "mark", "mark_from"}`` for ``path`` read up to ``offset``.
+
+    ``tail``: the bytes just before ``offset`` when the caller has them (else read from the file).
+    """
+    if tail is None:
+        with open_log(path) as fh:
+            start = max(0, offset - MARK_BYTES)
+            fh.seek(start)
+            tail = fh.read(offset - start)
+    tail = tail[-MARK_BYTES:]
+    head = read_head(path, min(MARK_BYTES, offset))
+    return {"offset": offset, "line": line, "mark": content_mark(head, tail), "mark_from": offset - len(tail)}
 
 
 class LineError(ValueError):
@@ -64,6 +103,25 @@ class LineReader(ReaderBase):
     def identity(self, path: Path) -> str:
         return first_line_identity(path)
 
+    def matches(self, path: Path, checkpoint: Checkpoint) -> bool:
+        """Is ``path`` the file ``checkpoint`` was taken in (or a grown, rotated, gzipped copy)?
+
+        A checkpoint written before marks existed has none and is trusted, as it was then.
+        """
+        mark = checkpoint.get("mark")
+        if mark is None:
+            return True
+        offset = int(checkpoint.get("offset", 0))
+        since = int(checkpoint.get("mark_from", offset))
+        if not 0 <= since <= offset:
+            return False
+        nhead = min(MARK_BYTES, offset)
+        with open_log(path) as fh:
+            head = fh.read(nhead)
+            fh.seek(since)
+            tail = fh.read(offset - since)
+        return len(head) == nhead and len(tail) == offset - since and content_mark(head, tail) == mark
+
     def begin(self, path: Path | None) -> Any:
         """Per-file context handed to ``parse`` (e.g. the year RFC 3164 lines lack); ``None``: a pipe."""
         return None
@@ -71,8 +129,10 @@ class LineReader(ReaderBase):
     def parse(self, text: str, ctx: Any) -> Event | None:
         raise NotImplementedError
 
-    def batches(self, path: Path, resume: Checkpoint | None, batch_size: int) -> Iterator[Batch]:
-        identity = self.identity(path)
+    def batches(self, path: Path, resume: Checkpoint | None, batch_size: int, *,
+                identity: str | None = None) -> Iterator[Batch]:
+        """``identity``: the one the pipeline resolved (``collectors.pipeline.resolve``), else the first line's."""
+        identity = identity or self.identity(path)
         ctx = self.begin(path)
         source = self.labels.get(str(path), str(path))
         compressed = is_gzip(path)
@@ -84,7 +144,7 @@ class LineReader(ReaderBase):
                 if offset > fh.tell():  # truncated in place: start again
                     offset = line_no = 0
             fh.seek(offset)
-            batches = self.read_stream(fh, source, identity, ctx, batch_size, offset, line_no)
+            batches = self.read_stream(fh, source, identity, ctx, batch_size, offset, line_no, marked=path)
             if not compressed:
                 yield from batches
                 return
@@ -110,9 +170,19 @@ class LineReader(ReaderBase):
                                 self.begin(None), batch_size, 0, 0)
 
     def read_stream(self, lines: Iterable[bytes], source: str, identity: str, ctx: Any, batch_size: int,
-                    offset: int, line_no: int) -> Iterator[Batch]:
-        """The loop itself: ``lines`` yields raw lines starting at byte ``offset`` (line ``line_no``)."""
+                    offset: int, line_no: int, *, marked: Path | None = None) -> Iterator[Batch]:
+        """The loop itself: ``lines`` yields raw lines starting at byte ``offset`` (line ``line_no``).
+
+        ``marked``: the file the lines come from; its checkpoints then carry a mark (a pipe has none).
+        """
         name, keep_original, follow, parse = self.name, self.keep_original, self.follow, self.parse
+        recent: deque[bytes] = deque(maxlen=_MARK_LINES)
+        remember = recent.append
+
+        def checkpoint() -> Checkpoint:
+            if marked is None:
+                return {"offset": offset, "line": line_no}
+            return marked_checkpoint(marked, offset, line_no, b"".join(recent) if recent else None)
         prefix, sha1 = id_prefix(name, identity), hashlib.sha1  # event_id(name, identity, offset), inlined
         events: list[Event] = []
         problems: list[ReadProblem] = []
@@ -123,6 +193,7 @@ class LineReader(ReaderBase):
             here = offset
             offset += len(raw)
             line_no += 1
+            remember(raw)
             text = raw.decode("utf-8", "replace").rstrip("\r\n")
             if not text or text.isspace():
                 continue
@@ -149,7 +220,7 @@ class LineReader(ReaderBase):
                     events.extend({**event, "event.id": event_id(name, base_id, k)}
                                   for k in range(1, min(repeats, MAX_REPEATS)))
             if len(events) + len(problems) >= batch_size:
-                yield Batch(events, problems, {"offset": offset, "line": line_no}, offset)
+                yield Batch(events, problems, checkpoint(), offset)
                 events, problems, start = [], [], offset
         if offset != start or events or problems:
-            yield Batch(events, problems, {"offset": offset, "line": line_no}, offset)
+            yield Batch(events, problems, checkpoint(), offset)

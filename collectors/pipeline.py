@@ -4,7 +4,9 @@
 ``soc tail``) runs. For each file it
 
 1. computes the reader's ``identity(path)`` (content, not path: a rotated file keeps its
-   checkpoint) and loads ``store.get_state("checkpoint", "<reader>:<identity>")``;
+   checkpoint) and loads ``store.get_state("checkpoint", "<reader>:<identity>")``; when
+   that checkpoint was taken in another file with the same identity (``resolve``: the
+   line readers' first line), the file gets the next identity of that lineage instead;
 2. asks the reader for batches from there;
 3. writes each batch with ``store.write_events`` and only THEN stores the batch's
    checkpoint with ``store.put_state``.
@@ -31,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import glob
+import hashlib
 import json
 import sys
 import time
@@ -40,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
-from collectors.base import Batch, Checkpoint, Reader, ReadProblem, StreamReader, file_size
+from collectors.base import Batch, Checkpoint, Reader, ReadProblem, StreamReader, VerifyingReader, file_size
 from eventstore.store import Store
 from eventstore.timeutil import to_iso, utcnow
 
@@ -102,6 +105,43 @@ class IngestReport:
 
 def checkpoint_key(reader: Reader, identity: str) -> str:
     return f"{reader.name}:{identity}"
+
+
+#: distinct files one identity may stand for before the next ones are refused (a bound on probing)
+MAX_LINEAGE = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """Which identity a file is read under, its checkpoint key and where it resumes."""
+
+    identity: str
+    key: str
+    resume: Checkpoint | None
+
+
+def resolve(store: Store, reader: Reader, path: Path) -> Resolved:
+    """The identity ``path`` is read under and its checkpoint.
+
+    The reader's ``identity`` first. A ``VerifyingReader`` (the line readers) may find that the
+    checkpoint under it was taken in another file that merely begins the same way; then the
+    next identities of that lineage (``sha1("<identity>/<n>")``) are tried in order, and the
+    first free one starts the file from its beginning. Event ids follow the resolved identity,
+    so two such files never share an id. The first file of a lineage keeps the plain identity:
+    checkpoints and ids from before this check stay valid.
+    """
+    base = reader.identity(path)
+    if not isinstance(reader, VerifyingReader):
+        saved = store.get_state(CHECKPOINT_KIND, checkpoint_key(reader, base))
+        return Resolved(base, checkpoint_key(reader, base), saved.get("checkpoint") if saved else None)
+    for n in range(MAX_LINEAGE):
+        identity = base if n == 0 else hashlib.sha1(f"{base}/{n}".encode()).hexdigest()
+        key = checkpoint_key(reader, identity)
+        saved = store.get_state(CHECKPOINT_KIND, key)
+        resume = saved.get("checkpoint") if saved else None
+        if resume is None or reader.matches(path, resume):
+            return Resolved(identity, key, resume)
+    raise ValueError(f"more than {MAX_LINEAGE} distinct files begin like this one")
 
 
 def expand_paths(paths: Iterable[str | Path], patterns: Sequence[str] = ()) -> list[Path]:
@@ -263,15 +303,14 @@ def ingest_file(
     problems = problems or _Problems(report, None)
     shown = label or str(path)
     try:
-        identity = reader.identity(path)
-    except (OSError, ValueError) as exc:
+        found = resolve(store, reader, path)
+    except (OSError, ValueError, EOFError) as exc:
         problems.add([ReadProblem(shown, "file", "unreadable file", str(exc))])
         return FileReport(shown, None, problems=1)
-    key = checkpoint_key(reader, identity)
-    saved = store.get_state(CHECKPOINT_KIND, key)
-    resume: Checkpoint | None = saved.get("checkpoint") if saved else None
-    fr = FileReport(shown, identity, resumed=resume is not None)
-    return _ingest_batches(store, reader, reader.batches(path, resume, batch_size), fr, report, problems, key=key,
+    fr = FileReport(shown, found.identity, resumed=found.resume is not None)
+    batches = (reader.batches(path, found.resume, batch_size, identity=found.identity)
+               if isinstance(reader, VerifyingReader) else reader.batches(path, found.resume, batch_size))
+    return _ingest_batches(store, reader, batches, fr, report, problems, key=found.key,
                            tick=tick, on_batch=on_batch)
 
 

@@ -14,8 +14,9 @@ miss renames across directories and is not on every filesystem):
   old file until it reopens its log; once it has not grown for ``retire_after`` seconds
   it is read one last time (including a last line without newline) and closed. The new
   file at the name is followed from its start (its identity is new, so is its checkpoint).
-- Truncation in place (``copytruncate``, ``> file``): the checkpoint lies past the end;
-  the line reader starts again at 0 (a new first line also means a new identity).
+- Truncation in place (``copytruncate``, ``> file``): the checkpoint lies past the end, so
+  its mark no longer matches: the file is read from 0 under an identity of its own (even
+  when it starts with the same line again), so its lines get ids of their own.
 - A line still being written (no newline yet) is left for the next poll.
 """
 
@@ -28,9 +29,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from collectors.base import Batch, Reader, first_line_identity
-from collectors.lines import LineReader
-from collectors.pipeline import CHECKPOINT_KIND, IngestReport, _Problems, checkpoint_key, ingest_file
+from collectors.base import Batch, Reader
+from collectors.lines import MARK_BYTES, LineReader, marked_checkpoint
+from collectors.pipeline import CHECKPOINT_KIND, IngestReport, _Problems, ingest_file, resolve
 from eventstore.store import Store
 from eventstore.timeutil import to_iso, utcnow
 
@@ -133,15 +134,15 @@ class Tailer:
 
     def _skip_to_end(self, opened: _Open) -> None:
         """``--from-end``: a file never seen before starts at its current end (complete lines only)."""
-        key = checkpoint_key(self.reader, first_line_identity(opened.proc_path))
-        if self.store.get_state(CHECKPOINT_KIND, key) is not None:
+        found = resolve(self.store, self.reader, opened.proc_path)
+        if found.resume is not None:
             return
         with open(opened.proc_path, "rb") as fh:
             data = fh.read()
         end = data.rfind(b"\n") + 1
-        self.store.put_state(CHECKPOINT_KIND, key, {
-            "checkpoint": {"offset": end, "line": data.count(b"\n", 0, end)}, "reader": self.reader.name,
-            "path": "", "updated": to_iso(utcnow())})
+        checkpoint = marked_checkpoint(opened.proc_path, end, data.count(b"\n", 0, end), data[:end][-MARK_BYTES:])
+        self.store.put_state(CHECKPOINT_KIND, found.key, {
+            "checkpoint": checkpoint, "reader": self.reader.name, "path": "", "updated": to_iso(utcnow())})
 
     def _read(self, watch: _Watch, opened: _Open, *, final: bool = False) -> bool:
         """Read new lines; True when the file grew since the last look."""

@@ -93,8 +93,9 @@ class FlakyReader(JsonlReader):
         super().__init__()
         self.fail_after = fail_after
 
-    def batches(self, path: Path, resume: Checkpoint | None, batch_size: int) -> Iterator[Batch]:
-        for n, batch in enumerate(super().batches(path, resume, batch_size)):
+    def batches(self, path: Path, resume: Checkpoint | None, batch_size: int, *,
+                identity: str | None = None) -> Iterator[Batch]:
+        for n, batch in enumerate(super().batches(path, resume, batch_size, identity=identity)):
             if n == self.fail_after:
                 raise RuntimeError("disk on fire")
             yield batch

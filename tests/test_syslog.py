@@ -120,7 +120,7 @@ def test_resume_after_any_batch_gives_the_same_events(tmp_path: Path) -> None:
     assert resumed.problems == whole.problems and len(whole.problems) == 3
     for event in whole.events:
         check(event)
-    assert whole.checkpoint == {"offset": path.stat().st_size, "line": 303}
+    assert {k: whole.checkpoint[k] for k in ("offset", "line")} == {"offset": path.stat().st_size, "line": 303}
 
 
 def test_year_out_of_range() -> None:
