@@ -1,10 +1,27 @@
 """The Elasticsearch backend of the ``Store`` protocol (the way past one machine).
 
-Layout (see ``eventstore.es_templates``): monthly event indices ``P-events-YYYY.MM``, one
-``P-alerts`` index and one ``P-state`` index per prefix ``P``. The month comes from the
-event's own ``@timestamp`` and the document ``_id`` is its ``event.id``, so writing the
-same event again targets the same index and ``op_type=create`` turns it into a counted
-duplicate: that is what makes ingestion idempotent without a lookup.
+Layout (see ``eventstore.es_templates``): events go through the write alias ``P-events``
+to rollover indices ``P-events-000001``, ``-000002``...; one ``P-alerts`` index and one
+``P-state`` index per prefix ``P``. Reads cover ``P-events-*``, which also holds the
+monthly indices ``P-events-YYYY.MM`` of stores made before rollover (read, never written).
+
+Why rollover and not an index per event month: back-filled history (EVTX samples from
+2013 to 2022) made a shard per month, 60 shards for 25k events. The minimal distribution
+has neither data streams nor ILM, so the store rolls the alias over itself (the core
+``_rollover`` API with size/age conditions), at the start of each ``write_events`` and
+every ``Rollover.check_every`` events within one.
+
+Never twice: the document ``_id`` is the ``event.id`` and writes are ``op_type=create``,
+so writing an event again into the same index is a counted duplicate (409). Since a
+rollover changes the index, a batch is first looked up (one ``ids`` query) in the other
+event indices, which are no longer written (each is refreshed when rolled over); the
+lookup is skipped while the write index is the only event index. A batch always goes to
+the concrete index it was built for, never through the alias, so a resend after a dropped
+connection hits the index of the first try even if another process rolled over meanwhile.
+
+Several nodes: the client round-robins over every node named in the URL and sets a node
+that fails aside (sniffing for more nodes is off unless ``?sniff=true``: behind a proxy
+or NAT the addresses nodes publish are not reachable).
 
 Hand-written here, and why:
 
@@ -40,7 +57,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import orjson
 from elasticsearch import (
@@ -88,6 +105,7 @@ RETRY_STATUSES = frozenset({429, 502, 503, 504})
 ITEM_RETRY_STATUSES = frozenset({429, 503})
 _BULK_FILTER = "errors,items.*.status,items.*.error.type,items.*.error.reason,items.*.error.caused_by.reason"
 _MAX_WINDOW = 10_000  # index.max_result_window
+_URL_PARAMS = frozenset({"prefix", "sniff"})
 _ORJSON_OPTS = orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
 _JAVA_EXCEPTION = re.compile(r"^[\w.$]+(?:Exception|Error): ")
 _LINE_COL = re.compile(r"line (\d+), column (\d+)")
@@ -104,20 +122,43 @@ class _Pending:
     lines: bytes
 
 
-def _month_of(ts: Any) -> str:
-    """``YYYY.MM`` of a timestamp in UTC; the fast path covers what we write (``...Z``)."""
+@dataclass(frozen=True, slots=True)
+class Rollover:
+    """When the store starts a new event index (the conditions of the ``_rollover`` API).
+
+    Size bounds a shard (Elastic advises 10-50 GB); age bounds how much one index holds in
+    wall-clock time, so retention can drop whole indices; ``min_docs`` keeps an idle store
+    from rolling over into empty indices. ``max_docs`` is for tests and small clusters.
+    """
+
+    max_primary_shard_size: str = "20gb"
+    max_age: str = "30d"
+    max_docs: int | None = None
+    min_docs: int = 1
+    #: Events, or seconds, between two checks (each check is a refresh and a ``_rollover`` call).
+    check_every: int = 1_000_000
+    check_seconds: float = 60.0
+
+    def conditions(self) -> dict[str, Any]:
+        found: dict[str, Any] = {"max_primary_shard_size": self.max_primary_shard_size, "max_age": self.max_age,
+                                 "min_docs": self.min_docs}
+        if self.max_docs is not None:
+            found["max_docs"] = self.max_docs
+        return found
+
+
+def _check_timestamp(ts: Any) -> None:
+    """Refuse a ``@timestamp`` that is not a time (the fast path covers what we write, ``...Z``)."""
     if isinstance(ts, str):
         if len(ts) >= 20 and ts[-1] == "Z" and ts[4] == "-" and ts[7] == "-" and ts[:4].isdigit():
-            return f"{ts[:4]}.{ts[5:7]}"
-        value = from_iso(ts)
+            return
+        from_iso(ts)
     elif isinstance(ts, datetime):
-        value = ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+        return
     elif isinstance(ts, int | float) and not isinstance(ts, bool):
-        value = datetime.fromtimestamp(ts / 1000, UTC)
+        datetime.fromtimestamp(ts / 1000, UTC)
     else:
         raise ValueError(f"@timestamp is {type(ts).__name__}, expected an ISO 8601 string")
-    value = value.astimezone(UTC)
-    return f"{value.year:04d}.{value.month:02d}"
 
 
 def _epoch_ms_ceil(ts: datetime) -> int:
@@ -219,7 +260,7 @@ class ElasticsearchStore:
 
     def __init__(
         self,
-        node_url: str,
+        node_url: str | Sequence[str],
         *,
         prefix: str = DEFAULT_PREFIX,
         basic_auth: tuple[str, str] | None = None,
@@ -233,6 +274,8 @@ class ElasticsearchStore:
         initial_backoff: float = 0.5,
         max_backoff: float = 30.0,
         request_timeout: float = 60.0,
+        sniff: bool = False,
+        rollover: Rollover | None = None,
     ) -> None:
         if not _PREFIX_RE.match(prefix):
             raise StoreURLError(f"bad index prefix {prefix!r}: lowercase letters, digits, '.', '_' or '-'")
@@ -240,8 +283,13 @@ class ElasticsearchStore:
             # P-events-* would also match this prefix's indices: two stores would read each other.
             raise StoreURLError(f"bad index prefix {prefix!r}: it may not contain '-events'")
         self.prefix = prefix
-        self.node_url = node_url.rstrip("/")
+        self.nodes = [n.rstrip("/") for n in ([node_url] if isinstance(node_url, str) else node_url)]
+        if not self.nodes:
+            raise StoreURLError("no Elasticsearch node named")
+        #: Every node, for messages (``http://h1:9200,h2:9200``); never carries a secret.
+        self.node_url = _join_nodes(self.nodes)
         self.url = f"{self.node_url}/?prefix={prefix}"
+        self.rollover = rollover or Rollover()
         self.bulk_docs = bulk_docs
         self.bulk_bytes = bulk_bytes
         self.bulk_concurrency = bulk_concurrency
@@ -250,10 +298,16 @@ class ElasticsearchStore:
         self.max_backoff = max_backoff
         names = es_templates.index_names(prefix)
         self._events_pattern = names["events_pattern"]
+        self._events_alias = names["events_alias"]
+        self._events_first = names["events_first"]
         self._alerts = names["alerts"]
         self._state = names["state"]
         self._dirty: set[str] = set()
-        self._month_index: dict[str, str] = {}
+        #: The concrete index new events go to, and every events index (for the lookup).
+        self._write_index: str | None = None
+        self._event_indices: frozenset[str] = frozenset()
+        self._since_check = 0  # events sent since the last rollover check
+        self._checked_at = float("-inf")  # monotonic time of that check
         kwargs: dict[str, Any] = {
             "request_timeout": request_timeout,
             "max_retries": 2,
@@ -263,12 +317,14 @@ class ElasticsearchStore:
             kwargs["basic_auth"] = basic_auth
         if api_key:
             kwargs["api_key"] = api_key
-        if self.node_url.startswith("https:"):
+        if sniff:
+            kwargs.update(sniff_on_start=True, sniff_on_node_failure=True, min_delay_between_sniffing=60)
+        if any(n.startswith("https:") for n in self.nodes):
             kwargs["verify_certs"] = verify_certs
             if ca_certs:
                 kwargs["ca_certs"] = ca_certs
         try:
-            self._es = Elasticsearch(self.node_url, **kwargs)
+            self._es = Elasticsearch(self.nodes, **kwargs)
         except ValueError as exc:
             raise StoreURLError(f"bad Elasticsearch URL {node_url!r}: {exc}") from exc
         # The bulk loop does its own retrying, with backoff, item by item.
@@ -277,27 +333,27 @@ class ElasticsearchStore:
     # -- construction -------------------------------------------------------------------
     @classmethod
     def from_url(cls, url: str) -> ElasticsearchStore:
-        """``http(s)://[user:pass@]host:9200[/path]/?prefix=NAME``; secrets also from the env."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise StoreURLError(f"bad Elasticsearch URL {url!r}: expected http(s)://host:9200/?prefix=NAME")
-        params = parse_qs(parts.query, keep_blank_values=True)
-        unknown = sorted(set(params) - {"prefix"})
+        """``http(s)://[user:pass@]h1:9200[,h2:9200...][/path]/?prefix=NAME[&sniff=true]``.
+
+        Secrets also come from the environment (``SOC_ES_USER``/``SOC_ES_PASSWORD``,
+        ``SOC_ES_API_KEY``) and so does the CA file (``SOC_ES_CA``): a URL gets printed.
+        """
+        nodes, userinfo, query = _split_nodes(url)
+        params = parse_qs(query, keep_blank_values=True)
+        unknown = sorted(set(params) - _URL_PARAMS)
         if unknown:
-            raise StoreURLError(f"bad Elasticsearch URL {url!r}: unknown parameter {unknown[0]!r} (only 'prefix')")
+            known = ", ".join(repr(p) for p in sorted(_URL_PARAMS))
+            raise StoreURLError(f"bad Elasticsearch URL {url!r}: unknown parameter {unknown[0]!r} (only {known})")
         prefix = (params.get("prefix") or [DEFAULT_PREFIX])[-1] or DEFAULT_PREFIX
-        try:
-            port = parts.port
-        except ValueError as exc:
-            raise StoreURLError(f"bad Elasticsearch URL {url!r}: {exc}") from exc
-        host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
-        netloc = f"{host}:{port}" if port else host
-        node_url = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
-        user = parts.username or os.environ.get("SOC_ES_USER")
-        password = parts.password or os.environ.get("SOC_ES_PASSWORD")
+        sniff_text = (params.get("sniff") or ["false"])[-1].lower()
+        if sniff_text not in ("true", "false", "1", "0"):
+            raise StoreURLError(f"bad Elasticsearch URL {url!r}: sniff must be true or false")
+        user_part, has_password, password_part = userinfo.partition(":")
+        user = unquote(user_part) if userinfo else os.environ.get("SOC_ES_USER")
+        password = unquote(password_part) if has_password else os.environ.get("SOC_ES_PASSWORD")
         basic_auth = (user, password or "") if user else None
-        return cls(node_url, prefix=prefix, basic_auth=basic_auth, api_key=os.environ.get("SOC_ES_API_KEY"),
-                   ca_certs=os.environ.get("SOC_ES_CA"))
+        return cls(nodes, prefix=prefix, basic_auth=basic_auth, api_key=os.environ.get("SOC_ES_API_KEY"),
+                   ca_certs=os.environ.get("SOC_ES_CA"), sniff=sniff_text in ("true", "1"))
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
@@ -335,8 +391,8 @@ class ElasticsearchStore:
                     f"{self.node_url} does not answer as Elasticsearch (HTTP {exc.meta.status} on /_cluster/health)"
                 ) from exc
             self._put_templates()
-            # Event and alert indices are made by their first write, through the templates;
-            # the state index exists from the start: it also checks queries on an empty store.
+            # The alert index is made by its first write, through the templates; the state
+            # index exists from the start: it also checks queries on an empty store.
             self._create_index(self._state)
 
     def _put_templates(self) -> None:
@@ -402,14 +458,83 @@ class ElasticsearchStore:
                 with contextlib.suppress(NotFoundError):
                     self._es.cluster.delete_component_template(name=name)
         self._dirty.clear()
+        self._write_index, self._event_indices = None, frozenset()
 
     # -- writing events -----------------------------------------------------------------
-    def _events_index(self, ts: Any) -> str:
-        month = _month_of(ts)
-        name = self._month_index.get(month)
-        if name is None:
-            name = self._month_index[month] = f"{self.prefix}-events-{month}"
-        return name
+    def _ensure_write_index(self) -> str:
+        """The concrete index behind the write alias, made on first use (with its alias).
+
+        A store from before rollover has monthly indices and no alias: it gets a first
+        rollover index next to them; the monthly ones stay readable and are looked up
+        before writing, so re-ingesting their events still counts duplicates.
+        """
+        if self._write_index is not None:
+            return self._write_index
+        with self._errors():
+            try:
+                found = self._es.indices.get_alias(name=self._events_alias)
+            except NotFoundError:
+                found = None
+            if not found:
+                try:
+                    self._es.indices.create(index=self._events_first,
+                                            aliases={self._events_alias: {"is_write_index": True}})
+                except ApiError as exc:
+                    if "resource_already_exists_exception" not in _error_types(_body_error(exc)):
+                        raise StoreError(f"cannot create index {self._events_first}: "
+                                         f"{_reason(_body_error(exc))}") from exc
+                found = self._es.indices.get_alias(name=self._events_alias)
+        writers = [name for name, body in found.items()
+                   if body.get("aliases", {}).get(self._events_alias, {}).get("is_write_index")]
+        if len(writers) != 1:
+            raise StoreError(f"alias {self._events_alias} has no single write index ({sorted(found)})")
+        self._write_index = writers[0]
+        self._event_indices = frozenset(self._existing_indices(self._events_pattern))
+        return self._write_index
+
+    def _events_index(self) -> str:
+        """Where the next batch goes: checks the rollover conditions every so many events or seconds."""
+        due = (self._since_check >= self.rollover.check_every
+               or time.monotonic() - self._checked_at >= self.rollover.check_seconds)
+        return self._roll_over() if due else self._ensure_write_index()
+
+    def _roll_over(self) -> str:
+        """Roll the write alias over if the current index met a condition; the write index."""
+        self._since_check, self._checked_at = 0, time.monotonic()
+        current = self._ensure_write_index()
+        if current in self._dirty:
+            # The node counts documents in refreshed segments only.
+            self._call(self._es.indices.refresh, index=current, ignore_unavailable=True)
+        try:
+            answer = self._call(self._es.indices.rollover, alias=self._events_alias,
+                                conditions=self.rollover.conditions())
+        except ApiError as exc:
+            raise StoreError(f"cannot roll {self._events_alias} over: {_reason(_body_error(exc))}") from exc
+        if answer.get("rolled_over"):
+            # The old index is written no more: refreshed once, the duplicate lookup sees all of it.
+            self._call(self._es.indices.refresh, index=answer["old_index"], ignore_unavailable=True)
+        self._write_index = None  # re-read: another process may have rolled over too
+        return self._ensure_write_index()
+
+    def _unseen(self, batch: list[_Pending], tally: _Tally) -> list[_Pending]:
+        """The batch without events already stored in another event index (counted as duplicates)."""
+        target = batch[0].index
+        if not self._event_indices - {target}:
+            return batch
+        ids = [_doc_id(p.ident) for p in batch]
+        body = self._call(self._es.search, index=self._events_pattern, size=len(ids), source=False,
+                          query={"bool": {"filter": [{"ids": {"values": ids}}],
+                                          "must_not": [{"term": {"_index": target}}]}},
+                          filter_path="hits.hits._id", ignore_unavailable=True, allow_no_indices=True).body
+        seen = {hit["_id"] for hit in body.get("hits", {}).get("hits", [])}
+        if not seen:
+            return batch
+        tally.duplicates += sum(1 for i in ids if i in seen)
+        return [p for p, i in zip(batch, ids, strict=True) if i not in seen]
+
+    def _send_events(self, batch: list[_Pending], tally: _Tally) -> list[_Pending]:
+        fresh = self._unseen(batch, tally)
+        return self._send(fresh, tally) if fresh else []
 
     def write_events(self, events: Iterable[Doc]) -> WriteResult:
         total = _Tally()
@@ -423,26 +548,29 @@ class ElasticsearchStore:
         def flush() -> None:
             nonlocal pool
             self._dirty.update(p.index for p in batch)
+            self._since_check += len(batch)
             if self.bulk_concurrency <= 1:
-                self._send(batch, part)
+                self._send_events(batch, part)
                 total.merge(part)
                 return
             # Serialise the next batch while the node indexes this one (back-pressure: at most
             # ``bulk_concurrency`` requests in flight, the caller waits for the oldest).
             pool = pool or ThreadPoolExecutor(self.bulk_concurrency, thread_name_prefix="ztsoc-bulk")
-            window.append((part, pool.submit(self._send, batch, part)))
+            window.append((part, pool.submit(self._send_events, batch, part)))
             while len(window) >= self.bulk_concurrency:
                 done, future = window.popleft()
                 future.result()
                 total.merge(done)
 
+        index = self._events_index()
+        index_bytes = index.encode()
         try:
             for position, event in enumerate(events):
                 ident = _check_id(event, position, part.errors)
                 if ident is None:
                     continue
                 try:
-                    index = self._events_index(event["@timestamp"])
+                    _check_timestamp(event["@timestamp"])
                     source = dumps(event, option=_ORJSON_OPTS)
                 except KeyError:
                     part.errors.append((ident, "missing @timestamp"))
@@ -450,13 +578,15 @@ class ElasticsearchStore:
                 except (ValueError, TypeError) as exc:
                     part.errors.append((ident, f"cannot store: {exc}"))
                     continue
-                action = b'{"create":{"_index":"' + index.encode() + b'","_id":' + dumps(_doc_id(ident)) + b"}}\n"
+                action = b'{"create":{"_index":"' + index_bytes + b'","_id":' + dumps(_doc_id(ident)) + b"}}\n"
                 lines = action + source + b"\n"
                 batch.append(_Pending(ident, index, lines))
                 size += len(lines)
                 if len(batch) >= self.bulk_docs or size >= self.bulk_bytes:
                     flush()
                     part, batch, size = _Tally(), [], 0
+                    index = self._events_index()  # in-flight batches keep theirs
+                    index_bytes = index.encode()
             if batch:
                 flush()
             else:
@@ -1003,3 +1133,39 @@ def _first_cause(exc: Exception) -> str:
     text = str(inner) or type(inner).__name__
     m = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
     return m.group(1).strip() if m else text.splitlines()[0][:200]
+
+
+def _split_nodes(url: str) -> tuple[list[str], str, str]:
+    """``(node URLs, userinfo, query)`` of a store URL naming one or several nodes.
+
+    ``urlsplit`` reads ``h1:9200,h2:9200`` as one host with a bad port, so the host list is
+    split here; every node shares the scheme, the credentials and the path.
+    """
+    parts = urlsplit(url)
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    if parts.scheme not in ("http", "https") or not hosts:
+        raise StoreURLError(f"bad Elasticsearch URL {url!r}: expected http(s)://host:9200/?prefix=NAME")
+    path = parts.path.rstrip("/")
+    nodes: list[str] = []
+    for host in hosts.split(","):
+        one = urlsplit(f"{parts.scheme}://{host.strip()}")
+        try:
+            port = one.port
+        except ValueError as exc:
+            raise StoreURLError(f"bad Elasticsearch URL {url!r}: {exc}") from exc
+        if not one.hostname:
+            raise StoreURLError(f"bad Elasticsearch URL {url!r}: empty host in {hosts!r}")
+        name = one.hostname if ":" not in one.hostname else f"[{one.hostname}]"
+        node = urlunsplit((parts.scheme, f"{name}:{port}" if port else name, path, "", ""))
+        if node not in nodes:
+            nodes.append(node)
+    return nodes, userinfo, parts.query
+
+
+def _join_nodes(nodes: Sequence[str]) -> str:
+    """``http://h1:9200,h2:9200/path`` back from node URLs sharing scheme and path."""
+    if len(nodes) == 1:
+        return nodes[0]
+    first = urlsplit(nodes[0])
+    netlocs = [urlsplit(n).netloc for n in nodes]
+    return urlunsplit((first.scheme, ",".join(netlocs), first.path, "", ""))

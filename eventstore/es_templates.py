@@ -8,9 +8,12 @@ calls); ``eventstore.es_store`` puts it on the node.
 Layout for a prefix ``P``:
 
 - component templates ``P-ecs-mappings`` (explicit ECS mappings plus dynamic rules) and
-  ``P-settings`` (one shard, no replica: a single-node store);
-- index template ``P-events`` over ``P-events-*`` (monthly indices ``P-events-YYYY.MM``),
-  ``P-alerts`` over the one ``P-alerts`` index, ``P-state`` over ``P-state``.
+  ``P-settings`` (one shard; ``auto_expand_replicas: 0-1``, so no replica on a single node
+  and one copy elsewhere as soon as a second data node joins: losing a node loses nothing);
+- index template ``P-events`` over ``P-events-*``: rollover indices ``P-events-000001``,
+  ``-000002``... behind the write alias ``P-events`` (and, read-only, the monthly indices
+  ``P-events-YYYY.MM`` of stores made before rollover); ``P-alerts`` over the one
+  ``P-alerts`` index, ``P-state`` over ``P-state``.
 """
 
 from __future__ import annotations
@@ -106,7 +109,8 @@ def settings() -> dict[str, Any]:
     return {
         "index": {
             "number_of_shards": 1,
-            "number_of_replicas": 0,
+            # 0 replicas on one node (green), 1 on a cluster: a killed node loses no acknowledged write.
+            "auto_expand_replicas": "0-1",
             "mapping": {"total_fields": {"limit": 5000}},
         }
     }
@@ -128,6 +132,9 @@ def index_names(prefix: str) -> dict[str, str]:
     """Concrete names and patterns for a prefix, in one place."""
     return {
         "events_pattern": f"{prefix}-events-*",
+        # The write alias: new events go to its write index, which the store rolls over.
+        "events_alias": f"{prefix}-events",
+        "events_first": f"{prefix}-events-000001",
         "alerts": f"{prefix}-alerts",
         "state": f"{prefix}-state",
     }

@@ -144,7 +144,7 @@ def test_templates_and_mappings_come_from_the_schema(store: ElasticsearchStore) 
     store.write_events([_event(1, extra={"labels.env": "prod", "labels.n": 5, "custom.when": "2024-01-01T00:00:00Z",
                                       "dns.answers": [{"name": "a.example", "data": "192.0.2.1"}],
                                       "event.risk_score": 0.7})])
-    index = f"{store.prefix}-events-2024.01"
+    index = f"{store.prefix}-events-000001"
     props = es.indices.get_mapping(index=index)[index]["mappings"]["properties"]
     assert props["@timestamp"]["type"] == "date"
     assert props["source"]["properties"]["ip"]["type"] == "ip"
@@ -159,7 +159,9 @@ def test_templates_and_mappings_come_from_the_schema(store: ElasticsearchStore) 
     assert props["labels"]["properties"]["n"]["type"] == "keyword"
     assert props["custom"]["properties"]["when"]["type"] == "keyword"
     settings = es.indices.get_settings(index=index)[index]["settings"]["index"]
-    assert (settings["number_of_shards"], settings["number_of_replicas"]) == ("1", "0")
+    # One shard; a replica only once a second node can hold it (none on the single test node).
+    assert (settings["number_of_shards"], settings["auto_expand_replicas"]) == ("1", "0-1")
+    assert settings["number_of_replicas"] == str(min(1, es.cluster.health()["number_of_data_nodes"] - 1))
     names = {t["name"] for t in es.indices.get_index_template(name=f"{store.prefix}-*")["index_templates"]}
     assert names == {f"{store.prefix}-events", f"{store.prefix}-alerts", f"{store.prefix}-state"}
     # Inside the flattened object and the dynamic namespace, values are searchable.
@@ -167,16 +169,18 @@ def test_templates_and_mappings_come_from_the_schema(store: ElasticsearchStore) 
     assert store.count("labels.n:5 AND labels.env:prod") == 1
 
 
-def test_events_land_in_monthly_indices_by_their_own_timestamp(store: ElasticsearchStore) -> None:
+def test_years_of_history_make_one_index_not_one_per_month(store: ElasticsearchStore) -> None:
     result = store.write_events([
-        _event(1, "2024-01-31T23:30:00.000Z"),
-        _event(2, "2024-01-31T20:30:00-05:00"),  # 01:30 UTC on Feb 1st
-        _event(3, "2024-03-01T00:00:00.000Z"),
+        _event(1, "2013-01-31T23:30:00.000Z"),
+        _event(2, "2024-01-31T20:30:00-05:00"),
+        _event(3, "2022-03-01T00:00:00.000Z"),
     ])
     assert result.written == 3
-    names = set(store._es.indices.get(index=f"{store.prefix}-events-2024.*").body)
-    assert names == {f"{store.prefix}-events-2024.{m}" for m in ("01", "02", "03")}
-    assert [e["event.id"] for e in store.scan(batch_size=1)] == ["ev-00001", "ev-00002", "ev-00003"]
+    names = set(store._es.indices.get(index=f"{store.prefix}-events-*").body)
+    assert names == {f"{store.prefix}-events-000001"}
+    aliases = store._es.indices.get_alias(name=f"{store.prefix}-events").body
+    assert aliases == {f"{store.prefix}-events-000001": {"aliases": {f"{store.prefix}-events": {"is_write_index": True}}}}
+    assert [e["event.id"] for e in store.scan(batch_size=1)] == ["ev-00001", "ev-00003", "ev-00002"]
 
 
 def test_create_is_idempotent_across_processes_and_timestamp_spellings(store: ElasticsearchStore) -> None:
@@ -282,7 +286,7 @@ def test_bulk_gives_up_after_its_retries_and_names_each_event(proxy: tuple[str, 
 def test_writes_do_not_refresh_but_the_next_read_sees_them(store: ElasticsearchStore) -> None:
     es = store._es
     store.write_events([_event(0)])
-    index = f"{store.prefix}-events-2024.01"
+    index = f"{store.prefix}-events-000001"
     es.indices.put_settings(index=index, settings={"index": {"refresh_interval": "-1"}})
     es.indices.refresh(index=index)
     store._dirty.clear()
