@@ -90,6 +90,15 @@ def test_refusals_and_errors(soc: Run, tmp_path: Path) -> None:
     assert r.exit_code == 1 and "signature does not match" in r.output
     r = soc("ml", "score", "--since", SPLIT.isoformat(), "--until", END.isoformat(), "--kind", "host")
     assert "no usable model" in str(r.exception)
+    # a tampered payload under an intact manifest: listed as refused too, as scoring refuses it
+    assert soc("ml", "train", "--since", START.isoformat(), "--until", SPLIT.isoformat(), "--kind", "host"
+               ).exit_code == 0
+    payload = tmp_path / "models" / "host.skops"
+    data = bytearray(payload.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    payload.write_bytes(bytes(data))
+    r = soc("ml", "models", "--json")
+    assert r.exit_code == 1 and "SHA-256 does not match" in r.output
 
 
 def test_a_model_of_another_store_is_not_used(soc: Run, seeded_db: SeededDB, tmp_path: Path) -> None:

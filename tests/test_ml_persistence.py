@@ -73,7 +73,9 @@ def test_tampered_payload_is_refused(saved: Path) -> None:
     payload.write_bytes(bytes(data))
     with pytest.raises(ModelRejected, match="SHA-256 does not match"):
         load_model(saved, "host")
-    assert list_models(saved)[0]["status"] == "ok"  # the manifest itself is intact
+    # listing verifies as scoring does: an intact manifest does not make the model "ok"
+    [row] = list_models(saved)
+    assert row["status"].startswith("refused: ") and "SHA-256 does not match" in row["status"]
 
 
 def test_tampered_manifest_is_refused(saved: Path) -> None:
@@ -156,3 +158,50 @@ def test_env_key_signs_and_verifies(small: tuple[Store, KindModel], tmp_path: Pa
     save_model(tiny, tmp_path)
     assert not (tmp_path / persistence.KEY_FILE).exists()
     assert load_model(tmp_path, "service").alerting == "mad"
+
+
+def _flip_payload(d: Path) -> None:
+    data = bytearray((d / "host.skops").read_bytes())
+    data[len(data) // 3] ^= 0x01
+    (d / "host.skops").write_bytes(bytes(data))
+
+
+def _foreign_payload(d: Path) -> None:
+    import hashlib
+
+    import skops.io as sio
+    from sklearn.preprocessing import FunctionTransformer
+
+    payload = sio.dumps({"detectors": {"iforest": {"estimator": FunctionTransformer(func=os.system)}}})
+    (d / "host.skops").write_bytes(payload)
+    _resign(d, "host", {"sha256": hashlib.sha256(payload).hexdigest()})
+
+
+def _edit_manifest(d: Path) -> None:
+    m = json.loads((d / "host.manifest.json").read_text())
+    m["alerting"] = "never"
+    (d / "host.manifest.json").write_text(json.dumps(m))
+
+
+#: ways to spoil a saved model, each of which scoring refuses
+TAMPERING = {
+    "payload byte flipped": _flip_payload,
+    "payload deleted": lambda d: (d / "host.skops").unlink(),
+    "payload with untrusted types, re-signed": _foreign_payload,
+    "manifest edited": _edit_manifest,
+    "incompatible, re-signed": lambda d: _resign(d, "host", {"format": 0}),
+    "untouched": lambda d: None,
+}
+
+
+@pytest.mark.parametrize("how", list(TAMPERING))
+def test_listing_and_loading_agree(saved: Path, how: str) -> None:
+    """``soc ml models`` (list_models) says "ok" exactly when scoring (load_model) would use the model."""
+    TAMPERING[how](saved)
+    [row] = list_models(saved)
+    try:
+        load_model(saved, "host")
+    except ModelRejected as exc:
+        assert row["status"] == f"refused: {exc}"
+    else:
+        assert row["status"] == "ok" and how == "untouched"

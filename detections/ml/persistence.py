@@ -231,12 +231,18 @@ def _check_shape(path: Path, state: Any, manifest: dict[str, Any]) -> None:
 
 
 def list_models(directory: Path) -> list[dict[str, Any]]:
-    """Every manifest in the directory, with ``status`` ok or the reason it would be refused."""
+    """Every manifest in the directory, with ``status`` ok or the reason it would be refused.
+
+    "ok" means exactly what scoring needs: ``load_model`` succeeds (signature, compatibility,
+    payload hash, trusted types, shape), not just that the manifest is intact; a listing that
+    read only the manifest called a model with a tampered payload "ok" while scoring refused it.
+    """
     out = []
     for path in sorted(directory.glob("*.manifest.json")):
         kind = path.name.removesuffix(".manifest.json")
         try:
             m = read_manifest(directory, kind)
+            load_model(directory, kind)
             out.append({**m, "status": "ok"})
         except ModelRejected as exc:
             out.append({"kind": kind, "status": f"refused: {exc}"})
