@@ -215,6 +215,24 @@ def _yaml_documents(text: str) -> list[Any]:
     return list(yaml.safe_load_all(text))
 
 
+def rule_documents(dirs: Sequence[Path | str] | None = None, *, shipped: bool = True,
+                   base_only: bool = False) -> list[dict[str, Any]]:
+    """The rule files' YAML documents, as written (for ``soc rules export`` and sigma-cli).
+
+    ``base_only`` drops correlation rules: what a backend without correlations (sigma-cli's
+    Lucene target) can convert. A document that is not a mapping is skipped; ``soc rules
+    validate`` names it.
+    """
+    docs: list[dict[str, Any]] = []
+    for path, _ in rule_files(rule_dirs(dirs, shipped=shipped)):
+        try:
+            found = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        docs += [d for d in found if isinstance(d, dict) and not (base_only and "correlation" in d)]
+    return docs
+
+
 def load_rules(dirs: Sequence[Path | str] | None = None, *, shipped: bool = True) -> RuleSet:
     """Load the shipped rules (unless ``shipped=False``) and every rule under ``dirs``."""
     loaded: list[LoadedRule] = []

@@ -1,7 +1,8 @@
-"""``soc rules list|validate|test|coverage``: the Sigma rules, shipped and the user's own."""
+"""``soc rules list|validate|test|export|coverage``: the Sigma rules, shipped and the user's own."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,21 @@ def register(app: typer.Typer) -> None:
              title=f"{target.key}: samples")
         if not all(r.ok for r in results):
             raise typer.Exit(1)
+
+    @rules_app.command("export")
+    def export(
+        rules: list[Path] = RulesOption,
+        no_shipped: bool = typer.Option(False, "--no-shipped"),
+        base: bool = typer.Option(False, "--base", help="only the base rules, no correlation rules "
+                                                        "(for backends without correlations: sigma-cli's lucene)"),
+    ) -> None:
+        """The rules as Sigma YAML on standard output, e.g. for `sigma convert ... -`."""
+        import yaml
+
+        from detections.sigma.loader import rule_documents
+
+        docs = rule_documents(rules or [], shipped=not no_shipped, base_only=base)
+        sys.stdout.write(yaml.safe_dump_all(docs, sort_keys=False, allow_unicode=True))
 
     @rules_app.command("coverage")
     def coverage(
