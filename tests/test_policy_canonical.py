@@ -175,3 +175,11 @@ def test_proxy_configuration_is_checked(tmp_path: object) -> None:
                      ({"addresses": ["::1/128"], "service_header": "a b"}, "header name")]:
         with pytest.raises(ValueError, match=why):
             proxies_from_config([bad])
+
+
+def test_shipped_trust_example_proxies_parse() -> None:
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "policy" / "examples" / "trust.example.yaml"
+    (proxy,) = load_front_config(example).proxies
+    assert proxy.name == "nginx" and proxy.original_uri == "x-original-uri" and proxy.hops == 1
