@@ -34,7 +34,7 @@ GROUP_FIELDS: dict[str, str] = {
     "gid": "group.id",
     "command": "process.command_line",
     "reason": "event.reason",
-    "tty": "process.tty.name",
+    "tty": "ztsoc.process.tty.name",
     "cwd": "process.working_directory",
     "count": "ztsoc.auth.attempts",
 }
@@ -133,7 +133,7 @@ def _pam_failure(f: Fields, m: re.Match[str]) -> None:
     elif kv.get("ruser"):
         f["user.name"] = kv["ruser"]
     if kv.get("tty"):
-        f["process.tty.name"] = kv["tty"]
+        f["ztsoc.process.tty.name"] = kv["tty"]
 
 
 def _session_by(f: Fields, m: re.Match[str]) -> None:
@@ -170,7 +170,7 @@ def _sudo(f: Fields, m: re.Match[str]) -> None:
     head, cmd = (rest[:cmd_at], rest[cmd_at + 8:]) if cmd_at >= 0 else (rest, None)
     kv = dict(_SUDO_KV.findall(head))
     if kv.get("TTY"):
-        f["process.tty.name"] = kv["TTY"]
+        f["ztsoc.process.tty.name"] = kv["TTY"]
     if kv.get("PWD"):
         f["process.working_directory"] = kv["PWD"]
     if kv.get("USER"):

@@ -4,7 +4,7 @@ The loop owns what must be identical for every text source so that checkpoints a
 line up: byte offsets (the checkpoint is ``{"offset", "line"}`` after the last line of a
 batch), ``event.id`` = ``event_id(reader, file identity, byte offset)`` unless the parser
 found a better one (journald's cursor), ``event.original``, ``log.file.path`` and
-``log.offset``, truncation (a checkpoint past the end of the file restarts at 0) and,
+``ztsoc.log.offset``, truncation (a checkpoint past the end of the file restarts at 0) and,
 for ``soc tail``, holding back a last line that has no newline yet (``follow=True``).
 
 A file's identity is its first line (stable while the file grows, kept by a rotated, renamed
@@ -210,7 +210,7 @@ class LineReader(ReaderBase):
                     event["event.original"] = text
                 if "log.file.path" not in event:  # an ECS line may name its own origin: keep it
                     event["log.file.path"] = source
-                    event["log.offset"] = here
+                    event["ztsoc.log.offset"] = here
                 events.append(event)
                 repeats = event.get("ztsoc.auth.repeated")
                 if repeats.__class__ is int and repeats > 1:

@@ -53,9 +53,9 @@ def check_syslog(data: Path, tmp: Path) -> list[dict[str, Any]]:
         try:
             report = ingest(store, SyslogReader(), [path])
             lines = count_lines(path)
-            docs = list(store.scan("*", fields=["event.action", "log.offset"]))
+            docs = list(store.scan("*", fields=["event.action", "ztsoc.log.offset"]))
             actions = Counter(d.get("event.action") for d in docs)
-            lines_read = len({d["log.offset"] for d in docs})  # "message repeated N times" makes N events
+            lines_read = len({d["ztsoc.log.offset"] for d in docs})  # "message repeated N times" makes N events
             stored = store.count()
         finally:
             store.close()

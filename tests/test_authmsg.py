@@ -124,7 +124,7 @@ def test_every_rule_yields_ecs_allowed_values() -> None:
      {"event.action": "ftp_connection", "source.ip": "207.30.238.8", "source.domain": "host8.topspot.net"}),
     ("ftpd", "ANONYMOUS FTP LOGIN FROM 84.102.20.2,  (anonymous)", {"user.name": "anonymous", "event.outcome": "success"}),
     ("login", "FAILED LOGIN (1) on '/dev/tty1' FOR 'root', Authentication failure",
-     {"event.outcome": "failure", "user.name": "root", "process.tty.name": "/dev/tty1"}),
+     {"event.outcome": "failure", "user.name": "root", "ztsoc.process.tty.name": "/dev/tty1"}),
 ])
 def test_legacy_daemons(program: str, message: str, expected: dict[str, Any]) -> None:
     fields = parse_message(program, message)

@@ -17,7 +17,7 @@ def test_offsets_and_checkpoint(tmp_path: Path) -> None:
     path.write_text(line(0) + line(1) + line(2))
     result = read_all(JsonlReader(), path, batch_size=2)
     assert result.batches == 2
-    assert [e["log.offset"] for e in result.events] == [0, len(line(0)), len(line(0)) * 2]
+    assert [e["ztsoc.log.offset"] for e in result.events] == [0, len(line(0)), len(line(0)) * 2]
     assert {k: result.checkpoint[k] for k in ("offset", "line")} == {"offset": path.stat().st_size, "line": 3}
     # resuming at the end reads nothing and yields no batch
     assert read_all(JsonlReader(), path, resume=result.checkpoint).batches == 0

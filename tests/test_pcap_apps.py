@@ -140,14 +140,14 @@ def test_tls_client_hello_fields_and_fingerprints() -> None:
     assert (t["tls.version"], t["tls.version_protocol"], t["tls.cipher"]) == ("1.3", "tls", "TLS_AES_128_GCM_SHA256")
     assert t["tls.established"] is True and t["network.protocol"] == "tls"
     # JA4 by hand from the spec: t, 13, d, 05 ciphers, 06 extensions, h2 -> "t13d0506h2"
-    assert t["tls.client.ja4"].startswith("t13d0506h2_")
+    assert t["ztsoc.tls.client.ja4"].startswith("t13d0506h2_")
     import hashlib
 
     ciphers = ",".join(f"{c:04x}" for c in sorted(CIPHERS))
-    assert t["tls.client.ja4"].split("_")[1] == hashlib.sha256(ciphers.encode()).hexdigest()[:12]
+    assert t["ztsoc.tls.client.ja4"].split("_")[1] == hashlib.sha256(ciphers.encode()).hexdigest()[:12]
     exts = ",".join(f"{e:04x}" for e in sorted([0x000A, 0x000B, 0x000D, 0x002B])) + "_" + ",".join(
         f"{s:04x}" for s in SIGALGS)
-    assert t["tls.client.ja4"].split("_")[2] == hashlib.sha256(exts.encode()).hexdigest()[:12]
+    assert t["ztsoc.tls.client.ja4"].split("_")[2] == hashlib.sha256(exts.encode()).hexdigest()[:12]
     ja3_text = "771," + "-".join(map(str, CIPHERS)) + ",0-10-11-13-16-43," + "-".join(map(str, GROUPS)) + ",0"
     assert t["tls.client.ja3"] == hashlib.md5(ja3_text.encode()).hexdigest()
 
@@ -192,14 +192,14 @@ def test_icmp_error_event_names_what_it_quotes() -> None:
     quoted = IP(src=C, dst=S) / UDP(sport=5000, dport=161)
     m = run([eth() / IP(src=S, dst=C) / ICMP(type=3, code=3) / quoted])
     (i,) = of(m, "network.icmp")
-    assert (i["icmp.type"], i["icmp.code"], i["event.action"]) == (3, 3, "destination-unreachable")
+    assert (i["ztsoc.icmp.type"], i["ztsoc.icmp.code"], i["event.action"]) == (3, 3, "destination-unreachable")
     assert i["ztsoc.icmp.quoted.destination.ip"] == S and i["ztsoc.icmp.quoted.destination.port"] == 161
 
 
 def test_icmpv6_neighbor_solicitation_is_an_event() -> None:
     m = run([eth() / IPv6(src=C6, dst=S6) / ICMPv6ND_NS(tgt=S6)])
     (i,) = of(m, "network.icmp")
-    assert i["icmp.type"] == 135 and i["event.action"] == "neighbor-solicitation"
+    assert i["ztsoc.icmp.type"] == 135 and i["event.action"] == "neighbor-solicitation"
 
 
 def test_echo_is_summarised_by_its_flow_only() -> None:
@@ -226,3 +226,8 @@ def test_every_field_written_is_in_the_schema() -> None:
     m = run(pkts)
     names = {k for e in m.events for k in e}
     assert {n for n in names if field_type(n) is None} == set()
+    from tests.ecs_allowed import check_names
+
+    for e in m.events:  # and each is ECS or ours (ztsoc.tls.client.ja4, ztsoc.icmp.*)
+        check_names(e)
+    assert {"ztsoc.tls.client.ja4", "ztsoc.icmp.type", "ztsoc.icmp.code"} <= names

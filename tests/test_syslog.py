@@ -33,7 +33,7 @@ def test_rfc3164_auth_line(tmp_path: Path) -> None:
     assert event["event.dataset"] == "system.auth"
     assert event["event.outcome"] == "success" and event["user.name"] == "alice"
     assert event["event.original"].startswith("Mar  3 09:15:02")
-    assert event["log.offset"] == 0 and event["log.file.path"] == str(path)
+    assert event["ztsoc.log.offset"] == 0 and event["log.file.path"] == str(path)
     check(event)
 
 

@@ -547,7 +547,7 @@ class FlowMeter:
         if flow.app:
             doc["network.protocol"] = flow.app
         if flow.icmp:
-            doc["icmp.type"] = flow.sport
+            doc["ztsoc.icmp.type"] = flow.sport
         if flow.layer:
             doc["tags"] = ["tunnelled"]
         return doc

@@ -36,7 +36,7 @@ def icmp_fields(proto: int, message: bytes) -> dict[str, Any]:
     """Fields of one ICMP message (``message`` starts at the ICMP header)."""
     mtype, code = message[0], message[1] if len(message) > 1 else 0
     names = ICMP4_NAMES if proto == 1 else ICMP6_NAMES
-    doc: dict[str, Any] = {"icmp.type": mtype, "icmp.code": code,
+    doc: dict[str, Any] = {"ztsoc.icmp.type": mtype, "ztsoc.icmp.code": code,
                            "event.action": names.get(mtype, f"type-{mtype}")}
     if mtype in ERRORS[proto]:
         quoted = message[8:]

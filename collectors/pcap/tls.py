@@ -259,7 +259,7 @@ def tls_fields(hello: ClientHello, server: ServerHello | None) -> dict[str, Any]
         "tls.version": version,
         "tls.version_protocol": protocol,
         "tls.client.ja3": ja3,
-        "tls.client.ja4": ja4_,
+        "ztsoc.tls.client.ja4": ja4_,
         "tls.client.supported_ciphers": list(ciphers),
         "tls.established": server is not None,
     }
