@@ -13,11 +13,10 @@ import sys
 import traceback
 
 import typer
-from rich.markup import escape
 
 from eventstore.errors import QuerySyntaxError, StoreError
 from soc_cli.context import STATE, STORE_HELP
-from soc_cli.output import err_console
+from soc_cli.output import err_console, esc, safe, visible
 
 COMMAND_MODULES: tuple[str, ...] = (
     # one line per command module; add yours when the module exists
@@ -69,13 +68,16 @@ def main() -> None:
         if isinstance(code, int) and code:
             sys.exit(code)
     except QuerySyntaxError as exc:
-        err_console.print(f"[red]error:[/] {exc}\n{exc.pointer()}", highlight=False)
+        err_console.print(f"[red]error:[/] {esc(exc)}", highlight=False)
+        err_console.print(safe(exc.query), highlight=False)
+        if exc.position is not None:  # the caret under the fault, counted in the text as shown
+            err_console.print(safe(" " * len(visible(exc.query[:exc.position])) + "^"), highlight=False)
         sys.exit(2)
     except (StoreError, ValueError, OSError) as exc:
         if debug:
             traceback.print_exc()
-        # The message may quote the node ("[query_string]"): literal text, on one line.
-        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        # The message may quote the node ("[query_string]") or stored data: literal text, on one line.
+        err_console.print(f"[red]error:[/] {esc(exc)}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except SystemExit:
         raise
@@ -92,7 +94,7 @@ def main() -> None:
             sys.exit(exc.exit_code)
         if debug:
             traceback.print_exc()
-        err_console.print(f"[red]error:[/] {type(exc).__name__}: {exc}", highlight=False)
+        err_console.print(f"[red]error:[/] {esc(type(exc).__name__)}: {esc(exc)}", highlight=False)
         sys.exit(2)
     finally:
         STATE.close()

@@ -27,6 +27,7 @@ from detections.lifecycle import TransitionError
 from detections.queue import AlertFilter, list_queue
 from eventstore.errors import StoreError
 from eventstore.store import Doc, Store
+from soc_cli.safe_text import safe, visible
 
 LEVEL_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan",
                "informational": "dim"}
@@ -96,7 +97,7 @@ class CloseScreen(ModalScreen[tuple[str, str | None] | None]):
 
     def _pick(self, index: int) -> None:
         self.reason = lifecycle.CLOSE_REASONS[index]
-        self.query_one(Label).update(f"Close as [b]{self.reason}[/b]; note:")
+        self.query_one(Label).update(Text.assemble("Close as ", (self.reason, "bold"), "; note:"))
         note = self.query_one("#note", Input)
         note.disabled = False
         note.focus()
@@ -122,7 +123,7 @@ class TimelineScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         tl = self.timeline
-        yield Label(f"{tl.entity} ({'/'.join(tl.kinds)}): {len(tl.entries)} entries, {tl.total_events} events",
+        yield Label(safe(f"{tl.entity} ({'/'.join(tl.kinds)}): {len(tl.entries)} entries, {tl.total_events} events"),
                     id="timeline-title")
         yield DataTable(id="timeline", cursor_type="row", zebra_stripes=True)
         yield Footer()
@@ -132,8 +133,8 @@ class TimelineScreen(Screen[None]):
         table.add_columns("time", "dataset", "", "summary")
         for row in self.timeline.rows():
             style = "bold" if row["evidence"] else ("red" if row["event.dataset"] == "alert" else "")
-            table.add_row(Text(str(row["@timestamp"] or "")[:23].replace("T", " ")), Text(row["event.dataset"]),
-                          "*" if row["evidence"] else "", Text(row["summary"], style=style))
+            table.add_row(safe(str(row["@timestamp"] or "")[:23].replace("T", " ")), safe(row["event.dataset"]),
+                          "*" if row["evidence"] else "", safe(row["summary"], style))
         table.focus()
 
 
@@ -193,11 +194,11 @@ class TriageApp(App[None]):
         table.clear()
         for a in self.alerts:
             level = str(a.get("ztsoc.alert.level") or "")
-            table.add_row(Text(level, style=LEVEL_STYLE.get(level, "")), Text(str(a.get("ztsoc.alert.status") or "open")),
-                          Text(str(a.get("rule.name") or "")), Text(str(a.get("ztsoc.alert.entity.value") or "")),
-                          Text(str(a.get("ztsoc.alert.assignee") or "")),
-                          Text(str(a.get("@timestamp") or "")[:19].replace("T", " ")), key=str(a["event.id"]))
-        self.set_status(f"{len(self.alerts)} of {self.total} alerts")
+            table.add_row(safe(level, LEVEL_STYLE.get(level, "")), safe(a.get("ztsoc.alert.status") or "open"),
+                          safe(a.get("rule.name")), safe(a.get("ztsoc.alert.entity.value")),
+                          safe(a.get("ztsoc.alert.assignee")),
+                          safe(str(a.get("@timestamp") or "")[:19].replace("T", " ")), key=str(a["event.id"]))
+        self.set_status(safe(f"{len(self.alerts)} of {self.total} alerts"))
         if keep is not None:
             for i, a in enumerate(self.alerts):
                 if a["event.id"] == keep:
@@ -217,13 +218,13 @@ class TriageApp(App[None]):
         detail = self.query_one("#detail", Static)
         alert = self.current()
         if alert is None:
-            detail.update("The queue is empty." if not self.alerts else "")
+            detail.update(safe("The queue is empty." if not self.alerts else ""))
             return
         full = self.store.get_alert(str(alert["event.id"])) or alert
         detail.update(details_renderable(alert_details(self.store, full)))
 
-    def set_status(self, text: str | Text) -> None:
-        self.query_one("#status", Static).update(text)
+    def set_status(self, text: Text) -> None:
+        self.query_one("#status", Static).update(safe(text))
 
     @on(DataTable.RowHighlighted, "#queue")
     def _highlighted(self, _event: DataTable.RowHighlighted) -> None:
@@ -239,11 +240,11 @@ class TriageApp(App[None]):
         try:
             updated = fn(alert_id)
         except (TransitionError, StoreError) as exc:
-            self.notify(str(exc), title=f"{name} refused", severity="error", markup=False)
-            self.set_status(Text(f"{name} refused: {exc}"))
+            self.notify(visible(str(exc)), title=visible(f"{name} refused"), severity="error", markup=False)
+            self.set_status(safe(f"{name} refused: {exc}"))
             return
         self.load(keep=alert_id)
-        self.set_status(Text(f"{name}: {alert_id} is {updated.get('ztsoc.alert.status')}  "
+        self.set_status(safe(f"{name}: {alert_id} is {updated.get('ztsoc.alert.status')}  "
                              f"({len(self.alerts)} of {self.total} alerts)"))
 
     def action_ack(self) -> None:
@@ -290,7 +291,7 @@ class TriageApp(App[None]):
         try:
             tl = alert_timeline(self.store, full)
         except (ValueError, StoreError) as exc:
-            self.notify(str(exc), title="timeline", severity="error", markup=False)
+            self.notify(visible(str(exc)), title="timeline", severity="error", markup=False)
             return
         self.push_screen(TimelineScreen(tl))
 
@@ -302,7 +303,7 @@ class TriageApp(App[None]):
                 self.load()
             except StoreError as exc:  # a query that does not parse: say so, keep the old filter
                 self.flt.query = previous
-                self.notify(str(exc), title="filter", severity="error", markup=False)
+                self.notify(visible(str(exc)), title="filter", severity="error", markup=False)
                 self.load()
 
         self.push_screen(PromptScreen("Filter (query string, empty for none):", self.flt.query or "rule.id:..."),

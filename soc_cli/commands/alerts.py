@@ -11,10 +11,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.markup import escape
 
 from soc_cli.context import STATE, StoreOption, since_option, use_store
-from soc_cli.output import cell, console, emit_json, err_console
+from soc_cli.output import console, emit_json, err_console, esc, safe
 
 if TYPE_CHECKING:
     from detections.queue import AlertFilter
@@ -58,10 +57,8 @@ def _short(alert_id: Any) -> str:
 
 
 def _t(value: Any, style: str = "") -> Any:
-    """A cell from stored data: plain text, so a ``[...]`` in a rule name or a user name is not markup."""
-    from rich.text import Text
-
-    return Text(cell(value), style=style)
+    """A cell from stored data, shown literally (``soc_cli.safe_text``)."""
+    return safe(value, style)
 
 
 def _alert_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> Any:
@@ -126,7 +123,7 @@ def alerts_list(
         return
     console.print(_alert_table(page.alerts, title=f"{len(page.alerts)} of {page.total} alerts"))
     if page.total > len(page.alerts):
-        err_console.print(f"[dim]{page.total - len(page.alerts)} more: raise --limit or narrow the filters[/]")
+        err_console.print(f"[dim]{page.total - len(page.alerts):d} more: raise --limit or narrow the filters[/]")
 
 
 def _store(_ctx: typer.Context, store_url: str | None) -> Any:
@@ -234,7 +231,7 @@ def details_renderable(d: dict[str, Any]) -> Any:
     rows: list[tuple[str, Any]] = [
         ("id", str(a.get("event.id"))),
         ("rule", f"{a.get('rule.name', '?')}  ({a.get('rule.id', '?')})"),
-        ("level", Text(level, style=LEVEL_STYLE.get(level, ""))),
+        ("level", safe(level, LEVEL_STYLE.get(level, ""))),
         ("status", status),
         ("assignee", str(a.get("ztsoc.alert.assignee") or "-")),
         ("ATT&CK", ", ".join(attack) or "-"),
@@ -247,37 +244,37 @@ def details_renderable(d: dict[str, Any]) -> Any:
         rows.append(("entity risk", f"{r['score']} ({r['band']}) from {r['alerts']} unresolved alert(s)"
                                     + (f": {', '.join(r['top_rules'])}" if r["top_rules"] else "")))
     for k, v in rows:
-        head.add_row(k, v if isinstance(v, Text) else Text(str(v)))
-    parts.append(Panel(head, title=f"alert {_short(a.get('event.id'))}", expand=False))
+        head.add_row(safe(k), safe(v))
+    parts.append(Panel(head, title=safe(f"alert {_short(a.get('event.id'))}"), expand=False))
     if a.get("rule.description"):
-        parts.append(Text(str(a["rule.description"])))
+        parts.append(safe(a["rule.description"], multiline=True))
 
-    parts.append(Text.from_markup(f"\n[bold]Evidence[/] ({len(d['evidence'])} of {d['evidence_total']} events)"))
+    parts.append(Text.assemble("\n", ("Evidence", "bold"), f" ({len(d['evidence'])} of {d['evidence_total']} events)"))
     ev = Table(header_style="bold")
     for col in ("time", "dataset", "event", "summary"):
         ev.add_column(col, overflow="fold")
     skipped = d["evidence_total"] - len(d["evidence"])
     for i, e in enumerate(d["evidence"]):
         if skipped > 0 and i == len(d["evidence"]) // 2:
-            ev.add_row("...", "", "", f"({skipped} more events in between: soc alerts timeline)")
+            ev.add_row("...", "", "", safe(f"({skipped} more events in between: soc alerts timeline)"))
         ev.add_row(_t(str(e.get("@timestamp", ""))[:23]), _t(e.get("event.dataset")), _t(_short(e.get("event.id"))),
                    _t(summarize(e)))
     parts.append(ev)
 
     if d["related"]:
-        parts.append(Text.from_markup("\n[bold]Related alerts on the same entity[/]"))
+        parts.append(Text.assemble("\n", ("Related alerts on the same entity", "bold")))
         parts.append(_alert_table(d["related"]))
 
     guide = d["guide"]
     if guide.get("investigation"):
-        parts.append(Panel(Markdown(str(guide["investigation"])), title="Investigation guide", expand=False))
+        parts.append(Panel(Markdown(str(guide["investigation"]), hyperlinks=False), title="Investigation guide", expand=False))
     if guide.get("response"):
         steps = "\n".join(f"{i}. {s}" for i, s in enumerate(_as_list(guide["response"]), 1))
-        parts.append(Panel(Markdown(steps), title="Response steps", expand=False))
+        parts.append(Panel(Markdown(steps, hyperlinks=False), title="Response steps", expand=False))
     for pb in d.get("playbooks", []):
-        parts.append(Text(f"Response playbook: {pb['name']}  (soc respond {a.get('event.id')} --playbook {pb['id']})"))
+        parts.append(safe(f"Response playbook: {pb['name']}  (soc respond {a.get('event.id')} --playbook {pb['id']})"))
 
-    parts.append(Text.from_markup("\n[bold]History[/]"))
+    parts.append(Text.assemble("\n", ("History", "bold")))
     hist = Table(header_style="bold")
     for col in ("when", "who", "action", "change", "note"):
         hist.add_column(col, overflow="fold")
@@ -328,8 +325,8 @@ def _preview(plan: Any) -> None:
 
     from detections.lifecycle import describe_change
 
-    tbl = Table(header_style="bold", title=f"{plan.request.action}: {len(plan.changes)} of {plan.matched} matching "
-                                           "alerts will change")
+    tbl = Table(header_style="bold", title=safe(f"{plan.request.action}: {len(plan.changes)} of {plan.matched} "
+                                                "matching alerts will change"))
     for col in ("id", "level", "rule", "entity", "change"):
         tbl.add_column(col, overflow="fold")
     for p in plan.changes[:20]:
@@ -340,18 +337,18 @@ def _preview(plan: Any) -> None:
                     _t(p.alert.get("rule.name")), _t(p.alert.get("ztsoc.alert.entity.value")), _t(what))
     console.print(tbl)
     if len(plan.changes) > 20:
-        console.print(f"[dim]... and {len(plan.changes) - 20} more[/]")
+        console.print(f"[dim]... and {len(plan.changes) - 20:d} more[/]")
     for status, n in sorted(plan.refusal_counts().items()):
         reason = next(r for a, r in plan.refused if (a.get("ztsoc.alert.status") or "open") == status)
-        console.print(f"[yellow]{n} left alone[/] (they are {status}): {escape(reason.split(': ', 1)[-1])}")
+        console.print(f"[yellow]{n:d} left alone[/] (they are {esc(status)}): {esc(reason.split(': ', 1)[-1])}")
 
 
 def emit_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: str) -> Any:
     from rich.table import Table
 
-    tbl = Table(header_style="bold", title=title)
+    tbl = Table(header_style="bold", title=safe(title))
     for col in columns:
-        tbl.add_column(col, overflow="fold")
+        tbl.add_column(safe(col), overflow="fold")
     for row in rows:
         tbl.add_row(*(_t(row.get(col)) for col in columns))
     return tbl
@@ -374,14 +371,14 @@ def _act(ctx: typer.Context, action: str, ids: list[str] | None, query: str | No
             try:
                 change = plan_change(alert, req)
             except ValueError as exc:
-                err_console.print(f"[red]refused:[/] {escape(str(exc))}", highlight=False)
+                err_console.print(f"[red]refused:[/] {esc(exc)}", highlight=False)
                 failures += 1
                 continue
             updated = store.update_alert(str(alert["event.id"]), change)
             done.append(updated)
             if not as_json:
-                console.print(f"{action}: {alert['event.id']} -> {updated.get('ztsoc.alert.status')}"
-                              + (f", assignee {updated.get('ztsoc.alert.assignee')}" if action == "assign" else ""),
+                console.print(safe(f"{action}: {alert['event.id']} -> {updated.get('ztsoc.alert.status')}"
+                                   + (f", assignee {updated.get('ztsoc.alert.assignee')}" if action == "assign" else "")),
                               highlight=False)
         if as_json:
             emit_json(done)
@@ -392,7 +389,7 @@ def _act(ctx: typer.Context, action: str, ids: list[str] | None, query: str | No
         raise ValueError(f"{action} needs alert ids or --query")
     plan = plan_bulk(store, query, req, since=since_option(since))
     if plan.matched == 0:
-        console.print(f"no alert matches {query!r}")
+        console.print(safe(f"no alert matches {query!r}"))
         return
     _preview(plan)
     if not plan.changes:
@@ -401,10 +398,10 @@ def _act(ctx: typer.Context, action: str, ids: list[str] | None, query: str | No
         err_console.print("nothing changed")
         raise typer.Exit(1)
     result = _apply_with_progress(store, plan)
-    console.print(f"{action}: {result.changed} alert(s) changed" +
-                  (f", {len(result.failed)} failed" if result.failed else ""))
+    console.print(safe(f"{action}: {result.changed} alert(s) changed" +
+                       (f", {len(result.failed)} failed" if result.failed else "")))
     for alert_id, why in result.failed[:10]:
-        err_console.print(f"  {alert_id}: {why}", highlight=False)
+        err_console.print(safe(f"  {alert_id}: {why}"), highlight=False)
     if result.failed:
         raise typer.Exit(1)
 
@@ -503,17 +500,17 @@ def except_cmd(
     exc = ex.new_exception(query, owner=owner, reason=reason, expires=ex.parse_expiry(expires),
                            created_by=analyst_name())
     impact = ex.impact(store, exc.query, since_option(since))
-    console.print(f"Impact since {since}: [bold]{impact.total}[/] past alert(s) would have been suppressed "
-                  f"({impact.open} still unresolved).")
+    console.print(f"Impact since {esc(since)}: [bold]{impact.total:d}[/] past alert(s) would have been suppressed "
+                  f"({impact.open:d} still unresolved).")
     if impact.by_rule:
         console.print(emit_table([{"rule.name": r["rule.name"], "count": r["count"]} for r in impact.by_rule],
                                  ("rule.name", "count"), title="by rule"))
-    console.print(f"owner {exc.owner}, expires {exc.expires}, reason: {exc.reason}", highlight=False)
+    console.print(safe(f"owner {exc.owner}, expires {exc.expires}, reason: {exc.reason}"), highlight=False)
     if not yes and not typer.confirm("save this exception?", default=False):
         err_console.print("nothing saved")
         raise typer.Exit(1)
     ex.save(store, exc)
-    console.print(f"saved exception {exc.id}", highlight=False)
+    console.print(safe(f"saved exception {exc.id}"), highlight=False)
 
 
 @alerts_app.command("exceptions")
@@ -534,7 +531,7 @@ def exceptions_cmd(
     store = _store(ctx, store_url)
     if delete:
         ex.delete(store, delete)
-        console.print(f"deleted exception {delete}", highlight=False)
+        console.print(safe(f"deleted exception {delete}"), highlight=False)
         return
     start = since_option(since)
     now = utcnow()
@@ -584,17 +581,17 @@ def print_timeline(tl: Any, *, as_json: bool, ndjson: bool) -> None:
         return
     from rich.table import Table
 
-    tbl = Table(header_style="bold", title=f"{tl.entity} ({'/'.join(tl.kinds)}): {len(tl.entries)} entries, "
-                                           f"{tl.total_events} events")
+    tbl = Table(header_style="bold", title=safe(f"{tl.entity} ({'/'.join(tl.kinds)}): {len(tl.entries)} entries, "
+                                                f"{tl.total_events} events"))
     for col in ("time", "dataset", "", "summary"):
         tbl.add_column(col, overflow="fold")
     for row in tl.rows():
-        mark = "*" if row["evidence"] else ""
         style = "bold" if row["evidence"] else ("red" if row["event.dataset"] == "alert" else "")
-        tbl.add_row(_t(str(row["@timestamp"] or "")[:23].replace("T", " ")), _t(row["event.dataset"]), mark,
+        tbl.add_row(_t(str(row["@timestamp"] or "")[:23].replace("T", " ")), _t(row["event.dataset"]),
+                    "*" if row["evidence"] else "",
                     _t(row["summary"]), style=style)
     console.print(tbl)
     if tl.datasets:
-        console.print("by dataset: " + ", ".join(f"{k} {v}" for k, v in tl.datasets.items()), highlight=False)
+        console.print(safe("by dataset: " + ", ".join(f"{k} {v}" for k, v in tl.datasets.items())), highlight=False)
     if tl.truncated:
         err_console.print("[dim]only the newest events are shown: raise --limit or narrow --before/--after[/]")

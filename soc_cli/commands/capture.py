@@ -9,7 +9,6 @@ the kernel's own drop counter, so a capture that could not keep up says so (exit
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import typer
 
 from soc_cli.context import StoreOption, use_store
-from soc_cli.output import console, err_console
+from soc_cli.output import console, emit_doc, err_console, esc, safe
 
 
 def capture(
@@ -48,7 +47,7 @@ def capture(
     cap = LiveCapture(iface, write, bpf=bpf, engine=engine, config=config, batch_size=batch_size)
     previous = signal.signal(signal.SIGTERM, lambda *_: cap.stop())
     if sys.stderr.isatty() and not as_json:
-        err_console.print(f"capturing on {iface} ({engine}{', filter: ' + bpf if bpf else ''}); Ctrl-C to stop")
+        err_console.print(safe(f"capturing on {iface} ({engine}{', filter: ' + bpf if bpf else ''}); Ctrl-C to stop"))
     try:
         stats = cap.run(duration)
     except KeyboardInterrupt:
@@ -56,13 +55,13 @@ def capture(
     finally:
         signal.signal(signal.SIGTERM, previous)
     if as_json:
-        print(json.dumps(stats.as_dict(), indent=2))
+        emit_doc(stats.as_dict())
     else:
         rate = stats.packets / stats.seconds if stats.seconds else 0.0
-        console.print(f"[bold]{iface}[/]: {stats.packets:,} packets in {stats.seconds:.1f}s ({rate:,.0f}/s), "
+        console.print(f"[bold]{esc(iface)}[/]: {stats.packets:,} packets in {stats.seconds:.1f}s ({rate:,.0f}/s), "
                       f"{stats.events:,} events, {stats.written:,} new in the store, "
                       f"kernel drops {stats.kernel_drops:,}, problems {stats.problems:,}"
-                      + (f"; filter by {stats.bpf_compiler}" if stats.bpf else ""))
+                      f"{f'; filter by {esc(stats.bpf_compiler)}' if stats.bpf else ''}")
     if stats.kernel_drops:
         sys.exit(1)
 

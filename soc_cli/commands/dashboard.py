@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from soc_cli.context import StoreOption, use_store
-from soc_cli.output import console, err_console
+from soc_cli.output import console, err_console, esc, safe, write_generated
 
 
 def register(app: typer.Typer) -> None:
@@ -29,10 +29,10 @@ def register(app: typer.Typer) -> None:
         server, app_ = make_server(use_store(store), host, port, token=token)
         where = f"http://{host}:{server.server_address[1]}/"
         if app_.token:
-            err_console.print(f"[yellow]bound to {host}, not loopback: every request needs the token[/]")
-            console.print(f"dashboard: {where}?token={app_.token}")
+            err_console.print(f"[yellow]bound to {esc(host)}, not loopback: every request needs the token[/]")
+            console.print(safe(f"dashboard: {where}?token={app_.token}"))
         else:
-            console.print(f"dashboard: {where}  (loopback only; API: {where}api)")
+            console.print(safe(f"dashboard: {where}  (loopback only; API: {where}api)"))
         try:
             server.serve_forever()
         except KeyboardInterrupt:
@@ -50,10 +50,10 @@ def register(app: typer.Typer) -> None:
 
         text = to_ndjson(prefix)
         if out is None:
-            print(text, end="")
+            write_generated(text)
         else:
             out.write_text(text)
-            err_console.print(f"wrote {len(text.splitlines())} saved objects to {out}")
+            err_console.print(safe(f"wrote {len(text.splitlines())} saved objects to {out}"))
 
     @group.command("import-kibana")
     def import_kibana(
@@ -68,6 +68,6 @@ def register(app: typer.Typer) -> None:
         except OSError as exc:
             raise ValueError(f"cannot reach Kibana at {url}: {exc}") from exc
         if not result.get("success"):
-            err_console.print(f"import failed: {result.get('errors')}")
+            err_console.print(safe(f"import failed: {result.get('errors')}"))
             raise typer.Exit(1)
-        console.print(f"imported {result.get('successCount', 0)} saved objects into {url}")
+        console.print(safe(f"imported {result.get('successCount', 0)} saved objects into {url}"))

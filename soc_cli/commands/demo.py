@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from soc_cli.context import StoreOption, use_store
-from soc_cli.output import cell, console
+from soc_cli.output import console, esc, safe
 
 LEVEL_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3, "informational": 4}
 
@@ -43,20 +43,20 @@ def register(app: typer.Typer) -> None:
 
         s = use_store(store)
         workdir = workdir or Path(user_cache_dir("ztsoc")) / "demo"
-        console.print(f"store: [bold]{s.backend}[/] {s.url}")
+        console.print(f"store: [bold]{esc(s.backend)}[/] {esc(s.url)}")
 
         def show(result: StageResult) -> None:
             tbl = Table(show_header=False, box=None, padding=(0, 2))
             for key, value in result.summary.items():
-                tbl.add_row(key, cell(value))
-            console.print(f"[bold green]✓[/] {result.name} [dim]({result.seconds:.1f} s)[/]")
+                tbl.add_row(safe(key), safe(value))
+            console.print(f"[bold green]✓[/] {esc(result.name)} [dim]({result.seconds:.1f} s)[/]")
             console.print(tbl)
 
         run_demo(s, workdir, seed=seed, flows=flows, on_stage=show)
         status = s.status()
         tbl = Table("event.dataset", "events", title="What is in the store", header_style="bold")
         for name, n in sorted(status.per_dataset.items(), key=lambda kv: (-kv[1], kv[0])):
-            tbl.add_row(name, f"{n:,}")
+            tbl.add_row(safe(name), f"{n:,}")
         console.print(tbl)
         fields = ["event.id", "ztsoc.alert.level", "rule.name", "ztsoc.alert.entity.value", "@timestamp"]
         # newest first, then (stable sort) by level: the analysts' order
@@ -64,7 +64,7 @@ def register(app: typer.Typer) -> None:
         alerts.sort(key=lambda a: LEVEL_RANK.get(str(a.get("ztsoc.alert.level")), 5))
         queue = Table("id", "level", "rule", "entity", title="The alert queue (open)", header_style="bold")
         for a in alerts:
-            queue.add_row(*(cell(a.get(f)) for f in fields[:4]))
+            queue.add_row(*(safe(a.get(f)) for f in fields[:4]))
         console.print(queue)
         console.print("\n[bold]Next, an analyst would type:[/]")
         for line in next_steps(alerts[0] if alerts else None):

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from soc_cli.context import StoreOption, since_option, use_store
-from soc_cli.output import console, emit_json, err_console
+from soc_cli.output import console, emit_json, err_console, esc, safe
 
 RulesOption = typer.Option(None, "--rules", help="extra rules folder (repeatable), beside the shipped rules")
 
@@ -20,16 +20,16 @@ def _print(report: object, as_json: bool) -> None:
         emit_json([report.as_dict()])
         return
     console.print(
-        f"{report.backend}: {report.events:,} events from {report.since or 'the start'} to {report.until}, "
-        f"{report.rules} rules, {report.matches:,} matches -> [bold]{report.alerts_new} new[/], "
-        f"{report.alerts_updated} updated alert(s) in {report.seconds:.2f}s", highlight=False,
+        f"{esc(report.backend)}: {report.events:,} events from {esc(report.since or 'the start')} to "
+        f"{esc(report.until)}, {report.rules:d} rules, {report.matches:,} matches -> [bold]{report.alerts_new:d} new[/], "
+        f"{report.alerts_updated:d} updated alert(s) in {report.seconds:.2f}s", highlight=False,
     )
     for rule, n in sorted(report.per_rule.items()):
-        console.print(f"  {rule}: {n}", highlight=False)
+        console.print(safe(f"  {rule}: {n}"), highlight=False)
     if report.problems:
-        err_console.print(f"{report.problems} rule(s) unusable: see `soc rules validate`")
+        err_console.print(f"{report.problems:d} rule(s) unusable: see `soc rules validate`")
     for eid, reason in report.write_errors:
-        err_console.print(f"[red]alert {eid} not stored:[/] {reason}", highlight=False)
+        err_console.print(f"[red]alert {esc(eid)} not stored:[/] {esc(reason)}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

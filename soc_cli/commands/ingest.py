@@ -10,7 +10,6 @@ bad input (a path that does not exist, an unknown time zone).
 from __future__ import annotations
 
 import inspect
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +19,7 @@ import typer
 
 from collectors.registry import READERS, get_reader, reader_batch_size, reader_options, reader_summary
 from soc_cli.context import StoreOption, use_store
-from soc_cli.output import console, err_console
+from soc_cli.output import console, emit_doc, err_console, safe
 
 COMMON = ("paths", "errors", "batch_size", "as_json", "store")
 
@@ -50,7 +49,7 @@ def run_ingest(reader_name: str, paths: list[Path], *, errors: Path | None, batc
     else:
         report = ingest(store, reader, paths, batch_size=batch_size, errors_file=errors)
     if as_json:
-        print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+        emit_doc(report.as_dict())
     else:
         print_report(report, errors)
     if report.problem_count:
@@ -64,18 +63,18 @@ def print_report(report: Any, errors: Path | None) -> None:
     """One row per file (the first ``FILES_SHOWN``), a total, then problems by reason."""
     from rich.table import Table
 
-    files = Table(header_style="bold", title=f"soc ingest {report.reader}", title_justify="left")
+    files = Table(header_style="bold", title=safe(f"soc ingest {report.reader}"), title_justify="left")
     files.add_column("file", overflow="fold", ratio=1)
     for name in ("events", "new", "already stored", "problems", "resumed"):
         files.add_column(name, justify="right", no_wrap=True)
     for f in report.files[:FILES_SHOWN]:
-        files.add_row(f.path, f"{f.events:,}", f"{f.written:,}", f"{f.duplicates:,}", f"{f.problems:,}",
+        files.add_row(safe(f.path), f"{f.events:,}", f"{f.written:,}", f"{f.duplicates:,}", f"{f.problems:,}",
                       "yes" if f.resumed else "")
     if len(report.files) > FILES_SHOWN:
-        files.add_row(f"... {len(report.files) - FILES_SHOWN} more files", "", "", "", "", "")
+        files.add_row(f"... {len(report.files) - FILES_SHOWN:d} more files", "", "", "", "", "")
     rate = report.events / report.elapsed if report.elapsed > 0 else 0.0
     files.add_section()
-    files.add_row(f"total: {len(report.files)} files, {report.elapsed:.2f}s, {rate:,.0f}/s",
+    files.add_row(f"total: {len(report.files):d} files, {report.elapsed:.2f}s, {rate:,.0f}/s",
                   f"{report.events:,}", f"{report.written:,}", f"{report.duplicates:,}", f"{report.problem_count:,}",
                   "", style="bold")
     console.print(files)
@@ -86,10 +85,10 @@ def print_report(report: Any, errors: Path | None) -> None:
             examples.setdefault(p.reason, p)
         for reason, n in report.problems.most_common():
             ex = examples.get(reason)
-            tbl.add_row(reason, f"{n:,}", f"{ex.source} {ex.position}" if ex else "")
+            tbl.add_row(safe(reason), f"{n:,}", safe(f"{ex.source} {ex.position}" if ex else ""))
         console.print(tbl)
         if errors:
-            console.print(f"all problems written to {errors}")
+            console.print(safe(f"all problems written to {errors}"))
 
 
 def make_command(reader_name: str) -> Callable[..., None]:

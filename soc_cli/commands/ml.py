@@ -14,7 +14,7 @@ import typer
 
 from eventstore.timeutil import parse_duration, utcnow
 from soc_cli.context import StoreOption, since_option, use_store
-from soc_cli.output import console, emit, err_console
+from soc_cli.output import console, emit, err_console, esc, safe
 
 ModelsOption = typer.Option(None, "--models", envvar="SOC_MODEL_DIR",
                             help="model directory (default: the user data directory's ztsoc/models)")
@@ -64,11 +64,11 @@ def register(app: typer.Typer) -> None:
         s = use_store(store)
         rows: list[dict[str, Any]] = []
         for k in select_kinds(_kinds(kind)):
-            with console.status(f"training {k.name}...") if console.is_terminal else nullcontext():
+            with console.status(f"training {esc(k.name)}...") if console.is_terminal else nullcontext():
                 try:
                     model = train_kind(s, k, start, end, options)
                 except ValueError as exc:
-                    err_console.print(f"[yellow]skipped:[/] {exc}", highlight=False)
+                    err_console.print(f"[yellow]skipped:[/] {esc(exc)}", highlight=False)
                     continue
                 path = save_model(model, directory)
             rows.append({"kind": k.name, "windows": model.n_windows,
@@ -105,7 +105,7 @@ def register(app: typer.Typer) -> None:
                 problems.append(f"{m.kind}: trained on {m.store_url}, not on {s.url} (train on this store)")
         loaded = [m for m in loaded if m.store_url in ("", s.url)]
         for p in problems:
-            err_console.print(f"[yellow]not used:[/] {p}", highlight=False)
+            err_console.print(f"[yellow]not used:[/] {esc(p)}", highlight=False)
         if not loaded:
             raise ValueError("no usable model: run `soc ml train --since 7d` first")
         alerts = score_and_alert(s, loaded, since_option(since), since_option(until),
@@ -137,13 +137,13 @@ def register(app: typer.Typer) -> None:
                    "ztsoc.alert.threshold": alert.get("ztsoc.alert.threshold"),
                    "ztsoc.alert.explanation": rows}], [], as_json=True, ndjson=False)
             return
-        console.print(f"[bold]{alert.get('rule.name')}[/] {alert.get('ztsoc.alert.entity.type')} "
-                      f"[bold]{alert.get('ztsoc.alert.entity.value')}[/] "
-                      f"{alert.get('ztsoc.alert.first_seen')} .. {alert.get('ztsoc.alert.last_seen')}",
+        console.print(f"[bold]{esc(alert.get('rule.name'))}[/] {esc(alert.get('ztsoc.alert.entity.type'))} "
+                      f"[bold]{esc(alert.get('ztsoc.alert.entity.value'))}[/] "
+                      f"{esc(alert.get('ztsoc.alert.first_seen'))} .. {esc(alert.get('ztsoc.alert.last_seen'))}",
                       highlight=False)
-        console.print(f"score {alert.get('ztsoc.alert.score')} against threshold "
-                      f"{alert.get('ztsoc.alert.threshold')}; evidence: "
-                      f"{alert.get('ztsoc.alert.evidence_count', 0)} event(s)", highlight=False)
+        console.print(safe(f"score {alert.get('ztsoc.alert.score')} against threshold "
+                           f"{alert.get('ztsoc.alert.threshold')}; evidence: "
+                           f"{alert.get('ztsoc.alert.evidence_count', 0)} event(s)"), highlight=False)
         emit(rows, ["label", "value", "baseline_median", "baseline_p99", "z", "baseline"], as_json=False,
              ndjson=False, title="what drove it")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import typer
 
 from soc_cli.context import StoreOption, since_option, use_store
-from soc_cli.output import console
+from soc_cli.output import console, esc, safe
 
 
 def register(app: typer.Typer) -> None:
@@ -41,9 +41,9 @@ def pivot(
         print_timeline(tl, as_json=as_json, ndjson=ndjson)
         return
     risk = entity_risk(store, entity)
-    console.print(f"[bold]{entity}[/] searched as {' or '.join(tl.kinds)} since {since}: "
-                  f"risk {risk.score} ({risk.band}) from {risk.alerts} unresolved alert(s)", highlight=False)
+    console.print(f"[bold]{esc(entity)}[/] searched as {esc(' or '.join(tl.kinds))} since {esc(since)}: "
+                  f"risk {esc(risk.score)} ({esc(risk.band)}) from {risk.alerts:d} unresolved alert(s)", highlight=False)
     if not tl.entries:
-        console.print(f"nothing found (query: {tl.query})", highlight=False)
+        console.print(safe(f"nothing found (query: {tl.query})"), highlight=False)
         raise typer.Exit(0)
     print_timeline(tl, as_json=False, ndjson=False)

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from soc_cli.context import StoreOption, analyst, use_store
-from soc_cli.output import console, emit
+from soc_cli.output import console, emit, esc, safe
 
 
 def _exercises(folders: list[Path] | None) -> dict[str, object]:
@@ -46,17 +46,17 @@ def register(app: typer.Typer) -> None:
         ex = _exercises(folders).get(exercise_id)
         if not isinstance(ex, Exercise):
             raise ValueError(f"no exercise {exercise_id!r}: `soc playbook list` shows them")
-        with console.status(f"generating {ex.title!r} and running it through collectors, policy and detections"):
+        with console.status(f"generating {esc(repr(ex.title))} and running it through collectors, policy and detections"):
             run, counts = session.start(ex, trainee or analyst(), seed=seed)
-        console.print(f"[bold]{ex.title}[/]  ({ex.difficulty}, {', '.join(ex.techniques)})\n")
-        console.print(ex.story + "\n")
+        console.print(f"[bold]{esc(ex.title)}[/]  ({esc(ex.difficulty)}, {esc(', '.join(ex.techniques))})\n")
+        console.print(safe(ex.story + "\n", multiline=True))
         console.print(f"events: {counts['pcap'] + counts['syslog'] + counts['jsonl']:,}  "
-                      f"policy decisions: {counts['decisions']:,}  alerts: {counts['alerts']}")
+                      f"policy decisions: {counts['decisions']:,}  alerts: {counts['alerts']:d}")
         console.print("\nPoint your commands at the exercise's own store:")
-        console.print(f"  export SOC_STORE={run.store_url}")
+        console.print(safe(f"  export SOC_STORE={run.store_url}"))
         console.print("Then investigate (`soc alerts`, `soc hunt`, `soc pivot`) and answer:")
         for q in ex.questions:
-            console.print(f"  {q.number}. {q.text} [dim]({q.points} points)[/]")
+            console.print(f"  {q.number:d}. {esc(q.text)} [dim]({q.points:d} points)[/]")
         console.print("\n`soc playbook answer N VALUE`, `soc playbook hint`, `soc playbook score`")
 
     @group.command("status")
@@ -71,12 +71,13 @@ def register(app: typer.Typer) -> None:
 
             assert isinstance(ex, Exercise)
             sc = session.score(run, ex)
-            console.print(f"[bold]{ex.title}[/]  trainee {run.trainee}  store {run.store_url}")
+            console.print(f"[bold]{esc(ex.title)}[/]  trainee {esc(run.trainee)}  store {esc(run.store_url)}")
             for q in ex.questions:
-                mark = "[green]✓[/]" if run.solved(q.number) else f"[dim]{len(run.attempts.get(str(q.number), []))} tries[/]"
-                console.print(f"  {q.number}. {q.text} ({q.points}) {mark}")
-            console.print(f"score {sc.total}/{sc.max_points}  hints {len(run.hints_used)}/{len(ex.hints)}  "
-                          f"time {int(sc.seconds // 60)} min")
+                tries = len(run.attempts.get(str(q.number), []))
+                console.print(f"  {q.number:d}. {esc(q.text)} ({q.points:d}) "
+                              f"{'[green]✓[/]' if run.solved(q.number) else f'[dim]{tries:d} tries[/]'}")
+            console.print(safe(f"score {sc.total}/{sc.max_points}  hints {len(run.hints_used)}/{len(ex.hints)}  "
+                               f"time {int(sc.seconds // 60)} min"))
         finally:
             store.close()
 
@@ -90,7 +91,7 @@ def register(app: typer.Typer) -> None:
             ex = _exercises(folders)[run.exercise_id]
             h = session.take_hint(run, ex)  # type: ignore[arg-type]
             session.save(run, store)
-            console.print(f"hint {h.number} (-{h.cost} points): {h.text}")
+            console.print(safe(f"hint {h.number} (-{h.cost} points): {h.text}"))
         finally:
             store.close()
 
@@ -107,9 +108,9 @@ def register(app: typer.Typer) -> None:
         finally:
             store.close()
         if correct:
-            console.print(f"[green]correct[/]: question {number}")
+            console.print(f"[green]correct[/]: question {number:d}")
         else:
-            console.print(f"[red]not that[/]: question {number} (try again, or `soc playbook hint`)")
+            console.print(f"[red]not that[/]: question {number:d} (try again, or `soc playbook hint`)")
             raise typer.Exit(1)
 
     @group.command("score")
@@ -130,11 +131,12 @@ def register(app: typer.Typer) -> None:
                 result = session.score(run, ex)
         finally:
             ex_store.close()
-        console.print(f"{run.trainee}: {result.total}/{result.max_points} points "
-                      f"({result.answered}/{result.questions} answered, hints -{result.hint_cost}, "
-                      f"{int(result.seconds // 60)} min)")
+        console.print(safe(f"{run.trainee}: {result.total}/{result.max_points} points "
+                           f"({result.answered}/{result.questions} answered, hints -{result.hint_cost}, "
+                           f"{int(result.seconds // 60)} min)"))
         if finish:
-            console.print("\n[bold]Debrief[/]\n" + ex.debrief)
+            console.print("\n[bold]Debrief[/]")
+            console.print(safe(ex.debrief, multiline=True))
 
     @group.command("reset")
     def reset() -> None:
@@ -142,7 +144,7 @@ def register(app: typer.Typer) -> None:
         from playbooks import session
 
         gone = session.reset()
-        console.print(f"removed {gone}" if gone else "no exercise was running")
+        console.print(safe(f"removed {gone}" if gone else "no exercise was running"))
 
     @group.command("scoreboard")
     def scoreboard(store: str = StoreOption, as_json: bool = typer.Option(False, "--json"),

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.text import Text
 
 from soc_cli.context import STATE, StoreOption, since_option, use_store
-from soc_cli.output import console, emit, emit_json, err_console
+from soc_cli.output import console, emit, emit_json, err_console, esc, safe, visible, write_generated
 
 # Exit codes are raised as SystemExit, not typer.Exit: soc_cli.main runs the app with
 # standalone_mode=False, where click turns typer.Exit into a return value that main() drops.
@@ -47,7 +48,7 @@ def _engine(policy: list[Path], trust: Path | None, store: str | None, *, with_r
         risk = StoreRisk(lambda: open_store(url))
         risk.refresh()
         if risk.last_error:
-            err_console.print(f"[yellow]warning:[/] risk unavailable ({risk.last_error}); risk rules fail closed")
+            err_console.print(f"[yellow]warning:[/] risk unavailable ({esc(risk.last_error)}); risk rules fail closed")
     return build_engine(policy, trust_file=trust, risk=risk)
 
 
@@ -61,7 +62,7 @@ def register(app: typer.Typer) -> None:
         """Print the policy language's JSON Schema (for editors and CI validators)."""
         from policy.language import SCHEMA_PATH
 
-        sys.stdout.write(SCHEMA_PATH.read_text(encoding="utf-8"))
+        write_generated(SCHEMA_PATH.read_text(encoding="utf-8"))
 
     @policy_app.command("lint")
     def lint_cmd(
@@ -79,8 +80,9 @@ def register(app: typer.Typer) -> None:
             emit_json(rows, ndjson=ndjson)
         else:
             for i in issues:
-                colour = "red" if i.severity == "error" else "yellow"
-                console.print(f"{i.file}:{i.line}: [{colour}]{i.severity}[/]: {i.message}", highlight=False)
+                console.print(Text.assemble(safe(f"{i.file}:{i.line}: "),
+                                            (visible(i.severity), "red" if i.severity == "error" else "yellow"),
+                                            ": ", safe(i.message)), highlight=False)
             if not issues:
                 console.print("no problems found")
         if any(i.severity == "error" for i in issues) or (strict and issues):
@@ -98,18 +100,18 @@ def register(app: typer.Typer) -> None:
 
         results, issues = run_cases(cases, policy or None)
         for i in issues:
-            err_console.print(f"[red]error:[/] {i}", highlight=False)
+            err_console.print(f"[red]error:[/] {esc(i)}", highlight=False)
         if issues:
             raise SystemExit(2)
         if as_json or ndjson:
             emit_json([r.to_dict() for r in results], ndjson=ndjson)
         else:
             for r in results:
-                mark = "[green]PASS[/]" if r.passed else "[red]FAIL[/]"
                 extra = "" if r.passed else f"  {r.problem}; reasons: {'; '.join(r.reasons)}"
-                console.print(f"{mark} {cases}:{r.line} {r.name}{extra}", highlight=False)
+                console.print(f"{'[green]PASS[/]' if r.passed else '[red]FAIL[/]'} "
+                              f"{esc(f'{cases}:{r.line} {r.name}{extra}')}", highlight=False)
             failed = sum(not r.passed for r in results)
-            console.print(f"{len(results) - failed}/{len(results)} passed")
+            console.print(f"{len(results) - failed:d}/{len(results):d} passed")
         if any(not r.passed for r in results):
             raise SystemExit(1)
 
@@ -132,14 +134,14 @@ def register(app: typer.Typer) -> None:
             emit_json([ex.to_dict()])
             return
         d = ex.decision
-        colour = "green" if d.allow else "red"
-        console.print(f"[{colour}]{d.action.upper()}[/] decision {d.decision_id}: {d.reason}", highlight=False)
+        console.print(Text.assemble((visible(d.action.upper()), "green" if d.allow else "red"),
+                                    safe(f" decision {d.decision_id}: {d.reason}")), highlight=False)
         rows = [{"rule": t.rule, "effect": t.effect + (" (dry-run)" if t.dry_run else ""), "where": t.where,
                  "matched": "yes" if t.matched else "no", "failed": t.failed, "detail": t.detail} for t in ex.traces]
         emit(rows, ["rule", "effect", "matched", "failed", "detail", "where"], as_json=False, ndjson=False)
         if not d.allow:
             for miss in ex.near_misses:
-                console.print(f"  near miss: {miss}", highlight=False)
+                console.print(safe(f"  near miss: {miss}"), highlight=False)
 
     @policy_app.command("decide")
     def decide_cmd(
@@ -182,9 +184,10 @@ def register(app: typer.Typer) -> None:
             return
         for c in changes:
             colour = {"added": "green", "removed": "red"}.get(c.change, "yellow")
-            console.print(f"[{colour}]{c.change:8}[/] {c.rule}  ({c.where})", highlight=False)
+            console.print(Text.assemble((visible(f"{c.change:8}"), colour), safe(f" {c.rule}  ({c.where})")),
+                          highlight=False)
             for name, a, b in c.fields:
-                console.print(f"           {name}: {a!r} -> {b!r}", highlight=False)
+                console.print(safe(f"           {name}: {a!r} -> {b!r}"), highlight=False)
         if not changes:
             console.print("no rule changed")
 
@@ -265,7 +268,7 @@ def register(app: typer.Typer) -> None:
             from policy import grpc_authz
 
             grpc_authz.serve(cfg, host, port, grpc_port,
-                             on_listening=lambda: err_console.print(banner, highlight=False, soft_wrap=True))
+                             on_listening=lambda: err_console.print(safe(banner), highlight=False, soft_wrap=True))
             return
-        err_console.print(banner, highlight=False)
+        err_console.print(safe(banner), highlight=False)
         serve(cfg, host, port, workers)

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from soc_cli.context import StoreOption, analyst, use_store
-from soc_cli.output import console
+from soc_cli.output import console, safe
 
 
 def register(app: typer.Typer) -> None:
@@ -22,7 +22,6 @@ def register(app: typer.Typer) -> None:
         store: str = StoreOption,
     ) -> None:
         """Follow the response playbook linked to the alert's ATT&CK techniques, step by step."""
-        from rich.text import Text
 
         from eventstore.store import AlertChange
         from playbooks.response import Step, playbooks_for, walk
@@ -34,9 +33,9 @@ def register(app: typer.Typer) -> None:
         matching = playbooks_for(alert, folders or [])
         if list_only or not matching:
             if not matching:
-                console.print(f"no response playbook covers {', '.join(sorted(alert.get('threat.technique.id') or []))}")
+                console.print(safe(f"no response playbook covers {', '.join(sorted(alert.get('threat.technique.id') or []))}"))
             for pb in matching:
-                console.print(Text(f"{pb.id}  {pb.name}  ({', '.join(pb.techniques)})"))
+                console.print(safe(f"{pb.id}  {pb.name}  ({', '.join(pb.techniques)})"))
             return
         chosen = [pb for pb in matching if playbook in (pb.id, pb.name)] if playbook else matching[:1]
         if not chosen:
@@ -45,18 +44,18 @@ def register(app: typer.Typer) -> None:
         variables = {"__entity__": str(alert.get("ztsoc.alert.entity.value") or ""), "__alert_id__": alert_id}
         scripted = [a.strip() for a in answers.split(",")] if answers else None
         actor = analyst()
-        console.print(Text(pb.name, style="bold"))
-        console.print(Text(pb.description + "\n"))
+        console.print(safe(pb.name, "bold"))
+        console.print(safe(pb.description + "\n", multiline=True))
 
         def ask(step: Step) -> str:
-            title = Text(step.name, style="bold")
+            title = safe(step.name, "bold")
             if step.agent:
-                title.append(f"  ({step.agent})", style="dim")
+                title.append_text(safe(f"  ({step.agent})", "dim"))
             console.print(title)
             if step.description:
-                console.print(Text(f"  {step.description}"))
+                console.print(safe(f"  {step.description}", multiline=True))
             for command in step.commands:
-                console.print(Text(f"  $ {command}", style="cyan"))
+                console.print(safe(f"  $ {command}", "cyan"))
             if step.kind == "if-condition":
                 if scripted is not None:
                     return scripted.pop(0) if scripted else "no"
@@ -69,4 +68,5 @@ def register(app: typer.Typer) -> None:
         for step, answer in walk(pb, ask, variables):
             s.update_alert(alert_id, AlertChange(actor, "respond", {}, note=f"[{pb.name}] {step.name}: {answer}"))
             steps += 1
-        console.print(f"\nrecorded {steps} steps in the history of {alert_id} (`soc alerts show {alert_id}`)")
+        console.print(safe(f"\nrecorded {steps} steps in the history of {alert_id} (`soc alerts show {alert_id}`)",
+                           multiline=True))

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from soc_cli.output import console, emit, err_console
+from soc_cli.output import console, emit, err_console, esc
 
 RulesOption = typer.Option(None, "--rules", help="extra rules folder (repeatable), beside the shipped rules")
 
@@ -100,7 +100,7 @@ def register(app: typer.Typer) -> None:
             events = load_events(on)
             alerts, problems = alerts_of(rs, target, events)
             for p in problems:
-                err_console.print(f"[red]{p}[/]", highlight=False)
+                err_console.print(f"[red]{esc(p)}[/]", highlight=False)
             emit(alerts, columns, as_json=as_json, ndjson=ndjson,
                  title=f"{target.key}: {len(alerts)} alert(s) on {len(events)} event(s)")
             if problems:

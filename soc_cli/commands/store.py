@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 
 import typer
 from rich.table import Table
 
 from soc_cli.context import StoreOption, use_store
-from soc_cli.output import console
+from soc_cli.output import console, emit_doc, esc, safe
 
 
 def _size(n: int) -> str:
@@ -30,18 +29,19 @@ def register(app: typer.Typer) -> None:
         """Create the tables or index templates (safe to run again)."""
         s = use_store(store)
         s.init()
-        console.print(f"store ready: [bold]{s.backend}[/] {s.url}")
+        console.print(f"store ready: [bold]{esc(s.backend)}[/] {esc(s.url)}")
 
     @group.command("status")
     def status(store: str = StoreOption, as_json: bool = typer.Option(False, "--json")) -> None:
         """Backend, size, and events per dataset."""
         st = use_store(store).status()
         if as_json:
-            print(json.dumps(asdict(st), indent=2))
+            emit_doc(asdict(st))
             return
-        console.print(f"[bold]{st.backend}[/] {st.url}  size {_size(st.size_bytes)}")
-        console.print(f"events {st.events:,}  alerts {st.alerts:,}  from {st.first_event or '-'} to {st.last_event or '-'}")
+        console.print(f"[bold]{esc(st.backend)}[/] {esc(st.url)}  size {esc(_size(st.size_bytes))}")
+        console.print(safe(f"events {st.events:,}  alerts {st.alerts:,}  from {st.first_event or '-'} "
+                           f"to {st.last_event or '-'}"))
         tbl = Table("event.dataset", "events", header_style="bold")
         for name, n in sorted(st.per_dataset.items(), key=lambda kv: (-kv[1], kv[0])):
-            tbl.add_row(name, f"{n:,}")
+            tbl.add_row(safe(name), f"{n:,}")
         console.print(tbl)

@@ -7,7 +7,6 @@ as ``soc ingest``, so stopping and starting again neither loses nor repeats a li
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 import threading
@@ -17,12 +16,12 @@ from typing import Any
 import typer
 
 from soc_cli.context import StoreOption, use_store
-from soc_cli.output import err_console
+from soc_cli.output import err_console, json_text, line
 
 LINE_READERS = ("syslog", "journald", "jsonl")
 
 
-def _line(event: dict[str, Any]) -> str:
+def _parts(event: dict[str, Any]) -> list[Any]:
     parts = [event.get("@timestamp", ""), event.get("event.dataset", ""), event.get("event.action", "-")]
     if event.get("event.outcome"):
         parts.append(event["event.outcome"])
@@ -30,7 +29,7 @@ def _line(event: dict[str, Any]) -> str:
         if event.get(key):
             parts.append(f"{key}={event[key]}")
     parts.append(str(event.get("message", ""))[:120])
-    return "  ".join(str(p) for p in parts)
+    return parts
 
 
 def register(app: typer.Typer) -> None:
@@ -63,7 +62,10 @@ def register(app: typer.Typer) -> None:
             if quiet:
                 return
             for event in batch.events:
-                print(json.dumps(event, ensure_ascii=False) if ndjson else _line(event), flush=True)
+                if ndjson:
+                    line(json_text(event))
+                else:
+                    line(*_parts(event))
 
         tailer = Tailer(use_store(store), reader, paths, batch_size=batch_size, retire_after=retire_after,
                         from_end=from_end, on_batch=show, errors_file=errors)
