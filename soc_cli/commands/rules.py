@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from soc_cli.output import console, emit, err_console, esc
+from soc_cli.output import console, emit, err_console, esc, write_generated
 
 RulesOption = typer.Option(None, "--rules", help="extra rules folder (repeatable), beside the shipped rules")
 
@@ -127,7 +126,7 @@ def register(app: typer.Typer) -> None:
         from detections.sigma.loader import rule_documents
 
         docs = rule_documents(rules or [], shipped=not no_shipped, base_only=base)
-        sys.stdout.write(yaml.safe_dump_all(docs, sort_keys=False, allow_unicode=True))
+        write_generated(yaml.safe_dump_all(docs, sort_keys=False, allow_unicode=True))
 
     @rules_app.command("coverage")
     def coverage(
