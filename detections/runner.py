@@ -90,8 +90,14 @@ class RunReport:
         return d
 
 
-def load_compiled(rules_dirs: Sequence[Path | str] = (), *, shipped: bool = True, pipeline: str = "ztsoc") -> CompiledSet:
-    return compile_ruleset(load_rules(rules_dirs, shipped=shipped), pipeline)
+def load_compiled(rules_dirs: Sequence[Path | str] = (), *, shipped: bool = True, pipeline: str = "ztsoc",
+                  use_cache: bool = True) -> CompiledSet:
+    """The rules compiled, from the compiled-rule cache when it holds this exact set (see ``sigma.cache``)."""
+    if not use_cache:
+        return compile_ruleset(load_rules(rules_dirs, shipped=shipped), pipeline)
+    from detections.sigma.cache import load_compiled_cached
+
+    return load_compiled_cached(tuple(rules_dirs), shipped=shipped, pipeline=pipeline)[1]
 
 
 def run_detections(store: Store, since: datetime | None = None, until: datetime | None = None,

@@ -9,6 +9,7 @@ afterwards, so tests never see each other's documents.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,9 @@ import pytest
 from eventstore import Store, open_store
 
 ES_URL = os.environ.get("SOC_TEST_ES_URL")
+
+# the compiled-rule cache of the test run, apart from the user's own (~/.cache/ztsoc)
+os.environ.setdefault("SOC_CACHE_DIR", tempfile.mkdtemp(prefix="ztsoc-test-cache-"))
 
 
 def es_store_url() -> str:

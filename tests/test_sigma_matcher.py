@@ -28,7 +28,8 @@ def _compiled(detection: str, logsource: str = "product: ztsoc\n  service: auth"
 AUTH = {"event.dataset": "system.auth"}
 
 
-@pytest.mark.parametrize(("detection", "doc", "expected"), [
+#: Sigma semantics, one case a row (also run through the compiled-rule cache's format)
+SEMANTICS = [
     ("  sel:\n    user.name: Root\n  condition: sel", {"user.name": "root"}, True),  # case-insensitive
     ("  sel:\n    user.name|cased: Root\n  condition: sel", {"user.name": "root"}, False),
     ("  sel:\n    process.command_line|contains: 'cat /etc/'\n  condition: sel",
@@ -57,7 +58,10 @@ AUTH = {"event.dataset": "system.auth"}
     ("  a1:\n    user.name: x\n  a2:\n    user.name: root\n  condition: 1 of a*", {"user.name": "root"}, True),
     ("  sel:\n    '@timestamp|hour': [1, 2]\n  condition: sel", {"@timestamp": "2026-03-01T02:30:00.000Z"}, True),
     ("  sel:\n    '@timestamp|hour': [1, 2]\n  condition: sel", {"@timestamp": "2026-03-01T12:30:00.000Z"}, False),
-])
+]
+
+
+@pytest.mark.parametrize(("detection", "doc", "expected"), SEMANTICS)
 def test_semantics(detection: str, doc: dict, expected: bool) -> None:
     assert _compiled(detection).matches({**AUTH, **doc}) is expected
 

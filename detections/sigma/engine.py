@@ -91,7 +91,7 @@ def compile_ruleset(ruleset: RuleSet, pipeline: str = "ztsoc") -> CompiledSet:
             continue
         try:
             if isinstance(r.rule, SigmaRule):
-                base.append(compile_rule(r.rule, pl, key=r.key, payload=r))
+                base.append(compile_rule(r.rule, pl, key=r.key, payload=r, pipeline_name=pipeline))
             else:
                 targets = [by_obj[id(ref.rule)] for ref in r.rule.rules or []]
                 processed = copy.deepcopy(r.rule)

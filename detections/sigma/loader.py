@@ -95,41 +95,86 @@ def _text(value: Any) -> str | None:
     return str(value).strip()
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
+class RuleHead:
+    """What lists and alerts need of a rule without parsing it (kept by the compiled-rule cache)."""
+
+    key: str
+    uuid: str | None
+    title: str
+    level: str
+    tags: tuple[str, ...]
+    is_correlation: bool
+
+    @classmethod
+    def of(cls, rule: AnyRule, path: Path) -> RuleHead:
+        if rule.name:
+            key = str(rule.name)
+        elif rule.id is not None:
+            key = str(rule.id)
+        else:
+            key = f"{path.name}:{rule.title}"
+        return cls(key=key, uuid=str(rule.id) if rule.id is not None else None, title=str(rule.title),
+                   level=str(rule.level.name.lower()) if rule.level is not None else "medium",
+                   tags=tuple(f"{t.namespace}.{t.name}" for t in rule.tags),
+                   is_correlation=isinstance(rule, SigmaCorrelationRule))
+
+
 class LoadedRule:
-    rule: AnyRule
-    path: Path
-    meta: RuleMeta
-    shipped: bool = False
+    """A rule and where it came from; from the cache, its pySigma object is parsed on first use."""
+
+    __slots__ = ("_rule", "head", "meta", "path", "shipped")
+
+    def __init__(self, rule: AnyRule | None, path: Path, meta: RuleMeta, shipped: bool = False,
+                 head: RuleHead | None = None) -> None:
+        if rule is None and head is None:
+            raise ValueError("a loaded rule needs its rule or its head")
+        self._rule = rule
+        self.path = path
+        self.meta = meta
+        self.shipped = shipped
+        self.head = head if head is not None else RuleHead.of(rule, path)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        return f"LoadedRule({self.head.key!r}, {str(self.path)!r})"
+
+    @property
+    def rule(self) -> AnyRule:
+        if self._rule is None:
+            rules, problems = load_file(self.path)
+            for rule in rules:
+                if RuleHead.of(rule, self.path).key == self.head.key:
+                    self._rule = rule
+                    break
+            else:
+                why = "; ".join(p.reason for p in problems) or "not in the file any more"
+                raise ValueError(f"{self.path}: rule {self.head.key} cannot be read again: {why}")
+        return self._rule
 
     @property
     def key(self) -> str:
         """Stable identifier: the Sigma ``name`` when given, else the rule's UUID."""
-        if self.rule.name:
-            return str(self.rule.name)
-        if self.rule.id is not None:
-            return str(self.rule.id)
-        return f"{self.path.name}:{self.rule.title}"
+        return self.head.key
 
     @property
     def uuid(self) -> str | None:
-        return str(self.rule.id) if self.rule.id is not None else None
+        return self.head.uuid
 
     @property
     def title(self) -> str:
-        return str(self.rule.title)
+        return self.head.title
 
     @property
     def level(self) -> str:
-        return str(self.rule.level.name.lower()) if self.rule.level is not None else "medium"
+        return self.head.level
 
     @property
     def tags(self) -> list[str]:
-        return [f"{t.namespace}.{t.name}" for t in self.rule.tags]
+        return list(self.head.tags)
 
     @property
     def is_correlation(self) -> bool:
-        return isinstance(self.rule, SigmaCorrelationRule)
+        return self.head.is_correlation
 
 
 @dataclass(slots=True)
@@ -249,6 +294,46 @@ def load_rules(dirs: Sequence[Path | str] | None = None, *, shipped: bool = True
             loaded.append(LoadedRule(rule, path, meta, is_shipped))
     loaded, resolve_problems = _resolve(loaded)
     return RuleSet(loaded, problems + resolve_problems)
+
+
+def closure(ruleset: RuleSet, roots: Sequence[LoadedRule]) -> RuleSet:
+    """The roots and every rule they reference (transitively), read again from their files.
+
+    What evaluating a few rules needs, with correlation references resolved among them. It
+    reads only the files involved, so it works the same on rules parsed just now and on rules
+    from the compiled-rule cache (whose pySigma objects are parsed on demand, unresolved).
+    """
+    by_ref: dict[str, LoadedRule] = {}
+    for r in ruleset.rules:
+        by_ref.setdefault(r.key, r)
+        if r.uuid:
+            by_ref.setdefault(r.uuid, r)
+    wanted: set[str] = set()
+    paths: dict[Path, bool] = {}
+    stack = list(roots)
+    while stack:
+        r = stack.pop()
+        if r.key in wanted:
+            continue
+        wanted.add(r.key)
+        paths.setdefault(r.path, r.shipped)
+        if r.is_correlation:
+            for ref in getattr(r.rule, "rules", None) or []:
+                target = by_ref.get(str(ref.reference))
+                if target is not None:
+                    stack.append(target)
+    fresh: list[LoadedRule] = []
+    problems: list[RuleProblem] = []
+    for path, shipped in paths.items():
+        rules, probs = load_file(path)
+        problems += probs
+        for rule in rules:
+            try:
+                fresh.append(LoadedRule(rule, path, RuleMeta.from_rule(rule), shipped))
+            except (ValueError, TypeError) as exc:
+                problems.append(RuleProblem(str(path), _label(rule), "load", f"ztsoc block: {exc}"))
+    resolved, resolve_problems = _resolve(fresh)
+    return RuleSet([r for r in resolved if r.key in wanted], problems + resolve_problems)
 
 
 def _resolve(rules: list[LoadedRule]) -> tuple[list[LoadedRule], list[RuleProblem]]:

@@ -646,22 +646,39 @@ def anchors(node: Any) -> list[Atom] | None:
 
 @dataclass(slots=True)
 class CompiledRule:
-    """A rule ready to evaluate: its predicate and where it is filed in the index."""
+    """A rule ready to evaluate: its predicate and where it is filed in the index.
+
+    ``trees`` are its processed condition trees (what the compiled-rule cache stores);
+    ``rule``, the processed pySigma rule, is made again from ``payload`` on first use when
+    the rule came from the cache (only the Elasticsearch conversion needs it).
+    """
 
     key: str
     predicate: Predicate
     required: dict[str, frozenset[str]]
-    rule: SigmaRule
+    processed: SigmaRule | None
     payload: Any = None  # whatever the caller attached (the LoadedRule)
     anchors: list[Atom] | None = None
+    trees: list[Any] = field(default_factory=list)
+    pipeline_name: str = "ztsoc"
+
+    @property
+    def rule(self) -> SigmaRule:
+        if self.processed is None:
+            from detections.sigma.pipelines import get_pipeline
+
+            source = getattr(self.payload, "rule", None)
+            if not isinstance(source, SigmaRule):
+                raise UnsupportedRule(f"{self.key}: no source rule to process")
+            self.processed = process_rule(source, get_pipeline(self.pipeline_name))
+        return self.processed
 
     def matches(self, doc: Doc) -> bool:
         return self.predicate(EventView(doc))
 
 
-def compile_rule(rule: SigmaRule, pipeline: ProcessingPipeline | None, *, key: str | None = None,
-                 payload: Any = None) -> CompiledRule:
-    """Apply the pipeline to a copy of the rule and compile its conditions (OR-ed when several)."""
+def process_rule(rule: SigmaRule, pipeline: ProcessingPipeline | None) -> SigmaRule:
+    """A copy of the rule with the pipeline applied (pySigma transformations change the rule in place)."""
     import copy
 
     from sigma.exceptions import SigmaError
@@ -670,10 +687,29 @@ def compile_rule(rule: SigmaRule, pipeline: ProcessingPipeline | None, *, key: s
     try:
         if pipeline is not None:
             pipeline.apply(processed)
+    except SigmaError as exc:
+        raise UnsupportedRule(f"{type(exc).__name__}: {exc}") from exc
+    return processed
+
+
+def compile_rule(rule: SigmaRule, pipeline: ProcessingPipeline | None, *, key: str | None = None,
+                 payload: Any = None, pipeline_name: str = "ztsoc") -> CompiledRule:
+    """Apply the pipeline to a copy of the rule and compile its conditions (OR-ed when several)."""
+    from sigma.exceptions import SigmaError
+
+    processed = process_rule(rule, pipeline)
+    try:
         trees = [c.parsed for c in processed.detection.parsed_condition]
     except SigmaError as exc:
         raise UnsupportedRule(f"{type(exc).__name__}: {exc}") from exc
-    preds = [compile_condition(t) for t in trees if t is not None]
+    return compile_trees(key or str(rule.name or rule.id or rule.title), [t for t in trees if t is not None],
+                         processed=processed, payload=payload, pipeline_name=pipeline_name)
+
+
+def compile_trees(key: str, trees: list[Any], *, processed: SigmaRule | None = None, payload: Any = None,
+                  pipeline_name: str = "ztsoc") -> CompiledRule:
+    """Processed condition trees (from a rule or from the cache) -> a compiled rule."""
+    preds = [compile_condition(t) for t in trees]
     if not preds:
         raise UnsupportedRule("empty condition")
     predicate = preds[0] if len(preds) == 1 else (lambda ev: any(p(ev) for p in preds))
@@ -682,8 +718,7 @@ def compile_rule(rule: SigmaRule, pipeline: ProcessingPipeline | None, *, key: s
     if len(trees) == 1:
         required = required_values(trees[0])
         atoms = anchors(trees[0])
-    return CompiledRule(key or str(rule.name or rule.id or rule.title), predicate, required, processed, payload,
-                        atoms)
+    return CompiledRule(key, predicate, required, processed, payload, atoms, list(trees), pipeline_name)
 
 
 class Matcher:

@@ -19,6 +19,7 @@ from typing import Any
 
 from detections.sigma.engine import compile_ruleset, evaluate
 from detections.sigma.loader import LoadedRule, RuleSet
+from detections.sigma.loader import closure as referenced_closure
 from eventstore.store import Doc
 from eventstore.timeutil import from_iso, parse_duration, to_iso
 
@@ -71,21 +72,7 @@ def expand(samples: Iterable[Mapping[str, Any]], prefix: str = "sample") -> list
 
 def closure(ruleset: RuleSet, rule: LoadedRule) -> RuleSet:
     """The rule and every rule it references (transitively): what evaluating it needs."""
-    from sigma.correlations import SigmaCorrelationRule
-
-    keep: list[LoadedRule] = []
-    seen: set[int] = set()
-    by_obj = {id(r.rule): r for r in ruleset.rules}
-    stack = [rule]
-    while stack:
-        r = stack.pop()
-        if id(r.rule) in seen:
-            continue
-        seen.add(id(r.rule))
-        keep.append(r)
-        if isinstance(r.rule, SigmaCorrelationRule):
-            stack.extend(by_obj[id(ref.rule)] for ref in r.rule.rules or [] if id(ref.rule) in by_obj)
-    return RuleSet(list(reversed(keep)), [])
+    return referenced_closure(ruleset, [rule])
 
 
 @dataclass

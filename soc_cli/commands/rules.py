@@ -26,9 +26,9 @@ def register(app: typer.Typer) -> None:
         ndjson: bool = typer.Option(False, "--ndjson"),
     ) -> None:
         """Every loaded rule: id, title, level, type, ATT&CK tags, file (and its Elasticsearch query)."""
-        from detections.sigma.loader import load_rules
+        from detections.sigma.cache import load_compiled_cached
 
-        rs = load_rules(rules or [], shipped=not no_shipped)
+        rs, cs, _ = load_compiled_cached(tuple(rules or []), shipped=not no_shipped)
         rows: list[dict[str, Any]] = [{
             "rule.id": r.key, "rule.name": r.title, "ztsoc.alert.level": r.level,
             "type": r.rule.type.name.lower() if r.is_correlation else "rule",  # type: ignore[union-attr]
@@ -37,10 +37,9 @@ def register(app: typer.Typer) -> None:
         rows = rows[:limit] if limit else rows
         columns = ["rule.id", "rule.name", "ztsoc.alert.level", "type", "tags"]
         if lucene:
-            from detections.sigma.engine import compile_ruleset
             from detections.sigma.es_eval import convert
 
-            queries = convert(compile_ruleset(rs))
+            queries = convert(cs)
             for row in rows:
                 q = queries.get(row["rule.id"])
                 row["query"] = q.query if q else "(correlation: evaluated on the matched events)"
@@ -57,12 +56,11 @@ def register(app: typer.Typer) -> None:
         ndjson: bool = typer.Option(False, "--ndjson"),
     ) -> None:
         """Load, map and compile every rule (and run its samples); every unusable rule with its reason."""
-        from detections.sigma.engine import compile_ruleset
-        from detections.sigma.loader import RuleProblem, load_rules
+        from detections.sigma.cache import load_compiled_cached
+        from detections.sigma.loader import RuleProblem
         from detections.sigma.samples import check_samples
 
-        rs = load_rules(rules or [], shipped=not no_shipped)
-        cs = compile_ruleset(rs)
+        rs, cs, _ = load_compiled_cached(tuple(rules or []), shipped=not no_shipped)
         problems: list[RuleProblem] = list(cs.problems)
         if samples:
             for r in rs.rules:
@@ -88,10 +86,12 @@ def register(app: typer.Typer) -> None:
         ndjson: bool = typer.Option(False, "--ndjson"),
     ) -> None:
         """Evaluate one rule on a file of events (or on its own samples); exit 1 if a sample check fails."""
-        from detections.sigma.loader import load_rules
+        from detections.sigma.cache import load_compiled_cached
         from detections.sigma.samples import alerts_of, check_samples, load_events
 
-        rs = load_rules(rules or [])
+        # the set from the compiled-rule cache (heads only); the rule itself and what it
+        # references are compiled alone from their files
+        rs = load_compiled_cached(tuple(rules or []))[0]
         target = rs.find(rule)
         columns = ["event.id", "rule.id", "ztsoc.alert.entity.value", "ztsoc.alert.first_seen",
                    "ztsoc.alert.evidence_count", "message"]
@@ -137,10 +137,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """ATT&CK techniques covered by the usable rules, with the rules covering each."""
         from detections.alerts import threat_fields
-        from detections.sigma.engine import compile_ruleset
-        from detections.sigma.loader import load_rules
+        from detections.sigma.cache import load_compiled_cached
 
-        cs = compile_ruleset(load_rules(rules or [], shipped=not no_shipped))
+        cs = load_compiled_cached(tuple(rules or []), shipped=not no_shipped)[1]
         by_tech: dict[str, list[str]] = {}
         tactics: dict[str, set[str]] = {}
         for key in sorted(cs.rules):

@@ -1,0 +1,247 @@
+"""Rules compiled once: a cache of compiled rule sets, keyed by what they were compiled from.
+
+Loading and compiling SigmaHQ's Windows folder (~2,400 rules) means parsing YAML, building
+pySigma rules, applying the processing pipeline and parsing every condition: seconds of CPU,
+paid by every ``soc detect run``, ``soc rules validate|list|coverage|test`` and ``soc scan``.
+The result of that work is plain data (each base rule's processed condition trees, its index
+fields and anchors, the rule heads, the alert metadata, the problems), so it is written once as
+JSON (:mod:`detections.sigma.ir`) and read back in a fraction of the time; the closures are
+built from it as from a freshly processed rule.
+
+The key is a SHA-256 over every rule file (path and content), the pipeline's name, the
+versions of pySigma and its plugins, and the source of the modules that shape the compiled
+form (loader, pipelines, matcher, this format). Any change to any of them is another key, so a
+stale or foreign cache is never used; it is simply rebuilt. A cache file is only data: it is
+parsed with ``json``, checked for its format and key, and anything unexpected in it means
+"rebuild", never an error and never code execution (no pickle).
+
+Correlation rules (a handful in any real set) are compiled from their files on every run:
+their specs hold pySigma objects with references resolved across files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from detections.alerts import RuleInfo
+from detections.sigma.engine import CompiledSet, compile_ruleset
+from detections.sigma.ir import NotSerialisable, tree_in, tree_out
+from detections.sigma.loader import (
+    LoadedRule,
+    RuleHead,
+    RuleMeta,
+    RuleProblem,
+    RuleSet,
+    closure,
+    load_rules,
+    rule_dirs,
+    rule_files,
+)
+from detections.sigma.matcher import CompiledRule, Matcher, compile_trees
+
+FORMAT = 1
+_PACKAGES = ("pysigma", "pysigma-pipeline-windows", "pysigma-pipeline-sysmon", "pysigma-backend-elasticsearch")
+_MODULES = ("loader.py", "pipelines.py", "matcher.py", "ir.py", "engine.py", "cache.py", "correlation.py")
+
+
+def cache_dir() -> Path:
+    """``SOC_CACHE_DIR``, else the user's cache folder (``~/.cache/ztsoc`` on Linux)."""
+    env = os.environ.get("SOC_CACHE_DIR")
+    if env:
+        return Path(env)
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("ztsoc"))
+
+
+def _code_fingerprint() -> bytes:
+    h = hashlib.sha256()
+    for name in _PACKAGES:
+        try:
+            h.update(f"{name}={importlib.metadata.version(name)};".encode())
+        except importlib.metadata.PackageNotFoundError:
+            h.update(f"{name}=none;".encode())
+    here = Path(__file__).resolve().parent
+    for module in _MODULES:
+        h.update(hashlib.sha256((here / module).read_bytes()).digest())
+    return h.digest()
+
+
+def fingerprint(files: list[tuple[Path, bool]], pipeline: str) -> str:
+    """The cache key of a rule set: its files (path, shipped, content), the pipeline, the code."""
+    h = hashlib.sha256(_code_fingerprint())
+    h.update(f"format={FORMAT};pipeline={pipeline};".encode())
+    for path, shipped in files:
+        try:
+            content = path.read_bytes()
+        except OSError:
+            content = b"\0unreadable"
+        h.update(f"{os.path.abspath(path)}\0{int(shipped)}\0{len(content)}\0".encode())
+        h.update(content)
+    return h.hexdigest()
+
+
+@dataclass
+class CacheInfo:
+    """How the set was obtained (for ``--verbose`` and the bench)."""
+
+    key: str
+    path: Path
+    hit: bool
+    written: bool = False
+    uncached: int = 0  # base rules compiled from their files (constructs the format does not cover)
+
+
+def _meta_out(meta: RuleMeta) -> dict[str, Any]:
+    return asdict(meta)
+
+
+def _meta_in(d: dict[str, Any]) -> RuleMeta:
+    return RuleMeta(guide=d["guide"], response=d["response"], suppress=d["suppress"], entity=tuple(d["entity"]),
+                    samples=d["samples"], expect=d["expect"], baseline_fields=tuple(d["baseline_fields"]),
+                    baseline_learn=d["baseline_learn"])
+
+
+def _info_in(d: dict[str, Any]) -> RuleInfo:
+    for name in ("tags", "references", "entity_fields"):
+        d[name] = tuple(d[name])
+    return RuleInfo(**d)
+
+
+def _problem_in(d: dict[str, Any]) -> RuleProblem:
+    return RuleProblem(d["path"], d["rule"], d["stage"], d["reason"])
+
+
+def serialise(rs: RuleSet, cs: CompiledSet, key: str) -> tuple[bytes, int]:
+    """The compiled set as JSON bytes, and how many base rules had to stay out of it."""
+    index = {id(r): n for n, r in enumerate(rs.rules)}
+    base: list[dict[str, Any]] = []
+    uncached = 0
+    for cr in cs.base:
+        entry: dict[str, Any] = {"key": cr.key, "rule": index[id(cr.payload)]}
+        try:
+            entry["trees"] = [tree_out(t) for t in cr.trees]
+        except NotSerialisable:
+            uncached += 1
+        else:
+            entry["required"] = {k: sorted(v) for k, v in cr.required.items()}
+            entry["anchors"] = cr.anchors
+        base.append(entry)
+    doc = {
+        "format": FORMAT, "key": key,
+        "rules": [{"path": str(r.path), "shipped": r.shipped, "head": asdict(r.head), "meta": _meta_out(r.meta)}
+                  for r in rs.rules],
+        "load_problems": [p.as_dict() for p in rs.problems],
+        "problems": [p.as_dict() for p in cs.problems],
+        "base": base,
+        "correlations": [index[id(cs.rules[s.key])] for s in cs.specs],
+        "generating": sorted(cs.generating),
+        "margin": cs.margin,
+        "infos": {k: asdict(v) for k, v in cs.infos.items()},
+    }
+    return orjson.dumps(doc), uncached
+
+
+def deserialise(data: bytes, key: str, pipeline: str) -> tuple[RuleSet, CompiledSet, int]:
+    """Back from :func:`serialise`; raises ``ValueError`` / ``KeyError`` / ``TypeError`` on anything odd."""
+    doc = orjson.loads(data)
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("key") != key:
+        raise ValueError("another format or key")
+    loaded = [LoadedRule(None, Path(r["path"]), _meta_in(r["meta"]), bool(r["shipped"]),
+                         head=RuleHead(**{**r["head"], "tags": tuple(r["head"]["tags"])})) for r in doc["rules"]]
+    rs = RuleSet(loaded, [_problem_in(p) for p in doc["load_problems"]])
+    rules: dict[str, LoadedRule] = {}
+    base: list[CompiledRule] = []
+    uncached = 0
+    from detections.sigma.matcher import compile_rule
+    from detections.sigma.pipelines import get_pipeline
+
+    for entry in doc["base"]:
+        lr = loaded[entry["rule"]]
+        if "trees" in entry:
+            base.append(_lazy_rule(entry, lr, pipeline))
+        else:
+            uncached += 1
+            base.append(compile_rule(lr.rule, get_pipeline(pipeline), key=entry["key"], payload=lr,
+                                     pipeline_name=pipeline))
+        rules[lr.key] = lr
+    specs = []
+    if doc["correlations"]:
+        # correlations and the rules they reference, compiled from their files (few, and their
+        # specs hold pySigma objects): the same code as without the cache
+        corr = [loaded[n] for n in doc["correlations"]]
+        sub = compile_ruleset(closure(rs, corr), pipeline)
+        specs = sub.specs
+        for spec in specs:
+            rules[spec.key] = sub.rules[spec.key]
+    cs = CompiledSet(rules=rules, base=base, matcher=Matcher(base), specs=specs,
+                     generating=frozenset(doc["generating"]), margin=dict(doc["margin"]),
+                     infos={k: _info_in(v) for k, v in doc["infos"].items()},
+                     problems=[_problem_in(p) for p in doc["problems"]])
+    return rs, cs, uncached
+
+
+def _lazy_rule(entry: dict[str, Any], payload: LoadedRule, pipeline: str) -> CompiledRule:
+    """A cached rule filed in the index at once, its predicate built on the first event it meets.
+
+    Most rules of a large set never meet a candidate event in a run; building their closures
+    only then keeps "ready" at reading the cache and filing the index.
+    """
+    anchors = entry["anchors"]
+    cr = CompiledRule(entry["key"], _never, {k: frozenset(v) for k, v in entry["required"].items()}, None,
+                      payload, [tuple(a) for a in anchors] if anchors is not None else None, [], pipeline)
+    trees_json = entry["trees"]
+
+    def first_use(ev: Any) -> bool:
+        real = compile_trees(cr.key, [tree_in(t) for t in trees_json], payload=payload, pipeline_name=pipeline)
+        cr.predicate, cr.trees = real.predicate, real.trees
+        return real.predicate(ev)
+
+    cr.predicate = first_use
+    return cr
+
+
+def _never(ev: Any) -> bool:
+    return False
+
+
+def load_compiled_cached(dirs: list[Path | str] | tuple[Path | str, ...] = (), *, shipped: bool = True,
+                         pipeline: str = "ztsoc", use_cache: bool = True) -> tuple[RuleSet, CompiledSet, CacheInfo]:
+    """The rule set and its compiled form, from the cache when it holds this exact set."""
+    files = rule_files(rule_dirs(dirs, shipped=shipped))
+    key = fingerprint(files, pipeline)
+    path = cache_dir() / "sigma" / f"{key}.json"
+    info = CacheInfo(key=key, path=path, hit=False)
+    if use_cache:
+        try:
+            data = path.read_bytes()
+        except OSError:
+            data = None
+        if data is not None:
+            try:
+                rs, cs, info.uncached = deserialise(data, key, pipeline)
+                info.hit = True
+                return rs, cs, info
+            except Exception:  # a damaged or foreign cache file is rebuilt, never trusted
+                pass
+    rs = load_rules(dirs, shipped=shipped)
+    cs = compile_ruleset(rs, pipeline)
+    if use_cache:
+        try:
+            blob, info.uncached = serialise(rs, cs, key)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".tmp-", delete=False) as tmp:
+                tmp.write(blob)
+            os.replace(tmp.name, path)
+            info.written = True
+        except OSError:
+            pass  # a read-only or full cache folder costs speed, not correctness
+    return rs, cs, info

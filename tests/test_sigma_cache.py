@@ -1,0 +1,114 @@
+"""The compiled-rule cache: same matches as a fresh compile, rebuilt whenever anything it came from changes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from detections.sigma.cache import load_compiled_cached
+from detections.sigma.engine import evaluate
+from detections.sigma.ir import tree_in, tree_out
+from detections.sigma.matcher import compile_trees
+from detections.sigma.samples import expand
+from tests.test_sigma_matcher import SEMANTICS, _compiled
+
+SIGMAHQ = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "sigma" / "rules" / "windows"
+
+
+@pytest.fixture(autouse=True)
+def _cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("SOC_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def _sample_events() -> list[dict]:
+    """Every shipped rule's match and near-miss samples: events the rules were written for."""
+    rs, _, _ = load_compiled_cached(use_cache=False)
+    events: list[dict] = []
+    for r in rs.rules:
+        for kind in ("match", "near_miss"):
+            templates = r.meta.samples.get(kind) or []
+            if templates:
+                events += expand(templates, prefix=f"{r.key}-{kind}")
+    return events
+
+
+def test_cached_set_matches_and_alerts_as_a_fresh_compile() -> None:
+    events = _sample_events()
+    assert len(events) > 50
+    _, fresh, info = load_compiled_cached(use_cache=False)
+    assert not info.hit and not info.written
+    info1 = load_compiled_cached()[2]
+    _, cached, info2 = load_compiled_cached()
+    assert (info1.hit, info1.written, info2.hit) == (False, True, True)
+    assert info2.uncached == 0
+    assert sorted(cached.rules) == sorted(fresh.rules) and cached.generating == fresh.generating
+    assert {s.key for s in cached.specs} == {s.key for s in fresh.specs}
+    assert cached.infos == fresh.infos and cached.problems == fresh.problems
+
+    def matches(cs) -> set[tuple[str, str]]:
+        return {(r.key, e["event.id"]) for e in events for r in cs.matcher.match(e)}
+
+    assert matches(cached) == matches(fresh) != set()
+    alerts = {a["event.id"] for a in evaluate(cached, sorted(events, key=lambda e: e["@timestamp"]))[0]}
+    assert alerts == {a["event.id"] for a in evaluate(fresh, sorted(events, key=lambda e: e["@timestamp"]))[0]}
+
+
+def test_a_changed_rule_file_is_another_set(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    rule = rules / "r.yml"
+    rule.write_text("title: t\nid: 11111111-2222-4333-8444-555555555555\nlogsource: {product: ztsoc, service: auth}\n"
+                    "detection:\n  sel: {user.name: root}\n  condition: sel\n")
+    _, cs1, i1 = load_compiled_cached([rules], shipped=False)
+    assert cs1.matcher.match({"event.dataset": "system.auth", "user.name": "ROOT"})
+    rule.write_text(rule.read_text().replace("root", "admin"))
+    _, cs2, i2 = load_compiled_cached([rules], shipped=False)
+    assert i2.key != i1.key and not i2.hit
+    assert not cs2.matcher.match({"event.dataset": "system.auth", "user.name": "root"})
+    assert cs2.matcher.match({"event.dataset": "system.auth", "user.name": "admin"})
+
+
+@pytest.mark.parametrize("damage", [
+    b"", b"\x00\xff garbage", b"[]", b'{"format": 1, "key": "another"}',
+    b'{"format": 1, "key": "@KEY@", "rules": [{"path": "/etc/passwd"}]}',
+    b'{"format": 1, "key": "@KEY@", "rules": [], "load_problems": [], "problems": [], "base": [{"key": "x", '
+    b'"rule": 99, "trees": [{"f": "user.name", "v": {"t": "exec"}}]}]}',
+    b"[" * 100_000,
+])
+def test_a_damaged_or_foreign_cache_is_rebuilt_not_trusted(damage: bytes) -> None:
+    _, fresh, info = load_compiled_cached()
+    info.path.write_bytes(damage.replace(b"@KEY@", info.key.encode()))
+    _, again, info2 = load_compiled_cached()
+    assert not info2.hit and info2.written  # rebuilt and rewritten
+    assert sorted(again.rules) == sorted(fresh.rules)
+    assert orjson.loads(info2.path.read_bytes())["key"] == info.key
+
+
+def test_unwritable_cache_folder_costs_speed_not_correctness(_cache_dir: Path) -> None:
+    _cache_dir.parent.mkdir(parents=True, exist_ok=True)
+    _cache_dir.write_text("a file where the folder should be")
+    _, cs, info = load_compiled_cached()
+    assert not info.hit and not info.written and cs.rules
+
+
+@pytest.mark.parametrize(("detection", "doc", "expected"), SEMANTICS)
+def test_every_value_type_survives_the_cache_format(detection: str, doc: dict, expected: bool) -> None:
+    """The matcher's semantics table, compiled from the JSON form of each processed tree."""
+    cr = _compiled(detection)
+    again = compile_trees(cr.key, [tree_in(orjson.loads(orjson.dumps(tree_out(t)))) for t in cr.trees])
+    assert again.matches({"event.dataset": "system.auth", **doc}) is expected
+    assert again.required == cr.required and again.anchors == cr.anchors
+
+
+@pytest.mark.skipif(not SIGMAHQ.is_dir(), reason="../shared/data/sigma is not here")
+def test_sigmahq_windows_set_round_trips() -> None:
+    """Every processed tree of SigmaHQ's Windows rules is written and read back to the same index entries."""
+    _, cs, _ = load_compiled_cached([SIGMAHQ], use_cache=False)
+    assert len(cs.base) > 2000
+    for cr in cs.base:
+        again = compile_trees(cr.key, [tree_in(orjson.loads(orjson.dumps(tree_out(t)))) for t in cr.trees])
+        assert (again.required, again.anchors) == (cr.required, cr.anchors), cr.key
+
