@@ -368,9 +368,25 @@ def canonical_request(http: HttpRequest, front: FrontConfig) -> Request:
 
 
 def refused_request(http: HttpRequest, front: FrontConfig) -> Request:
-    """A best-effort record of a refused request for the decision log (no header is believed)."""
-    return Request(service=front.service or "", method=http.method[:MAX_METHOD], path=http.target[:512],
-                   source_ip=http.peer)
+    """A best-effort record of a refused request for the decision log.
+
+    What the trusted proxy says about the client and the service is kept when it is usable
+    (so a refusal is logged against the client, not the proxy); otherwise the peer and
+    the listener's service. Method and path are logged as received, truncated.
+    """
+    proxy = front.proxy_for(http.peer)
+    source, service = http.peer, front.service or ""
+    try:
+        source = client_address(http, proxy)
+        service = destination_service(http, front, proxy)
+    except Refused:
+        pass
+    method, target = http.method, http.target
+    if proxy is not None and proxy.original_method and len(http.values(proxy.original_method)) == 1:
+        method = http.values(proxy.original_method)[0]
+    if proxy is not None and proxy.original_uri and len(http.values(proxy.original_uri)) == 1:
+        target = http.values(proxy.original_uri)[0]
+    return Request(service=service, method=method[:MAX_METHOD], path=target[:512], source_ip=source)
 
 
 # -- configuration --------------------------------------------------------------------------

@@ -170,3 +170,17 @@ def test_whatif_lists_every_decision_that_would_change(store: Store, tmp_path: P
     assert got == {("/records/export/2025", "would_deny", "deny"), ("/records/land/1", "deny", "allow")}
     assert report.summary()["would_deny->deny"] == 1
     assert whatif(store, [EXAMPLES]).changed == 0
+
+
+def test_lint_warns_about_paths_no_canonical_request_has(tmp_path: Path) -> None:
+    _policy(tmp_path, """\
+  - name: odd-paths
+    effect: deny
+    destination: {paths: ["/admin%2F**", "/a//b", "/x/./y", "/admin./x", "/ok/*/z", "/fine/..."]}
+""")
+    messages = [i.message for i in lint([tmp_path])]
+    assert any("'/admin%2F**' can never match" in m and "encodes '/'" in m for m in messages)
+    assert any("'/a//b' can never match a request: requests are matched as '/a/b'" in m for m in messages)
+    assert any("'/x/./y' can never match" in m for m in messages)
+    assert any("'/admin./x' can never match" in m for m in messages)
+    assert not any("/ok/" in m or "/fine/" in m for m in messages)

@@ -183,3 +183,39 @@ def test_shipped_trust_example_proxies_parse() -> None:
     example = Path(__file__).resolve().parents[1] / "policy" / "examples" / "trust.example.yaml"
     (proxy,) = load_front_config(example).proxies
     assert proxy.name == "nginx" and proxy.original_uri == "x-original-uri" and proxy.hops == 1
+
+
+def test_refusals_are_logged_against_the_client_the_proxy_names() -> None:
+    from policy.canonical import refused_request
+
+    sent = [("x-ztsoc-service", "records"), ("x-forwarded-for", "192.0.2.1, 203.0.113.7"),
+            ("x-original-method", "get"), ("x-original-uri", "/a%2Fb")]
+    r = refused_request(http(sent, peer="10.0.4.4"), FRONT)
+    assert (r.service, r.method, r.path, r.source_ip) == ("records", "get", "/a%2Fb", "192.0.2.1")
+    r = refused_request(http(sent, peer="198.51.100.4", method="GET ", target="/x"), FRONT)
+    assert (r.service, r.method, r.path, r.source_ip) == ("", "GET ", "/x", "198.51.100.4")
+
+
+_WIRE = st.text(alphabet=st.sampled_from([*"/.%2eEfF;?#\\ ,=\t\x00aZ-_:[]\"", "\uff0f", "\u00e9", "\udcff"]),
+                max_size=20)
+_NAMES = st.sampled_from(["host", "authorization", "x-forwarded-for", "forwarded", "x-envoy-external-address",
+                          "x-ztsoc-service", "x-original-method", "x-original-uri", "other"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(method=st.one_of(st.sampled_from(["GET", "DELETE", "delete", "GET "]), _WIRE), target=_WIRE,
+       headers=st.lists(st.tuples(_NAMES, _WIRE), max_size=8),
+       peer=st.sampled_from(["10.0.0.5", "10.0.1.1", "10.0.2.9", "10.0.4.4", "192.0.2.1", "::1", "junk"]),
+       version=st.sampled_from(["1.1", "1.0", None]))
+def test_fuzz_canonical_request_refuses_or_returns_canonical(method: str, target: str,
+                                                             headers: list[tuple[str, str]], peer: str,
+                                                             version: str | None) -> None:
+    """Whatever arrives: a ``Refused`` (never another exception), or a request already canonical."""
+    try:
+        req = canonical_request(HttpRequest(method, "/" + target, headers, peer, version), FRONT)
+    except Refused as exc:
+        assert exc.status in (400, 403, 414) and str(exc)
+        return
+    assert canonical_method(req.method) == req.method and canonical_path(req.path) == req.path
+    assert req.service and (req.source_ip is None or ipaddress.ip_address(req.source_ip))
+    assert req.token is None or "," not in req.token

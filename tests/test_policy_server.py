@@ -246,3 +246,31 @@ def test_raw_front_end_framing(server: tuple[int, Engine], request: pytest.Fixtu
     assert b"HTTP/1.1 414" in _raw(port, b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nhost: x\r\n\r\n")
     huge = b"".join(b"x-h%d: %s\r\n" % (i, b"v" * 1000) for i in range(80))
     assert b"HTTP/1.1 431" in _raw(port, b"GET /healthz HTTP/1.1\r\nhost: x\r\n" + huge + b"\r\n")
+
+
+def test_asgi_app_routes_the_admin_port_apart() -> None:
+    """uvicorn workers bind the decision and admin sockets; the app tells them apart by server port."""
+    import asyncio
+
+    engine = Engine.from_policy_set(policy_set_from_text(POLICY), risk=StaticRisk())
+    app = DecisionApp(DecisionHandler(engine, authz_prefix="", separate_admin=True,
+                                      front=FrontConfig(service="records")), admin_port=9182)
+
+    def get(port: int, path: str, method: str = "GET") -> int:
+        sent: list[Any] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(msg: Any) -> None:
+            sent.append(msg)
+
+        scope = {"type": "http", "method": method, "path": path, "raw_path": path.encode(), "query_string": b"",
+                 "headers": [(b"host", b"x")], "client": ("10.1.1.1", 1234), "server": ("127.0.0.1", port),
+                 "http_version": "1.1"}
+        asyncio.run(app(scope, receive, send))
+        return int(sent[0]["status"])
+
+    assert get(9182, "/healthz") == 200 and get(9182, "/records/1") == 404
+    assert get(9181, "/healthz") == 200  # decided: t/health allows GET /healthz on records
+    assert get(9181, "/healthz", "POST") == 403 and get(9181, "/readyz") == 403

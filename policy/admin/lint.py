@@ -48,6 +48,23 @@ def bare_prefix(pattern: str) -> str | None:
     return None
 
 
+def non_canonical_path(pattern: str) -> str | None:
+    """Why a path pattern can never match (requests are matched in canonical form), or ``None``."""
+    from policy.canonical import Refused, canonical_path
+
+    if pattern in ("*", "**"):
+        return None
+    sample = pattern[: -len(SUBTREE)] or "/" if pattern.endswith(SUBTREE) else pattern
+    sample = sample.replace("**", "x").replace("*", "x").replace("?", "x")
+    try:
+        canon = canonical_path(sample)
+    except Refused as exc:
+        return str(exc)
+    if canon != sample:
+        return f"requests are matched as {canon!r}"
+    return None
+
+
 def uncovered_prefixes(rule: Rule) -> list[str]:
     """Bare prefixes a deny rule's path globs leave out while no other pattern of it covers them."""
     out = []
@@ -128,6 +145,10 @@ def findings(rules: Sequence[Rule]) -> list[Issue]:
                 out.append(Issue(b.file, b.line,
                                  f"{b.id}: allows anyone every method on every path of {', '.join(b.services)}",
                                  "warning"))
+        for p in b.paths:
+            why = non_canonical_path(p)
+            if why is not None:
+                out.append(Issue(b.file, b.line, f"{b.id}: path {p!r} can never match a request: {why}", "warning"))
         if b.effect == "deny":
             for base in uncovered_prefixes(b):
                 out.append(Issue(b.file, b.line, f"{b.id}: denies what is below {base} but not {base} itself; "
