@@ -358,3 +358,30 @@ def test_every_shipped_example_issuer_vouches_only_for_its_namespace() -> None:
         for sub in ["resident-4411", "spiffe://other.example/ns/portal/sa/citizen-portal"]:
             with pytest.raises(TokenError):
                 v.verify(forge(head, {**base, "sub": sub}, keys().ec), service="records")
+
+
+def test_demo_trust_file_vouches_both_ways(tmp_path: Path) -> None:
+    """The demo's trust file (one key for the IdP and the trust domain): still two namespaces."""
+    import jwt as pyjwt
+
+    from playbooks.generators.service_calls import IDP_ISSUER, TRUST_DOMAIN, ServiceCall, TokenMint
+
+    mint = TokenMint(tmp_path)
+    v = TokenVerifier(load_trust_config(mint.write_trust()))
+    workload = f"spiffe://{TRUST_DOMAIN}/ns/portal/sa/citizen-portal"
+
+    def call(principal: str) -> str:
+        return mint.mint(ServiceCall(time.time(), principal, "10.0.0.1", "records", "GET", "/"))
+
+    assert v.verify(call("clerk-17"), service="records").kind == "user"
+    assert v.verify(call(workload), service="records").kind == "spiffe"
+    # The same key, but the IdP's iss on a workload's subject: the IdP does not vouch for workloads.
+    forged = pyjwt.encode({"iss": IDP_ISSUER, "sub": workload, "aud": "records", "exp": int(time.time()) + 60},
+                          mint.key, algorithm="ES256", headers={"kid": mint.kid})
+    with pytest.raises(TokenError, match="outside the namespace of issuer"):
+        v.verify(forged, service="records")
+    # And the trust domain does not vouch for people.
+    forged = pyjwt.encode({"sub": "clerk-17", "aud": "records", "exp": int(time.time()) + 60}, mint.key,
+                          algorithm="ES256", headers={"kid": mint.kid})
+    with pytest.raises(TokenError, match="missing required claim 'iss'"):
+        v.verify(forged, service="records")
