@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 ES_PORT ?= 9200
 export ES_PORT
 
-.PHONY: demo test venv dev-deps system-deps es-up es-down lint bench clean
+.PHONY: demo test venv dev-deps system-deps es-up es-down es-cluster-up es-cluster-down lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,15 @@ es-up:
 
 es-down:
 	@bash scripts/es.sh down
+
+# A 3-node cluster on loopback (HTTP 9250-9252, 256m heaps) for the failover test; that test
+# starts and stops its own when SOC_TEST_ES_CLUSTER_URL does not name a running one.
+es-cluster-up:
+	@bash scripts/es-cluster.sh up
+	@echo "SOC_TEST_ES_CLUSTER_URL=$$(bash scripts/es-cluster.sh url)"
+
+es-cluster-down:
+	@bash scripts/es-cluster.sh down
 
 # Starts a node if none answers, runs every test against both stores, stops the node it started.
 test: system-deps dev-deps

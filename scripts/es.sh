@@ -94,6 +94,9 @@ down() {
   fi
 }
 
+# Sourced (scripts/es-cluster.sh reuses fetch, find_java17 and run_as): define, do not run.
+if [ "${BASH_SOURCE[0]}" != "$0" ]; then return 0; fi
+
 case "${1:-}" in
   up) up ;;
   down) down ;;
