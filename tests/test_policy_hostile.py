@@ -35,7 +35,7 @@ from policy.engine import Engine
 from policy.language import policy_set_from_text
 from policy.request import Decision, Request, Risk
 from policy.risk import StaticRisk
-from policy.server import DecisionHandler, RawServer
+from policy.server import DecisionApp, DecisionHandler, RawServer, make_server
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "policy" / "examples" / "proxies" / "nginx-auth-request.conf"
@@ -178,10 +178,15 @@ def start_nginx(prefix: Path, pdp_port: int, app_port: int) -> Nginx:
 
 
 @dataclass
-class Stack:
-    pdp: int  # decisions under /authz, admin endpoints outside it; nginx's PDP
+class Ports:
+    pdp: int  # decisions under /authz, admin endpoints outside it
     fixed: int  # a listener for service "records" only, no prefix: every path is a decision
     admin: int  # that listener's admin port
+
+
+@dataclass
+class Stack:
+    fronts: dict[str, Ports]  # the raw asyncio front (nginx's PDP) and uvicorn, same engine
     nginx: Nginx
     upstream: Upstream
     sink: Sink
@@ -202,23 +207,56 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     engine = Engine.from_policy_set(policy_set_from_text(POLICY, "h.yaml"), verifier=verifier(), sink=sink,
                                     risk=StaticRisk({HOSTILE: Risk(1, "critical", 5)}),
                                     trust_asserted_principal=False)
-    pdp, fixed, admin = _free_port(), _free_port(), _free_port()
-    servers = [
-        RawServer(DecisionHandler(engine, front=FrontConfig((NGINX_PROXY,))), "127.0.0.1", pdp),
-        RawServer(DecisionHandler(engine, authz_prefix="", separate_admin=True,
-                                  front=FrontConfig((NGINX_PROXY,), service="records")), "127.0.0.1", fixed, admin),
-    ]
+    fronts = {kind: Ports(_free_port(), _free_port(), _free_port()) for kind in ("raw", "uvicorn")}
+
+    def handlers() -> tuple[DecisionHandler, DecisionHandler]:
+        return (DecisionHandler(engine, front=FrontConfig((NGINX_PROXY,))),
+                DecisionHandler(engine, authz_prefix="", separate_admin=True,
+                                front=FrontConfig((NGINX_PROXY,), service="records")))
+
+    raw = fronts["raw"]
+    prefixed, fixed = handlers()
+    servers = [RawServer(prefixed, "127.0.0.1", raw.pdp), RawServer(fixed, "127.0.0.1", raw.fixed, raw.admin)]
     threads = [_run(s) for s in servers]
+    uv = fronts["uvicorn"]
+    prefixed, fixed = handlers()
+    uvicorns = [_run_uvicorn(DecisionApp(prefixed), [uv.pdp]),
+                _run_uvicorn(DecisionApp(fixed, admin_port=uv.admin), [uv.fixed, uv.admin])]
     upstream = Upstream()
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
-    nginx = start_nginx(tmp_path_factory.mktemp("nginx"), pdp, upstream.server_address[1])
-    yield Stack(pdp, fixed, admin, nginx, upstream, sink)
+    nginx = start_nginx(tmp_path_factory.mktemp("nginx"), raw.pdp, upstream.server_address[1])
+    yield Stack(fronts, nginx, upstream, sink)
     nginx.stop()
     upstream.shutdown()
     for s in servers:
         s.stop()
-    for t in threads:
+    for srv, _ in uvicorns:
+        srv.should_exit = True
+    for t in [*threads, *(t for _, t in uvicorns)]:
         t.join(timeout=10)
+
+
+def _run_uvicorn(app: DecisionApp, ports: list[int]) -> tuple[Any, threading.Thread]:
+    """uvicorn (what --workers N runs) on the given ports, the first the decision listener."""
+    srv = make_server(app, "127.0.0.1", ports[0])
+    socks = []
+    for port in ports:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        socks.append(sock)
+    t = threading.Thread(target=srv.run, kwargs={"sockets": socks}, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 10
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return srv, t
+
+
+@pytest.fixture(params=["raw", "uvicorn"])
+def front(stack: Stack, request: pytest.FixtureRequest) -> Ports:
+    """The decision server's ports, for each front end (the default raw server, and uvicorn)."""
+    return stack.fronts[request.param]
 
 
 @dataclass
@@ -372,24 +410,24 @@ def test_readme_ships_the_tested_recipe() -> None:
 
 
 # -- straight to the decision server -----------------------------------------------------------
-def _decide_json(st: Stack, body: Any) -> Reply:
+def _decide_json(ports: Ports, body: Any) -> Reply:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return send(st.pdp, request("POST", "/v1/decide", [("Content-Type", "application/json")], body=data))
+    return send(ports.pdp, request("POST", "/v1/decide", [("Content-Type", "application/json")], body=data))
 
 
-def test_server_hostile_client_headers_are_not_believed(stack: Stack) -> None:
+def test_server_hostile_client_headers_are_not_believed(front: Ports) -> None:
     spoof = [("X-Ztsoc-Service", "sandbox"), ("X-Forwarded-For", "10.20.3.4"), ("X-Original-URI", "/public/x"),
              ("X-Original-Method", "GET"), ("X-Envoy-External-Address", "10.20.3.4")]
     # 3: from a client (not the trusted proxy) no header names the service.
-    reply = send(stack.pdp, request("POST", "/authz/records/1", spoof), HOSTILE)
+    reply = send(front.pdp, request("POST", "/authz/records/1", spoof), HOSTILE)
     assert reply.status == 403 and "no destination service" in reply.headers["x-ztsoc-reason"]
     # 2, 7: on the fixed-service listener the client's address and its own method and path decide.
-    reply = send(stack.fixed, request("PUT", "/records/1", spoof), CLEAN)
+    reply = send(front.fixed, request("PUT", "/records/1", spoof), CLEAN)
     assert reply.status == 403 and "default deny" in reply.headers["x-ztsoc-reason"]
-    reply = send(stack.fixed, request("GET", "/public/x", spoof), HOSTILE)
+    reply = send(front.fixed, request("GET", "/public/x", spoof), HOSTILE)
     assert reply.status == 403 and "h/critical-risk" in reply.headers["x-ztsoc-reason"]
     # The trusted proxy's headers are believed.
-    reply = send(stack.fixed, request("GET", "/x", [("X-Forwarded-For", "10.20.3.4"), ("X-Original-Method", "PUT"),
+    reply = send(front.fixed, request("GET", "/x", [("X-Forwarded-For", "10.20.3.4"), ("X-Original-Method", "PUT"),
                                                     ("X-Original-URI", "/records/1")]), "127.0.0.1")
     assert reply.status == 200 and "h/office-writes" in reply.headers["x-ztsoc-reason"]
 
@@ -415,48 +453,48 @@ def test_server_hostile_client_headers_are_not_believed(stack: Stack) -> None:
                                ("X-Ztsoc-Service", "records"), ("X-Forwarded-For", CLEAN)], host=False),
      400, "Host"),
 ])
-def test_server_refuses_what_it_cannot_decide(stack: Stack, raw: bytes, status: int, why: str) -> None:
-    reply = send(stack.pdp, raw, "127.0.0.1")
+def test_server_refuses_what_it_cannot_decide(stack: Stack, front: Ports, raw: bytes, status: int, why: str) -> None:
+    reply = send(front.pdp, raw, "127.0.0.1")
     assert reply.status == status and reply.headers["x-ztsoc-decision"] == "deny"
     assert why in reply.headers["x-ztsoc-reason"]
     assert why in stack.sink.seen[reply.headers["x-ztsoc-decision-id"]][1].reason  # logged like any decision
 
 
-def test_server_one_url_space_per_job(stack: Stack) -> None:
+def test_server_one_url_space_per_job(front: Ports) -> None:
     # 6: with a prefix, only /authz/... is a decision; /healthz answers outside it, and a path that
     # walks out of the prefix stays a decision.
-    assert send(stack.pdp, request("GET", "/healthz")).status == 200
-    reply = send(stack.pdp, request("POST", "/authz/../healthz", [("X-Ztsoc-Service", "records"),
+    assert send(front.pdp, request("GET", "/healthz")).status == 200
+    reply = send(front.pdp, request("POST", "/authz/../healthz", [("X-Ztsoc-Service", "records"),
                                                                    ("X-Forwarded-For", CLEAN)]), "127.0.0.1")
     assert reply.status == 403
-    assert send(stack.pdp, request("GET", "/authzfoo")).status == 404
+    assert send(front.pdp, request("GET", "/authzfoo")).status == 404
     # Without a prefix, every path of the decision listener is decided; the admin port has the rest.
     for method, path in (("POST", "/healthz"), ("DELETE", "/readyz"), ("POST", "/v1/decide")):
-        reply = send(stack.fixed, request(method, path), CLEAN)
+        reply = send(front.fixed, request(method, path), CLEAN)
         assert reply.status == 403 and reply.headers["x-ztsoc-decision"] == "deny", path
-    assert send(stack.fixed, request("GET", "/healthz"), CLEAN).headers["x-ztsoc-reason"] == "allowed by h/anyone-reads"
-    assert send(stack.admin, request("GET", "/healthz")).status == 200
-    assert send(stack.admin, request("GET", "/records/1")).status == 404
+    assert send(front.fixed, request("GET", "/healthz"), CLEAN).headers["x-ztsoc-reason"] == "allowed by h/anyone-reads"
+    assert send(front.admin, request("GET", "/healthz")).status == 200
+    assert send(front.admin, request("GET", "/records/1")).status == 404
     with pytest.raises(ValueError, match="own listener"):
         DecisionHandler(Engine.from_policy_set(policy_set_from_text(POLICY)), authz_prefix="")
 
 
-def test_server_decide_api_is_validated(stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
+def test_server_decide_api_is_validated(front: Ports, caplog: pytest.LogCaptureFixture) -> None:
     base = {"service": "records", "method": "POST", "path": "/records/1"}
     with caplog.at_level("WARNING"):
         # 9: a non-string token is a 400 naming the field, no traceback.
-        reply = _decide_json(stack, {**base, "token": 42})
+        reply = _decide_json(front, {**base, "token": 42})
         assert reply.status == 400 and "field 'token' must be a string" in json.loads(reply.body)["reason"]
-        reply = _decide_json(stack, {**base, "token": {"a": [1]}, "roles": 3})
+        reply = _decide_json(front, {**base, "token": {"a": [1]}, "roles": 3})
         assert reply.status == 400
-        assert _decide_json(stack, b"[" * 100_000).status in (400, 413)
+        assert _decide_json(front, b"[" * 100_000).status in (400, 413)
     assert not [r for r in caplog.records if r.exc_info]
     # 1 and 5 through the JSON API: decided (and denied) with the reason.
-    out = json.loads(_decide_json(stack, {**base, "token": user_token(sub=PORTAL)}).body)
+    out = json.loads(_decide_json(front, {**base, "token": user_token(sub=PORTAL)}).body)
     assert out["allow"] is False and "outside the namespace" in out["reason"]
-    out = json.loads(_decide_json(stack, {**base, "method": "DELETE ", "token": svid("/ns/portal/sa/web")}).body)
+    out = json.loads(_decide_json(front, {**base, "method": "DELETE ", "token": svid("/ns/portal/sa/web")}).body)
     assert out["allow"] is False and "not an RFC 9110 token" in out["reason"]
-    out = json.loads(_decide_json(stack, {**base, "token": svid("/ns/portal/sa/web")}).body)
+    out = json.loads(_decide_json(front, {**base, "token": svid("/ns/portal/sa/web")}).body)
     assert out["allow"] is True
 
 
