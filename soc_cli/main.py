@@ -35,6 +35,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "soc_cli.commands.triage",
     "soc_cli.commands.detect",
     "soc_cli.commands.rules",
+    "soc_cli.commands.scan",
     "soc_cli.commands.ml",
 )
 

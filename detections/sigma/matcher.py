@@ -825,3 +825,25 @@ class Matcher:
     def match(self, doc: Doc) -> list[CompiledRule]:
         ev = EventView(doc)
         return [r for r in self.candidates(ev) if r.predicate(ev)]
+
+
+def detection_fields(cr: CompiledRule) -> tuple[str, ...]:
+    """The fields a rule's detection looks at, in the order it names them (what evidence should show).
+
+    Empty until the rule's trees are known: a rule from the compiled-rule cache builds them on
+    the first event it meets, so any rule that matched has them.
+    """
+    seen: dict[str, None] = {}
+
+    def walk(node: Any) -> None:
+        if isinstance(node, ConditionFieldEqualsValueExpression):
+            seen.setdefault(node.field, None)
+            if isinstance(node.value, SigmaFieldReference):
+                seen.setdefault(node.value.field, None)
+        elif isinstance(node, ConditionAND | ConditionOR | ConditionNOT):
+            for arg in node.args:
+                walk(arg)
+
+    for tree in cr.trees:
+        walk(tree)
+    return tuple(seen)

@@ -1,0 +1,182 @@
+"""``soc scan PATH... --rules DIR``: the responder's one-shot mode, files in, a timeline of matches out.
+
+No store to set up: files and folders of collected evidence (EVTX, syslog, journald JSON, JSON
+lines, pcaps; gzip looked through) are read, each event is matched in memory against the
+rules (shipped ones and ``--rules`` folders, from the compiled-rule cache), and every match
+is a row: time, level, rule, host and the values of the fields the rule looks at. A file that
+cannot be read is reported and the scan goes on (exit 1). ``--store URL`` also keeps the
+events and raises the alerts there (the same ingest and detection run as ``soc ingest`` and
+``soc detect run``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from soc_cli.context import StoreOption, use_store
+from soc_cli.output import console, emit_doc, err_console, esc, json_text, safe, table
+
+RulesOption = typer.Option(None, "--rules", help="extra rules folder (repeatable), beside the shipped rules")
+
+
+class Format(StrEnum):
+    table = "table"
+    csv = "csv"
+    jsonl = "jsonl"
+    json = "json"
+
+
+def _fields_text(fields: dict[str, Any]) -> str:
+    parts = []
+    for name, value in fields.items():
+        short = name.removeprefix("winlog.event_data.")
+        text = ", ".join(str(v) for v in value) if isinstance(value, list) else str(value)
+        parts.append(f"{short}={text}")
+    return "; ".join(parts)
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["@timestamp", "ztsoc.alert.level", "rule.id", "rule.name", "host.name", "event.id", "fields",
+                     "log.file.path"])
+    for r in rows:
+        writer.writerow([r["@timestamp"], r["ztsoc.alert.level"], r["rule.id"], r["rule.name"], r["host.name"] or "",
+                         r["event.id"], _fields_text(r["fields"]), r["log.file.path"] or ""])
+    return out.getvalue()
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("scan")
+    def scan(
+        paths: list[Path] = typer.Argument(..., help="files and folders of evidence (EVTX, syslog, JSON lines, pcap)"),
+        rules: list[Path] = RulesOption,
+        no_shipped: bool = typer.Option(False, "--no-shipped", help="only the --rules folders"),
+        fmt: Format = typer.Option(Format.table, "--format", "-f", help="table, csv, jsonl (one match a line) or json"),
+        as_json: bool = typer.Option(False, "--json", help="same as --format json: matches and summaries"),
+        min_level: str = typer.Option(None, "--min-level", help="only matches of this level or above "
+                                                                "(informational, low, medium, high, critical)"),
+        top: int = typer.Option(15, "--top", help="rules listed in the per-rule summary"),
+        no_cache: bool = typer.Option(False, "--no-cache", help="compile the rules without the compiled-rule cache"),
+        store: str = StoreOption,
+    ) -> None:
+        """Match rules over files in memory and print one row per match, with per-level and per-rule summaries."""
+        from collectors.registry import get_reader, reader_batch_size
+        from collectors.sniff import UnknownFormat, expand, reader_for
+        from detections.scan import LEVELS, Scanner
+        from detections.sigma.cache import load_compiled_cached
+
+        if as_json:
+            fmt = Format.json
+        if min_level is not None and min_level not in LEVELS:
+            raise ValueError(f"--min-level must be one of {', '.join(reversed(LEVELS))}")
+        started = time.perf_counter()
+        _, cs, cache = load_compiled_cached(tuple(rules or []), shipped=not no_shipped, use_cache=not no_cache)
+        scanner = Scanner(cs, min_level=min_level, keep_matched=store is not None)
+        problems: list[str] = []
+        files: dict[str, list[Path]] = {}
+        read_problems = 0
+        for path in expand(paths):
+            try:
+                name = reader_for(path)
+            except (UnknownFormat, OSError) as exc:
+                problems.append(f"{path}: skipped: {exc}")
+                continue
+            reader = get_reader(name)
+            try:
+                for batch in reader.batches(path, None, reader_batch_size(name)):
+                    scanner.feed(batch.events)
+                    read_problems += len(batch.problems)
+            except Exception as exc:  # one damaged file never ends the scan: what was read is matched
+                problems.append(f"{path}: read stopped: {type(exc).__name__}: {exc}")
+            files.setdefault(name, []).append(path)
+        result = scanner.finish()
+        seconds = time.perf_counter() - started
+        rows = [m.as_dict() for m in result.matches]
+        for alert in result.correlations:
+            rows.append({"@timestamp": alert.get("ztsoc.alert.first_seen"), "rule.id": alert.get("rule.id"),
+                         "rule.name": alert.get("rule.name"), "ztsoc.alert.level": alert.get("ztsoc.alert.level"),
+                         "event.id": alert.get("event.id"), "host.name": alert.get("host.name"),
+                         "log.file.path": None, "fields": {"message": alert.get("message")}})
+        rows.sort(key=lambda r: (str(r["@timestamp"]), str(r["rule.id"]), str(r["event.id"])))
+        summary = {
+            "files": sum(len(v) for v in files.values()), "events": result.events, "matches": len(rows),
+            "rules": len(cs.rules), "rules_matched": len({r["rule.id"] for r in rows}),
+            "by_level": result.by_level(),
+            "by_rule": [{"rule.id": k, "rule.name": t, "ztsoc.alert.level": lvl, "matches": n}
+                        for k, t, lvl, n in result.by_rule()],
+            "read_problems": read_problems, "problems": problems, "seconds": round(seconds, 3),
+            "rule_cache": "hit" if cache.hit else ("written" if cache.written else "off"),
+        }
+        if fmt is Format.json:
+            emit_doc({"matches": rows, "summary": summary})
+        elif fmt is Format.jsonl:
+            out = sys.stdout
+            for r in rows:
+                out.write(json_text(r) + "\n")
+        elif fmt is Format.csv:
+            sys.stdout.write(_csv(rows))
+        else:
+            shown = [{**r, "fields": _fields_text(r["fields"])} for r in rows]
+            console.print(table(shown, ["@timestamp", "ztsoc.alert.level", "rule.name", "host.name", "fields"],
+                                title=f"{len(rows):,} match(es)"))
+        _print_summary(summary, top, to_stderr=fmt is not Format.table)
+        if store is not None:
+            _keep(store, files, scanner)
+        if problems or read_problems:
+            raise typer.Exit(1)
+
+    def _print_summary(summary: dict[str, Any], top: int, *, to_stderr: bool) -> None:
+        out = err_console if to_stderr else console
+        levels = ", ".join(f"{lvl} {n:,}" for lvl, n in summary["by_level"].items()) or "none"
+        out.print(safe(f"{summary['matches']:,} match(es) of {summary['rules_matched']:,} rule(s) in "
+                       f"{summary['events']:,} event(s) from {summary['files']:,} file(s), {summary['rules']:,} rules "
+                       f"loaded (cache: {summary['rule_cache']}), {summary['seconds']:.2f} s"), highlight=False)
+        out.print(safe(f"by level: {levels}"), highlight=False)
+        if summary["by_rule"] and top > 0:
+            if to_stderr:
+                for r in summary["by_rule"][:top]:
+                    out.print(safe(f"  {r['matches']:>7,}  {r['ztsoc.alert.level']:<13} {r['rule.name']}"),
+                              highlight=False)
+            else:
+                out.print(table(summary["by_rule"][:top], ["matches", "ztsoc.alert.level", "rule.name", "rule.id"],
+                                title=f"top {min(top, len(summary['by_rule']))} of {len(summary['by_rule'])} rule(s)"))
+        for p in summary["problems"]:
+            err_console.print(f"[red]{esc(p)}[/]", highlight=False)
+        if summary["read_problems"]:
+            err_console.print(safe(f"{summary['read_problems']:,} record(s) could not be read "
+                                   "(soc ingest --errors FILE lists them)"), highlight=False)
+
+    def _keep(store_url: str | None, files: dict[str, list[Path]], scanner: Any) -> None:
+        """``--store``: the files ingested as ``soc ingest`` does, and the scan's alerts put beside them.
+
+        The alerts are those a detection run over these events raises (same ids), recorded in
+        the store's alert book; the rules' cursors are left alone (the evidence may be old).
+        """
+        from collectors.pipeline import ingest
+        from collectors.registry import get_reader, reader_batch_size
+        from detections.alerts import AlertBook
+
+        st = use_store(store_url)
+        stored = 0
+        for name, paths in files.items():
+            report = ingest(st, get_reader(name), paths, batch_size=reader_batch_size(name))
+            stored += report.written
+        book = AlertBook(st)
+        docs = scanner.alerts(book)
+        result = st.put_alerts(docs) if docs else None
+        book.save()
+        st.refresh()
+        errors = len(result.errors) if result else 0
+        err_console.print(safe(f"stored in {st.backend}: {stored:,} new event(s), {len(docs):,} alert(s)"
+                               + (f", {errors} not stored" if errors else "")), highlight=False)
+        if errors:
+            raise typer.Exit(1)
