@@ -22,8 +22,8 @@ The answer:
 Message types: the subset of Envoy's protos in ``policy/protos/envoy_ext_authz.proto``
 (field numbers are Envoy's; see that file to regenerate). The method is registered with
 a generic handler because the subset declares no service (its package is ztsoc's own).
-The server is ``grpc.aio`` on the same event loop as the HTTP front: one process, one
-engine, one decision log. A failure inside the handler answers PERMISSION_DENIED (fail
+The server is gRPC's own (``GrpcServer``) in the HTTP front's process: one engine, one
+decision log. A failure inside the handler answers PERMISSION_DENIED (fail
 closed), never an RPC error Envoy might be configured to let through
 (``failure_mode_allow``).
 """
@@ -152,7 +152,7 @@ class CheckService:
             return _denied_internal(exc)
         return check_response(resp)
 
-    async def check(self, request: Any, context: Any) -> Any:
+    def check(self, request: Any, context: Any) -> Any:
         return self.decide(request, context.peer())
 
     def rpc_handler(self) -> Any:
@@ -176,23 +176,32 @@ def _check_bindable(host: str, port: int) -> None:
 
 
 class GrpcServer:
-    """A ``grpc.aio`` server answering ``Authorization/Check``; start and stop it inside an event loop."""
+    """gRPC's own server (C core, HTTP/2) answering ``Authorization/Check`` from a small thread pool.
 
-    def __init__(self, handler: DecisionHandler, host: str = "127.0.0.1", port: int = 9191) -> None:
+    The synchronous server, not ``grpc.aio``: measured on this machine under the bench load,
+    296 us of process CPU per Check against 458 us for ``grpc.aio`` on the HTTP front's loop
+    (the decision itself is ~10-20 us; the rest is gRPC's per-call machinery). The handler
+    threads share the engine with the HTTP front (the engine and token cache are thread-safe).
+    """
+
+    def __init__(self, handler: DecisionHandler, host: str = "127.0.0.1", port: int = 9191,
+                 threads: int = 2) -> None:
         self.service = CheckService(handler)
         self.host = host
         self.port = port
+        self.threads = threads
         self._server: Any = None
 
-    async def start(self) -> int:
+    def start(self) -> int:
         """Bind and start; the bound port (``port=0`` picks a free one). Raises ``OSError`` if it cannot bind."""
+        from concurrent.futures import ThreadPoolExecutor
+
         import grpc
 
-        server = grpc.aio.server(options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE),
-            ("grpc.max_send_message_length", MAX_MESSAGE),
-            ("grpc.so_reuseport", 0),  # a second server on the same port is an error, not a silent share
-        ])
+        server = grpc.server(ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="ztsoc-grpc"),
+                             options=[("grpc.max_receive_message_length", MAX_MESSAGE),
+                                      ("grpc.max_send_message_length", MAX_MESSAGE),
+                                      ("grpc.so_reuseport", 0)])  # a second server on the port is an error
         server.add_generic_rpc_handlers((self.service.rpc_handler(),))
         address = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
         if self.port:
@@ -203,24 +212,24 @@ class GrpcServer:
             raise OSError(f"cannot listen for gRPC on {address}: {exc}") from None
         if not bound:
             raise OSError(f"cannot listen for gRPC on {address}")
-        await server.start()
+        server.start()
         self._server, self.port = server, bound
         return bound
 
-    async def stop(self, grace: float = 2.0) -> None:
+    def stop(self, grace: float = 2.0) -> None:
         if self._server is not None:
-            await self._server.stop(grace)
+            self._server.stop(grace).wait()
             self._server = None
 
 
 async def serve_both(http: RawServer, grpc_server: GrpcServer, *, install_signals: bool = True,
                      on_listening: Callable[[], None] | None = None) -> None:
-    """The HTTP front and the gRPC front on one loop until SIGTERM/SIGINT (or ``http.stop()``).
+    """The HTTP front (this event loop) and the gRPC front (its threads) until SIGTERM/SIGINT or ``http.stop()``.
 
     ``on_listening`` runs once both listeners are bound (the "serving on" banner), so a
     port that cannot be bound is reported before anything says the server is up.
     """
-    await grpc_server.start()
+    grpc_server.start()
     try:
         task = asyncio.ensure_future(http.serve(install_signals=install_signals))
         while not http.started and not task.done():
@@ -229,7 +238,7 @@ async def serve_both(http: RawServer, grpc_server: GrpcServer, *, install_signal
             on_listening()
         await task
     finally:
-        await grpc_server.stop()
+        grpc_server.stop()
 
 
 def serve(cfg: ServeConfig, host: str, port: int, grpc_port: int,

@@ -125,11 +125,11 @@ def server() -> Iterator[Running]:
     grpc_server = GrpcServer(handler, "127.0.0.1", 0)
 
     async def main() -> None:
-        await grpc_server.start()
+        grpc_server.start()
         try:
             await http.serve(install_signals=False)
         finally:
-            await grpc_server.stop(0)
+            grpc_server.stop(0)
 
     thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
     thread.start()
