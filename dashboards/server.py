@@ -1,33 +1,37 @@
 """The local web dashboard: a JSON API over ``dashboards.views`` and the page that draws it.
 
-Served by the standard library's threading HTTP server: the dashboard is a handful of
-requests a minute from a few analysts, so a framework would add weight and nothing else.
-Routes are a table (``ROUTES``), the store is shared behind a lock (SQLite connections are
-not shared across threads), and lifecycle actions go through ``detections.lifecycle`` so
-a close from the page is recorded exactly like ``soc alerts close``.
+A Starlette application on uvicorn. Every request first passes ``dashboards.guard`` (Host
+allow-list, sign-in, CSRF / Origin / JSON for state changes, security headers); the
+handlers here only read the store and call ``detections.lifecycle``, so a close from the
+page is recorded exactly like ``soc alerts close``, under the signed-in analyst's name
+(``request.state.actor``), never a name a client sends. The store is shared behind a lock
+(SQLite connections are not shared across threads).
 
-Bound to 127.0.0.1 by default. Bound anywhere else, every request must carry the token
-(``Authorization: Bearer``, or ``?token=`` for the page itself), and the server says so
-when it starts.
+Bound to loopback (127.0.0.0/8, ::1) with no analyst tokens in the store, the actor is the
+local OS user and the page says so. As soon as analysts have tokens
+(``soc dashboard token add NAME``), or when bound beyond loopback (which needs them), each
+analyst signs in with a personal link.
 """
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import json
-import mimetypes
-import re
-import secrets
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
+import uvicorn
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from dashboards import analysts
+from dashboards.guard import Actor, Guard
+from dashboards.hosts import HostAllowList, is_loopback
+from dashboards.sessions import Sessions
 from dashboards.views import VIEWS, alert_detail
 from detections import lifecycle
 from eventstore.errors import QuerySyntaxError, StoreError
@@ -35,166 +39,179 @@ from eventstore.store import Store
 
 STATIC = resources.files("dashboards") / "static"
 MAX_BODY = 64 * 1024
+CONTENT_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+                 ".svg": "image/svg+xml", ".html": "text/html; charset=utf-8", ".md": "text/plain; charset=utf-8"}
 
 
-@dataclass(frozen=True, slots=True)
-class Response:
-    status: int
-    body: bytes
-    content_type: str = "application/json"
-
-
-def json_response(data: Any, status: int = 200) -> Response:
-    return Response(status, json.dumps(data, default=str, ensure_ascii=False).encode())
-
-
-def error(status: int, message: str) -> Response:
-    return json_response({"error": message}, status)
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status)
 
 
 class Dashboard:
-    """The application: routes and handlers, independent of the HTTP plumbing (tested directly)."""
+    """The handlers, over one store; ``app`` is the Starlette application with the guard in front."""
 
-    def __init__(self, store: Store, *, token: str | None = None, analyst: str | None = None) -> None:
+    def __init__(self, store: Store, *, bind: str = "127.0.0.1", allow_hosts: tuple[str, ...] = (),
+                 local_actor: str | None = None) -> None:
         self.store = store
-        self.token = token
-        self.analyst = analyst
         self.lock = threading.Lock()
-        self.routes: list[tuple[str, re.Pattern[str], Callable[..., Response], str]] = [
-            ("GET", re.compile(r"/healthz"), self.healthz, "liveness: {\"status\": \"ok\"}"),
-            ("GET", re.compile(r"/api"), self.api_index, "this list of routes"),
-            ("GET", re.compile(r"/api/alerts/(?P<alert_id>[^/]+)"), self.alert, "one alert with its evidence events"),
-            ("POST", re.compile(r"/api/alerts/(?P<alert_id>[^/]+)/(?P<action>[a-z_]+)"), self.act,
-             "lifecycle action (ack, assign, escalate, close, reopen, note); JSON body: note, assignee, reason"),
-            ("GET", re.compile(r"/api/(?P<view>[a-z_]+)"), self.view,
-             "page data: " + ", ".join(VIEWS) + "; query: since (15m, 24h, 7d or ISO), and for alerts: "
-             "status, level, rule, entity, assignee, q (query string), limit"),
-            ("GET", re.compile(r"/static/(?P<name>[A-Za-z0-9_.\-]+)"), self.static, "the page's files"),
-            ("GET", re.compile(r"/favicon\.ico"), self.favicon, "the tab icon"),
-            ("GET", re.compile(r"/"), self.index, "the dashboard page"),
+        self.bind = bind
+        self.loopback = is_loopback(bind)
+        self.hosts = HostAllowList.build(bind, allow_hosts)
+        self.local_actor = local_actor or lifecycle.analyst_name()
+        self.sessions = Sessions()
+        self.routes = [
+            Route("/healthz", self.healthz, methods=["GET"]),
+            Route("/api", self.api_index, methods=["GET"]),
+            Route("/api/session", self.session, methods=["GET"]),
+            Route("/api/alerts/{alert_id}", self.alert, methods=["GET"]),
+            Route("/api/alerts/{alert_id}/{action}", self.act, methods=["POST"]),
+            Route("/api/{view}", self.view, methods=["GET"]),
+            Route("/static/{name}", self.static, methods=["GET"]),
+            Route("/favicon.ico", self.favicon, methods=["GET"]),
+            Route("/", self.index, methods=["GET"]),
         ]
+        self.app = Starlette(routes=self.routes, middleware=[Middleware(
+            Guard, store=store, lock=self.lock, hosts=self.hosts, sessions=self.sessions,  # type: ignore[arg-type]
+            local_actor=self.local_actor, loopback_bind=self.loopback)])
 
-    # -- dispatch -----------------------------------------------------------------------
-    def handle(self, method: str, path: str, params: dict[str, str], headers: dict[str, str],
-               body: bytes) -> Response:
-        if self.token is not None and path != "/healthz" and not self._authorised(params, headers):
-            return error(HTTPStatus.UNAUTHORIZED, "token required: Authorization: Bearer <token> or ?token=")
-        for route_method, pattern, handler, _ in self.routes:
-            match = pattern.fullmatch(path)
-            if match and route_method == method:
-                try:
-                    with self.lock:
-                        return handler(params=params, headers=headers, body=body, **match.groupdict())
-                except lifecycle.TransitionError as exc:
-                    return error(HTTPStatus.CONFLICT, str(exc))
-                except QuerySyntaxError as exc:
-                    return error(HTTPStatus.BAD_REQUEST, str(exc))
-                except (ValueError, KeyError) as exc:
-                    return error(HTTPStatus.BAD_REQUEST, str(exc))
-                except StoreError as exc:
-                    return error(HTTPStatus.SERVICE_UNAVAILABLE, str(exc))
-        if any(p.fullmatch(path) for _, p, _, _ in self.routes):
-            return error(HTTPStatus.METHOD_NOT_ALLOWED, f"{method} not allowed on {path}")
-        return error(HTTPStatus.NOT_FOUND, f"no route {path}")
-
-    def _authorised(self, params: dict[str, str], headers: dict[str, str]) -> bool:
-        assert self.token is not None
-        given = params.get("token") or headers.get("authorization", "").removeprefix("Bearer ").strip()
-        return hmac.compare_digest(given.encode(), self.token.encode())
+    def token_mode(self) -> bool:
+        with self.lock:
+            return not self.loopback or analysts.any_tokens(self.store)
 
     # -- handlers -----------------------------------------------------------------------
-    def healthz(self, **_: Any) -> Response:
-        return json_response({"status": "ok", "store": self.store.backend})
+    def _locked(self, fn: Any, *args: Any) -> Response:
+        try:
+            with self.lock:
+                return fn(*args)
+        except lifecycle.TransitionError as exc:
+            return error(409, str(exc))
+        except (QuerySyntaxError, ValueError, KeyError) as exc:
+            return error(400, str(exc))
+        except StoreError as exc:
+            return error(503, str(exc))
 
-    def api_index(self, **_: Any) -> Response:
-        return json_response([{"method": m, "path": p.pattern, "doc": doc} for m, p, _, doc in self.routes])
+    def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok", "store": self.store.backend})
 
-    def view(self, view: str, params: dict[str, str], **_: Any) -> Response:
-        fn = VIEWS.get(view)
+    def api_index(self, request: Request) -> Response:
+        return JSONResponse([{"methods": sorted(r.methods or ()), "path": r.path} for r in self.routes])
+
+    def session(self, request: Request) -> Response:
+        actor: Actor = request.state.actor
+        return JSONResponse({"analyst": actor.name, "how": actor.how,
+                             "csrf": actor.session.csrf if actor.session else None,
+                             "token_mode": request.state.token_mode})
+
+    def view(self, request: Request) -> Response:
+        name = request.path_params["view"]
+        fn = VIEWS.get(name)
         if fn is None:
-            return error(HTTPStatus.NOT_FOUND, f"no view {view!r}: expected one of {', '.join(VIEWS)}")
-        return json_response(fn(self.store, params))
+            return error(404, f"no view {name!r}: expected one of {', '.join(VIEWS)}")
+        return self._locked(lambda: JSONResponse(fn(self.store, dict(request.query_params))))
 
-    def alert(self, alert_id: str, **_: Any) -> Response:
-        detail = alert_detail(self.store, alert_id)
-        return json_response(detail) if detail else error(HTTPStatus.NOT_FOUND, f"no alert {alert_id}")
+    def alert(self, request: Request) -> Response:
+        alert_id = request.path_params["alert_id"]
 
-    def act(self, alert_id: str, action: str, headers: dict[str, str], body: bytes, **_: Any) -> Response:
-        data = json.loads(body or b"{}")
+        def run() -> Response:
+            detail = alert_detail(self.store, alert_id)
+            return JSONResponse(detail) if detail else error(404, f"no alert {alert_id}")
+        return self._locked(run)
+
+    async def act(self, request: Request) -> Response:
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY:
+                return error(413, "body too large")
+        try:
+            data = json.loads(body or b"{}")
+        except ValueError:
+            return error(400, "body is not JSON")
         if not isinstance(data, dict):
-            raise ValueError("body must be a JSON object")
-        actor = headers.get("x-analyst") or self.analyst or lifecycle.analyst_name()
-        request = lifecycle.Request(action=action, actor=actor, note=data.get("note"),
-                                    assignee=data.get("assignee"), reason=data.get("reason"))
-        if self.store.get_alert(alert_id) is None:
-            return error(HTTPStatus.NOT_FOUND, f"no alert {alert_id}")
-        return json_response(lifecycle.perform(self.store, alert_id, request))
+            return error(400, "body must be a JSON object")
+        actor: Actor = request.state.actor
+        alert_id, action = request.path_params["alert_id"], request.path_params["action"]
 
-    def static(self, name: str, **_: Any) -> Response:
+        def run() -> Response:
+            req = lifecycle.Request(action=action, actor=actor.name, note=data.get("note"),
+                                    assignee=data.get("assignee"), reason=data.get("reason"))
+            if self.store.get_alert(alert_id) is None:
+                return error(404, f"no alert {alert_id}")
+            return JSONResponse(lifecycle.perform(self.store, alert_id, req))
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(self._locked, run)
+
+    def static(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if not all(ch.isalnum() or ch in "_.-" for ch in name) or name.startswith("."):
+            return error(404, f"no file {name}")
         item = STATIC / name
         if not item.is_file():
-            return error(HTTPStatus.NOT_FOUND, f"no file {name}")
-        kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        return Response(200, item.read_bytes(), kind)
+            return error(404, f"no file {name}")
+        suffix = "." + name.rsplit(".", 1)[-1] if "." in name else ""
+        return Response(item.read_bytes(), media_type=CONTENT_TYPES.get(suffix, "application/octet-stream"))
 
-    def favicon(self, **_: Any) -> Response:
-        return Response(200, (STATIC / "favicon.svg").read_bytes(), "image/svg+xml")
+    def favicon(self, request: Request) -> Response:
+        return Response((STATIC / "favicon.svg").read_bytes(), media_type="image/svg+xml")
 
-    def index(self, **_: Any) -> Response:
-        return Response(200, (STATIC / "index.html").read_bytes(), "text/html; charset=utf-8")
-
-
-def make_handler(app: Dashboard) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "ztsoc-dashboard"
-
-        def _serve(self, method: str) -> None:
-            url = urlsplit(self.path)
-            length = int(self.headers.get("content-length") or 0)
-            if length > MAX_BODY:
-                self._send(error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "body too large"))
-                return
-            body = self.rfile.read(length) if length else b""
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            self._send(app.handle(method, url.path, dict(parse_qsl(url.query)), headers, body))
-
-        def _send(self, response: Response) -> None:
-            self.send_response(response.status)
-            self.send_header("Content-Type", response.content_type)
-            self.send_header("Content-Length", str(len(response.body)))
-            self.send_header("Cache-Control", "no-store")
-            self.send_header("X-Content-Type-Options", "nosniff")
-            self.send_header("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'")
-            self.end_headers()
-            self.wfile.write(response.body)
-
-        def do_GET(self) -> None:
-            self._serve("GET")
-
-        def do_POST(self) -> None:
-            self._serve("POST")
-
-        def log_message(self, format: str, *args: Any) -> None:  # quiet: the CLI prints what matters
-            return
-
-    return Handler
+    def index(self, request: Request) -> Response:
+        return Response((STATIC / "index.html").read_bytes(), media_type="text/html; charset=utf-8")
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+@dataclass
+class Served:
+    """A built (not started) server: ``run()`` blocks; ``start_in_thread()`` for tests and embedding."""
+
+    server: uvicorn.Server
+    dashboard: Dashboard
+    thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self.server.servers[0].sockets[0].getsockname()[1])
+
+    def run(self) -> None:
+        self.server.run()
+
+    def start_in_thread(self, timeout: float = 30.0) -> Served:
+        import time
+
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise OSError("the dashboard server did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        if self.thread is not None:
+            self.thread.join(timeout=10)
 
 
-def make_server(store: Store, host: str = "127.0.0.1", port: int = 8750, *,
-                token: str | None = None) -> tuple[ThreadingHTTPServer, Dashboard]:
-    """Build (not start) the server; a non-loopback bind always gets a token."""
-    if not is_loopback(host) and not token:
-        token = secrets.token_urlsafe(24)
-    app = Dashboard(store, token=token)
-    server = ThreadingHTTPServer((host, port), make_handler(app))
-    server.daemon_threads = True
-    return server, app
+def make_server(store: Store, host: str = "127.0.0.1", port: int = 8750, *, allow_hosts: tuple[str, ...] = (),
+                local_actor: str | None = None) -> Served:
+    """Build the server; beyond loopback the store must already hold analysts' tokens."""
+    dashboard = Dashboard(store, bind=host, allow_hosts=allow_hosts, local_actor=local_actor)
+    if not dashboard.loopback and not analysts.any_tokens(store):
+        raise ValueError(f"--host {host} is beyond loopback: analysts need tokens first "
+                         "(soc dashboard token add NAME), and each signs in with their own link")
+    config = uvicorn.Config(dashboard.app, host=host, port=port, log_level="warning", access_log=False,
+                            lifespan="off", server_header=False, proxy_headers=False)
+    return Served(uvicorn.Server(config), dashboard)
+
+
+def startup_message(served: Served, host: str) -> str:
+    """The one line ``soc dashboard serve`` prints: where, who acts, which Host names are answered."""
+    shown = f"[{host}]" if ":" in host else host
+    where = f"http://{shown}:{served.port}/"
+    d = served.dashboard
+    hosts = ", ".join(["loopback", *sorted(d.hosts.extra)])
+    if d.token_mode():
+        who = "analysts sign in with their personal link (soc dashboard token add NAME prints it)"
+    else:
+        who = f"loopback, no analyst tokens: actions are recorded as the local user {d.local_actor}"
+    return f"dashboard: {where}  ({who}; answers Host: {hosts})"

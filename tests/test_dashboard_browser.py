@@ -3,6 +3,15 @@
 The page must show the store's own numbers, a filter click must change the list,
 closing an alert from the page must be what ``soc alerts show`` then sees, and no page
 may log a console error. Screenshots go to ``test-artifacts/``.
+
+Then the attacks of issue 15, in the same browser: a page on another origin (another
+site, ``evil.example``, and another port of 127.0.0.1, which is the same *site*, so the
+``SameSite=Strict`` cookie is sent and only the CSRF/Origin checks stand) tries an
+auto-submitted ``text/plain`` form, a url-encoded form, a ``no-cors`` fetch and a JSON
+fetch against an alert, after the analyst opened the dashboard; the alert must not change.
+A rebinding page (``evil.example`` resolving to 127.0.0.1, on the dashboard's port) is
+refused. Token mode signs in with ``?token=``, loses it from the URL, loads the styled
+page with data and records the analyst's name in the history.
 """
 
 from __future__ import annotations
@@ -13,11 +22,13 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from dashboards import analysts
 from dashboards.server import make_server
 from eventstore.store import Store
 from tests.dashboard_seed import seed
@@ -33,31 +44,35 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
 @pytest.fixture
 def dashboard(sqlite_store: Store) -> Iterator[tuple[str, Store]]:
     seed(sqlite_store)
-    server, _ = make_server(sqlite_store, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    served = make_server(sqlite_store, "127.0.0.1", 0).start_in_thread()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", sqlite_store
+        yield f"http://127.0.0.1:{served.port}", sqlite_store
     finally:
-        server.shutdown()
-        server.server_close()
+        served.stop()
 
 
 @pytest.fixture
-def page() -> Iterator[Any]:
+def browser() -> Iterator[Any]:
     if CHROMIUM is None:
         pytest.skip("no chromium on PATH: `make test` installs Debian's chromium (scripts/system-deps.sh)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
-        errors: list[str] = []
-        pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-        pg.on("pageerror", lambda exc: errors.append(str(exc)))
-        pg.console_errors = errors
-        yield pg
-        browser.close()
+        # evil.example is the attacker's name; like a rebinding attacker's, it resolves to this machine
+        yield pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                 args=[*FLAGS, "--host-resolver-rules=MAP evil.example 127.0.0.1"])
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.console_errors = errors
+    yield pg
+    context.close()
 
 
 def _shot(page: Any, name: str) -> None:
@@ -118,3 +133,124 @@ def test_filter_then_close_an_alert(dashboard: tuple[str, Store], page: Any) -> 
     last = detail["history"][-1]
     assert last["action"] == "close" and last["note"] == "confirmed with the network team"
     assert page.console_errors == []
+
+
+ATTACK = """<!doctype html><html><body><iframe name="sink"></iframe>
+<form id="plain" method="POST" enctype="text/plain" target="sink" action="{target}">
+<input name='{{"reason": "false_positive", "x": "' value='"}}'></form>
+<form id="urlenc" method="POST" target="sink" action="{target}"><input name="reason" value="false_positive"></form>
+<script>
+const url = "{target}";
+const body = JSON.stringify({{reason: "false_positive", note: "closed by another origin"}});
+const pause = ms => new Promise(r => setTimeout(r, ms));
+(async () => {{
+  const out = [];
+  document.getElementById("plain").submit(); await pause(400);
+  document.getElementById("urlenc").submit(); await pause(400);
+  try {{ await fetch(url, {{method: "POST", mode: "no-cors", credentials: "include",
+                           headers: {{"Content-Type": "text/plain"}}, body}}); out.push("no-cors sent"); }}
+  catch (e) {{ out.push("no-cors failed"); }}
+  try {{ const r = await fetch(url, {{method: "POST", credentials: "include",
+                                     headers: {{"Content-Type": "application/json"}}, body}}); out.push("json " + r.status); }}
+  catch (e) {{ out.push("json blocked"); }}
+  try {{ const r = await fetch("{origin}/api/session", {{credentials: "include"}}); out.push("read " + r.status); }}
+  catch (e) {{ out.push("read blocked"); }}
+  document.body.dataset.done = out.join("|");
+}})();
+</script></body></html>"""
+
+
+def _attacker(html: str) -> tuple[ThreadingHTTPServer, int]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = html.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, server.server_address[1]
+
+
+def _untouched(store: Store, alert_id: str) -> None:
+    alert = store.get_alert(alert_id) or {}
+    assert alert.get("ztsoc.alert.status") == "open" and not alert.get("ztsoc.alert.history"), alert
+
+
+@pytest.mark.parametrize("attacker_host", ["evil.example", "127.0.0.1"])
+def test_another_origin_cannot_change_an_alert(dashboard: tuple[str, Store], page: Any, attacker_host: str,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    url, store = dashboard
+    page.goto(url + "/#alerts")  # the analyst has the dashboard open: the session cookie is set
+    page.wait_for_selector("body[data-loaded=alerts]")
+    assert any(c["name"] == "ztsoc_session" for c in page.context.cookies())
+    server, port = _attacker(ATTACK.format(target=f"{url}/api/alerts/alert-0/close", origin=url))
+    try:
+        evil = page.context.new_page()
+        evil.goto(f"http://{attacker_host}:{port}/")
+        evil.wait_for_selector("body[data-done]", timeout=20_000)
+        done = evil.get_attribute("body", "data-done")
+        assert done is not None and "json 200" not in done and "read 200" not in done, done
+        evil.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    _untouched(store, "alert-0")
+    # the two forms and the no-cors fetch reached the server and were refused there (the JSON fetch's
+    # preflight, OPTIONS, too); nothing relied on the browser alone
+    refusals = [r.getMessage() for r in caplog.records if r.name == "ztsoc.dashboard"]
+    posts = [m for m in refusals if m.startswith("refused POST /api/alerts/alert-0/close")]
+    assert len(posts) >= 3 and all("application/json only" in m for m in posts), refusals
+    assert any(m.startswith("refused OPTIONS /api/alerts/alert-0/close") for m in refusals), refusals
+
+
+def test_rebinding_page_is_refused(dashboard: tuple[str, Store], page: Any) -> None:
+    url, store = dashboard
+    port = url.rsplit(":", 1)[1]
+    for path in ("/", "/api/alerts", "/api/identity"):
+        response = page.goto(f"http://evil.example:{port}{path}")
+        assert response is not None and response.status == 421, path
+        assert "does not answer to that Host" in (page.text_content("body") or "")
+    _untouched(store, "alert-0")
+
+
+def test_token_mode_signs_in_and_records_the_analyst(dashboard: tuple[str, Store], page: Any) -> None:
+    url, store = dashboard
+    token = analysts.add(store, "ana", created_by="admin")
+    page.goto(f"{url}/?token={token}")
+    assert page.url == url + "/"  # redirected: the token is no longer in the URL (or the history)
+    page.wait_for_selector("body[data-loaded=overview]")
+    cookie = next(c for c in page.context.cookies() if c["name"] == "ztsoc_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert page.evaluate("document.cookie") == ""
+    assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(15, 23, 32)"  # style.css
+    assert page.text_content("#open-alerts") == "7"
+    assert page.text_content("#analyst") == "signed in as ana"
+    _shot(page, "token-mode")
+
+    page.goto(url + "/#alerts")
+    page.wait_for_selector("#alert-rows tr")
+    row = page.locator("#alert-rows tr").first
+    alert_id = row.get_attribute("data-id")
+    row.click()
+    page.wait_for_selector("#detail:not([hidden])")
+    page.fill("#note", "seen by ana")
+    page.click("#btn-ack")
+    page.wait_for_selector("#action-result:has-text('ack: done')")
+    assert "ana" in (page.text_content("#history") or "")
+    assert alert_id is not None
+    last = (store.get_alert(alert_id) or {})["ztsoc.alert.history"][-1]
+    assert (last["actor"], last["action"]) == ("ana", "ack")
+    assert page.console_errors == []
+
+    other = page.context.browser.new_context()  # another browser profile, no session: no data
+    fresh = other.new_page()
+    fresh.goto(url + "/")
+    fresh.wait_for_selector("#analyst:has-text('not signed in')")
+    other.close()

@@ -1,17 +1,33 @@
 // ztsoc dashboard: each page fetches its view from the JSON API and draws it.
 "use strict";
 
-const token = new URLSearchParams(location.search).get("token");
+// Signed in by the session cookie (HttpOnly: this script never sees it); state changes carry the
+// session's CSRF token from /api/session, which only a page of this origin can read.
 const charts = {};
 let currentAlert = null;
+let session = null;
 
 async function api(path, options = {}) {
   const headers = Object.assign({"Content-Type": "application/json"}, options.headers || {});
-  if (token) headers["Authorization"] = "Bearer " + token;
-  const response = await fetch(path, Object.assign({}, options, {headers}));
+  if (session && session.csrf) headers["X-CSRF-Token"] = session.csrf;
+  const response = await fetch(path, Object.assign({credentials: "same-origin"}, options, {headers}));
   const data = await response.json();
   if (!response.ok) throw new Error(data.error || response.statusText);
   return data;
+}
+
+async function signIn() {
+  const who = document.getElementById("analyst");
+  try {
+    session = await api("/api/session");
+    who.textContent = session.how === "local"
+      ? `acting as ${session.analyst} (local user: loopback, no analyst tokens)`
+      : `signed in as ${session.analyst}`;
+    return true;
+  } catch (err) {
+    who.textContent = "not signed in: open your personal link (soc dashboard token add NAME)";
+    return false;
+  }
 }
 
 function since() { return document.getElementById("since").value; }
@@ -189,4 +205,4 @@ async function show() {
 window.addEventListener("hashchange", show);
 document.getElementById("since").addEventListener("change", show);
 wireActions();
-show();
+signIn().then(ok => { if (ok) show(); });

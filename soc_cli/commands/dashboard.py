@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from soc_cli.context import StoreOption, use_store
-from soc_cli.output import console, err_console, esc, safe, write_generated
+from soc_cli.output import console, emit, err_console, safe, write_generated
 
 
 def register(app: typer.Typer) -> None:
@@ -17,28 +17,64 @@ def register(app: typer.Typer) -> None:
 
     @group.command("serve")
     def serve(
-        host: str = typer.Option("127.0.0.1", "--host"),
+        host: str = typer.Option("127.0.0.1", "--host", help="bind address (beyond loopback, analysts need tokens)"),
         port: int = typer.Option(8750, "--port"),
-        token: str = typer.Option(None, "--token", envvar="SOC_DASHBOARD_TOKEN",
-                                  help="required from clients when bound beyond loopback (generated if not given)"),
+        allow_host: list[str] = typer.Option(None, "--allow-host", help="a Host name the dashboard answers to "
+                                                                         "besides loopback (repeatable)"),
         store: str = StoreOption,
     ) -> None:
         """Serve the dashboard and its JSON API (GET /api lists the routes)."""
-        from dashboards.server import make_server
+        from dashboards.server import make_server, startup_message
 
-        server, app_ = make_server(use_store(store), host, port, token=token)
-        where = f"http://{host}:{server.server_address[1]}/"
-        if app_.token:
-            err_console.print(f"[yellow]bound to {esc(host)}, not loopback: every request needs the token[/]")
-            console.print(safe(f"dashboard: {where}?token={app_.token}"))
-        else:
-            console.print(safe(f"dashboard: {where}  (loopback only; API: {where}api)"))
+        served = make_server(use_store(store), host, port, allow_hosts=tuple(allow_host or ()))
+        served.start_in_thread()  # the bound port is known (--port 0) before the one line is printed
+        console.print(safe(startup_message(served, host)), soft_wrap=True)
         try:
-            server.serve_forever()
+            while served.thread is not None and served.thread.is_alive():
+                served.thread.join(0.5)
         except KeyboardInterrupt:
             pass
         finally:
-            server.server_close()
+            served.stop()
+
+    token = typer.Typer(help="Analysts' personal dashboard tokens (stored hashed in the store).",
+                        no_args_is_help=True)
+    group.add_typer(token, name="token")
+
+    @token.command("add")
+    def token_add(name: str = typer.Argument(..., help="the analyst's name, recorded in alert history"),
+                  store: str = StoreOption) -> None:
+        """A new personal token for NAME, shown once: the analyst opens http://HOST:PORT/?token=TOKEN."""
+        from dashboards import analysts
+        from soc_cli.context import analyst
+
+        secret = analysts.add(use_store(store), name, created_by=analyst())
+        console.print(safe(f"token for {name} (shown once; the store keeps only its hash):"))
+        console.print(safe(secret))
+        err_console.print(safe(f"sign in: http://HOST:PORT/?token={secret}  (the page then drops it from the URL)"),
+                          soft_wrap=True)
+
+    @token.command("list")
+    def token_list(as_json: bool = typer.Option(False, "--json"), store: str = StoreOption) -> None:
+        """Analysts with tokens: name, token id (a hash prefix), created, by whom."""
+        from dataclasses import asdict
+
+        from dashboards import analysts
+
+        rows = [asdict(t) for t in analysts.listed(use_store(store))]
+        emit(rows, ["name", "id", "created", "created_by"], as_json=as_json, ndjson=False,
+             title=f"{len(rows)} dashboard token(s)")
+
+    @token.command("revoke")
+    def token_revoke(name: str = typer.Argument(..., help="analyst name (all their tokens) or a token id"),
+                     store: str = StoreOption) -> None:
+        """Revoke tokens: their sessions end at the next request."""
+        from dashboards import analysts
+
+        gone = analysts.revoke(use_store(store), name)
+        if not gone:
+            raise ValueError(f"no dashboard token for {name!r} (soc dashboard token list)")
+        console.print(safe(f"revoked {gone} token(s) of {name}"))
 
     @group.command("export-kibana")
     def export_kibana(
