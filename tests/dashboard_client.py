@@ -42,7 +42,7 @@ class Client:
         sent = {"Host": f"{self.host}:{self.port}", **(headers or {})}
         if self.cookies and "Cookie" not in sent:
             sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=180)  # a loaded CI machine, ES views
         try:
             conn.request(method, path, body=data, headers=sent)
             response = conn.getresponse()
