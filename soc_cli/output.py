@@ -23,7 +23,7 @@ from rich.table import Table
 
 from soc_cli.safe_text import esc, json_safe, plain, safe, visible
 
-__all__ = ["SafeConsole", "cell", "console", "emit", "emit_doc", "emit_json", "err_console", "esc", "json_text", "line",
+__all__ = ["SafeConsole", "cell", "console", "emit", "emit_doc", "emit_json", "emit_text", "err_console", "esc", "json_text", "line",
            "safe", "table", "visible", "write_generated"]
 
 
@@ -67,6 +67,14 @@ def line(*parts: Any, sep: str = "  ") -> None:
     """One line of plain text on standard output, each part shown literally (``soc tail``'s event lines)."""
     sys.stdout.write(visible(sep.join(plain(p) for p in parts)) + "\n")
     sys.stdout.flush()
+
+
+def emit_text(text: str) -> None:
+    """Line-oriented text made of data (CSV): controls other than line ends and tabs shown as escapes.
+
+    The exact bytes of a value are in ``--json``/``--ndjson`` (escaped losslessly there).
+    """
+    sys.stdout.write(visible(text, multiline=True, keep="\r\t"))
 
 
 def write_generated(text: str) -> None:

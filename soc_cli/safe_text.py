@@ -68,12 +68,22 @@ class _Table:
 
 _TABLE = _Table()
 _TABLE_MULTILINE = _Table(keep="\n")  # kept: multi-line text that the layout wraps itself
+_KEEP_TABLES: dict[str, _Table] = {}
 
 
-def visible(text: str, *, multiline: bool = False) -> str:
-    """``text`` with every control, format, surrogate and separator character written as an escape."""
+def visible(text: str, *, multiline: bool = False, keep: str = "") -> str:
+    """``text`` with every control, format, surrogate and separator character written as an escape.
+
+    ``multiline`` keeps line feeds; ``keep`` names other characters to keep (CSV's ``\r\t``).
+    """
     if text.isprintable():  # fast path: no Cc, Cf, Cs, Zl, Zp (and no other non-printables either)
         return text
+    if keep:
+        table = _KEEP_TABLES.get(keep + ("\n" if multiline else ""))
+        if table is None:
+            table = _KEEP_TABLES.setdefault(keep + ("\n" if multiline else ""),
+                                            _Table(keep=keep + ("\n" if multiline else "")))
+        return text.translate(table)
     return text.translate(_TABLE_MULTILINE if multiline else _TABLE)
 
 

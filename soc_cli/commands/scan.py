@@ -22,7 +22,7 @@ from typing import Any
 import typer
 
 from soc_cli.context import StoreOption, use_store
-from soc_cli.output import console, emit_doc, err_console, esc, json_text, safe, table
+from soc_cli.output import console, emit_doc, emit_text, err_console, esc, json_text, safe, table
 
 RulesOption = typer.Option(None, "--rules", help="extra rules folder (repeatable), beside the shipped rules")
 
@@ -123,7 +123,7 @@ def register(app: typer.Typer) -> None:
             for r in rows:
                 out.write(json_text(r) + "\n")
         elif fmt is Format.csv:
-            sys.stdout.write(_csv(rows))
+            emit_text(_csv(rows))
         else:
             shown = [{**r, "fields": _fields_text(r["fields"])} for r in rows]
             console.print(table(shown, ["@timestamp", "ztsoc.alert.level", "rule.name", "host.name", "fields"],
