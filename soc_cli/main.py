@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "soc_cli.commands.capture",
     "soc_cli.commands.tail",
     "soc_cli.commands.alerts",
+    "soc_cli.commands.evidence",
     "soc_cli.commands.pivot",
     "soc_cli.commands.triage",
     "soc_cli.commands.detect",

@@ -184,7 +184,8 @@ def alert_details(store: Any, alert: dict[str, Any], *, evidence_limit: int = 20
                                            "alerts": risk.alerts, "by_level": risk.by_level,
                                            "top_rules": risk.top_rules},
         "evidence": evidence,
-        "evidence_total": len(ids),
+        # every event behind it, not only the ids it stores (soc alerts evidence pages through them)
+        "evidence_total": max(int(alert.get("ztsoc.alert.evidence_count") or 0), len(ids)),
         "related": related,
         "guide": _guide(alert),
         "playbooks": _playbooks(alert),
@@ -256,7 +257,8 @@ def details_renderable(d: dict[str, Any]) -> Any:
     skipped = d["evidence_total"] - len(d["evidence"])
     for i, e in enumerate(d["evidence"]):
         if skipped > 0 and i == len(d["evidence"]) // 2:
-            ev.add_row("...", "", "", safe(f"({skipped} more events in between: soc alerts timeline)"))
+            ev.add_row("...", "", "", safe(f"({skipped} more events in between: soc alerts evidence "
+                                           f"{_short(a.get('event.id'))})"))
         ev.add_row(_t(str(e.get("@timestamp", ""))[:23]), _t(e.get("event.dataset")), _t(_short(e.get("event.id"))),
                    _t(summarize(e)))
     parts.append(ev)
