@@ -7,13 +7,14 @@ An alert keeps a bounded sample of its evidence ids; this asks the store again
 
 from __future__ import annotations
 
+from itertools import islice
 from pathlib import Path
 
 import typer
 
 from soc_cli.commands.alerts import alerts_app
 from soc_cli.context import StoreOption, use_store
-from soc_cli.output import console, emit_json, err_console, json_text, safe, table
+from soc_cli.output import console, emit_json, err_console, safe, table
 
 COLUMNS = ("@timestamp", "event.id", "event.dataset", "event.action", "event.outcome", "host.name", "source.ip",
            "user.name", "message")
@@ -35,8 +36,6 @@ def evidence(
     store_url: str = StoreOption,
 ) -> None:
     """Every event behind an alert (the rule's matches in its window and group), oldest first."""
-    import sys
-
     from detections.evidence import evidence_events
     from detections.lifecycle import find_alert
     from detections.sigma.cache import load_compiled_cached
@@ -48,11 +47,7 @@ def evidence(
     cs = load_compiled_cached(tuple(rules or []))[1]
     stream = evidence_events(store, cs, alert)
     if ndjson:  # streamed: a script may take millions without waiting for the count
-        for n, doc in enumerate(stream):
-            if everything or offset <= n < offset + limit:
-                sys.stdout.write(json_text(doc) + "\n")
-            elif n >= offset + limit:
-                break
+        emit_json(stream if everything else islice(stream, offset, offset + limit), ndjson=True)
         return
     page: list[dict] = []
     total = 0
