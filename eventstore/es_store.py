@@ -264,7 +264,7 @@ class ElasticsearchStore:
         *,
         prefix: str = DEFAULT_PREFIX,
         basic_auth: tuple[str, str] | None = None,
-        api_key: str | None = None,
+        api_key: str | tuple[str, str] | None = None,
         ca_certs: str | None = None,
         verify_certs: bool = True,
         bulk_docs: int = 2500,
@@ -352,8 +352,8 @@ class ElasticsearchStore:
         user = unquote(user_part) if userinfo else os.environ.get("SOC_ES_USER")
         password = unquote(password_part) if has_password else os.environ.get("SOC_ES_PASSWORD")
         basic_auth = (user, password or "") if user else None
-        return cls(nodes, prefix=prefix, basic_auth=basic_auth, api_key=os.environ.get("SOC_ES_API_KEY"),
-                   ca_certs=os.environ.get("SOC_ES_CA"), sniff=sniff_text in ("true", "1"))
+        return cls(nodes, prefix=prefix, basic_auth=basic_auth, api_key=_api_key(os.environ.get("SOC_ES_API_KEY")),
+                   ca_certs=os.environ.get("SOC_ES_CA") or None, sniff=sniff_text in ("true", "1"))
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
@@ -479,6 +479,7 @@ class ElasticsearchStore:
                 try:
                     self._es.indices.create(index=self._events_first,
                                             aliases={self._events_alias: {"is_write_index": True}})
+                    self._checked_at = time.monotonic()  # a new index meets no rollover condition
                 except ApiError as exc:
                     if "resource_already_exists_exception" not in _error_types(_body_error(exc)):
                         raise StoreError(f"cannot create index {self._events_first}: "
@@ -510,11 +511,16 @@ class ElasticsearchStore:
                                 conditions=self.rollover.conditions())
         except ApiError as exc:
             raise StoreError(f"cannot roll {self._events_alias} over: {_reason(_body_error(exc))}") from exc
+        old, new = answer["old_index"], answer["new_index"]
         if answer.get("rolled_over"):
             # The old index is written no more: refreshed once, the duplicate lookup sees all of it.
-            self._call(self._es.indices.refresh, index=answer["old_index"], ignore_unavailable=True)
-        self._write_index = None  # re-read: another process may have rolled over too
-        return self._ensure_write_index()
+            self._call(self._es.indices.refresh, index=old, ignore_unavailable=True)
+        # ``old_index`` is the alias's write index as the node saw it (another process may have
+        # rolled over since we looked): no need to read the alias again.
+        self._write_index = new if answer.get("rolled_over") else old
+        if not {old, self._write_index} <= self._event_indices:
+            self._event_indices = frozenset(self._existing_indices(self._events_pattern))
+        return self._write_index
 
     def _unseen(self, batch: list[_Pending], tally: _Tally) -> list[_Pending]:
         """The batch without events already stored in another event index (counted as duplicates)."""
@@ -1160,6 +1166,14 @@ def _split_nodes(url: str) -> tuple[list[str], str, str]:
         if node not in nodes:
             nodes.append(node)
     return nodes, userinfo, parts.query
+
+
+def _api_key(value: str | None) -> str | tuple[str, str] | None:
+    """``SOC_ES_API_KEY`` as Kibana shows it (the base64 "encoded" form) or as ``id:api_key``."""
+    if not value:
+        return None
+    key_id, colon, secret = value.partition(":")
+    return (key_id, secret) if colon else value
 
 
 def _join_nodes(nodes: Sequence[str]) -> str:
