@@ -48,6 +48,10 @@ class ReloadResult:
     changed: bool = True
 
 
+#: How every denial of a request that could not be canonicalised begins (``policy.canonical``):
+#: it was refused before any policy applied, so what-if replays skip it.
+REFUSED = "request refused:"
+
 _PREFIX = os.urandom(6).hex()
 _COUNTER = itertools.count(1)
 
@@ -98,7 +102,7 @@ class Engine:
 
     def refuse(self, req: Request, reason: str) -> Decision:
         """A request a front could not canonicalise: denied with the reason, and logged like any decision."""
-        decision = self._deny(reason, self.policy.version)
+        decision = self._deny(f"{REFUSED} {reason}", self.policy.version)
         if self.sink is not None:
             self.sink.submit(req, decision)
         return decision
@@ -140,7 +144,7 @@ class Engine:
             req.method = canonical_method(req.method)
             req.path = canonical_path(req.path)
         except Refused as exc:
-            return self._deny(str(exc), version)
+            return self._deny(f"{REFUSED} {exc}", version)
         problem = self.authenticate(req)
         if problem is not None:
             return self._deny(problem, version)

@@ -153,6 +153,9 @@ def test_whatif_lists_every_decision_that_would_change(store: Store, tmp_path: P
     engine.decide(Request("records", "DELETE", "/records/land/1", **clerk))      # deny
     engine.decide(Request("idp", "GET", "/jwks.json", time=when, risk=Risk()))  # allow, unaffected
     engine.decide(Request("idp", "GET", "/jwks.json", time=when, token="garbage"))  # pre-policy deny
+    # Refused by the canonicaliser (a front's refusal, and the engine's own): never replayed as anonymous.
+    engine.refuse(Request("idp", "GET", "/jwks.json", time=when), "2 Authorization headers; exactly one is accepted")
+    engine.decide(Request("idp", "GET", "/jwks.json%2F", time=when, risk=Risk()))
     log.flush()
 
     candidate = tmp_path / "candidate"
@@ -165,7 +168,7 @@ def test_whatif_lists_every_decision_that_would_change(store: Store, tmp_path: P
     records.write_text(text)
 
     report = whatif(store, [candidate])
-    assert report.replayed == 4 and report.skipped == 1 and report.changed == 2 and report.unchanged == 2
+    assert report.replayed == 4 and report.skipped == 3 and report.changed == 2 and report.unchanged == 2
     got = {(c.path, c.old, c.new) for c in report.changes}
     assert got == {("/records/export/2025", "would_deny", "deny"), ("/records/land/1", "deny", "allow")}
     assert report.summary()["would_deny->deny"] == 1

@@ -19,11 +19,11 @@ from typing import Any
 
 from eventstore.store import Store
 from policy.decision_log import DATASET, request_from_event
-from policy.engine import Engine
+from policy.engine import REFUSED, Engine
 from policy.request import Risk
 
 _PRE_POLICY = ("invalid token", "a token was presented", "an asserted principal", "missing request attribute",
-               "ambiguous path")
+               REFUSED, "ambiguous path")  # the last: logs written before policy.canonical
 
 
 @dataclass(frozen=True, slots=True)
