@@ -149,11 +149,53 @@ def check_regression(data: Path, cs: object) -> dict[str, object]:
             "skipped": skipped}
 
 
+def check_fields(data: Path, cs: object) -> dict[str, object]:
+    """Fields Windows rules test that no sample event carries: mapping gaps show up here.
+
+    The events are every EVTX of ``evtx-attack-samples`` and ``regression_data``, read with our
+    reader; a field "occurs" when some event has it (Windows data fields also under the names
+    the matcher resolves: spaces removed, UserData flattened). A field no event has is either a
+    channel the samples lack or a field our reader names differently (``Data`` for unnamed
+    ``<Data>`` elements was one), so each is listed with the number of rules that need it.
+    """
+    from collectors.base import read_all
+    from collectors.evtx import EvtxReader
+    from detections.sigma.matcher import INDEX_FIELDS, detection_fields
+
+    files = sorted((data.parent / "evtx-attack-samples").rglob("*.evtx")) + sorted(
+        (data / "regression_data").rglob("*.evtx"))
+    present: set[str] = set()
+    reader = EvtxReader()
+    for path in files:
+        try:
+            events = read_all(reader, path).events
+        except Exception:
+            continue
+        for e in events:
+            for key in e:
+                present.add(key)
+                if key.startswith(("winlog.event_data.", "winlog.user_data.")):
+                    present.add("winlog.event_data." + key.rsplit(".", 1)[-1].replace(" ", ""))
+    missing: Counter[str] = Counter()
+    windows = complete = 0
+    for cr in cs.base:  # type: ignore[attr-defined]
+        if cr.rule.logsource.product != "windows":
+            continue
+        windows += 1
+        fields = [f for f in detection_fields(cr) if f not in INDEX_FIELDS]
+        absent = [f for f in fields if f not in present]
+        missing.update(absent)
+        complete += not absent
+    return {"files": len(files), "fields_seen": len(present), "windows_rules": windows,
+            "rules_all_fields_seen": complete, "missing": missing}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--no-convert", action="store_true")
     ap.add_argument("--no-regression", action="store_true")
+    ap.add_argument("--fields", action="store_true", help="also list the fields rules test that no sample event has")
     args = ap.parse_args()
     if not (args.data / "rules").is_dir():
         print(f"no SigmaHQ data at {args.data}", file=sys.stderr)
@@ -191,6 +233,15 @@ def main() -> int:
         for item in reg["errors"]:  # type: ignore[attr-defined]
             print(f"    error: {item}")
         print(f"  ({len(reg['skipped'])} info.yml without an EVTX test skipped)")  # type: ignore[arg-type]
+    if args.fields:
+        fr = check_fields(args.data, res["_cs"])
+        print(f"fields: {fr['rules_all_fields_seen']} / {fr['windows_rules']} Windows rules test only fields some of "
+              f"the {fr['files']} sample EVTX files' events carry ({fr['fields_seen']} distinct fields seen)")
+        missing = fr["missing"]
+        assert isinstance(missing, Counter)
+        print(f"  {len(missing)} fields never seen, by the number of rules testing them:")
+        for name, n in missing.most_common(40):
+            print(f"    {n:5d}  {name}")
     return 0
 
 
