@@ -249,8 +249,8 @@ def register(app: typer.Typer) -> None:
         ps = load_policy_set(policy)  # fail here, with file and line, before any process starts
         check_prefix(authz_prefix)
         if not authz_prefix and admin_port is None:
-            raise typer.BadParameter("without an authz prefix, /healthz, /readyz and /v1/decide need their own "
-                                     "listener: add --admin-port PORT", param_hint="--authz-prefix")
+            raise ValueError("--authz-prefix '': without a prefix, /healthz, /readyz and /v1/decide need their own "
+                             "listener: add --admin-port PORT")
         front = load_front_config(trust, service=service)
         spill_path = spill or Path(user_data_dir("ztsoc")) / "policy-decisions.spill.jsonl"
         cfg = ServeConfig(policy=[str(p) for p in policy], store_url=url, spill=str(spill_path),
