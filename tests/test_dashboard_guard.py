@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 from dashboard_client import Client, serving
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dashboards import analysts
 from dashboards.hosts import HostAllowList, is_loopback, split_host
@@ -189,3 +191,18 @@ def test_token_commands(tmp_path: Path) -> None:
     assert soc("revoke", "ana").returncode == 0
     assert soc("revoke", "ana").returncode == 2
     assert json.loads(soc("list", "--json").stdout) == []
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.text(max_size=40), st.from_regex(r"\[?[0-9a-f:.]{0,20}\]?(:[0-9]{0,6})?", fullmatch=True),
+                 st.builds(lambda a, b: f"{a}:{b}", st.sampled_from(["127.0.0.1", "localhost", "[::1]",
+                                                                      "soc.gov.example", "evil.example"]),
+                           st.text(max_size=6))))
+def test_host_header_parsing_never_lets_a_foreign_name_in(header: str) -> None:
+    """Whatever a client writes as Host: no exception, and an allowed one names loopback or an allowed name."""
+    hosts = HostAllowList.build("127.0.0.1", ["soc.gov.example"])
+    if hosts.allows(header):
+        name = split_host(header)
+        assert name is not None
+        assert is_loopback(name) or name.rstrip(".") == "soc.gov.example", header
+        assert "evil" not in header.lower()
