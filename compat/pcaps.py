@@ -41,7 +41,7 @@ Key = tuple[str, frozenset[tuple[str, int]]]
 CAUSES: dict[str, str] = {
     "tunnel (GRE, VXLAN, Teredo, IP-in-IP...): tshark counts the inner conversation, ztsoc the outer flow":
         "gre || vxlan || teredo || ip.proto == 4 || ip.proto == 41 || gtp || geneve || erspan || l2tp || mpls",
-    "IP fragments: tshark counts a reassembled datagram once": "ip.flags.mf == 1 || ip.frag_offset > 0 || ipv6.fragment",
+    "IP fragments: reassembly policies differ (overlaps, timeouts, limits)": "ip.flags.mf == 1 || ip.frag_offset > 0 || ipv6.fragment",
     "ICMP error quoting the conversation: tshark counts the quoted header too": "icmp.type == 3 || icmp.type == 11 || icmpv6.type <= 4",
     "malformed or truncated packets: tshark and ztsoc stop dissecting at different places": "_ws.malformed || _ws.expert.severity >= error",
 }
@@ -175,9 +175,8 @@ def main() -> int:
     fragments = sum(1 for d in rep["disagree"] if "IP fragments" in d["reason"])
     if fragments:
         rest = total - fragments
-        print(f"  without the {fragments} conversations that differ in captures of IP fragments (ztsoc counts every "
-              f"fragment on the wire, tshark the reassembled datagram once): {ok}/{rest} agree "
-              f"({100.0 * ok / rest if rest else 100.0:.2f}%)")
+        print(f"  without the {fragments} conversations that differ in captures of IP fragments (both reassemble; "
+              f"overlap policies and timeouts differ): {ok}/{rest} agree ({100.0 * ok / rest if rest else 100.0:.2f}%)")
     by_reason = Counter(d["reason"] for d in rep["disagree"])
     for reason, n in by_reason.most_common():
         print(f"  {n:4d}  {reason}")

@@ -27,7 +27,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from collectors.pcap.community_id import community_id
@@ -41,10 +41,13 @@ from collectors.pcap.decode import (
     parse_ipv6,
     transport_name,
 )
+from collectors.pcap.fragments import Fragment, Limits, Reassembler, maybe_fragment, read_fragment
 from collectors.pcap.linktypes import LINKTYPES
 from collectors.pcap.reader import Problem, Record
 
 NS = 1_000_000_000
+#: the link type reassembled datagrams are fed back as (LINKTYPE_RAW)
+RAW_LINKTYPE = 101
 #: how often (capture time) closed TCP flows are looked at
 CLOSE_SWEEP = NS // 2
 #: tunnels inside tunnels are followed this deep
@@ -69,6 +72,11 @@ class MeterConfig:
     decode_apps: bool = True
     #: payload-bearing packets of an unidentified flow given to the protocol probes
     probe_packets: int = 4
+    #: IP fragment reassembly bounds (timeout, fragments per datagram, memory)
+    fragments: Limits = field(default_factory=Limits)
+    #: a reassembled datagram's bytes: "wire" (every fragment's frame) or "last" (the frame
+    #: that completed it, what ``tshark -z conv`` counts); its packets are 1 either way
+    fragment_bytes: str = "last"
 
 
 class Flow:
@@ -222,7 +230,7 @@ class FlowMeter:
         self.make_id = make_id
         self.source = source
         self.flows: dict[tuple[bytes, bytes, int, int, int], Flow] = {}
-        self.frags: dict[tuple[bytes, bytes, int, int], tuple[Flow, bool, int]] = {}
+        self.defrag = Reassembler(self._problem, self.config.fragments)
         self.events: list[Event] = []
         self.problems: list[Problem] = []
         self.stats: Counter[str] = Counter()
@@ -281,24 +289,18 @@ class FlowMeter:
                 else:
                     flags = 0
                     ps = 42
-                frag = None
                 vlan = -1
             else:
-                parsed = general(index, linktype, data)
+                parsed = general(index, linktype, data, ts, wirelen)
                 if parsed is None:
                     if len(problems) >= max_events:  # a capture of unreadable packets: hand them over too
                         self.next_index = index + 1
                         return False
                     continue
-                src, dst, proto, sport, dport, flags, ps, pe, frag, vlan = parsed
+                src, dst, proto, sport, dport, flags, ps, pe, _frag, vlan = parsed
             if ts >= next_sweep:
                 self._sweep(ts)
                 next_sweep = self._next_sweep
-            if frag is not None:
-                self.stats["ip fragments"] += 1
-                if not frag[1]:
-                    self._later_fragment(src, dst, proto, frag[0], wirelen, ts)
-                    continue
             key = (src, dst, sport, dport, proto)
             flow = get(key)
             fwd = True
@@ -324,8 +326,6 @@ class FlowMeter:
             if flags & 5 and not flow.closing and flow.closed:  # FIN or RST: closed now?
                 flow.closing = True
                 self._closing.append(flow)
-            if frag is not None:
-                self.frags[(src, dst, proto, frag[0])] = (flow, fwd, ts)
             if pe > ps and flow.probes:
                 (flow.handler or apps_payload)(flow, data[ps:pe], fwd, index, ts)
             if proto != 6 and (proto in ip_tunnels or (proto == 17 and (dport in udp_tunnels or sport in udp_tunnels))):
@@ -368,9 +368,13 @@ class FlowMeter:
         src, dst, proto, sport, dport = p[:5]
         return self.flows.get((src, dst, sport, dport, proto)) or self.flows.get((dst, src, dport, sport, proto))
 
-    def _general(self, index: int, linktype: int,
-                 data: bytes) -> tuple[bytes, bytes, int, int, int, int, int, int, Any, int] | None:
-        """Any link type, IPv6, VLANs, fragments, IP options; None (counted) when there is no flow to meter."""
+    def _general(self, index: int, linktype: int, data: bytes, ts: int = 0,
+                 wirelen: int = 0) -> tuple[bytes, bytes, int, int, int, int, int, int, Any, int] | None:
+        """Any link type, IPv6, VLANs, fragments, IP options; None (counted) when there is no flow to meter.
+
+        A fragment goes to the reassembler (:mod:`fragments`) and is not metered itself: the
+        datagram it completes, if any, is fed back as one raw IP packet.
+        """
         link = LINKTYPES.get(linktype)
         if link is None:
             self._problem(index, "unsupported link type", f"link type {linktype}")
@@ -383,6 +387,14 @@ class FlowMeter:
         if not version:
             self.non_ip += 1
             return None
+        if maybe_fragment(data, version, off):
+            frag = read_fragment(data, version, off)
+            if isinstance(frag, str):
+                self._problem(index, frag, f"{len(data)} bytes captured")
+                return None
+            if frag is not None:
+                self._fragment(index, ts, frag, wirelen, vlan)
+                return None
         p = parse_ipv4(data, off) if version == 4 else parse_ipv6(data, off)
         if isinstance(p, str):
             self._problem(index, p, f"{len(data)} bytes captured")
@@ -419,19 +431,14 @@ class FlowMeter:
         self.apps.finish(flow)
         self.events.append(self.flow_event(flow, reason))
 
-    def _later_fragment(self, src: bytes, dst: bytes, proto: int, ident: int, wirelen: int, ts: int) -> None:
-        entry = self.frags.get((src, dst, proto, ident))
-        if entry is None:
-            self.stats["fragments before their first"] += 1
-            return
-        flow, fwd, _ = entry
-        if fwd:
-            flow.opk += 1
-            flow.oby += wirelen
-        else:
-            flow.rpk += 1
-            flow.rby += wirelen
-        flow.last = ts
+    def _fragment(self, index: int, ts: int, frag: Fragment, wirelen: int, vlan: int) -> None:
+        """Hold a fragment; meter the datagram it completes as one packet (as tshark, Zeek, Suricata do)."""
+        self.stats["ip fragments"] += 1
+        done = self.defrag.add(index, ts, frag, wirelen, vlan, self._layer)
+        if done is not None:
+            self.stats["reassembled datagrams"] += 1
+            self.feed(((index, ts, RAW_LINKTYPE, done[0], done[1] if self.config.fragment_bytes == "wire"
+                        else wirelen),))
 
     def _sweep(self, ts: int) -> None:
         """Every half second of capture time: report closed TCP flows; every sweep_interval: idle ones.
@@ -458,18 +465,21 @@ class FlowMeter:
         # the active timeout is applied by the packet that crosses it (so the next part can carry on)
         for flow in [f for f in self.flows.values() if ts - f.last > idle]:
             self._end(flow, "idle-timeout")
-        if self.frags:
-            self.frags = {k: v for k, v in self.frags.items() if ts - v[2] <= 30 * NS}
+        if self.defrag.pending:
+            self.defrag.expire(ts)
 
     def flush(self) -> None:
         """End of input: report every open flow and every unanswered message."""
         for flow in list(self.flows.values()):
             self._end(flow, "tcp-close" if flow.closed else "end-of-capture")
-        self.frags.clear()
+        self.defrag.flush()
 
     def resume_index(self, next_index: int) -> int:
         """The first packet a resumed read must start from to rebuild every open flow."""
         starts = [f.first_index for f in self.flows.values()]
+        held = self.defrag.oldest_index()
+        if held is not None:
+            starts.append(held)
         return min(starts, default=next_index)
 
     def _problem(self, index: int, reason: str, detail: str) -> None:
