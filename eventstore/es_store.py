@@ -783,10 +783,23 @@ class ElasticsearchStore:
         self, query: str = "*", *, since: datetime | None = None, until: datetime | None = None,
         index: Index = "events", fields: Sequence[str] | None = None, batch_size: int = 5000,
     ) -> Iterator[Doc]:
+        return self._scan(query, self._query(query, since, until), index, fields, batch_size)
+
+    def scan_dsl(
+        self, dsl: Mapping[str, Any], *, since: datetime | None = None, until: datetime | None = None,
+        fields: Sequence[str] | None = None, batch_size: int = 5000,
+    ) -> Iterator[Doc]:
+        """``scan`` for a query-DSL clause instead of a query string: Sigma rules, whose keyword
+        comparisons need ``case_insensitive`` (``detections.sigma.es_dsl``)."""
+        window = self._query("", since, until)
+        filters = [dict(dsl), *window.get("bool", {}).get("filter", [])]
+        return self._scan("", {"bool": {"filter": filters}}, "events", fields, batch_size)
+
+    def _scan(self, query: str, body_query: dict[str, Any], index: Index, fields: Sequence[str] | None,
+              batch_size: int) -> Iterator[Doc]:
         sort_spec = [{"@timestamp": {"order": "asc", "unmapped_type": "date"}},
                      {"event.id": {"order": "asc", "unmapped_type": "keyword"}}]
         source: Any = {"includes": list(fields)} if fields else True
-        body_query = self._query(query, since, until)
         size = max(1, min(batch_size, _MAX_WINDOW))
         after: list[Any] | None = None
         while True:

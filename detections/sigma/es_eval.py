@@ -1,22 +1,22 @@
-"""Sigma on Elasticsearch: pySigma's Lucene queries run in the cluster, correlation on the hits.
+"""Sigma on Elasticsearch: the selection runs in the cluster, correlation on the hits.
 
-Each base rule is converted once by pySigma's Elasticsearch backend (``LuceneBackend``) with
-our pipeline, and run over the look-back window with ``Store.scan`` (a point-in-time
-search, streamed): Elasticsearch does the selection over the whole store. The hits are then
-merged in time order and fed to the same :class:`~detections.sigma.engine.Evaluation` as the
-embedded store, so correlation (sliding windows, distinct values) and alert building are
-one implementation for both backends.
+Each base rule becomes a query-DSL clause (``es_dsl``: keyword comparisons with
+``case_insensitive``, as Sigma compares, ``|cased`` honoured) and runs over the look-back
+window with ``scan_dsl`` (streamed, ``search_after``): Elasticsearch does the selection over
+the whole store. The hits are then merged in time order and fed to the same
+:class:`~detections.sigma.engine.Evaluation` as the embedded store, so correlation (sliding
+windows, distinct values) and alert building are one implementation for both backends.
 
 Two honest adjustments:
 
-- every hit is confirmed with the rule's compiled predicate, because Lucene over keyword
-  fields is case-sensitive and Sigma is not: a hit the predicate rejects is dropped, so
-  Elasticsearch never reports more than the embedded engine would;
-- a rule the backend cannot convert (e.g. ``|hour`` timestamp parts, field references), or whose
-  regular expression uses what Lucene lacks (anchors, lookaround, ``\\d``: Elasticsearch would take
-  them literally and silently match nothing), or whose query Elasticsearch refuses, runs as a
-  query for its mandatory fields (its dataset / channel / event code) confirmed by the
-  predicate, instead of being skipped.
+- every hit is confirmed with the rule's compiled predicate; the query is built to select a
+  superset of what the predicate accepts (``es_dsl`` explains how), so both stores raise the
+  same alerts (``tests/test_detect_both_stores.py``, ``compat/sigma_both_stores.py``);
+- a rule whose query Elasticsearch refuses runs as a query for its mandatory fields (its
+  dataset / channel / event code) confirmed by the predicate, instead of being skipped.
+
+pySigma's Lucene conversion (``convert``) is kept for ``soc rules`` (what an analyst pastes
+into Kibana) and for stores that take only query strings.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from typing import Any
 from sigma.rule import SigmaRule
 
 from detections.sigma.engine import CompiledSet, epoch
+from detections.sigma.es_dsl import rule_query
 from detections.sigma.matcher import CompiledRule, EventView
 from eventstore.errors import StoreError
 from eventstore.store import Doc, Store
@@ -123,18 +124,33 @@ def _unconvertible(cr: CompiledRule) -> str:
     return ""
 
 
-def _scan(store: Store, cr: CompiledRule, q: RuleQuery, since: datetime | None,
+def dsl_queries(cs: CompiledSet) -> dict[str, dict[str, Any]]:
+    """Every base rule as query DSL (``es_dsl``: case-insensitive, a superset of the predicate's
+    matches); cached on the compiled set. No pySigma conversion is involved: it walks the trees
+    the pipeline already produced for the embedded engine."""
+    cached: dict[str, dict[str, Any]] | None = getattr(cs, "_dsl", None)
+    if cached is None:
+        cached = {cr.key: rule_query([c.parsed for c in cr.rule.detection.parsed_condition]) for cr in cs.base}
+        cs._dsl = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def _scan(store: Store, cr: CompiledRule, query: str | dict[str, Any], since: datetime | None,
           until: datetime | None) -> Iterator[Doc]:
     """The rule's query; if Elasticsearch refuses it (a regex Lucene cannot parse...), its mandatory fields."""
     from eventstore.errors import QuerySyntaxError, StoreUnavailable
 
+    native = not isinstance(query, str) or query != fallback_query(cr)
     try:
-        yield from store.scan(q.query, since=since, until=until)
+        if isinstance(query, str):
+            yield from store.scan(query, since=since, until=until)
+        else:
+            yield from store.scan_dsl(query, since=since, until=until)  # type: ignore[attr-defined]
         return
     except StoreUnavailable:
         raise
     except (QuerySyntaxError, StoreError) as exc:
-        if not q.native:
+        if not native:
             log.warning("rule %s: query refused by the store (%s); skipped this run", cr.key, exc)
             return
         log.warning("rule %s: query refused by the store (%s); using its mandatory fields", cr.key, exc)
@@ -143,8 +159,15 @@ def _scan(store: Store, cr: CompiledRule, q: RuleQuery, since: datetime | None,
 
 def stream_matches(store: Store, cs: CompiledSet, since: datetime | None, until: datetime | None,
                    pipeline: str = "ztsoc") -> Iterator[tuple[Doc, list[CompiledRule]]]:
-    """Events matched by any rule in ``[since, until)``, oldest first, each with its rules."""
-    queries = convert(cs, pipeline)
+    """Events matched by any rule in ``[since, until)``, oldest first, each with its rules.
+
+    A store that takes query DSL (``scan_dsl``: Elasticsearch) gets ``es_dsl``'s case-insensitive
+    queries; otherwise pySigma's Lucene query strings."""
+    queries: dict[str, str | dict[str, Any]]
+    if hasattr(store, "scan_dsl"):
+        queries = dict(dsl_queries(cs))
+    else:
+        queries = {key: q.query for key, q in convert(cs, pipeline).items()}
     found: dict[str, tuple[float, Doc, list[CompiledRule]]] = {}
     for cr in cs.base:
         q = queries.get(cr.key)
