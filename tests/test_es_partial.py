@@ -41,11 +41,13 @@ def es() -> Iterator[ElasticsearchStore]:
 
 
 def test_a_shard_refusing_the_query_is_an_error(es: ElasticsearchStore) -> None:
-    es.write_events([_event(i, "2026-01") for i in range(5)] + [_event(i, "2026-02") for i in range(5)])
-    es.count()  # refresh: both monthly indices exist now
-    es._es.indices.put_settings(index=f"{es.prefix}-events-2026.01", settings={"index.max_regex_length": 4})
+    es.write_events([_event(i, "2026-01") for i in range(5)])
+    es._es.indices.rollover(alias=es._events_alias)  # a second event index, as a size/age rollover makes
+    es.write_events([_event(i, "2026-02") for i in range(5)])
+    assert es.count() == 10
+    es._es.indices.put_settings(index=f"{es.prefix}-events-000001", settings={"index.max_regex_length": 4})
     query = "user.name:/user[0-9]+/"
-    with pytest.raises(PartialAnswer, match=r"1 of 2 shards failed \(index .*-events-2026.01\).*max_regex_length"):
+    with pytest.raises(PartialAnswer, match=r"1 of 2 shards failed \(index .*-events-000001\).*max_regex_length"):
         es.search(query)
     with pytest.raises(PartialAnswer, match="1 of 2 shards failed"):
         es.count(query)
@@ -65,7 +67,7 @@ def test_a_shard_refusing_the_query_is_an_error(es: ElasticsearchStore) -> None:
 
 def test_a_partial_aggregation_is_an_error(es: ElasticsearchStore) -> None:
     es.write_events([_event(i, "2026-03") for i in range(6)])
-    other = f"{es.prefix}-events-1999.01"  # made by another writer: user.name is text there
+    other = f"{es.prefix}-events-1999.01"  # a monthly index of an older writer: user.name is text there
     es._es.indices.create(index=other, mappings={"properties": {"user": {"properties": {"name": {"type": "text"}}}}})
     es._es.index(index=other, id="x", document={"event.id": "x", "@timestamp": "1999-01-05T00:00:00Z",
                                                  "user.name": "someone"}, refresh=True)
