@@ -181,10 +181,11 @@ def _validator() -> Any:
 
 
 def _schema_issues(doc: Any, lines: dict[Path_, int], file: str) -> list[Issue]:
+    from policy.schema_messages import admin_message
+
     issues = []
     for err in sorted(_validator().iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
-        where = "/".join(str(p) for p in err.absolute_path) or "(top)"
-        issues.append(Issue(file, line_of(lines, err.absolute_path), f"{where}: {err.message}"))
+        issues.append(Issue(file, line_of(lines, err.absolute_path), admin_message(doc, err)))
     return issues
 
 

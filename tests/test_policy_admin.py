@@ -46,7 +46,8 @@ def test_failing_case_reports_expected_and_got(tmp_path: Path) -> None:
     results, issues = run_cases(tmp_path / "cases.yaml")
     assert issues == []
     assert [r.passed for r in results] == [True, False, False, False]
-    assert results[1].problem == "expected allow, got deny" and results[1].line == 6
+    assert results[1].problem.startswith("expected allow, got deny: ") and results[1].line == 6
+    assert "t/a (" in results[1].problem and "failed on method" in results[1].problem
     assert "bad request" in results[2].problem
     assert "expected rule t/b" in results[3].problem
 
@@ -187,3 +188,75 @@ def test_lint_warns_about_paths_no_canonical_request_has(tmp_path: Path) -> None
     assert any("'/x/./y' can never match" in m for m in messages)
     assert any("'/admin./x' can never match" in m for m in messages)
     assert not any("/ok/" in m or "/fine/" in m for m in messages)
+
+
+def test_unknown_keys_in_cases_are_refused_with_their_line(tmp_path: Path) -> None:
+    _policy(tmp_path, "  - name: a\n    effect: allow\n    destination: {services: [s], methods: [GET]}\n")
+    (tmp_path / "cases.yaml").write_text(
+        "polices: .\n"
+        "cases:\n"
+        "  - name: misspelt\n    request: {service: s, method: GET, path: /, principle: bob}\n    expect: allow\n"
+        "  - name: time beside the request\n    request: {service: s, method: GET, path: /}\n"
+        "    time: '2026-03-04T05:00:00Z'\n    expect: allow\n"
+        "  - name: typo\n    request: {service: s, method: GET, path: /}\n    expct: deny\n")
+    results, issues = run_cases(tmp_path / "cases.yaml")
+    assert results == []
+    got = [(i.line, i.message) for i in issues]
+    assert (1, "unknown key 'polices' (did you mean 'policies'?) (a cases file has: policies, cases)") in got
+    assert (4, "case 'misspelt': unknown request key 'principle' (did you mean 'principal'?)") in got
+    assert (8, "case 'time beside the request': unknown key 'time' (it belongs under request:)") in got
+    assert (12, "case 'typo': unknown key 'expct' (did you mean 'expect'?)") in got
+
+
+def test_a_failing_case_names_the_condition(tmp_path: Path) -> None:
+    (tmp_path / "cases.yaml").write_text(
+        f"policies: {EXAMPLES}\n"
+        "cases:\n"
+        "  - name: clerk at night, wrongly expected allowed\n"
+        "    request: {service: records, method: PUT, path: /records/land/parcel-77, principal: clerk-17,\n"
+        "              roles: [clerk], groups: [records-office], source_ip: 10.20.3.4, time: '2026-03-04T05:00:00Z'}\n"
+        "    expect: allow\n"
+        "  - name: delete, wrongly expected allowed by the clerks rule\n"
+        "    request: {service: records, method: DELETE, path: /records/x, principal: clerk-17, roles: [clerk],\n"
+        "              groups: [records-office], source_ip: 10.20.3.4, time: '2026-03-04T15:00:00Z'}\n"
+        "    expect: allow\n"
+        "  - name: home page, wrongly expected denied\n"
+        "    request: {service: citizen-portal, method: GET, path: /}\n"
+        "    expect: deny\n")
+    results, issues = run_cases(tmp_path / "cases.yaml")
+    assert issues == [] and not any(r.passed for r in results)
+    night, delete, home = (r.problem for r in results)
+    assert night.startswith("expected allow, got deny: no allow rule matched; closest: ") and "failed on time" in night
+    assert "denied by records/no-deletes" in delete
+    assert home.startswith("expected deny, got allow: allowed by citizen-portal/public-pages")
+
+
+def test_coverage_lists_rules_no_case_matched(tmp_path: Path) -> None:
+    from policy.admin.testcases import run_cases_with_engine, uncovered_rules
+
+    _policy(tmp_path, "  - name: a\n    effect: allow\n    destination: {services: [s], methods: [GET]}\n"
+                      "  - name: b\n    effect: deny\n    destination: {services: [s], methods: [DELETE]}\n"
+                      "  - name: c\n    effect: allow\n    destination: {services: [s], methods: [POST]}\n")
+    (tmp_path / "cases.yaml").write_text(
+        "cases:\n  - name: get\n    request: {service: s, method: GET, path: /}\n    expect: allow\n"
+        "  - name: delete\n    request: {service: s, method: DELETE, path: /}\n    expect: deny\n")
+    results, issues, engine = run_cases_with_engine(tmp_path / "cases.yaml")
+    assert issues == [] and engine is not None and all(r.passed for r in results)
+    assert [rule for rule, _ in uncovered_rules(engine, results)] == ["t/c"]
+
+
+def test_offline_tools_share_one_missing_risk_rule() -> None:
+    """decide/explain without store risk and test decide the same request the same way."""
+    from policy.admin.explain import explain
+    from policy.admin.offline import offline_request
+    from policy.engine import build_engine
+
+    engine = build_engine([EXAMPLES])
+    data = {"service": "citizen-portal", "method": "GET", "path": "/", "principal": "resident-4411"}
+    # No risk source and none given: no open alerts (the baseline's critical-risk deny does not fail closed).
+    assert engine.decide(offline_request(data, store_risk=False)).allow
+    assert explain(engine, offline_request(data, store_risk=False)).decision.allow
+    risky = {**data, "risk": {"open_alerts": 1, "max_level": "critical"}}
+    assert not engine.decide(offline_request(risky, store_risk=False)).allow
+    # With the store as the source and the store unreadable, the server's rule holds: fail closed.
+    assert offline_request(data, store_risk=True).risk is None

@@ -63,7 +63,38 @@ def test_failing_case_exits_1(soc: Run, tmp_path: Path) -> None:
                      f"path: /jwks.json}}\n    expect: deny\n")
     r = soc("policy", "test", str(cases), "--json")
     assert r.exit_code == 1
-    assert json.loads(r.output)[0]["problem"] == "expected deny, got allow"
+    problem = json.loads(r.output)[0]["problem"]
+    assert problem.startswith("expected deny, got allow: allowed by identity-provider/discovery-and-keys")
+    r = soc("policy", "test", str(cases), "--coverage")
+    assert r.exit_code == 1 and "no case matched:" in r.output and "records/no-deletes" in r.output
+
+
+def test_no_store_risk_decides_as_policy_test_does(soc: Run, tmp_path: Path) -> None:
+    """One missing-risk rule: without store risk the caller has no open alerts, as in ``soc policy test``."""
+    req = tmp_path / "req.json"
+    req.write_text(json.dumps({"service": "citizen-portal", "method": "GET", "path": "/", "principal": "r-1"}))
+    r = soc("policy", "decide", str(req), "-p", str(EXAMPLES), "--no-store-risk")
+    assert r.exit_code == 0 and json.loads(r.output)[0]["allow"] is True, r.output
+    r = soc("policy", "explain", str(req), "-p", str(EXAMPLES), "--no-store-risk")
+    assert r.exit_code == 0 and r.output.startswith("ALLOW"), r.output
+    cases = tmp_path / "cases.yaml"
+    cases.write_text(f"policies: {EXAMPLES}\ncases:\n  - name: same\n    request: {req.read_text()}\n"
+                     "    expect: allow\n")
+    assert soc("policy", "test", str(cases)).exit_code == 0
+
+
+def test_lint_piped_prints_one_line_per_finding(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: ztsoc/v1\nkind: Policy\nname: x\nrules:\n  - name: office-hours-for-the-clerks\n"
+                   "    effect: allow\n    destination: {services: [records], methods: [GETT]}\n"
+                   "    when: {time: {from: 9am, to: '17:00'}}\n")
+    soc = str(Path(sys.executable).with_name("soc"))
+    out = subprocess.run([soc, "policy", "lint", str(bad)], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "COLUMNS": "80"})
+    lines = out.stdout.splitlines()
+    assert out.returncode == 1 and len(lines) == 2, out.stdout
+    assert all(line.startswith(f"{bad}:") for line in lines)
+    assert any("use HH:MM" in line for line in lines)
 
 
 def test_decide_explain_and_log(soc: Run, sqlite_store: Store, tmp_path: Path) -> None:

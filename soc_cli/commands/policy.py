@@ -82,7 +82,7 @@ def register(app: typer.Typer) -> None:
             for i in issues:
                 console.print(Text.assemble(safe(f"{i.file}:{i.line}: "),
                                             (visible(i.severity), "red" if i.severity == "error" else "yellow"),
-                                            ": ", safe(i.message)), highlight=False)
+                                            ": ", safe(i.message)), highlight=False, soft_wrap=True)
             if not issues:
                 console.print("no problems found")
         if any(i.severity == "error" for i in issues) or (strict and issues):
@@ -94,24 +94,35 @@ def register(app: typer.Typer) -> None:
         policy: list[Path] = typer.Option(None, "--policy", "-p", help="override the cases file's policies"),
         as_json: bool = typer.Option(False, "--json"),
         ndjson: bool = typer.Option(False, "--ndjson"),
+        coverage: bool = typer.Option(False, "--coverage", help="also list the rules no case's request matched"),
     ) -> None:
         """Run request -> expected-decision cases against the policies (like opa test)."""
-        from policy.admin.testcases import run_cases
+        from policy.admin.testcases import run_cases_with_engine, uncovered_rules
 
-        results, issues = run_cases(cases, policy or None)
+        results, issues, engine = run_cases_with_engine(cases, policy or None)
         for i in issues:
-            err_console.print(f"[red]error:[/] {esc(i)}", highlight=False)
-        if issues:
+            err_console.print(f"[red]error:[/] {esc(i)}", highlight=False, soft_wrap=True)
+        if issues or engine is None:
             raise SystemExit(2)
+        uncovered = uncovered_rules(engine, results) if coverage else []
         if as_json or ndjson:
-            emit_json([r.to_dict() for r in results], ndjson=ndjson)
+            rows = [r.to_dict() for r in results]
+            if coverage:
+                rows += [{"uncovered_rule": rule, "where": where} for rule, where in uncovered]
+            emit_json(rows, ndjson=ndjson)
         else:
             for r in results:
-                extra = "" if r.passed else f"  {r.problem}; reasons: {'; '.join(r.reasons)}"
+                extra = "" if r.passed else f"  {r.problem}"
                 console.print(f"{'[green]PASS[/]' if r.passed else '[red]FAIL[/]'} "
-                              f"{esc(f'{cases}:{r.line} {r.name}{extra}')}", highlight=False)
+                              f"{esc(f'{cases}:{r.line} {r.name}{extra}')}", highlight=False, soft_wrap=True)
             failed = sum(not r.passed for r in results)
             console.print(f"{len(results) - failed:d}/{len(results):d} passed")
+            if coverage:
+                total = len(engine.policy.rules)
+                console.print(f"coverage: {total - len(uncovered)}/{total} rules matched by a case"
+                              + ("; no case matched:" if uncovered else ""), highlight=False)
+                for rule, where in uncovered:
+                    console.print(safe(f"  {rule}  ({where})"), highlight=False, soft_wrap=True)
         if any(not r.passed for r in results):
             raise SystemExit(1)
 
@@ -120,16 +131,19 @@ def register(app: typer.Typer) -> None:
         request: str = typer.Argument(..., help="REQUEST.json (or - for stdin)"),
         policy: list[Path] = PolicyOption,
         trust: Path = TrustOption,
-        no_risk: bool = typer.Option(False, "--no-store-risk", help="do not read open alerts from the store"),
+        no_risk: bool = typer.Option(False, "--no-store-risk",
+                                     help="do not read open alerts from the store: the caller has none unless the "
+                                          "request gives 'risk' (as in soc policy test)"),
         as_json: bool = typer.Option(False, "--json"),
         store: str = StoreOption,
     ) -> None:
         """Every rule: matched or not, and which condition failed; the decision and its reasons."""
-        from policy.admin.explain import explain_request
+        from policy.admin.explain import explain
+        from policy.admin.offline import offline_request
 
         data = _read_json(request)
         engine = _engine(policy, trust, store, with_risk=not no_risk and "risk" not in data)
-        ex = explain_request(engine, data)
+        ex = explain(engine, offline_request(data, store_risk=not no_risk))
         if as_json:
             emit_json([ex.to_dict()])
             return
@@ -149,16 +163,18 @@ def register(app: typer.Typer) -> None:
         policy: list[Path] = PolicyOption,
         trust: Path = TrustOption,
         log: bool = typer.Option(False, "--log", help="record the decision in the store"),
-        no_risk: bool = typer.Option(False, "--no-store-risk", help="do not read open alerts from the store"),
+        no_risk: bool = typer.Option(False, "--no-store-risk",
+                                     help="do not read open alerts from the store: the caller has none unless the "
+                                          "request gives 'risk' (as in soc policy test)"),
         store: str = StoreOption,
     ) -> None:
         """Decide one request and print the decision as JSON; exit 1 when denied."""
+        from policy.admin.offline import offline_request
         from policy.decision_log import decision_event
-        from policy.request import Request
 
         data = _read_json(request)
         engine = _engine(policy, trust, store, with_risk=not no_risk and "risk" not in data)
-        req = Request.from_dict(data)
+        req = offline_request(data, store_risk=not no_risk)
         d = engine.decide(req)
         if log:
             result = use_store(store).write_events([decision_event(req, d)])
