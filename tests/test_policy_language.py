@@ -54,13 +54,13 @@ def test_rule_fields_are_parsed() -> None:
 
 
 @pytest.mark.parametrize(("text", "line", "message"), [
-    (GOOD.replace("effect: allow", "effect: permit"), 6, "'permit' is not one of"),
-    (GOOD.replace("methods: [GET]", "methods: [get]"), 8, "'get' is not one of"),
-    (GOOD.replace("max_open_alerts: 2", "max_open_alerts: -1"), 12, "less than the minimum"),
-    (GOOD.replace("    effect: allow\n", "    effect: allow\n    colour: blue\n"), 5, "'colour' was unexpected"),
+    (GOOD.replace("effect: allow", "effect: permit"), 6, "'permit' is not allowed here: use one of allow, deny"),
+    (GOOD.replace("methods: [GET]", "methods: [get]"), 8, "'get' is not allowed here: use one of GET"),
+    (GOOD.replace("max_open_alerts: 2", "max_open_alerts: -1"), 12, "-1 is too small: at least 0"),
+    (GOOD.replace("    effect: allow\n", "    effect: allow\n    colour: blue\n"), 5, "unknown key 'colour'"),
     (GOOD.replace("10.0.0.0/8", "10.0.0.300/8"), 7, "bad CIDR"),
     (GOOD.replace("America/Regina", "Mars/Olympus"), 11, "unknown timezone"),
-    (GOOD.replace('from: "22:00"', 'from: "25:00"'), 11, "does not match"),
+    (GOOD.replace('from: "22:00"', 'from: "25:00"'), 11, "'25:00': use HH:MM"),
     (GOOD + "  - name: read\n    effect: deny\n", 13, "already used at line 5"),
     (GOOD.replace("kind: Policy\n", "kind: Policy\nkind: Policy\n"), 3, "duplicate key 'kind'"),
     ("apiVersion: ztsoc/v1\nkind: Policy\nname: x\nrules: [\n", 5, "YAML syntax"),
