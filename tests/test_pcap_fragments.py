@@ -24,7 +24,7 @@ from collectors.base import read_all, read_resumed
 from collectors.pcap.collector import PcapReader
 from collectors.pcap.flows import FlowMeter, MeterConfig
 from collectors.pcap.fragments import Limits, Reassembler, read_fragment
-from tests.pcapkit import C6, S6, C, S, eth, tcp_session, timed, write
+from tests.pcapkit import C6, S6, C, S, eth, tcp_session, timed, vlan, write
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,6 +56,12 @@ def test_a_fragmented_datagram_is_one_packet_of_its_flow() -> None:
     assert (f["network.packets"], f["destination.port"], f["source.port"]) == (1, 7001, 7000)
     assert f["network.bytes"] == len(frags[-1])  # the frame that completed it, as tshark -z conv counts
     assert m.stats["ip fragments"] == 4 and m.stats["reassembled datagrams"] == 1 and m.problems == []
+
+
+def test_a_reassembled_datagram_keeps_its_vlan() -> None:
+    frags = [vlan(42) / f for f in fragment(big_udp(), fragsize=1000)]
+    [f] = flows(meter(timed(frags)))
+    assert (f["network.vlan.id"], f["network.packets"], f["destination.port"]) == ("42", 1, 7001)
 
 
 def test_wire_bytes_on_request() -> None:

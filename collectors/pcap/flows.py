@@ -231,6 +231,7 @@ class FlowMeter:
         self.source = source
         self.flows: dict[tuple[bytes, bytes, int, int, int], Flow] = {}
         self.defrag = Reassembler(self._problem, self.config.fragments)
+        self._held_vlan = -1
         self.events: list[Event] = []
         self.problems: list[Problem] = []
         self.stats: Counter[str] = Counter()
@@ -384,6 +385,8 @@ class FlowMeter:
             self._problem(index, "truncated link-layer header", f"{len(data)} bytes")
             return None
         version, off, vlan = l3
+        if self._held_vlan >= 0 and linktype == RAW_LINKTYPE:
+            vlan, self._held_vlan = self._held_vlan, -1
         if not version:
             self.non_ip += 1
             return None
@@ -437,8 +440,12 @@ class FlowMeter:
         done = self.defrag.add(index, ts, frag, wirelen, vlan, self._layer)
         if done is not None:
             self.stats["reassembled datagrams"] += 1
-            self.feed(((index, ts, RAW_LINKTYPE, done[0], done[1] if self.config.fragment_bytes == "wire"
-                        else wirelen),))
+            self._held_vlan = vlan  # the raw datagram has no link layer: its fragments' VLAN, once
+            try:
+                self.feed(((index, ts, RAW_LINKTYPE, done[0], done[1] if self.config.fragment_bytes == "wire"
+                            else wirelen),))
+            finally:
+                self._held_vlan = -1
 
     def _sweep(self, ts: int) -> None:
         """Every half second of capture time: report closed TCP flows; every sweep_interval: idle ones.
