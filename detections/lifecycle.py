@@ -285,15 +285,7 @@ def validate_ids(ids: Iterable[str]) -> list[str]:
 
 
 def find_alert(store: Store, id_or_prefix: str) -> Doc:
-    """The alert with this id, or the only one whose id starts with it (ids are long hashes)."""
-    text = id_or_prefix.strip()
-    alert = store.get_alert(text)
-    if alert is not None:
-        return alert
-    if len(text) >= 4 and all(c.isalnum() or c in "-_" for c in text):
-        hits = store.search(f"event.id:{text}*", index="alerts", limit=2, fields=["event.id"]).hits
-        if len(hits) == 1:
-            return _get(store, str(hits[0]["event.id"]))
-        if len(hits) > 1:
-            raise ValueError(f"alert id prefix {text!r} is ambiguous: give more characters")
-    raise AlertNotFound(f"no alert with id {text!r}")
+    """The alert with this id, or the only one whose id starts with it (``eventstore.ids``)."""
+    from eventstore.ids import resolve_id
+
+    return _get(store, resolve_id(store, id_or_prefix, "alerts"))

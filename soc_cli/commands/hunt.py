@@ -6,8 +6,9 @@ import json
 
 import typer
 
+from eventstore.timeutil import to_iso
 from soc_cli.context import StoreOption, since_option, use_store
-from soc_cli.output import console, emit
+from soc_cli.output import console, emit, emit_json, err_console, safe
 
 DEFAULT_FIELDS = ("@timestamp", "event.dataset", "event.action", "source.ip", "destination.ip", "user.name", "message")
 
@@ -16,32 +17,50 @@ def register(app: typer.Typer) -> None:
     @app.command("hunt")
     def hunt(
         query: str = typer.Argument("*", help="Lucene query string, e.g. 'event.outcome:failure AND user.name:root'"),
-        since: str = typer.Option("24h", "--since", help="15m, 24h, 7d or an ISO time"),
+        since: str = typer.Option("24h", "--since", help="15m, 24h, 7d, an ISO time, or 'all' (no lower bound)"),
         until: str = typer.Option(None, "--until"),
         fields: str = typer.Option(None, "--fields", help="comma-separated ECS fields to show"),
         limit: int = typer.Option(50, "--limit"),
+        everything: bool = typer.Option(False, "--all", help="every match, streamed (no --limit)"),
         oldest_first: bool = typer.Option(False, "--oldest-first"),
         alerts: bool = typer.Option(False, "--alerts", help="search the alerts instead of the events"),
         as_json: bool = typer.Option(False, "--json"),
         ndjson: bool = typer.Option(False, "--ndjson"),
         store: str = StoreOption,
     ) -> None:
-        """Search events with a query string over a time range."""
+        """Search events with a query string over a time range; says so whenever it shows fewer than all."""
         columns = [f.strip() for f in fields.split(",")] if fields else list(DEFAULT_FIELDS)
-        result = use_store(store).search(
-            query, since=since_option(since), until=since_option(until), index="alerts" if alerts else "events",
-            descending=not oldest_first, limit=limit, fields=columns if fields else None,
-        )
-        emit(result.hits, columns, as_json=as_json, ndjson=ndjson,
-             title=f"{len(result.hits)} of {result.total:,} matching {query!r}")
+        start = None if since.strip().lower() == "all" else since_option(since)
+        end = since_option(until)
+        index = "alerts" if alerts else "events"
+        window = f"from {to_iso(start) if start else 'the start'} to {to_iso(end) if end else 'now'}"
+        st = use_store(store)
+        if everything:  # oldest first: the store streams in that order, whatever the size
+            if ndjson:
+                emit_json(st.scan(query, since=start, until=end, index=index, fields=columns if fields else None),
+                          ndjson=True)
+                return
+            hits = list(st.scan(query, since=start, until=end, index=index, fields=columns if fields else None))
+            emit(hits, columns, as_json=as_json, ndjson=False, title=f"all {len(hits):,} matching {query!r} {window}")
+            return
+        result = st.search(query, since=start, until=end, index=index,
+                           descending=not oldest_first, limit=limit, fields=columns if fields else None)
+        shown = f"showing {len(result.hits):,} of {result.total:,} matching {query!r} {window}"
+        emit(result.hits, columns, as_json=as_json, ndjson=ndjson, title=shown)
+        if as_json or ndjson:  # the table's title says it; a script's reader is told on stderr
+            err_console.print(safe(shown + (" (--limit N or --all for more)" if len(result.hits) < result.total
+                                            else "")), highlight=False)
+        elif len(result.hits) < result.total:
+            err_console.print(safe(f"{result.total - len(result.hits):,} more: --limit N or --all"), highlight=False)
 
     events = typer.Typer(help="Single events.", no_args_is_help=True)
     app.add_typer(events, name="events")
 
     @events.command("show")
-    def show(event_id: str, store: str = StoreOption) -> None:
+    def show(event_id: str = typer.Argument(..., metavar="ID", help="event id (or a unique prefix of it)"),
+             store: str = StoreOption) -> None:
         """The whole stored document of one event."""
-        doc = use_store(store).get_event(event_id)
-        if doc is None:
-            raise ValueError(f"no event with event.id {event_id!r}")
+        from eventstore.ids import find_event
+
+        doc = find_event(use_store(store), event_id)
         console.print_json(json.dumps(doc, default=str))

@@ -118,16 +118,16 @@ def register(app: typer.Typer) -> None:
 
     @ml.command("explain")
     def explain(
-        alert_id: str = typer.Argument(..., help="the alert's event.id"),
+        alert_id: str = typer.Argument(..., metavar="ID", help="alert id (or a unique prefix of it)"),
         as_json: bool = typer.Option(False, "--json"),
         store: str = StoreOption,
     ) -> None:
         """Why an anomaly alert fired: each driving feature against its baseline."""
+        from detections.lifecycle import find_alert
         from detections.ml.scoring import explanation_rows
 
-        alert = use_store(store).get_alert(alert_id)
-        if alert is None:
-            raise ValueError(f"no alert with event.id {alert_id!r}")
+        alert = find_alert(use_store(store), alert_id)
+        alert_id = str(alert["event.id"])
         rows = explanation_rows(alert)
         if not rows:
             raise ValueError(f"alert {alert_id} ({alert.get('rule.id')}) is not an anomaly alert: no explanation")

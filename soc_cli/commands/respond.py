@@ -13,7 +13,7 @@ from soc_cli.output import console, safe
 def register(app: typer.Typer) -> None:
     @app.command("respond")
     def respond(
-        alert_id: str,
+        alert_id: str = typer.Argument(..., metavar="ID", help="alert id (or a unique prefix of it)"),
         playbook: str = typer.Option(None, "--playbook", help="playbook id or name, when several match"),
         answers: str = typer.Option(None, "--answers",
                                     help="non-interactive: comma-separated answers in step order (done/skipped, yes/no)"),
@@ -23,13 +23,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Follow the response playbook linked to the alert's ATT&CK techniques, step by step."""
 
+        from detections.lifecycle import find_alert
         from eventstore.store import AlertChange
         from playbooks.response import Step, playbooks_for, walk
 
         s = use_store(store)
-        alert = s.get_alert(alert_id)
-        if alert is None:
-            raise ValueError(f"no alert {alert_id!r}")
+        alert = find_alert(s, alert_id)
+        alert_id = str(alert["event.id"])
         matching = playbooks_for(alert, folders or [])
         if list_only or not matching:
             if not matching:
