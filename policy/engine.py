@@ -13,13 +13,14 @@ refused with its problems while the old one keeps deciding.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 import os
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -61,6 +62,23 @@ def new_decision_id() -> str:
     return f"{_PREFIX}{next(_COUNTER):010x}"
 
 
+def request_decision_id(req: Request) -> str:
+    """The id of a decision on a request that carries its own time (generated or replayed calls).
+
+    Derived from the request (caller, token, service, method, path, source, time), so deciding
+    the same calls again (``soc demo`` rerun, an exercise regenerated) stores nothing new; live
+    requests have no time of their own and keep unique ids (``new_decision_id``).
+    """
+    # the token's claims (its payload segment), not its signature: ES256 signs randomly, and a
+    # regenerated key signs the same claims again
+    parts = req.token.split(".") if req.token else []
+    claims = parts[1] if len(parts) == 3 else (req.token or "")
+    token = hashlib.sha256(claims.encode("utf-8", "surrogatepass")).hexdigest()[:16] if claims else ""
+    when = req.time.isoformat() if req.time is not None else ""
+    key = "\x1f".join((req.principal or "", token, req.service, req.method, req.path, req.source_ip or "", when))
+    return "dec-" + hashlib.sha1(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 @dataclass
 class Engine:
     policy: CompiledPolicy
@@ -96,6 +114,8 @@ class Engine:
         except Exception as exc:  # fail closed, whatever went wrong
             log.exception("policy decision failed")
             decision = self._deny(f"internal error: {type(exc).__name__}: {exc}", self.policy.version)
+        if req.time is not None:
+            decision = replace(decision, decision_id=request_decision_id(req))
         if self.sink is not None:
             self.sink.submit(req, decision)
         return decision

@@ -43,3 +43,21 @@ def test_a_token_from_an_unknown_key_is_denied(sqlite_store: Store, tmp_path: Pa
     decision = engine.decide(Request(service="records", method="GET", path=call.path, token=token,
                                      source_ip=call.source_ip))
     assert not decision.allow and "invalid token" in decision.reason
+
+
+def test_deciding_the_same_calls_again_stores_nothing_new(sqlite_store: Store, tmp_path: Path) -> None:
+    """A rerun of the demo (new process, new signing key) derives the same decision ids from the calls."""
+    a = generate(tmp_path / "day", seed=7, end=END, flows=2, logins=1, service_calls=40)
+    first = send_calls(sqlite_store, a.calls, tmp_path / "pdp1")
+    again = send_calls(sqlite_store, a.calls, tmp_path / "pdp2")  # another key, other signatures
+    assert first.calls == again.calls == len(a.calls) > 0
+    assert sqlite_store.count("event.dataset:policy.decision") == len(a.calls)
+    from policy.engine import Engine, request_decision_id
+    from policy.request import Request
+
+    live = Request(service="records", method="GET", path="/x")  # no time of its own: a live request
+    assert request_decision_id(Request(service="records", method="GET", path="/x", time=END)) == \
+        request_decision_id(Request(service="records", method="GET", path="/x", time=END))
+    engine = Engine.from_paths([Path(__file__).resolve().parent.parent / "policy" / "examples"])
+    assert engine.decide(live).decision_id != engine.decide(Request(service="records", method="GET",
+                                                                    path="/x")).decision_id
