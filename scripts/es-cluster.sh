@@ -18,6 +18,8 @@ set -euo pipefail
 
 ES_CLUSTER_PORT="${ES_CLUSTER_PORT:-9250}"
 ES_CLUSTER_HEAP="${ES_CLUSTER_HEAP:-256m}"
+# C1 only: test nodes live minutes, so the C2 compiler's CPU at start-up is not paid back.
+ES_CLUSTER_JAVA_OPTS="${ES_CLUSTER_JAVA_OPTS:--XX:TieredStopAtLevel=1}"
 ES_PORT="$ES_CLUSTER_PORT"  # es.sh's own variables are unused here, but must be set
 # shellcheck source=scripts/es.sh
 source "$(dirname "$0")/es.sh"
@@ -46,7 +48,7 @@ start_node() {
   seeds="127.0.0.1:$(transport_port 1),127.0.0.1:$(transport_port 2),127.0.0.1:$(transport_port 3)"
   masters="ztsoc-c1,ztsoc-c2,ztsoc-c3"
   run_as env ES_JAVA_HOME="$JAVA_HOME_17" ES_TMPDIR="$dir/tmp" \
-    ES_JAVA_OPTS="-Xms$ES_CLUSTER_HEAP -Xmx$ES_CLUSTER_HEAP" \
+    ES_JAVA_OPTS="-Xms$ES_CLUSTER_HEAP -Xmx$ES_CLUSTER_HEAP $ES_CLUSTER_JAVA_OPTS" \
     "$HOME_DIR/bin/elasticsearch" -d -p "$dir/es.pid" \
     -E node.name="ztsoc-c$n" -E cluster.name="ztsoc-cluster-$ES_CLUSTER_PORT" \
     -E network.host=127.0.0.1 -E http.port="$(http_port "$n")" -E transport.port="$(transport_port "$n")" \
