@@ -173,6 +173,17 @@ def clip(text: str, limit: int = 500) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def where_raised(exc: BaseException) -> str:
+    """``file.py:LINE function`` of the innermost frame of an exception: where a problem came from."""
+    tb = exc.__traceback__
+    where = "?"
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        where = f"{code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno} {code.co_name}"
+        tb = tb.tb_next
+    return where
+
+
 # -- store-free helpers for tests -----------------------------------------------------------
 
 

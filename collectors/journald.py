@@ -41,6 +41,8 @@ class JournaldReader(LineReader):
             entry = json.loads(text)
         except json.JSONDecodeError as exc:
             raise LineError("invalid JSON", f"{exc.msg} at column {exc.colno}") from exc
+        except RecursionError as exc:  # json's C scanner recurses per [ or {: deeper than the stack allows
+            raise LineError("nested too deep", text[:200]) from exc
         if not isinstance(entry, dict):
             raise LineError("not a journal entry", "expected a JSON object")
         # when the program logged it, else when journald received it

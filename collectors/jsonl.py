@@ -19,12 +19,18 @@ from eventstore.timeutil import from_iso, to_iso
 OPAQUE = frozenset({"dns.answers", "ztsoc.alert.explanation", "ztsoc.alert.history"})
 
 
-def flatten(doc: dict[str, Any], prefix: str = "", out: dict[str, Any] | None = None) -> dict[str, Any]:
+#: objects nested deeper than this are not field names any producer writes: the line is refused
+MAX_DEPTH = 32
+
+
+def flatten(doc: dict[str, Any], prefix: str = "", out: dict[str, Any] | None = None, depth: int = 0) -> dict[str, Any]:
     out = {} if out is None else out
+    if depth > MAX_DEPTH:
+        raise LineError("nested too deep", f"objects nested more than {MAX_DEPTH} deep at {prefix[:200]}")
     for key, value in doc.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict) and value and name not in OPAQUE:
-            flatten(value, name + ".", out)
+            flatten(value, name + ".", out, depth + 1)
         else:
             out[name] = value
     return out
@@ -50,6 +56,8 @@ class JsonlReader(LineReader):
             doc = json.loads(text)
         except json.JSONDecodeError as exc:
             raise LineError("invalid JSON", f"{exc.msg} at column {exc.colno}: {text[:200]}") from exc
+        except RecursionError as exc:  # json's C scanner recurses per [ or {: deeper than the stack allows
+            raise LineError("nested too deep", text[:200]) from exc
         if not isinstance(doc, dict):
             raise LineError("not a JSON object", text[:200])
         event = flatten(doc)

@@ -25,9 +25,9 @@ copy with its own id derived from the line's, so counting rules see every attemp
 from __future__ import annotations
 
 import hashlib
-import itertools
+import zlib
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -44,10 +44,68 @@ from collectors.base import (
     id_prefix,
     is_gzip,
     open_log,
+    where_raised,
 )
 
 #: copies made of one "message repeated N times" line, at most
 MAX_REPEATS = 10_000
+#: what a stream damaged part-way raises (a cut or corrupt .gz)
+UNREADABLE_STREAM = (OSError, EOFError, zlib.error)
+#: bytes of one line read at most; the rest of a longer line is skipped (counted as a problem)
+MAX_LINE = 1 << 20
+
+
+class BoundedLines:
+    """The lines of a byte stream, none longer than ``limit`` bytes, in flat memory.
+
+    ``readline(limit)`` gives the head of an overlong line; the rest is read in pieces of
+    ``limit`` bytes and thrown away, and ``dropped`` says how many bytes that was, for the
+    line just yielded (read it when ``len(line) >= limit``). A 1 GB line without a newline
+    costs ``limit`` bytes of memory, not 1 GB. Hand-written: io gives the bounded
+    ``readline`` but nothing that skips the rest of the line.
+    """
+
+    __slots__ = ("dropped", "fh", "first", "limit")
+
+    def __init__(self, fh: BinaryIO, limit: int = MAX_LINE) -> None:
+        self.fh = fh
+        self.limit = limit
+        self.dropped = 0
+        self.first: bytes | None = None
+
+    def head(self) -> bytes:
+        """The first line, read now (a pipe's identity); the iteration still yields it first."""
+        raw: bytes = self.fh.readline(self.limit)
+        self.dropped = self._skip_rest() if len(raw) == self.limit and raw[-1] != 10 else 0
+        self.first = raw
+        return raw
+
+    def _skip_rest(self) -> int:
+        readline, limit, dropped = self.fh.readline, self.limit, 0
+        while True:
+            rest = readline(limit)
+            dropped += len(rest)
+            if not rest or rest[-1] == 10:
+                return dropped
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self.first:
+            yield self.first
+            self.dropped = 0
+        self.first = None
+        readline, limit = self.fh.readline, self.limit
+        while True:
+            raw = readline(limit)
+            if not raw:
+                return
+            if len(raw) == limit and raw[-1] != 10:
+                self.dropped = self._skip_rest()
+                yield raw
+                self.dropped = 0
+            else:
+                yield raw
+
+
 #: bytes of the head, and at most of the end, of what a checkpoint covers that its mark hashes
 MARK_BYTES = 4096
 #: lines remembered for the end part of the mark (fewer bytes when the lines are short)
@@ -94,6 +152,8 @@ class LineReader(ReaderBase):
     keep_original = True
     #: events and parse state hold no reference cycles: the pipeline may pause the cyclic GC
     no_cycles = True
+    #: bytes of a line read at most (the rest is skipped and counted as a problem)
+    max_line = MAX_LINE
 
     def __init__(self, *, follow: bool = False) -> None:
         self.follow = follow
@@ -144,16 +204,22 @@ class LineReader(ReaderBase):
                 if offset > fh.tell():  # truncated in place: start again
                     offset = line_no = 0
             fh.seek(offset)
-            batches = self.read_stream(fh, source, identity, ctx, batch_size, offset, line_no, marked=path)
+            batches = self.read_stream(BoundedLines(fh, self.max_line), source, identity, ctx, batch_size, offset,
+                                       line_no, marked=path)
             if not compressed:
                 yield from batches
                 return
             held: Batch | None = None  # decompressed offsets say nothing of the file read: only the end does
-            for batch in batches:
-                batch.consumed = None
+            try:
+                for batch in batches:
+                    batch.consumed = None
+                    if held is not None:
+                        yield held
+                    held = batch
+            except UNREADABLE_STREAM:
                 if held is not None:
-                    yield held
-                held = batch
+                    yield held  # what was read before the damage is kept; the pipeline reports the rest
+                raise
             if held is not None:
                 held.consumed = file_size(path)
                 yield held
@@ -164,17 +230,19 @@ class LineReader(ReaderBase):
         A pipe cannot be resumed, so there is no checkpoint to keep; the identity is the
         hash of the first line, so piping the same text again yields the same ids.
         """
-        first = stream.readline()
-        identity = hashlib.sha1(first).hexdigest()
-        return self.read_stream(itertools.chain([first] if first else [], stream), source, identity,
-                                self.begin(None), batch_size, 0, 0)
+        lines = BoundedLines(stream, self.max_line)
+        identity = hashlib.sha1(lines.head()).hexdigest()
+        return self.read_stream(lines, source, identity, self.begin(None), batch_size, 0, 0)
 
-    def read_stream(self, lines: Iterable[bytes], source: str, identity: str, ctx: Any, batch_size: int,
+    def read_stream(self, lines: BoundedLines, source: str, identity: str, ctx: Any, batch_size: int,
                     offset: int, line_no: int, *, marked: Path | None = None) -> Iterator[Batch]:
         """The loop itself: ``lines`` yields raw lines starting at byte ``offset`` (line ``line_no``).
 
         ``marked``: the file the lines come from; its checkpoints then carry a mark (a pipe has none).
+        It is also the boundary of every line reader: whatever a parser raises stays with its
+        line (a counted problem naming the line, the exception and where it was raised).
         """
+        limit = lines.limit
         name, keep_original, follow, parse = self.name, self.keep_original, self.follow, self.parse
         recent: deque[bytes] = deque(maxlen=_MARK_LINES)
         remember = recent.append
@@ -187,40 +255,61 @@ class LineReader(ReaderBase):
         events: list[Event] = []
         problems: list[ReadProblem] = []
         start = offset
-        for raw in lines:
-            if follow and not raw.endswith(b"\n"):
-                break  # the writer is mid-line: read it on the next poll
-            here = offset
-            offset += len(raw)
-            line_no += 1
-            remember(raw)
-            text = raw.decode("utf-8", "replace").rstrip("\r\n")
-            if not text or text.isspace():
-                continue
-            try:
-                event = parse(text, ctx)
-            except LineError as exc:
-                problems.append(ReadProblem(source, f"line {line_no} (byte {here})", exc.reason,
-                                            clip(exc.detail or text)))
-                event = None
-            if event is not None:
-                if "event.id" not in event:
-                    event["event.id"] = sha1(prefix + b"%d" % here).hexdigest()
-                if keep_original:
-                    event["event.original"] = text
-                if "log.file.path" not in event:  # an ECS line may name its own origin: keep it
-                    event["log.file.path"] = source
-                    event["ztsoc.log.offset"] = here
-                events.append(event)
-                repeats = event.get("ztsoc.auth.repeated")
-                if repeats.__class__ is int and repeats > 1:
-                    # "message repeated 5 times: [...]" stands for five events: a brute-force
-                    # count must see five; the copies get ids of their own at the same line
-                    base_id = event["event.id"]
-                    events.extend({**event, "event.id": event_id(name, base_id, k)}
-                                  for k in range(1, min(repeats, MAX_REPEATS)))
-            if len(events) + len(problems) >= batch_size:
-                yield Batch(events, problems, checkpoint(), offset)
-                events, problems, start = [], [], offset
+        failure: BaseException | None = None
+        try:
+            for raw in lines:
+                dropped = lines.dropped if len(raw) >= limit else 0
+                if follow and not dropped and not raw.endswith(b"\n"):
+                    break  # the writer is mid-line: read it on the next poll
+                here = offset
+                offset += len(raw) + dropped
+                line_no += 1
+                if dropped:
+                    recent.clear()  # the mark's tail must be the bytes just before the offset: reread them
+                    problems.append(ReadProblem(source, f"line {line_no} (byte {here})", "line too long",
+                                                f"{len(raw) + dropped} bytes: the first {limit} read, the rest skipped"))
+                else:
+                    remember(raw)
+                text = raw.decode("utf-8", "replace").rstrip("\r\n")
+                if not text or text.isspace():
+                    continue
+                try:
+                    event = parse(text, ctx)
+                except LineError as exc:
+                    problems.append(ReadProblem(source, f"line {line_no} (byte {here})", exc.reason,
+                                                clip(exc.detail or text)))
+                    event = None
+                except RecursionError:
+                    problems.append(ReadProblem(source, f"line {line_no} (byte {here})", "nested too deep",
+                                                clip(text, 200)))
+                    event = None
+                except Exception as exc:  # the boundary: a parser bug costs this line only
+                    problems.append(ReadProblem(source, f"line {line_no} (byte {here})",
+                                                f"parser error: {type(exc).__name__}", f"{clip(str(exc), 200)} "
+                                                f"(in {where_raised(exc)}): {clip(text, 200)}"))
+                    event = None
+                if event is not None:
+                    if "event.id" not in event:
+                        event["event.id"] = sha1(prefix + b"%d" % here).hexdigest()
+                    if keep_original:
+                        event["event.original"] = text
+                    if "log.file.path" not in event:  # an ECS line may name its own origin: keep it
+                        event["log.file.path"] = source
+                        event["ztsoc.log.offset"] = here
+                    events.append(event)
+                    repeats = event.get("ztsoc.auth.repeated")
+                    if repeats.__class__ is int and repeats > 1:
+                        # "message repeated 5 times: [...]" stands for five events: a brute-force
+                        # count must see five; the copies get ids of their own at the same line
+                        base_id = event["event.id"]
+                        events.extend({**event, "event.id": event_id(name, base_id, k)}
+                                      for k in range(1, min(repeats, MAX_REPEATS)))
+                if len(events) + len(problems) >= batch_size:
+                    yield Batch(events, problems, checkpoint(), offset)
+                    events, problems, start = [], [], offset
+        except UNREADABLE_STREAM as exc:  # a damaged .gz part-way: keep what came before, then say so
+            failure = exc
         if offset != start or events or problems:
             yield Batch(events, problems, checkpoint(), offset)
+        if failure is not None:
+            raise failure

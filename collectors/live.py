@@ -336,7 +336,13 @@ class LiveCapture:
             batch = self._queue.get()
             if batch is None:
                 return
-            self.stats.written += self.write(batch)
+            try:
+                self.stats.written += self.write(batch)
+            except Exception as exc:  # a store failure must not stop the capture loop
+                reason = f"store write failed: {type(exc).__name__}"
+                self.stats.problem_reasons[reason] = self.stats.problem_reasons.get(reason, 0) + len(batch)
+                self.stats.problems += len(batch)
+                self.stats.stopped_by = self.stats.stopped_by or f"{reason}: {str(exc)[:200]}"
 
     def _ship(self) -> None:
         meter = self.meter

@@ -37,6 +37,7 @@ import hashlib
 import json
 import sys
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,9 @@ from collectors.base import Batch, Checkpoint, Reader, ReadProblem, StreamReader
 from eventstore.store import Store
 from eventstore.timeutil import to_iso, utcnow
 
+#: what a damaged or foreign file raises (a bad .gz raises zlib.error or EOFError part-way):
+#: reported as that file's problem, and the run goes on with the next file
+UNREADABLE = (OSError, ValueError, EOFError, zlib.error)
 #: ``store`` state kind holding every collector checkpoint.
 CHECKPOINT_KIND = "checkpoint"
 #: How many problems the report keeps as examples (all are counted and go to ``errors_file``).
@@ -304,8 +308,8 @@ def ingest_file(
     shown = label or str(path)
     try:
         found = resolve(store, reader, path)
-    except (OSError, ValueError, EOFError) as exc:
-        problems.add([ReadProblem(shown, "file", "unreadable file", str(exc))])
+    except UNREADABLE as exc:
+        problems.add([ReadProblem(shown, "file", "unreadable file", f"{type(exc).__name__}: {exc}")])
         return FileReport(shown, None, problems=1)
     fr = FileReport(shown, found.identity, resumed=found.resume is not None)
     batches = (reader.batches(path, found.resume, batch_size, identity=found.identity)
@@ -331,8 +335,8 @@ def _ingest_batches(
     while True:
         try:
             batch = next(batches, None)
-        except (OSError, ValueError, EOFError) as exc:
-            fr.problems += problems.add([ReadProblem(shown, "file", "unreadable file", str(exc))])
+        except UNREADABLE as exc:
+            fr.problems += problems.add([ReadProblem(shown, "file", "unreadable file", f"{type(exc).__name__}: {exc}")])
             break
         except Exception as exc:  # a reader bug on one file must not cost the other files
             fr.problems += problems.add([ReadProblem(shown, "file", f"reader failed: {type(exc).__name__}",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -47,6 +48,33 @@ def _until(records: Iterator[Record], limit: int, held: list[Record]) -> Iterato
         yield rec
 
 
+def _failure_reason(exc: BaseException) -> str:
+    """The problem reason of a capture that fails part-way: a damaged file, or a reader bug."""
+    if isinstance(exc, (OSError, EOFError, zlib.error)):
+        return "unreadable file"
+    return f"reader failed: {type(exc).__name__}"
+
+
+def _split(batch: Batch, committed: Checkpoint, batch_size: int, skip: int) -> Iterator[Batch]:
+    """``batch`` in pieces of at most ``batch_size`` events (one packet can end thousands of flows:
+    a full table's eviction, the final flush).
+
+    Every piece but the last carries the checkpoint already committed plus ``skip``, the
+    events of this batch stored so far: a resumed read re-meters to the same point, makes the
+    same batch again and drops that many. ``skip`` given here is that of the checkpoint resumed from.
+    """
+    events = batch.events[skip:] if skip else batch.events
+    problems = [] if skip else batch.problems  # they went out with the first piece
+    if len(events) <= batch_size:
+        yield Batch(events, problems, batch.checkpoint, batch.consumed)
+        return
+    last = (len(events) - 1) // batch_size * batch_size
+    for at in range(0, last, batch_size):
+        yield Batch(events[at:at + batch_size], problems if at == 0 else [],
+                    {**committed, "skip": skip + at + batch_size}, None)
+    yield Batch(events[last:], [], batch.checkpoint, batch.consumed)
+
+
 class PcapReader(ReaderBase):
     """pcap / pcapng (plain or gzip) into network.flow, dns, http, tls and icmp events."""
 
@@ -54,7 +82,7 @@ class PcapReader(ReaderBase):
     patterns = ("*.pcap", "*.pcapng", "*.cap", "*.pcap.gz", "*.pcapng.gz", "*.cap.gz")
 
     def __init__(self, idle_timeout: float | None = None, active_timeout: float | None = None,
-                 no_apps: bool | None = None) -> None:
+                 no_apps: bool | None = None, max_flows: int | None = None) -> None:
         config = MeterConfig()
         if idle_timeout is not None:
             config.idle_timeout = idle_timeout
@@ -62,6 +90,10 @@ class PcapReader(ReaderBase):
             config.active_timeout = active_timeout
         if no_apps:
             config.decode_apps = False
+        if max_flows is not None:
+            if max_flows < 1:
+                raise ValueError("--max-flows must be at least 1")
+            config.max_flows = max_flows
         self.config = config
         #: the last file's meter statistics (fragments, non-IP frames...), for reports and benches
         self.last_meter: FlowMeter | None = None
@@ -88,18 +120,31 @@ class PcapReader(ReaderBase):
         info = CaptureInfo()
         with open_capture(path) as fh, relaxed_gc():
             records = iter_records(fh, rec_problems, info, start)
-            if skip_until > start:  # re-meter what the last committed batch covered, silently
-                held: list[Record] = []
-                meter.feed(_until(records, skip_until, held))
-                meter.events.clear()
-                meter.problems.clear()
-                meter.feed(held)
-            while not meter.feed(records, batch_size):
-                yield self._batch(meter, rec_problems, source, meter.resume_index(meter.next_index),
-                                  meter.next_index, _position(fh))
-            meter.flush()
+            committed: Checkpoint = {"start": start, "next": skip_until}
+            skip = int(resume.get("skip", 0)) if resume else 0  # of the first batch: stored before a crash
+            failure: BaseException | None = None
+            try:
+                if skip_until > start:  # re-meter what the last committed batch covered, silently
+                    held: list[Record] = []
+                    meter.feed(_until(records, skip_until, held))
+                    meter.events.clear()
+                    meter.problems.clear()
+                    meter.feed(held)
+                while not meter.feed(records, batch_size):
+                    batch = self._batch(meter, rec_problems, source, meter.resume_index(meter.next_index),
+                                        meter.next_index, _position(fh))
+                    yield from _split(batch, committed, batch_size, skip)
+                    committed, skip = batch.checkpoint, 0
+            except Exception as exc:  # the file fails part-way: keep what was read of it
+                failure = exc
             end = max((p.index + 1 for p in rec_problems), default=meter.next_index)
-            yield self._batch(meter, rec_problems, source, end, end, _position(fh), done=True)
+            end = max(end, meter.next_index)
+            if failure is not None:
+                rec_problems.append(Problem(-1, _failure_reason(failure), f"{failure} (after packet {end - 1}; "
+                                            "open flows reported with event.reason read-error)"))
+            meter.flush("read-error" if failure is not None else "end-of-capture")
+            yield from _split(self._batch(meter, rec_problems, source, end, end, _position(fh), done=True),
+                              committed, batch_size, skip)
 
     @staticmethod
     def _batch(meter: FlowMeter, rec_problems: list[Problem], source: str, start: int, next_index: int,

@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from collectors.base import clip, where_raised
 from collectors.pcap.community_id import community_id
 from collectors.pcap.decode import (
     ICMP,
@@ -58,6 +59,8 @@ FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 ETH_IPV4 = struct.Struct("!12xHBxHxxHxB2x4s4sHH8xBB")
 
 Event = dict[str, Any]
+#: reasons a flow record is written while the flow may go on (no "end" in its event.type)
+STILL_OPEN = frozenset(("end-of-capture", "active-timeout", "read-error", "evicted"))
 
 
 @dataclass(slots=True)
@@ -77,6 +80,10 @@ class MeterConfig:
     #: a reassembled datagram's bytes: "wire" (every fragment's frame) or "last" (the frame
     #: that completed it, what ``tshark -z conv`` counts); its packets are 1 either way
     fragment_bytes: str = "last"
+    #: open flows kept at most; past it the least recently seen eighth is reported ("evicted") and
+    #: forgotten, as Zeek and NFStream do. 100,000 open flows take about 100 MB (bench/pcap.py
+    #: --concurrent): a small sensor's budget, and more than a busy office network keeps open at once.
+    max_flows: int = 100_000
 
 
 class Flow:
@@ -247,6 +254,7 @@ class FlowMeter:
         self._closing: list[Flow] = []
         self._layer = 0
         self._probes = self.config.probe_packets if self.config.decode_apps else 0
+        self._max_flows = max(1, self.config.max_flows)
         self._unknown_links: set[int] = set()
 
     # -- the hot path -------------------------------------------------------------------------
@@ -270,71 +278,100 @@ class FlowMeter:
         ip_tunnels, udp_tunnels = IP_TUNNELS, UDP_TUNNELS
         eth_ipv4 = ETH_IPV4.unpack_from
         next_sweep = self._next_sweep
-        for index, ts, linktype, data, wirelen in records:
-            # Fast path, inlined on purpose (it is most of any capture): Ethernet II, IPv4
-            # without options, unfragmented, TCP or UDP with a complete header (the IPv4 length
-            # covering the UDP one: what parse_ipv4 would refuse goes the long way). Anything else
-            # goes through _general, which handles every case through the registries.
-            if linktype == 1 and len(data) >= 54:
-                (ethertype, vihl, total, fragword, proto, src, dst, sport, dport, doff,
-                 flags) = eth_ipv4(data)
-            else:
-                ethertype = 0
-            if ethertype == 0x0800 and vihl == 0x45 and not fragword & 0x3FFF and (
-                    (proto == 6 and doff >= 0x50) or (proto == 17 and total >= 28)):
-                pe = 14 + total
-                if pe > len(data):
-                    pe = len(data)
-                if proto == 6:
-                    ps = 34 + ((doff >> 4) << 2)
-                else:
-                    flags = 0
-                    ps = 42
-                vlan = -1
-            else:
-                parsed = general(index, linktype, data, ts, wirelen)
-                if parsed is None:
-                    if len(problems) >= max_events:  # a capture of unreadable packets: hand them over too
+        it = iter(records)
+        index = self.next_index - 1
+        while True:  # the decoder boundary: one packet's exception is that packet's problem
+            try:
+                for index, ts, linktype, data, wirelen in it:
+                    # Fast path, inlined on purpose (it is most of any capture): Ethernet II, IPv4
+                    # without options, unfragmented, TCP or UDP with a complete header (the IPv4 length
+                    # covering the UDP one: what parse_ipv4 would refuse goes the long way). Anything else
+                    # goes through _general, which handles every case through the registries.
+                    if linktype == 1 and len(data) >= 54:
+                        (ethertype, vihl, total, fragword, proto, src, dst, sport, dport, doff,
+                         flags) = eth_ipv4(data)
+                    else:
+                        ethertype = 0
+                    if ethertype == 0x0800 and vihl == 0x45 and not fragword & 0x3FFF and (
+                            (proto == 6 and doff >= 0x50) or (proto == 17 and total >= 28)):
+                        pe = 14 + total
+                        if pe > len(data):
+                            pe = len(data)
+                        if proto == 6:
+                            ps = 34 + ((doff >> 4) << 2)
+                        else:
+                            flags = 0
+                            ps = 42
+                        vlan = -1
+                    else:
+                        parsed = general(index, linktype, data, ts, wirelen)
+                        if parsed is None:
+                            if len(problems) >= max_events:  # a capture of unreadable packets: hand them over too
+                                self.next_index = index + 1
+                                return False
+                            continue
+                        src, dst, proto, sport, dport, flags, ps, pe, _frag, vlan = parsed
+                    if ts >= next_sweep:
+                        self._sweep(ts)
+                        next_sweep = self._next_sweep
+                    key = (src, dst, sport, dport, proto)
+                    flow = get(key)
+                    fwd = True
+                    if flow is None:
+                        flow = get((dst, src, dport, sport, proto))
+                        fwd = False
+                        if flow is None:
+                            flow = self._new_flow(key, index, ts, vlan, flags)
+                            fwd = flow.sport == sport and flow.src == src
+                    if ts - flow.last > idle or ts - flow.start > active or (
+                            flags & 0x12 == SYN and proto == TCP and flow.closed and flow.opk + flow.rpk > 1):
+                        flow = self._restart(flow, key, index, ts, vlan, flags)
+                        fwd = flow.sport == sport and flow.src == src
+                    if fwd:
+                        flow.opk += 1
+                        flow.oby += wirelen
+                        flow.oflags |= flags
+                    else:
+                        flow.rpk += 1
+                        flow.rby += wirelen
+                        flow.rflags |= flags
+                    flow.last = ts
+                    if flags & 5 and not flow.closing and flow.closed:  # FIN or RST: closed now?
+                        flow.closing = True
+                        self._closing.append(flow)
+                    if pe > ps and flow.probes:
+                        (flow.handler or apps_payload)(flow, data[ps:pe], fwd, index, ts)
+                    if proto != 6 and (proto in ip_tunnels or (proto == 17 and (dport in udp_tunnels or sport in udp_tunnels))):
+                        self._tunnel(index, ts, data, ps, pe, proto, sport, dport, wirelen)
+                    if len(events) >= max_events:
                         self.next_index = index + 1
                         return False
-                    continue
-                src, dst, proto, sport, dport, flags, ps, pe, _frag, vlan = parsed
-            if ts >= next_sweep:
-                self._sweep(ts)
-                next_sweep = self._next_sweep
-            key = (src, dst, sport, dport, proto)
-            flow = get(key)
-            fwd = True
-            if flow is None:
-                flow = get((dst, src, dport, sport, proto))
-                fwd = False
-                if flow is None:
-                    flow = self._new_flow(key, index, ts, vlan, flags)
-                    fwd = flow.sport == sport and flow.src == src
-            if ts - flow.last > idle or ts - flow.start > active or (
-                    flags & 0x12 == SYN and proto == TCP and flow.closed and flow.opk + flow.rpk > 1):
-                flow = self._restart(flow, key, index, ts, vlan, flags)
-                fwd = flow.sport == sport and flow.src == src
-            if fwd:
-                flow.opk += 1
-                flow.oby += wirelen
-                flow.oflags |= flags
-            else:
-                flow.rpk += 1
-                flow.rby += wirelen
-                flow.rflags |= flags
-            flow.last = ts
-            if flags & 5 and not flow.closing and flow.closed:  # FIN or RST: closed now?
-                flow.closing = True
-                self._closing.append(flow)
-            if pe > ps and flow.probes:
-                (flow.handler or apps_payload)(flow, data[ps:pe], fwd, index, ts)
-            if proto != 6 and (proto in ip_tunnels or (proto == 17 and (dport in udp_tunnels or sport in udp_tunnels))):
-                self._tunnel(index, ts, data, ps, pe, proto, sport, dport, wirelen)
-            if len(events) >= max_events:
                 self.next_index = index + 1
-                return False
-        return True
+                return True
+            except Exception as exc:  # any decoder bug stays with its packet
+                self._packet_failed(it, exc, index, linktype, data)
+                next_sweep = self._next_sweep
+
+    def _packet_failed(self, records: Iterator[Record], exc: Exception, index: int, linktype: int,
+                       data: bytes) -> None:
+        """The boundary's handler: an unexpected exception while metering one packet.
+
+        It becomes a problem of that packet (the reason names the exception, the detail
+        where it was raised), the flow it belongs to stops being decoded (its counters go
+        on), and the caller carries on with the next packet. An exception raised by the
+        record source itself (the file reader) is not a packet's: it goes up.
+        """
+        tb = exc.__traceback__
+        if tb is not None and tb.tb_next is not None and tb.tb_next.tb_frame.f_code is getattr(
+                records, "gi_code", None):
+            raise exc
+        self._problem(index, f"decoder error: {type(exc).__name__}", f"{clip(str(exc), 200)} (in {where_raised(exc)})")
+        try:
+            flow = self.flow_of((index, 0, linktype, data, len(data)))
+        except Exception:  # the packet cannot even be placed: nothing to stop
+            flow = None
+        if flow is not None:
+            flow.probes, flow.handler, flow.state = 0, None, None
 
     def _tunnel(self, index: int, ts: int, data: bytes, ps: int, pe: int, proto: int, sport: int, dport: int,
                 wirelen: int) -> None:
@@ -414,8 +451,27 @@ class FlowMeter:
         if proto in (ICMP, ICMP6):
             flow.icmp = 1
         flow.layer = self._layer
+        if len(self.flows) >= self._max_flows:
+            self._evict()
         self.flows[(src, dst, sport, dport, proto)] = flow
         return flow
+
+    def _evict(self) -> None:
+        """The table is full: report and forget the least recently seen eighth of it.
+
+        In bulk, so the sort is paid once per ``max_flows / 8`` new flows (well under a
+        microsecond per new flow), never per packet. An evicted flow that speaks again starts
+        a new record, as after an idle timeout.
+        """
+        flows = list(self.flows.values())
+        count = max(1, len(flows) >> 3)
+        cut = sorted(f.last for f in flows)[count - 1]
+        evicted = 0
+        for flow in flows:
+            if flow.last <= cut and evicted < count:
+                self._end(flow, "evicted")
+                evicted += 1
+        self.stats["flows evicted (table full)"] += evicted
 
     def _restart(self, old: Flow, key: tuple[bytes, bytes, int, int, int], index: int, ts: int, vlan: int,
                  flags: int) -> Flow:
@@ -431,7 +487,10 @@ class FlowMeter:
     def _end(self, flow: Flow, reason: str) -> None:
         del self.flows[flow.src, flow.dst, flow.sport, flow.dport, flow.proto]
         flow.done = True
-        self.apps.finish(flow)
+        try:
+            self.apps.finish(flow)
+        except Exception as exc:  # the boundary again: the flow's own event still goes out
+            self._problem(flow.first_index, f"decoder error: {type(exc).__name__}", clip(str(exc), 200))
         self.events.append(self.flow_event(flow, reason))
 
     def _fragment(self, index: int, ts: int, frag: Fragment, wirelen: int, vlan: int) -> None:
@@ -475,10 +534,14 @@ class FlowMeter:
         if self.defrag.pending:
             self.defrag.expire(ts)
 
-    def flush(self) -> None:
-        """End of input: report every open flow and every unanswered message."""
+    def flush(self, reason: str = "end-of-capture") -> None:
+        """End of input: report every open flow and every unanswered message.
+
+        ``reason`` marks the flows still open: ``read-error`` when the input failed part-way
+        (the flows are what was read of them before the failure).
+        """
         for flow in list(self.flows.values()):
-            self._end(flow, "tcp-close" if flow.closed else "end-of-capture")
+            self._end(flow, "tcp-close" if flow.closed else reason)
         self.defrag.flush()
 
     def resume_index(self, next_index: int) -> int:
@@ -534,7 +597,7 @@ class FlowMeter:
         base = self._base(flow)
         src, dst = base["source.ip"], base["destination.ip"]
         types = ["connection"] if flow.split else ["connection", "start"]
-        if reason != "end-of-capture" and reason != "active-timeout":
+        if reason not in STILL_OPEN:
             types.append("end")
         start = iso_ns(flow.start)
         first = flow.first_index

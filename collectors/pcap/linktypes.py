@@ -25,55 +25,68 @@ ETAG = 0x893F
 NSH = 0x894F
 
 
-def _shift(l3: L3 | None, by: int) -> L3 | None:
-    """An inner frame's answer, with its offset moved to the outer frame's coordinates."""
-    return None if l3 is None else (l3[0], l3[1] + by, l3[2])
+#: encapsulations inside one frame followed at most (NSH -> Ethernet -> NSH...)
+MAX_ENCAPSULATIONS = 8
+
 #: PPP protocol -> ip version
 PPP_IP: dict[int, int] = {0x0021: 4, 0x0057: 6}
 
 
 def _after_ethertype(data: bytes, ethertype: int, off: int, vlan: int) -> L3 | None:
-    """Walk VLAN tags, MPLS labels and PPPoE from an ethertype at ``off``."""
+    """Walk VLAN tags, MPLS labels, NSH and PPPoE from an ethertype at ``off``.
+
+    A loop, not recursion: an NSH header carrying Ethernet carrying NSH... is followed
+    :data:`MAX_ENCAPSULATIONS` deep at most (deeper is not IP traffic anyone sends; the
+    frame counts as non-IP), so a crafted frame cannot exhaust the stack.
+    """
     n = len(data)
-    while ethertype in VLAN_TAGS or ethertype == ETAG:
-        if ethertype == ETAG:  # 802.1BR E-Tag: 6 bytes, then the next ethertype
+    for _ in range(MAX_ENCAPSULATIONS):
+        while ethertype in VLAN_TAGS or ethertype == ETAG:
+            if ethertype == ETAG:  # 802.1BR E-Tag: 6 bytes, then the next ethertype
+                if off + 8 > n:
+                    return None
+                ethertype = (data[off + 6] << 8) | data[off + 7]
+                off += 8
+                continue
+            if off + 4 > n:
+                return None
+            if vlan < 0:
+                vlan = ((data[off] << 8) | data[off + 1]) & 0x0FFF
+            ethertype = (data[off + 2] << 8) | data[off + 3]
+            off += 4
+        version = ETHERTYPE_IP.get(ethertype)
+        if version is not None:
+            return version, off, vlan
+        if ethertype in MPLS:
+            while off + 4 <= n:
+                bottom = data[off + 2] & 1
+                off += 4
+                if bottom:
+                    break
+            if off >= n:
+                return None
+            nibble = data[off] >> 4
+            return (nibble if nibble in (4, 6) else 0), off, vlan
+        if ethertype == NSH:  # Network Service Header: length in 4-byte words, then IPv4 / IPv6 / Ethernet
             if off + 8 > n:
                 return None
-            ethertype = (data[off + 6] << 8) | data[off + 7]
-            off += 8
-            continue
-        if off + 4 > n:
-            return None
-        if vlan < 0:
-            vlan = ((data[off] << 8) | data[off + 1]) & 0x0FFF
-        ethertype = (data[off + 2] << 8) | data[off + 3]
-        off += 4
-    version = ETHERTYPE_IP.get(ethertype)
-    if version is not None:
-        return version, off, vlan
-    if ethertype in MPLS:
-        while off + 4 <= n:
-            bottom = data[off + 2] & 1
-            off += 4
-            if bottom:
-                break
-        if off >= n:
-            return None
-        nibble = data[off] >> 4
-        return (nibble if nibble in (4, 6) else 0), off, vlan
-    if ethertype == NSH:  # Network Service Header: length in 4-byte words, then IPv4 / IPv6 / Ethernet
-        if off + 8 > n:
-            return None
-        length, next_proto = (data[off + 1] & 0x3F) * 4, data[off + 3]
-        if next_proto == 3:
-            return _shift(ethernet(data[off + length:]), off + length)
-        return {1: 4, 2: 6}.get(next_proto, 0), off + length, vlan
-    if ethertype == PPPOE_SESSION:
-        if off + 8 > n:
-            return None
-        if data[off + 6] & 1:  # PPP protocol field compression: one byte (0x21 IPv4, 0x57 IPv6)
-            return PPP_IP.get(data[off + 6], 0), off + 7, vlan
-        return PPP_IP.get((data[off + 6] << 8) | data[off + 7], 0), off + 8, vlan
+            length, next_proto = (data[off + 1] & 0x3F) * 4, data[off + 3]
+            if length < 8:  # shorter than NSH's own base and service path headers
+                return 0, off, vlan
+            if next_proto == 3:  # Ethernet: its ethertype, then round again
+                if off + length + 14 > n:
+                    return None
+                ethertype = (data[off + length + 12] << 8) | data[off + length + 13]
+                off += length + 14
+                continue
+            return {1: 4, 2: 6}.get(next_proto, 0), off + length, vlan
+        if ethertype == PPPOE_SESSION:
+            if off + 8 > n:
+                return None
+            if data[off + 6] & 1:  # PPP protocol field compression: one byte (0x21 IPv4, 0x57 IPv6)
+                return PPP_IP.get(data[off + 6], 0), off + 7, vlan
+            return PPP_IP.get((data[off + 6] << 8) | data[off + 7], 0), off + 8, vlan
+        return 0, off, vlan
     return 0, off, vlan
 
 

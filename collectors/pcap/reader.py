@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,28 +80,42 @@ def open_capture(path: Path | str) -> BinaryIO:
 
 
 class _Buffer:
-    """A sliding window over a stream: ``need(n)`` guarantees n bytes at ``pos`` or EOF."""
+    """A sliding window over a stream: ``need(n)`` guarantees n bytes at ``pos`` or EOF.
 
-    __slots__ = ("buf", "consumed", "eof", "fh", "pos")
+    A stream that fails part-way (a damaged or cut .gz) keeps what it gave before: the
+    error is raised only when bytes past it are needed, so every record before it is read.
+    Reads use ``read1`` (one underlying read or decompression step) so a failing read loses
+    nothing already decompressed.
+    """
+
+    __slots__ = ("buf", "consumed", "eof", "error", "fh", "pos", "read")
 
     def __init__(self, fh: BinaryIO) -> None:
         self.fh = fh
+        self.read = getattr(fh, "read1", fh.read)
         self.buf = b""
         self.pos = 0
         self.eof = False
+        self.error: BaseException | None = None
         self.consumed = 0  # bytes of the stream before buf[0]
 
     def need(self, n: int) -> bool:
         if len(self.buf) - self.pos >= n:
             return True
         if self.eof:
+            if self.error is not None:
+                raise self.error
             return False
         rest = self.buf[self.pos:]
         self.consumed += self.pos
         chunks = [rest]
         have = len(rest)
         while have < n:
-            chunk = self.fh.read(max(CHUNK, n - have))
+            try:
+                chunk = self.read(max(CHUNK, n - have))
+            except (OSError, EOFError, zlib.error) as exc:
+                self.error = exc
+                chunk = b""
             if not chunk:
                 self.eof = True
                 break
@@ -108,6 +123,8 @@ class _Buffer:
             have += len(chunk)
         self.buf = b"".join(chunks)
         self.pos = 0
+        if have < n and self.error is not None:
+            raise self.error
         return have >= n
 
     @property
@@ -183,6 +200,9 @@ def _iter_pcap(buf: _Buffer, problems: list[Problem], info: CaptureInfo, start: 
 
 # pcapng block types
 _SHB, _IDB, _EPB, _SPB, _OPB = 0x0A0D0D0A, 1, 6, 3, 2
+_PACKET_BLOCKS = frozenset((_EPB, _SPB, _OPB))
+#: the smallest total length of each block type that holds its fixed fields (header and trailer included)
+_MIN_BLOCK: dict[int, int] = {_SHB: 12, _IDB: 20, _EPB: 32, _SPB: 16, _OPB: 32}
 
 
 def _tsresol(value: int) -> tuple[int, int]:
@@ -224,11 +244,13 @@ def _iter_pcapng(buf: _Buffer, problems: list[Problem], info: CaptureInfo, start
         body = pos + 8
         end = pos + blen - 4
         buf.pos = pos + blen
-        if btype == _EPB:
-            if blen < 32:
-                problems.append(Problem(index, "corrupt packet block", f"length {blen}"))
+        if blen < _MIN_BLOCK.get(btype, 12):  # too short for its fixed fields: skipped by its length
+            problems.append(Problem(index if btype in _PACKET_BLOCKS else -1, "corrupt block length",
+                                    f"block type {btype:#x} of {blen} bytes, shorter than its fixed fields"))
+            if btype in _PACKET_BLOCKS:
                 index += 1
-                continue
+            continue
+        if btype == _EPB:
             iface, hi, lo, incl, orig = struct.unpack_from(order + "IIIII", b, body)
             if index >= start:
                 if iface >= len(ifaces) or body + 20 + incl > end:
@@ -269,6 +291,8 @@ def _idb_options(b: bytes, pos: int, end: int, order: str, itf: Interface) -> No
     while pos + 4 <= end:
         code, length = struct.unpack_from(order + "HH", b, pos)
         if code == 0:
+            return
+        if pos + 4 + length > end:  # an option running past its block: the rest is not options
             return
         value = b[pos + 4:pos + 4 + length]
         if code == 9 and length >= 1:

@@ -128,6 +128,8 @@ def parse_client_hello(payload: bytes) -> ClientHello:
     """The ClientHello in a TLS record (the record may be followed by more data)."""
     if hello_length(payload) is None:
         raise TlsError("not a TLS ClientHello")
+    if len(payload) < 9:  # a record header and the handshake type, cut before the handshake length
+        raise TlsError("truncated ClientHello")
     hs_len = (payload[6] << 16) | (payload[7] << 8) | payload[8]
     body = payload[9:9 + hs_len]
     try:

@@ -27,6 +27,8 @@ def capture(
     idle_timeout: float = typer.Option(120.0, "--idle-timeout", help="flow idle timeout, seconds"),
     active_timeout: float = typer.Option(1800.0, "--active-timeout", help="flow active timeout, seconds"),
     batch_size: int = typer.Option(2000, "--batch-size", help="events per store write"),
+    max_flows: int = typer.Option(100_000, "--max-flows", min=1,
+                                  help="open flows kept at most; past it the least recently seen are reported"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
     store: str = StoreOption,
 ) -> None:
@@ -43,7 +45,7 @@ def capture(
     def write(events: list[dict[str, Any]]) -> int:
         return target.write_events(events).written
 
-    config = MeterConfig(idle_timeout=idle_timeout, active_timeout=active_timeout)
+    config = MeterConfig(idle_timeout=idle_timeout, active_timeout=active_timeout, max_flows=max_flows)
     cap = LiveCapture(iface, write, bpf=bpf, engine=engine, config=config, batch_size=batch_size)
     previous = signal.signal(signal.SIGTERM, lambda *_: cap.stop())
     if sys.stderr.isatty() and not as_json:

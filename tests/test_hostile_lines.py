@@ -1,0 +1,121 @@
+"""Hostile log files: the line readers' one boundary (collectors.lines) keeps errors with their line,
+memory flat whatever the line length, and a damaged file costs only itself."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from collectors.base import ReadResult, read_all
+from collectors.journald import JournaldReader
+from collectors.jsonl import JsonlReader
+from collectors.lines import BoundedLines, LineReader
+from collectors.pipeline import ingest
+from collectors.syslog import SyslogReader
+from eventstore import Store
+
+SSH_FAIL = "Nov 25 08:00:01 web1 sshd[4242]: Failed password for root from 198.51.100.7 port 40000 ssh2\n"
+ECS = json.dumps({"@timestamp": "2026-11-25T08:00:00Z", "event.action": "x"}) + "\n"
+
+
+def _read_measured(reader: LineReader, path: Path) -> tuple[ReadResult, int]:
+    """Everything the reader gives, and the peak of Python memory while reading."""
+    tracemalloc.start()
+    try:
+        return read_all(reader, path), tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_bounded_lines_splits_nothing_it_need_not() -> None:
+    data = b"a\nbb\n" + b"c" * 10 + b"\n" + b"d" * 25 + b"\nlast"
+    lines = BoundedLines(io.BytesIO(data), limit=8)
+    out = [(raw, lines.dropped if len(raw) >= 8 else 0) for raw in lines]
+    assert out == [(b"a\n", 0), (b"bb\n", 0), (b"c" * 8, 3), (b"d" * 8, 18), (b"last", 0)]
+
+
+def test_a_huge_line_is_cut_counted_and_memory_stays_flat(tmp_path: Path) -> None:
+    path = tmp_path / "auth.log"
+    with open(path, "w") as fh:
+        fh.write(SSH_FAIL)
+        fh.write("Nov 25 08:00:02 web1 sshd[1]: " + "A" * (40 << 20) + "\n")  # 40 MB in one line
+        fh.write(SSH_FAIL.replace("08:00:01", "08:00:03"))
+    reader = SyslogReader()
+    reader.max_line = 1 << 16
+    out, peak = _read_measured(reader, path)
+    assert peak < 8 << 20, f"peak {peak / 2**20:.1f} MiB for a 40 MB line"
+    assert [p.reason for p in out.problems] == ["line too long"] and out.problems[0].position.startswith("line 2 ")
+    assert len(out.events) == 3 and out.events[2]["log.offset"] == path.stat().st_size - len(SSH_FAIL)
+
+
+def test_zeros_without_a_newline_cost_one_line_of_memory(tmp_path: Path) -> None:
+    path = tmp_path / "zeros.jsonl"
+    with open(path, "wb") as fh:
+        fh.truncate(64 << 20)  # a sparse 64 MB file of NUL bytes
+    reader = JsonlReader()
+    reader.max_line = 1 << 16
+    out, peak = _read_measured(reader, path)
+    assert peak < 8 << 20
+    assert sorted(p.reason for p in out.problems) == ["invalid JSON", "line too long"] and out.events == []
+
+
+@pytest.mark.parametrize("reader", [JsonlReader, JournaldReader])
+def test_json_nested_too_deep_is_a_problem_of_its_line(tmp_path: Path, reader: type) -> None:
+    path = tmp_path / "deep.json"
+    entry = ECS if reader is JsonlReader else json.dumps({"__REALTIME_TIMESTAMP": "1764057600000000",
+                                                          "MESSAGE": "hello", "__CURSOR": "c1"}) + "\n"
+    path.write_text(entry + "[" * 100_000 + "\n" + entry.replace("c1", "c2"))
+    out = read_all(reader(), path)
+    assert [p.reason for p in out.problems] == ["nested too deep"]
+    assert len(out.events) == 2
+
+
+def test_objects_nested_past_the_depth_bound(tmp_path: Path) -> None:
+    doc: dict = {"@timestamp": "2026-11-25T08:00:00Z"}
+    inner = doc
+    for _ in range(200):
+        inner["x"] = {"y": 1}
+        inner = inner["x"]
+    path = tmp_path / "deep.jsonl"
+    path.write_text(json.dumps(doc) + "\n" + ECS)
+    out = read_all(JsonlReader(), path)
+    assert [p.reason for p in out.problems] == ["nested too deep"] and len(out.events) == 1
+
+
+def test_any_parser_exception_stays_with_its_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fault injection: the parser raises on one line; the others are read, the problem names the line."""
+    real = JsonlReader.parse
+
+    def failing(self: JsonlReader, text: str, ctx: object) -> object:
+        if "boom" in text:
+            raise ZeroDivisionError("injected")
+        return real(self, text, ctx)
+
+    monkeypatch.setattr(JsonlReader, "parse", failing)
+    path = tmp_path / "x.jsonl"
+    path.write_text(ECS + ECS.replace('"x"', '"boom"') + ECS)
+    out = read_all(JsonlReader(), path)
+    assert len(out.events) == 2
+    assert [(p.reason, p.position) for p in out.problems] == [("parser error: ZeroDivisionError",
+                                                               f"line 2 (byte {len(ECS)})")]
+    assert "failing" in (out.problems[0].raw or "")
+
+
+def test_a_damaged_gz_among_logs_is_reported_and_the_run_goes_on(tmp_path: Path, sqlite_store: Store) -> None:
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    (folder / "auth.log").write_text(SSH_FAIL.replace("08:00:01", "07:00:00"))
+    packed = gzip.compress((SSH_FAIL * 5000).encode())
+    (folder / "auth.log.2.gz").write_bytes(packed[: len(packed) // 2])
+    (folder / "auth.log.3.gz").write_bytes(b"\x1f\x8b\x08\x00" + b"\xff" * 100)
+    (folder / "secure").write_text(SSH_FAIL.replace("web1", "web2"))
+    report = ingest(sqlite_store, SyslogReader(), [folder])
+    assert set(report.problems) == {"unreadable file"} and report.problem_count == 2
+    by_file = {Path(f.path).name: f for f in report.files}
+    assert by_file["auth.log"].written == 1 and by_file["secure"].written == 1
+    assert by_file["auth.log.2.gz"].written > 0  # what the cut file gave before its end is kept

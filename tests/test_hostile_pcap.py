@@ -1,0 +1,200 @@
+"""Hostile captures never blind the sensor: errors stay with their packet, files go on, memory is bounded.
+
+Real packets (scapy) written to real files; each test is an attack or a damage seen in the
+wild, and what must still come out of it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
+
+from collectors.base import read_all, read_resumed
+from collectors.pcap import apps
+from collectors.pcap.collector import PcapReader
+from collectors.pcap.flows import FlowMeter, MeterConfig
+from collectors.pcap.linktypes import ethernet
+from collectors.pcap.tls import TlsError, parse_client_hello
+from collectors.pipeline import ingest
+from eventstore import Store
+from tests.pcapkit import HTTP_REQUEST, HTTP_RESPONSE, MAC, T0, dns_exchange, tcp_session, timed, write
+
+#: a TLS handshake header cut short: once an IndexError that stopped the whole file and live capture
+SIX_BYTES = bytes.fromhex("160301000001")
+
+
+def _datasets(events: list[dict]) -> Counter[str]:
+    return Counter(e["event.dataset"] for e in events)
+
+
+def test_six_byte_tls_payload_is_a_problem_of_its_packet() -> None:
+    with pytest.raises(TlsError, match="truncated"):
+        parse_client_hello(SIX_BYTES)
+
+
+def test_six_byte_tls_payload_costs_nothing_else(tmp_path: Path) -> None:
+    pkts = (tcp_session(sport=40001, dport=443, request=SIX_BYTES)
+            + tcp_session(sport=40002, request=HTTP_REQUEST, response=HTTP_RESPONSE)
+            + dns_exchange())
+    path = write(tmp_path / "six.pcap", timed(pkts))
+    out = read_all(PcapReader(), path)
+    assert _datasets(out.events) == {"network.flow": 3, "network.http": 1, "network.dns": 1}
+    assert [p.reason for p in out.problems] == ["malformed TLS: truncated ClientHello"]
+    assert out.problems[0].position == "packet 3"
+
+
+def test_any_decoder_exception_is_a_counted_problem_and_the_flow_goes_on(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fault injection: the HTTP decoder raises on one request; its flow is still reported, others decoded."""
+    real = apps.http.parse_request
+
+    def failing(payload: bytes) -> object:
+        if b"/boom" in payload:
+            raise KeyError("injected")
+        return real(payload)
+
+    monkeypatch.setattr(apps.http, "parse_request", failing)
+    pkts = (tcp_session(sport=40001, request=b"GET /boom HTTP/1.1\r\nHost: a\r\n\r\n", response=HTTP_RESPONSE)
+            + tcp_session(sport=40002, request=HTTP_REQUEST, response=HTTP_RESPONSE))
+    out = read_all(PcapReader(), write(tmp_path / "boom.pcap", timed(pkts)))
+    assert _datasets(out.events) == {"network.flow": 2, "network.http": 1}
+    boom = [p for p in out.problems if p.reason == "decoder error: KeyError"]
+    assert len(boom) == 1 and boom[0].position == "packet 3" and "failing" in (boom[0].raw or "")
+    flows = {e["source.port"]: e for e in out.events if e["event.dataset"] == "network.flow"}
+    assert flows[40001]["network.packets"] == 8  # counted to its end despite the decoder's failure
+
+
+def test_nsh_nested_thousands_deep_is_bounded() -> None:
+    nsh = bytes([0x00, 0x02, 0x00, 0x03]) + b"\0" * 4  # length 2 words, next protocol Ethernet
+    two = b"\x02" * 12 + b"\x89\x4f" + nsh + b"\x02" * 12 + b"\x89\x4f" + nsh + b"\x02" * 12 + b"\x08\x00"
+    assert ethernet(two + b"\x45" + b"\0" * 19) == (4, 58, -1)  # two levels deep: followed
+    deep = b"".join(b"\x02" * 12 + b"\x89\x4f" + nsh for _ in range(3000)) + b"\x02" * 12 + b"\x08\x00"
+    assert ethernet(deep)[0] == 0  # 3,000 deep (once a RecursionError): not followed past the bound
+    zero = b"\x02" * 12 + b"\x89\x4f" + bytes([0, 0, 0, 3]) + b"\0" * 4
+    assert ethernet(zero * 2000)[0] == 0  # NSH length 0: shorter than NSH itself, not followed
+
+
+def _pcapng(blocks: list[bytes]) -> bytes:
+    shb = struct.pack("<IIIHHq", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1) + struct.pack("<I", 28)
+    return shb + b"".join(blocks)
+
+
+def _block(btype: int, body: bytes) -> bytes:
+    body += b"\0" * (-len(body) % 4)
+    return struct.pack("<II", btype, len(body) + 12) + body + struct.pack("<I", len(body) + 12)
+
+
+def _idb(options: bytes = b"") -> bytes:
+    return _block(1, struct.pack("<HHI", 1, 0, 65535) + options)
+
+
+def _epb(frame: bytes, ts_us: int) -> bytes:
+    return _block(6, struct.pack("<IIIII", 0, ts_us >> 32, ts_us & 0xFFFFFFFF, len(frame), len(frame)) + frame)
+
+
+def _udp_frame(sport: int) -> bytes:
+    return bytes(Ether(**MAC) / IP(src="169.254.1.1", dst="169.254.1.2") / UDP(sport=sport, dport=9999) / b"x")
+
+
+@pytest.mark.parametrize("tail", [
+    struct.pack("<II", 1, 16) + b"\0" * 4 + struct.pack("<I", 16),  # IDB under 20 bytes
+    struct.pack("<II", 6, 24) + b"\0" * 12 + struct.pack("<I", 24),  # EPB under 28 bytes
+    struct.pack("<II", 2, 24) + b"\0" * 12 + struct.pack("<I", 24),  # obsolete packet block under 28
+    struct.pack("<II", 3, 12) + struct.pack("<I", 12),  # simple packet block without its length
+])
+def test_short_pcapng_blocks_keep_every_packet_before_them(tmp_path: Path, tail: bytes) -> None:
+    t = int(T0 * 1e6)
+    data = _pcapng([_idb(), *(_epb(_udp_frame(1000 + i), t + i) for i in range(5))]) + tail
+    path = tmp_path / "short.pcapng"
+    path.write_bytes(data)
+    out = read_all(PcapReader(), path)
+    assert _datasets(out.events) == {"network.flow": 5}
+    assert [p.reason for p in out.problems] == ["corrupt block length"]
+
+
+def test_if_tsoffset_running_past_its_block(tmp_path: Path) -> None:
+    t = int(T0 * 1e6)
+    bad_option = struct.pack("<HH", 14, 8) + b"\0" * 4  # announces 8 bytes, the block ends after 4
+    idb = struct.pack("<II", 1, 20 + len(bad_option)) + struct.pack("<HHI", 1, 0, 65535) + bad_option
+    idb += struct.pack("<I", len(idb) + 4)
+    path = tmp_path / "tsoffset.pcapng"
+    path.write_bytes(_pcapng([idb, _epb(_udp_frame(1), t)]))
+    out = read_all(PcapReader(), path)
+    assert _datasets(out.events) == {"network.flow": 1} and out.problems == []
+
+
+def _many_flows(tmp_path: Path, n: int, name: str = "many.pcap") -> Path:
+    pkts = [Ether(**MAC) / IP(src="169.254.1.1", dst="169.254.1.2") / UDP(sport=1024 + i, dport=9999) / b"x"
+            for i in range(n)]
+    return write(tmp_path / name, timed(pkts, T0, 0.001))
+
+
+def test_a_gzip_damaged_part_way_keeps_what_was_read_and_marks_open_flows(tmp_path: Path) -> None:
+    plain = _many_flows(tmp_path, 3000).read_bytes()
+    packed = gzip.compress(plain, compresslevel=1)
+    bad = tmp_path / "cut.pcap.gz"
+    bad.write_bytes(packed[: len(packed) * 2 // 3])  # the end of the stream is missing
+    out = read_all(PcapReader(), bad, batch_size=500)
+    flows = [e for e in out.events if e["event.dataset"] == "network.flow"]
+    assert 1000 < len(flows) < 3000
+    assert {e["event.reason"] for e in flows} == {"read-error"}
+    assert [p.reason for p in out.problems] == ["unreadable file"]
+    assert "read-error" in (out.problems[0].raw or "")
+
+
+def test_a_damaged_gz_in_a_folder_is_reported_and_the_run_goes_on(tmp_path: Path, sqlite_store: Store) -> None:
+    folder = tmp_path / "captures"
+    folder.mkdir()
+    _many_flows(folder, 10, "a.pcap")
+    (folder / "b.pcap.gz").write_bytes(b"\x1f\x8b\x08\x00" + b"\xff" * 200)  # a gzip header, then garbage
+    _many_flows(folder, 20, "c.pcap")
+    report = ingest(sqlite_store, PcapReader(), [folder])
+    assert report.written == 30
+    assert report.problem_count == 1 and set(report.problems) == {"unreadable file"}
+    assert report.examples[0].source.endswith("b.pcap.gz")
+
+
+def test_the_flow_table_is_capped_and_evicted_flows_are_reported(tmp_path: Path) -> None:
+    path = _many_flows(tmp_path, 1000)
+    reader = PcapReader(max_flows=100)
+    out = read_all(reader, path)
+    flows = [e for e in out.events if e["event.dataset"] == "network.flow"]
+    assert len(flows) == 1000 and len({e["source.port"] for e in flows}) == 1000
+    reasons = Counter(e["event.reason"] for e in flows)
+    assert reasons["evicted"] >= 900 and reasons["evicted"] + reasons["end-of-capture"] == 1000
+    assert reader.last_meter is not None and reader.last_meter.stats["flows evicted (table full)"] == reasons["evicted"]
+
+
+def test_eviction_keeps_the_table_under_its_cap() -> None:
+    meter = FlowMeter(lambda p: p, MeterConfig(max_flows=64))
+    frame = _udp_frame(1)
+    for i in range(2000):
+        data = bytearray(frame)
+        data[34:36] = (1024 + i).to_bytes(2, "big")
+        meter.packet(i, int(T0 * 1e9) + i, 1, bytes(data), len(data))
+        assert len(meter.flows) <= 64
+
+
+def test_the_final_flush_honours_the_batch_size(tmp_path: Path) -> None:
+    path = _many_flows(tmp_path, 95)
+    out = read_all(PcapReader(), path, batch_size=10)
+    assert out.batches >= 10 and len(out.events) == 95
+    sizes = [len(b.events) for b in PcapReader().batches(path, None, 10)]
+    assert max(sizes) <= 10 and sum(sizes) == 95
+    resumed = read_resumed(PcapReader(), path, 10)
+    assert sorted(e["event.id"] for e in resumed.events) == sorted(e["event.id"] for e in out.events)
+
+
+def test_evictions_are_split_into_batches_and_resume_exactly(tmp_path: Path) -> None:
+    path = _many_flows(tmp_path, 400)
+    sizes = [len(b.events) for b in PcapReader(max_flows=64).batches(path, None, 5)]
+    assert max(sizes) <= 5 and sum(sizes) == 400
+    whole = read_all(PcapReader(max_flows=64), path, batch_size=5)
+    resumed = read_resumed(PcapReader(max_flows=64), path, 5)
+    assert sorted(e["event.id"] for e in resumed.events) == sorted(e["event.id"] for e in whole.events)
