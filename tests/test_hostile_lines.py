@@ -50,7 +50,7 @@ def test_a_huge_line_is_cut_counted_and_memory_stays_flat(tmp_path: Path) -> Non
     out, peak = _read_measured(reader, path)
     assert peak < 8 << 20, f"peak {peak / 2**20:.1f} MiB for a 40 MB line"
     assert [p.reason for p in out.problems] == ["line too long"] and out.problems[0].position.startswith("line 2 ")
-    assert len(out.events) == 3 and out.events[2]["log.offset"] == path.stat().st_size - len(SSH_FAIL)
+    assert len(out.events) == 3 and out.events[2]["ztsoc.log.offset"] == path.stat().st_size - len(SSH_FAIL)
 
 
 def test_zeros_without_a_newline_cost_one_line_of_memory(tmp_path: Path) -> None:
