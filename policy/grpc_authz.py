@@ -222,21 +222,14 @@ class GrpcServer:
             self._server = None
 
 
-async def serve_both(http: RawServer, grpc_server: GrpcServer, *, install_signals: bool = True,
-                     on_listening: Callable[[], None] | None = None) -> None:
-    """The HTTP front (this event loop) and the gRPC front (its threads) until SIGTERM/SIGINT or ``http.stop()``.
+async def serve_both(http: RawServer, grpc_server: GrpcServer, *, install_signals: bool = True) -> None:
+    """The gRPC front (its threads) and the HTTP front (this event loop) until SIGTERM/SIGINT or ``http.stop()``.
 
-    ``on_listening`` runs once both listeners are bound (the "serving on" banner), so a
-    port that cannot be bound is reported before anything says the server is up.
+    The gRPC port is bound first, so the HTTP front's ``on_listening`` (the banner) means both are.
     """
     grpc_server.start()
     try:
-        task = asyncio.ensure_future(http.serve(install_signals=install_signals))
-        while not http.started and not task.done():
-            await asyncio.sleep(0.01)
-        if http.started and on_listening is not None:
-            on_listening()
-        await task
+        await http.serve(install_signals=install_signals)
     finally:
         grpc_server.stop()
 
@@ -246,7 +239,7 @@ def serve(cfg: ServeConfig, host: str, port: int, grpc_port: int,
     """``soc policy serve --grpc-port``: both fronts in one process (one engine, one decision log)."""
     handler = build_handler(cfg)
     try:
-        asyncio.run(serve_both(RawServer(handler, host, port, cfg.admin_port), GrpcServer(handler, host, grpc_port),
-                               on_listening=on_listening))
+        asyncio.run(serve_both(RawServer(handler, host, port, cfg.admin_port, on_listening=on_listening),
+                               GrpcServer(handler, host, grpc_port)))
     finally:
         handler.shutdown()

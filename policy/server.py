@@ -363,11 +363,13 @@ class RawServer:
     """The default front end: an asyncio server speaking HTTP/1.1 through httptools."""
 
     def __init__(self, handler: DecisionHandler, host: str = "127.0.0.1", port: int = 8181,
-                 admin_port: int | None = None) -> None:
+                 admin_port: int | None = None, on_listening: Callable[[], None] | None = None) -> None:
         self.handler = handler
         self.host = host
         self.port = port
         self.admin_port = admin_port
+        #: Called once every listener is bound (the "serving on" banner: never before an error).
+        self.on_listening = on_listening
         self.started = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -386,6 +388,8 @@ class RawServer:
             servers.append(await loop.create_server(lambda: _Connection(self.handler, admin=True), self.host,
                                                     self.admin_port, reuse_address=True))
         self.started = True
+        if self.on_listening is not None:
+            self.on_listening()
         try:
             await self._stop.wait()
         finally:
@@ -529,12 +533,17 @@ def replay_orphan_spills(cfg: ServeConfig) -> int:
     return replayed
 
 
-def serve(cfg: ServeConfig, host: str = "127.0.0.1", port: int = 8181, workers: int = 1) -> None:
-    """Run until SIGTERM/SIGINT: the raw front end in one process, or uvicorn with ``workers``."""
+def serve(cfg: ServeConfig, host: str = "127.0.0.1", port: int = 8181, workers: int = 1,
+          on_listening: Callable[[], None] | None = None) -> None:
+    """Run until SIGTERM/SIGINT: the raw front end in one process, or uvicorn with ``workers``.
+
+    ``on_listening`` (the banner) runs once the configuration has loaded and the ports are
+    bound, so a bad trust file or a port in use is the only thing printed.
+    """
     if workers <= 1:
         handler = build_handler(cfg)
         try:
-            RawServer(handler, host, port, cfg.admin_port).run()
+            RawServer(handler, host, port, cfg.admin_port, on_listening=on_listening).run()
         finally:
             handler.shutdown()
         return
@@ -544,6 +553,11 @@ def serve(cfg: ServeConfig, host: str = "127.0.0.1", port: int = 8181, workers: 
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    from policy.canonical import load_front_config
+    from policy.engine import build_engine
+
+    load_front_config(cfg.trust, service=cfg.service)  # each worker loads these again; errors stop here first
+    build_engine(cfg.policy, trust_file=cfg.trust, watch=False).stop()
     replay_orphan_spills(cfg)
     cfg.per_process_spill = True
     os.environ[CONFIG_ENV] = cfg.to_env()
@@ -559,4 +573,6 @@ def serve(cfg: ServeConfig, host: str = "127.0.0.1", port: int = 8181, workers: 
         admin.bind((host, cfg.admin_port))
         admin.set_inheritable(True)
         sockets.append(admin)
+    if on_listening is not None:
+        on_listening()
     Multiprocess(config, sockets=sockets).run()

@@ -257,3 +257,51 @@ def test_serve_with_two_workers_loses_no_decision(tmp_path: Path) -> None:
     finally:
         store.close()
     assert set(ids) <= logged
+
+
+def test_serve_errors_print_before_any_banner(tmp_path: Path) -> None:
+    """A trust file that does not load, or a port in use, is the only thing printed: no "ztsoc PDP" line first."""
+    soc = str(Path(sys.executable).with_name("soc"))
+    bad = tmp_path / "trust.yaml"
+    bad.write_text("spiffe:\n  - trust_domain: x.example\n    audience: a\n    jwks_file: missing.json\n")
+    base = [soc, "--store", f"sqlite:///{tmp_path / 's.db'}", "policy", "serve", "-p", str(EXAMPLES), "--no-log",
+            "--no-watch"]
+    for extra in ([], ["--workers", "2"], ["--grpc-port", "0"]):
+        out = subprocess.run([*base, "--trust", str(bad), "--port", "0", *extra], capture_output=True, text=True,
+                             timeout=60)
+        assert out.returncode == 2 and "cannot load keys" in out.stderr and "ztsoc PDP" not in out.stderr, out.stderr
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        out = subprocess.run([*base, "--port", str(port)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "ztsoc PDP" not in out.stderr, out.stderr
+
+
+def test_readme_admin_examples_run_as_written(soc: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """diff OLD NEW, the shipped request.json, keys + token + --trust, as the README writes them."""
+    root = EXAMPLES.parents[1]
+    monkeypatch.chdir(root)
+    r = soc("policy", "explain", "policy/examples/request.json", "--policy", "policy/examples", "--no-store-risk")
+    assert r.exit_code == 0 and r.output.startswith("DENY") and "payments/refunds-need-two-roles" in r.output
+    cand = tmp_path / "candidate"
+    import shutil
+
+    shutil.copytree(EXAMPLES, cand)
+    page = cand / "citizen-portal.yaml"
+    page.write_text(page.read_text().replace("methods: [GET, HEAD]", "methods: [GET, HEAD, OPTIONS]", 1))
+    r = soc("policy", "diff", "policy/examples", str(cand))
+    assert r.exit_code == 0 and "citizen-portal/public-pages" in r.output and "OPTIONS" in r.output, r.output
+    r = soc("policy", "diff", "policy/examples")  # main() turns the ValueError into "error: ..." and exit 2
+    assert isinstance(r.exception, ValueError) and "OLD NEW" in str(r.exception)
+    keys = tmp_path / "ztsoc-keys"
+    assert soc("policy", "keys", str(keys)).exit_code == 0
+    r = soc("policy", "token", str(keys), "--sub", "spiffe://province.example/ns/portal/sa/citizen-portal",
+            "--scope", "payments:write")
+    assert r.exit_code == 0
+    req = tmp_path / "req.json"
+    req.write_text(json.dumps({"service": "payments", "method": "POST", "path": "/payments/charges",
+                               "token": r.output.strip()}))
+    r = soc("policy", "decide", str(req), "--policy", "policy/examples", "--trust", str(keys / "trust.yaml"),
+            "--no-store-risk")
+    assert r.exit_code == 0 and json.loads(r.output)[0]["rules"] == ["payments/portal-charges-fees"], r.output

@@ -186,14 +186,23 @@ def register(app: typer.Typer) -> None:
 
     @policy_app.command("diff")
     def diff_cmd(
-        old: list[Path] = typer.Option(..., "--old", "-a", help="policy file or directory (repeatable)"),
-        new: list[Path] = typer.Option(..., "--new", "-b", help="policy file or directory (repeatable)"),
+        sets: list[Path] = typer.Argument(None, help="OLD NEW: two policy files or directories"),
+        old: list[Path] = typer.Option(None, "--old", "-a", help="policy file or directory (repeatable)"),
+        new: list[Path] = typer.Option(None, "--new", "-b", help="policy file or directory (repeatable)"),
         as_json: bool = typer.Option(False, "--json"),
         ndjson: bool = typer.Option(False, "--ndjson"),
     ) -> None:
-        """Rules added, removed and changed (field by field) between two policy sets."""
+        """Rules added, removed and changed (field by field) between two policy sets: OLD NEW, or -a ... -b ...."""
         from policy.admin.diff import diff_paths
 
+        if sets and (old or new):
+            raise ValueError("give OLD NEW or --old/--new, not both")
+        if sets and len(sets) != 2:
+            raise ValueError(f"give two policy sets, OLD NEW (got {len(sets)})")
+        if sets:
+            old, new = [sets[0]], [sets[1]]
+        if not old or not new:
+            raise ValueError("give two policy sets: OLD NEW, or --old ... --new ...")
         changes = diff_paths(list(old), list(new))
         if as_json or ndjson:
             emit_json([c.to_dict() for c in changes], ndjson=ndjson)
@@ -201,9 +210,9 @@ def register(app: typer.Typer) -> None:
         for c in changes:
             colour = {"added": "green", "removed": "red"}.get(c.change, "yellow")
             console.print(Text.assemble((visible(f"{c.change:8}"), colour), safe(f" {c.rule}  ({c.where})")),
-                          highlight=False)
+                          highlight=False, soft_wrap=True)
             for name, a, b in c.fields:
-                console.print(safe(f"           {name}: {a!r} -> {b!r}"), highlight=False)
+                console.print(safe(f"           {name}: {a!r} -> {b!r}"), highlight=False, soft_wrap=True)
         if not changes:
             console.print("no rule changed")
 
@@ -230,6 +239,39 @@ def register(app: typer.Typer) -> None:
                         "new_reason"], as_json=False, ndjson=False,
                  title=f"{report.changed} of {report.replayed} replayed decisions would change")
             err_console.print(json.dumps(report.summary()), highlight=False)
+
+    @policy_app.command("keys")
+    def keys_cmd(
+        folder: Path = typer.Argument(..., help="folder for the key set and its trust.yaml"),
+        issuer: str = typer.Option("https://idp.province.example", "--issuer", help="the people IdP's iss"),
+        trust_domain: str = typer.Option("province.example", "--trust-domain", help="the SPIFFE trust domain"),
+        force: bool = typer.Option(False, "--force", help="replace a key set already there"),
+    ) -> None:
+        """A local key set (IdP + SPIFFE, ES256) and a trust.yaml for trying serve/decide with real tokens."""
+        from policy.admin.keygen import make_keys
+
+        files = make_keys(folder, issuer=issuer, trust_domain=trust_domain, force=force)
+        console.print(safe(f"trust file: {files.trust}"), highlight=False, soft_wrap=True)
+        for p in files.public:
+            console.print(safe(f"public keys: {p}"), highlight=False, soft_wrap=True)
+        for p in files.private:
+            console.print(safe(f"private key (0600): {p}"), highlight=False, soft_wrap=True)
+
+    @policy_app.command("token")
+    def token_cmd(
+        folder: Path = typer.Argument(..., help="a folder made by `soc policy keys`"),
+        subject: str = typer.Option(..., "--sub", help="spiffe://DOMAIN/... for a workload, else a person"),
+        audience: str = typer.Option(None, "--aud", help="the destination service (required for a person)"),
+        roles: list[str] = typer.Option(None, "--role", help="a role claim (repeatable)"),
+        scopes: list[str] = typer.Option(None, "--scope", help="a scope (repeatable)"),
+        groups: list[str] = typer.Option(None, "--group", help="a group (repeatable)"),
+        ttl: int = typer.Option(300, "--ttl", min=1, max=86400, help="seconds until it expires"),
+    ) -> None:
+        """Print a token signed with a local key set (for trying the PDP, never for production)."""
+        from policy.admin.keygen import make_token
+
+        sys.stdout.write(make_token(folder, subject, audience=audience, roles=tuple(roles or ()),
+                                    scopes=tuple(scopes or ()), groups=tuple(groups or ()), ttl_s=ttl) + "\n")
 
     @policy_app.command("serve")
     def serve_cmd(
@@ -278,13 +320,15 @@ def register(app: typer.Typer) -> None:
         grpc = f", gRPC ext_authz on {host}:{grpc_port}" if grpc_port is not None else ""
         banner = (f"ztsoc PDP: {where}{grpc}, health and /v1/decide on {admin} (policy {ps.version}, "
                   f"{len(ps.rules)} rules, {len(front.proxies)} trusted prox(ies), {workers} worker(s), store {url})")
+
+        def say_banner() -> None:  # once the configuration loaded and the ports are bound, never before an error
+            err_console.print(safe(banner), highlight=False, soft_wrap=True)
+
         if grpc_port is not None:
             if workers > 1:
                 raise ValueError("--grpc-port runs in the single-process server: use --workers 1")
             from policy import grpc_authz
 
-            grpc_authz.serve(cfg, host, port, grpc_port,
-                             on_listening=lambda: err_console.print(safe(banner), highlight=False, soft_wrap=True))
+            grpc_authz.serve(cfg, host, port, grpc_port, on_listening=say_banner)
             return
-        err_console.print(safe(banner), highlight=False)
-        serve(cfg, host, port, workers)
+        serve(cfg, host, port, workers, on_listening=say_banner)
