@@ -371,3 +371,60 @@ def test_the_istio_example_fits_together() -> None:
     assert SERVICE_EXTENSION in ext["context_extensions"]
     (proxy,) = load_front_config(d / "trust.yaml").proxies
     assert proxy.client_address == "reported" and proxy.reported_service
+
+
+# -- issue 13's hostile cases, through the gRPC front ---------------------------------------------
+ENVOY = "127.0.0.5"  # the Envoy that calls the gRPC front: the one trusted proxy here
+
+
+@pytest.fixture(scope="module")
+def hostile_grpc() -> Iterator[tuple[int, ListSink]]:
+    """The hostile suite's policy, risk and identities, behind the gRPC front alone."""
+    import ipaddress
+
+    from test_policy_hostile import HOSTILE
+    from test_policy_hostile import POLICY as HOSTILE_POLICY
+
+    from policy.canonical import TrustedProxy
+    from policy.request import Risk
+
+    sink = ListSink()
+    engine = Engine.from_policy_set(policy_set_from_text(HOSTILE_POLICY, "h.yaml"), verifier=verifier(), sink=sink,
+                                    risk=StaticRisk({HOSTILE: Risk(1, "critical", 5)}),
+                                    trust_asserted_principal=False)
+    envoy = TrustedProxy("envoy", (ipaddress.ip_network(f"{ENVOY}/32"),), client_address="reported",
+                         reported_service=True)
+    server = GrpcServer(DecisionHandler(engine, front=FrontConfig((envoy,))), "127.0.0.1", 0)
+    server.start()
+    yield server.port, sink
+    server.stop(0)
+
+
+def test_the_hostile_cases_are_denied_through_grpc_as_through_nginx(hostile_grpc: tuple[int, ListSink],
+                                                                     client: Path) -> None:
+    """Every case tests/test_policy_hostile.py sends through nginx, as Envoy would send it: same denial, same reason."""
+    from test_policy_hostile import HOSTILE_CASES
+
+    port, sink = hostile_grpc
+    checks = []
+    for _case, method, target, headers, source, _why in HOSTILE_CASES:
+        raw = [(":authority", "records.gov.example"), (":method", method), (":path", target), *headers]
+        checks.append({"attributes": {
+            "source": {"address": {"socketAddress": {"address": source, "portValue": 50000}}},
+            "request": {"http": {"method": method, "path": target, "host": "records.gov.example", "protocol": "HTTP/1.1",
+                                 "headerMap": {"headers": [{"key": k.lower(), "rawValue": base64.b64encode(
+                                     v.encode()).decode()} for k, v in raw]}}},
+            "contextExtensions": {"ztsoc-service": "records"}}})
+    out = via_grpc(client, port, checks, source=ENVOY)
+    for (case, *_rest, why), line in zip(HOSTILE_CASES, out, strict=True):
+        g = grpc_outcome(line)
+        assert g["status"] in (400, 403) and g["headers"]["x-ztsoc-decision"] == "deny", case
+        assert why in g["headers"]["x-ztsoc-reason"], (case, g["headers"]["x-ztsoc-reason"])
+        logged = [d for _, d in sink.seen if d.decision_id == g["headers"]["x-ztsoc-decision-id"]]
+        assert len(logged) == 1 and why in logged[0].reason, case
+    # The controls: what the hostile suite lets through nginx, the gRPC front lets through.
+    from test_policy_hostile import CLEAN, PORTAL
+
+    ok = check_json(Case("POST", "/records/1", "records", CLEAN, f"Bearer {svid('/ns/portal/sa/web')}"))
+    g = grpc_outcome(via_grpc(client, port, [ok], source=ENVOY)[0])
+    assert g["status"] == 200 and g["headers"]["x-ztsoc-principal"] == PORTAL

@@ -322,7 +322,9 @@ def test_nginx_controls_allowed_requests_reach_the_service(stack: Stack) -> None
     assert stack.upstream.hits[-1][2]["x-ztsoc-principal"] == PORTAL
 
 
-@pytest.mark.parametrize(("case", "method", "target", "headers", "source", "why"), [
+#: (case, method, target, client headers, client address, reason): every one a denial. Also sent
+#: through the gRPC ext_authz front by tests/test_policy_grpc.py (the same cases, the same decisions).
+HOSTILE_CASES = [
     # 1: a people IdP's token whose subject is a workload's SPIFFE ID.
     ("idp mints a workload", "POST", "/records/1", bearer(user_token(sub=PORTAL)), CLEAN, "outside the namespace"),
     # 2: source address headers from a client: the risk check and ip_ranges see the real client.
@@ -356,7 +358,10 @@ def test_nginx_controls_allowed_requests_reach_the_service(stack: Stack) -> None
     # 9: a padded signature.
     ("padded token", "POST", "/records/1", [("Authorization", "Bearer " + svid("/ns/portal/sa/web") + "==")], CLEAN,
      "padding"),
-])
+]
+
+
+@pytest.mark.parametrize(("case", "method", "target", "headers", "source", "why"), HOSTILE_CASES)
 def test_nginx_hostile_requests_never_reach_the_service(stack: Stack, case: str, method: str, target: str,
                                                         headers: list[tuple[str, str]], source: str, why: str) -> None:
     reply, reached, reason = via_nginx(stack, method, target, headers, source)
