@@ -201,7 +201,8 @@ def _lazy_rule(entry: dict[str, Any], payload: LoadedRule, pipeline: str) -> Com
     trees_json = entry["trees"]
 
     def first_use(ev: Any) -> bool:
-        real = compile_trees(cr.key, [tree_in(t) for t in trees_json], payload=payload, pipeline_name=pipeline)
+        real = compile_trees(cr.key, [tree_in(t) for t in trees_json], payload=payload, pipeline_name=pipeline,
+                             index=False)
         cr.predicate, cr.trees = real.predicate, real.trees
         return real.predicate(ev)
 
