@@ -15,6 +15,14 @@ class StoreUnavailable(StoreError):
     """The backend cannot be reached (Elasticsearch down, SQLite file unreadable)."""
 
 
+class StoreFull(StoreUnavailable):
+    """The store's disk is full (SQLITE_FULL): nothing of the failed write was stored."""
+
+
+class StoreCorrupt(StoreUnavailable):
+    """The store's file is damaged (SQLITE_CORRUPT, a page that no longer holds what was written)."""
+
+
 class QuerySyntaxError(StoreError):
     """A query string that does not parse; ``position`` is the 0-based offset of the fault."""
 

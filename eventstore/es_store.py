@@ -93,6 +93,7 @@ from eventstore.store import (
     StoreStatus,
     WriteResult,
 )
+from eventstore.text import replace_unencodable
 from eventstore.timeutil import from_iso, to_iso, utcnow
 
 T = TypeVar("T")
@@ -577,7 +578,10 @@ class ElasticsearchStore:
                     continue
                 try:
                     _check_timestamp(event["@timestamp"])
-                    source = dumps(event, option=_ORJSON_OPTS)
+                    try:
+                        source = dumps(event, option=_ORJSON_OPTS)
+                    except TypeError:  # lone surrogates: stored replaced and tagged, as the SQLite store does
+                        source = dumps(replace_unencodable(event) or event, option=_ORJSON_OPTS)
                 except KeyError:
                     part.errors.append((ident, "missing @timestamp"))
                     continue

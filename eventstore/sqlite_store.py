@@ -20,11 +20,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import inspect
 import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
@@ -35,7 +36,14 @@ from typing import Any
 import orjson
 
 from eventstore.alerts import apply_change, merge_alert
-from eventstore.errors import AlertNotFound, StoreError, StoreUnavailable, StoreURLError
+from eventstore.errors import (
+    AlertNotFound,
+    StoreCorrupt,
+    StoreError,
+    StoreFull,
+    StoreUnavailable,
+    StoreURLError,
+)
 from eventstore.query import parse
 from eventstore.query.sqlite import TS_FIELD, Layout, WhereBuilder, json_path, register_functions
 from eventstore.query.values import epoch_ms, ip_key
@@ -50,6 +58,7 @@ from eventstore.store import (
     StoreStatus,
     WriteResult,
 )
+from eventstore.text import replace_unencodable
 from eventstore.timeutil import to_iso
 
 SCHEMA_VERSION = 3
@@ -191,6 +200,7 @@ def careful_row(doc: Any, position: int, hot: tuple[str, ...], errors: Problems)
     if not isinstance(doc, dict):
         errors.append((position, str(position), f"not a JSON object but {type(doc).__name__}"))
         return None
+    doc = replace_unencodable(doc) or doc  # lone surrogates: stored replaced and tagged, never refused
     event_id = doc.get("event.id")
     if event_id is None:
         errors.append((position, str(position), "missing event.id"))
@@ -285,6 +295,26 @@ class _MetricPlan:
     columns: tuple[str, ...]  # the inner query's column names this metric reads
 
 
+def _translated(method: Callable[..., Any]) -> Callable[..., Any]:
+    """The store's public calls raise store errors that say what happened (see ``_store_error``)."""
+    if inspect.isgeneratorfunction(method):
+        @functools.wraps(method)
+        def generator(self: SQLiteStore, *args: Any, **kwargs: Any) -> Any:
+            try:
+                yield from method(self, *args, **kwargs)
+            except (sqlite3.DatabaseError, orjson.JSONDecodeError) as exc:
+                raise self._store_error(exc) from exc
+        return generator
+
+    @functools.wraps(method)
+    def wrapper(self: SQLiteStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (sqlite3.DatabaseError, orjson.JSONDecodeError) as exc:
+            raise self._store_error(exc) from exc
+    return wrapper
+
+
 class SQLiteStore:
     """The ``Store`` protocol on one SQLite file (see the module docstring)."""
 
@@ -309,7 +339,37 @@ class SQLiteStore:
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteStore:
-        return cls(_path_from_url(url), url)
+        store = cls(_path_from_url(url), url)
+        if "check=quick" in url.partition("?")[2].split("&"):  # sqlite:///soc.db?check=quick
+            problems = store.quick_check()
+            if problems:
+                store.close()
+                raise StoreCorrupt(f"SQLite store {store.path} is damaged: PRAGMA quick_check: {'; '.join(problems[:3])}")
+        return store
+
+    def quick_check(self) -> list[str]:
+        """``PRAGMA quick_check``: what is damaged in the file (empty when it is sound)."""
+        try:
+            with self._lock:
+                rows = [line.strip() for r in self._conn.execute("PRAGMA quick_check").fetchall()
+                        for line in str(r[0]).splitlines() if line.strip() and not line.startswith("***")]
+        except sqlite3.DatabaseError as exc:
+            return [f"{getattr(exc, 'sqlite_errorname', type(exc).__name__)}: {exc}"]
+        return [] if rows == ["ok"] else rows
+
+    def _store_error(self, exc: Exception) -> StoreError:
+        """One line saying what a failure IS: a full disk, a damaged file, a foreign file, or else."""
+        name = getattr(exc, "sqlite_errorname", None) or type(exc).__name__
+        where = f"SQLite store {self.path}"
+        if name == "SQLITE_FULL":
+            return StoreFull(f"{where}: the disk is full (SQLITE_FULL); nothing of the failed write was stored")
+        if name == "SQLITE_NOTADB":
+            return StoreCorrupt(f"{where} is not a SQLite database (SQLITE_NOTADB): a foreign or overwritten file")
+        if name.startswith("SQLITE_CORRUPT") or isinstance(exc, orjson.JSONDecodeError):
+            problems = self.quick_check()
+            found = "; ".join(problems[:3]) if problems else "ok (the damage is inside a stored document)"
+            return StoreCorrupt(f"{where} is damaged ({name}: {exc}); PRAGMA quick_check: {found}")
+        return StoreUnavailable(f"{where}: {name}: {exc}")
 
     # -- lifecycle ------------------------------------------------------------------------
     def init(self) -> None:
@@ -420,7 +480,8 @@ class SQLiteStore:
                     duplicates += len(rows) - changed - self._refused(EVENTS, rows, docs, at, errors)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite already rolled back on SQLITE_FULL: keep ITS error, not ours
+                conn.execute("ROLLBACK")
             raise
         return written, duplicates
 
@@ -804,3 +865,8 @@ def _metric_value(plan: _MetricPlan, value: Any) -> Any:
     if plan.op in ("min", "max") and value is not None and is_date:
         return _ms_to_iso(int(value))
     return value
+
+
+for _name in ("init", "write_events", "get_event", "search", "count", "scan", "aggregate", "put_alerts", "get_alert",
+              "update_alert", "get_state", "put_state", "delete_state", "list_state", "status"):
+    setattr(SQLiteStore, _name, _translated(getattr(SQLiteStore, _name)))
