@@ -83,6 +83,6 @@ def test_a_damaged_file_is_reported_as_damaged(tmp_path: Path) -> None:
 def test_a_foreign_file_is_named_as_such(tmp_path: Path) -> None:
     path = tmp_path / "notes.db"
     path.write_text("these are my notes, not a database\n" * 200)
-    with pytest.raises(StoreUnavailable, match="not a (SQLite )?database") as caught:
+    with pytest.raises(StoreUnavailable, match=r"not a (SQLite )?database") as caught:
         SQLiteStore(str(path)).init()
     assert "\n" not in str(caught.value)
