@@ -107,6 +107,8 @@ ITEM_RETRY_STATUSES = frozenset({429, 503})
 _BULK_FILTER = "errors,items.*.status,items.*.error.type,items.*.error.reason,items.*.error.caused_by.reason"
 _MAX_WINDOW = 10_000  # index.max_result_window
 _URL_PARAMS = frozenset({"prefix", "sniff"})
+#: Field paths remembered per write index (hostile input could bring a new one per event).
+_MAX_KNOWN_FIELDS = 50_000
 _ORJSON_OPTS = orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
 _JAVA_EXCEPTION = re.compile(r"^[\w.$]+(?:Exception|Error): ")
 _LINE_COL = re.compile(r"line (\d+), column (\d+)")
@@ -146,6 +148,19 @@ class Rollover:
         if self.max_docs is not None:
             found["max_docs"] = self.max_docs
         return found
+
+
+def _json_type(value: Any) -> str | None:
+    """The node's dynamic-mapping name for a JSON value's type; ``None`` for objects and lists."""
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "long"
+    if isinstance(value, float):
+        return "double"
+    return None
 
 
 def _check_timestamp(ts: Any) -> None:
@@ -308,6 +323,12 @@ class ElasticsearchStore:
         self._write_index: str | None = None
         self._event_indices: frozenset[str] = frozenset()
         self._since_check = 0  # events sent since the last rollover check
+        #: Field paths the write index maps (leaves, objects), loaded per write index: a batch
+        #: bringing new fields gets them put in one request (see ``_put_new_fields``).
+        self._fields_of: str | None = None
+        self._leaves: set[str] = set()
+        self._objects: set[str] = set()
+        self._known: set[str] = set()
         self._checked_at = float("-inf")  # monotonic time of that check
         kwargs: dict[str, Any] = {
             "request_timeout": request_timeout,
@@ -459,7 +480,7 @@ class ElasticsearchStore:
                 with contextlib.suppress(NotFoundError):
                     self._es.cluster.delete_component_template(name=name)
         self._dirty.clear()
-        self._write_index, self._event_indices = None, frozenset()
+        self._write_index, self._event_indices, self._fields_of = None, frozenset(), None
 
     # -- writing events -----------------------------------------------------------------
     def _ensure_write_index(self) -> str:
@@ -523,6 +544,64 @@ class ElasticsearchStore:
             self._event_indices = frozenset(self._existing_indices(self._events_pattern))
         return self._write_index
 
+    def _known_fields(self, index: str) -> set[str]:
+        """Every field path ``index`` maps (and those already handed to the node)."""
+        if self._fields_of != index:
+            found: dict[str, Any] = self._call(self._es.indices.get_mapping, index=index).body
+            first: dict[str, Any] = next(iter(found.values()), {})
+            props = first.get("mappings", {}).get("properties", {})
+            self._leaves, self._objects = set(), set()
+            stack: list[tuple[str, dict[str, Any]]] = [("", props)]
+            while stack:
+                base, level = stack.pop()
+                for name, spec in level.items():
+                    path = f"{base}{name}"
+                    if "properties" in spec or spec.get("type", "object") in ("object", "nested"):
+                        self._objects.add(path)
+                        stack.append((f"{path}.", spec.get("properties", {})))
+                    else:
+                        self._leaves.add(path)
+            self._known = self._leaves | self._objects
+            self._fields_of = index
+        return self._known
+
+    def _put_new_fields(self, index: str, new: Mapping[str, str | None]) -> None:
+        """Map a batch's new fields in one request, as the dynamic templates would have.
+
+        The node otherwise makes a cluster-state update for every document that brings a
+        field (92 of the 8,248 shared EVTX records, the larger part of their ingest time).
+        A field the templates do not decide, or one inside a non-object (a flattened field),
+        is left to the node; so is the whole batch if the node refuses the request. The one
+        difference from the node's own mapping: a new field of a document the node then
+        refuses for another reason is mapped anyway (unused; tests/test_es_layout.py).
+        """
+        properties: dict[str, Any] = {}
+        for path in sorted(new):
+            json_type = new[path]
+            if len(self._known) < _MAX_KNOWN_FIELDS:
+                self._known.add(path)  # decided once, whatever the outcome
+            parts = path.split(".")
+            if (json_type is None or "" in parts or path in self._objects
+                    or any(".".join(parts[:i]) in self._leaves for i in range(1, len(parts)))):
+                continue
+            mapping = es_templates.dynamic_mapping(path, json_type)
+            if mapping is None:
+                continue
+            node = properties
+            for part in parts[:-1]:
+                child = node.setdefault(part, {"properties": {}})
+                if "properties" not in child:
+                    break
+                node = child["properties"]
+            else:
+                if parts[-1] not in node:
+                    node[parts[-1]] = mapping
+                    self._leaves.add(path)
+                    self._objects.update(".".join(parts[:i]) for i in range(1, len(parts)))
+        if properties:
+            with contextlib.suppress(ApiError):
+                self._call(self._es.indices.put_mapping, index=index, properties=properties)
+
     def _unseen(self, batch: list[_Pending], tally: _Tally) -> list[_Pending]:
         """The batch without events already stored in another event index (counted as duplicates)."""
         target = batch[0].index
@@ -554,6 +633,9 @@ class ElasticsearchStore:
 
         def flush() -> None:
             nonlocal pool
+            if new_fields:
+                self._put_new_fields(index, new_fields)
+                new_fields.clear()
             self._dirty.update(p.index for p in batch)
             self._since_check += len(batch)
             if self.bulk_concurrency <= 1:
@@ -571,11 +653,16 @@ class ElasticsearchStore:
 
         index = self._events_index()
         index_bytes = index.encode()
+        known = self._known_fields(index)
+        new_fields: dict[str, str | None] = {}
         try:
             for position, event in enumerate(events):
                 ident = _check_id(event, position, part.errors)
                 if ident is None:
                     continue
+                if not event.keys() <= known:
+                    for name in event.keys() - known:
+                        new_fields.setdefault(name, _json_type(event[name]))
                 try:
                     _check_timestamp(event["@timestamp"])
                     try:
@@ -597,6 +684,7 @@ class ElasticsearchStore:
                     part, batch, size = _Tally(), [], 0
                     index = self._events_index()  # in-flight batches keep theirs
                     index_bytes = index.encode()
+                    known = self._known_fields(index)
             if batch:
                 flush()
             else:

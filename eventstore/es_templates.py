@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 from eventstore.schema import DYNAMIC_NAMESPACES, FIELDS, FieldType
@@ -92,6 +93,33 @@ def dynamic_templates() -> list[dict[str, Any]]:
                 "path_match": f"{ns}*", "match_mapping_type": json_type, "mapping": dict(keyword)}})
     rules.append({"strings_as_keyword": {"match_mapping_type": "string", "mapping": dict(keyword)}})
     return rules
+
+
+def dynamic_mapping(path: str, json_type: str) -> dict[str, Any] | None:
+    """The mapping the node's dynamic templates give a new field ``path`` holding a JSON ``json_type``.
+
+    ``json_type`` is the node's name for it (``string``, ``long``, ``double``, ``boolean``).
+    The store puts these mappings itself, one request per batch, instead of the node making
+    one cluster-state update per document that brings a field (bench/evtx_history.py).
+    ``None`` when no template decides it, or one uses a criterion not emulated here: the
+    node then maps the field itself, as before.
+    """
+    for rule in dynamic_templates():
+        (spec,) = rule.values()
+        if set(spec) - {"path_match", "match_mapping_type", "mapping"}:
+            return None
+        if spec.get("match_mapping_type", "*") not in ("*", json_type):
+            continue
+        pattern = spec.get("path_match")
+        if pattern is not None and not _simple_match(pattern, path):
+            continue
+        return dict(spec["mapping"])
+    return None
+
+
+def _simple_match(pattern: str, value: str) -> bool:
+    """Elasticsearch's ``path_match``: ``*`` is any run of characters, nothing else is special."""
+    return re.fullmatch(".*".join(re.escape(part) for part in pattern.split("*")), value, re.DOTALL) is not None
 
 
 def ecs_mappings() -> dict[str, Any]:

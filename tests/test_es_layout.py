@@ -169,3 +169,47 @@ def test_sniffing_when_asked_finds_the_nodes_the_cluster_publishes(url: str) -> 
 def test_bad_node_lists_are_refused_before_any_request(url: str) -> None:
     with pytest.raises(StoreURLError):
         ElasticsearchStore.from_url(url)
+
+
+# -- new fields mapped by the store, as the node's dynamic templates would --------------------
+
+def _field_events() -> list[dict[str, object]]:
+    base = {"@timestamp": "2024-01-15T10:00:00.000Z", "event.dataset": "windows.sysmon"}
+    shapes: list[dict[str, object]] = [
+        {"winlog.event_data.Image": "C:\\x.exe", "winlog.event_data.ProcessId": 4242,
+         "winlog.event_data.Elevated": True, "winlog.event_data.Ratio": 0.5},
+        {"winlog.user_data.Param1": "a", "labels.team": "blue", "labels.count": 3},
+        {"custom.note": "free text", "custom.count": 7, "custom.ratio": 1.5, "custom.flag": False},
+        {"custom.nested": {"inner": "x", "n": 1}, "custom.list": ["a", "b"]},
+        {"dns.answers": [{"name": "a.example", "data": "192.0.2.1"}], "process.command_line": "cmd /c x"},
+        {"custom.leaf": "x"},
+        {"custom.leaf.child": "y"},  # refused by both: custom.leaf is a keyword, not an object
+        {"winlog.event_data.Weird Name (x)": "v"},
+        # Refused by both. (Were a new field beside it, the store would have mapped it already:
+        # an unused mapping, the one difference from the node's own dynamic mapping.)
+        {"odd..name": "x", "winlog.event_data.": "trailing"},
+    ]
+    return [{**base, "event.id": f"f-{i}", **shape} for i, shape in enumerate(shapes)]
+
+
+@pytest.mark.es
+def test_new_fields_get_the_mappings_the_node_would_give_them(url: str) -> None:
+    ours = _open(url)
+    prefix = url.rsplit("prefix=", 1)[1]
+    theirs = _open(f"{url.split('/?')[0]}/?prefix={prefix}-node")
+    theirs._put_new_fields = lambda index, new: None  # type: ignore[method-assign]  # the node maps every field
+    try:
+        results = [s.write_events(_field_events()) for s in (ours, theirs)]
+        assert results[0].written == results[1].written >= 6
+        assert [i for i, _ in results[0].errors] == [i for i, _ in results[1].errors]
+        mappings = [s._es.indices.get_mapping(index=s._write_index).body for s in (ours, theirs)]
+        props = [next(iter(m.values()))["mappings"]["properties"] for m in mappings]
+        assert props[0] == props[1]
+        assert props[0]["winlog"]["properties"]["event_data"]["properties"]["ProcessId"]["type"] == "keyword"
+        assert props[0]["custom"]["properties"]["count"]["type"] == "long"
+        assert ours.count("winlog.event_data.ProcessId:4242 AND labels.count:3") == 0
+        assert ours.count("winlog.event_data.ProcessId:4242") == 1
+    finally:
+        theirs.drop()
+        theirs.close()
+        ours.close()
