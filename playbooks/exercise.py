@@ -7,7 +7,7 @@ exercise sees at once what to fix; every shipped exercise is loaded by a test.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,8 @@ class Hint:
     number: int
     text: str
     cost: int
+    #: the question it helps with (its cost comes off that question's points); None: general
+    question: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,14 +68,49 @@ class Exercise:
     hints: tuple[Hint, ...]
     debrief: str
     path: Path | None = field(default=None, compare=False)
+    #: parameters drawn from the seed (``playbooks.draws``); texts name them as ``${name}``
+    draws: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def max_points(self) -> int:
         return sum(q.points for q in self.questions)
 
+    def instance(self, seed: int | None = None) -> Exercise:
+        """The exercise as played with this seed (default: its own): entities drawn, texts filled in."""
+        from playbooks.draws import draw_params, render
 
-def _line_of(node: yaml.Node, path: list[str | int]) -> int:
+        seed = self.seed if seed is None else seed
+        params = draw_params(self.params, self.draws, seed)
+
+        def r(value: Any) -> Any:
+            return render(value, params)
+
+        questions = tuple(replace(q, text=r(q.text), answer=r(q.answer), wrong_example=r(q.wrong_example),
+                                  solution=replace(q.solution, query=r(q.solution.query))) for q in self.questions)
+        return replace(self, params=params, seed=seed, story=r(self.story), debrief=r(self.debrief),
+                       questions=questions, hints=tuple(replace(h, text=r(h.text)) for h in self.hints), draws={})
+
+    def hints_for(self, question: int) -> list[Hint]:
+        return [h for h in self.hints if h.question == question]
+
+
+class _Lines:
+    """The file's YAML node tree, composed on first use (only error messages need lines)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._node: yaml.Node | None = None
+
+    @property
+    def node(self) -> yaml.Node:
+        if self._node is None:
+            self._node = yaml.compose(self.text) or yaml.ScalarNode("tag:yaml.org,2002:null", "")
+        return self._node
+
+
+def _line_of(root: _Lines, path: list[str | int]) -> int:
     """1-based line of the YAML node at ``path`` (the deepest one that exists)."""
+    node = root.node
     for step in path:
         if isinstance(node, yaml.MappingNode):
             match = next((v for k, v in node.value if k.value == step), None)
@@ -90,12 +127,12 @@ def _line_of(node: yaml.Node, path: list[str | int]) -> int:
 def load_exercise(path: Path) -> Exercise:
     text = path.read_text(encoding="utf-8")
     try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         raise ExerciseError(f"{path}: not valid YAML: {exc}") from exc
-    if root is None or not isinstance(data, dict):
+    if not isinstance(data, dict):
         raise ExerciseError(f"{path}:1: an exercise is a mapping (id, title, story, ...)")
+    root = _Lines(text)  # composed only when an error needs its line
     errors = sorted(jsonschema.Draft202012Validator(SCHEMA).iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
         lines = []
@@ -108,6 +145,10 @@ def load_exercise(path: Path) -> Exercise:
     if data["incident"]["generator"] not in INCIDENT_GENERATORS:
         raise ExerciseError(f"{path}:{_line_of(root, ['incident', 'generator'])}: incident.generator: unknown "
                             f"{data['incident']['generator']!r}; known: {', '.join(sorted(INCIDENT_GENERATORS))}")
+    for i, h in enumerate(data.get("hints") or []):
+        if h.get("question") is not None and h["question"] > len(data["questions"]):
+            raise ExerciseError(f"{path}:{_line_of(root, ['hints', i, 'question'])}: hints.{i}.question: "
+                                f"no question {h['question']} (there are {len(data['questions'])})")
     questions = []
     for i, q in enumerate(data["questions"]):
         kind = q["answer"]["kind"]
@@ -122,8 +163,8 @@ def load_exercise(path: Path) -> Exercise:
         difficulty=data["difficulty"], generator=data["incident"]["generator"],
         params=dict(data["incident"].get("params") or {}), seed=int(data["incident"].get("seed", 1)),
         background=dict(data.get("background") or {}), questions=tuple(questions),
-        hints=tuple(Hint(i + 1, h["text"], h["cost"]) for i, h in enumerate(data.get("hints") or [])),
-        debrief=data["debrief"].strip(), path=path,
+        hints=tuple(Hint(i + 1, h["text"], h["cost"], h.get("question")) for i, h in enumerate(data.get("hints") or [])),
+        debrief=data["debrief"].strip(), path=path, draws=dict(data["incident"].get("draw") or {}),
     )
 
 

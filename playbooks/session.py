@@ -56,6 +56,9 @@ class Run:
     hints_used: list[int] = field(default_factory=list)
     attempts: dict[str, list[Attempt]] = field(default_factory=dict)
     finished: float | None = None
+    #: the store the trainee used before the exercise: where the score is posted, even when
+    #: ``SOC_STORE`` now names the exercise's own store (as ``start`` tells them to export)
+    main_store_url: str | None = None
 
     def to_doc(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,9 +108,12 @@ def prepare(exercise: Exercise, store: Store, directory: Path, *, seed: int | No
 
 
 def start(exercise: Exercise, trainee: str, *, seed: int | None = None, store_url: str | None = None,
-          base: Path | None = None) -> tuple[Run, dict[str, Any]]:
+          base: Path | None = None, main_store_url: str | None = None) -> tuple[Run, dict[str, Any]]:
+    """A new run: the exercise drawn for ``seed`` (default: its own), generated into its own store."""
     base = base or runs_dir()
     seed = exercise.seed if seed is None else seed
+    exercise = exercise.instance(seed)
+    main_store_url = resolve_main_store(main_store_url, base)
     run_id = f"{exercise.id}-{seed}-{int(time.time())}"
     directory = base / run_id
     directory.mkdir(parents=True, exist_ok=True)
@@ -115,12 +121,34 @@ def start(exercise: Exercise, trainee: str, *, seed: int | None = None, store_ur
     store = open_store(store_url)
     try:
         counts = prepare(exercise, store, directory, seed=seed)
-        run = Run(run_id, exercise.id, trainee, seed, store_url, str(directory), time.time())
+        run = Run(run_id, exercise.id, trainee, seed, store_url, str(directory), time.time(),
+                  main_store_url=main_store_url)
         store.put_state(RUN_KIND, run_id, run.to_doc())
     finally:
         store.close()
-    (base / "current.json").write_text(json.dumps({"run_id": run_id, "store_url": store_url}))
+    (base / "current.json").write_text(json.dumps({"run_id": run_id, "store_url": store_url,
+                                                   "main_store_url": main_store_url}))
     return run, counts
+
+
+def resolve_main_store(url: str | None, base: Path | None = None) -> str:
+    """The store a score is posted to: ``url`` (the trainee's ``--store``/``SOC_STORE``), unless
+    that is an exercise's own store (``SOC_STORE`` still exported from a run), then the main
+    store that run remembered, else the default store."""
+    from platformdirs import user_data_dir
+
+    base = base or runs_dir()
+    default = f"sqlite:///{Path(user_data_dir('ztsoc')) / 'soc.db'}"
+    if not url:
+        return default
+    if url.startswith("sqlite:///") and Path(url.removeprefix("sqlite:///")).resolve().is_relative_to(base.resolve()):
+        pointer = base / "current.json"
+        if pointer.exists():
+            remembered = json.loads(pointer.read_text()).get("main_store_url")
+            if remembered:
+                return str(remembered)
+        return default
+    return url
 
 
 def current(base: Path | None = None) -> tuple[Run, Store]:
@@ -141,10 +169,29 @@ def save(run: Run, store: Store) -> None:
     store.put_state(RUN_KIND, run.run_id, run.to_doc())
 
 
-def take_hint(run: Run, exercise: Exercise) -> Any:
+def played(run: Run, exercise: Exercise) -> Exercise:
+    """The exercise as this run plays it (its seed's entities in every text and answer)."""
+    return exercise.instance(run.seed)
+
+
+def take_hint(run: Run, exercise: Exercise, question: int | None = None) -> Any:
+    """The next hint for ``question`` (default: the first unsolved question that has one left).
+
+    A hint that belongs to a question costs that question's points; a general one the total.
+    """
     unused = [h for h in exercise.hints if h.number not in run.hints_used]
-    if not unused:
-        raise ValueError("no hints left for this exercise")
+    if question is not None:
+        if not 1 <= question <= len(exercise.questions):
+            raise ValueError(f"no question {question}: this exercise has {len(exercise.questions)}")
+        unused = [h for h in unused if h.question == question]
+        if not unused:
+            raise ValueError(f"no hints left for question {question}")
+    else:
+        open_questions = [q.number for q in exercise.questions if not run.solved(q.number)]
+        unused.sort(key=lambda h: (h.question not in open_questions,
+                                   open_questions.index(h.question) if h.question in open_questions else 0, h.number))
+        if not unused:
+            raise ValueError("no hints left for this exercise")
     run.hints_used.append(unused[0].number)
     return unused[0]
 
@@ -161,8 +208,15 @@ def answer(run: Run, exercise: Exercise, number: int, given: str) -> bool:
 
 
 def score(run: Run, exercise: Exercise, now: float | None = None) -> Score:
+    """Points of the solved questions, less the hints taken: a question's hints come off that
+    question's points (never more than it is worth, nothing if it stays unsolved), a general
+    hint off the total."""
+    used = [h for h in exercise.hints if h.number in run.hints_used]
     points = sum(q.points for q in exercise.questions if run.solved(q.number))
-    cost = sum(h.cost for h in exercise.hints if h.number in run.hints_used)
+    cost = sum(h.cost for h in used if h.question is None)
+    for q in exercise.questions:
+        if run.solved(q.number):
+            cost += min(q.points, sum(h.cost for h in used if h.question == q.number))
     end = run.finished or now or time.time()
     return Score(points, exercise.max_points, cost, sum(run.solved(q.number) for q in exercise.questions),
                  len(exercise.questions), end - run.started)

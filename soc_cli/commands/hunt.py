@@ -6,6 +6,7 @@ import json
 
 import typer
 
+from eventstore.store import Index
 from eventstore.timeutil import to_iso
 from soc_cli.context import StoreOption, since_option, use_store
 from soc_cli.output import console, emit, emit_json, err_console, safe
@@ -32,7 +33,7 @@ def register(app: typer.Typer) -> None:
         columns = [f.strip() for f in fields.split(",")] if fields else list(DEFAULT_FIELDS)
         start = None if since.strip().lower() == "all" else since_option(since)
         end = since_option(until)
-        index = "alerts" if alerts else "events"
+        index: Index = "alerts" if alerts else "events"
         window = f"from {to_iso(start) if start else 'the start'} to {to_iso(end) if end else 'now'}"
         st = use_store(store)
         if everything:  # oldest first: the store streams in that order, whatever the size

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from soc_cli.context import StoreOption, analyst, use_store
+from soc_cli.context import STATE, StoreOption, analyst, use_store
 from soc_cli.output import console, emit, esc, safe
 
 
@@ -36,18 +36,22 @@ def register(app: typer.Typer) -> None:
         emit(rows, ["id", "title", "difficulty", "techniques", "questions", "points"], as_json=as_json, ndjson=ndjson)
 
     @group.command("start")
-    def start(exercise_id: str, seed: int = typer.Option(None, "--seed"),
+    def start(exercise_id: str, seed: int = typer.Option(None, "--seed", help="another seed: another incident, "
+                                                                          "same story (default: the exercise's)"),
               trainee: str = typer.Option(None, "--trainee", envvar="SOC_TRAINEE"),
-              folders: list[Path] = Folders) -> None:
+              folders: list[Path] = Folders, store: str = StoreOption) -> None:
         """Generate the incident in a store of its own and start the clock."""
+        from eventstore import default_store_url
         from playbooks import session
         from playbooks.exercise import Exercise
 
         ex = _exercises(folders).get(exercise_id)
         if not isinstance(ex, Exercise):
             raise ValueError(f"no exercise {exercise_id!r}: `soc playbook list` shows them")
+        main = store or STATE.store_url or default_store_url()  # where the score will be posted
         with console.status(f"generating {esc(repr(ex.title))} and running it through collectors, policy and detections"):
-            run, counts = session.start(ex, trainee or analyst(), seed=seed)
+            run, counts = session.start(ex, trainee or analyst(), seed=seed, main_store_url=main)
+        ex = session.played(run, ex)
         console.print(f"[bold]{esc(ex.title)}[/]  ({esc(ex.difficulty)}, {esc(', '.join(ex.techniques))})\n")
         console.print(safe(ex.story + "\n", multiline=True))
         console.print(f"events: {counts['pcap'] + counts['syslog'] + counts['jsonl']:,}  "
@@ -57,7 +61,8 @@ def register(app: typer.Typer) -> None:
         console.print("Then investigate (`soc alerts`, `soc hunt`, `soc pivot`) and answer:")
         for q in ex.questions:
             console.print(f"  {q.number:d}. {esc(q.text)} [dim]({q.points:d} points)[/]")
-        console.print("\n`soc playbook answer N VALUE`, `soc playbook hint`, `soc playbook score`")
+        console.print("\n`soc playbook answer N VALUE`, `soc playbook hint [N]`, `soc playbook score`")
+        console.print(safe(f"(the score goes to the scoreboard of {session.resolve_main_store(main)})"))
 
     @group.command("status")
     def status(folders: list[Path] = Folders) -> None:
@@ -66,10 +71,11 @@ def register(app: typer.Typer) -> None:
 
         run, store = session.current()
         try:
-            ex = _exercises(folders)[run.exercise_id]
             from playbooks.exercise import Exercise
 
+            ex = _exercises(folders)[run.exercise_id]
             assert isinstance(ex, Exercise)
+            ex = session.played(run, ex)
             sc = session.score(run, ex)
             console.print(f"[bold]{esc(ex.title)}[/]  trainee {esc(run.trainee)}  store {esc(run.store_url)}")
             for q in ex.questions:
@@ -82,16 +88,18 @@ def register(app: typer.Typer) -> None:
             store.close()
 
     @group.command("hint")
-    def hint(folders: list[Path] = Folders) -> None:
-        """The next hint (it costs points)."""
+    def hint(question: int = typer.Argument(None, metavar="[N]", help="the question you want help with"),
+             folders: list[Path] = Folders) -> None:
+        """The next hint for question N (default: the first unsolved one); it costs that question's points."""
         from playbooks import session
 
         run, store = session.current()
         try:
-            ex = _exercises(folders)[run.exercise_id]
-            h = session.take_hint(run, ex)  # type: ignore[arg-type]
+            ex = session.played(run, _exercises(folders)[run.exercise_id])  # type: ignore[arg-type]
+            h = session.take_hint(run, ex, question)
             session.save(run, store)
-            console.print(safe(f"hint {h.number} (-{h.cost} points): {h.text}"))
+            where = f"question {h.question}" if h.question else "the total"
+            console.print(safe(f"hint {h.number} (-{h.cost} points off {where}): {h.text}"))
         finally:
             store.close()
 
@@ -102,8 +110,8 @@ def register(app: typer.Typer) -> None:
 
         run, store = session.current()
         try:
-            ex = _exercises(folders)[run.exercise_id]
-            correct = session.answer(run, ex, number, value)  # type: ignore[arg-type]
+            ex = session.played(run, _exercises(folders)[run.exercise_id])  # type: ignore[arg-type]
+            correct = session.answer(run, ex, number, value)
             session.save(run, store)
         finally:
             store.close()
@@ -116,7 +124,9 @@ def register(app: typer.Typer) -> None:
     @group.command("score")
     def score(finish: bool = typer.Option(True, "--finish/--peek", help="finish the run and post the score"),
               folders: list[Path] = Folders, store: str = StoreOption) -> None:
-        """Your score; by default finishes the run and posts it to the scoreboard of the main store."""
+        """Your score; by default finishes the run and posts it to the scoreboard of the main store
+        (the one in use when the exercise started, even with SOC_STORE now naming the exercise's)."""
+        from eventstore import open_store
         from playbooks import session
         from playbooks.exercise import Exercise
 
@@ -124,8 +134,14 @@ def register(app: typer.Typer) -> None:
         try:
             ex = _exercises(folders)[run.exercise_id]
             assert isinstance(ex, Exercise)
+            ex = session.played(run, ex)
             if finish:
-                result = session.publish(run, ex, use_store(store))
+                target = store or STATE.store_url or run.main_store_url or session.resolve_main_store(None)
+                main = open_store(session.resolve_main_store(target))
+                try:
+                    result = session.publish(run, ex, main)
+                finally:
+                    main.close()
                 session.save(run, ex_store)
             else:
                 result = session.score(run, ex)
