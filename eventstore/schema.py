@@ -256,3 +256,15 @@ def field_type(name: str) -> FieldType | None:
     if name.startswith(DYNAMIC_NAMESPACES):
         return "keyword"
     return None
+
+
+def flattened_root(name: str) -> str | None:
+    """The ``object`` field holding ``name`` (itself, or a key inside it: ``dns.answers`` for
+    ``dns.answers.data``), when Elasticsearch maps that object as ``flattened``: its leaves are
+    keywords searched by dotted key, whatever their JSON type. Dynamic namespaces are not."""
+    parts = name.split(".")
+    for end in range(len(parts), 0, -1):
+        root = ".".join(parts[:end])
+        if FIELDS.get(root) == "object":
+            return None if f"{root}." in DYNAMIC_NAMESPACES else root
+    return None

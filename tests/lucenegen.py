@@ -170,7 +170,7 @@ class _Gen:
     def number(self) -> str:
         r = self.rng
         name = r.choice(["destination.port", "event.risk_score"])
-        v = r.choice(["22", "443", "0", "1.25", "-3.5", "47", "99.9", "abc", "1e2", "8080"])
+        v = r.choice(["22", "443", "0", "1.25", "-3.5", "47", "99.9", "abc" if r.random() < 0.3 else "53", "1e2", "8080"])
         kind = r.random()
         if kind < 0.3:
             return f"{name}:{_escape(v)}"
@@ -187,12 +187,16 @@ class _Gen:
         year = r.randrange(2017, 2028)
         value = r.choice([f"{year}", f"{year}-{r.randrange(1, 13):02d}", f"{year}-03-{r.randrange(1, 29):02d}",
                           f"{year}-06-01T12:00:00", "now-7d/d", "now/d", "now-1M", "now-30d/M", "now-1y/y",
-                          f"{year}-01-01||+1M/M", "2019-13", "yesterday", "now-7x"])
+                          f"{year}-01-01||+1M/M"])
+        if r.random() < 0.06:
+            value = r.choice(["2019-13", "yesterday", "now-7x"])
         kind = r.random()
         if kind < 0.25:
             return f"{name}:{_quote(value)}"
-        if kind < 0.35:
+        if kind < 0.32:
             return f"{name}:{_escape(value)}"
+        if kind < 0.35:
+            return f"{name}:{value}"  # unescaped: `now-7d/d` starts a regex at `/`, `-` is fine
         if kind < 0.75:
             other = r.choice(["*", f"{year + 1}", "now", f"{year}-0{r.randrange(1, 10)}", "now-1d/d"])
             lo, hi = (value, other) if r.random() < 0.5 else ("*", value)
@@ -217,14 +221,21 @@ class _Gen:
     def query(self, depth: int = 0) -> str:
         r = self.rng
         if depth > 2 or r.random() < 0.45:
-            atom = self.atom()
-            prefix = r.choice(["", "", "", "", "NOT ", "!", "-", "+", "NOT NOT "])
-            return prefix + atom
+            return self.prefix() + self.atom()
         parts = [self.query(depth + 1) for _ in range(r.randrange(2, 4))]
         out = parts[0]
         for p in parts[1:]:
-            out += r.choice([" AND ", " OR ", " && ", " || ", " ", " AND NOT ", " OR NOT ", " NOT "]) + p
+            joiner = r.choice([" AND ", " OR ", " && ", " || ", " ", " AND NOT ", " OR NOT ", " NOT "])
+            if joiner.endswith("NOT ") and r.random() < 0.9:  # two modifiers in a row: refused, now and then
+                p = p.removeprefix("NOT NOT ").removeprefix("NOT ").lstrip("!+-")
+            out += joiner + p
         return f"({out})" if r.random() < 0.5 else out
+
+    def prefix(self) -> str:
+        r = self.rng.random()
+        if r < 0.6:
+            return ""
+        return self.rng.choice(["NOT ", "!", "-", "+", "NOT ", "!", "-", "+", "NOT NOT " if r > 0.97 else "NOT "])
 
     def broken(self) -> str:
         r = self.rng

@@ -122,7 +122,9 @@ def test_ranges_by_type() -> None:
 def test_cidr() -> None:
     lo, hi = ip_block("10.0.0.0/8")
     assert p('source.ip:"10.0.0.0/8"') == ast.Between("source.ip", "ip", lo, hi, prefix="10.")
-    assert p("source.ip:10.0.0.0/8") == ast.Between("source.ip", "ip", lo, hi, prefix="10.")  # unquoted too
+    assert p("source.ip:10.0.0.0\\/8") == ast.Between("source.ip", "ip", lo, hi, prefix="10.")  # escaped
+    with pytest.raises(QuerySyntaxError, match="position 18"):  # unquoted: `/8` starts a regex, as in ES
+        p("source.ip:10.0.0.0/8")
     lo, hi = ip_block("172.16.0.0/12")
     assert p('source.ip:"172.16.0.0/12"') == ast.Between("source.ip", "ip", lo, hi, prefix="172.")
     lo, hi = ip_block("2001:db8::/32")

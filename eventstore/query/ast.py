@@ -109,6 +109,7 @@ class TextPattern:
 
     field: str
     regex: str
+    lucene: bool = False  # regex is Lucene syntax (``field:/.../``), else an anchored Python regex (a wildcard)
 
 
 Node = (

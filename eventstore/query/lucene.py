@@ -32,6 +32,7 @@ from luqum.thread import parse as luqum_parse
 
 from eventstore.errors import QuerySyntaxError
 from eventstore.query import ast
+from eventstore.query.lucene_regex import compile_lucene
 from eventstore.query.values import (
     analyze,
     auto_edits,
@@ -44,7 +45,7 @@ from eventstore.query.values import (
     parse_date,
     unescape,
 )
-from eventstore.schema import FieldType, field_type
+from eventstore.schema import FieldType, field_type, flattened_root
 from eventstore.timeutil import utcnow
 
 DEFAULT_FIELD = "message"
@@ -68,13 +69,91 @@ def parse(
     text = query.strip()
     if text in ("", "*", "*:*"):
         return ast.MatchAll()
+    lexed, origin = _operators(query)
     try:
-        item = luqum_parse(query)
+        item = luqum_parse(lexed)
     except ParseError as exc:
         m = _POSITION.search(str(exc))
-        position = int(m.group(1)) if m else len(query)
+        position = origin[min(int(m.group(1)), len(origin) - 1)] if m else len(query)
         raise QuerySyntaxError(_reason(str(exc)), query, position) from None
-    return _Translator(query, now or utcnow(), default_field, default_operator, types).node(item, None)
+    return _Translator(query, now or utcnow(), default_field, default_operator, types, origin).node(item, None)
+
+
+#: Characters that end a term in Lucene's classic grammar (``&`` and ``|`` do not: ``a&&b`` is one term).
+_TERM_END = frozenset(' \t\n\r\u3000()[]{}:^~"!/')
+_TOKEN_START = frozenset(' \t\n\r\u3000()')
+#: Control characters inside ``/regex/``, carried through luqum in private-use stand-ins.
+_CONTROL_IN = {"\n": "\ue000", "\r": "\ue001", "\t": "\ue002"}
+_CONTROL_OUT = str.maketrans({v: k for k, v in _CONTROL_IN.items()})
+
+
+def _operators(query: str) -> tuple[str, list[int]]:
+    """Lucene's other spellings of the operators, which luqum reads as words: ``&&`` ``||`` ``!``
+    become ``AND`` ``OR`` ``NOT`` where Lucene's lexer takes them as operators (``&&`` alone, not
+    ``a&&b``). Quoted phrases, ``/regex/`` and range bounds are copied as they are. A ``/`` inside a
+    term starts a regex Lucene never closes (``10.0.0.0/8`` unquoted): refused as Elasticsearch does.
+    Returns the text for luqum and, per character of it, its offset in ``query``."""
+    out: list[str] = []
+    origin: list[int] = []
+    i, n = 0, len(query)
+
+    def emit(text: str, at: int) -> None:
+        out.append(text)
+        origin.extend([at] * len(text))
+
+    def copy_to(end: int) -> None:
+        nonlocal i
+        for k in range(i, end):
+            emit(query[k], k)
+        i = end
+
+    def closing(start: int, stop: str) -> int:
+        k = start + 1
+        while k < n and query[k] not in stop:
+            k += 2 if query[k] == "\\" else 1
+        return min(k + 1, n)
+
+    at_start = True
+    colons = 0  # in the current term: `field:value` has one; Lucene refuses `a:b:c` and `t:12:00`
+    while i < n:
+        ch = query[i]
+        if ch in _TOKEN_START:
+            colons = 0
+        elif ch == ":":
+            colons += 1
+            if colons > 1:
+                raise QuerySyntaxError("unexpected ':' (escape it: \\:)", query, i)
+        if ch == "/" and at_start:
+            end = closing(i, "/")
+            for k in range(i, end):  # luqum refuses control characters inside a regex; Lucene does not
+                emit(_CONTROL_IN.get(query[k], query[k]), k)
+            i = end
+            at_start = False
+        elif ch == "\\":
+            copy_to(min(i + 2, n))
+            at_start = False
+        elif ch == '"':
+            copy_to(closing(i, '"'))
+            at_start = False
+        elif ch in "[{":
+            copy_to(closing(i, "]}"))
+            at_start = False
+        elif ch == "/":
+            raise QuerySyntaxError("unexpected '/' inside a term (quote a CIDR block: \"10.0.0.0/8\")", query, i)
+        elif ch == "!" and not (i + 1 < n and query[i + 1] in " \t\n\r\u3000"):
+            emit(" NOT ", i)
+            i += 1
+            at_start = True
+        elif at_start and query[i:i + 2] in ("&&", "||") and (i + 2 >= n or query[i + 2] in _TERM_END):
+            emit(" AND " if ch == "&" else " OR ", i)
+            i += 2
+            at_start = True
+        else:
+            emit(ch, i)
+            i += 1
+            at_start = ch in _TOKEN_START or ch in ":+-"
+    origin.append(n)
+    return "".join(out), origin
 
 
 def _reason(message: str) -> str:
@@ -86,9 +165,10 @@ def _reason(message: str) -> str:
 class _Translator:
     def __init__(
         self, query: str, now: datetime, default_field: str, operator: Operator,
-        types: Callable[[str], FieldType | None],
+        types: Callable[[str], FieldType | None], origin: list[int] | None = None,
     ) -> None:
         self.query = query
+        self.origin = origin
         self.now = now
         self.default_field = default_field
         self.operator = operator
@@ -96,6 +176,8 @@ class _Translator:
 
     def error(self, message: str, item: Any) -> QuerySyntaxError:
         pos = getattr(item, "pos", None)
+        if isinstance(pos, int) and self.origin is not None:
+            pos = self.origin[min(pos, len(self.origin) - 1)]
         return QuerySyntaxError(message, self.query, pos if isinstance(pos, int) else None)
 
     # -- structure ------------------------------------------------------------------------
@@ -127,6 +209,10 @@ class _Translator:
         for conj, clause in _merge_words(_flatten(item, None)):
             mods = None
             inner = clause
+            if isinstance(clause, tree.Plus | tree.Not | tree.Prohibit) and isinstance(
+                    clause.a, tree.Plus | tree.Not | tree.Prohibit):
+                # Lucene's grammar takes one modifier per clause: `NOT NOT x`, `NOT +x` do not parse
+                raise self.error(f"unexpected {_modifier(clause.a)!r}", clause.a)
             if isinstance(clause, tree.Plus):
                 mods, inner = _MUST, clause.a
             elif isinstance(clause, tree.Not | tree.Prohibit):
@@ -152,6 +238,8 @@ class _Translator:
 
     # -- values ---------------------------------------------------------------------------
     def kind(self, field: str) -> FieldKind:
+        if flattened_root(field) is not None:
+            return KINDS["flattened"]
         return KINDS.get(self.types(field) or "keyword", KINDS["keyword"])
 
     def term(self, item: tree.Term, field: str | None) -> ast.Node:
@@ -161,7 +249,7 @@ class _Translator:
         kind = self.kind(name)
         try:
             if isinstance(item, tree.Regex):
-                return kind.regexp(name, item.value[1:-1])
+                return kind.regexp(name, item.value[1:-1].translate(_CONTROL_OUT))
             if isinstance(item, tree.Word) and item.has_wildcard():
                 return kind.wildcard(name, item.value)
             if isinstance(item, tree.Phrase):
@@ -229,6 +317,10 @@ def _flatten(item: Any, conj: str | None) -> list[tuple[str | None, Any]]:
     return [(conj, item)]
 
 
+def _modifier(item: Any) -> str:
+    return "+" if isinstance(item, tree.Plus) else "-" if isinstance(item, tree.Prohibit) else "NOT"
+
+
 def _plain_word(item: Any) -> bool:
     return isinstance(item, tree.Word) and item.value != "*" and not item.has_wildcard()
 
@@ -277,6 +369,7 @@ class FieldKind:
         return self.term(field, value, t)
 
     def wildcard(self, field: str, raw: str) -> ast.Node:
+        _check_wildcard(raw)
         return ast.Glob(field, glob_to_sqlite(raw), glob_to_regex(raw))
 
     def regexp(self, field: str, pattern: str) -> ast.Node:
@@ -312,10 +405,11 @@ class TextKind(FieldKind):
         return ast.TextPhrase(field, tokens) if tokens else ast.MatchNone()
 
     def wildcard(self, field: str, raw: str) -> ast.Node:
+        _check_wildcard(raw)
         return ast.TextPattern(field, glob_to_regex(raw.lower()))
 
     def regexp(self, field: str, pattern: str) -> ast.Node:
-        return ast.TextPattern(field, "^(?:" + _check_regex(pattern) + ")$")
+        return ast.TextPattern(field, _check_regex(pattern), lucene=True)
 
     def fuzzy(self, field: str, term: str, edits: int) -> ast.Node:
         return ast.Fuzzy(field, term.lower(), edits, text=True)
@@ -441,11 +535,48 @@ class BooleanKind(FieldKind):
         return ast.Equals(field, value == "true")
 
 
+class FlattenedKind(FieldKind):
+    """A key of a ``flattened`` object (``dns.answers.data``): a keyword for terms, prefixes and closed
+    ranges; Elasticsearch's query string answers no document for a regex, a fuzzy term or an open
+    range on it (measured on 8.19), so neither does this."""
+
+    def regexp(self, field: str, pattern: str) -> ast.Node:
+        return ast.MatchNone()
+
+    def fuzzy(self, field: str, term: str, edits: int) -> ast.Node:
+        return ast.MatchNone()
+
+    def range(
+        self, field: str, low: str | None, high: str | None, include_low: bool, include_high: bool,
+        t: _Translator,
+    ) -> ast.Node:
+        if low is None or high is None:
+            return ast.MatchNone()
+        return super().range(field, low, high, include_low, include_high, t)
+
+
+#: Lucene refuses a wildcard whose automaton is too big: more than 1000 characters in a row
+#: ("input automaton is too large: 1001"), or too costly to determinize after a ``*`` that is not
+#: the last character (measured on 8.19: ``*`` then 445 characters, ``*`` 314 characters ``*``).
+MAX_WILDCARD_CHARS = 1000
+MAX_AFTER_STAR = (445, 314)  # (pattern not ending with *, ending with *)
+
+
+def _check_wildcard(raw: str) -> None:
+    if len(raw) - raw.count("*") > MAX_WILDCARD_CHARS:
+        raise ValueError(f"wildcard pattern longer than {MAX_WILDCARD_CHARS} characters (Lucene's automaton limit)")
+    inner = raw.rstrip("*")
+    if "*" in inner:
+        after = inner[inner.index("*"):]
+        limit = MAX_AFTER_STAR[raw.endswith("*")]
+        if len(after) - after.count("*") > limit:
+            raise ValueError("wildcard pattern too costly for Lucene's automaton "
+                             f"(more than {limit} characters after a leading *)")
+
+
 def _check_regex(pattern: str) -> str:
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(f"bad regular expression /{pattern}/: {exc}") from None
+    """A Lucene regex (its own syntax, see ``lucene_regex``), refused here if Lucene would refuse it."""
+    compile_lucene(pattern)
     return pattern
 
 
@@ -453,6 +584,7 @@ def _check_regex(pattern: str) -> str:
 KINDS: dict[str, FieldKind] = {
     "keyword": FieldKind(),
     "object": FieldKind(),
+    "flattened": FlattenedKind(),
     "text": TextKind(),
     "ip": IpKind(),
     "long": NumberKind(integer=True),

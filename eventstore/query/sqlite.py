@@ -22,9 +22,11 @@ from typing import Any
 
 import orjson
 
+from eventstore.es_templates import KEYWORD_IGNORE_ABOVE
 from eventstore.query import ast
+from eventstore.query.lucene_regex import compile_lucene
 from eventstore.query.values import analyze, epoch_ms, ip_key, phrase_slop, within_edits
-from eventstore.schema import FieldType, field_type
+from eventstore.schema import FieldType, field_type, flattened_root
 
 TS_FIELD = "@timestamp"
 ID_FIELD = "event.id"
@@ -78,10 +80,28 @@ class WhereBuilder:
         return "(" + " AND ".join(parts or ["1"]) + ")"
 
     def leaf(self, field: str, pred: Callable[[str], str]) -> str:
-        """``pred`` of one value expression, applied to the column or to each document value."""
+        """``pred`` of one value expression, applied to the column or to each document value.
+
+        As on Elasticsearch, a keyword value longer than ``ignore_above`` is kept but matches
+        nothing (not even ``_exists_``), and a key inside a ``flattened`` object is found in
+        every object of that field, its value read as a keyword."""
         e = self.alias
         if field == TS_FIELD:
             return pred(f"{e}.ts")
+        kind = self.types(field)
+        if kind in ("keyword", None):
+            inner = pred
+
+            def pred(v: str) -> str:
+                return f"(typeof({v}) != 'text' OR length({v}) <= {KEYWORD_IGNORE_ABOVE}) AND {inner(v)}"
+
+        root = flattened_root(field)
+        if root is not None:
+            sub = self.param(field[len(root) + 1:])
+            key = "" if root == field else f" AND zflat_key(fullkey, {self.param(len(json_path(root)))}) = {sub}"
+            value = "zflat_value(type, value)"
+            return (f"EXISTS (SELECT 1 FROM json_tree({e}.doc, {self.param(json_path(root))}) "
+                    f"WHERE type NOT IN ('object', 'array'){key} AND {pred(value)})")
         path = self.param(json_path(field))
         from_doc = f"EXISTS (SELECT 1 FROM json_each({e}.doc, {path}) WHERE {pred('value')})"
         column = self.layout.column(field)
@@ -156,8 +176,8 @@ class WhereBuilder:
         return self.leaf(node.field, lambda v: f"ztext_range({v}, {args})")
 
     def _pattern(self, node: ast.TextPattern) -> str:
-        p = self.param(node.regex)
-        return self.leaf(node.field, lambda v: f"ztext_pattern({v}, {p})")
+        p, lucene = self.param(node.regex), self.param(int(node.lucene))
+        return self.leaf(node.field, lambda v: f"ztext_pattern({v}, {p}, {lucene})")
 
     # -- sort and group keys --------------------------------------------------------------
     def value_conv(self, field: str) -> str:
@@ -210,7 +230,7 @@ def _tokens(arg: str) -> tuple[str, ...]:
 
 
 def _regexp(pattern: str, value: object) -> int:
-    return int(isinstance(value, str) and _regex(pattern).fullmatch(value) is not None)
+    return int(isinstance(value, str) and compile_lucene(pattern)(value))
 
 
 def _text_phrase(value: object, tokens_json: str, slop: int = 0) -> int:
@@ -247,9 +267,12 @@ def _text_range(value: object, low: str | None, high: str | None, include_low: i
     return 0
 
 
-def _text_pattern(value: object, regex: str) -> int:
+def _text_pattern(value: object, regex: str, lucene: int = 0) -> int:
     if not isinstance(value, str):
         return 0
+    if lucene:
+        test = compile_lucene(regex)
+        return int(any(test(tok) for tok in analyze(value)))
     rx = _regex(regex)
     return int(any(rx.match(tok) for tok in analyze(value)))
 
@@ -271,7 +294,24 @@ class _Distinct:
         return len(self.seen)
 
 
+_INDEX = re.compile(r"\[\d+\]")
+
+
+def _flat_key(fullkey: str, root_length: int) -> str:
+    """``$."dns.answers"[1].data`` -> ``data``: the dotted key of a leaf inside a flattened object."""
+    return _INDEX.sub("", fullkey[root_length:]).lstrip(".").replace('"', "")
+
+
+def _flat_value(kind: str, value: object) -> str:
+    """A flattened leaf as Elasticsearch indexes it: always a keyword (``true``, ``300``)."""
+    if kind in ("true", "false"):
+        return kind
+    return value if isinstance(value, str) else str(value)
+
+
 def register_functions(conn: sqlite3.Connection) -> None:
+    conn.create_function("zflat_key", 2, _flat_key, deterministic=True)
+    conn.create_function("zflat_value", 2, _flat_value, deterministic=True)
     conn.create_function("zip_key", 1, ip_key, deterministic=True)
     conn.create_function("zepoch", 1, epoch_ms, deterministic=True)
     conn.create_function("zregexp", 2, _regexp, deterministic=True)
@@ -279,5 +319,5 @@ def register_functions(conn: sqlite3.Connection) -> None:
     conn.create_function("zfuzzy", 3, _fuzzy, deterministic=True)
     conn.create_function("ztext_fuzzy", 3, _text_fuzzy, deterministic=True)
     conn.create_function("ztext_range", 5, _text_range, deterministic=True)
-    conn.create_function("ztext_pattern", 2, _text_pattern, deterministic=True)
+    conn.create_function("ztext_pattern", 3, _text_pattern, deterministic=True)
     conn.create_aggregate("zcard", 1, _Distinct)  # type: ignore[arg-type]

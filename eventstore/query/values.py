@@ -9,7 +9,7 @@ Hand-written because no library does these three things the way an ES 8 mapping 
   fields in, so ranges and CIDR blocks are byte ranges.
 - ``parse_date``: ES ``strict_date_optional_time||epoch_millis`` with date math
   (``now-15m``, ``2024-01-01||+1d/d``); a value with missing parts (``2024-01-01``) is the
-  whole span it names, so ``@timestamp:2024-01-01`` is that day, as in ES.
+  span ES rounds it to, so ``@timestamp:2024-01-01`` is that day, and ``2024`` is its first day.
 """
 
 from __future__ import annotations
@@ -106,15 +106,25 @@ def auto_edits(term: str) -> int:
 
 def phrase_slop(positions: list[list[int]], limit: int) -> bool:
     """Whether tokens found at ``positions`` (one list per phrase token) form the phrase within
-    ``limit`` moves: Lucene's measure, max(p_i - i) - min(p_i - i) over a choice of p_i."""
+    ``limit`` moves: Lucene's measure, max(p_i - i) - min(p_i - i) over a choice of p_i, each
+    position used once (``"port port"~1`` needs the word twice, as in Lucene)."""
     offsets = [[p - i for p in ps] for i, ps in enumerate(positions)]
     if not all(offsets):
         return False
-    # every candidate window starts at some offset; check if each token has one within it
-    for low in sorted({o for os_ in offsets for o in os_}):
-        if all(any(low <= o <= low + limit for o in os_) for os_ in offsets):
+
+    def place(i: int, low: int, used: set[int]) -> bool:
+        if i == len(positions):
             return True
-    return False
+        for p in positions[i]:
+            if p not in used and low <= p - i <= low + limit:
+                used.add(p)
+                if place(i + 1, low, used):
+                    return True
+                used.discard(p)
+        return False
+
+    # every candidate window starts at some offset; check if each token has its own position in it
+    return any(place(0, low, set()) for low in sorted({o for os_ in offsets for o in os_}))
 
 
 # -- IP addresses -------------------------------------------------------------------------
@@ -231,10 +241,13 @@ def _floor(ts: datetime, unit: str) -> datetime:
 
 
 def _span_unit(groups: dict[str, str | None]) -> str | None:
-    for name, unit in (("f", None), ("s", "s"), ("mi", "m"), ("h", "h"), ("d", "d"), ("mo", "M")):
+    """How far a value without its smaller parts reaches, as Elasticsearch rounds it up: missing
+    time parts reach the end of the last one given, but a missing day or month does not reach
+    the end of the month or year (``2023`` and ``2023-01`` end with 2023-01-01; measured on 8.19)."""
+    for name, unit in (("f", None), ("s", "s"), ("mi", "m"), ("h", "h")):
         if groups[name] is not None:
             return unit
-    return "y"
+    return "d"
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

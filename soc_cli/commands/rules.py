@@ -21,7 +21,8 @@ def register(app: typer.Typer) -> None:
         rules: list[Path] = RulesOption,
         no_shipped: bool = typer.Option(False, "--no-shipped"),
         limit: int = typer.Option(None, "--limit"),
-        lucene: bool = typer.Option(False, "--lucene", help="add the query each rule runs in Elasticsearch"),
+        lucene: bool = typer.Option(False, "--lucene", help="add each rule as pySigma's Lucene query string (for Kibana)"),
+        dsl: bool = typer.Option(False, "--dsl", help="add the query DSL each rule runs in Elasticsearch"),
         as_json: bool = typer.Option(False, "--json"),
         ndjson: bool = typer.Option(False, "--ndjson"),
     ) -> None:
@@ -45,6 +46,16 @@ def register(app: typer.Typer) -> None:
                 row["query"] = q.query if q else "(correlation: evaluated on the matched events)"
                 row["native"] = q.native if q else None
             columns.append("query")
+        if dsl:
+            import json
+
+            from detections.sigma.es_eval import dsl_queries
+
+            found = dsl_queries(cs)
+            for row in rows:
+                d = found.get(row["rule.id"])
+                row["dsl"] = json.dumps(d) if d is not None and not as_json and not ndjson else d
+            columns.append("dsl")
         emit(rows, columns, as_json=as_json, ndjson=ndjson, title=f"{len(rs.rules)} rules ({len(rs.problems)} unusable)")
 
     @rules_app.command("validate")
