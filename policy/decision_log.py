@@ -308,6 +308,53 @@ def _unpack(t: tuple[Any, ...]) -> tuple[Request, Decision, float]:
     return req, Decision(allow, action, rules, reasons, decision_id, version, dry, policies), ts
 
 
+# -- overflow: the server's queue bounded while the writer is behind ----------------------------
+def overflow_path(spill_path: Path) -> Path:
+    """Where the server spills decisions its writer has not taken (``<spill>.overflow``)."""
+    return spill_path.with_name(spill_path.name + ".overflow")
+
+
+@contextlib.contextmanager
+def _overflow_lock(spill_path: Path) -> Any:
+    """Server (appending) and writer (taking the file to replay) never touch it at the same time."""
+    import fcntl
+
+    lock = spill_path.with_name(spill_path.name + ".overflow.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def append_overflow(spill_path: Path, docs: list[Doc]) -> None:
+    with _overflow_lock(spill_path), open(overflow_path(spill_path), "a", encoding="utf-8") as fh:
+        fh.write("".join(json.dumps(d, ensure_ascii=False, default=str) + "\n" for d in docs))
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def replay_overflow(log: DecisionLog) -> None:
+    """The writer, when idle: the server's overflow file into the store (kept if the store refuses).
+
+    The file is renamed under the lock to ``<spill>.overflow.replay`` and replayed like a spill
+    file (what the store does not take stays there and is retried; ``soc policy serve``
+    replays it at the next start too, as it matches ``<spill>*``).
+    """
+    taking = log.spill_path.with_name(log.spill_path.name + ".overflow.replay")
+    if not taking.exists():
+        with _overflow_lock(log.spill_path):
+            source = overflow_path(log.spill_path)
+            if not source.exists() or source.stat().st_size == 0:
+                return
+            os.replace(source, taking)
+    replay = DecisionLog(log._get_store, taking, batch_size=log.batch_size, retry_interval_s=0, own_store=False)
+    replay.flush()
+    log.stats.replayed += replay.stats.replayed
+
+
 #: The writer's niceness relative to the server. On a loaded machine the server's event loop
 #: and this writer compete for the same cores; decisions only need to reach the store
 #: eventually, so the writer yields. bench/policy.py under load (load average 15 on 2 CPUs,
@@ -332,6 +379,8 @@ def _writer_main(conn: Any, store_url: str, spill_path: str, batch_size: int, re
         while True:
             if not conn.poll(1.0):
                 log.flush()  # replays the spill file when the store is back
+                if not log._spill_pending():
+                    replay_overflow(log)  # idle and caught up: what the server had to set aside
                 continue
             try:
                 msg = conn.recv()
@@ -344,6 +393,9 @@ def _writer_main(conn: Any, store_url: str, spill_path: str, batch_size: int, re
                 log._queue.append(_unpack(packed))
             log.flush()
             conn.send(seq)
+        with contextlib.suppress(Exception):
+            if not log._spill_pending():
+                replay_overflow(log)
     finally:
         log.close()
 
@@ -360,6 +412,10 @@ class ProcessDecisionLog:
     batch_size: int = 1000
     flush_interval_s: float = 0.5
     retry_interval_s: float = 5.0
+    #: Queued decisions beyond this (the writer is behind) are spilled to ``<spill>.overflow`` by a
+    #: thread of their own, newest first, down to half; the writer replays that file when idle.
+    #: Memory stays bounded (a packed decision is a few hundred bytes) however long the writer lags.
+    max_pending: int = 200_000
     stats: LogStats = field(default_factory=LogStats)
     #: Packed decisions (``_pack``): plain tuples of strings, numbers and tuples, which the
     #: garbage collector stops tracking after their first young collection. Queued
@@ -375,12 +431,17 @@ class ProcessDecisionLog:
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _wake: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
+    _overflow_wake: threading.Event = field(default_factory=threading.Event, repr=False)
+    _overflow_thread: threading.Thread | None = field(default=None, repr=False)
 
     def submit(self, request: Request, decision: Decision) -> None:
         self._queue.append(_pack(request, decision, time.time()))
         self.stats.submitted += 1
-        if len(self._queue) >= self.batch_size:
+        n = len(self._queue)
+        if n >= self.batch_size:
             self._wake.set()
+        if n > self.max_pending:
+            self._overflow_wake.set()
 
     def start(self) -> ProcessDecisionLog:
         import multiprocessing
@@ -395,7 +456,40 @@ class ProcessDecisionLog:
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="ztsoc-decision-sender", daemon=True)
         self._thread.start()
+        self._overflow_thread = threading.Thread(target=self._overflow_run, name="ztsoc-decision-overflow",
+                                                 daemon=True)
+        self._overflow_thread.start()
         return self
+
+    def _overflow_run(self) -> None:
+        while not self._stop.is_set():
+            self._overflow_wake.wait(1.0)
+            self._overflow_wake.clear()
+            self.spill_overflow()
+
+    def spill_overflow(self) -> int:
+        """Newest queued decisions to ``<spill>.overflow`` until the queue is at half ``max_pending``."""
+        target = self.max_pending // 2
+        spilled = 0
+        while len(self._queue) > target:
+            batch: list[tuple[Any, ...]] = []
+            while len(self._queue) > target and len(batch) < self.batch_size:
+                try:
+                    batch.append(self._queue.pop())
+                except IndexError:
+                    break
+            if not batch:
+                break
+            try:
+                append_overflow(self.spill_path, [decision_event(*_unpack(p)) for p in batch])
+            except OSError as exc:
+                self._queue.extend(reversed(batch))  # keep them rather than lose them; retried next wake
+                self.stats.last_error = f"overflow spill: {exc}"
+                log.warning("decision log: cannot spill overflow: %s", exc)
+                break
+            spilled += len(batch)
+            self.stats.spilled += len(batch)
+        return spilled
 
     @property
     def pending(self) -> int:
@@ -457,6 +551,10 @@ class ProcessDecisionLog:
     def close(self) -> None:
         self._stop.set()
         self._wake.set()
+        self._overflow_wake.set()
+        if self._overflow_thread is not None:
+            self._overflow_thread.join(timeout=30)
+            self._overflow_thread = None
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None

@@ -213,3 +213,40 @@ def test_writer_process_killed_mid_run_loses_nothing(tmp_path: Path) -> None:
         assert {d["event.id"] for d in _logged(store)} == ids
     finally:
         store.close()
+
+
+def test_writer_behind_the_server_queue_stays_bounded_and_nothing_is_lost(tmp_path: Path) -> None:
+    """A stalled writer (SIGSTOP): the server's queue spills to <spill>.overflow past max_pending, the
+    writer replays it once it runs again, and every decision reaches the store exactly once."""
+    import os
+    import signal
+
+    from policy.decision_log import ProcessDecisionLog, overflow_path
+
+    url = f"sqlite:///{tmp_path / 'soc.db'}"
+    spill = tmp_path / "spill.jsonl"
+    log = ProcessDecisionLog(url, spill, batch_size=100, flush_interval_s=0.05, max_pending=400).start()
+    e = _engine(log)  # type: ignore[arg-type]
+    os.kill(log._proc.pid, signal.SIGSTOP)
+    try:
+        ids = set()
+        for i in range(3000):
+            ids.add(e.decide(_req(i)).decision_id)
+            if i % 500 == 499:
+                time.sleep(0.2)  # let the overflow thread run, as the event loop would between requests
+        deadline = time.monotonic() + 10
+        while len(log._queue) > 400 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(log._queue) <= 400  # bounded while the writer is stopped
+        # What the stopped writer's socket buffer did not take was spilled, not kept in memory.
+        assert overflow_path(spill).exists() and log.stats.spilled >= 500
+    finally:
+        os.kill(log._proc.pid, signal.SIGCONT)
+    log.close()
+    assert not overflow_path(spill).exists()
+    store = open_store(url)
+    try:
+        docs = _logged(store)
+        assert {d["event.id"] for d in docs} == ids and len(docs) == 3000
+    finally:
+        store.close()
