@@ -55,6 +55,11 @@ lint: dev-deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# Every fuzz harness (tests/fuzz) for FUZZ_SECONDS each; crashes land in tests/fuzz/regressions/.
+FUZZ_SECONDS ?= 120
+fuzz: dev-deps
+	$(BIN)/python -m tests.fuzz --all $(FUZZ_SECONDS)
+
 bench: dev-deps
 	$(BIN)/python -m bench
 

@@ -31,7 +31,17 @@ from typing import Any
 
 import orjson
 
-from collectors.base import Batch, Checkpoint, Event, ReaderBase, ReadProblem, clip, file_size, id_prefix
+from collectors.base import (
+    Batch,
+    Checkpoint,
+    Event,
+    ReaderBase,
+    ReadProblem,
+    clip,
+    file_size,
+    id_prefix,
+    where_raised,
+)
 from eventstore.timeutil import to_iso
 
 Fields = dict[str, Any]
@@ -258,6 +268,12 @@ def _text(node: Any) -> Any:
     return node
 
 
+def _name(node: Any) -> str | None:
+    """A name of the System part (channel, computer): text, whatever type a crafted record gives."""
+    value = _text(node)
+    return None if value is None or value.__class__ is dict else str(value)
+
+
 def _scalar(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -375,11 +391,13 @@ def _event_data(node: Any, event: Event) -> Fields | None:
 def record_to_event(record: Fields) -> Event:
     """One parsed EVTX record (the ``evtx`` JSON) as a flat ECS event."""
     root = record.get("Event") or {}
-    system = root.get("System") or {}
+    system = (root.get("System") or {}) if isinstance(root, dict) else None
+    if not isinstance(system, dict):  # a crafted record: the parser gave something else than elements
+        raise ValueError("no Event/System element")
     provider_node = system.get("Provider")
     attrs = provider_node.get("#attributes") if isinstance(provider_node, dict) else None
     if isinstance(attrs, dict):  # _attr, read once for the three names
-        provider, guid = attrs.get("Name") or attrs.get("EventSourceName"), attrs.get("Guid")
+        provider, guid = _name(attrs.get("Name") or attrs.get("EventSourceName")), attrs.get("Guid")
     else:
         provider = guid = None
     raw_id = _text(system.get("EventID"))
@@ -387,8 +405,8 @@ def record_to_event(record: Fields) -> Event:
         code = int(raw_id)
     except (TypeError, ValueError):
         raise ValueError(f"EventID {raw_id!r} is not a number") from None
-    channel = _text(system.get("Channel"))
-    computer = _text(system.get("Computer"))
+    channel = _name(system.get("Channel"))
+    computer = _name(system.get("Computer"))
     created = _attr(system.get("TimeCreated"), "SystemTime")
     if not created:
         raise ValueError("no TimeCreated")
@@ -554,6 +572,10 @@ class EvtxReader(ReaderBase):
             except (ValueError, KeyError, TypeError) as exc:  # orjson.JSONDecodeError is a ValueError
                 rid = record.get("event_record_id")
                 problems.append(ReadProblem(source, f"record {index} (id {rid})", "bad record", clip(str(exc))))
+            except Exception as exc:  # the boundary: a mapping bug costs this record only
+                rid = record.get("event_record_id")
+                problems.append(ReadProblem(source, f"record {index} (id {rid})", f"parser error: {type(exc).__name__}",
+                                            f"{clip(str(exc), 200)} (in {where_raised(exc)})"))
             else:
                 event["event.id"] = sha1(prefix + b"%d" % index).hexdigest()  # event_id(name, identity, index)
                 event["log.file.path"] = source

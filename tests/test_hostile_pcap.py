@@ -198,3 +198,13 @@ def test_evictions_are_split_into_batches_and_resume_exactly(tmp_path: Path) -> 
     whole = read_all(PcapReader(max_flows=64), path, batch_size=5)
     resumed = read_resumed(PcapReader(max_flows=64), path, 5)
     assert sorted(e["event.id"] for e in resumed.events) == sorted(e["event.id"] for e in whole.events)
+
+
+def test_a_gtp_extension_of_length_zero_does_not_hang_the_sensor() -> None:
+    """Found by the link_layers harness: one UDP packet to port 2152 looped forever in gtp_u."""
+    gtp = bytes([0x36, 0xFF, 0, 8, 0, 0, 0, 1, 0, 0, 0, 0x85]) + b"\x00" * 8  # E flag, next extension, length 0
+    frame = bytes(Ether(**MAC) / IP(src="169.254.1.1", dst="169.254.1.2") / UDP(sport=2152, dport=2152) / gtp)
+    meter = FlowMeter(str)
+    meter.packet(0, int(T0 * 1e9), 1, frame, len(frame))
+    meter.flush()
+    assert [e["event.dataset"] for e in meter.events] == ["network.flow"]

@@ -214,8 +214,12 @@ def gtp_u(data: bytes, ps: int, pe: int) -> tuple[int, bytes] | None:
     off = ps + 8
     if data[ps] & 0x07:
         off += 4
+        if off > pe:
+            return None
         next_ext = data[off - 1]
         while next_ext and off < pe:
+            if not data[off]:  # an extension header of length 0 would be read forever
+                return None
             off += data[off] * 4
             next_ext = data[off - 1] if off <= pe else 0
     return (RAW, data[off:pe]) if off < pe and data[off] >> 4 in (4, 6) else None

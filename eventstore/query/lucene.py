@@ -76,6 +76,8 @@ def parse(
         m = _POSITION.search(str(exc))
         position = origin[min(int(m.group(1)), len(origin) - 1)] if m else len(query)
         raise QuerySyntaxError(_reason(str(exc)), query, position) from None
+    except (ArithmeticError, ValueError, TypeError) as exc:  # luqum's own checks (a fuzzy degree "~.") fail so
+        raise QuerySyntaxError(f"{type(exc).__name__} in the query's terms", query, len(query)) from None
     return _Translator(query, now or utcnow(), default_field, default_operator, types, origin).node(item, None)
 
 

@@ -1,0 +1,333 @@
+"""Fuzz harnesses: one per parser of outside input, in a registry (``HARNESSES``).
+
+A harness takes the fuzzer's bytes and drives one parser the way the collector or the
+command does; the parser may refuse the input only with the error it documents
+(``allowed``); anything else is a crash. The per-packet and per-line boundaries hide
+crashes from users (they become counted problems), so the harnesses of the meter and the
+line readers also fail on a problem whose reason says "decoder error" / "parser error":
+the fuzzer must see the bug the boundary contains.
+
+Run by ``python -m tests.fuzz`` (atheris, coverage-guided) in ``make test`` (a few
+seconds each, ``tests/test_fuzz.py``) and ``make fuzz`` (long). Seeds: :func:`seeds`
+(generated here, plus files from ``../shared/data`` when present). Every crash found is
+kept under ``tests/fuzz/regressions/<harness>/`` and replayed by ``tests/test_fuzz.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import struct
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from eventstore.errors import QuerySyntaxError
+from policy.identity.jwt import TokenError
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+HERE = Path(__file__).resolve().parent
+REGRESSIONS = HERE / "regressions"
+
+
+class Crash(AssertionError):
+    """The parser failed in a way it does not document (or a boundary reported a bug)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Harness:
+    name: str
+    run: Callable[[bytes], None]
+    #: exceptions that are the parser's documented refusal of bad input
+    allowed: tuple[type[BaseException], ...] = ()
+    seeds: Callable[[], list[bytes]] = field(default=lambda: [])
+
+    def __call__(self, data: bytes) -> None:
+        with contextlib.suppress(self.allowed):
+            self.run(data)
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
+# -- packets ------------------------------------------------------------------------------------
+def _meter_problems(meter: Any) -> None:
+    bugs = [p for p in meter.problems if p.reason.startswith("decoder error")]
+    if bugs:
+        raise Crash(f"{bugs[0].reason}: {bugs[0].detail}")
+
+
+def pcap_file(data: bytes) -> None:
+    """A whole capture file through the reader and the meter, as ``soc ingest pcap`` reads it."""
+    from collectors.pcap.flows import FlowMeter
+    from collectors.pcap.reader import iter_records
+
+    problems: list[Any] = []
+    meter = FlowMeter(str)
+    meter.feed(iter_records(io.BytesIO(data), problems))
+    meter.flush()
+    _meter_problems(meter)
+
+
+def packet(data: bytes) -> None:
+    """One frame of any known link type (first byte picks it) through the meter: link layers,
+    tunnels, IPv4/IPv6/TCP/UDP/ICMP and the DNS/HTTP/TLS decoders."""
+    from collectors.pcap.flows import FlowMeter
+    from collectors.pcap.linktypes import LINKTYPES
+
+    if not data:
+        return
+    types = sorted(LINKTYPES)
+    meter = FlowMeter(str)
+    frames = data[1:].split(b"\xde\xad\xbe\xef")  # several frames: a flow's later payloads too
+    for i, frame in enumerate(frames[:16]):
+        meter.packet(i, 1_700_000_000_000_000_000 + i, types[data[0] % len(types)], frame, len(frame))
+    meter.flush()
+    _meter_problems(meter)
+
+
+def link_layers(data: bytes) -> None:
+    from collectors.pcap.decode import IP_TUNNELS, UDP_TUNNELS, parse_ipv4, parse_ipv6
+    from collectors.pcap.linktypes import LINKTYPES
+
+    for decode in LINKTYPES.values():
+        decode(data)
+    parse_ipv4(data, 0)
+    parse_ipv6(data, 0)
+    for tunnel in (*IP_TUNNELS.values(), *UDP_TUNNELS.values()):
+        tunnel(data, 0, len(data))
+
+
+def dns_message(data: bytes) -> None:
+    from collectors.pcap import dns
+
+    msg = dns.parse_dns(data)
+    dns.dns_fields(msg if not msg.response else None, msg if msg.response else None)
+
+
+def http_message(data: bytes) -> None:
+    from collectors.pcap import http
+
+    req = http.parse_request(data)
+    resp = http.parse_response(data)
+    if req is not None:
+        http.http_fields(req, resp)
+
+
+def tls_hello(data: bytes) -> None:
+    from collectors.pcap import tls
+
+    tls.parse_server_hello(data)
+    if tls.hello_length(data) is not None:
+        tls.tls_fields(tls.parse_client_hello(data), None)
+
+
+def icmp_message(data: bytes) -> None:
+    from collectors.pcap import icmp
+
+    if len(data) > 1:  # the meter hands the decoder non-empty messages only
+        icmp.icmp_fields(1 if data[0] & 1 else 58, data[1:])
+
+
+# -- logs -----------------------------------------------------------------------------------------
+def _lines(reader: Any, data: bytes) -> None:
+    """The reader's own loop (boundary included) over the bytes as a pipe."""
+    for batch in reader.stream_batches(io.BytesIO(data), 1000):
+        bugs = [p for p in batch.problems if p.reason.startswith("parser error")]
+        if bugs:
+            raise Crash(f"{bugs[0].reason}: {bugs[0].raw}")
+
+
+def syslog_lines(data: bytes) -> None:
+    from collectors.syslog import SyslogReader
+
+    _lines(SyslogReader(year=2026, tz="UTC"), data)
+
+
+def journald_lines(data: bytes) -> None:
+    from collectors.journald import JournaldReader
+
+    _lines(JournaldReader(), data)
+
+
+def json_lines(data: bytes) -> None:
+    from collectors.jsonl import JsonlReader
+
+    _lines(JsonlReader(), data)
+
+
+def evtx_record(data: bytes) -> None:
+    """The EVTX mapping of one record as the evtx parser gives it (JSON), as the reader calls it."""
+    import orjson
+
+    from collectors.evtx import record_to_event
+
+    try:
+        record = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return
+    if isinstance(record, dict):
+        record_to_event(record)
+
+
+# -- queries, rules, policies, exercises ---------------------------------------------------------
+def lucene_query(data: bytes) -> None:
+    from eventstore.query import parse
+
+    parse(_text(data))
+
+
+@cache
+def _scratch() -> Path:
+    return Path(tempfile.mkdtemp(prefix="ztsoc-fuzz-"))
+
+
+def sigma_rule(data: bytes) -> None:
+    from detections.sigma.loader import load_file
+
+    path = _scratch() / "rule.yml"
+    path.write_bytes(data)
+    load_file(path)  # documented: never raises for bad content
+
+
+def policy_yaml(data: bytes) -> None:
+    from policy.language import parse_policy_text
+
+    parse_policy_text(_text(data), "fuzz.yaml")
+
+
+@cache
+def _verifier() -> Any:
+    from policy.identity import TokenVerifier
+    from policy.identity.jwt import trust_config_from_dict
+
+    os.environ.setdefault("ZTSOC_FUZZ_HMAC", "fuzz-secret-fuzz-secret-fuzz-secret!")
+    trust = trust_config_from_dict({"issuers": [{"issuer": "https://idp.fuzz", "audience": "records", "hmac": True,
+                                                 "hmac_secret_env": "ZTSOC_FUZZ_HMAC"}]})
+    return TokenVerifier(trust, cache_size=16)
+
+
+def bearer_token(data: bytes) -> None:
+    from policy.identity.spiffe import SpiffeId, SpiffeIdError
+
+    text = _text(data)
+    with contextlib.suppress(SpiffeIdError):
+        SpiffeId.parse(text)
+    _verifier().verify(text)
+
+
+def exercise_yaml(data: bytes) -> None:
+    from playbooks.exercise import load_exercise
+
+    path = _scratch() / "exercise.yaml"
+    path.write_bytes(data)
+    load_exercise(path)
+
+
+# -- seeds ----------------------------------------------------------------------------------------
+def _shared(pattern: str, limit: int, max_bytes: int = 1 << 16) -> list[bytes]:
+    if not SHARED.is_dir():
+        return []
+    found = [p for p in sorted(SHARED.glob(pattern)) if p.is_file() and p.stat().st_size <= max_bytes]
+    return [p.read_bytes() for p in found[:limit]]
+
+
+@cache
+def _frames() -> list[bytes]:
+    """Real frames made by scapy: TCP with HTTP and TLS, DNS over UDP, ICMP, VLAN, IPv6, GRE, VXLAN."""
+    from scapy.layers.dns import DNS, DNSQR
+    from scapy.layers.inet import GRE, ICMP, IP, TCP, UDP
+    from scapy.layers.inet6 import IPv6
+    from scapy.layers.l2 import Dot1Q, Ether
+    from scapy.layers.vxlan import VXLAN
+
+    hello = bytes.fromhex("16030100310100002d0303") + b"\x11" * 32 + bytes.fromhex("000002c02f0100000200000000")
+    eth = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    ip = IP(src="169.254.1.1", dst="169.254.1.2")
+    pkts = [
+        eth / ip / TCP(sport=40000, dport=80, flags="PA") / b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        eth / ip / TCP(sport=80, dport=40000, flags="PA") / b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        eth / ip / TCP(sport=40001, dport=443, flags="PA") / hello,
+        eth / ip / UDP(sport=33333, dport=53) / DNS(id=1, rd=1, qd=DNSQR(qname="example.org")),
+        eth / ip / ICMP(type=3, code=3) / IP(src="169.254.1.2", dst="169.254.1.1") / UDP(sport=1, dport=2),
+        eth / Dot1Q(vlan=7) / ip / UDP(sport=1, dport=2) / b"x",
+        eth / IPv6(src="fd00::1", dst="fd00::2") / TCP(sport=1, dport=2, flags="S"),
+        eth / ip / GRE() / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=5, dport=6),
+        eth / ip / UDP(sport=4789, dport=4789) / VXLAN(vni=1) / eth / ip / TCP(sport=7, dport=8),
+    ]
+    return [bytes(p) for p in pkts]
+
+
+def _pcap_of(frames: list[bytes]) -> bytes:
+    out = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    for i, f in enumerate(frames):
+        out += struct.pack("<IIII", 1_700_000_000 + i, 0, len(f), len(f)) + f
+    return out
+
+
+def _pcap_seeds() -> list[bytes]:
+    return [_pcap_of(_frames()), _pcap_of(_frames()[:2]), *_shared("pcaps/**/*.pcap", 24, 1 << 15)]
+
+
+def _packet_seeds() -> list[bytes]:
+    from collectors.pcap.linktypes import LINKTYPES
+
+    eth = sorted(LINKTYPES).index(1)
+    return [bytes([eth]) + f for f in _frames()] + [bytes([eth]) + b"\xde\xad\xbe\xef".join(_frames()[:2])]
+
+
+def _payload_seeds() -> list[bytes]:
+    return [f[54:] for f in _frames()] + [f[42:] for f in _frames()] + [f[14:] for f in _frames()]
+
+
+AUTH = [b"Nov 25 08:00:01 web1 sshd[4242]: Failed password for root from 198.51.100.7 port 40000 ssh2\n",
+        b"<38>1 2026-11-25T08:00:00.123Z web1 sshd 99 - - Accepted publickey for alice from 10.0.0.5 port 2 ssh2\n",
+        b"2026-11-25T08:00:00.5+01:00 web1 sudo: alice : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/bin/sh\n"]
+JOURNAL = [json.dumps({"__REALTIME_TIMESTAMP": "1764057600000000", "MESSAGE": "Failed password for root from "
+                       "198.51.100.7 port 22 ssh2", "SYSLOG_IDENTIFIER": "sshd", "_PID": "12", "__CURSOR": "s=1",
+                       "_HOSTNAME": "web1", "PRIORITY": "5"}).encode() + b"\n"]
+ECS_LINES = [json.dumps({"@timestamp": "2026-11-25T08:00:00Z", "event": {"action": "x"}, "source": {"ip": "10.0.0.1"},
+                         "tags": ["a"]}).encode() + b"\n"]
+EVTX = [json.dumps({"Event": {"System": {"EventID": 4625, "Channel": "Security", "Computer": "dc1",
+                                         "TimeCreated": {"#attributes": {"SystemTime": "2026-11-25T08:00:00.123456Z"}},
+                                         "Provider": {"#attributes": {"Name": "Microsoft-Windows-Security-Auditing"}},
+                                         "Execution": {"#attributes": {"ProcessID": 4, "ThreadID": 8}}},
+                              "EventData": {"TargetUserName": "bob", "IpAddress": "10.0.0.9", "LogonType": 3,
+                                            "Status": "0xc000006d"}}}).encode()]
+QUERIES = [b'event.action:"ssh-login" AND source.ip:10.0.0.0/8', b"user.name:(alice OR bob) -event.outcome:success",
+           b"destination.port:[1 TO 1024] AND @timestamp:>now-1h", b'url.path:/admin* OR message:"a \\"b\\""']
+
+
+def _repo_files(folder: str, pattern: str) -> list[bytes]:
+    root = HERE.parents[1] / folder
+    return [p.read_bytes() for p in sorted(root.glob(pattern))[:12]]
+
+
+HARNESSES: dict[str, Harness] = {h.name: h for h in (
+    Harness("pcap_file", pcap_file, (ValueError,), _pcap_seeds),
+    Harness("packet", packet, (), _packet_seeds),
+    Harness("link_layers", link_layers, (), lambda: [f for f in _frames()]),
+    Harness("dns", dns_message, (ValueError,), lambda: [f[42:] for f in _frames()]),
+    Harness("http", http_message, (), _payload_seeds),
+    Harness("tls", tls_hello, (ValueError,), _payload_seeds),
+    Harness("icmp", icmp_message, (), lambda: [b"\x01" + f[34:] for f in _frames()]),
+    Harness("syslog", syslog_lines, (), lambda: AUTH + _shared("auth/*.log", 2, 1 << 20)[:1]),
+    Harness("journald", journald_lines, (), lambda: JOURNAL),
+    Harness("jsonl", json_lines, (), lambda: ECS_LINES),
+    Harness("evtx_mapping", evtx_record, (ValueError, KeyError, TypeError), lambda: EVTX),
+    Harness("lucene", lucene_query, (QuerySyntaxError,), lambda: QUERIES),
+    Harness("sigma", sigma_rule, (), lambda: _repo_files("detections/rules", "*.yml")),
+    Harness("policy_yaml", policy_yaml, (ValueError,), lambda: _repo_files("policy/examples", "**/*.yaml")),
+    Harness("token", bearer_token, (ValueError, TokenError), lambda: [b"eyJhbGciOiJIUzI1NiJ9.e30.c2ln"]),
+    Harness("exercise_yaml", exercise_yaml, (ValueError,), lambda: _repo_files("playbooks/exercises", "*.yaml")),
+)}
+
+
+def seeds(name: str) -> list[bytes]:
+    return HARNESSES[name].seeds()
