@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/sigma.py            # a quick run: 40 EVTX files
     .venv/bin/python bench/sigma.py --full     # every EVTX in evtx-attack-samples
+    .venv/bin/python bench/sigma.py --stores --full --es http://127.0.0.1:9200   # soc detect run, both stores
 
 Events: the EVTX files of ``../shared/data/evtx-attack-samples`` read with our EVTX reader
 (flat ECS dicts). Rules: every SigmaHQ rule with ``product: windows`` (rules,
@@ -15,7 +16,14 @@ rules-emerging-threats, rules-threat-hunting), mapped by the same ``ztsoc`` pipe
   one SQL query over the table.
 
 Both sides count (rule, event) matches; every match the baseline finds must be found by
-ztsoc. Events/s = events / CPU seconds of evaluation (``time.process_time``: both sides run in
+ztsoc.
+
+``--stores``: the whole ``soc detect run`` (``detections.runner.run_detections``) of the SigmaHQ
+``rules/windows`` folder over the same events, stored in a SQLite file (the baseline) and in
+an Elasticsearch prefix (dropped afterwards): wall time of each run (rules compiled once,
+outside both timings; the Elasticsearch plan, i.e. which rules run in the cluster and their
+Lucene, inside its timing), alerts, rules fired, failed rules, and whether the alert ids are
+identical. Goal: Elasticsearch within 3x of SQLite. Events/s = events / CPU seconds of evaluation (``time.process_time``: both sides run in
 this process, and CPU time is what a shared 2-core machine can measure fairly; conversion and
 compilation are reported apart).
 """
@@ -24,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import re
 import sqlite3
 import sys
@@ -127,16 +136,71 @@ def ztsoc(rules: list, events: list[dict]) -> tuple[set[tuple[str, str]], float,
     return found, t_compile, time.process_time() - t0
 
 
+def stores(files: list[Path], rules_dir: Path, es_url: str) -> int:
+    """``run_detections`` of one rule folder on a SQLite store and on Elasticsearch, same events."""
+    import tempfile
+    from datetime import UTC, datetime
+
+    from detections.runner import load_compiled, run_detections
+    from eventstore import open_store
+
+    events = read_events(files)
+    t0 = time.perf_counter()
+    cs = load_compiled([rules_dir], shipped=False)
+    print(f"{len(cs.base)} rules from {rules_dir} compiled in {time.perf_counter() - t0:.1f}s "
+          f"({len(cs.problems)} unusable); {len(events):,} events from {len(files)} EVTX files")
+    since, until = datetime(2000, 1, 1, tzinfo=UTC), datetime.now(UTC)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, url in (("SQLite", f"sqlite:///{tmp}/bench.db"),
+                          ("Elasticsearch", f"{es_url.rstrip('/')}/?prefix=bench-sigma-{os.getpid()}")):
+            store = open_store(url)
+            try:
+                written = store.write_events(events)
+                store.refresh()
+                for cached in ("_lucene", "_es_plan"):  # the Elasticsearch plan counts in its run
+                    cs.__dict__.pop(cached, None)
+                t0 = time.perf_counter()
+                report = run_detections(store, since=since, until=until, compiled=cs)
+                wall = time.perf_counter() - t0
+                if written.errors:
+                    print(f"  {name}: {len(written.errors):,} events refused, e.g. {written.errors[0]}")
+                rows.append((name, report, wall, written.written + written.duplicates))
+            finally:
+                if (drop := getattr(store, "drop", None)) is not None:
+                    drop()
+                store.close()
+    print(f"{'store':14} {'stored':>7} {'alerts':>7} {'rules fired':>12} {'failed':>7} {'wall s':>8}")
+    for name, report, wall, written in rows:
+        print(f"{name:14} {written:7,} {report.alerts:7,} {len(report.per_rule):12,} {len(report.failed):7,} "
+              f"{wall:8.1f}")
+    (_, base, t_base, _), (_, es, t_es, _) = rows
+    same = set(base.alert_ids) == set(es.alert_ids)
+    print(f"identical alert ids: {'yes' if same else 'NO'} ({len(set(base.alert_ids) & set(es.alert_ids)):,} shared, "
+          f"{len(set(base.alert_ids) ^ set(es.alert_ids)):,} on one side only)")
+    for key, why in sorted(es.failed.items())[:10]:
+        print(f"  failed on Elasticsearch: {key}: {why}")
+    ratio = t_es / t_base if t_base else float("inf")
+    print(f"Elasticsearch / SQLite wall time: {ratio:.2f}x (goal: within 3x)")
+    return 0 if same and ratio <= 3 and not es.failed else 1
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description="ztsoc embedded Sigma engine vs pySigma SQLite backend")
     ap.add_argument("--full", action="store_true", help="every EVTX file (default: the first 40)")
     ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--stores", action="store_true",
+                    help="soc detect run on SQLite and on Elasticsearch (rules/windows), wall time and alerts")
+    ap.add_argument("--es", default=os.environ.get("SOC_TEST_ES_URL", "http://127.0.0.1:9200"),
+                    help="Elasticsearch node for --stores")
     args = ap.parse_args()
     files = sorted((args.data / "evtx-attack-samples").rglob("*.evtx"))
     if not files:
         print(f"no EVTX under {args.data / 'evtx-attack-samples'}", file=sys.stderr)
         return 2
     files = files if args.full else files[:40]
+    if args.stores:
+        return stores(files, args.data / "sigma" / "rules" / "windows", args.es)
     sigma_dir = args.data / "sigma"
     rs = load_rules([sigma_dir / d for d in ("rules", "rules-emerging-threats", "rules-threat-hunting")], shipped=False)
     rules = [r for r in rs.rules if isinstance(r.rule, SigmaRule) and r.rule.logsource.product == "windows"]

@@ -244,6 +244,14 @@ class AlertBook:
         self._cases: dict[str, dict[str, Case]] = {}  # rule key -> group key -> case
         self._loaded: set[str] = set()
         self._touched: dict[str, Case] = {}
+        self._preloaded: dict[str, Doc] = {}
+
+    def preload(self, rule_keys: Sequence[str]) -> None:
+        """Read the open cases of many rules in one round trip (a run over thousands of rules)."""
+        if self.store is not None:
+            todo = [k for k in rule_keys if k not in self._loaded]
+            self._preloaded.update(self.store.get_states(STATE_KIND, todo))
+            self._preloaded.update({k: {} for k in todo if k not in self._preloaded})
 
     def _load(self, rule: RuleInfo) -> dict[str, Case]:
         cases = self._cases.setdefault(rule.key, {})
@@ -251,7 +259,9 @@ class AlertBook:
             return cases
         self._loaded.add(rule.key)
         if self.store is not None:
-            doc = self.store.get_state(STATE_KIND, rule.key) or {}
+            doc = self._preloaded.pop(rule.key, None)
+            if doc is None:
+                doc = self.store.get_state(STATE_KIND, rule.key) or {}
             for gk, c in (doc.get("cases") or {}).items():
                 cases[gk] = Case(str(c["id"]), rule, dict(c.get("group") or {}), float(c["first"]), float(c["last"]),
                                  existed=True)
@@ -280,17 +290,26 @@ class AlertBook:
         self._touched.setdefault(case.id, case)
         return case
 
+    def forget(self, rule_keys: set[str]) -> None:
+        """Drop this run's findings of these rules: they failed, their cursors stay, the next run redoes them."""
+        for key in rule_keys:
+            self._cases.pop(key, None)
+            self._loaded.discard(key)
+        self._touched = {k: c for k, c in self._touched.items() if c.rule.key not in rule_keys}
+
     def touched(self) -> list[Case]:
         return list(self._touched.values())
 
     def docs(self) -> list[Doc]:
         """The alerts this run raised or updated, merged with what the store already holds."""
         out: list[Doc] = []
-        for case in self.touched():
+        cases = self.touched()
+        stored = self.store.get_alerts([c.id for c in cases]) if self.store is not None and cases else {}
+        for case in cases:
             doc = case.to_doc()
             if self.store is not None:
                 # also for a case recomputed after its state was pruned: same id, so same alert
-                old = self.store.get_alert(case.id)
+                old = stored.get(case.id)
                 if old is not None:
                     doc = merge_alert(old, doc)
                     case.existed = True
@@ -301,14 +320,17 @@ class AlertBook:
         """Persist the open cases; cases last seen before ``horizon`` are closed for good."""
         if self.store is None:
             return
+        values: dict[str, Doc] = {}
         for rule_key, cases in self._cases.items():
             if not any(c.touched for c in cases.values()) and horizon is None:
                 continue
             keep = {gk: c for gk, c in cases.items()
                     if horizon is None or c.last + c.rule.suppress >= horizon}
-            self.store.put_state(STATE_KIND, rule_key, {"cases": {
+            values[rule_key] = {"cases": {
                 gk: {"id": c.id, "group": c.group, "first": c.first, "last": c.last} for gk, c in keep.items()
-            }})
+            }}
+        if values:
+            self.store.put_states(STATE_KIND, values)
 
 
 def merge_alert(old: Mapping[str, Any], new: Doc) -> Doc:

@@ -19,6 +19,12 @@ A runner that was down for a day simply reads a longer range next time (catch-up
 
 Elasticsearch stores are evaluated by ``es_eval`` (queries run in the cluster); every other
 backend streams its events through the embedded matcher. ``EVALUATORS`` is the registry.
+
+A run never dies of one rule: a rule whose query the store refuses or that runs past its
+time budget (Elasticsearch), or whose predicate raises on an event (either store), is
+reported in ``RunReport.failed`` with its reason; its findings of this run are dropped and
+its cursor (and those of the correlations built on it) stays where it was, so the next run
+tries it again over the same events, while every other rule raises its alerts and moves on.
 """
 
 from __future__ import annotations
@@ -43,22 +49,26 @@ DEFAULT_LOOKBACK = timedelta(minutes=5)
 DEFAULT_SINCE = timedelta(hours=1)
 
 Stream = Iterator[tuple[Doc, list[CompiledRule] | None]]
+#: (store, rules, since, until, failed): ``failed`` (rule key -> reason) is filled by the evaluator
+Evaluator = Callable[[Store, CompiledSet, datetime | None, datetime | None, dict[str, str]], Stream]
 
 
-def _embedded(store: Store, cs: CompiledSet, since: datetime | None, until: datetime | None) -> Stream:
+def _embedded(store: Store, cs: CompiledSet, since: datetime | None, until: datetime | None,
+              failed: dict[str, str]) -> Stream:
     for doc in store.scan("*", since=since, until=until):
-        yield doc, None  # the embedded matcher decides
+        yield doc, None  # the embedded matcher decides (a rule that raises lands in ``failed``)
 
 
-def _elasticsearch(store: Store, cs: CompiledSet, since: datetime | None, until: datetime | None) -> Stream:
+def _elasticsearch(store: Store, cs: CompiledSet, since: datetime | None, until: datetime | None,
+                   failed: dict[str, str]) -> Stream:
     from detections.sigma.es_eval import stream_matches
 
-    for doc, rules in stream_matches(store, cs, since, until):
+    for doc, rules in stream_matches(store, cs, since, until, failed=failed):
         yield doc, list(rules)
 
 
 #: store backend -> how its events reach the evaluation (default: the embedded matcher).
-EVALUATORS: dict[str, Callable[[Store, CompiledSet, datetime | None, datetime | None], Stream]] = {
+EVALUATORS: dict[str, Evaluator] = {
     "elasticsearch": _elasticsearch,
     "sqlite": _embedded,
 }
@@ -78,6 +88,8 @@ class RunReport:
     alert_ids: list[str] = field(default_factory=list)
     per_rule: dict[str, int] = field(default_factory=dict)
     write_errors: list[tuple[str, str]] = field(default_factory=list)
+    #: rule key -> why it failed this run (retried next run: its cursor did not move)
+    failed: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
@@ -112,8 +124,9 @@ def run_detections(store: Store, since: datetime | None = None, until: datetime 
     default_from = since or (until - DEFAULT_SINCE)
     keys = sorted(cs.generating)
     report_from: dict[str, float] = {}
+    cursors = {} if reset else store.get_states(CURSOR_KIND, keys)
     for key in keys:
-        cursor = None if reset else store.get_state(CURSOR_KIND, key)
+        cursor = cursors.get(key)
         start = from_iso(str(cursor["until"])) - lookback if cursor and cursor.get("until") else default_from
         report_from[key] = start.timestamp()
     if not keys:
@@ -122,22 +135,25 @@ def run_detections(store: Store, since: datetime | None = None, until: datetime 
     stream_since = datetime.fromtimestamp(stream_from, until.tzinfo) if math.isfinite(stream_from) else None
 
     book = AlertBook(store)
+    book.preload(keys)
     baselines = BaselineBook(store)
     evaluation = Evaluation(cs, book, baselines, report_from)
     source = EVALUATORS.get(evaluator or store.backend, _embedded)
     newest = -math.inf
-    for doc, matched in source(store, cs, stream_since, until):
+    for doc, matched in source(store, cs, stream_since, until, evaluation.failed):
         evaluation.event(doc, matched)
         newest = max(newest, epoch(doc))
 
+    failed = _with_dependants(cs, evaluation.failed)
+    book.forget(set(failed))
     docs = book.docs()
     docs = _apply_exceptions(store, docs)
     result = store.put_alerts(docs) if docs else None
     book.save(horizon=until.timestamp() - lookback.total_seconds() - cs.max_margin)
     baselines.save()
     cursor_at = min(until, max(now, datetime.fromtimestamp(newest, until.tzinfo) if math.isfinite(newest) else now))
-    for key in keys:
-        store.put_state(CURSOR_KIND, key, {"until": to_iso(cursor_at)})
+    # a failed rule is retried from its old cursor next run
+    store.put_states(CURSOR_KIND, {key: {"until": to_iso(cursor_at)} for key in keys if key not in failed})
 
     cases = book.touched()
     report = RunReport(
@@ -146,7 +162,7 @@ def run_detections(store: Store, since: datetime | None = None, until: datetime 
         matches=sum(evaluation.stats.matches.values()),
         alerts_new=sum(1 for c in cases if not c.existed), alerts_updated=sum(1 for c in cases if c.existed),
         alert_ids=[c.id for c in cases],
-        write_errors=list(result.errors) if result else [],
+        write_errors=list(result.errors) if result else [], failed=failed,
     )
     for c in cases:
         report.per_rule[c.rule.key] = report.per_rule.get(c.rule.key, 0) + 1
@@ -159,6 +175,19 @@ def run_detections(store: Store, since: datetime | None = None, until: datetime 
     store.refresh()  # read your writes: `soc alerts` right after the run lists its alerts
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _with_dependants(cs: CompiledSet, failed: dict[str, str]) -> dict[str, str]:
+    """The failed rules and every correlation built on one of them (its input is incomplete)."""
+    out = dict(failed)
+    changed = bool(out)
+    while changed:
+        changed = False
+        for spec in cs.specs:
+            if spec.key not in out and (broken := next((r for r in spec.refs if r in out), None)):
+                out[spec.key] = f"input rule {broken} failed"
+                changed = True
+    return dict(sorted(out.items()))
 
 
 def _apply_exceptions(store: Store, docs: list[Doc]) -> list[Doc]:

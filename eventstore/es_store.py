@@ -252,7 +252,11 @@ def _positioned_error(reasons: Iterable[str], query: str) -> QuerySyntaxError | 
 def _query_error(exc: ApiError, query: str) -> QuerySyntaxError | None:
     """A ``QuerySyntaxError`` if the node refused the query string itself, with the position."""
     body = exc.body if isinstance(exc.body, Mapping) else {}
-    error = body.get("error", {})
+    return _query_error_body(body.get("error", {}), query)
+
+
+def _query_error_body(error: Any, query: str) -> QuerySyntaxError | None:
+    """``_query_error`` on an error object (a failed ``_msearch`` item has no exception)."""
     types = _error_types(error)
     if not types & {"query_shard_exception", "parse_exception", "query_string_parse_exception",
                     "number_format_exception", "search_phase_execution_exception"}:
@@ -905,6 +909,100 @@ class ElasticsearchStore:
                 return
             after = page[-1]["sort"]
 
+    # -- many queries at once (the detection runner) ------------------------------------
+    _TIME_ORDER = ({"@timestamp": {"order": "asc", "unmapped_type": "date"}},
+                   {"event.id": {"order": "asc", "unmapped_type": "keyword"}})
+
+    def event_pages(self, requests: Sequence[PageRequest], *, since: datetime | None, until: datetime | None,
+                    size: int = 1000, timeout: float = 30.0) -> list[Page]:
+        """One page of events, oldest first, for each request, in one ``_msearch``.
+
+        Each request is judged alone: a query the node refuses, a search that ran past
+        ``timeout`` seconds or one a shard failed comes back as that page's ``error`` while
+        the others keep their hits (one slow rule must not cost the run). A full page carries
+        ``after`` to ask for the next one."""
+        self._refresh()
+        size = max(1, min(size, _MAX_WINDOW))
+        body: list[dict[str, Any]] = []
+        for req in requests:
+            query = self._query(req.query, since, until) if isinstance(req.query, str) else self._within(
+                req.query, since, until)
+            search: dict[str, Any] = {"query": query, "sort": list(self._TIME_ORDER), "size": size,
+                                      "track_total_hits": False, "timeout": f"{max(1, int(timeout * 1000))}ms"}
+            if req.after is not None:
+                search["search_after"] = req.after
+            body += [{"index": self._events_pattern, "ignore_unavailable": True, "allow_no_indices": True}, search]
+        if not body:
+            return []
+        client = self._es.options(request_timeout=timeout * 2 + 30)
+        answer = self._call(client.msearch, searches=body).body
+        pages: list[Page] = []
+        for req, item in zip(requests, answer.get("responses", []), strict=True):
+            if "error" in item:
+                text = req.query if isinstance(req.query, str) else ""
+                # the innermost reason names the fault ("all shards failed" names none)
+                reason = next((r for r in reversed(_all_reasons(item["error"]))
+                               if r and not r.startswith("all shards failed")), _reason(item["error"]))
+                if text and (err := _query_error_body(item["error"], text)) is not None:
+                    reason = str(err)
+                pages.append(Page([], None, reason, refused=item.get("status") == 400))
+                continue
+            if item.get("timed_out"):
+                pages.append(Page([], None, f"timed out after {timeout:g} s"))
+                continue
+            try:
+                _check_whole(item)
+            except StoreError as exc:
+                pages.append(Page([], None, str(exc)))
+                continue
+            hits = item["hits"]["hits"]
+            pages.append(Page([h.get("_source", {}) for h in hits], hits[-1]["sort"] if len(hits) == size else None))
+        return pages
+
+    def scan_filter(self, query: Mapping[str, Any], *, since: datetime | None = None, until: datetime | None = None,
+                    batch_size: int = 5000, keep_alive: str = "2m") -> Iterator[Doc]:
+        """Every event matching a query DSL filter, oldest first, through one point in time.
+
+        The point in time keeps the pages consistent while collectors keep writing (a large
+        look-back reads many pages); ``search_after`` walks it in (``@timestamp``, ``event.id``)
+        order, the order the detection engine needs."""
+        self._refresh()
+        size = max(1, min(batch_size, _MAX_WINDOW))
+        try:
+            pit = self._call(self._es.open_point_in_time, index=self._events_pattern, keep_alive=keep_alive,
+                             ignore_unavailable=True)["id"]
+        except NotFoundError:
+            return
+        try:
+            after: list[Any] | None = None
+            while True:
+                extra: dict[str, Any] = {"search_after": after} if after is not None else {}
+                try:
+                    body = self._call(self._es.search, pit={"id": pit, "keep_alive": keep_alive},
+                                      query=self._within(query, since, until), sort=list(self._TIME_ORDER),
+                                      size=size, track_total_hits=False, **extra).body
+                except ApiError as exc:
+                    raise StoreError(f"Elasticsearch refused the search (HTTP {exc.meta.status}): "
+                                     f"{_reason(_body_error(exc))}") from exc
+                _check_whole(body)
+                pit = body.get("pit_id", pit)
+                page = body["hits"]["hits"]
+                for hit in page:
+                    yield hit.get("_source", {})
+                if len(page) < size:
+                    return
+                after = page[-1]["sort"]
+        finally:
+            with contextlib.suppress(ApiError, StoreError, TransportError):
+                self._es.close_point_in_time(id=pit)
+
+    @staticmethod
+    def _within(query: Mapping[str, Any], since: datetime | None, until: datetime | None) -> dict[str, Any]:
+        window = ElasticsearchStore._query("*", since, until)
+        if "match_all" in window:
+            return dict(query)
+        return {"bool": {"filter": [*window["bool"]["filter"], dict(query)]}}
+
     def get_event(self, event_id: str) -> Doc | None:
         body = self._search("", index=self._events_pattern, query={"ids": {"values": [_doc_id(event_id)]}}, size=1)
         hits = body["hits"]["hits"]
@@ -1064,6 +1162,16 @@ class ElasticsearchStore:
             return None
         return dict(doc["_source"])
 
+    def get_alerts(self, alert_ids: Sequence[str]) -> dict[str, Doc]:
+        found: dict[str, Doc] = {}
+        ids = list(alert_ids)
+        for start in range(0, len(ids), 1000):
+            part = ids[start:start + 1000]
+            answer = self._call(self._es.mget, index=self._alerts, ids=[_doc_id(i) for i in part], realtime=True)
+            found.update((ident, dict(doc["_source"])) for ident, doc in zip(part, answer["docs"], strict=True)
+                         if doc.get("found"))
+        return found
+
     def update_alert(self, alert_id: str, change: AlertChange) -> Doc:
         for _ in range(self.max_retries + 2):
             try:
@@ -1099,6 +1207,35 @@ class ElasticsearchStore:
             self._call(self._es.index, index=self._state, id=self._state_id(kind, key), document=document)
         except ApiError as exc:
             raise StoreError(f"cannot save state {kind}/{key}: {_reason(_body_error(exc))}") from exc
+        self._dirty.add(self._state)
+
+    def get_states(self, kind: str, keys: Sequence[str]) -> dict[str, Doc]:
+        found: dict[str, Doc] = {}
+        keys = list(keys)
+        for start in range(0, len(keys), 1000):
+            part = keys[start:start + 1000]
+            answer = self._call(self._es.mget, index=self._state, ids=[self._state_id(kind, k) for k in part],
+                                realtime=True)
+            for key, doc in zip(part, answer["docs"], strict=True):
+                value = doc.get("_source", {}).get("value") if doc.get("found") else None
+                if isinstance(value, Mapping):
+                    found[key] = dict(value)
+        return found
+
+    def put_states(self, kind: str, values: Mapping[str, Doc]) -> None:
+        """One bulk request per thousand entries; any refused entry is an error (state must not be half-saved)."""
+        now = to_iso(utcnow())
+        items = list(values.items())
+        for start in range(0, len(items), 1000):
+            lines = b"".join(
+                orjson.dumps({"index": {"_index": self._state, "_id": self._state_id(kind, key)}}) + b"\n"
+                + orjson.dumps({"kind": kind, "key": key, "@timestamp": now, "value": value}, option=_ORJSON_OPTS)
+                + b"\n" for key, value in items[start:start + 1000])
+            answer = self._call(self._bulk_es.bulk, operations=lines, filter_path=_BULK_FILTER)  # type: ignore[arg-type]
+            if answer.get("errors"):
+                first = next(next(iter(i.values())) for i in answer["items"] if next(iter(i.values()))
+                             .get("status", 500) >= 300)
+                raise StoreError(f"cannot save state {kind}: {_reason(first.get('error'))}")
         self._dirty.add(self._state)
 
     def delete_state(self, kind: str, key: str) -> None:
@@ -1144,6 +1281,22 @@ class ElasticsearchStore:
         return StoreStatus(backend=self.backend, url=self.url, events=body["hits"]["total"]["value"], alerts=alerts,
                            per_dataset=dict(sorted(per_dataset.items())), size_bytes=int(size),
                            first_event=when("first"), last_event=when("last"))
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    """A query (Lucene text or query DSL) and where its previous page ended."""
+
+    query: str | Mapping[str, Any]
+    after: list[Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    hits: list[Doc]
+    after: list[Any] | None = None  # set when the page was full: more may follow
+    error: str | None = None  # this request alone failed (refused, timed out, a shard failed)
+    refused: bool = False  # the node refused the query itself (HTTP 400): asking again will not help
 
 
 @dataclass

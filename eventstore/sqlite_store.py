@@ -752,6 +752,10 @@ class SQLiteStore:
     def get_alert(self, alert_id: str) -> Doc | None:
         return self._get(ALERTS, alert_id)
 
+    def get_alerts(self, alert_ids: Sequence[str]) -> dict[str, Doc]:
+        with self._lock:
+            return self._get_many(ALERTS, list(alert_ids))
+
     def update_alert(self, alert_id: str, change: AlertChange) -> Doc:
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
@@ -785,6 +789,29 @@ class SQLiteStore:
                 "ON CONFLICT (kind, key) DO UPDATE SET doc = excluded.doc",
                 (kind, key, _dumps(value)),
             )
+
+    def get_states(self, kind: str, keys: Sequence[str]) -> dict[str, Doc]:
+        found: dict[str, Doc] = {}
+        keys = list(keys)
+        with self._lock:
+            for start in range(0, len(keys), 500):
+                part = keys[start : start + 500]
+                sql = f"SELECT key, doc FROM state WHERE kind = ? AND key IN ({', '.join('?' * len(part))})"
+                found.update((k, orjson.loads(d)) for k, d in self._conn.execute(sql, [kind, *part]))
+        return found
+
+    def put_states(self, kind: str, values: Mapping[str, Doc]) -> None:
+        rows = [(kind, key, _dumps(value)) for key, value in values.items()]
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany(
+                    "INSERT INTO state (kind, key, doc) VALUES (?, ?, ?) "
+                    "ON CONFLICT (kind, key) DO UPDATE SET doc = excluded.doc", rows)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
 
     def delete_state(self, kind: str, key: str) -> None:
         with self._lock:

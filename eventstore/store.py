@@ -164,6 +164,10 @@ class Store(Protocol):
 
     def get_alert(self, alert_id: str) -> Doc | None: ...
 
+    def get_alerts(self, alert_ids: Sequence[str]) -> dict[str, Doc]:
+        """Many ``get_alert`` in one round trip: id -> alert, for the ids that exist."""
+        ...
+
     def update_alert(self, alert_id: str, change: AlertChange) -> Doc:
         """Apply ``change.changes`` and append the change to the history; returns the new alert."""
         ...
@@ -172,6 +176,15 @@ class Store(Protocol):
     def get_state(self, kind: str, key: str) -> Doc | None: ...
 
     def put_state(self, kind: str, key: str, value: Doc) -> None: ...
+
+    def get_states(self, kind: str, keys: Sequence[str]) -> dict[str, Doc]:
+        """Many ``get_state`` in one round trip (a detection run reads a cursor per rule)."""
+        ...
+
+    def put_states(self, kind: str, values: Mapping[str, Doc]) -> None:
+        """Many ``put_state`` in one round trip / transaction: thousands of rule cursors at the end
+        of a run cost one request, not one (fsynced) write each."""
+        ...
 
     def delete_state(self, kind: str, key: str) -> None: ...
 

@@ -211,6 +211,8 @@ class Evaluation:
         self.correlations = cs.new_correlations()
         self.report_from = report_from or {}
         self.stats = Stats()
+        #: rule key -> why it failed this run (its predicate raised, its query was refused or timed out)
+        self.failed: dict[str, str] = {}
         self._seen: set[str] = set()
 
     def _reportable(self, key: str, ts: float) -> bool:
@@ -223,7 +225,7 @@ class Evaluation:
             return  # the same event twice (overlapping reads): counted once
         self._seen.add(eid)
         self.stats.events += 1
-        hits = self.cs.matcher.match(doc) if matched is None else matched
+        hits = self.cs.matcher.match_isolated(doc, self.failed) if matched is None else matched
         if not hits:
             return
         ts = epoch(doc)

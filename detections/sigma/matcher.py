@@ -856,6 +856,21 @@ class Matcher:
         ev = EventView(doc)
         return [r for r in self.candidates(ev) if r.predicate(ev)]
 
+    def match_isolated(self, doc: Doc, failed: dict[str, str]) -> list[CompiledRule]:
+        """``match``, where a rule whose predicate raises is recorded in ``failed`` (key -> reason)
+        and skipped from then on, instead of ending the run for every rule."""
+        ev = EventView(doc)
+        out: list[CompiledRule] = []
+        for r in self.candidates(ev):
+            if failed and r.key in failed:
+                continue
+            try:
+                if r.predicate(ev):
+                    out.append(r)
+            except Exception as exc:  # one rule's fault (a value its predicate cannot handle) stays its own
+                failed[r.key] = f"evaluation failed on event {doc.get('event.id')}: {type(exc).__name__}: {exc}"[:300]
+        return out
+
 
 def detection_fields(cr: CompiledRule) -> tuple[str, ...]:
     """The fields a rule's detection looks at, in the order it names them (what evidence should show).

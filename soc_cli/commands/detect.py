@@ -30,6 +30,9 @@ def _print(report: object, as_json: bool) -> None:
         err_console.print(f"{report.problems:d} rule(s) unusable: see `soc rules validate`")
     for eid, reason in report.write_errors:
         err_console.print(f"[red]alert {esc(eid)} not stored:[/] {esc(reason)}", highlight=False)
+    for key, why in report.failed.items():
+        err_console.print(f"[red]rule {esc(key)} failed:[/] {esc(why)} (its cursor stays: retried next run)",
+                          highlight=False)
 
 
 def register(app: typer.Typer) -> None:
@@ -57,7 +60,7 @@ def register(app: typer.Typer) -> None:
                 lookback=parse_duration(lookback), reset=reset, shipped=not no_shipped,
             )
         _print(report, as_json)
-        if report.write_errors:
+        if report.write_errors or report.failed:
             raise typer.Exit(1)
 
     @detect.command("watch")
