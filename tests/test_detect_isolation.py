@@ -26,7 +26,7 @@ _RULE = """title: {title}
 name: {name}
 id: {uuid}
 status: test
-logsource: {{product: windows, service: security}}
+logsource: {{product: windows, service: {service}}}
 detection:
     selection:
 {selection}
@@ -35,12 +35,13 @@ level: medium
 """
 
 
-def _rules(tmp_path: Path, **selections: str) -> Path:
+def _rules(tmp_path: Path, service: str = "security", **selections: str) -> Path:
     folder = tmp_path / "rules"
     folder.mkdir(exist_ok=True)
     for n, (name, selection) in enumerate(selections.items()):
         (folder / f"{name}.yml").write_text(_RULE.format(
-            title=name.replace("_", " "), name=name, uuid=f"00000000-0000-4000-8000-{n:012d}", selection=selection))
+            title=name.replace("_", " "), name=name, uuid=f"00000000-0000-4000-{abs(hash(service)) % 9999:04d}-{n:012d}",
+            selection=selection, service=service))
     return folder
 
 
@@ -103,10 +104,12 @@ def test_one_refused_search_in_an_msearch_fails_alone(es_store: Store) -> None:
 def test_rules_take_the_cluster_or_the_stream_by_the_cost_of_their_query(tmp_path: Path) -> None:
     folder = _rules(tmp_path, failed_logon="        EventID: 4625",
                     admin_suffix="        EventID: 4720\n        TargetUserName|endswith: 'istrator'")
+    _rules(tmp_path, "system", service_installed="        EventID: 7045")
     p = es_eval.plan(load_compiled([folder], shipped=False))
-    assert set(p.in_cluster) == {"failed_logon"}  # exact terms: many per _msearch
-    assert [cr.key for cr in p.streamed] == ["admin_suffix"]  # a leading wildcard: the embedded matcher
-    assert p.prefilter is not None and "4720" in str(p.prefilter) and "4625" not in str(p.prefilter)
+    assert set(p.in_cluster) == {"service_installed"}  # exact terms on a channel nothing else reads: _msearch
+    # a leading wildcard: the embedded matcher over the stream; and the rule on a channel streamed anyway
+    assert sorted(cr.key for cr in p.streamed) == ["admin_suffix", "failed_logon"]
+    assert p.prefilter is not None and "4720" in str(p.prefilter) and "7045" not in str(p.prefilter)
 
 
 def test_a_failed_input_rule_holds_back_its_correlation(store: Store, tmp_path: Path) -> None:

@@ -156,14 +156,16 @@ def _unconvertible(cr: CompiledRule) -> str:
     return ""
 
 
-def dsl_queries(cs: CompiledSet) -> dict[str, dict[str, Any]]:
-    """Every base rule as query DSL (``es_dsl``: case-insensitive, a superset of the predicate's
-    matches); cached on the compiled set. No pySigma conversion is involved: it walks the trees
-    the pipeline already produced for the embedded engine."""
-    cached: dict[str, dict[str, Any]] | None = getattr(cs, "_dsl", None)
-    if cached is None:
-        cached = {cr.key: rule_query([c.parsed for c in cr.rule.detection.parsed_condition]) for cr in cs.base}
-        cs._dsl = cached  # type: ignore[attr-defined]
+def dsl_queries(cs: CompiledSet, rules: Sequence[CompiledRule] | None = None) -> dict[str, dict[str, Any]]:
+    """Base rules (all, or ``rules``) as query DSL (``es_dsl``: case-insensitive, a superset of
+    the predicate's matches); cached on the compiled set. No pySigma conversion is involved: it
+    walks the trees the pipeline already produced for the embedded engine (parsing a condition
+    costs milliseconds: only the rules that may run in the cluster are converted)."""
+    cached: dict[str, dict[str, Any]] = getattr(cs, "_dsl", None) or {}
+    for cr in cs.base if rules is None else rules:
+        if cr.key not in cached:
+            cached[cr.key] = rule_query(_trees(cr) or [c.parsed for c in cr.rule.detection.parsed_condition])
+    cs._dsl = cached  # type: ignore[attr-defined]
     return cached
 
 
@@ -228,16 +230,70 @@ def _any_of(field: str, values: set[str]) -> dict[str, Any]:
 
 
 def plan(cs: CompiledSet) -> Plan:
-    """Sort the base rules into in-cluster (light query DSL) and streamed (cached on the compiled set)."""
+    """Sort the base rules into in-cluster and streamed (cached on the compiled set).
+
+    Streamed: a rule whose values start with a wildcard, use a regular expression or list more
+    than ``MAX_CLAUSES`` values (seen on its detection items, before any conversion), and a rule
+    whose channel / dataset the streamed rules read anyway (matching it on events already
+    streamed costs nothing more; measured: a search per such rule cost more than the stream).
+    The rest goes to the cluster if its query DSL is light (``light``)."""
     cached: Plan | None = getattr(cs, "_es_plan", None)
     if cached is not None:
         return cached
-    queries = dsl_queries(cs)
-    in_cluster = {cr.key: queries[cr.key] for cr in cs.base if light(queries[cr.key])}
+    heavy = {cr.key for cr in cs.base if _heavy(cr)}
+    sources = {v.lower() for cr in cs.base if cr.key in heavy for f in _SOURCE_FIELDS for v in cr.required.get(f, ())}
+    candidates = [cr for cr in cs.base if cr.key not in heavy and not _read_anyway(cr, sources)]
+    queries = dsl_queries(cs, candidates)
+    in_cluster = {cr.key: queries[cr.key] for cr in candidates if light(queries[cr.key])}
     streamed = [cr for cr in cs.base if cr.key not in in_cluster]
     result = Plan(in_cluster, streamed, _prefilter(streamed))
     cs._es_plan = result  # type: ignore[attr-defined]
     return result
+
+
+#: the fields naming where an event comes from (a Windows channel, a dataset)
+_SOURCE_FIELDS = ("winlog.channel", "event.dataset")
+
+
+def _trees(cr: CompiledRule) -> list[Any]:
+    """The rule's processed condition trees; a rule read from the compiled-rule cache builds them
+    on its first evaluation (``detections.sigma.cache``), so ask it once with an empty event
+    rather than re-running the pipeline on the pySigma rule (tens of milliseconds a rule)."""
+    if not cr.trees:
+        try:
+            cr.predicate(EventView({}))
+        except Exception:  # a rule that cannot even look at an empty event fails in the run, with its reason
+            return []
+    return cr.trees
+
+
+def _heavy(cr: CompiledRule) -> bool:
+    from sigma.conditions import ConditionFieldEqualsValueExpression
+    from sigma.types import SigmaRegularExpression, SigmaString, SpecialChars
+
+    leaves = 0
+    stack: list[Any] = list(_trees(cr))
+    if not stack:
+        return True
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ConditionFieldEqualsValueExpression):
+            leaves += 1
+            v = node.value
+            if isinstance(v, SigmaRegularExpression):
+                return True
+            if isinstance(v, SigmaString) and v.s and v.s[0] in (SpecialChars.WILDCARD_MULTI,
+                                                                   SpecialChars.WILDCARD_SINGLE):
+                return True
+        else:
+            stack.extend(getattr(node, "args", ()))
+    return leaves > MAX_CLAUSES
+
+
+def _read_anyway(cr: CompiledRule, sources: set[str]) -> bool:
+    """The rule's channel/dataset values are all read by the streamed rules already."""
+    mine = {v.lower() for f in _SOURCE_FIELDS for v in cr.required.get(f, ())}
+    return bool(mine) and mine <= sources
 
 
 #: (milliseconds since the epoch, event.id, the event, the rules it matched): the order Elasticsearch
