@@ -210,3 +210,31 @@ def test_tshark_engine_names_the_protocol(veth: tuple[str, str], sqlite_store: S
     assert cap.stats.engine == "tshark" and cap.stats.packets >= 8
     flows = sqlite_store.search("event.dataset:network.flow AND destination.port:8080", limit=50).hits
     assert any(f["ztsoc.flow.state"] == "SF" and f["network.protocol"] == "http" for f in flows), flows
+
+
+def test_a_six_byte_tls_header_does_not_stop_the_capture(veth: tuple[str, str], sqlite_store: Store) -> None:
+    """16 03 01 00 00 01 (a handshake header cut short) once raised IndexError and ended ``soc capture``:
+    any host on the link could blind the sensor. Now it is one problem, and later flows are stored."""
+    iface, ns = veth
+    cap, thread = start_capture(sqlite_store, iface)
+    server = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", SERVER, "1"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        with socket.create_connection((NS_IP, 8080), timeout=5) as c:
+            c.sendall(bytes.fromhex("160301000001"))
+            c.recv(4096)
+        server.wait(timeout=10)
+    finally:
+        server.kill()
+    http_requests(ns, 2)
+    scapy_traffic(iface)
+    time.sleep(0.5)
+    cap.stop()
+    thread.join(10)
+    assert not thread.is_alive() and cap.stats.stopped_by is None
+    assert cap.stats.problem_reasons == {"malformed TLS: truncated ClientHello": 1}
+    assert sqlite_store.count("event.dataset:network.flow AND destination.port:8080") == 3
+    http = sqlite_store.search("event.dataset:network.http", limit=10).hits
+    assert sorted(h["url.path"] for h in http) == ["/probe/0", "/probe/1"]
+    assert sqlite_store.count("event.dataset:network.dns") == 3
