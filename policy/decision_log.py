@@ -340,8 +340,8 @@ def replay_overflow(log: DecisionLog) -> None:
     """The writer, when idle: the server's overflow file into the store (kept if the store refuses).
 
     The file is renamed under the lock to ``<spill>.overflow.replay`` and replayed like a spill
-    file (what the store does not take stays there and is retried; ``soc policy serve``
-    replays it at the next start too, as it matches ``<spill>*``).
+    file: what the store does not take stays there and is retried. A server that stopped with
+    a backlog left it on disk; the next server's writer replays it once idle.
     """
     taking = log.spill_path.with_name(log.spill_path.name + ".overflow.replay")
     if not taking.exists():
@@ -393,11 +393,12 @@ def _writer_main(conn: Any, store_url: str, spill_path: str, batch_size: int, re
                 log._queue.append(_unpack(packed))
             log.flush()
             conn.send(seq)
-        with contextlib.suppress(Exception):
-            if not log._spill_pending():
-                replay_overflow(log)
     finally:
         log.close()
+
+
+#: At close, a queue longer than this many batches is spilled instead of sent to the writer.
+CLOSE_BACKLOG_BATCHES = 5
 
 
 @dataclass
@@ -467,9 +468,9 @@ class ProcessDecisionLog:
             self._overflow_wake.clear()
             self.spill_overflow()
 
-    def spill_overflow(self) -> int:
-        """Newest queued decisions to ``<spill>.overflow`` until the queue is at half ``max_pending``."""
-        target = self.max_pending // 2
+    def spill_overflow(self, target: int | None = None) -> int:
+        """Newest queued decisions to ``<spill>.overflow`` until the queue is at ``target`` (half ``max_pending``)."""
+        target = self.max_pending // 2 if target is None else target
         spilled = 0
         while len(self._queue) > target:
             batch: list[tuple[Any, ...]] = []
@@ -555,6 +556,10 @@ class ProcessDecisionLog:
         if self._overflow_thread is not None:
             self._overflow_thread.join(timeout=30)
             self._overflow_thread = None
+        if len(self._queue) > self.batch_size * CLOSE_BACKLOG_BATCHES:
+            # The writer is behind: the backlog goes to disk now (replayed at the next start) rather
+            # than making shutdown wait on a slow writer, where a supervisor's SIGKILL would lose it.
+            self.spill_overflow(target=0)
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
