@@ -106,3 +106,39 @@ def evidence_events(store: Store, cs: CompiledSet, alert: Mapping[str, Any]) -> 
             if all(group_value(doc, leg.fields.get(n, n)) == v for n, v in group.items()) and leg.rule.predicate(ev):
                 yield doc
                 break
+
+
+def rule_fields(cs: CompiledSet, key: str) -> tuple[str, ...]:
+    """The fields the rule behind an alert looks at: what its evidence should show.
+
+    A base rule: the fields its detection tests (not the log-source pins such as
+    ``event.code``). A correlation: its group-by and value fields, then those of the rules
+    it counts.
+    """
+    from detections.sigma.matcher import INDEX_FIELDS, detection_fields
+
+    base = {cr.key: cr for cr in cs.base}
+    specs = {s.key: s for s in cs.specs}
+    out: dict[str, None] = {}
+
+    def walk(k: str, depth: int = 0) -> None:
+        if depth > 10:
+            return
+        cr = base.get(k)
+        if cr is not None:
+            if not cr.trees:  # from the compiled-rule cache: its trees are built on first use
+                cr.predicate(EventView({}))
+            for f in detection_fields(cr):
+                if f not in INDEX_FIELDS:
+                    out.setdefault(f, None)
+            return
+        spec = specs.get(k)
+        if spec is None:
+            return
+        for f in [*spec.group_names, *spec.value_fields.values()]:
+            out.setdefault(f, None)
+        for ref in spec.refs:
+            walk(ref, depth + 1)
+
+    walk(key)
+    return tuple(out)

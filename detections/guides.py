@@ -7,6 +7,7 @@ alert by the detection runner, or read from the rule file for alerts raised befo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,7 +81,58 @@ def _guides_in(path: Any) -> dict[str, Guide]:
     return found
 
 
+#: placeholder -> the alert fields that fill it, first present wins
+PLACEHOLDERS: dict[str, tuple[str, ...]] = {
+    "ip": ("source.ip", "client.ip"), "src": ("source.ip",), "dst": ("destination.ip",),
+    "user": ("user.name", "user.target.name"), "host": ("host.name", "winlog.computer_name"),
+    "domain": ("dns.question.registered_domain", "dns.question.name"), "service": ("service.name",),
+    "principal": ("user.name",), "alert": ("event.id",),
+}
+#: values put into a guide as they are: anything else (quotes, spaces, ;, $...) could break out
+#: of the query or shell command around the placeholder when an analyst copies it
+_SAFE_VALUE = re.compile(r"[A-Za-z0-9._@:/+-]{1,256}")
+_PLACEHOLDER = re.compile(r"<(" + "|".join(PLACEHOLDERS) + r")>")
+
+
+def _value_for(name: str, alert: Mapping[str, Any]) -> str | None:
+    if alert.get("ztsoc.alert.entity.type") == name:
+        entity = alert.get("ztsoc.alert.entity.value")
+        if entity:
+            return str(entity)
+    for fname in PLACEHOLDERS[name]:
+        value = alert.get(fname)
+        if isinstance(value, list):
+            value = value[0] if len(value) == 1 else None
+        if value not in (None, ""):
+            return str(value)
+    return None
+
+
+def fill(text: str | None, alert: Mapping[str, Any]) -> str | None:
+    """``<ip>``, ``<user>``, ``<host>``... in a guide replaced by the alert's values.
+
+    Only values made of safe characters are put in (addresses, host and account names); a
+    value that could break out of the quoted query or command around it (an attacker chooses
+    user names) leaves its placeholder, and the analyst reads the value from the alert.
+    """
+    if not text:
+        return text
+
+    def one(m: re.Match[str]) -> str:
+        value = _value_for(m.group(1), alert)
+        return value if value is not None and _SAFE_VALUE.fullmatch(value) else m.group(0)
+
+    return _PLACEHOLDER.sub(one, text)
+
+
 def rule_guide(alert: Mapping[str, Any], rule_dirs: Sequence[str] = ()) -> Guide:
+    """The rule's guide for ``alert`` with its placeholders filled from the alert (:func:`fill`)."""
+    g = _rule_guide(alert, rule_dirs)
+    return Guide(investigation=fill(g.investigation, alert), response=[fill(s, alert) or "" for s in g.response],
+                 falsepositives=g.falsepositives, source=g.source)
+
+
+def _rule_guide(alert: Mapping[str, Any], rule_dirs: Sequence[str] = ()) -> Guide:
     """The investigation guide and response steps of the rule that raised ``alert``.
 
     The detection runner copies them onto the alert (``ztsoc.alert.guide`` / ``.response``,

@@ -104,3 +104,26 @@ def test_cli_pages_through_all_of_them(tmp_path: Path) -> None:
                           env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
     assert page.returncode == 0, page.stderr
     assert f"events 1-3 of {N}" in page.stdout and "next page with --offset 3" in page.stderr
+
+
+def test_show_puts_what_decides_first(sqlite_store, tmp_path: Path) -> None:
+    """The SSH alert's evidence: the success first, each row with the fields the rules look at."""
+    from detections.sigma.loader import load_rules
+    from soc_cli.commands.alerts import alert_details
+
+    rule = load_rules().find("ssh_bruteforce_then_success")
+    events = expand(rule.meta.samples["match"], prefix="bf")
+    sqlite_store.write_events(events)
+    stamps = sorted(e["@timestamp"] for e in events)
+    run_detections(sqlite_store, since=datetime.fromisoformat(stamps[0].replace("Z", "+00:00")) - timedelta(minutes=1),
+                   until=datetime.fromisoformat(stamps[-1].replace("Z", "+00:00")) + timedelta(minutes=1),
+                   compiled=load_compiled())
+    alert = next(a for a in sqlite_store.scan("*", index="alerts") if a["rule.id"] == "ssh_bruteforce_then_success")
+    details = alert_details(sqlite_store, alert)
+    rows = details["evidence"]
+    assert rows[0]["event.outcome"] == "success"
+    fields = rows[0]["ztsoc.evidence.fields"]
+    assert fields.get("event.outcome") == "success" and fields.get("source.ip") == alert.get("source.ip")
+    assert all("ztsoc.evidence.fields" in r for r in rows)
+    guide = details["guide"]["investigation"] or ""
+    assert "<ip>" not in guide and str(alert.get("source.ip")) in guide

@@ -98,7 +98,8 @@ def test_show_everything_about_an_alert(store: Store, soc: Run) -> None:
                  "Lock the account", "History", "maria", "status: open -> acknowledged", "on it"):
         assert text in out.output, text
     data = json.loads(soc("alerts", "show", "ssh-1", "--json").output)[0]
-    assert [e["event.id"] for e in data["evidence"]] == ["ev1", "ev2"]
+    # the decisive event (the success) first, then the rest in time order
+    assert [e["event.id"] for e in data["evidence"]] == ["ev2", "ev1"]
     assert [a["event.id"] for a in data["related"]] == ["ssh-2"]
     assert data["risk"]["alerts"] == 2
     assert data["history"][0]["actor"] == "maria"

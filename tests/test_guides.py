@@ -22,3 +22,19 @@ def test_rule_guide_from_the_alert_then_the_rule_file(tmp_path: Path) -> None:
     assert from_file.response == ["Block it", "Tell IT"]
     assert from_file.falsepositives == ["vulnerability scanners"]
     assert rule_guide({"rule.id": "nothing", "rule.description": "d"}, [str(tmp_path)]).investigation == "d"
+
+
+def test_placeholders_are_filled_with_the_alerts_values_when_safe() -> None:
+    from detections.guides import fill, rule_guide
+
+    alert = {"rule.id": "ssh_bruteforce_then_success", "source.ip": "203.0.113.9", "user.name": "lan.pham",
+             "host.name": "jump-02", "ztsoc.alert.entity.type": "ip", "ztsoc.alert.entity.value": "203.0.113.9"}
+    guide = rule_guide(alert)
+    assert guide.investigation and "203.0.113.9" in guide.investigation and "<ip>" not in guide.investigation
+    assert fill("soc hunt 'host.name:<host> AND user.name:<user>'; usermod -L <user>", alert) == \
+        "soc hunt 'host.name:jump-02 AND user.name:lan.pham'; usermod -L lan.pham"
+    # an attacker picks user names: one that could break out of the quotes around it stays a placeholder
+    hostile = {**alert, "user.name": "x' OR * ; rm -rf ~ #"}
+    assert fill("soc hunt 'user.name:<user>'; usermod -L <user>", hostile) == \
+        "soc hunt 'user.name:<user>'; usermod -L <user>"
+    assert fill("<dst> stays when unknown", alert) == "<dst> stays when unknown"

@@ -158,6 +158,22 @@ def fetch_events(store: Any, ids: Sequence[str]) -> list[dict[str, Any]]:
     return [by_id[i] for i in ids if i in by_id]
 
 
+def _rule_fields(rule_id: str) -> tuple[str, ...]:
+    """What the shipped (and cached) rule behind an alert looks at; () for anything else."""
+    from detections.evidence import rule_fields
+    from detections.sigma.cache import load_compiled_cached
+
+    global _COMPILED
+    if not rule_id:
+        return ()
+    if _COMPILED is None:
+        _COMPILED = load_compiled_cached()[1]
+    return rule_fields(_COMPILED, rule_id)
+
+
+_COMPILED: Any = None
+
+
 def alert_details(store: Any, alert: dict[str, Any], *, evidence_limit: int = 20, related_limit: int = 10
                   ) -> dict[str, Any]:
     """Everything ``show`` prints, as one JSON-able dict (also what ``--json`` emits)."""
@@ -172,6 +188,11 @@ def alert_details(store: Any, alert: dict[str, Any], *, evidence_limit: int = 20
     half = max(evidence_limit // 2, 1)
     shown = ids if len(ids) <= evidence_limit else [*ids[:half], *ids[-half:]]
     evidence = fetch_events(store, [str(i) for i in shown])
+    # the fields the rule decides on, and the decisive events (successes) first
+    fields = _rule_fields(str(alert.get("rule.id") or ""))
+    for e in evidence:
+        e["ztsoc.evidence.fields"] = {f: e[f] for f in fields if e.get(f) not in (None, "", [])}
+    evidence.sort(key=lambda e: e.get("event.outcome") != "success")
     related: list[dict[str, Any]] = []
     if entity:
         related = store.search(
@@ -191,6 +212,10 @@ def alert_details(store: Any, alert: dict[str, Any], *, evidence_limit: int = 20
         "playbooks": _playbooks(alert),
         "history": alert.get("ztsoc.alert.history") or [],
     }
+
+
+def _flat(value: Any) -> str:
+    return ", ".join(str(v) for v in value) if isinstance(value, list) else str(value)
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -252,15 +277,17 @@ def details_renderable(d: dict[str, Any]) -> Any:
 
     parts.append(Text.assemble("\n", ("Evidence", "bold"), f" ({len(d['evidence'])} of {d['evidence_total']} events)"))
     ev = Table(header_style="bold")
-    for col in ("time", "dataset", "event", "summary"):
+    for col in ("time", "dataset", "event", "what the rule looks at", "summary"):
         ev.add_column(col, overflow="fold")
     skipped = d["evidence_total"] - len(d["evidence"])
     for i, e in enumerate(d["evidence"]):
         if skipped > 0 and i == len(d["evidence"]) // 2:
-            ev.add_row("...", "", "", safe(f"({skipped} more events in between: soc alerts evidence "
-                                           f"{_short(a.get('event.id'))})"))
+            ev.add_row("...", "", "", "", safe(f"({skipped} more events in between: soc alerts evidence "
+                                               f"{_short(a.get('event.id'))})"))
+        decided = "  ".join(f"{k.rsplit('.', 1)[-1] if k.startswith('winlog.') else k}={_flat(v)}"
+                            for k, v in (e.get("ztsoc.evidence.fields") or {}).items())
         ev.add_row(_t(str(e.get("@timestamp", ""))[:23]), _t(e.get("event.dataset")), _t(_short(e.get("event.id"))),
-                   _t(summarize(e)))
+                   _t(decided), _t(summarize(e)))
     parts.append(ev)
 
     if d["related"]:
