@@ -42,3 +42,20 @@ def test_export_keeps_every_document_and_base_drops_only_correlations() -> None:
     assert len(base) == sum(1 for r in rules if not r.is_correlation)
     assert all("correlation" not in d for d in base)
     assert {d["name"] for d in base} <= {d["name"] for d in everything}
+
+
+def test_export_of_a_hostile_rule_file_is_plain_ascii(tmp_path: Path) -> None:
+    import yaml
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    title = "evil \x1b[31mred\x1b[0m \u202egnp.exe"
+    (mine / "evil.yml").write_text(yaml.safe_dump({
+        "title": title, "id": "6a0b2c1d-0000-4000-8000-0000000000bb", "logsource": {"product": "linux"},
+        "detection": {"sel": {"user.name": "root"}, "condition": "sel"}}, allow_unicode=True), encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "soc_cli.main", "rules", "export", "--no-shipped", "--rules", str(mine)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.isascii() and "\x1b" not in proc.stdout
+    [doc] = list(yaml.safe_load_all(proc.stdout))
+    assert doc["title"] == title

@@ -137,7 +137,9 @@ def register(app: typer.Typer) -> None:
         from detections.sigma.loader import rule_documents
 
         docs = rule_documents(rules or [], shipped=not no_shipped, base_only=base)
-        write_generated(yaml.safe_dump_all(docs, sort_keys=False, allow_unicode=True))
+        # ASCII only: PyYAML escapes control and non-ASCII characters (ESC, bidi overrides) in a
+        # user's rule file, so the YAML is safe on a terminal and reads back the same
+        write_generated(yaml.safe_dump_all(docs, sort_keys=False, allow_unicode=False))
 
     @rules_app.command("coverage")
     def coverage(
