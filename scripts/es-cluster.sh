@@ -43,6 +43,10 @@ start_node() {
   local n=$1 dir seeds masters
   dir="$(node_dir "$n")"
   running "$n" && return 0
+  if node_answers "$n"; then
+    echo "es-cluster.sh: port $(http_port "$n") answers but not as a node this script started; set ES_CLUSTER_PORT" >&2
+    exit 1
+  fi
   mkdir -p "$dir/data" "$dir/logs" "$dir/tmp"
   RUN_DIR="$dir"  # what run_as hands to the Elasticsearch user
   seeds="127.0.0.1:$(transport_port 1),127.0.0.1:$(transport_port 2),127.0.0.1:$(transport_port 3)"

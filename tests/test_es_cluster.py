@@ -1,20 +1,23 @@
 """A node of a 3-node cluster killed (``kill -9``) while ``soc ingest`` and ``soc detect run`` run.
 
 The cluster is the project's own (``scripts/es-cluster.sh``, three master+data nodes on
-loopback with small heaps), started here when no ``SOC_TEST_ES_CLUSTER_URL`` names one,
-and stopped afterwards. The store URL names all three nodes; indices have one replica
+loopback with small heaps), started here on free ports when no ``SOC_TEST_ES_CLUSTER_URL``
+names one (``make es-cluster-up`` prints it), and stopped afterwards. The store URL names all three nodes; indices have one replica
 (``auto_expand_replicas``), so the killed node's shards are promoted on the others.
 
 Two real CLI processes run at once, then the node holding the events' primary shard is
-killed: an ingest of 20,000 events (checkpointed) and a detection pass over the shipped
-rules' sample events (a time range the ingest does not touch, so its alerts are known in
-advance from the embedded store). Whatever fails is run again, as an operator would:
+killed: an ingest of 20,000 events read from a pipe (half before the kill, half after)
+and a detection pass over the shipped rules' sample events (a time range the ingest does
+not touch, so its alerts are known in advance from the embedded store), killed into once
+it has sent its first search. Whatever fails is run again, as an operator would:
 afterwards every event is stored exactly once and the alerts equal the embedded store's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -41,8 +44,26 @@ SINCE, UNTIL = "2026-03-01T00:00:00Z", "2026-06-01T00:00:00Z"
 FILLER = 20_000
 
 
+def _free_base() -> str:
+    """A base port with its three HTTP and three transport ports free (other runs may hold 9250)."""
+    for base in range(9250, 9400, 10):
+        try:
+            with contextlib.ExitStack() as stack:
+                for port in (*range(base, base + 3), *range(base + 100, base + 103)):
+                    sock = stack.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            return str(base)
+        except OSError:
+            continue
+    pytest.skip("no free ports for a 3-node cluster between 9250 and 9500")
+
+
+_ENV = {**os.environ, "ES_CLUSTER_PORT": os.environ.get("ES_CLUSTER_PORT") or "9250"}
+
+
 def _script(*args: str, timeout: float = 600) -> str:
-    done = subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout, check=False)
+    done = subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout, check=False,
+                          env=_ENV)
     if done.returncode != 0:
         pytest.fail(f"es-cluster.sh {' '.join(args)} failed: {done.stderr.strip()[-2000:]}")
     return done.stdout.strip()
@@ -58,6 +79,7 @@ def cluster() -> Iterator[str]:
         yield given.rstrip("/")
         _script("up")  # restart the node the test killed
         return
+    _ENV["ES_CLUSTER_PORT"] = _free_base()
     _script("up")
     try:
         yield _script("url")
@@ -86,6 +108,12 @@ def _filler_stored(store: ElasticsearchStore) -> int:
     return int(store._es.count(index=f"{store.prefix}-events-*", q="event.id:fill-*")["count"])
 
 
+def _searches(store: ElasticsearchStore) -> int:
+    """Searches the cluster ran on this store's indices so far (stats calls are not searches)."""
+    stats = store._es.indices.stats(index=f"{store.prefix}-*", metric="search").body
+    return int(stats["_all"]["total"]["search"]["query_total"])
+
+
 def _finish(proc: subprocess.Popen[bytes], argv: list[str], env: dict[str, str]) -> int:
     """Wait; if the kill made the run fail, run it again (the resume). How many runs it took."""
     proc.wait(timeout=600)
@@ -112,16 +140,29 @@ def test_a_node_killed_during_ingest_and_detection_loses_and_doubles_nothing(clu
         _filler(filler)
 
         env = {**os.environ, "SOC_STORE": url}
+        # The ingest reads a pipe: half the events now, the rest after the kill, so it is
+        # certainly mid-run when the node dies. (Its rerun, if needed, reads the whole file.)
+        lines = filler.read_bytes().splitlines(keepends=True)
         ingest_argv = [str(SOC), "ingest", "jsonl", str(filler), "--batch-size", "1000"]
-        detect_argv = [str(SOC), "detect", "run", "--since", SINCE, "--until", UNTIL]
-        ingest = subprocess.Popen(ingest_argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        detect = subprocess.Popen(detect_argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        ingest = subprocess.Popen([*ingest_argv[:3], "-", *ingest_argv[4:]], env=env, stdin=subprocess.PIPE,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        assert ingest.stdin is not None
+        ingest.stdin.write(b"".join(lines[: FILLER // 2]))
+        ingest.stdin.flush()
         deadline = time.monotonic() + 300
-        while _filler_stored(store) < 2000 and time.monotonic() < deadline:
+        while _filler_stored(store) < FILLER // 2 and time.monotonic() < deadline:
             time.sleep(0.2)
+        # The detection is killed into once it has sent its first search to the cluster.
+        searches = _searches(store)
+        detect_argv = [str(SOC), "detect", "run", "--since", SINCE, "--until", UNTIL]
+        detect = subprocess.Popen(detect_argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        while _searches(store) == searches and detect.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
         victim = _primary_node(store)
         assert ingest.poll() is None and detect.poll() is None, "both runs must still be going at the kill"
         _script("kill", str(victim))
+        ingest.stdin.write(b"".join(lines[FILLER // 2:]))
+        ingest.stdin.close()
 
         runs = {"ingest": _finish(ingest, ingest_argv, env), "detect": _finish(detect, detect_argv, env)}
         print(f"killed node {victim}; runs it took: {runs}")
