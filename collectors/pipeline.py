@@ -78,10 +78,13 @@ class FileReport:
     duplicates: int = 0
     problems: int = 0
     resumed: bool = False
+    #: the file already stored that this one repeats (same identity, nothing new in it)
+    duplicate_of: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"path": self.path, "identity": self.identity, "events": self.events, "written": self.written,
-                "duplicates": self.duplicates, "problems": self.problems, "resumed": self.resumed}
+                "duplicates": self.duplicates, "problems": self.problems, "resumed": self.resumed,
+                "duplicate_of": self.duplicate_of}
 
 
 @dataclass(slots=True)
@@ -122,6 +125,8 @@ class Resolved:
     identity: str
     key: str
     resume: Checkpoint | None
+    #: the file the checkpoint was taken in (another path: a copy, a rotation, a rename)
+    seen_as: str | None = None
 
 
 def resolve(store: Store, reader: Reader, path: Path) -> Resolved:
@@ -137,14 +142,15 @@ def resolve(store: Store, reader: Reader, path: Path) -> Resolved:
     base = reader.identity(path)
     if not isinstance(reader, VerifyingReader):
         saved = store.get_state(CHECKPOINT_KIND, checkpoint_key(reader, base))
-        return Resolved(base, checkpoint_key(reader, base), saved.get("checkpoint") if saved else None)
+        return Resolved(base, checkpoint_key(reader, base), saved.get("checkpoint") if saved else None,
+                        saved.get("path") if saved else None)
     for n in range(MAX_LINEAGE):
         identity = base if n == 0 else hashlib.sha1(f"{base}/{n}".encode()).hexdigest()
         key = checkpoint_key(reader, identity)
         saved = store.get_state(CHECKPOINT_KIND, key)
         resume = saved.get("checkpoint") if saved else None
         if resume is None or reader.matches(path, resume):
-            return Resolved(identity, key, resume)
+            return Resolved(identity, key, resume, saved.get("path") if saved else None)
     raise ValueError(f"more than {MAX_LINEAGE} distinct files begin like this one")
 
 
@@ -314,8 +320,10 @@ def ingest_file(
     fr = FileReport(shown, found.identity, resumed=found.resume is not None)
     batches = (reader.batches(path, found.resume, batch_size, identity=found.identity)
                if isinstance(reader, VerifyingReader) else reader.batches(path, found.resume, batch_size))
-    return _ingest_batches(store, reader, batches, fr, report, problems, key=found.key,
-                           tick=tick, on_batch=on_batch)
+    done = _ingest_batches(store, reader, batches, fr, report, problems, key=found.key, tick=tick, on_batch=on_batch)
+    if found.seen_as and found.seen_as != shown and done.written == 0 and done.duplicates == done.events:
+        done.duplicate_of = found.seen_as  # a copy of a file already stored: say so, not "resumed, 0 events"
+    return done
 
 
 def _ingest_batches(

@@ -69,7 +69,7 @@ def print_report(report: Any, errors: Path | None) -> None:
         files.add_column(name, justify="right", no_wrap=True)
     for f in report.files[:FILES_SHOWN]:
         files.add_row(safe(f.path), f"{f.events:,}", f"{f.written:,}", f"{f.duplicates:,}", f"{f.problems:,}",
-                      "yes" if f.resumed else "")
+                      "yes" if f.resumed and not f.duplicate_of else "")
     if len(report.files) > FILES_SHOWN:
         files.add_row(f"... {len(report.files) - FILES_SHOWN:d} more files", "", "", "", "", "")
     rate = report.events / report.elapsed if report.elapsed > 0 else 0.0
@@ -78,6 +78,9 @@ def print_report(report: Any, errors: Path | None) -> None:
                   f"{report.events:,}", f"{report.written:,}", f"{report.duplicates:,}", f"{report.problem_count:,}",
                   "", style="bold")
     console.print(files)
+    for f in report.files:
+        if f.duplicate_of:
+            console.print(safe(f"{f.path}: a copy of {f.duplicate_of}, already stored: nothing new"), highlight=False)
     if report.problems:
         tbl = Table("problem", "count", "first seen at", header_style="bold")
         examples: dict[str, Any] = {}
