@@ -6,7 +6,10 @@ lifecycle function as the CLI, so a refused transition is refused here too, with
 message, and every change lands in the alert's history under the analyst's name.
 
 Keys: a ack, s assign, e escalate, c close (reason, then an optional note), n note,
-o reopen, t timeline, / filter (a query string; empty clears it), r refresh, q quit.
+o reopen, t timeline, Enter the alert full screen, f status filter (open, closed, all: closed
+alerts are where reopen is), / filter (a query string; empty clears it), r refresh, q quit.
+The queue's columns put the rule's title last, so level, status, age, assignee and entity stay
+visible however long titles are.
 """
 
 from __future__ import annotations
@@ -138,13 +141,53 @@ class TimelineScreen(Screen[None]):
         table.focus()
 
 
+class DetailScreen(Screen[None]):
+    """One alert full screen (what ``soc alerts show`` prints, at the terminal's width); Escape goes back."""
+
+    BINDINGS = [Binding("escape,enter,q", "app.pop_screen", "back")]
+
+    def __init__(self, renderable: Any) -> None:
+        super().__init__()
+        self.renderable = renderable
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with VerticalScroll(id="full-detail-scroll"):
+            yield Static(self.renderable, id="full-detail")
+        yield Footer()
+
+
+#: the status filter ``f`` cycles through: (label, statuses)
+STATUS_VIEWS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("open", tuple(lifecycle.OPEN_STATUSES)), ("closed", ("closed",)),
+    ("all", (*lifecycle.OPEN_STATUSES, "closed")),
+)
+
+
+def age(timestamp: Any, now: float | None = None) -> str:
+    """How long ago, in the largest unit that fits (``45s``, ``12m``, ``3h``, ``5d``)."""
+    import time
+
+    from eventstore.timeutil import from_iso
+
+    try:
+        seconds = (now if now is not None else time.time()) - from_iso(str(timestamp)).timestamp()
+    except (ValueError, TypeError):
+        return ""
+    seconds = max(0.0, seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
 class TriageApp(App[None]):
     """The queue, a detail pane and single-key actions, over any ``Store``."""
 
     TITLE = "ztsoc triage"
     CSS = """
-    #queue { width: 55%; }
-    #detail-scroll { width: 45%; border-left: solid $accent; padding: 0 1; }
+    #queue { width: 40%; }
+    #detail-scroll { width: 60%; border-left: solid $accent; padding: 0 1; }
     #status { height: 1; padding: 0 1; background: $boost; }
     """
     BINDINGS = [
@@ -155,6 +198,8 @@ class TriageApp(App[None]):
         Binding("n", "note", "note"),
         Binding("o", "reopen", "reopen"),
         Binding("t", "timeline", "timeline"),
+        Binding("enter", "full_detail", "full screen"),
+        Binding("f", "status_view", "status"),
         Binding("r", "refresh", "refresh"),
         Binding("slash", "filter", "filter"),
         Binding("q", "quit", "quit"),
@@ -169,6 +214,7 @@ class TriageApp(App[None]):
         self.actor = actor or lifecycle.analyst_name()
         self.alerts: list[Doc] = []
         self.total = 0
+        self.view = next((i for i, (_, sts) in enumerate(STATUS_VIEWS) if set(sts) == set(self.flt.statuses)), 0)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -181,7 +227,7 @@ class TriageApp(App[None]):
 
     def on_mount(self) -> None:
         table = self.query_one("#queue", DataTable)
-        table.add_columns("level", "status", "rule", "entity", "assignee", "time")
+        table.add_columns("level", "status", "age", "assignee", "entity", "rule")
         self.load()
         table.focus()
 
@@ -194,11 +240,12 @@ class TriageApp(App[None]):
         table.clear()
         for a in self.alerts:
             level = str(a.get("ztsoc.alert.level") or "")
-            table.add_row(safe(level, LEVEL_STYLE.get(level, "")), safe(a.get("ztsoc.alert.status") or "open"),
-                          safe(a.get("rule.name")), safe(a.get("ztsoc.alert.entity.value")),
-                          safe(a.get("ztsoc.alert.assignee")),
-                          safe(str(a.get("@timestamp") or "")[:19].replace("T", " ")), key=str(a["event.id"]))
-        self.set_status(safe(f"{len(self.alerts)} of {self.total} alerts"))
+            table.add_row(safe(level[:4], LEVEL_STYLE.get(level, "")), safe(a.get("ztsoc.alert.status") or "open"),
+                          safe(age(a.get("ztsoc.alert.last_seen") or a.get("@timestamp"))),
+                          safe(a.get("ztsoc.alert.assignee") or "-"), safe(a.get("ztsoc.alert.entity.value")),
+                          safe(a.get("rule.name")), key=str(a["event.id"]))
+        self.set_status(safe(f"{len(self.alerts)} of {self.total} {STATUS_VIEWS[self.view][0]} alerts"
+                             "  (f: open / closed / all)"))
         if keep is not None:
             for i, a in enumerate(self.alerts):
                 if a["event.id"] == keep:
@@ -229,6 +276,10 @@ class TriageApp(App[None]):
     @on(DataTable.RowHighlighted, "#queue")
     def _highlighted(self, _event: DataTable.RowHighlighted) -> None:
         self.show_detail()
+
+    @on(DataTable.RowSelected, "#queue")
+    def _selected(self, _event: DataTable.RowSelected) -> None:
+        self.action_full_detail()  # Enter on a row: the alert at the terminal's full width
 
     # -- actions ------------------------------------------------------------------------------
     def _do(self, name: str, fn: Callable[[str], Doc]) -> None:
@@ -308,6 +359,21 @@ class TriageApp(App[None]):
 
         self.push_screen(PromptScreen("Filter (query string, empty for none):", self.flt.query or "rule.id:..."),
                          done)
+
+    def action_status_view(self) -> None:
+        """Cycle the queue between open, closed (where reopen is) and all alerts."""
+        self.view = (self.view + 1) % len(STATUS_VIEWS)
+        self.flt.statuses = list(STATUS_VIEWS[self.view][1])
+        self.load()
+
+    def action_full_detail(self) -> None:
+        from soc_cli.commands.alerts import alert_details, details_renderable
+
+        alert = self.current()
+        if alert is None:
+            return
+        full = self.store.get_alert(str(alert["event.id"])) or alert
+        self.push_screen(DetailScreen(details_renderable(alert_details(self.store, full))))
 
     def action_refresh(self) -> None:
         alert = self.current()

@@ -11,7 +11,7 @@ from rich.console import Console
 from textual.widgets import DataTable, Static
 
 from eventstore import Store
-from soc_cli.triage_app import CloseScreen, PromptScreen, TimelineScreen, TriageApp
+from soc_cli.triage_app import CloseScreen, DetailScreen, PromptScreen, TimelineScreen, TriageApp, age
 
 
 def _seed(store: Store) -> None:
@@ -148,3 +148,41 @@ def test_empty_queue(sqlite_store: Store) -> None:
             assert app.query_one("#queue", DataTable).row_count == 0
 
     run(scenario())
+
+
+def test_columns_status_views_reopen_and_full_screen(sqlite_store: Store) -> None:
+    """Assignee and age stay visible, closed alerts are one key away, and so is reopening them."""
+    from detections import lifecycle
+
+    _seed(sqlite_store)
+    lifecycle.assign(sqlite_store, "high", "lan.pham", actor="maria")
+    lifecycle.close(sqlite_store, "low", "false_positive", actor="maria")
+
+    async def scenario() -> None:
+        app = TriageApp(sqlite_store, actor="maria")
+        async with app.run_test(size=(160, 45)) as pilot:
+            table = app.query_one("#queue", DataTable)
+            assert [str(c.label) for c in table.columns.values()] == ["level", "status", "age", "assignee", "entity",
+                                                                      "rule"]
+            assert [a["event.id"] for a in app.alerts] == ["crit", "high"]  # open ones
+            row = table.get_row("high")
+            assert "lan.pham" in str(row[3]) and str(row[2]).endswith(("s", "m", "h", "d"))
+            await pilot.press("f")  # closed
+            await pilot.pause()
+            assert [a["event.id"] for a in app.alerts] == ["low"]
+            assert "closed alerts" in str(app.query_one("#status", Static).content)
+            await pilot.press("o")  # reopen it from here
+            await pilot.pause()
+            assert (sqlite_store.get_alert("low") or {})["ztsoc.alert.status"] == "open"
+            await pilot.press("f")  # all
+            await pilot.pause()
+            assert {a["event.id"] for a in app.alerts} == {"crit", "high", "low"}
+            await pilot.press("enter")  # the selected alert full screen
+            await pilot.pause()
+            assert isinstance(app.screen, DetailScreen)
+            await pilot.press("escape")
+            await pilot.pause()
+            assert not isinstance(app.screen, DetailScreen)
+
+    run(scenario())
+    assert age("2026-01-01T00:00:00Z", now=1767225600 + 3 * 3600 + 5) == "3h"
