@@ -125,7 +125,13 @@ def _operators(query: str) -> tuple[str, list[int]]:
             colons += 1
             if colons > 1:
                 raise QuerySyntaxError("unexpected ':' (escape it: \\:)", query, i)
-        if ch == "/" and at_start:
+        if ch == "/" and not at_start and query.find("/", i + 1) < 0:
+            raise QuerySyntaxError("unexpected '/' inside a term (quote a CIDR block: \"10.0.0.0/8\")", query, i)
+        if ch == "/":
+            # Lucene ends the term here and reads a regex up to the next `/` (so `8.8.8.8/32 OR x:1/2`
+            # holds the regex /32 OR x:1/): the same split, luqum needs a space to see it
+            if not at_start:
+                emit(" ", i)
             end = closing(i, "/")
             for k in range(i, end):  # luqum refuses control characters inside a regex; Lucene does not
                 emit(_CONTROL_IN.get(query[k], query[k]), k)
@@ -140,8 +146,6 @@ def _operators(query: str) -> tuple[str, list[int]]:
         elif ch in "[{":
             copy_to(closing(i, "]}"))
             at_start = False
-        elif ch == "/":
-            raise QuerySyntaxError("unexpected '/' inside a term (quote a CIDR block: \"10.0.0.0/8\")", query, i)
         elif ch == "!" and not (i + 1 < n and query[i + 1] in " \t\n\r\u3000"):
             emit(" NOT ", i)
             i += 1
@@ -407,8 +411,36 @@ class TextKind(FieldKind):
         return ast.TextPhrase(field, tokens) if tokens else ast.MatchNone()
 
     def wildcard(self, field: str, raw: str) -> ast.Node:
-        _check_wildcard(raw)
-        return ast.TextPattern(field, glob_to_regex(raw.lower()))
+        """As ES with ``analyze_wildcard``: the literal parts go through the analyser first. A prefix
+        (``C\\:\\\\*``, ``a-b*``) is its tokens, the last one a prefix, OR-ed; other patterns keep
+        their wildcards with each literal part replaced by its tokens run together."""
+        stars, i = [], 0
+        while i < len(raw):
+            if raw[i] == "\\":
+                i += 2
+                continue
+            if raw[i] in "*?":
+                stars.append(i)
+            i += 1
+        if stars == [len(raw) - 1] and raw.endswith("*"):
+            tokens = analyze(unescape(raw[:-1]))
+            if not tokens:
+                return ast.MatchNone()
+            _check_wildcard(tokens[-1] + "*")
+            parts: list[ast.Node] = [ast.TextPhrase(field, (tok,)) for tok in tokens[:-1]]
+            parts.append(ast.TextPattern(field, "^" + re.escape(tokens[-1]) + ".*$"))
+            return parts[0] if len(parts) == 1 else ast.Bool(should=tuple(parts))
+        pieces: list[str] = []
+        start = 0
+        for i in [*stars, len(raw)]:
+            pieces.append("".join(analyze(unescape(raw[start:i]))))
+            if i < len(raw):
+                pieces.append(raw[i])
+            start = i + 1
+        pattern = "".join(p if p in ("*", "?") else p.replace("\\", "\\\\").replace("*", "\\*").replace("?", "\\?")
+                          for p in pieces)
+        _check_wildcard(pattern)
+        return ast.TextPattern(field, glob_to_regex(pattern))
 
     def regexp(self, field: str, pattern: str) -> ast.Node:
         return ast.TextPattern(field, _check_regex(pattern), lucene=True)

@@ -128,6 +128,8 @@ class _Parser:
                 raise self.error("unexpected end after \\")
             ch = self.text[self.i]
             self.i += 1
+            if ch.isascii() and ch.isalpha():
+                return _Node("class", (ch.isupper(), _SHORTHAND[self.shorthand(ch)]))
         elif ch in ")*+?{|&":
             raise self.error(f"unexpected {ch!r}")
         return _Node("lit", (ch,))
@@ -140,6 +142,13 @@ class _Parser:
         while not self.peek("]"):
             if self.i >= len(self.text):
                 raise self.error("expected ]")
+            nxt = self.text[self.i + 1:self.i + 2]
+            if self.text[self.i] == "\\" and nxt.isascii() and nxt.isalpha():
+                self.i += 2
+                if nxt.isupper():
+                    raise self.error(f"negated class \\{nxt} inside [...] is not supported")
+                items.extend(_SHORTHAND[self.shorthand(nxt)])
+                continue
             low = self.class_char()
             high = low
             if self.peek("-") and self.i + 1 < len(self.text) and self.text[self.i + 1] != "]":
@@ -151,13 +160,29 @@ class _Parser:
             raise self.error("empty character class")
         return _Node("class", (negated, tuple(items)))
 
+    def shorthand(self, ch: str) -> str:
+        """Lucene 9's ``\\d \\s \\w`` (upper case: the complement); any other escaped letter is refused."""
+        if ch.lower() not in _SHORTHAND:
+            raise self.error(f"invalid character class \\{ch}")
+        return ch.lower()
+
     def class_char(self) -> str:
         ch = self.text[self.i]
         self.i += 1
         if ch == "\\" and self.i < len(self.text):
             ch = self.text[self.i]
             self.i += 1
+            if ch.isascii() and ch.isalpha():
+                raise self.error(f"character class \\{ch} inside [...] is not supported")
         return ch
+
+
+#: Lucene 9's shorthand classes (ASCII only: ``\\w`` does not match ``é``).
+_SHORTHAND: dict[str, tuple[tuple[str, str], ...]] = {
+    "d": (("0", "9"),),
+    "s": ((" ", " "), ("\t", "\r"), ("\x0b", "\x0b")),  # \t \n \v \f \r
+    "w": (("a", "z"), ("A", "Z"), ("0", "9"), ("_", "_")),
+}
 
 
 def _numbers(low: int, high: int, width: int) -> list[str]:

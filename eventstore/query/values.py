@@ -29,10 +29,21 @@ _TOKEN = re.compile(
 )
 
 
+#: The standard tokenizer's ``max_token_length``: a longer word is split every 255 characters.
+MAX_TOKEN_LENGTH = 255
+
+
 @lru_cache(maxsize=65536)
 def analyze(text: str) -> tuple[str, ...]:
     """Tokens of a ``text`` field value, lowercased, in order."""
-    return tuple(m.group(0).lower() for m in _TOKEN.finditer(text))
+    out: list[str] = []
+    for m in _TOKEN.finditer(text):
+        token = m.group(0).lower()
+        if len(token) <= MAX_TOKEN_LENGTH:
+            out.append(token)
+        else:
+            out.extend(token[i:i + MAX_TOKEN_LENGTH] for i in range(0, len(token), MAX_TOKEN_LENGTH))
+    return tuple(out)
 
 
 def glob_to_regex(pattern: str) -> str:
