@@ -24,7 +24,7 @@ _STATS = re.compile(rb"#(\d+)\s+(?:DONE|pulse|NEW|REDUCE|INITED)\s+cov: (\d+) ft
 #: the modules whose code the harnesses reach, instrumented for coverage (ours only, not libraries)
 PARSERS = ("collectors.pcap.reader", "collectors.pcap.flows", "collectors.pcap.apps", "collectors.evtx",
            "collectors.syslog", "collectors.journald", "collectors.jsonl", "eventstore.query.lucene",
-           "detections.sigma.loader", "policy.language", "policy.identity.jwt", "policy.identity.spiffe",
+           "detections.sigma.loader", "policy.language", "policy.identity.jwt", "policy.identity.spiffe", "policy.grpc_authz",
            "playbooks.exercise")
 
 

@@ -27,6 +27,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from google.protobuf.message import DecodeError
+
 from eventstore.errors import QuerySyntaxError
 from policy.identity.jwt import TokenError
 
@@ -222,6 +224,58 @@ def bearer_token(data: bytes) -> None:
     _verifier().verify(text)
 
 
+@cache
+def _check_service() -> Any:
+    """The gRPC ext_authz front over a small policy, the caller a trusted Envoy that reports attributes."""
+    from policy.canonical import FrontConfig, proxies_from_config
+    from policy.engine import Engine
+    from policy.grpc_authz import CheckService
+    from policy.language import policy_set_from_text
+    from policy.risk import StaticRisk
+    from policy.server import DecisionHandler
+
+    policy = ("apiVersion: ztsoc/v1\nkind: Policy\nname: f\nrules:\n"
+              "  - {name: no-admin, effect: deny, destination: {paths: ['/admin/...']}}\n"
+              "  - {name: reads, effect: allow, destination: {services: [records], methods: [GET]}}\n")
+    engine = Engine.from_policy_set(policy_set_from_text(policy, "f.yaml"), verifier=_verifier(), risk=StaticRisk())
+    front = FrontConfig(proxies_from_config([{"name": "envoy", "addresses": ["127.0.0.1/32"],
+                                              "client_address": "reported", "reported_service": True}]))
+    return CheckService(DecisionHandler(engine, front=front))
+
+
+def ext_authz_check(data: bytes) -> None:
+    """A CheckRequest (Envoy's wire format) through the gRPC front: always an answer, never an internal error."""
+    from policy.protos import envoy_ext_authz_pb2 as pb
+
+    resp = _check_service().decide(pb.CheckRequest.FromString(data), "ipv4:127.0.0.1:5000")
+    headers = {h.header.key: h.header.value
+               for h in (resp.ok_response.headers if resp.HasField("ok_response") else resp.denied_response.headers)}
+    if "internal error" in headers.get("x-ztsoc-reason", ""):
+        raise Crash(f"the gRPC front failed on a CheckRequest: {headers['x-ztsoc-reason']}")
+    if resp.HasField("ok_response") != (resp.status.code == 0) or not headers.get("x-ztsoc-decision-id"):
+        raise Crash(f"inconsistent CheckResponse: {resp}")
+
+
+def _check_seeds() -> list[bytes]:
+    from policy.protos import envoy_ext_authz_pb2 as pb
+
+    out = []
+    for method, path, extra in (("GET", "/records/1?q=1", [("authorization", "Bearer a.b.c")]),
+                                ("DELETE", "/admin/x", []), ("get", "/%2e%2e/admin", [("host", "records")])):
+        check = pb.CheckRequest()
+        check.attributes.source.address.socket_address.address = "10.0.0.1"
+        check.attributes.context_extensions["ztsoc-service"] = "records"
+        http = check.attributes.request.http
+        http.method, http.path, http.host = method, path, "records.example"
+        for k, v in [(":method", method), (":path", path), *extra]:
+            http.header_map.headers.add(key=k, raw_value=v.encode())
+        out.append(check.SerializeToString())
+        http.ClearField("header_map")
+        http.headers.update(dict(extra))
+        out.append(check.SerializeToString())
+    return out
+
+
 def exercise_yaml(data: bytes) -> None:
     from playbooks.exercise import load_exercise
 
@@ -325,6 +379,7 @@ HARNESSES: dict[str, Harness] = {h.name: h for h in (
     Harness("sigma", sigma_rule, (), lambda: _repo_files("detections/rules", "*.yml")),
     Harness("policy_yaml", policy_yaml, (ValueError,), lambda: _repo_files("policy/examples", "**/*.yaml")),
     Harness("token", bearer_token, (ValueError, TokenError), lambda: [b"eyJhbGciOiJIUzI1NiJ9.e30.c2ln"]),
+    Harness("ext_authz_check", ext_authz_check, (DecodeError,), _check_seeds),
     Harness("exercise_yaml", exercise_yaml, (ValueError,), lambda: _repo_files("playbooks/exercises", "*.yaml")),
 )}
 
