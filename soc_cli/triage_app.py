@@ -244,8 +244,8 @@ class TriageApp(App[None]):
                           safe(age(a.get("ztsoc.alert.last_seen") or a.get("@timestamp"))),
                           safe(a.get("ztsoc.alert.assignee") or "-"), safe(a.get("ztsoc.alert.entity.value")),
                           safe(a.get("rule.name")), key=str(a["event.id"]))
-        self.set_status(safe(f"{len(self.alerts)} of {self.total} {STATUS_VIEWS[self.view][0]} alerts"
-                             "  (f: open / closed / all)"))
+        self.set_status(safe(f"{len(self.alerts)} of {self.total} alerts ({STATUS_VIEWS[self.view][0]}; "
+                             "f: open / closed / all)"))
         if keep is not None:
             for i, a in enumerate(self.alerts):
                 if a["event.id"] == keep:

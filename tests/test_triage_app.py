@@ -170,7 +170,7 @@ def test_columns_status_views_reopen_and_full_screen(sqlite_store: Store) -> Non
             await pilot.press("f")  # closed
             await pilot.pause()
             assert [a["event.id"] for a in app.alerts] == ["low"]
-            assert "closed alerts" in str(app.query_one("#status", Static).content)
+            assert "1 of 1 alerts (closed" in str(app.query_one("#status", Static).content)
             await pilot.press("o")  # reopen it from here
             await pilot.pause()
             assert (sqlite_store.get_alert("low") or {})["ztsoc.alert.status"] == "open"
