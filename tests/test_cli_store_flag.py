@@ -44,8 +44,8 @@ def test_no_store_option_reads_the_environment() -> None:
 
 def _invocations(tmp: Path, alert_id: str) -> dict[str, list[str]]:
     """One real invocation per command group that touches the store (the long-running ones too,
-    where a short form exists); the structural test above covers the rest (triage's TUI,
-    ``dashboard serve``, ``tail``)."""
+    where a short form exists); ``tail`` and ``dashboard serve`` are run below, triage's TUI is
+    covered by the structural test above."""
     req = tmp / "req.json"
     req.write_text(json.dumps({"service": "records", "method": "DELETE", "path": "/records/citizens/1",
                                "principal": "registrar-2", "roles": ["registrar"]}))
@@ -95,3 +95,55 @@ def test_the_flag_beats_soc_store_in_every_group(tmp_path: Path, where: str) -> 
     assert check.count("message:hello") == 1  # ingest wrote to the flag's store
     assert check.count('event.dataset:"policy.decision"') == 1
     check.close()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_long_running_commands_use_the_flag_too(tmp_path: Path) -> None:
+    """``soc tail`` and ``soc dashboard serve`` run until interrupted: started, checked, stopped."""
+    import signal
+    import socket
+    import time
+
+    env_db = tmp_path / "env.db"
+    env = {**os.environ, "SOC_STORE": f"sqlite:///{env_db}"}
+    url = f"sqlite:///{tmp_path / 'flag.db'}"
+    log = tmp_path / "auth.log"
+    log.write_text("Nov 25 07:00:01 web1 sshd[2001]: Failed password for root from 10.0.0.9 port 40000 ssh2\n")
+    port = _free_port()
+    procs = {
+        "tail": subprocess.Popen([*SOC, "--store", url, "tail", str(log), "--year", "2026", "--tz", "UTC",
+                                  "--interval", "0.2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE),
+        "dashboard": subprocess.Popen([*SOC, "--store", url, "dashboard", "serve", "--port", str(port)], env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE),
+    }
+    try:
+        deadline = time.monotonic() + 60
+        tailed = served = False
+        while time.monotonic() < deadline and not (tailed and served):
+            time.sleep(0.3)
+            if not tailed:
+                check = open_store(url)
+                tailed = check.count('log.file.path:"' + str(log) + '"') == 1
+                check.close()
+            if not served:
+                with socket.socket() as s:
+                    served = s.connect_ex(("127.0.0.1", port)) == 0
+        assert tailed and served, {k: p.poll() for k, p in procs.items()}
+        assert not env_db.exists()
+    finally:
+        for p in procs.values():
+            p.send_signal(signal.SIGINT)
+        for p in procs.values():
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+    assert not env_db.exists()
