@@ -612,11 +612,15 @@ class ElasticsearchStore:
         if not self._event_indices - {target}:
             return batch
         ids = [_doc_id(p.ident) for p in batch]
-        body = self._call(self._es.search, index=self._events_pattern, size=len(ids), source=False,
-                          query={"bool": {"filter": [{"ids": {"values": ids}}],
-                                          "must_not": [{"term": {"_index": target}}]}},
-                          filter_path="hits.hits._id", ignore_unavailable=True, allow_no_indices=True).body
-        seen = {hit["_id"] for hit in body.get("hits", {}).get("hits", [])}
+        seen: set[str] = set()
+        step = _MAX_WINDOW // 2  # room for an id stored twice already (room, not a promise)
+        for start in range(0, len(ids), step):
+            chunk = ids[start:start + step]
+            body = self._call(self._es.search, index=self._events_pattern, size=2 * len(chunk), source=False,
+                              query={"bool": {"filter": [{"ids": {"values": chunk}}],
+                                              "must_not": [{"term": {"_index": target}}]}},
+                              filter_path="hits.hits._id", ignore_unavailable=True, allow_no_indices=True).body
+            seen.update(hit["_id"] for hit in body.get("hits", {}).get("hits", []))
         if not seen:
             return batch
         tally.duplicates += sum(1 for i in ids if i in seen)
