@@ -53,13 +53,13 @@ def test_sigmahq_windows_sample(tmp_path: Path) -> None:
     from bench.sigma import read_events
 
     samples = DATA / "evtx-attack-samples"
-    events = read_events(_sample(sorted(samples.rglob("*.evtx")), 15, samples))
+    events = read_events(_sample(sorted(samples.rglob("*.evtx")), 120, samples))
     windows = DATA / "sigma" / "rules" / "windows"
     rules_dir = tmp_path / "rules"
     rules_dir.mkdir()
-    for n, path in enumerate(_sample(sorted(windows.rglob("*.yml")), 120, windows)):
+    for n, path in enumerate(_sample(sorted(windows.rglob("*.yml")), 600, windows)):
         shutil.copy(path, rules_dir / f"{n:03d}_{path.name}")
     cs = compile_ruleset(load_rules([rules_dir], shipped=False))
     result = compare(cs, events, _es_url(), tmp_path / "soc.db")
     assert not result.differences, "\n".join(result.differences[:20])
-    assert len(result.sqlite) > 0
+    assert len(result.sqlite) >= 10, result.table()
