@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -309,6 +309,10 @@ def via_nginx(st: Stack, method: str, target: str, headers: list[tuple[str, str]
     return reply, reached, reason
 
 
+#: Headers, or a function making them when the test runs (tokens expire: a long suite outlives them).
+Headers = list[tuple[str, str]] | Callable[[], list[tuple[str, str]]]
+
+
 def bearer(token: str) -> list[tuple[str, str]]:
     return [("Authorization", f"Bearer {token}")]
 
@@ -326,7 +330,7 @@ def test_nginx_controls_allowed_requests_reach_the_service(stack: Stack) -> None
 #: through the gRPC ext_authz front by tests/test_policy_grpc.py (the same cases, the same decisions).
 HOSTILE_CASES = [
     # 1: a people IdP's token whose subject is a workload's SPIFFE ID.
-    ("idp mints a workload", "POST", "/records/1", bearer(user_token(sub=PORTAL)), CLEAN, "outside the namespace"),
+    ("idp mints a workload", "POST", "/records/1", lambda: bearer(user_token(sub=PORTAL)), CLEAN, "outside the namespace"),
     # 2: source address headers from a client: the risk check and ip_ranges see the real client.
     ("XFF hides a critical client", "GET", "/public/x", [("X-Forwarded-For", "127.0.0.3"),
                                                           ("X-Envoy-External-Address", "127.0.0.3")], HOSTILE,
@@ -337,7 +341,7 @@ HOSTILE_CASES = [
     # 3: the service from a client header.
     ("client names the service", "POST", "/records/1", [("X-Ztsoc-Service", "sandbox")], CLEAN, "default deny"),
     # 5: a method-specific deny.
-    ("DELETE", "DELETE", "/records/1", bearer(svid("/ns/portal/sa/web")), CLEAN, "h/no-deletes"),
+    ("DELETE", "DELETE", "/records/1", lambda: bearer(svid("/ns/portal/sa/web")), CLEAN, "h/no-deletes"),
     # 6: the server's own endpoints are ordinary paths of the service here, decided by policy.
     ("POST /healthz", "POST", "/healthz", [], CLEAN, "default deny"),
     ("POST /v1/decide", "POST", "/v1/decide", [], CLEAN, "default deny"),
@@ -356,15 +360,15 @@ HOSTILE_CASES = [
     ("encoded slash", "GET", "/public/..%2Fadmin/x", [], CLEAN, "encodes '/'"),
     ("path parameter", "GET", "/admin;v=1/x", [], CLEAN, "path parameters"),
     # 9: a padded signature.
-    ("padded token", "POST", "/records/1", [("Authorization", "Bearer " + svid("/ns/portal/sa/web") + "==")], CLEAN,
+    ("padded token", "POST", "/records/1", lambda: [("Authorization", "Bearer " + svid("/ns/portal/sa/web") + "==")], CLEAN,
      "padding"),
 ]
 
 
 @pytest.mark.parametrize(("case", "method", "target", "headers", "source", "why"), HOSTILE_CASES)
 def test_nginx_hostile_requests_never_reach_the_service(stack: Stack, case: str, method: str, target: str,
-                                                        headers: list[tuple[str, str]], source: str, why: str) -> None:
-    reply, reached, reason = via_nginx(stack, method, target, headers, source)
+                                                        headers: Headers, source: str, why: str) -> None:
+    reply, reached, reason = via_nginx(stack, method, target, headers() if callable(headers) else headers, source)
     assert not reached, case
     assert reply.status == 403, (case, reply.status)
     assert why in reason, (case, reason)

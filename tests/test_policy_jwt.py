@@ -283,6 +283,7 @@ def test_leeway_is_bounded() -> None:
 def test_people_idp_subjects_and_pinned_trust_domains() -> None:
     from policy.identity.spiffe import TrustDomainConfig
 
+    now = int(time.time())
     trust = verifier().trust
     idp = trust.issuers[ISSUER]
     idp.subjects = ("clerk-*", "resident-*")
@@ -336,6 +337,7 @@ def _example_trust() -> TrustConfig:
 
 
 def test_every_shipped_example_issuer_vouches_only_for_its_namespace() -> None:
+    now = int(time.time())  # not the module's: a long suite run would outlive its tokens
     trust = _example_trust()
     assert trust.issuers and trust.domains
     v = TokenVerifier(trust)
