@@ -121,7 +121,28 @@ def _dns(doc: Doc) -> str:
     name = doc.get("dns.question.name", "?")
     qtype = doc.get("dns.question.type", "")
     rcode = doc.get("dns.response_code")
-    return f"{doc.get('source.ip', '?')} asks {name} {qtype}" + (f" -> {rcode}" if rcode else "")
+    answers = doc.get("dns.resolved_ip")
+    answer = (", ".join(answers[:3]) if isinstance(answers, list) else str(answers)) if answers else ""
+    return (f"{doc.get('source.ip', '?')} asks {name} {qtype}" + (f" -> {rcode}" if rcode else "")
+            + (f" [{answer}]" if answer else ""))
+
+
+def _http(doc: Doc) -> str:
+    method = doc.get("http.request.method") or "?"
+    host = doc.get("url.domain") or doc.get("destination.domain") or doc.get("destination.ip") or "?"
+    target = doc.get("url.original") or doc.get("url.path") or ""
+    status = doc.get("http.response.status_code")
+    agent = doc.get("user_agent.original")
+    text = f"{doc.get('source.ip', '?')} {method} {host}{target if str(target).startswith('/') else ' ' + str(target)}"
+    return text + (f" -> {status}" if status is not None else "") + (f" ({agent})" if agent else "")
+
+
+def _tls(doc: Doc) -> str:
+    sni = doc.get("tls.client.server_name") or doc.get("destination.domain") or "(no SNI)"
+    version = doc.get("tls.version") or ""
+    ja = doc.get("tls.client.ja3") or ""
+    return (f"{_endpoint(doc, 'source')} -> {_endpoint(doc, 'destination')} TLS {version} {sni}".replace("  ", " ")
+            + (f" ja3={ja}" if ja else ""))
 
 
 def _auth(doc: Doc) -> str:
@@ -158,6 +179,8 @@ def _default(doc: Doc) -> str:
 SUMMARIES: dict[str, Callable[[Doc], str]] = {
     "network.flow": _flow,
     "network.dns": _dns,
+    "network.http": _http,
+    "network.tls": _tls,
     "system.auth": _auth,
     "windows.security": _auth,
     "policy.decision": _decision,
@@ -168,7 +191,30 @@ SUMMARIES: dict[str, Callable[[Doc], str]] = {
 def summarize(doc: Doc) -> str:
     if doc.get("event.kind") == "alert":
         return _alert(doc)
-    return SUMMARIES.get(str(doc.get("event.dataset")), _default)(doc)
+    text = SUMMARIES.get(str(doc.get("event.dataset")), _default)(doc)
+    link = doc.get("ztsoc.timeline.link")
+    return f"[via {link}] {text}" if link else text
+
+
+# -- linked entities ----------------------------------------------------------------------------
+
+#: Successful logons: an address that logged in as an account links the account to it.
+_LOGON = "event.category:authentication AND event.outcome:success"
+
+
+def linked_accounts(store: Store, ip: str, since: datetime | None, until: datetime | None,
+                    limit: int = 20) -> list[tuple[str, str]]:
+    """(account, first success time) of every account ``ip`` logged in as, in the window."""
+    hits = store.search(f"{_LOGON} AND source.ip:{quote(ip)}", since=since, until=until, limit=500,
+                        sort="@timestamp", descending=False, fields=["@timestamp", "user.name", "user.target.name"])
+    first: dict[str, str] = {}
+    for h in hits.hits:
+        user = h.get("user.name") or h.get("user.target.name")
+        if isinstance(user, list):
+            user = user[0] if user else None
+        if user and str(user) not in first:
+            first[str(user)] = str(h.get("@timestamp"))
+    return list(first.items())[:limit]
 
 
 # -- the timeline -------------------------------------------------------------------------------
@@ -190,7 +236,7 @@ class Timeline:
             {"@timestamp": e.get("@timestamp"),
              "event.dataset": "alert" if e.get("event.kind") == "alert" else e.get("event.dataset") or "",
              "event.id": e.get("event.id"), "evidence": bool(e.get("ztsoc.timeline.evidence")),
-             "summary": summarize(e)}
+             "link": e.get("ztsoc.timeline.link"), "summary": summarize(e)}
             for e in self.entries
         ]
 
@@ -198,11 +244,14 @@ class Timeline:
 def entity_timeline(store: Store, entity: str, *, kinds: Sequence[EntityKind] | None = None,
                     since: datetime | None = None, until: datetime | None = None, limit: int = 500,
                     datasets: Sequence[str] | None = None, include_alerts: bool = True,
-                    evidence: Sequence[str] = ()) -> Timeline:
+                    evidence: Sequence[str] = (), follow_links: bool = True) -> Timeline:
     """The entity's events (and alerts) in ``[since, until)``, oldest first.
 
     When more than ``limit`` events match, the newest ``limit`` are kept: an analyst asking
-    about an alert cares most about what led up to now.
+    about an alert cares most about what led up to now. With ``follow_links``, an address's
+    successful logins bring in what those accounts did afterwards in the window, each such
+    entry labelled with the link (``ztsoc.timeline.link``): an SSH brute force's timeline shows
+    the sudo that followed, which names the account, not the address.
     """
     kinds = list(kinds) if kinds else guess_kinds(entity)
     query = entity_query(entity, kinds)
@@ -217,6 +266,21 @@ def entity_timeline(store: Store, entity: str, *, kinds: Sequence[EntityKind] | 
         alert_q = f"(ztsoc.alert.entity.value:{quote(entity)} OR {query[1:-1]})"
         entries.extend(store.search(alert_q, since=since, until=until, index="alerts", limit=min(limit, 200),
                                     sort="@timestamp", descending=True).hits)
+    if follow_links and _is_ip(entity) and any(k.name == "ip" for k in kinds):
+        # the address's successful logins -> what those accounts did afterwards (sudo, ...)
+        seen = {str(e.get("event.id")) for e in entries}
+        for account, when in linked_accounts(store, entity, since, until):
+            after = max(since, from_iso(when)) if since is not None else from_iso(when)
+            label = f"{account} (logged in from {entity})"
+            q = entity_query(account, [KINDS["user"]])
+            if datasets:
+                q += " AND event.dataset:(" + " OR ".join(quote(d) for d in datasets) + ")"
+            for e in store.search(q, since=after, until=until, index="events", limit=limit, sort="@timestamp",
+                                  descending=False).hits:
+                if str(e.get("event.id")) not in seen:
+                    seen.add(str(e.get("event.id")))
+                    e["ztsoc.timeline.link"] = label
+                    entries.append(e)
     marked = set(evidence)
     for e in entries:
         if e.get("event.id") in marked:

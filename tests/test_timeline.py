@@ -49,7 +49,8 @@ def test_guess_kinds() -> None:
 
 def test_ip_timeline_across_datasets_in_order(store: Store) -> None:
     _seed(store)
-    tl = timeline.entity_timeline(store, ATTACKER, since=T0 - timedelta(hours=1), until=T0 + timedelta(hours=1))
+    tl = timeline.entity_timeline(store, ATTACKER, since=T0 - timedelta(hours=1), until=T0 + timedelta(hours=1),
+                                  follow_links=False)
     ids = [e["event.id"] for e in tl.entries]
     assert ids == ["e-dns", "e-flow1", "e-auth1", "e-auth2", "e-auth3", "al1", "e-flow2"]
     assert tl.datasets == {"system.auth": 3, "network.flow": 2, "network.dns": 1}
@@ -89,7 +90,7 @@ def test_alert_timeline_window_and_evidence(store: Store) -> None:
 
 def test_newest_kept_when_truncated(store: Store) -> None:
     _seed(store)
-    tl = timeline.entity_timeline(store, ATTACKER, limit=2, include_alerts=False)
+    tl = timeline.entity_timeline(store, ATTACKER, limit=2, include_alerts=False, follow_links=False)
     assert [e["event.id"] for e in tl.entries] == ["e-auth3", "e-flow2"]
     assert tl.truncated
 
@@ -113,3 +114,30 @@ def test_risk_of_an_entity(store: Store) -> None:
     assert risk.score == 20.0
     assert risk.band == "low"
     assert entity_risk(store, "10.2.2.2", now=now).band == "none"
+
+
+def test_ip_timeline_follows_the_accounts_it_logged_in_as(store: Store) -> None:
+    """The address logged in as alice: what alice did afterwards is in its timeline, labelled by the link."""
+    _seed(store)
+    tl = timeline.entity_timeline(store, ATTACKER, since=T0 - timedelta(hours=1), until=T0 + timedelta(hours=1))
+    ids = [e["event.id"] for e in tl.entries]
+    assert ids == ["e-dns", "e-flow1", "e-auth1", "e-auth2", "e-auth3", "al1", "e-flow2", "e-alice-elsewhere"]
+    row = tl.rows()[-1]
+    assert row["link"] == f"alice (logged in from {ATTACKER})"
+    assert row["summary"].startswith(f"[via alice (logged in from {ATTACKER})] ssh_login success user=alice")
+    # root only failed: nothing of root's is followed
+    assert all(r["link"] in (None, f"alice (logged in from {ATTACKER})") for r in tl.rows())
+
+
+def test_http_and_tls_rows_say_what_was_asked() -> None:
+    http_row = {"event.dataset": "network.http", "source.ip": "10.0.0.3", "http.request.method": "GET",
+                "url.domain": "portal.gov.example", "url.original": "/admin/x?y=1", "http.response.status_code": 403,
+                "user_agent.original": "curl/8.0"}
+    assert timeline.summarize(http_row) == "10.0.0.3 GET portal.gov.example/admin/x?y=1 -> 403 (curl/8.0)"
+    tls_row = {"event.dataset": "network.tls", "source.ip": "10.0.0.3", "source.port": 5000,
+               "destination.ip": "10.0.0.9", "destination.port": 443, "tls.version": "1.3",
+               "tls.client.server_name": "idp.gov.example"}
+    assert timeline.summarize(tls_row) == "10.0.0.3:5000 -> 10.0.0.9:443 TLS 1.3 idp.gov.example"
+    dns_row = {"event.dataset": "network.dns", "source.ip": "10.0.0.3", "dns.question.name": "x.example",
+               "dns.question.type": "A", "dns.response_code": "NOERROR", "dns.resolved_ip": ["192.0.2.1"]}
+    assert timeline.summarize(dns_row) == "10.0.0.3 asks x.example A -> NOERROR [192.0.2.1]"
