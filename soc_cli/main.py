@@ -70,10 +70,11 @@ def main() -> None:
         if isinstance(code, int) and code:
             sys.exit(code)
     except QuerySyntaxError as exc:
-        err_console.print(f"[red]error:[/] {esc(exc)}", highlight=False)
-        err_console.print(safe(exc.query), highlight=False)
-        if exc.position is not None:  # the caret under the fault, counted in the text as shown
-            err_console.print(safe(" " * len(visible(exc.query[:exc.position])) + "^"), highlight=False)
+        err_console.print(f"[red]error:[/] {esc(exc)}", highlight=False, soft_wrap=True)
+        if err_console.is_terminal:  # scripts get one line; a person also sees where
+            err_console.print(safe(exc.query), highlight=False)
+            if exc.position is not None:  # the caret under the fault, counted in the text as shown
+                err_console.print(safe(" " * len(visible(exc.query[:exc.position])) + "^"), highlight=False)
         sys.exit(2)
     except (StoreError, ValueError, OSError) as exc:
         if debug:

@@ -68,3 +68,19 @@ def test_random_queries_same_answers(stores: tuple[Store, Store, list[dict]]) ->
     print(f"{len(mismatches)} mismatches in {len(asked)} queries ({answered} answered by Elasticsearch)")
     assert not mismatches, "\n".join(mismatches)
     assert answered > len(asked) // 2  # most queries parse: this is not only a test of refusals
+
+
+@pytest.mark.parametrize("query", ["NOT NOT user.name:alice", "source.ip:10.0.0.0/8", "@timestamp:now-7d/d",
+                                   "user.name:/a\\Tb/", "@timestamp:2020-06-01T12:00:00"])
+def test_refused_the_same_way_by_soc(stores: tuple[Store, Store, list[dict]], query: str) -> None:
+    """What Elasticsearch refuses, ``soc hunt`` refuses on both stores: exit 2, one line, no output."""
+    import subprocess
+    import sys
+
+    es, sqlite, _ = stores
+    for url in (es.url, sqlite.url):  # type: ignore[attr-defined]
+        run = subprocess.run([sys.executable, "-m", "soc_cli.main", "hunt", query, "--since", "3650d", "--json"],
+                             capture_output=True, text=True, env={**os.environ, "SOC_STORE": url}, timeout=120)
+        assert run.returncode == 2 and run.stdout == "", (url, run.stdout, run.stderr)
+        lines = run.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: bad query"), (url, run.stderr)
