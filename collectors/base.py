@@ -57,9 +57,15 @@ class ReadProblem:
     position: str  # "line 12 (byte 3456)", "packet 77", "record 9"
     reason: str  # short and stable: problems are counted per reason
     raw: str | None = None  # the offending text (truncated), or a detail
+    #: the whole event the store refused as invalid (in the errors file: nothing vanishes)
+    document: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "position": self.position, "reason": self.reason, "raw": self.raw}
+        out: dict[str, Any] = {"source": self.source, "position": self.position, "reason": self.reason,
+                               "raw": self.raw}
+        if self.document is not None:
+            out["document"] = self.document
+        return out
 
 
 @dataclass(slots=True)

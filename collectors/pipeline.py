@@ -15,9 +15,12 @@ A ``kill -9`` between 3's two steps makes the next run read that batch again; it
 events carry the same ``event.id`` so the store keeps them once (counted as
 ``duplicates``). Nothing is lost because a checkpoint never runs ahead of the data.
 
-Problems (unreadable lines, packets, records; files that cannot be opened; documents
-the store refused) are counted per reason, optionally streamed to ``errors_file`` as JSON
-lines, and never stop the run. A path that does not exist is a usage error (``ValueError``)
+Problems (unreadable lines, packets, records; files that cannot be opened; events the
+mapping refuses, written with the whole document) are counted per reason, optionally
+streamed to ``errors_file`` as JSON lines, and never stop the run. A store that refuses
+writes for a reason that is not the event's (a write block, a full disk, a node busy after
+every retry: ``StoreRefused``) stops the ingest before that batch's checkpoint, so the same
+command run again, once the cause is fixed, stores what was refused. A path that does not exist is a usage error (``ValueError``)
 raised before anything is read.
 
 ``-`` among the paths reads standard input with readers that can (``StreamReader``: the
@@ -326,6 +329,14 @@ def ingest_file(
     return done
 
 
+def _document(by_id: dict[Any, Any], ident: str, events: list[Any]) -> dict[str, Any] | None:
+    """The refused event, named by its ``event.id`` or, lacking one, its position in the batch."""
+    doc = by_id.get(ident)
+    if doc is None and ident.isdigit() and int(ident) < len(events):
+        doc = events[int(ident)]
+    return doc if isinstance(doc, dict) else None
+
+
 def _ingest_batches(
     store: Store,
     reader: Reader,
@@ -357,8 +368,11 @@ def _ingest_batches(
             result = store.write_events(batch.events)
             written, duplicates = result.written, result.duplicates
             if result.errors:
+                # invalid for the mapping (the same on both stores): a problem, with the document
+                by_id = {e.get("event.id"): e for e in batch.events if isinstance(e, dict)}
                 fr.problems += problems.add(
-                    ReadProblem(shown, f"event {eid}", "store refused event", why) for eid, why in result.errors)
+                    ReadProblem(shown, f"event {eid}", "store refused event", why, _document(by_id, eid, batch.events))
+                    for eid, why in result.errors)
         fr.problems += problems.add(batch.problems)
         if key is not None:
             # only now: the batch is in the store, so the checkpoint may move past it

@@ -47,3 +47,15 @@ class PartialAnswer(StoreError):
 
 class AlertNotFound(StoreError):
     """No alert has that id."""
+
+
+class StoreRefused(StoreError):
+    """The store refused writes for a reason that passes or that an operator fixes (a write
+    block, a read-only index, a full disk, a node too busy after every retry), not because the
+    events are invalid: nothing from the refused events on may be checkpointed, so a rerun
+    stores them. ``cause`` names the reason as the node gave it."""
+
+    def __init__(self, message: str, cause: str, refused: int) -> None:
+        super().__init__(message)
+        self.cause = cause
+        self.refused = refused

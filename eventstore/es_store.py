@@ -80,6 +80,7 @@ from eventstore.errors import (
     PartialAnswer,
     QuerySyntaxError,
     StoreError,
+    StoreRefused,
     StoreUnavailable,
     StoreURLError,
 )
@@ -95,6 +96,7 @@ from eventstore.store import (
 )
 from eventstore.text import replace_unencodable
 from eventstore.timeutil import from_iso, to_iso, utcnow
+from eventstore.validate import problem
 
 T = TypeVar("T")
 
@@ -671,6 +673,9 @@ class ElasticsearchStore:
                 if not event.keys() <= known:
                     for name in event.keys() - known:
                         new_fields.setdefault(name, _json_type(event[name]))
+                if (why := problem(event)) is not None:  # what the mapping refuses: the same as SQLite
+                    part.errors.append((ident, why))
+                    continue
                 try:
                     _check_timestamp(event["@timestamp"])
                     try:
@@ -704,6 +709,7 @@ class ElasticsearchStore:
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
+        total.stop_if_refused(f"Elasticsearch at {self.node_url}")
         return WriteResult(written=total.written, duplicates=total.duplicates, errors=total.errors)
 
     def _send(self, batch: list[_Pending], tally: _Tally, *, conflict_is_duplicate: bool = True) -> list[_Pending]:
@@ -724,8 +730,9 @@ class ElasticsearchStore:
                 if isinstance(exc, AuthenticationException | AuthorizationException | UnsupportedProductError):
                     with self._errors():
                         raise
-                reason = f"bulk request refused (HTTP {exc.meta.status}): {_reason(_body_error(exc))}"
-                tally.errors.extend((p.ident, reason) for p in pending)
+                tries = f" after {attempt + 1} tries" if exc.meta.status in RETRY_STATUSES else ""
+                reason = f"bulk request refused (HTTP {exc.meta.status}){tries}: {_reason(_body_error(exc))}"
+                tally.refused.extend((p.ident, reason) for p in pending)
                 return conflicts
             except (ESConnectionError, ESConnectionTimeout) as exc:
                 if attempt < self.max_retries:
@@ -751,10 +758,13 @@ class ElasticsearchStore:
                         conflicts.append(item)
                 elif status in ITEM_RETRY_STATUSES:
                     retry.append(item)
-                else:
+                elif _invalid_document(status, outcome.get("error")):
                     tally.errors.append((item.ident, _reason(outcome.get("error"))))
+                else:  # a block, a read-only index, a full disk, a missing index: not the event's fault
+                    tally.refused.append((item.ident, f"HTTP {status}: {_reason(outcome.get('error'))}"))
             if retry and attempt >= self.max_retries:
-                tally.errors.extend((p.ident, "rejected by a busy node (429) after retries") for p in retry)
+                tally.refused.extend((p.ident, f"rejected by a busy node (HTTP 429) after {attempt + 1} tries")
+                                     for p in retry)
                 retry = []
             if retry:
                 attempt += 1
@@ -1131,6 +1141,7 @@ class ElasticsearchStore:
         if self._alerts in self._dirty:  # read your writes: `soc alerts` right after a run lists them
             self._call(self._es.indices.refresh, index=self._alerts, ignore_unavailable=True)
             self._dirty.discard(self._alerts)
+        tally.stop_if_refused(f"Elasticsearch at {self.node_url}")  # the runner keeps its cursors
         return WriteResult(written=tally.written, duplicates=tally.duplicates, errors=tally.errors)
 
     def _upsert_alerts(self, incoming: dict[str, Doc], tally: _Tally) -> None:
@@ -1140,6 +1151,9 @@ class ElasticsearchStore:
             items: list[_Pending] = []
             for doc, (ident, alert) in zip(found["docs"], todo.items(), strict=True):
                 merged = merge_alert(alert, doc.get("_source") if doc.get("found") else None)
+                if (why := problem(merged)) is not None:  # as the SQLite store refuses it
+                    tally.errors.append((ident, why))
+                    continue
                 if doc.get("found"):
                     meta = {"index": {"_index": self._alerts, "_id": doc["_id"],
                                       "if_seq_no": doc["_seq_no"], "if_primary_term": doc["_primary_term"]}}
@@ -1308,11 +1322,33 @@ class _Tally:
     written: int = 0
     duplicates: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)
+    #: refused for a reason that passes or an operator fixes (not the event's fault): not an error
+    #: to report and forget, but a stop (``StoreRefused``) before the caller's checkpoint
+    refused: list[tuple[str, str]] = field(default_factory=list)
 
     def merge(self, other: _Tally) -> None:
         self.written += other.written
         self.duplicates += other.duplicates
         self.errors.extend(other.errors)
+        self.refused.extend(other.refused)
+
+    def stop_if_refused(self, store: str) -> None:
+        """Raise ``StoreRefused`` naming the first cause when anything was refused."""
+        if not self.refused:
+            return
+        cause = self.refused[0][1]
+        raise StoreRefused(
+            f"{store} refused {len(self.refused):,} event(s) (first: {self.refused[0][0]}): {cause}; "
+            "nothing from them on was checkpointed: fix the cause and run the same command again",
+            cause, len(self.refused))
+
+
+def _invalid_document(status: int, error: Any) -> bool:
+    """A 400 is the document's fault (a value the mapping refuses), except a mapping limit an
+    operator raises (``index.mapping.total_fields.limit``): that one stops, to be stored later."""
+    if status != 400:
+        return False
+    return "limit of total fields" not in _reason(error).lower()
 
 
 def _doc_id(ident: str) -> str:

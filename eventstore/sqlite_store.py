@@ -60,6 +60,7 @@ from eventstore.store import (
 )
 from eventstore.text import replace_unencodable
 from eventstore.timeutil import to_iso
+from eventstore.validate import problem
 
 SCHEMA_VERSION = 3
 #: documents per write transaction (a caller's batch is usually smaller)
@@ -187,6 +188,9 @@ def prepare_rows(docs: Iterable[Any], layout: Layout, errors: Problems, start: i
             event_id = doc["event.id"]
             if event_id.__class__ is not str or not event_id:
                 raise TypeError
+            if (why := problem(doc)) is not None:  # what Elasticsearch's mapping would refuse
+                errors.append((position, event_id, why))
+                continue
             append((event_id, doc["@timestamp"], *map(doc.get, hot), None, dumps(doc).decode()))
         except Exception:
             row = careful_row(doc, position, hot, errors)
@@ -210,6 +214,9 @@ def careful_row(doc: Any, position: int, hot: tuple[str, ...], errors: Problems)
         return None
     if "@timestamp" not in doc:
         errors.append((position, event_id, "missing @timestamp"))
+        return None
+    if (why := problem(doc)) is not None:
+        errors.append((position, event_id, why))
         return None
     try:
         ms = timestamp_ms(doc["@timestamp"])
