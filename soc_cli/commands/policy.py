@@ -270,8 +270,9 @@ def register(app: typer.Typer) -> None:
         """Print a token signed with a local key set (for trying the PDP, never for production)."""
         from policy.admin.keygen import make_token
 
-        sys.stdout.write(make_token(folder, subject, audience=audience, roles=tuple(roles or ()),
-                                    scopes=tuple(scopes or ()), groups=tuple(groups or ()), ttl_s=ttl) + "\n")
+        # a JWT this program just signed: base64url and dots, printed as it is
+        write_generated(make_token(folder, subject, audience=audience, roles=tuple(roles or ()),
+                                   scopes=tuple(scopes or ()), groups=tuple(groups or ()), ttl_s=ttl) + "\n")
 
     @policy_app.command("serve")
     def serve_cmd(
