@@ -119,8 +119,9 @@ def register(app: typer.Typer) -> None:
             console.print(f"{len(results) - failed:d}/{len(results):d} passed")
             if coverage:
                 total = len(engine.policy.rules)
-                console.print(f"coverage: {total - len(uncovered)}/{total} rules matched by a case"
-                              + ("; no case matched:" if uncovered else ""), highlight=False)
+                tail = "; no case matched:" if uncovered else ""
+                console.print(f"coverage: {total - len(uncovered):d}/{total:d} rules matched by a case{esc(tail)}",
+                              highlight=False)
                 for rule, where in uncovered:
                     console.print(safe(f"  {rule}  ({where})"), highlight=False, soft_wrap=True)
         if any(not r.passed for r in results):
