@@ -23,7 +23,9 @@ Message types: the subset of Envoy's protos in ``policy/protos/envoy_ext_authz.p
 (field numbers are Envoy's; see that file to regenerate). The method is registered with
 a generic handler because the subset declares no service (its package is ztsoc's own).
 The server is gRPC's own (``GrpcServer``) in the HTTP front's process: one engine, one
-decision log. A failure inside the handler answers PERMISSION_DENIED (fail
+decision log. Plaintext by default (bind it to loopback or the pod network); ``GrpcTls``
+adds TLS, and mutual TLS with a client CA, so only proxies holding a certificate from it
+can call. A failure inside the handler answers PERMISSION_DENIED (fail
 closed), never an RPC error Envoy might be configured to let through
 (``failure_mode_allow``).
 """
@@ -34,6 +36,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from policy.canonical import HttpRequest, wire_text
@@ -175,6 +178,26 @@ def _check_bindable(host: str, port: int) -> None:
             raise OSError(f"cannot listen for gRPC on {host}:{port}: {exc.strerror or exc}") from None
 
 
+@dataclass(frozen=True)
+class GrpcTls:
+    """TLS for the gRPC listener; with ``client_ca``, mutual TLS (a caller without a certificate
+    that CA signed cannot even open the connection, before any attribute it reports is read)."""
+
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
+
+    def credentials(self) -> Any:
+        import grpc
+
+        try:
+            pair = (self.key.read_bytes(), self.cert.read_bytes())
+            ca = self.client_ca.read_bytes() if self.client_ca is not None else None
+        except OSError as exc:
+            raise OSError(f"gRPC TLS: cannot read {exc.filename}: {exc.strerror}") from None
+        return grpc.ssl_server_credentials([pair], root_certificates=ca, require_client_auth=ca is not None)
+
+
 class GrpcServer:
     """gRPC's own server (C core, HTTP/2) answering ``Authorization/Check`` from a small thread pool.
 
@@ -185,11 +208,12 @@ class GrpcServer:
     """
 
     def __init__(self, handler: DecisionHandler, host: str = "127.0.0.1", port: int = 9191,
-                 threads: int = 2) -> None:
+                 threads: int = 2, tls: GrpcTls | None = None) -> None:
         self.service = CheckService(handler)
         self.host = host
         self.port = port
         self.threads = threads
+        self.tls = tls
         self._server: Any = None
 
     def start(self) -> int:
@@ -206,8 +230,10 @@ class GrpcServer:
         address = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
         if self.port:
             _check_bindable(self.host, self.port)  # a clear error; gRPC's own is a log line and a bare failure
+        credentials = self.tls.credentials() if self.tls is not None else None
         try:
-            bound = server.add_insecure_port(address)
+            bound = (server.add_secure_port(address, credentials) if credentials is not None
+                     else server.add_insecure_port(address))
         except RuntimeError as exc:
             raise OSError(f"cannot listen for gRPC on {address}: {exc}") from None
         if not bound:
@@ -235,11 +261,13 @@ async def serve_both(http: RawServer, grpc_server: GrpcServer, *, install_signal
 
 
 def serve(cfg: ServeConfig, host: str, port: int, grpc_port: int,
-          on_listening: Callable[[], None] | None = None) -> None:
+          on_listening: Callable[[], None] | None = None, tls: GrpcTls | None = None) -> None:
     """``soc policy serve --grpc-port``: both fronts in one process (one engine, one decision log)."""
+    if tls is not None:
+        tls.credentials()  # unreadable files are an error before anything starts
     handler = build_handler(cfg)
     try:
         asyncio.run(serve_both(RawServer(handler, host, port, cfg.admin_port, on_listening=on_listening),
-                               GrpcServer(handler, host, grpc_port)))
+                               GrpcServer(handler, host, grpc_port, tls=tls)))
     finally:
         handler.shutdown()

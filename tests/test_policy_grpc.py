@@ -428,3 +428,86 @@ def test_the_hostile_cases_are_denied_through_grpc_as_through_nginx(hostile_grpc
     ok = check_json(Case("POST", "/records/1", "records", CLEAN, f"Bearer {svid('/ns/portal/sa/web')}"))
     g = grpc_outcome(via_grpc(client, port, [ok], source=ENVOY)[0])
     assert g["status"] == 200 and g["headers"]["x-ztsoc-principal"] == PORTAL
+
+
+# -- TLS and mutual TLS on the gRPC port -------------------------------------------------------
+def _cert(subject: str, key: Any, issuer: tuple[Any, Any] | None, *, ca: bool = False, ip: str | None = None) -> Any:
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    issuer_cert, issuer_key = issuer if issuer is not None else (None, key)
+    now = datetime.datetime.now(datetime.UTC)
+    b = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer_cert.subject if issuer_cert else name)
+         .public_key(key.public_key()).serial_number(x509.random_serial_number())
+         .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(hours=1))
+         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if ip:
+        b = b.add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip)),
+                                                         x509.DNSName("localhost")]), critical=False)
+    return b.sign(issuer_key, hashes.SHA256())
+
+
+def _pki(d: Path) -> dict[str, Path]:
+    """A CA, the server's certificate (127.0.0.1), a client signed by the CA and one signed by another CA."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    def write(name: str, cert: Any, key: Any) -> None:
+        (d / f"{name}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        (d / f"{name}.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                          serialization.PrivateFormat.PKCS8,
+                                                          serialization.NoEncryption()))
+
+    keys_ = {n: ec.generate_private_key(ec.SECP256R1()) for n in ("ca", "rogue-ca", "server", "envoy", "rogue")}
+    ca = _cert("ztsoc test CA", keys_["ca"], None, ca=True)
+    rogue_ca = _cert("someone else's CA", keys_["rogue-ca"], None, ca=True)
+    write("ca", ca, keys_["ca"])
+    write("server", _cert("pdp", keys_["server"], (ca, keys_["ca"]), ip="127.0.0.1"), keys_["server"])
+    write("envoy", _cert("envoy", keys_["envoy"], (ca, keys_["ca"])), keys_["envoy"])
+    write("rogue", _cert("envoy", keys_["rogue"], (rogue_ca, keys_["rogue-ca"])), keys_["rogue"])
+    return {n: d / f"{n}.pem" for n in ("ca", "server", "envoy", "rogue")}
+
+
+def test_mutual_tls_admits_only_callers_with_a_certificate_from_the_ca(client: Path, tmp_path: Path) -> None:
+    from policy.grpc_authz import GrpcTls
+
+    pki = _pki(tmp_path)
+    engine = Engine.from_policy_set(policy_set_from_text(POLICY, "t.yaml"), verifier=verifier(), risk=StaticRisk())
+    front = FrontConfig(proxies=proxies_from_config([{"name": "envoy", "addresses": ["127.0.0.2/32"],
+                                                      "client_address": "reported", "reported_service": True}]))
+    tls = GrpcTls(pki["server"], tmp_path / "server.key", client_ca=pki["ca"])
+    server = GrpcServer(DecisionHandler(engine, front=front), "127.0.0.1", 0, tls=tls)
+    server.start()
+    try:
+        check = json.dumps(check_json(Case("GET", "/healthz", "records", "10.1.2.3", None))) + "\n"
+
+        def call(*flags: str) -> dict[str, Any]:
+            proc = subprocess.run([str(client), "-addr", f"127.0.0.1:{server.port}", "-source", "127.0.0.2",
+                                   "-timeout", "3s", *flags, "check"], input=check, capture_output=True, text=True,
+                                  timeout=60)
+            assert proc.returncode == 0, proc.stderr
+            return dict(json.loads(proc.stdout))
+
+        ok = call("-ca", str(pki["ca"]), "-cert", str(pki["envoy"]), "-key", str(tmp_path / "envoy.key"))
+        assert grpc_outcome(ok)["status"] == 200
+        for flags in ((), ("-ca", str(pki["ca"])),  # plaintext; TLS without a client certificate
+                      ("-ca", str(pki["ca"]), "-cert", str(pki["rogue"]), "-key", str(tmp_path / "rogue.key"))):
+            refused = call(*flags)
+            assert "error" in refused and "response" not in refused, (flags, refused)
+    finally:
+        server.stop(0)
+
+
+def test_serve_refuses_half_a_tls_configuration(tmp_path: Path) -> None:
+    soc = str(Path(sys.executable).with_name("soc"))
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "t.yaml").write_text(POLICY)
+    out = subprocess.run([soc, "--store", f"sqlite:///{tmp_path / 's.db'}", "policy", "serve", "-p",
+                          str(tmp_path / "p"), "--port", "0", "--grpc-port", "0", "--no-log", "--no-watch",
+                          "--grpc-tls-cert", str(tmp_path / "x.pem")], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "--grpc-tls-key" in out.stderr and "ztsoc PDP" not in out.stderr

@@ -296,6 +296,10 @@ def register(app: typer.Typer) -> None:
         workers: int = typer.Option(1, "--workers", min=1, help="server processes sharing the port"),
         grpc_port: int = typer.Option(None, "--grpc-port", min=0,
                                       help="also answer Envoy/Istio gRPC ext_authz (Authorization/Check) here"),
+        grpc_cert: Path = typer.Option(None, "--grpc-tls-cert", help="TLS certificate (PEM) for the gRPC port"),
+        grpc_key: Path = typer.Option(None, "--grpc-tls-key", help="its private key (PEM)"),
+        grpc_client_ca: Path = typer.Option(None, "--grpc-client-ca",
+                                            help="mutual TLS: only callers with a certificate from this CA"),
         store: str = StoreOption,
     ) -> None:
         """HTTP decision server: Envoy ext_authz (HTTP), POST /v1/decide, /healthz, /readyz; gRPC ext_authz."""
@@ -319,7 +323,8 @@ def register(app: typer.Typer) -> None:
         where = f"decisions under http://{host}:{port}{authz_prefix}/" if authz_prefix else \
             f"decisions on every path of http://{host}:{port}"
         admin = f"http://{host}:{admin_port}" if admin_port is not None else f"http://{host}:{port}"
-        grpc = f", gRPC ext_authz on {host}:{grpc_port}" if grpc_port is not None else ""
+        tls_kind = "mutual TLS" if grpc_client_ca else ("TLS" if grpc_cert else "plaintext")
+        grpc = f", gRPC ext_authz on {host}:{grpc_port} ({tls_kind})" if grpc_port is not None else ""
         banner = (f"ztsoc PDP: {where}{grpc}, health and /v1/decide on {admin} (policy {ps.version}, "
                   f"{len(ps.rules)} rules, {len(front.proxies)} trusted prox(ies), {workers} worker(s), store {url})")
 
@@ -331,6 +336,11 @@ def register(app: typer.Typer) -> None:
                 raise ValueError("--grpc-port runs in the single-process server: use --workers 1")
             from policy import grpc_authz
 
-            grpc_authz.serve(cfg, host, port, grpc_port, on_listening=say_banner)
+            tls = None
+            if grpc_cert or grpc_key or grpc_client_ca:
+                if not (grpc_cert and grpc_key):
+                    raise ValueError("--grpc-tls-cert and --grpc-tls-key go together (and --grpc-client-ca needs both)")
+                tls = grpc_authz.GrpcTls(grpc_cert, grpc_key, grpc_client_ca)
+            grpc_authz.serve(cfg, host, port, grpc_port, on_listening=say_banner, tls=tls)
             return
         serve(cfg, host, port, workers, on_listening=say_banner)

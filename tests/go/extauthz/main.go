@@ -3,7 +3,7 @@
 // message types: requests are parsed and responses printed with Envoy's descriptors, so a
 // field that ztsoc numbers or types differently from Envoy shows up here.
 //
-//	extauthz-client -addr 127.0.0.1:9191 [-source 127.0.0.2] check < requests.jsonl
+//	extauthz-client -addr 127.0.0.1:9191 [-source 127.0.0.2] [-ca CA -cert C -key K] check < requests.jsonl
 //	    one CheckRequest per line (Envoy's proto3 JSON: attributes.request.http.method, ...)
 //	    in; one line out per request: {"response": CheckResponse} or {"error": "..."}.
 //	extauthz-client -addr 127.0.0.1:9191 -c 8 -d 8s load < requests.jsonl
@@ -14,6 +14,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -25,6 +27,7 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 )
@@ -50,8 +53,39 @@ func readRequests() ([]*authv3.CheckRequest, error) {
 // proxy at a given address (ztsoc believes reported attributes only from trusted proxies).
 var source string
 
+// caFile, certFile, keyFile: TLS to the server (verified against caFile), with a client
+// certificate for mutual TLS when certFile/keyFile are given; plaintext when caFile is empty.
+var caFile, certFile, keyFile string
+
+func transport() (grpc.DialOption, error) {
+	if caFile == "" {
+		return grpc.WithTransportCredentials(insecure.NewCredentials()), nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no certificate", caFile)
+	}
+	cfg := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	if certFile != "" {
+		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return grpc.WithTransportCredentials(credentials.NewTLS(cfg)), nil
+}
+
 func dial(addr string) (authv3.AuthorizationClient, *grpc.ClientConn, error) {
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	creds, err := transport()
+	if err != nil {
+		return nil, nil, err
+	}
+	opts := []grpc.DialOption{creds}
 	if source != "" {
 		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(source)}}
 		opts = append(opts, grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) {
@@ -158,6 +192,9 @@ func main() {
 	d := flag.Duration("d", 8*time.Second, "load: duration")
 	timeout := flag.Duration("timeout", 5*time.Second, "per-call deadline")
 	flag.StringVar(&source, "source", "", "local address to call from (e.g. 127.0.0.2)")
+	flag.StringVar(&caFile, "ca", "", "TLS: the CA (PEM) that signed the server's certificate")
+	flag.StringVar(&certFile, "cert", "", "mutual TLS: this client's certificate (PEM)")
+	flag.StringVar(&keyFile, "key", "", "mutual TLS: its private key (PEM)")
 	flag.Parse()
 	reqs, err := readRequests()
 	if err == nil {
