@@ -48,6 +48,15 @@ class ScanMatch:
 
 
 @dataclass
+class ScanPart:
+    """A scanner's findings, picklable: what a worker process sends back."""
+
+    matches: list[ScanMatch]
+    kept: list[tuple[float, int, Doc, tuple[str, ...]]]
+    events: int
+
+
+@dataclass
 class ScanResult:
     matches: list[ScanMatch] = field(default_factory=list)
     #: alerts of correlation rules (their single-event matches are rows already)
@@ -84,7 +93,8 @@ class Scanner:
     def __init__(self, cs: CompiledSet, *, min_level: str | None = None, keep_matched: bool = False) -> None:
         self.cs = cs
         self.result = ScanResult()
-        self._kept: list[tuple[float, int, Doc, list[CompiledRule]]] = []
+        #: matched events kept for correlations (and ``alerts``): (time, order, event, keys of its rules)
+        self._kept: list[tuple[float, int, Doc, tuple[str, ...]]] = []
         self._fields: dict[str, tuple[str, ...]] = {}
         self._levels = frozenset(LEVELS[: LEVELS.index(min_level) + 1]) if min_level else frozenset(LEVELS)
         self._consumed = {ref for spec in cs.specs for ref in spec.refs}
@@ -122,13 +132,24 @@ class Scanner:
                                      str(doc.get("event.id", "")), _str(doc.get("host.name")),
                                      _str(doc.get("log.file.path")), shown))
             if self._keep_all or (self._consumed and any(cr.key in self._consumed for cr in hits)):
-                self._kept.append((epoch(doc), len(self._kept), doc, hits))
+                self._kept.append((epoch(doc), len(self._kept), doc, tuple(cr.key for cr in hits)))
+
+    def part(self) -> ScanPart:
+        """What this scanner found, to be merged into another (a worker's share of the files)."""
+        return ScanPart(self.result.matches, self._kept, self.result.events)
+
+    def merge(self, part: ScanPart) -> None:
+        self.result.matches.extend(part.matches)
+        base = len(self._kept)
+        self._kept.extend((ts, base + n, doc, keys) for ts, n, doc, keys in part.kept)
+        self.result.events += part.events
 
     def alerts(self, book: AlertBook) -> list[Doc]:
         """The alerts the matched events raise, recorded in ``book`` (in time order, as a detection run)."""
         evaluation = Evaluation(self.cs, book)
-        for _, _, doc, hits in sorted(self._kept, key=lambda k: (k[0], k[1])):
-            evaluation.event(doc, hits)
+        by_key = {cr.key: cr for cr in self.cs.base}
+        for _, _, doc, keys in sorted(self._kept, key=lambda k: (k[0], k[1])):
+            evaluation.event(doc, [by_key[k] for k in keys])
         return book.docs()
 
     def finish(self) -> ScanResult:

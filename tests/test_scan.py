@@ -131,3 +131,10 @@ def test_scan_keeps_events_and_alerts_with_store(evidence: Path, tmp_path: Path)
     assert again.returncode == 0 and "0 new event(s)" in again.stderr  # nothing stored twice
     assert json.loads(_soc("--store", store, "alerts", "--since", "3650d", "--json").stdout).__len__() == \
         len(json.loads(alerts.stdout))
+
+
+def test_parallel_and_serial_scans_agree(evidence: Path) -> None:
+    one = _soc("scan", str(evidence), "--jobs", "1", "--format", "jsonl")
+    two = _soc("scan", str(evidence), "--jobs", "2", "--format", "jsonl")
+    assert one.returncode == two.returncode == 1  # the same bad files reported by both
+    assert one.stdout == two.stdout and one.stdout

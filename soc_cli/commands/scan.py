@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import sys
 import time
 from enum import StrEnum
@@ -54,6 +55,31 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
+#: what a scanning process needs (set before the workers fork, so they share it)
+_WORKER: dict[str, Any] = {}
+
+
+def _scan_file(path: Path) -> tuple[Path, str | None, Any, int, str | None]:
+    """One file through a scanner of its own: (path, reader, findings, unreadable records, problem)."""
+    from collectors.registry import get_reader, reader_batch_size
+    from collectors.sniff import UnknownFormat, reader_for
+    from detections.scan import Scanner
+
+    try:
+        name = reader_for(path)
+    except (UnknownFormat, OSError) as exc:
+        return path, None, None, 0, f"{path}: skipped: {exc}"
+    scanner = Scanner(_WORKER["cs"], min_level=_WORKER["min_level"], keep_matched=_WORKER["keep"])
+    bad, problem = 0, None
+    try:
+        for batch in get_reader(name).batches(path, None, reader_batch_size(name)):
+            scanner.feed(batch.events)
+            bad += len(batch.problems)
+    except Exception as exc:  # one damaged file never ends the scan: what was read is matched
+        problem = f"{path}: read stopped: {type(exc).__name__}: {exc}"
+    return path, name, scanner.part(), bad, problem
+
+
 def register(app: typer.Typer) -> None:
     @app.command("scan")
     def scan(
@@ -66,11 +92,11 @@ def register(app: typer.Typer) -> None:
                                                                 "(informational, low, medium, high, critical)"),
         top: int = typer.Option(15, "--top", help="rules listed in the per-rule summary"),
         no_cache: bool = typer.Option(False, "--no-cache", help="compile the rules without the compiled-rule cache"),
+        jobs: int = typer.Option(None, "--jobs", "-j", min=1, help="files read in parallel (default: one per CPU)"),
         store: str = StoreOption,
     ) -> None:
         """Match rules over files in memory and print one row per match, with per-level and per-rule summaries."""
-        from collectors.registry import get_reader, reader_batch_size
-        from collectors.sniff import UnknownFormat, expand, reader_for
+        from collectors.sniff import expand
         from detections.scan import LEVELS, Scanner
         from detections.sigma.cache import load_compiled_cached
 
@@ -84,20 +110,25 @@ def register(app: typer.Typer) -> None:
         problems: list[str] = []
         files: dict[str, list[Path]] = {}
         read_problems = 0
-        for path in expand(paths):
-            try:
-                name = reader_for(path)
-            except (UnknownFormat, OSError) as exc:
-                problems.append(f"{path}: skipped: {exc}")
-                continue
-            reader = get_reader(name)
-            try:
-                for batch in reader.batches(path, None, reader_batch_size(name)):
-                    scanner.feed(batch.events)
-                    read_problems += len(batch.problems)
-            except Exception as exc:  # one damaged file never ends the scan: what was read is matched
-                problems.append(f"{path}: read stopped: {type(exc).__name__}: {exc}")
-            files.setdefault(name, []).append(path)
+        todo = list(expand(paths))
+        workers = min(jobs or os.cpu_count() or 1, len(todo))
+        _WORKER.update(cs=cs, min_level=min_level, keep=store is not None)
+        if workers > 1:  # fork: the workers share the compiled rules already in memory
+            import multiprocessing
+
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                done = pool.imap_unordered(_scan_file, todo, chunksize=1)
+                outcomes = list(done)
+        else:
+            outcomes = [_scan_file(p) for p in todo]
+        for path, name, part, bad_records, problem in sorted(outcomes, key=lambda o: str(o[0])):
+            if problem:
+                problems.append(problem)
+            if name is not None:
+                files.setdefault(name, []).append(path)
+            if part is not None:
+                scanner.merge(part)
+            read_problems += bad_records
         result = scanner.finish()
         seconds = time.perf_counter() - started
         rows = [m.as_dict() for m in result.matches]
