@@ -325,6 +325,8 @@ class ElasticsearchStore:
         self._alerts = names["alerts"]
         self._state = names["state"]
         self._dirty: set[str] = set()
+        #: what opening did that the user should know (a schema migrated), one line each
+        self.notices: list[str] = []
         #: The concrete index new events go to, and every events index (for the lookup).
         self._write_index: str | None = None
         self._event_indices: frozenset[str] = frozenset()
@@ -418,10 +420,38 @@ class ElasticsearchStore:
                 raise StoreUnavailable(
                     f"{self.node_url} does not answer as Elasticsearch (HTTP {exc.meta.status} on /_cluster/health)"
                 ) from exc
+            found = self._stored_version()  # refuses a foreign or newer store before writing anything
             self._put_templates()
             # The alert index is made by its first write, through the templates; the state
             # index exists from the start: it also checks queries on an empty store.
             self._create_index(self._state)
+            if found != es_templates.STORE_SCHEMA_VERSION:
+                self._es.indices.put_mapping(index=self._state, meta=es_templates.store_meta())
+                if found is not None:
+                    self.notices.append(f"Elasticsearch store {self.url}: schema {found} migrated to "
+                                        f"{es_templates.STORE_SCHEMA_VERSION}")
+
+    def _stored_version(self) -> int | None:
+        """The schema version recorded in the state index (``None``: no store under this prefix)."""
+        try:
+            mapping = self._es.indices.get_mapping(index=self._state)
+        except NotFoundError:
+            return None
+        answers: list[Any] = list(dict(mapping.body).values())
+        body: dict[str, Any] = (answers[0].get("mappings") if answers else None) or {}
+        meta = body.get("_meta") or {}
+        wanted = es_templates.STORE_SCHEMA_VERSION
+        if meta.get("managed_by") == "ztsoc":
+            version = int(meta.get("schema_version", 1))
+        elif {"kind", "key", "value"} <= set(body.get("properties", {})):
+            version = 1  # made before the version was recorded
+        else:
+            raise StoreError(f"{self._state} on {self.node_url} is not a ztsoc store's index (no ztsoc mapping): "
+                             "choose another prefix with ?prefix=NAME")
+        if version > wanted:
+            raise StoreError(f"{self.url} has store schema {version}; this ztsoc reads schema {wanted} and older: "
+                             f"open it with a ztsoc that reads schema {version}")
+        return version
 
     def _put_templates(self) -> None:
         wanted = es_templates.schema_hash()

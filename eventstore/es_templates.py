@@ -156,6 +156,15 @@ def state_mappings() -> dict[str, Any]:
     }
 
 
+#: The store's schema version, recorded in the state index's mapping ``_meta`` (1: a store
+#: made before the version was recorded). ``init`` refuses a newer one and migrates an older one.
+STORE_SCHEMA_VERSION = 2
+
+
+def store_meta() -> dict[str, Any]:
+    return {"managed_by": "ztsoc", "schema_version": STORE_SCHEMA_VERSION}
+
+
 def index_names(prefix: str) -> dict[str, str]:
     """Concrete names and patterns for a prefix, in one place."""
     return {

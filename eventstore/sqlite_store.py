@@ -63,6 +63,12 @@ from eventstore.timeutil import to_iso
 from eventstore.validate import problem
 
 SCHEMA_VERSION = 3
+#: ``PRAGMA application_id`` of a ztsoc store ("ztso"): a SQLite file of another application is
+#: never adopted (``file(1)`` and ``sqlite3`` show it too)
+APPLICATION_ID = 0x7A74736F
+#: the tables ztsoc makes: a file without our application id holding only these (and a
+#: ``user_version``) is a store made before the id was recorded
+OUR_TABLES = frozenset({"events", "alerts", "state"})
 #: documents per write transaction (a caller's batch is usually smaller)
 CHUNK = 100_000
 #: rows per executemany inside that transaction
@@ -336,13 +342,38 @@ class SQLiteStore:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StoreUnavailable(f"cannot create the folder of {path}: {exc}") from exc
+        #: what opening did that the user should know (a schema migrated), one line each
+        self.notices: list[str] = []
         try:
             self._conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            self._found_version = self._identity()  # before any PRAGMA changes the file
             for pragma in PRAGMAS:
                 self._conn.execute(f"PRAGMA {pragma}")
+        except sqlite3.DatabaseError as exc:
+            raise self._store_error(exc) from exc
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite store {path}: {exc}") from exc
         register_functions(self._conn)
+
+    def _identity(self) -> int:
+        """The file's store schema version (0: empty); refuses a foreign file or a newer schema
+        without writing anything to it."""
+        conn = self._conn
+        app = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = {r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'")}
+        ours = app == APPLICATION_ID or (app == 0 and (not tables or (tables <= OUR_TABLES and version >= 1)))
+        if not ours:
+            conn.close()
+            held = f"it holds table(s) {', '.join(sorted(tables)[:5])}" if tables else "an empty database"
+            mark = f", application id {app:#x}" if app else ""
+            raise StoreError(f"{self.path} is not a ztsoc store ({held}{mark}): name another file with --store")
+        if version > SCHEMA_VERSION:
+            conn.close()
+            raise StoreError(f"{self.path} has store schema {version}; this ztsoc reads schema {SCHEMA_VERSION} "
+                             f"and older: open it with a ztsoc that reads schema {version}")
+        return int(version)
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteStore:
@@ -396,7 +427,10 @@ class SQLiteStore:
                     "doc TEXT NOT NULL, PRIMARY KEY (kind, key))"
                 )
                 self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                self._conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
                 self._conn.execute("COMMIT")
+                if 0 < version < SCHEMA_VERSION:
+                    self.notices.append(f"SQLite store {self.path}: schema {version} migrated to {SCHEMA_VERSION}")
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
