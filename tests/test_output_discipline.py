@@ -3,8 +3,8 @@
 The hostile-output tests (``tests/test_hostile_terminal.py``) prove the commands that exist;
 this scan keeps a new command from forgetting. In ``soc_cli``:
 
-- no builtin ``print`` and no ``sys.stdout.write`` / ``sys.stderr.write`` outside the output
-  module (``output.line``, ``output.emit_json``, the consoles);
+- no builtin ``print`` and no ``sys.stdout`` / ``sys.stderr`` (but ``isatty``/``flush``) outside
+  the output module (``output.line``, ``output.emit_json``, the consoles);
 - no Rich ``Console`` made anywhere else (the two ``SafeConsole`` objects are the only ones);
 - a string rendered as markup (``console.print``, ``Text.from_markup``, Table / Panel titles,
   table cells, Textual ``Label`` / ``Static`` / ``update`` / ``notify``) that is an f-string
@@ -90,9 +90,26 @@ def _unsafe_cell(node: ast.expr) -> str | None:
     return None
 
 
+def _stream_uses(tree: ast.AST) -> list[ast.Attribute]:
+    """``sys.stdout`` / ``sys.stderr`` used for anything but ``isatty()``, ``flush()``, ``fileno()``
+    (``out = sys.stdout; out.write(...)`` is the same bypass as ``sys.stdout.write``, which
+    ``problems`` reports by name)."""
+    exempt: set[int] = set()
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and node.attr in {"isatty", "flush", "fileno", "write"}
+                and isinstance(node.value, ast.Attribute)):
+            exempt.add(id(node.value))
+    return [node for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and node.attr in {"stdout", "stderr"}
+            and isinstance(node.value, ast.Name) and node.value.id == "sys" and id(node) not in exempt]
+
+
 def problems(path: Path) -> list[str]:
     tree = ast.parse(path.read_text(), filename=str(path))
     found = []
+    if path.name not in OUTPUT_MODULES:
+        found += [f"{path.relative_to(SOC_CLI.parent)}:{n.lineno}: sys.{n.attr} used directly "
+                  "(write through soc_cli.output)" for n in _stream_uses(tree)]
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
@@ -132,12 +149,15 @@ def test_the_discipline_catches_what_it_should(tmp_path: Path) -> None:
                    "    console.print('x' + user)\n"
                    "    console.print(f'{n:,} rows, {esc(user)}, {len(rows)}')\n"
                    "    Text(user)\n"
-                   "    table.add_row(user, *(str(v) for v in rows))\n")
+                   "    table.add_row(user, *(str(v) for v in rows))\n"
+                   "    out = sys.stdout\n"
+                   "    sys.stderr.isatty() and sys.stdout.flush()\n")
     try:
         found = problems(bad)
     finally:
         bad.unlink()
     assert [f.split(": ", 1)[1] for f in found] == [
+        "sys.stdout used directly (write through soc_cli.output)",
         "print() bypasses soc_cli.output (use output.line / emit_json / console)",
         "sys.stdout.write() bypasses soc_cli.output (use output.line / emit_json / console)",
         "print(): f-string interpolates 'user' without esc()",

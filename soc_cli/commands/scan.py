@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import sys
 import time
 from enum import StrEnum
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 import typer
 
 from soc_cli.context import StoreOption, use_store
-from soc_cli.output import console, emit_doc, emit_text, err_console, esc, json_text, safe, table
+from soc_cli.output import console, emit_doc, emit_json, emit_text, err_console, esc, safe, table
 
 RulesOption = typer.Option(None, "--rules", help="extra rules folder (repeatable), beside the shipped rules")
 
@@ -150,9 +149,7 @@ def register(app: typer.Typer) -> None:
         if fmt is Format.json:
             emit_doc({"matches": rows, "summary": summary})
         elif fmt is Format.jsonl:
-            out = sys.stdout
-            for r in rows:
-                out.write(json_text(r) + "\n")
+            emit_json(rows, ndjson=True)
         elif fmt is Format.csv:
             emit_text(_csv(rows))
         else:
