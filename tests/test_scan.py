@@ -138,3 +138,8 @@ def test_parallel_and_serial_scans_agree(evidence: Path) -> None:
     two = _soc("scan", str(evidence), "--jobs", "2", "--format", "jsonl")
     assert one.returncode == two.returncode == 1  # the same bad files reported by both
     assert one.stdout == two.stdout and one.stdout
+
+
+def test_a_path_that_does_not_exist_is_a_usage_error(tmp_path: Path) -> None:
+    out = _soc("scan", str(tmp_path / "nope"))
+    assert out.returncode == 2 and "no such file or folder" in out.stderr

@@ -109,6 +109,9 @@ def register(app: typer.Typer) -> None:
         problems: list[str] = []
         files: dict[str, list[Path]] = {}
         read_problems = 0
+        missing = [str(p) for p in paths if not p.exists()]
+        if missing:
+            raise ValueError(f"no such file or folder: {', '.join(missing)}")
         todo = list(expand(paths))
         workers = min(jobs or os.cpu_count() or 1, len(todo))
         _WORKER.update(cs=cs, min_level=min_level, keep=store is not None)
