@@ -100,7 +100,8 @@ class Guard:
 
         headers = Headers(scope=scope)
         if not self.hosts.allows(headers.get("host")):
-            log.warning("refused %s %s: Host %r is not allowed", scope["method"], scope["path"], headers.get("host"))
+            # repr() of every client-supplied value: the log reaches the server's terminal too
+            log.warning("refused %s %r: Host %r is not allowed", scope["method"], scope["path"], headers.get("host"))
             await _json(send_secure, 421, {"error": "this dashboard does not answer to that Host name "
                                                     "(soc dashboard serve --allow-host NAME)"})
             return
@@ -120,7 +121,7 @@ class Guard:
         if method not in SAFE_METHODS:
             refusal = self._refuse_write(scope, headers, actor)
             if refusal:
-                log.warning("refused %s %s: %s", method, path, refusal)
+                log.warning("refused %s %r: %s", method, path, refusal)
                 await _json(send_secure, 403, {"error": refusal})
                 return
         state = scope.setdefault("state", {})
@@ -155,10 +156,10 @@ class Guard:
         origin = headers.get("origin")
         own = f"{scope.get('scheme', 'http')}://{headers.get('host', '')}".lower()
         if origin is not None and origin.lower() != own:
-            return f"cross-origin request refused (Origin {origin})"
+            return f"cross-origin request refused (Origin {origin!r})"
         fetch_site = headers.get("sec-fetch-site")
         if fetch_site is not None and fetch_site != "same-origin":
-            return f"cross-site request refused (Sec-Fetch-Site {fetch_site})"
+            return f"cross-site request refused (Sec-Fetch-Site {fetch_site!r})"
         if actor is not None and actor.how == "token":  # Authorization: Bearer: never sent by another origin
             return None
         if actor is None or actor.session is None or not actor.session.csrf_matches(headers.get("x-csrf-token")):

@@ -205,9 +205,9 @@ def test_another_origin_cannot_change_an_alert(dashboard: tuple[str, Store], pag
     # the two forms and the no-cors fetch reached the server and were refused there (the JSON fetch's
     # preflight, OPTIONS, too); nothing relied on the browser alone
     refusals = [r.getMessage() for r in caplog.records if r.name == "ztsoc.dashboard"]
-    posts = [m for m in refusals if m.startswith("refused POST /api/alerts/alert-0/close")]
+    posts = [m for m in refusals if m.startswith("refused POST '/api/alerts/alert-0/close'")]
     assert len(posts) >= 3 and all("application/json only" in m for m in posts), refusals
-    assert any(m.startswith("refused OPTIONS /api/alerts/alert-0/close") for m in refusals), refusals
+    assert any(m.startswith("refused OPTIONS '/api/alerts/alert-0/close'") for m in refusals), refusals
 
 
 def test_rebinding_page_is_refused(dashboard: tuple[str, Store], page: Any) -> None:

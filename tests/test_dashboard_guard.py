@@ -206,3 +206,16 @@ def test_host_header_parsing_never_lets_a_foreign_name_in(header: str) -> None:
         assert name is not None
         assert is_loopback(name) or name.rstrip(".") == "soc.gov.example", header
         assert "evil" not in header.lower()
+
+
+def test_refusals_are_logged_without_control_characters(sqlite_store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    """The refusal log reaches the server's terminal: the client's path, Host and Origin are quoted with repr."""
+    with serving(sqlite_store) as served:
+        c = Client(served.port)
+        c.request("GET", "/api/%1b]0;PWNED%07%9b31m", headers={"Host": "evil.example"})
+        c.request("POST", "/api/alerts/%1b[2J/close", b"{}", {"Content-Type": "application/json",
+                                                              "Origin": "http://e\x9b.example"})
+    messages = [r.getMessage() for r in caplog.records if r.name == "ztsoc.dashboard"]
+    assert len(messages) == 2, messages
+    assert all(ch.isprintable() for m in messages for ch in m), messages
+    assert "\\x1b]0;PWNED" in messages[0] and "\\x1b[2J" in messages[1]
