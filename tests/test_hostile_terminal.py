@@ -26,7 +26,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -267,12 +266,12 @@ TMUX = shutil.which("tmux")
 
 
 @pytest.mark.skipif(TMUX is None, reason="tmux is installed by scripts/system-deps.sh")
-def test_triage_tui_in_tmux(world: World) -> None:
-    sock = f"ztsoc-test-{uuid.uuid4().hex[:8]}"
+def test_triage_tui_in_tmux(world: World, tmp_path: Path) -> None:
+    sock = str(tmp_path / "tmux.sock")  # a private server, its socket in the test's own folder
 
     def tmux(*args: str) -> str:
         assert TMUX is not None
-        return subprocess.run([TMUX, "-L", sock, "-f", "/dev/null", *args], capture_output=True, text=True,
+        return subprocess.run([TMUX, "-S", sock, "-f", "/dev/null", *args], capture_output=True, text=True,
                               check=True, timeout=30).stdout
 
     command = (f"env -u COLUMNS -u LINES TERM=xterm-256color SOC_STORE={world.store_url} SOC_ANALYST=analyst "
@@ -314,4 +313,4 @@ def test_triage_tui_in_tmux(world: World) -> None:
         tmux("send-keys", "-t", "t", "Escape")
         tmux("send-keys", "-t", "t", "q")
     finally:
-        subprocess.run([TMUX, "-L", sock, "kill-server"], capture_output=True, timeout=30)
+        subprocess.run([TMUX, "-S", sock, "kill-server"], capture_output=True, timeout=30)
