@@ -271,6 +271,8 @@ def _heavy(cr: CompiledRule) -> bool:
     from sigma.conditions import ConditionFieldEqualsValueExpression
     from sigma.types import SigmaRegularExpression, SigmaString, SpecialChars
 
+    if cr.anchors and any(kind != "eq" for _field, kind, _key in cr.anchors):
+        return True  # a substring or basename anchor: a leading wildcard (known without the trees)
     leaves = 0
     stack: list[Any] = list(_trees(cr))
     if not stack:
