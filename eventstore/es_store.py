@@ -1366,7 +1366,7 @@ class _Tally:
         """Raise ``StoreRefused`` naming the first cause when anything was refused."""
         if not self.refused:
             return
-        cause = self.refused[0][1]
+        cause = self.refused[0][1].rstrip("; ")
         raise StoreRefused(
             f"{store} refused {len(self.refused):,} event(s) (first: {self.refused[0][0]}): {cause}; "
             "nothing from them on was checkpointed: fix the cause and run the same command again",
