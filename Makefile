@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 ES_PORT ?= 9200
 export ES_PORT
 
-.PHONY: demo test venv dev-deps system-deps es-up es-down es-cluster-up es-cluster-down lint bench clean
+.PHONY: demo test i18n venv dev-deps system-deps es-up es-down es-cluster-up es-cluster-down lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,15 @@ system-deps:
 
 demo: venv
 	$(BIN)/soc demo
+
+# The interface's catalogs (locales/, see locales/__init__.py): extract the marked messages,
+# merge them into every language's .po, compile the .mo (a missing .mo is compiled in memory).
+i18n: dev-deps
+	$(BIN)/pybabel extract -F babel.cfg --no-location --sort-output -k N_ -k ngettext:1,2 \
+	  --project ztsoc -o locales/ztsoc.pot .
+	$(BIN)/python -m soc_cli.i18n locales/ztsoc.pot
+	$(BIN)/pybabel update -D ztsoc -i locales/ztsoc.pot -d locales --no-fuzzy-matching --ignore-obsolete
+	$(BIN)/pybabel compile -D ztsoc -d locales --statistics
 
 es-up:
 	@bash scripts/es.sh up

@@ -18,6 +18,7 @@ from typing import Any
 from collectors.pipeline import ingest
 from collectors.registry import get_reader
 from eventstore.store import Store
+from locales import N_, _
 from playbooks.generators.workday import DEMO_INCIDENTS, Artefacts, generate
 
 
@@ -42,8 +43,9 @@ class StageResult:
 def stage_generate(ctx: DemoContext) -> dict[str, Any]:
     ctx.artefacts = generate(ctx.workdir, seed=ctx.seed, end=ctx.end, flows=ctx.flows, incidents=ctx.incidents)
     a = ctx.artefacts
-    return {"packets": a.packets, "auth log lines": a.auth_lines, "windows events": a.windows_events,
-            "incidents": ", ".join(a.incidents) or "none", "files": str(a.directory)}
+    # The summary is for people: its labels are translated, its values (ids, paths) are not.
+    return {_("packets"): a.packets, _("auth log lines"): a.auth_lines, _("windows events"): a.windows_events,
+            _("incidents"): ", ".join(a.incidents) or _("none"), _("files"): str(a.directory)}
 
 
 def stage_collect(ctx: DemoContext) -> dict[str, Any]:
@@ -52,11 +54,11 @@ def stage_collect(ctx: DemoContext) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for reader_name, path in (("pcap", a.pcap), ("syslog", a.auth_log), ("jsonl", a.windows_jsonl)):
         report = ingest(ctx.store, get_reader(reader_name), [path])
-        out[f"{reader_name} events"] = report.written
+        out[_("{reader} events").format(reader=reader_name)] = report.written
         if report.duplicates:
-            out[f"{reader_name} already stored"] = report.duplicates
+            out[_("{reader} already stored").format(reader=reader_name)] = report.duplicates
         if report.problem_count:
-            out[f"{reader_name} problems"] = dict(report.problems)
+            out[_("{reader} problems").format(reader=reader_name)] = dict(report.problems)
     return out
 
 
@@ -65,27 +67,29 @@ def stage_decide(ctx: DemoContext) -> dict[str, Any]:
 
     assert ctx.artefacts is not None
     report = send_calls(ctx.store, ctx.artefacts.calls, ctx.workdir / "pdp", changes=ctx.artefacts.policy_changes)
-    return {"service calls": report.calls, "allowed": report.allowed, "denied": report.denied,
-            "would deny (dry-run rules)": report.would_deny, "decisions logged": report.logged}
+    return {_("service calls"): report.calls, _("allowed"): report.allowed, _("denied"): report.denied,
+            _("would deny (dry-run rules)"): report.would_deny, _("decisions logged"): report.logged}
 
 
 def stage_detect(ctx: DemoContext) -> dict[str, Any]:
     from detections.runner import run_detections
 
     report = run_detections(ctx.store, since=ctx.end - timedelta(hours=25), until=ctx.end + timedelta(hours=1))
-    out: dict[str, Any] = {"rules": report.rules, "events examined": report.events, "new alerts": report.alerts_new}
+    out: dict[str, Any] = {_("rules"): report.rules, _("events examined"): report.events,
+                           _("new alerts"): report.alerts_new}
     if report.alerts_updated:
-        out["alerts refreshed"] = report.alerts_updated
+        out[_("alerts refreshed")] = report.alerts_updated
     out.update({f"  {rule}": n for rule, n in sorted(report.per_rule.items(), key=lambda kv: -kv[1]) if n})
     return out
 
 
-#: The chain, in order. Each stage returns a summary for the report.
+#: The chain, in order. Each stage returns a summary for the report; its name is shown
+#: translated (``_(result.name)``), so it stays the same whatever the language.
 STAGES: list[tuple[str, Callable[[DemoContext], dict[str, Any]]]] = [
-    ("generate a working day", stage_generate),
-    ("collect", stage_collect),
-    ("decide service calls", stage_decide),
-    ("detect", stage_detect),
+    (N_("generate a working day"), stage_generate),
+    (N_("collect"), stage_collect),
+    (N_("decide service calls"), stage_decide),
+    (N_("detect"), stage_detect),
 ]
 
 

@@ -15,6 +15,8 @@ import traceback
 import typer
 
 from eventstore.errors import QuerySyntaxError, StoreError
+from locales import _
+from soc_cli import i18n
 from soc_cli.context import STATE, STORE_HELP
 from soc_cli.output import err_console, esc, safe, visible
 
@@ -40,9 +42,13 @@ COMMAND_MODULES: tuple[str, ...] = (
     "soc_cli.commands.ml",
 )
 
+# The language (SOC_LANG, else LANGUAGE / LC_ALL / LANG) must be in force before the command
+# modules register: Typer evaluates every help string then.
+i18n.apply()
+
 app = typer.Typer(
     name="soc",
-    help="ztsoc: zero-trust security operations from the command line.",
+    help=_("ztsoc: zero-trust security operations from the command line."),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -52,7 +58,7 @@ app = typer.Typer(
 @app.callback()
 def _global(
     store: str = typer.Option(None, "--store", help=STORE_HELP),
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+    debug: bool = typer.Option(False, "--debug", help=_("Show tracebacks.")),
 ) -> None:
     STATE.store_url = store
     STATE.debug = debug
@@ -60,6 +66,12 @@ def _global(
 
 for _module in COMMAND_MODULES:
     importlib.import_module(_module).register(app)
+i18n.translate_help(app)
+
+
+def error_label() -> str:
+    """The word before every one-line error, in the interface language."""
+    return _("error:")
 
 
 def main() -> None:
@@ -70,7 +82,7 @@ def main() -> None:
         if isinstance(code, int) and code:
             sys.exit(code)
     except QuerySyntaxError as exc:
-        err_console.print(f"[red]error:[/] {esc(exc)}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]{esc(error_label())}[/] {esc(exc)}", highlight=False, soft_wrap=True)
         if err_console.is_terminal:  # scripts get one line; a person also sees where
             err_console.print(safe(exc.query), highlight=False)
             if exc.position is not None:  # the caret under the fault, counted in the text as shown
@@ -80,7 +92,7 @@ def main() -> None:
         if debug:
             traceback.print_exc()
         # The message may quote the node ("[query_string]") or stored data: literal text, on one line.
-        err_console.print(f"[red]error:[/] {esc(exc)}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]{esc(error_label())}[/] {esc(exc)}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except SystemExit:
         raise
@@ -91,13 +103,13 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         if isinstance(exc, click.exceptions.Abort):
-            err_console.print("aborted")
+            err_console.print(_("aborted"))
             sys.exit(1)
         if isinstance(exc, click.exceptions.Exit):
             sys.exit(exc.exit_code)
         if debug:
             traceback.print_exc()
-        err_console.print(f"[red]error:[/] {esc(type(exc).__name__)}: {esc(exc)}", highlight=False)
+        err_console.print(f"[red]{esc(error_label())}[/] {esc(type(exc).__name__)}: {esc(exc)}", highlight=False)
         sys.exit(2)
     finally:
         STATE.close()

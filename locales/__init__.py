@@ -1,0 +1,131 @@
+"""The interface language: gettext catalogs (managed with Babel) and the language choice.
+
+Why a top-level package of its own: every package that shows text to a person
+(``soc_cli``, ``playbooks``, later ``detections`` and ``dashboards``) needs ``_()``, and
+ARCHITECTURE.md's import rules forbid ``playbooks`` importing ``soc_cli``. ``locales``
+imports nothing of ours, so any package may import it without a cycle; the catalogs
+(``locales/<lang>/LC_MESSAGES/ztsoc.po``) sit beside it as package data.
+
+Language: ``SOC_LANG``, else the first of ``LANGUAGE`` / ``LC_ALL`` / ``LANG`` (so
+``LANG=vi_VN.UTF-8`` works), else English, the source language. The catalog is the
+compiled ``ztsoc.mo`` (``make i18n``); a fresh clone without one compiles the ``.po``
+in memory with Babel, so nothing has to be built first.
+
+Identifiers are never translated: ECS field names, rule and ATT&CK ids, commands and
+options, JSON keys. Only text a person reads goes through ``_()``.
+"""
+
+from __future__ import annotations
+
+import gettext
+import io
+import os
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+
+DOMAIN = "ztsoc"
+HERE = Path(__file__).parent
+SOURCE_LANGUAGE = "en"
+#: the languages with a catalog in this package (English is the source text itself)
+LANGUAGES: tuple[str, ...] = ("en", "vi")
+ENV_VARS: tuple[str, ...] = ("SOC_LANG", "LANGUAGE", "LC_ALL", "LANG")
+
+
+def normalise(tag: str | None) -> str | None:
+    """``vi_VN.UTF-8`` / ``vi-VN`` / ``vi`` -> ``vi``; a language without a catalog -> None."""
+    if not tag:
+        return None
+    # LANGUAGE may list several (``vi:en``): the first one we have wins
+    for part in tag.split(":"):
+        base = part.split(".")[0].split("@")[0].replace("-", "_").split("_")[0].strip().lower()
+        if base in LANGUAGES:
+            return base
+        if base in ("c", "posix"):
+            return SOURCE_LANGUAGE
+    return None
+
+
+def chosen_language(environ: dict[str, str] | None = None) -> str:
+    """The first of ``ENV_VARS`` that names a language we have, else English."""
+    env = os.environ if environ is None else environ
+    for var in ENV_VARS:
+        lang = normalise(env.get(var))
+        if lang:
+            return lang
+    return SOURCE_LANGUAGE
+
+
+def po_path(lang: str) -> Path:
+    return HERE / lang / "LC_MESSAGES" / f"{DOMAIN}.po"
+
+
+@lru_cache(maxsize=8)
+def translations(lang: str) -> gettext.NullTranslations:
+    """The catalog of ``lang``: the compiled .mo if it is as new as the .po, else the .po compiled now."""
+    if lang == SOURCE_LANGUAGE:
+        return gettext.NullTranslations()
+    po = po_path(lang)
+    mo = po.with_suffix(".mo")
+    if mo.exists() and (not po.exists() or mo.stat().st_mtime >= po.stat().st_mtime):
+        with mo.open("rb") as fh:
+            return gettext.GNUTranslations(fh)
+    if not po.exists():
+        return gettext.NullTranslations()
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
+    with po.open("rb") as fh:
+        catalog = read_po(fh, locale=lang, domain=DOMAIN)
+    buf = io.BytesIO()
+    write_mo(buf, catalog, use_fuzzy=False)
+    buf.seek(0)
+    return gettext.GNUTranslations(buf)
+
+
+_override: str | None = None
+
+
+def set_language(lang: str | None) -> None:
+    """Force a language (tests, the dashboard's selector); None goes back to the environment."""
+    global _override
+    _override = normalise(lang) if lang else None
+
+
+def current_language() -> str:
+    return _override or chosen_language()
+
+
+def _(message: str) -> str:
+    """The message in the current language (the English source if it has no translation)."""
+    return translations(current_language()).gettext(message)
+
+
+def ngettext(singular: str, plural: str, n: int) -> str:
+    return translations(current_language()).ngettext(singular, plural, n)
+
+
+def N_(message: str) -> str:
+    """Marks a message for extraction where it is defined; translated with ``_()`` where shown."""
+    return message
+
+
+def babel_locale() -> str:
+    return current_language()
+
+
+def format_number(n: int | float) -> str:
+    """``12,345`` in English, ``12.345`` in Vietnamese (Babel's CLDR data)."""
+    from babel.numbers import format_decimal
+
+    return format_decimal(n, locale=babel_locale())
+
+
+def format_datetime(dt: datetime, fmt: str = "medium") -> str:
+    from babel.dates import format_datetime as fdt
+
+    return fdt(dt, format=fmt, locale=babel_locale())
+
+
+__all__ = ["LANGUAGES", "N_", "_", "chosen_language", "current_language", "format_datetime",
+           "format_number", "ngettext", "set_language", "translations"]

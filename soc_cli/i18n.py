@@ -1,0 +1,153 @@
+"""The language of ``soc``'s own help: our strings through ``_()``, Typer's words through our catalog.
+
+Typer evaluates every ``help=`` when a command registers, so ``soc_cli.main`` calls
+``apply()`` before it imports the command modules; the language itself comes from the
+environment (``locales.chosen_language``). Typer (0.29, with its own copy of click) says
+"Options", "Commands", "[default: 7]" with gettext's global domain, which has no
+Vietnamese; ``apply()`` points those words at our catalog. The usage line ("Usage: soc
+[OPTIONS] COMMAND") is a syntax line and stays as Typer writes it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from locales import N_, SOURCE_LANGUAGE, _, current_language
+
+#: Typer's rich_utils constants -> their English text (marked for extraction here).
+TYPER_WORDS: dict[str, str] = {
+    "ARGUMENTS_PANEL_TITLE": N_("Arguments"),
+    "OPTIONS_PANEL_TITLE": N_("Options"),
+    "COMMANDS_PANEL_TITLE": N_("Commands"),
+    "ERRORS_PANEL_TITLE": N_("Error"),
+    "ABORTED_TEXT": N_("Aborted."),
+    "DEFAULT_STRING": N_("[default: {}]"),
+    "ENVVAR_STRING": N_("[env var: {}]"),
+    "REQUIRED_LONG_STRING": N_("[required]"),
+    "DEPRECATED_STRING": N_("(deprecated) "),
+    "RICH_HELP": N_("Try [blue]'{command_path} {help_option}'[/] for help."),
+}
+HELP_OPTION_TEXT = N_("Show this message and exit.")
+
+
+def apply() -> None:
+    """Typer's words in the interface language (English: left exactly as Typer has them)."""
+    from typer import core, rich_utils
+
+    for name, english in TYPER_WORDS.items():
+        if hasattr(rich_utils, name):
+            setattr(rich_utils, name, _(english))
+    for cls in (core.TyperCommand, core.TyperGroup):
+        _translate_help_option(cls)
+
+
+def _translate_help_option(cls: Any) -> None:
+    """``--help``'s own help text, set once on the option Typer creates for each command."""
+    original = cls.get_help_option
+    if getattr(original, "_ztsoc_translated", False):
+        return
+
+    def get_help_option(self: Any, ctx: Any) -> Any:
+        option = original(self, ctx)
+        if option is not None:
+            option.help = _(HELP_OPTION_TEXT)
+        return option
+
+    get_help_option._ztsoc_translated = True  # type: ignore[attr-defined]
+    cls.get_help_option = get_help_option
+
+
+@dataclass
+class HelpText:
+    """One help text of the command tree: where it shows (``soc alerts close --reason``) and its holder."""
+
+    where: str
+    text: str
+    holder: Any
+    attribute: str
+
+
+def help_texts(app: Any, path: str = "soc") -> Iterator[HelpText]:
+    """Every help text of ``app``'s registered tree, in English as the code has it.
+
+    This is what ``make i18n`` adds to the catalog (``python -m soc_cli.i18n POT``) and what
+    ``translate_help`` translates, so help built at run time (reader summaries, the list of
+    readers) is extracted like a literal. Typer's own precedence decides a group's text.
+    """
+    from typer.main import solve_typer_info_help
+    from typer.models import DefaultPlaceholder
+
+    if isinstance(app.info.help, str):
+        yield HelpText(path, app.info.help, app.info, "help")
+    if app.registered_callback is not None:
+        yield from _param_texts(app.registered_callback.callback, path)
+    for cmd in app.registered_commands:
+        name = cmd.name or (cmd.callback.__name__.replace("_", "-") if cmd.callback else "")
+        text = cmd.help if isinstance(cmd.help, str) else inspect.getdoc(cmd.callback)
+        if text:
+            yield HelpText(f"{path} {name}", inspect.cleandoc(text), cmd, "help")
+        yield from _param_texts(cmd.callback, f"{path} {name}")
+    for group in app.registered_groups:
+        name = group.name if not isinstance(group.name, DefaultPlaceholder) else group.typer_instance.info.name
+        text = solve_typer_info_help(group)
+        if text:
+            yield HelpText(f"{path} {name}", text, group, "help")
+        sub = group.typer_instance  # its own help is its group's, above
+        yield from (item for item in help_texts(sub, f"{path} {name}") if item.holder is not sub.info)
+
+
+def _param_texts(callback: Any, path: str) -> Iterator[HelpText]:
+    from typer.models import ParameterInfo
+
+    if callback is None:
+        return
+    for param in inspect.signature(callback).parameters.values():
+        info = param.default
+        if isinstance(info, ParameterInfo) and isinstance(info.help, str) and info.help:
+            flag = next((d for d in info.param_decls if d.startswith("-")), param.name) if info.param_decls else param.name
+            yield HelpText(f"{path} {flag}", inspect.cleandoc(info.help), info, "help")
+
+
+def translate_help(app: Any) -> None:
+    """Every help text of the tree in the interface language; run after the commands register.
+
+    An option object shared by several commands (``--store``) is translated once; in
+    English nothing is touched.
+    """
+    if current_language() == SOURCE_LANGUAGE:
+        return
+    done: set[int] = set()
+    for item in list(help_texts(app)):
+        if id(item.holder) in done:
+            continue
+        done.add(id(item.holder))
+        setattr(item.holder, item.attribute, _(item.text))
+
+
+def add_to_pot(app: Any, pot: Path) -> int:
+    """Add the tree's help texts to the template ``pybabel extract`` wrote; returns how many are new."""
+    from babel.messages.pofile import read_po, write_po
+
+    with pot.open("rb") as fh:
+        catalog = read_po(fh)
+    before = len(catalog)
+    for item in help_texts(app):
+        if item.text not in catalog:
+            catalog.add(item.text, auto_comments=[f"help of: {item.where}"])
+    with pot.open("wb") as fh:
+        write_po(fh, catalog, omit_header=False, sort_output=True, no_location=True)
+    return len(catalog) - before
+
+
+if __name__ == "__main__":  # make i18n: python -m soc_cli.i18n locales/ztsoc.pot
+    import sys
+
+    from locales import set_language
+    from soc_cli.main import app as soc_app
+
+    set_language("en")
+    print(f"{add_to_pot(soc_app, Path(sys.argv[1]))} help texts added to {sys.argv[1]}")

@@ -1,0 +1,290 @@
+"""The Vietnamese interface: the catalog is complete, the language is chosen from the environment,
+the CLI shows Vietnamese with aligned tables in a real terminal (tmux), JSON never changes.
+
+The completeness test extracts the messages the way ``make i18n`` does (Babel's extractor
+over ``babel.cfg`` plus every help text of the live command tree) and fails on any message
+without a non-fuzzy Vietnamese translation, or whose placeholders differ from the English.
+"""
+
+from __future__ import annotations
+
+import gettext
+import json
+import os
+import re
+import shutil
+import string
+import subprocess
+import sys
+import time
+import unicodedata
+import uuid
+from pathlib import Path
+
+import pytest
+from babel.messages.extract import extract_from_dir
+from babel.messages.frontend import parse_mapping_cfg
+from babel.messages.pofile import read_po
+
+import locales
+from locales import N_, chosen_language, normalise, po_path, set_language
+
+ROOT = Path(__file__).resolve().parent.parent
+#: options, environment variables and ECS field names: never translated
+IDENTIFIER = re.compile(r"--[a-z][a-z-]*|\$[A-Z_]+|\b(?:event|source|user|rule|host|process)\.[a-z_.]*[a-z]")
+KEYWORDS = {"_": None, "N_": None, "ngettext": (1, 2)}
+
+
+def extracted() -> dict[str, str]:
+    """msgid -> where it comes from: Babel's extractor over babel.cfg, then the live command tree."""
+    with (ROOT / "babel.cfg").open() as fh:
+        method_map, options_map = parse_mapping_cfg(fh)
+    found: dict[str, str] = {}
+    for filename, _lineno, message, _comments, _context in extract_from_dir(
+            str(ROOT), method_map, options_map, keywords=KEYWORDS):
+        ids = message if isinstance(message, tuple) else (message,)
+        for m in ids:
+            found.setdefault(m, filename)
+    from soc_cli.i18n import help_texts
+    from soc_cli.main import app
+
+    set_language("en")
+    try:
+        for item in help_texts(app):
+            found.setdefault(item.text, f"help of {item.where}")
+    finally:
+        set_language(None)
+    return found
+
+
+def _fields(text: str) -> list[str]:
+    """The ``{name}`` placeholders of a message, in order (``{}`` as '')."""
+    return [f for _lit, f, _spec, _conv in string.Formatter().parse(text) if f is not None]
+
+
+def test_vietnamese_catalog_is_complete() -> None:
+    with po_path("vi").open("rb") as fh:
+        catalog = read_po(fh, locale="vi")
+    assert not catalog.fuzzy, "the catalog header is marked fuzzy: pybabel compile would skip it"
+    problems = []
+    for msgid, where in sorted(extracted().items()):
+        message = catalog.get(msgid)
+        if message is None or not message.string:
+            problems.append(f"missing: {msgid!r} ({where})")
+        elif message.fuzzy:
+            problems.append(f"fuzzy: {msgid!r}")
+        elif _fields(msgid) != _fields(str(message.string)):
+            problems.append(f"placeholders differ: {msgid!r} -> {message.string!r}")
+    # Babel's own checkers: python-format (%s) placeholders and plural forms
+    for message, errors in catalog.check():
+        problems += [f"{message.id!r}: {e}" for e in errors]
+    assert not problems, "\n".join(problems)
+
+
+def test_translations_use_nfc_and_keep_identifiers() -> None:
+    """Precomposed letters (one terminal cell each); ECS fields and options survive translation."""
+    with po_path("vi").open("rb") as fh:
+        catalog = read_po(fh, locale="vi")
+    for message in catalog:
+        if not message.id:
+            continue
+        text = str(message.string)
+        assert unicodedata.normalize("NFC", text) == text, message.id
+        for token in IDENTIFIER.findall(str(message.id)):
+            assert token in text, f"{token} lost in {text!r}"
+
+
+@pytest.mark.parametrize(("env", "lang"), [
+    ({"SOC_LANG": "vi"}, "vi"),
+    ({"LANG": "vi_VN.UTF-8"}, "vi"),
+    ({"LC_ALL": "vi_VN", "LANG": "en_US.UTF-8"}, "vi"),
+    ({"LANGUAGE": "fr:vi", "LANG": "en_US.UTF-8"}, "vi"),
+    ({"SOC_LANG": "en", "LANG": "vi_VN.UTF-8"}, "en"),
+    ({"SOC_LANG": "xx", "LANG": "vi_VN.UTF-8"}, "vi"),
+    ({"LANG": "C.UTF-8"}, "en"),
+    ({}, "en"),
+])
+def test_language_choice(env: dict[str, str], lang: str) -> None:
+    assert chosen_language(env) == lang
+
+
+def test_normalise() -> None:
+    assert normalise("vi-VN") == "vi" and normalise("vi_VN.UTF-8@x") == "vi" and normalise("de_DE") is None
+
+
+def test_po_compiled_in_memory_matches_pybabel_compile(tmp_path: Path) -> None:
+    """Two ways to the same catalog: the fallback (no .mo) and pybabel's compiled .mo."""
+    work = tmp_path / "locales" / "vi" / "LC_MESSAGES"
+    work.mkdir(parents=True)
+    shutil.copy(po_path("vi"), work / "ztsoc.po")
+    subprocess.run([str(Path(sys.executable).parent / "pybabel"), "-q", "compile", "-D", "ztsoc",
+                    "-d", str(tmp_path / "locales")], check=True)
+    with (work / "ztsoc.mo").open("rb") as fh:
+        compiled = gettext.GNUTranslations(fh)
+    locales.translations.cache_clear()
+    original = locales.HERE
+    try:
+        locales.HERE = tmp_path / "nowhere"  # no catalog at all: English
+        assert locales.translations("vi").gettext("events") == "events"
+        locales.translations.cache_clear()
+        locales.HERE = tmp_path / "locales"
+        (work / "ztsoc.mo").unlink()
+        in_memory = locales.translations("vi")
+    finally:
+        locales.HERE = original
+        locales.translations.cache_clear()
+    with po_path("vi").open("rb") as fh:
+        ids = [str(m.id) for m in read_po(fh) if m.id]
+    assert ids and all(in_memory.gettext(i) == compiled.gettext(i) for i in ids)
+    assert in_memory.gettext("The alert queue (open)") == "Hàng đợi cảnh báo (đang mở)"
+
+
+def test_underscore_follows_the_language() -> None:
+    try:
+        set_language("vi")
+        assert locales._(N_("critical")) == "nghiêm trọng"
+        assert locales.format_number(12345) == "12.345"
+        set_language("en")
+        assert locales._("critical") == "critical" and locales.format_number(12345) == "12,345"
+    finally:
+        set_language(None)
+
+
+def test_demo_next_steps_translate_only_the_explanation() -> None:
+    from soc_cli.commands.demo import next_steps
+
+    top = {"event.id": "alert-1", "ztsoc.alert.entity.value": "203.0.113.77"}
+    try:
+        set_language("en")
+        english = next_steps(top)
+        set_language("vi")
+        vietnamese = next_steps(top)
+    finally:
+        set_language(None)
+    assert [c for c, _w in english] == [c for c, _w in vietnamese]
+    assert all(e != v for (_c, e), (_c2, v) in zip(english, vietnamese, strict=True))
+
+
+def _soc(args: list[str], lang: str, store: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("LANGUAGE", "LC_ALL", "LANG", "SOC_LANG")}
+    env.update(SOC_LANG=lang, SOC_STORE=store, COLUMNS="200")
+    return subprocess.run([sys.executable, "-m", "soc_cli.main", *args], capture_output=True, text=True,
+                          env=env, timeout=120, check=False)
+
+
+@pytest.fixture(scope="module")
+def demo_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from eventstore import open_store
+    from playbooks.demo import run_demo
+
+    folder = tmp_path_factory.mktemp("demo")
+    url = f"sqlite:///{folder / 'soc.db'}"
+    store = open_store(url)
+    try:
+        run_demo(store, folder / "day", flows=150)
+    finally:
+        store.close()
+    return url
+
+
+@pytest.mark.parametrize("args", [["alerts", "--status", "all", "--json"], ["store", "status", "--json"]])
+def test_json_output_is_the_same_in_every_language(demo_store: str, args: list[str]) -> None:
+    english, vietnamese = _soc(args, "en", demo_store), _soc(args, "vi", demo_store)
+    assert english.returncode == vietnamese.returncode == 0, english.stderr + vietnamese.stderr
+    assert json.loads(english.stdout) and english.stdout == vietnamese.stdout
+
+
+def test_errors_are_translated(demo_store: str) -> None:
+    shown = _soc(["hunt", "event.outcome:(", "--since", "1h"], "vi", demo_store)
+    assert shown.returncode == 2 and shown.stderr.startswith("lỗi:"), shown.stderr
+
+
+# --- a real terminal: tmux ----------------------------------------------------------------------
+
+TMUX = shutil.which("tmux")
+BOX_ROWS = "┏┃┡│└┗╭╰"
+VERTICALS = "┃│╭╮╰╯┏┓┗┛┡┩┳╇┴┬┼╋"
+
+
+def _run_in_tmux(command: str, until: str, width: int = 160, height: int = 200) -> str:
+    assert TMUX is not None
+    sock = f"ztsoc-i18n-{uuid.uuid4().hex[:8]}"
+
+    def tmux(*args: str) -> str:
+        return subprocess.run([TMUX, "-L", sock, "-f", "/dev/null", *args], capture_output=True, text=True,
+                              check=True, timeout=30).stdout
+
+    tmux("new-session", "-d", "-x", str(width), "-y", str(height), "-s", "t",
+         f"env -u COLUMNS -u LINES TERM=xterm-256color LANG=C.UTF-8 {command}; sleep 60")
+    try:
+        deadline, shown = time.monotonic() + 120, ""
+        while time.monotonic() < deadline:
+            shown = tmux("capture-pane", "-p", "-J", "-t", "t")
+            if until in shown:
+                return shown
+            time.sleep(0.3)
+        raise AssertionError(f"{until!r} never appeared:\n{shown}")
+    finally:
+        subprocess.run([TMUX, "-L", sock, "kill-server"], capture_output=True, check=False)
+
+
+def assert_boxes_aligned(screen: str) -> int:
+    """Every box (Rich table or panel) has its vertical lines in the same terminal columns on every row.
+
+    tmux places each character in its own cell; with no combining characters on the screen a
+    character's index is its column, so misplaced borders (a width miscounted) show as
+    different indices. Returns how many boxes were checked.
+    """
+    assert not any(unicodedata.combining(ch) for ch in screen), "combining characters on screen"
+    boxes, current = [], []
+    for line in screen.splitlines():
+        row = line.strip()
+        if row and row[0] in BOX_ROWS and row[-1] in VERTICALS:
+            current.append(line.rstrip())
+            if row[0] in "╰└┗":  # the bottom edge: the next box starts afresh
+                boxes.append(current)
+                current = []
+        elif current:
+            boxes.append(current)
+            current = []
+    if current:
+        boxes.append(current)
+    for box in boxes:
+        outer = {len(row) for row in box}
+        assert len(outer) == 1, "rows of different widths:\n" + "\n".join(box)
+        columns = [{i for i, ch in enumerate(row) if ch in VERTICALS} for row in box if row.lstrip()[0] in "┃│"]
+        assert all(c == columns[0] for c in columns), "column borders moved:\n" + "\n".join(box)
+    return len(boxes)
+
+
+@pytest.mark.skipif(TMUX is None, reason="tmux is installed by scripts/system-deps.sh")
+def test_help_in_vietnamese_in_tmux() -> None:
+    screen = _run_in_tmux(f"SOC_LANG=vi {sys.executable} -m soc_cli.main alerts close --help", "thoát")
+    assert "Tùy chọn" in screen and "hàng loạt: mọi cảnh báo khớp chuỗi truy vấn này" in screen, screen
+    assert "--reason" in screen and "[bắt buộc]" in screen
+    assert assert_boxes_aligned(screen) >= 2
+
+
+@pytest.mark.skipif(TMUX is None, reason="tmux is installed by scripts/system-deps.sh")
+def test_demo_in_vietnamese_in_tmux(tmp_path: Path) -> None:
+    command = (f"LANG=vi_VN.UTF-8 {sys.executable} -m soc_cli.main --store sqlite:///{tmp_path}/soc.db demo "
+               f"--dir {tmp_path}/day --flows 150")
+    screen = _run_in_tmux(command.replace("LANG=vi_VN.UTF-8 ", "LANGUAGE=vi "), "soc playbook list")
+    for text in ("tạo một ngày làm việc", "thu thập", "quyết định các lời gọi dịch vụ", "phát hiện",
+                 "Những gì có trong kho dữ liệu", "Hàng đợi cảnh báo (đang mở)", "mức độ", "thực thể",
+                 "Tiếp theo, chuyên viên phân tích sẽ gõ:", "# các cảnh báo đang mở, nghiêm trọng nhất trước",
+                 "soc alerts --status open"):
+        assert text in screen, f"{text!r} not shown:\n{screen}"
+    assert " cao " in screen or " trung bình " in screen  # levels as displayed
+    assert "Traceback" not in screen
+    assert assert_boxes_aligned(screen) >= 2
+
+
+def test_box_check_catches_a_moved_border() -> None:
+    """The alignment check itself: a cell one column too wide, or a combining accent, is caught."""
+    good = "┏━━━━┳━━━┓\n┃ ab ┃ c ┃\n┡━━━━╇━━━┩\n│ mứ │ d │\n└────┴───┘"
+    assert assert_boxes_aligned(good) == 1
+    with pytest.raises(AssertionError):
+        assert_boxes_aligned(good.replace("│ mứ │ d │", "│ mứx│ d  │"))
+    with pytest.raises(AssertionError):
+        assert_boxes_aligned(good.replace("mứ", unicodedata.normalize("NFD", "mứ")))
