@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 import unicodedata
-import uuid
 from pathlib import Path
 
 import pytest
@@ -206,16 +205,16 @@ BOX_ROWS = "┏┃┡│└┗╭╰"
 VERTICALS = "┃│╭╮╰╯┏┓┗┛┡┩┳╇┴┬┼╋"
 
 
-def _run_in_tmux(command: str, until: str, width: int = 160, height: int = 200) -> str:
+def _run_in_tmux(command: str, until: str, folder: Path, width: int = 160, height: int = 200) -> str:
     assert TMUX is not None
-    sock = f"ztsoc-i18n-{uuid.uuid4().hex[:8]}"
+    sock = str(folder / "tmux.sock")  # a private server, its socket in the test's own folder
 
     def tmux(*args: str) -> str:
-        return subprocess.run([TMUX, "-L", sock, "-f", "/dev/null", *args], capture_output=True, text=True,
+        return subprocess.run([TMUX, "-S", sock, "-f", "/dev/null", *args], capture_output=True, text=True,
                               check=True, timeout=30).stdout
 
     tmux("new-session", "-d", "-x", str(width), "-y", str(height), "-s", "t",
-         f"env -u COLUMNS -u LINES TERM=xterm-256color LANG=C.UTF-8 {command}; sleep 60")
+         f"env -u COLUMNS -u LINES -u SOC_LANG -u LANGUAGE -u LC_ALL TERM=xterm-256color LANG=C.UTF-8 {command}; sleep 60")
     try:
         deadline, shown = time.monotonic() + 120, ""
         while time.monotonic() < deadline:
@@ -225,7 +224,7 @@ def _run_in_tmux(command: str, until: str, width: int = 160, height: int = 200) 
             time.sleep(0.3)
         raise AssertionError(f"{until!r} never appeared:\n{shown}")
     finally:
-        subprocess.run([TMUX, "-L", sock, "kill-server"], capture_output=True, check=False)
+        subprocess.run([TMUX, "-S", sock, "kill-server"], capture_output=True, check=False, timeout=30)
 
 
 def assert_boxes_aligned(screen: str) -> int:
@@ -258,8 +257,8 @@ def assert_boxes_aligned(screen: str) -> int:
 
 
 @pytest.mark.skipif(TMUX is None, reason="tmux is installed by scripts/system-deps.sh")
-def test_help_in_vietnamese_in_tmux() -> None:
-    screen = _run_in_tmux(f"SOC_LANG=vi {sys.executable} -m soc_cli.main alerts close --help", "thoát")
+def test_help_in_vietnamese_in_tmux(tmp_path: Path) -> None:
+    screen = _run_in_tmux(f"SOC_LANG=vi {sys.executable} -m soc_cli.main alerts close --help", "thoát", tmp_path)
     assert "Tùy chọn" in screen and "hàng loạt: mọi cảnh báo khớp chuỗi truy vấn này" in screen, screen
     assert "--reason" in screen and "[bắt buộc]" in screen
     assert assert_boxes_aligned(screen) >= 2
@@ -269,7 +268,7 @@ def test_help_in_vietnamese_in_tmux() -> None:
 def test_demo_in_vietnamese_in_tmux(tmp_path: Path) -> None:
     command = (f"LANG=vi_VN.UTF-8 {sys.executable} -m soc_cli.main --store sqlite:///{tmp_path}/soc.db demo "
                f"--dir {tmp_path}/day --flows 150")
-    screen = _run_in_tmux(command.replace("LANG=vi_VN.UTF-8 ", "LANGUAGE=vi "), "soc playbook list")
+    screen = _run_in_tmux(command, "soc playbook list", tmp_path)
     for text in ("tạo một ngày làm việc", "thu thập", "quyết định các lời gọi dịch vụ", "phát hiện",
                  "Những gì có trong kho dữ liệu", "Hàng đợi cảnh báo (đang mở)", "mức độ", "thực thể",
                  "Tiếp theo, chuyên viên phân tích sẽ gõ:", "# các cảnh báo đang mở, nghiêm trọng nhất trước",
