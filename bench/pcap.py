@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/pcap.py                   # 1,000,000 packets (about 460 MB)
     .venv/bin/python bench/pcap.py --packets 100000  # a quick run
+    .venv/bin/python bench/pcap.py --concurrent      # peak RSS against open flows (10k, 100k, 1M)
 
 One synthetic capture (``bench/pcapgen.py``: interleaved TCP sessions with handshakes,
 HTTP, TLS and DNS) is read by every contender in the same run:
@@ -69,6 +70,58 @@ print(json.dumps({"wall": wall, "cpu": cpu, "events": rep.events, "written": rep
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
+CONCURRENT = r"""
+import json, resource, sys, time
+from collectors.pcap.collector import PcapReader
+reader = PcapReader(max_flows=int(sys.argv[2]))
+t0 = time.process_time()
+flows = evicted = 0
+for batch in reader.batches(__import__("pathlib").Path(sys.argv[1]), None, 5000):
+    for e in batch.events:
+        flows += 1
+        evicted += e["event.reason"] == "evicted"
+print(json.dumps({"cpu": time.process_time() - t0, "flows": flows, "evicted": evicted,
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def write_concurrent(path: Path, flows: int) -> Path:
+    """``flows`` UDP flows all open at once: every flow's first packet, then every flow's second."""
+    import struct
+
+    head = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    eth = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00"
+    with open(path, "wb") as fh:
+        fh.write(head)
+        for rnd in range(2):
+            out = []
+            for i in range(flows):
+                src = struct.pack("!I", 0x0A000000 + (i >> 8))
+                ip = (b"\x45\x00\x00\x21\x00\x00\x00\x00\x40\x11\x00\x00" + src + b"\xc0\x00\x02\x01")
+                udp = struct.pack("!HHHH", 1024 + (i & 0xFF), 9999, 13, 0) + b"x"
+                frame = eth + ip + udp
+                out.append(struct.pack("<IIII", 1_700_000_000 + rnd * 10, i % 1_000_000, len(frame), len(frame)) + frame)
+            fh.write(b"".join(out))
+    return path
+
+
+def concurrent(tmp: Path) -> None:
+    """Peak RSS of ``soc ingest pcap`` against the number of flows open at once: with the default
+    cap (``MeterConfig.max_flows``), with ``--max-flows 10000``, and without a cap (up to 100k)."""
+    from collectors.pcap.flows import MeterConfig
+
+    cap = MeterConfig().max_flows
+    print(f"{'open flows':>10s} {'max_flows':>10s} {'peak RSS MB':>12s} {'flows out':>10s} {'evicted':>9s} {'CPU s':>7s}")
+    for flows in (10_000, 100_000, 1_000_000):
+        path = write_concurrent(tmp / f"concurrent-{flows}.pcap", flows)
+        for limit in ((cap, 10_000, 10**9) if flows <= 100_000 else (cap, 10_000)):
+            r = child(CONCURRENT, str(path), str(limit))
+            shown = "none" if limit == 10**9 else f"{limit:,}"
+            print(f"{flows:10,d} {shown:>10s} {r['rss_mb']:12.0f} {r['flows']:10,d} {r['evicted']:9,d} {r['cpu']:7.1f}",
+                  flush=True)
+        path.unlink()
+
+
 NFSTREAM = r"""
 import json, resource, sys, time
 from nfstream import NFStreamer
@@ -134,7 +187,15 @@ def main() -> int:
     ap.add_argument("--scapy-packets", type=int, default=20_000, help="prefix scapy reads (then extrapolated)")
     ap.add_argument("--keep", type=Path, help="write the capture here and keep it")
     ap.add_argument("--skip", nargs="*", default=[], choices=["tshark", "scapy", "nfstream", "e2e", "flows"])
+    ap.add_argument("--concurrent", action="store_true", help="only: peak RSS against flows open at once")
     args = ap.parse_args()
+    if args.concurrent:
+        tmp = Path(tempfile.mkdtemp(prefix="ztsoc-bench-pcap-"))
+        try:
+            concurrent(tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return 0
 
     tmp = Path(tempfile.mkdtemp(prefix="ztsoc-bench-pcap-"))
     try:

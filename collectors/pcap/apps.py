@@ -90,6 +90,27 @@ def _probe_dns(flow: Flow, data: bytes, fwd: bool) -> bool:
         flow.proto == UDP or flow.dport == 53 or flow.sport == 53)
 
 
+#: ports of protocols that borrow DNS's message format but are not DNS (NetBIOS name service)
+NOT_DNS = frozenset((137,))
+
+
+def _probe_dns_shape(flow: Flow, data: bytes, fwd: bool) -> bool:
+    """DNS on any other UDP port, recognised by its shape: a standard query with one question,
+    no answers, and a question that parses as a name (tshark's heuristic, made stricter)."""
+    if flow.proto != UDP or flow.sport in NOT_DNS or flow.dport in NOT_DNS:
+        return False
+    if len(data) < 17 or data[4:6] != b"\x00\x01" or data[2] & 0xF8 or data[3] & 0x40:
+        return False  # not: a query (QR 0) of opcode 0 with one question and Z clear
+    if data[6:10] != b"\x00\x00\x00\x00" or data[10] or data[11] > 1:
+        return False  # a query carries no answers nor authority, and at most the EDNS record
+    try:
+        msg = dns.parse_dns(data)
+    except dns.DnsError:
+        return False
+    name = msg.qname or ""
+    return bool(name) and name.replace("-", "").replace("_", "").replace(".", "").isalnum() and name.isascii()
+
+
 # -- HTTP -----------------------------------------------------------------------------------
 @dataclass(slots=True)
 class _HttpState:
@@ -104,15 +125,12 @@ class HttpHandler(AppHandler):
             return
         state: _HttpState = flow.state
         if data[:5] == b"HTTP/":
-            resp = http.parse_response(data)
-            if resp is None:
-                return
-            if state.pending:
-                req, rindex, rts, rfwd = state.pending.popleft()
-                self._emit(flow, req, resp, rindex, rts, ts, rfwd)
+            for resp in http.parse_responses(data):
+                if state.pending:
+                    req, rindex, rts, rfwd = state.pending.popleft()
+                    self._emit(flow, req, resp, rindex, rts, ts, rfwd)
             return
-        request = http.parse_request(data)
-        if request is not None:
+        for request in http.parse_requests(data):
             if len(state.pending) >= 64:  # a client that never gets answers: report, keep memory flat
                 old, oindex, ots, ofwd = state.pending.popleft()
                 self._emit(flow, old, None, oindex, ots, None, ofwd)
@@ -125,7 +143,9 @@ class HttpHandler(AppHandler):
         fields["event.category"] = ["network", "web"]
         if resp is not None:
             fields["event.outcome"] = "success" if resp.status < 400 else "failure"
-        self.meter.app_event(flow, "network.http", str(index), index, ts, fields, end, reverse=not fwd)
+        # a pipelined request's event id: its packet, then its place in the segment
+        position = f"{index}.{req.order}" if req.order else str(index)
+        self.meter.app_event(flow, "network.http", position, index, ts, fields, end, reverse=not fwd)
 
     def finish(self, flow: Flow) -> None:
         state: _HttpState | None = flow.state
@@ -157,6 +177,8 @@ class TlsHandler(AppHandler):
         state: _TlsState = flow.state
         if state.hello is None:
             if not state.buf:
+                if data[:2] == b"\x14\x03" and len(data) > 6:  # a ChangeCipherSpec first (after a HelloRetryRequest)
+                    data = data[5 + ((data[3] << 8) | data[4]):]
                 need = tls.hello_length(data)
                 if need is None:
                     return
@@ -179,8 +201,11 @@ class TlsHandler(AppHandler):
             server = tls.parse_server_hello(data)
             if server is not None or data[:1] == b"\x15":  # ServerHello, or an alert instead
                 self._emit(flow, state, server, ts)
+                if server is not None and server.retry:  # HelloRetryRequest: the client says hello again
+                    flow.probes = FOREVER
 
     def _emit(self, flow: Flow, state: _TlsState, server: tls.ServerHello | None, end: int | None) -> None:
+        """One event per ClientHello (a HelloRetryRequest's flow sends two)."""
         assert state.hello is not None
         fields = tls.tls_fields(state.hello, server)
         fields["event.action"] = "tls-client-hello"
@@ -218,6 +243,7 @@ PROBES: tuple[Probe, ...] = (
     Probe("http", _probe_http, HttpHandler, _HttpState),
     Probe("tls", _probe_tls, TlsHandler, _TlsState),
     Probe("ssh", _probe_ssh, None),
+    Probe("dns", _probe_dns_shape, DnsHandler, _DnsState),  # last: any UDP port, by the message's shape
 )
 
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from collectors.base import IDENTITY_BYTES, Batch, Checkpoint, ReaderBase, ReadProblem, id_prefix
+from collectors.base import IDENTITY_BYTES, Batch, Checkpoint, Event, ReaderBase, ReadProblem, id_prefix
 from collectors.pcap.flows import FlowMeter, MeterConfig, relaxed_gc
 from collectors.pcap.reader import CaptureInfo, Problem, Record, iter_records, open_capture
 
@@ -55,24 +55,28 @@ def _failure_reason(exc: BaseException) -> str:
     return f"reader failed: {type(exc).__name__}"
 
 
-def _split(batch: Batch, committed: Checkpoint, batch_size: int, skip: int) -> Iterator[Batch]:
-    """``batch`` in pieces of at most ``batch_size`` events (one packet can end thousands of flows:
-    a full table's eviction, the final flush).
+def _pieces(chunks: Iterable[list[Event]], take_problems: Callable[[], list[ReadProblem]], checkpoint: Checkpoint,
+            consumed: int | None, committed: Checkpoint, batch_size: int, skip: int) -> Iterator[Batch]:
+    """One logical batch (its events made chunk by chunk) as batches of at most ``batch_size``.
 
-    Every piece but the last carries the checkpoint already committed plus ``skip``, the
-    events of this batch stored so far: a resumed read re-meters to the same point, makes the
-    same batch again and drops that many. ``skip`` given here is that of the checkpoint resumed from.
+    One packet can end thousands of flows (a full table's eviction) and the end of a capture
+    ends them all: they are stored ``batch_size`` at a time, never all in memory. Every
+    piece but the last carries the checkpoint already committed plus ``skip``, the events of
+    this logical batch stored so far: a resumed read re-meters to the same point, makes the
+    same events again and drops that many. ``skip`` given here is the resumed checkpoint's.
     """
-    events = batch.events[skip:] if skip else batch.events
-    problems = [] if skip else batch.problems  # they went out with the first piece
-    if len(events) <= batch_size:
-        yield Batch(events, problems, batch.checkpoint, batch.consumed)
-        return
-    last = (len(events) - 1) // batch_size * batch_size
-    for at in range(0, last, batch_size):
-        yield Batch(events[at:at + batch_size], problems if at == 0 else [],
-                    {**committed, "skip": skip + at + batch_size}, None)
-    yield Batch(events[last:], [], batch.checkpoint, batch.consumed)
+    pending: list[Event] = []
+    to_drop, done = skip, skip
+    for chunk in chunks:
+        if to_drop:
+            dropped = min(to_drop, len(chunk))
+            chunk, to_drop = chunk[dropped:], to_drop - dropped
+        pending.extend(chunk)
+        while len(pending) > batch_size:
+            done += batch_size
+            yield Batch(pending[:batch_size], take_problems(), {**committed, "skip": done}, None)
+            del pending[:batch_size]
+    yield Batch(pending, take_problems(), checkpoint, consumed)
 
 
 class PcapReader(ReaderBase):
@@ -122,6 +126,14 @@ class PcapReader(ReaderBase):
             records = iter_records(fh, rec_problems, info, start)
             committed: Checkpoint = {"start": start, "next": skip_until}
             skip = int(resume.get("skip", 0)) if resume else 0  # of the first batch: stored before a crash
+
+            def problems() -> list[ReadProblem]:
+                return self._problems(meter, rec_problems, source)
+
+            def events() -> list[Event]:
+                taken, meter.events = meter.events, []
+                return taken
+
             failure: BaseException | None = None
             try:
                 if skip_until > start:  # re-meter what the last committed batch covered, silently
@@ -131,10 +143,9 @@ class PcapReader(ReaderBase):
                     meter.problems.clear()
                     meter.feed(held)
                 while not meter.feed(records, batch_size):
-                    batch = self._batch(meter, rec_problems, source, meter.resume_index(meter.next_index),
-                                        meter.next_index, _position(fh))
-                    yield from _split(batch, committed, batch_size, skip)
-                    committed, skip = batch.checkpoint, 0
+                    checkpoint = {"start": meter.resume_index(meter.next_index), "next": meter.next_index}
+                    yield from _pieces([events()], problems, checkpoint, _position(fh), committed, batch_size, skip)
+                    committed, skip = checkpoint, 0
             except Exception as exc:  # the file fails part-way: keep what was read of it
                 failure = exc
             end = max((p.index + 1 for p in rec_problems), default=meter.next_index)
@@ -142,19 +153,21 @@ class PcapReader(ReaderBase):
             if failure is not None:
                 rec_problems.append(Problem(-1, _failure_reason(failure), f"{failure} (after packet {end - 1}; "
                                             "open flows reported with event.reason read-error)"))
-            meter.flush("read-error" if failure is not None else "end-of-capture")
-            yield from _split(self._batch(meter, rec_problems, source, end, end, _position(fh), done=True),
-                              committed, batch_size, skip)
+            reason = "read-error" if failure is not None else "end-of-capture"
+
+            def flushed() -> Iterator[list[Event]]:
+                yield events()  # what the last packets made
+                while not meter.flush(reason, batch_size):
+                    yield events()
+                yield events()
+
+            yield from _pieces(flushed(), problems, {"start": end, "next": end, "done": True}, _position(fh),
+                               committed, batch_size, skip)
 
     @staticmethod
-    def _batch(meter: FlowMeter, rec_problems: list[Problem], source: str, start: int, next_index: int,
-               consumed: int, done: bool = False) -> Batch:
+    def _problems(meter: FlowMeter, rec_problems: list[Problem], source: str) -> list[ReadProblem]:
         problems = [ReadProblem(source, f"packet {p.index}" if p.index >= 0 else "file", p.reason, p.detail)
                     for p in (*rec_problems, *meter.problems)]
         rec_problems.clear()
         meter.problems.clear()
-        events, meter.events = meter.events, []
-        checkpoint: Checkpoint = {"start": start, "next": next_index}
-        if done:
-            checkpoint["done"] = True
-        return Batch(events, problems, checkpoint, consumed)
+        return problems

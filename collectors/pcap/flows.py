@@ -28,6 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from collectors.base import clip, where_raised
@@ -534,15 +535,21 @@ class FlowMeter:
         if self.defrag.pending:
             self.defrag.expire(ts)
 
-    def flush(self, reason: str = "end-of-capture") -> None:
-        """End of input: report every open flow and every unanswered message.
+    def flush(self, reason: str = "end-of-capture", limit: int | None = None) -> bool:
+        """End of input: report every open flow and every unanswered message; True when none is left.
 
         ``reason`` marks the flows still open: ``read-error`` when the input failed part-way
-        (the flows are what was read of them before the failure).
+        (the flows are what was read of them before the failure). ``limit``: end at most that
+        many flows now (oldest first), so a caller can store their events before making more:
+        100,000 open flows would otherwise become 100,000 events in memory at once.
         """
-        for flow in list(self.flows.values()):
+        flows = list(islice(self.flows.values(), limit)) if limit else list(self.flows.values())
+        for flow in flows:
             self._end(flow, "tcp-close" if flow.closed else reason)
+        if self.flows:
+            return False
         self.defrag.flush()
+        return True
 
     def resume_index(self, next_index: int) -> int:
         """The first packet a resumed read must start from to rebuild every open flow."""

@@ -160,6 +160,13 @@ def ppp(data: bytes) -> L3 | None:
     return PPP_IP.get((data[off] << 8) | data[off + 1], 0), off + 2, -1
 
 
+def cisco_hdlc(data: bytes) -> L3 | None:
+    """Cisco HDLC (104): address, control, then an ethertype (0x0800, 0x86DD; 0x8035 SLARP is not IP)."""
+    if len(data) < 4:
+        return None
+    return _after_ethertype(data, (data[2] << 8) | data[3], 4, -1)
+
+
 def nflog(data: bytes) -> L3 | None:
     """Linux NFLOG: a 4-byte header (family first) then TLVs; type 9 holds the packet."""
     if len(data) < 4:
@@ -186,6 +193,7 @@ LINKTYPES: dict[int, Decoder] = {
     14: raw_ip,  # DLT_RAW on BSD/OS
     50: ppp,
     101: raw_ip,  # LINKTYPE_RAW
+    104: cisco_hdlc,
     108: openbsd_loop,
     113: linux_sll,
     228: ipv4,
@@ -195,6 +203,6 @@ LINKTYPES: dict[int, Decoder] = {
 }
 
 LINKTYPE_NAMES: dict[int, str] = {
-    0: "null", 1: "ethernet", 9: "ppp", 12: "raw", 14: "raw", 50: "ppp-hdlc", 101: "raw", 108: "loop",
+    0: "null", 1: "ethernet", 9: "ppp", 12: "raw", 14: "raw", 50: "ppp-hdlc", 101: "raw", 104: "c-hdlc", 108: "loop",
     113: "linux-sll", 228: "ipv4", 229: "ipv6", 239: "nflog", 276: "linux-sll2",
 }

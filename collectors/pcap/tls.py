@@ -62,6 +62,8 @@ class ClientHello:
     alpn: list[str] = field(default_factory=list)
     versions: list[int] = field(default_factory=list)
     server_name: str | None = None
+    #: sent in SSL 2.0's record format (cipher specs are 3-byte values)
+    sslv2: bool = False
 
     @property
     def max_version(self) -> int:
@@ -107,10 +109,30 @@ def ja4(transport: str, version: int, has_sni: bool, ciphers: list[int], extensi
 
 
 def hello_length(payload: bytes) -> int | None:
-    """How many bytes the handshake record starting ``payload`` needs, or None if it is not one."""
-    if len(payload) < 6 or payload[0] != HANDSHAKE or payload[1] != 3 or payload[5] != CLIENT_HELLO:
-        return None
-    return 5 + ((payload[3] << 8) | payload[4])
+    """How many bytes the ClientHello record starting ``payload`` needs, or None if it is not one.
+
+    Both record formats: TLS (``16 03 ..``) and SSL 2.0's (a 2-byte length with the top bit
+    set, message type 1, version 0x0002 or 0x03xx: old scanners and SSLv2-compatible hellos).
+    """
+    if len(payload) >= 6 and payload[0] == HANDSHAKE and payload[1] == 3 and payload[5] == CLIENT_HELLO:
+        return 5 + ((payload[3] << 8) | payload[4])
+    if (len(payload) >= 11 and payload[0] & 0x80 and payload[2] == CLIENT_HELLO
+            and ((payload[3] == 0 and payload[4] == 2) or (payload[3] == 3 and payload[4] <= 4))):
+        return 2 + (((payload[0] & 0x7F) << 8) | payload[1])
+    return None
+
+
+def _sslv2_hello(payload: bytes) -> ClientHello:
+    """An SSL 2.0-format ClientHello: version, then cipher specs of 3 bytes (RFC 6101 appendix E)."""
+    version = (payload[3] << 8) | payload[4]
+    spec_len = (payload[5] << 8) | payload[6]
+    session_len = (payload[7] << 8) | payload[8]
+    challenge_len = (payload[9] << 8) | payload[10]
+    if spec_len % 3 or 11 + spec_len + session_len + challenge_len > len(payload):
+        raise TlsError("truncated SSLv2 ClientHello")
+    specs = payload[11:11 + spec_len]
+    ciphers = [(specs[i] << 16) | (specs[i + 1] << 8) | specs[i + 2] for i in range(0, spec_len, 3)]
+    return ClientHello(version, ciphers, [], sslv2=True)
 
 
 _U16S: dict[int, Any] = {}
@@ -128,6 +150,8 @@ def parse_client_hello(payload: bytes) -> ClientHello:
     """The ClientHello in a TLS record (the record may be followed by more data)."""
     if hello_length(payload) is None:
         raise TlsError("not a TLS ClientHello")
+    if payload[0] & 0x80:
+        return _sslv2_hello(payload)
     if len(payload) < 9:  # a record header and the handshake type, cut before the handshake length
         raise TlsError("truncated ClientHello")
     hs_len = (payload[6] << 16) | (payload[7] << 8) | payload[8]
@@ -204,10 +228,15 @@ _EXTENSIONS: dict[int, Callable[[ClientHello, bytes], None]] = {
 }
 
 
+#: the ServerHello random that makes it a HelloRetryRequest (RFC 8446 4.1.3): a second ClientHello follows
+HRR_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
+
+
 @dataclass(slots=True)
 class ServerHello:
     version: int
     cipher: int
+    retry: bool = False  # a HelloRetryRequest
 
 
 def parse_server_hello(payload: bytes) -> ServerHello | None:
@@ -232,7 +261,7 @@ def parse_server_hello(payload: bytes) -> ServerHello | None:
             if etype == EXT_VERSIONS and elen == 2 and pos + 6 <= len(body):
                 version = (body[pos + 4] << 8) | body[pos + 5]
             pos += 4 + elen
-    return ServerHello(version, cipher)
+    return ServerHello(version, cipher, body[2:34] == HRR_RANDOM)
 
 
 #: fingerprints by the hello's fingerprinted content: clients repeat themselves, hashing need not
@@ -249,7 +278,7 @@ def fingerprints(hello: ClientHello) -> tuple[str, str, list[str]]:
         if len(_FINGERPRINTS) > 4096:
             _FINGERPRINTS.clear()
         found = _FINGERPRINTS[key] = (
-            hello.ja3(), hello.ja4(), [CIPHERS.get(c, f"0x{c:04x}") for c in hello.ciphers if not is_grease(c)])
+            hello.ja3(), hello.ja4(), [CIPHERS.get(c, f"0x{c:04x}" if c <= 0xFFFF else f"0x{c:06x}") for c in hello.ciphers if not is_grease(c)])
     return found
 
 
@@ -267,6 +296,12 @@ def tls_fields(hello: ClientHello, server: ServerHello | None) -> dict[str, Any]
     }
     if hello.server_name:
         doc["tls.client.server_name"] = hello.server_name
+    if hello.sslv2:
+        doc["tls.version_protocol"] = "ssl" if hello.legacy_version == 0x0002 else protocol
+        doc["ztsoc.tls.sslv2_record"] = True
+    if server is not None and server.retry:
+        doc["tls.established"] = False
+        doc["ztsoc.tls.hello_retry"] = True
     if server is not None:
         doc["tls.cipher"] = CIPHERS.get(server.cipher, f"0x{server.cipher:04x}")
     return doc
