@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from typing import Any
 
 Checker = Callable[[Mapping[str, Any], str], bool]
 
 
+def fold(text: str) -> str:
+    """Case and diacritics folded: ``Tấn Công Đăng Nhập`` -> ``tan cong dang nhap``.
+
+    A Vietnamese trainee may type a free-text answer with or without its accents (many
+    keyboards and remote consoles drop them); NFKD splits each letter from its marks, the
+    marks go, and ``đ`` (a letter of its own, not a d with a mark) becomes ``d``.
+    """
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).replace("đ", "d")
+
+
 def _norm(text: Any, key: Mapping[str, Any]) -> str:
     value = str(text).strip()
-    return value if key.get("case_sensitive") else value.casefold()
+    return value if key.get("case_sensitive") else fold(value)
 
 
 def _exact(key: Mapping[str, Any], given: str) -> bool:

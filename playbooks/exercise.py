@@ -7,6 +7,7 @@ exercise sees at once what to fix; every shipped exercise is loaded by a test.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from locales import current_language
 from playbooks.answers import ANSWER_KINDS, REQUIRED_KEYS
 
 SHIPPED = Path(__file__).parent / "exercises"
@@ -124,7 +126,82 @@ def _line_of(root: _Lines, path: list[str | int]) -> int:
     return node.start_mark.line + 1
 
 
-def load_exercise(path: Path) -> Exercise:
+#: what a language overlay (``exercises/<lang>/<id>.yml``) may replace: the texts a trainee reads
+OVERLAY_TEXTS: tuple[str, ...] = ("title", "story", "debrief")
+
+
+def overlay_path(path: Path, lang: str) -> Path:
+    return path.parent / lang / path.name
+
+
+def apply_overlay(ex: Exercise, path: Path) -> Exercise:
+    """The exercise with the texts of its language overlay: title, story, questions, hints, debrief.
+
+    Everything else (answers, solutions, the incident) stays the exercise's own, so answers are
+    checked the same way in every language. A question or hint the overlay leaves out keeps
+    its English text; an overlay with more of them than the exercise, or a text naming a
+    ``${draw}`` the English one does not, is an error naming the overlay's file and line.
+    """
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as exc:
+        raise ExerciseError(f"{path}: not valid YAML: {exc}") from exc
+    root = _Lines(text)
+    if not isinstance(data, dict) or data.get("id") != ex.id:
+        raise ExerciseError(f"{path}:1: id: an overlay names the exercise it translates ({ex.id!r})")
+
+    def texts(key: str, originals: tuple[Any, ...]) -> list[str | None]:
+        items = data.get(key) or []
+        if not isinstance(items, list) or len(items) > len(originals):
+            where: list[str | int] = [key, len(originals)] if isinstance(items, list) else [key]
+            raise ExerciseError(f"{path}:{_line_of(root, where)}: {key}: the exercise has {len(originals)}, "
+                                f"a list of {{text: ...}}")
+        out: list[str | None] = []
+        for i, item in enumerate(items):
+            value = item.get("text") if isinstance(item, dict) else None
+            if value is not None and not isinstance(value, str):
+                raise ExerciseError(f"{path}:{_line_of(root, [key, i])}: {key}.{i}.text: a string")
+            out.append(value)
+        return out + [None] * (len(originals) - len(out))
+
+    changes: dict[str, Any] = {}
+    for key in OVERLAY_TEXTS:
+        if key in data:
+            if not isinstance(data[key], str):
+                raise ExerciseError(f"{path}:{_line_of(root, [key])}: {key}: a string")
+            changes[key] = data[key].strip()
+    changes["questions"] = tuple(replace(q, text=t) if t else q
+                                 for q, t in zip(ex.questions, texts("questions", ex.questions), strict=True))
+    changes["hints"] = tuple(replace(h, text=t) if t else h
+                             for h, t in zip(ex.hints, texts("hints", ex.hints), strict=True))
+    translated = replace(ex, **changes)
+    for where, english, local in _text_pairs(ex, translated):
+        if set(PLACEHOLDER.findall(local)) - set(PLACEHOLDER.findall(english)):
+            raise ExerciseError(f"{path}:{_line_of(root, where)}: {'.'.join(map(str, where))}: names a "
+                                f"${{...}} the English text does not")
+    return translated
+
+
+PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
+
+
+def _text_pairs(a: Exercise, b: Exercise) -> list[tuple[list[str | int], str, str]]:
+    """(where, text in ``a``, text in ``b``) for every text an overlay may translate."""
+    pairs: list[tuple[list[str | int], str, str]] = [([k], getattr(a, k), getattr(b, k)) for k in OVERLAY_TEXTS]
+    pairs += [(["questions", i], qa.text, qb.text) for i, (qa, qb) in enumerate(zip(a.questions, b.questions, strict=True))]
+    pairs += [(["hints", i], ha.text, hb.text) for i, (ha, hb) in enumerate(zip(a.hints, b.hints, strict=True))]
+    return pairs
+
+
+def load_exercise(path: Path, lang: str | None = None) -> Exercise:
+    """The exercise in ``path``, in ``lang`` (default: the interface language) when it has an overlay."""
+    ex = _load_exercise(path)
+    overlay = overlay_path(path, lang or current_language())
+    return apply_overlay(ex, overlay) if overlay.is_file() else ex
+
+
+def _load_exercise(path: Path) -> Exercise:
     text = path.read_text(encoding="utf-8")
     try:
         data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))

@@ -22,6 +22,7 @@ from collectors.registry import get_reader
 from eventstore import open_store
 from eventstore.store import Index, Store
 from eventstore.timeutil import to_iso
+from locales import _
 from playbooks.answers import check, render
 from playbooks.exercise import Exercise, Question, Solution
 from playbooks.generators.service_calls import send_calls
@@ -155,13 +156,14 @@ def current(base: Path | None = None) -> tuple[Run, Store]:
     """The active run and its store; ``ValueError`` when no exercise is running."""
     pointer = (base or runs_dir()) / "current.json"
     if not pointer.exists():
-        raise ValueError("no exercise is running: `soc playbook start ID` first (`soc playbook list` shows them)")
+        raise ValueError(_("no exercise is running: `soc playbook start ID` first (`soc playbook list` shows them)"))
     data = json.loads(pointer.read_text())
     store = open_store(data["store_url"])
     doc = store.get_state(RUN_KIND, data["run_id"])
     if doc is None:
         store.close()
-        raise ValueError(f"the run {data['run_id']} has no state in {data['store_url']}: `soc playbook reset`")
+        raise ValueError(_("the run {run} has no state in {store}: `soc playbook reset`").format(
+            run=data["run_id"], store=data["store_url"]))
     return Run.from_doc(doc), store
 
 
@@ -182,25 +184,26 @@ def take_hint(run: Run, exercise: Exercise, question: int | None = None) -> Any:
     unused = [h for h in exercise.hints if h.number not in run.hints_used]
     if question is not None:
         if not 1 <= question <= len(exercise.questions):
-            raise ValueError(f"no question {question}: this exercise has {len(exercise.questions)}")
+            raise ValueError(_("no question {n}: this exercise has {count}").format(
+                n=question, count=len(exercise.questions)))
         unused = [h for h in unused if h.question == question]
         if not unused:
-            raise ValueError(f"no hints left for question {question}")
+            raise ValueError(_("no hints left for question {n}").format(n=question))
     else:
         open_questions = [q.number for q in exercise.questions if not run.solved(q.number)]
         unused.sort(key=lambda h: (h.question not in open_questions,
                                    open_questions.index(h.question) if h.question in open_questions else 0, h.number))
         if not unused:
-            raise ValueError("no hints left for this exercise")
+            raise ValueError(_("no hints left for this exercise"))
     run.hints_used.append(unused[0].number)
     return unused[0]
 
 
 def answer(run: Run, exercise: Exercise, number: int, given: str) -> bool:
     if not 1 <= number <= len(exercise.questions):
-        raise ValueError(f"no question {number}: this exercise has {len(exercise.questions)}")
+        raise ValueError(_("no question {n}: this exercise has {count}").format(n=number, count=len(exercise.questions)))
     if run.finished is not None:
-        raise ValueError("this run is finished: `soc playbook start` a new one")
+        raise ValueError(_("this run is finished: `soc playbook start` a new one"))
     question = exercise.questions[number - 1]
     correct = check(question.answer, given)
     run.attempts.setdefault(str(number), []).append(Attempt(given, correct, to_iso(datetime.now(UTC))))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from locales import _, format_number
 from soc_cli.context import STATE, StoreOption, analyst, use_store
 from soc_cli.output import console, emit, esc, safe
 
@@ -47,22 +48,26 @@ def register(app: typer.Typer) -> None:
 
         ex = _exercises(folders).get(exercise_id)
         if not isinstance(ex, Exercise):
-            raise ValueError(f"no exercise {exercise_id!r}: `soc playbook list` shows them")
+            raise ValueError(_("no exercise {id}: `soc playbook list` shows them").format(id=repr(exercise_id)))
         main = store or STATE.store_url or default_store_url()  # where the score will be posted
-        with console.status(f"generating {esc(repr(ex.title))} and running it through collectors, policy and detections"):
+        working = _("generating {title} and running it through collectors, policy and detections")
+        with console.status(esc(working.format(title=repr(ex.title)))):
             run, counts = session.start(ex, trainee or analyst(), seed=seed, main_store_url=main)
         ex = session.played(run, ex)
         console.print(f"[bold]{esc(ex.title)}[/]  ({esc(ex.difficulty)}, {esc(', '.join(ex.techniques))})\n")
         console.print(safe(ex.story + "\n", multiline=True))
-        console.print(f"events: {counts['pcap'] + counts['syslog'] + counts['jsonl']:,}  "
-                      f"policy decisions: {counts['decisions']:,}  alerts: {counts['alerts']:d}")
-        console.print("\nPoint your commands at the exercise's own store:")
+        console.print(esc(_("events: {events}  policy decisions: {decisions}  alerts: {alerts}").format(
+            events=format_number(counts["pcap"] + counts["syslog"] + counts["jsonl"]),
+            decisions=format_number(counts["decisions"]), alerts=format_number(counts["alerts"]))))
+        console.print("\n" + esc(_("Point your commands at the exercise's own store:")))
         console.print(safe(f"  export SOC_STORE={run.store_url}"))
-        console.print("Then investigate (`soc alerts`, `soc hunt`, `soc pivot`) and answer:")
+        console.print(esc(_("Then investigate (`soc alerts`, `soc hunt`, `soc pivot`) and answer:")))
         for q in ex.questions:
-            console.print(f"  {q.number:d}. {esc(q.text)} [dim]({q.points:d} points)[/]")
+            points = _("{points} points").format(points=q.points)
+            console.print(f"  {q.number:d}. {esc(q.text)} [dim]({esc(points)})[/]")
         console.print("\n`soc playbook answer N VALUE`, `soc playbook hint [N]`, `soc playbook score`")
-        console.print(safe(f"(the score goes to the scoreboard of {session.resolve_main_store(main)})"))
+        console.print(safe(_("(the score goes to the scoreboard of {store})").format(
+            store=session.resolve_main_store(main))))
 
     @group.command("status")
     def status(folders: list[Path] = Folders) -> None:
@@ -77,13 +82,15 @@ def register(app: typer.Typer) -> None:
             assert isinstance(ex, Exercise)
             ex = session.played(run, ex)
             sc = session.score(run, ex)
-            console.print(f"[bold]{esc(ex.title)}[/]  trainee {esc(run.trainee)}  store {esc(run.store_url)}")
+            who = _("trainee {trainee}  store {store}").format(trainee=run.trainee, store=run.store_url)
+            console.print(f"[bold]{esc(ex.title)}[/]  {esc(who)}")
             for q in ex.questions:
-                tries = len(run.attempts.get(str(q.number), []))
+                tries = _("{n} tries").format(n=len(run.attempts.get(str(q.number), [])))
                 console.print(f"  {q.number:d}. {esc(q.text)} ({q.points:d}) "
-                              f"{'[green]✓[/]' if run.solved(q.number) else f'[dim]{tries:d} tries[/]'}")
-            console.print(safe(f"score {sc.total}/{sc.max_points}  hints {len(run.hints_used)}/{len(ex.hints)}  "
-                               f"time {int(sc.seconds // 60)} min"))
+                              f"{'[green]✓[/]' if run.solved(q.number) else f'[dim]{esc(tries)}[/]'}")
+            console.print(safe(_("score {total}/{max}  hints {used}/{hints}  time {minutes} min").format(
+                total=sc.total, max=sc.max_points, used=len(run.hints_used), hints=len(ex.hints),
+                minutes=int(sc.seconds // 60))))
         finally:
             store.close()
 
@@ -98,8 +105,9 @@ def register(app: typer.Typer) -> None:
             ex = session.played(run, _exercises(folders)[run.exercise_id])  # type: ignore[arg-type]
             h = session.take_hint(run, ex, question)
             session.save(run, store)
-            where = f"question {h.question}" if h.question else "the total"
-            console.print(safe(f"hint {h.number} (-{h.cost} points off {where}): {h.text}"))
+            where = _("question {n}").format(n=h.question) if h.question else _("the total")
+            console.print(safe(_("hint {n} (-{cost} points off {where}): {text}").format(
+                n=h.number, cost=h.cost, where=where, text=h.text)))
         finally:
             store.close()
 
@@ -116,9 +124,10 @@ def register(app: typer.Typer) -> None:
         finally:
             store.close()
         if correct:
-            console.print(f"[green]correct[/]: question {number:d}")
+            console.print("[green]" + esc(_("correct")) + "[/]: " + esc(_("question {n}").format(n=number)))
         else:
-            console.print(f"[red]not that[/]: question {number:d} (try again, or `soc playbook hint`)")
+            console.print("[red]" + esc(_("not that")) + "[/]: "
+                          + esc(_("question {n} (try again, or `soc playbook hint`)").format(n=number)))
             raise typer.Exit(1)
 
     @group.command("score")
@@ -147,11 +156,12 @@ def register(app: typer.Typer) -> None:
                 result = session.score(run, ex)
         finally:
             ex_store.close()
-        console.print(safe(f"{run.trainee}: {result.total}/{result.max_points} points "
-                           f"({result.answered}/{result.questions} answered, hints -{result.hint_cost}, "
-                           f"{int(result.seconds // 60)} min)"))
+        console.print(safe(_("{trainee}: {total}/{max} points ({answered}/{questions} answered, hints -{cost}, "
+                             "{minutes} min)").format(
+            trainee=run.trainee, total=result.total, max=result.max_points, answered=result.answered,
+            questions=result.questions, cost=result.hint_cost, minutes=int(result.seconds // 60))))
         if finish:
-            console.print("\n[bold]Debrief[/]")
+            console.print("\n[bold]" + esc(_("Debrief")) + "[/]")
             console.print(safe(ex.debrief, multiline=True))
 
     @group.command("reset")
@@ -160,7 +170,7 @@ def register(app: typer.Typer) -> None:
         from playbooks import session
 
         gone = session.reset()
-        console.print(safe(f"removed {gone}" if gone else "no exercise was running"))
+        console.print(safe(_("removed {run}").format(run=gone) if gone else _("no exercise was running")))
 
     @group.command("scoreboard")
     def scoreboard(store: str = StoreOption, as_json: bool = typer.Option(False, "--json"),
