@@ -30,10 +30,10 @@ demo: venv
 # The interface's catalogs (locales/, see locales/__init__.py): extract the marked messages,
 # merge them into every language's .po, compile the .mo (a missing .mo is compiled in memory).
 i18n: dev-deps
-	$(BIN)/pybabel extract -F babel.cfg --no-location --sort-output -k N_ -k ngettext:1,2 \
+	$(BIN)/pybabel extract -F babel.cfg --no-location --sort-output -w 110 -k N_ -k ngettext:1,2 \
 	  --project ztsoc -o locales/ztsoc.pot .
 	$(BIN)/python -m soc_cli.i18n locales/ztsoc.pot
-	$(BIN)/pybabel update -D ztsoc -i locales/ztsoc.pot -d locales --no-fuzzy-matching --ignore-obsolete
+	$(BIN)/pybabel update -D ztsoc -i locales/ztsoc.pot -d locales --no-fuzzy-matching --ignore-obsolete -w 110
 	$(BIN)/pybabel compile -D ztsoc -d locales --statistics
 
 es-up:
