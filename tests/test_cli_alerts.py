@@ -124,6 +124,21 @@ def test_single_actions_and_refusals(store: Store, soc: Run) -> None:
     assert (store.get_alert("scan-2") or {})["ztsoc.alert.status"] == "open"
 
 
+def test_assign_and_note_read_as_typed_and_the_first_form_still_works(store: Store, soc: Run) -> None:
+    """`assign ID --to USER` and `note ID --note TEXT` (issue 16); `assign USER ID` and `note TEXT ID` kept."""
+    _seed(store)
+    assert soc("alerts", "assign", "scan-1", "--to", "ana").exit_code == 0
+    assert soc("alerts", "note", "scan-1", "--note", "called the user").exit_code == 0
+    assert soc("alerts", "assign", "omar", "scan-2").exit_code == 0
+    assert soc("alerts", "note", "old form", "scan-2").exit_code == 0
+    one, two = store.get_alert("scan-1") or {}, store.get_alert("scan-2") or {}
+    assert one["ztsoc.alert.assignee"] == "ana" and two["ztsoc.alert.assignee"] == "omar"
+    assert [h.get("note") for h in one["ztsoc.alert.history"]][-1] == "called the user"
+    assert [h.get("note") for h in two["ztsoc.alert.history"]][-1] == "old form"
+    missing = soc("alerts", "assign")
+    assert missing.exit_code == 2 and "--to USER" in missing.output
+
+
 def test_bulk_close_with_preview_and_confirmation(store: Store, soc: Run) -> None:
     _seed(store)
     soc("alerts", "close", "scan-3", "--reason", "benign")

@@ -463,10 +463,14 @@ def ack_cmd(ctx: typer.Context, ids: list[str] = IdsArg, query: str = QueryOpt, 
 
 
 @alerts_app.command("assign")
-def assign_cmd(ctx: typer.Context, user: str = typer.Argument(..., metavar="USER"), ids: list[str] = IdsArg,
+def assign_cmd(ctx: typer.Context,
+               args: list[str] = typer.Argument(None, metavar="[ID]...",
+                                                help="alert ids (or unique prefixes); the older form USER ID... also works"),
+               to: str = typer.Option(None, "--to", "-t", metavar="USER", help="the analyst who takes it"),
                query: str = QueryOpt, since: str = SinceOpt, note: str = NoteOpt, yes: bool = YesOpt,
                as_json: bool = JsonOpt, store_url: str = StoreOption) -> None:
-    """Assign to USER: `soc alerts assign alice ID` or `--query ...`."""
+    """Assign to an analyst: `soc alerts assign ID --to ana` (or `soc alerts assign ana ID`, `--query ...`)."""
+    user, ids = _leading_value(args, to, "--to USER")
     _act(ctx, "assign", ids, query, since, yes, store_url, note=note, assignee=user, as_json=as_json)
 
 
@@ -501,11 +505,29 @@ def reopen_cmd(ctx: typer.Context, ids: list[str] = IdsArg, query: str = QueryOp
 
 
 @alerts_app.command("note")
-def note_cmd(ctx: typer.Context, text: str = typer.Argument(..., metavar="TEXT"), ids: list[str] = IdsArg,
+def note_cmd(ctx: typer.Context,
+             args: list[str] = typer.Argument(None, metavar="[ID]...",
+                                              help="alert ids (or unique prefixes); the older form TEXT ID... also works"),
+             text: str = typer.Option(None, "--note", "-n", metavar="TEXT", help="the note for the history"),
              query: str = QueryOpt, since: str = SinceOpt, yes: bool = YesOpt, as_json: bool = JsonOpt,
              store_url: str = StoreOption) -> None:
-    """Add a note to the history: `soc alerts note 'called the user' ID`."""
+    """Add a note to the history: `soc alerts note ID --note 'called the user'` (or `soc alerts note TEXT ID`)."""
+    text, ids = _leading_value(args, text, "--note TEXT")
     _act(ctx, "note", ids, query, since, yes, store_url, note=text, as_json=as_json)
+
+
+def _leading_value(args: list[str] | None, option: str | None, name: str) -> tuple[str, list[str]]:
+    """The value given as an option (every argument is an id), or else as the first argument.
+
+    `assign ID --to USER` and `note ID --note TEXT` read as an analyst types them; the first
+    form shipped (`assign USER ID`, `note TEXT ID`) keeps working, so scripts written for it do.
+    """
+    args = list(args or [])
+    if option is not None:
+        return option, args
+    if not args:
+        raise typer.BadParameter(f"give {name} (and the alert ids, or --query)")
+    return args[0], args[1:]
 
 
 # -- exceptions ---------------------------------------------------------------------------------
