@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from detections.alerts import AlertBook
-from detections.sigma.engine import BaselineBook, CompiledSet, Evaluation, compile_ruleset, epoch
+from detections.sigma.engine import BaselineBook, CompiledSet, Evaluation, MatchHook, compile_ruleset, epoch
 from detections.sigma.loader import load_rules
 from detections.sigma.matcher import CompiledRule
 from eventstore.store import Doc, Store
@@ -115,8 +115,15 @@ def load_compiled(rules_dirs: Sequence[Path | str] = (), *, shipped: bool = True
 def run_detections(store: Store, since: datetime | None = None, until: datetime | None = None,
                    rules_dirs: Sequence[Path | str] = (), *, lookback: timedelta = DEFAULT_LOOKBACK,
                    compiled: CompiledSet | None = None, reset: bool = False, shipped: bool = True,
-                   evaluator: str | None = None) -> RunReport:
-    """One run. ``since`` applies to rules without a cursor (or all, with ``reset``)."""
+                   evaluator: str | None = None, rewind: bool = False,
+                   on_match: MatchHook | None = None) -> RunReport:
+    """One run. ``since`` applies to rules without a cursor (or all, with ``reset``).
+
+    ``rewind``: ``since`` was asked for, so every rule also re-evaluates from there (from its
+    cursor when that is earlier: nothing unread is skipped). Alert ids come from the rule,
+    the group and the window, so a window evaluated twice updates its alerts, never doubles
+    them. ``on_match(rule key, event)`` sees every base-rule match (``--matches FILE``).
+    """
     started = time.perf_counter()
     cs = compiled or load_compiled(rules_dirs, shipped=shipped)
     now = utcnow()
@@ -128,6 +135,8 @@ def run_detections(store: Store, since: datetime | None = None, until: datetime 
     for key in keys:
         cursor = cursors.get(key)
         start = from_iso(str(cursor["until"])) - lookback if cursor and cursor.get("until") else default_from
+        if rewind and since is not None:
+            start = min(start, since)
         report_from[key] = start.timestamp()
     if not keys:
         return RunReport(store.backend, to_iso(default_from), to_iso(until), 0, len(cs.problems))
@@ -137,7 +146,7 @@ def run_detections(store: Store, since: datetime | None = None, until: datetime 
     book = AlertBook(store)
     book.preload(keys)
     baselines = BaselineBook(store)
-    evaluation = Evaluation(cs, book, baselines, report_from)
+    evaluation = Evaluation(cs, book, baselines, report_from, on_match=on_match)
     source = EVALUATORS.get(evaluator or store.backend, _embedded)
     newest = -math.inf
     for doc, matched in source(store, cs, stream_since, until, evaluation.failed):

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -65,16 +66,24 @@ def test_rules_coverage() -> None:
     assert {"T1110", "T1110.003", "T1046", "T1071.004", "T1550.001"} <= techniques
 
 
-def test_detect_run_twice_counts_once(tmp_path: Path) -> None:
+def _samples_store(tmp_path: Path) -> tuple[str, list[dict[str, Any]]]:
+    """A store holding every shipped rule's matching samples."""
     from eventstore import open_store
 
     url = f"sqlite:///{tmp_path / 'soc.db'}"
     store = open_store(url)
-    events = []
+    events: list[dict[str, Any]] = []
     for r in load_rules().rules:
         events += expand(r.meta.samples.get("match") or [], prefix=r.key)
     store.write_events(events)
     store.close()
+    return url, events
+
+
+def test_detect_run_twice_counts_once(tmp_path: Path) -> None:
+    from eventstore import open_store
+
+    url, _ = _samples_store(tmp_path)
     args = ["detect", "run", "--since", "2026-02-28T00:00:00Z", "--until", "2026-03-11T00:00:00Z", "--json"]
     first = _soc(*args, store=url)
     assert first.returncode == 0, first.stderr
@@ -88,3 +97,47 @@ def test_detect_run_twice_counts_once(tmp_path: Path) -> None:
     store.close()
     bad = _soc("detect", "run", "--since", "yesterday", store=url)
     assert bad.returncode == 2
+
+
+def test_since_on_a_store_with_cursors_re_evaluates_that_window(tmp_path: Path) -> None:
+    """`detect run --since` after a run: the window again, the same alerts updated, none doubled (issue 16).
+
+    Without --since a run starts at each rule's cursor (minus the look-back) and reads almost
+    nothing; --matches writes every (rule, event id) pair the run saw (issue 17).
+    """
+    from eventstore import open_store
+
+    url, events = _samples_store(tmp_path)
+    until = ["--until", "2026-03-11T00:00:00Z", "--json"]
+    first = json.loads(_soc("detect", "run", "--since", "2026-02-28T00:00:00Z", *until, store=url).stdout)[0]
+    assert first["alerts_new"] == 10
+    counts = _evidence_counts(url)
+    cursor_only = json.loads(_soc("detect", "run", *until, store=url).stdout)[0]
+    assert cursor_only["events"] < first["events"] and cursor_only["since"] > "2026-03-10"
+    matches = tmp_path / "matches.jsonl"
+    again = _soc("detect", "run", "--since", "2026-02-28T00:00:00Z", *until, "--matches", str(matches), store=url)
+    assert again.returncode == 0, again.stderr
+    report = json.loads(again.stdout)[0]
+    assert report["events"] == first["events"] and report["since"].startswith("2026-02-2")
+    assert report["alerts_new"] == 0 and report["alerts_updated"] >= 9
+    store = open_store(url)
+    try:
+        assert store.count(index="alerts") == 10
+        rows = [json.loads(ln) for ln in matches.read_text().splitlines()]
+        assert len(rows) == report["matches"] > 0
+        ids = {e["event.id"] for e in events}
+        assert all(r["event.id"] in ids for r in rows)
+        assert {"network_flow", "ssh_auth_failed"} <= {r["rule"] for r in rows}
+    finally:
+        store.close()
+    assert _evidence_counts(url) == counts
+
+
+def _evidence_counts(url: str) -> dict[str, int]:
+    from eventstore import open_store
+
+    store = open_store(url)
+    try:
+        return {a["event.id"]: a["ztsoc.alert.evidence_count"] for a in store.scan("*", index="alerts")}
+    finally:
+        store.close()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -200,12 +200,18 @@ class Stats:
     firings: Counter[str] = field(default_factory=Counter)
 
 
+#: (rule key, the matching event): a caller's view of every base-rule match
+MatchHook = Callable[[str, Mapping[str, Any]], None]
+
+
 class Evaluation:
     """One pass over events in time order; findings go to the book."""
 
     def __init__(self, cs: CompiledSet, book: AlertBook, baselines: BaselineBook | None = None,
-                 report_from: Mapping[str, float] | None = None) -> None:
+                 report_from: Mapping[str, float] | None = None, on_match: MatchHook | None = None) -> None:
         self.cs = cs
+        #: sees every (base rule, event) match, whether or not it makes an alert (``--matches FILE``)
+        self.on_match = on_match
         self.book = book
         self.baselines = baselines or BaselineBook(None)
         self.correlations = cs.new_correlations()
@@ -233,6 +239,8 @@ class Evaluation:
         for cr in hits:
             key = cr.key
             self.stats.matches[key] += 1
+            if self.on_match is not None:
+                self.on_match(key, doc)
             if key in self.cs.generating and self._reportable(key, ts):
                 self._single(key, doc, ts, eid)
             if key in consumed:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -35,29 +38,62 @@ def _print(report: object, as_json: bool) -> None:
                           highlight=False)
 
 
+@contextmanager
+def _match_writer(path: Path | None) -> Iterator[Callable[[str, Mapping[str, Any]], None] | None]:
+    """``--matches FILE``: one JSON line per (rule, event) match, written as the run finds them.
+
+    Streamed, so memory does not grow with the matches (an alert keeps a bounded sample of its
+    evidence; this file has them all). The values come from the store: through ``emit_json``'s
+    encoder, as every other JSON the command prints.
+    """
+    if path is None:
+        yield None
+        return
+    from soc_cli.output import json_text
+
+    def row(rule: str, doc: Mapping[str, Any]) -> dict[str, Any]:
+        return {"rule": rule, "event.id": doc.get("event.id"), "@timestamp": doc.get("@timestamp"),
+                "event.dataset": doc.get("event.dataset")}
+
+    if str(path) == "-":
+        yield lambda rule, doc: emit_json([row(rule, doc)], ndjson=True)
+        return
+    with path.open("w", encoding="utf-8") as out:
+        def write(rule: str, doc: Mapping[str, Any]) -> None:
+            out.write(json_text(row(rule, doc)) + "\n")
+
+        yield write
+
+
 def register(app: typer.Typer) -> None:
     detect = typer.Typer(help="Run the detection rules over the store.", no_args_is_help=True)
     app.add_typer(detect, name="detect")
 
     @detect.command("run")
     def run(
-        since: str = typer.Option("1h", "--since", help="start for rules with no cursor yet (15m, 24h, 7d, ISO)"),
+        since: str = typer.Option(None, "--since",
+                                  help="evaluate from here (15m, 24h, 7d, ISO), also for rules whose cursor is "
+                                       "later: the window is re-evaluated, its alerts updated, never doubled "
+                                       "[default: 1h, for rules with no cursor yet]"),
         until: str = typer.Option(None, "--until", help="end of the range (default: now)"),
         lookback: str = typer.Option("5m", "--lookback", help="re-read this much before each cursor (late events)"),
         reset: bool = typer.Option(False, "--reset", help="ignore the cursors: evaluate from --since"),
         rules: list[Path] = RulesOption,
         no_shipped: bool = typer.Option(False, "--no-shipped", help="only the --rules folders"),
+        matches: Path = typer.Option(None, "--matches", metavar="FILE",
+                                     help="write every (rule, event id) match as JSON lines ('-': stdout)"),
         as_json: bool = typer.Option(False, "--json"),
         store: str = StoreOption,
     ) -> None:
-        """One pass: every rule from its cursor (minus the look-back) to now; alerts upserted."""
+        """One pass: every rule from its cursor (minus the look-back) to now, or from --since; alerts upserted."""
         from detections.runner import run_detections
         from eventstore.timeutil import parse_duration
 
-        with console.status("loading rules and evaluating..."):  # a spinner on a terminal, silent in a pipe
+        with _match_writer(matches) as on_match, console.status("loading rules and evaluating..."):
             report = run_detections(
-                use_store(store), since=since_option(since), until=since_option(until), rules_dirs=rules or [],
-                lookback=parse_duration(lookback), reset=reset, shipped=not no_shipped,
+                use_store(store), since=since_option(since or "1h"), until=since_option(until),
+                rules_dirs=rules or [], lookback=parse_duration(lookback), reset=reset, shipped=not no_shipped,
+                rewind=since is not None, on_match=on_match,
             )
         _print(report, as_json)
         if report.write_errors or report.failed:
