@@ -11,7 +11,7 @@ What a reader types that names things of their own machine is mapped here, in on
 the ids a list printed (``ID``, ``ALERT``, the README's ``alert-...``) become the id of the
 same alert in this store; ``/var/log/auth.log`` becomes the demo's ``auth.log``; ``captures/``,
 ``journal.json``, ``Security.evtx`` and ``events.ndjson`` are the demo's files or small valid
-ones written here; ``~/sigma/rules`` (under the temporary ``HOME``) holds the shipped rules.
+ones written here; ``~/sigma/rules`` (under the temporary ``HOME``) holds a usable rule and a broken one.
 Blocks and commands the README marks with ``<!-- readme-test: ... -->`` (servers, interactive
 screens, followers) are reported, not run.
 """
@@ -94,9 +94,21 @@ def _prepare_files(bench: dict[str, Path]) -> None:
     shutil.copy(demo / "network.pcap", work / "captures/network.pcap")
     shutil.copy(demo / "auth.log", work / "auth.log")
     shutil.copy(demo / "windows.jsonl", work / "events.ndjson")
-    (home / "sigma").mkdir(exist_ok=True)
-    if not (home / "sigma/rules").exists():
-        (home / "sigma/rules").symlink_to(ROOT / "detections/rules")
+    whoami = ("title: Whoami run\nid: 7c1b1f7e-5d2a-4c1e-9a51-0d3b1c2e4f10\nstatus: test\nlevel: low\n"
+              "logsource: {product: windows, category: process_creation}\n"
+              "detection: {sel: {Image|endswith: '\\\\whoami.exe'}, condition: sel}\n")
+    rules = home / "sigma/rules"
+    rules.mkdir(parents=True, exist_ok=True)
+    (rules / "whoami.yml").write_text(whoami)
+    # the responder's `soc scan evidence/ --rules sigma/rules/windows`: collected files and a rule folder
+    (work / "sigma/rules/windows").mkdir(parents=True, exist_ok=True)
+    (work / "sigma/rules/windows/whoami.yml").write_text(whoami)
+    (work / "evidence").mkdir(exist_ok=True)
+    shutil.copy(demo / "auth.log", work / "evidence/auth.log")
+    shutil.copy(demo / "windows.jsonl", work / "evidence/windows.jsonl")
+    (rules / "broken.yml").write_text(     # what `validate` is for: it names this one (exit 1)
+        "title: Broken\nid: 7c1b1f7e-5d2a-4c1e-9a51-0d3b1c2e4f11\nlogsource: {product: windows}\n"
+        "detection: {sel: {Image|nosuchmodifier: x}, condition: sel}\n")
     start = int(datetime.now(UTC).timestamp()) - 3600
     entries = [{"__CURSOR": f"s=7f0e;i={i};b=93c1", "__REALTIME_TIMESTAMP": str((start + i) * 1_000_000),
                 "_HOSTNAME": "jump-01", "SYSLOG_IDENTIFIER": "sshd", "_PID": "812",
@@ -108,11 +120,17 @@ def _prepare_files(bench: dict[str, Path]) -> None:
                data={"TargetUserName": "li.wei", "IpAddress": "198.51.100.23", "LogonType": "3"})])
 
 
+#: ids the README shows as examples of a prefix, and which event of the demo's SSH alert stands for them
+EVENT_PREFIXES = ("3f2a9c",)
+
+
 def _substitute(line: str, ids: dict[str, str], default_id: str) -> str:
     line = line.replace("/var/log/auth.log*", "auth.log").replace("/var/log/auth.log", "auth.log")
     if line.startswith("make demo"):
         line = "soc demo" + line[len("make demo"):]
     line = ALERT_ID.sub(lambda m: ids.get(m.group(0), default_id), line)
+    for prefix in EVENT_PREFIXES:
+        line = re.sub(rf"\b{prefix}\b", ids.get("event", prefix), line)
     return re.sub(r"(?<![\w.'\"-])(ID|ALERT)(?![\w.'\"-])", default_id, line)
 
 
@@ -131,6 +149,9 @@ def _alert_map(readme_blocks: list[Block], env: dict[str, str]) -> tuple[dict[st
                 cells = [c.strip() for c in row.split("│") if c.strip()]
                 if m and len(cells) >= 4 and cells[3] in by_entity:
                     mapping[m.group(0)] = by_entity[cells[3]]
+    ssh = next((a for a in alerts if a.get("rule.id") == "ssh_bruteforce_then_success"), {})
+    evidence = ssh.get("ztsoc.alert.evidence") or [""]
+    mapping["event"] = str(evidence[0])[:8]    # a prefix, as lists show them
     return mapping, by_rule.get("ssh_bruteforce_then_success", "")
 
 
