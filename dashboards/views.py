@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from detections.evidence import decisive_first, sample_ids
+from detections.guides import rule_guide
 from detections.lifecycle import LEVELS, OPEN_STATUSES
 from detections.ml.features import shannon_entropy
 from detections.risk import entity_risk
@@ -69,8 +71,7 @@ def overview(store: Store, params: Params) -> dict[str, Any]:
         "open_alerts": sum(by_level.values()),
         "open_by_level": {level: by_level.get(level, 0) for level in LEVELS},
         "by_status": by_status,
-        "alerts_over_time": sorted(({"t": r["@timestamp"], "count": r["count"]} for r in over_time),
-                                   key=lambda r: r["t"]),
+        "alerts_over_time": zero_filled(over_time, since, interval),
         "top_rules": [{"rule": r["rule.name"], "count": r["count"]}
                       for r in _terms(store, "rule.name", "*", since, index="alerts")],
         "top_entities": risks,
@@ -79,6 +80,15 @@ def overview(store: Store, params: Params) -> dict[str, Any]:
         "events_per_hour": sorted(({"t": r["@timestamp"], "dataset": r["event.dataset"], "count": r["count"]}
                                    for r in per_hour), key=lambda r: (r["t"], r["dataset"])),
     }
+
+
+def zero_filled(rows: list[Doc], since: datetime, interval: int) -> list[dict[str, Any]]:
+    """One point per bucket from ``since`` to now, 0 where the store has none (a quiet hour is a 0, not a gap)."""
+    counts = {int(parse_time(str(r["@timestamp"])).timestamp()) // interval: int(r["count"]) for r in rows}
+    first, last = int(since.timestamp()) // interval, int(utcnow().timestamp()) // interval
+    first = min([first, *counts])
+    return [{"t": to_iso(datetime.fromtimestamp(b * interval, UTC)), "count": counts.get(b, 0)}
+            for b in range(first, max([last, *counts]) + 1)]
 
 
 def _last_seen(store: Store, dataset: str) -> str | None:
@@ -110,9 +120,15 @@ def alert_detail(store: Store, alert_id: str) -> dict[str, Any] | None:
     alert = store.get_alert(alert_id)
     if alert is None:
         return None
-    evidence_ids = list(alert.get("ztsoc.alert.evidence") or [])[:50]
-    evidence = [doc for doc in (store.get_event(eid) for eid in evidence_ids) if doc is not None]
-    return {"alert": alert, "evidence": evidence}
+    evidence = [doc for doc in (store.get_event(eid) for eid in sample_ids(alert, 50)) if doc is not None]
+    entity = alert.get("ztsoc.alert.entity.value")
+    risk = entity_risk(store, str(entity)) if entity else None
+    # what `soc alerts show` says: the rule's fields, the successes first, the guide with the alert's values
+    return {"alert": alert, "evidence": decisive_first(alert, evidence),
+            "evidence_total": max(int(alert.get("ztsoc.alert.evidence_count") or 0), len(evidence)),
+            "risk": None if risk is None else {"entity": risk.entity, "score": round(risk.score, 1),
+                                               "band": risk.band, "alerts": risk.alerts},
+            "guide": rule_guide(alert).to_doc()}
 
 
 def network(store: Store, params: Params) -> dict[str, Any]:

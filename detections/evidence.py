@@ -142,3 +142,41 @@ def rule_fields(cs: CompiledSet, key: str) -> tuple[str, ...]:
 
     walk(key)
     return tuple(out)
+
+
+_SHIPPED: CompiledSet | None = None
+
+
+def shipped_rule_fields(rule_id: str) -> tuple[str, ...]:
+    """``rule_fields`` of a shipped rule (compiled-rule cache, loaded once per process); () for others."""
+    from detections.sigma.cache import load_compiled_cached
+
+    global _SHIPPED
+    if not rule_id:
+        return ()
+    if _SHIPPED is None:
+        _SHIPPED = load_compiled_cached()[1]
+    return rule_fields(_SHIPPED, rule_id)
+
+
+def sample_ids(alert: Mapping[str, Any], limit: int) -> list[str]:
+    """The evidence ids to show: the first and the last (how it started, how it ended: a brute force's success is last)."""
+    ids = alert.get("ztsoc.alert.evidence") or []
+    ids = [str(ids)] if isinstance(ids, str) else [str(i) for i in ids]
+    half = max(limit // 2, 1)
+    return ids if len(ids) <= limit else [*ids[:half], *ids[-half:]]
+
+
+def decisive_first(alert: Mapping[str, Any], events: list[Doc]) -> list[Doc]:
+    """The events with ``ztsoc.evidence.fields`` (what the rule decides on), the successes first.
+
+    One place for the CLI's ``alerts show`` and the dashboard's alert detail, so both say the same.
+    """
+    fields = shipped_rule_fields(str(alert.get("rule.id") or ""))
+    out = []
+    for e in events:
+        e = dict(e)
+        e["ztsoc.evidence.fields"] = {f: e[f] for f in fields if e.get(f) not in (None, "", [])}
+        out.append(e)
+    out.sort(key=lambda e: e.get("event.outcome") != "success")
+    return out

@@ -135,6 +135,66 @@ def test_filter_then_close_an_alert(dashboard: tuple[str, Store], page: Any) -> 
     assert page.console_errors == []
 
 
+def _ssh_incident(store: Store) -> dict[str, Any]:
+    """The SSH rule's own samples, moved to the last hour, through the real detection runner."""
+    from datetime import UTC, datetime, timedelta
+
+    from detections.runner import load_compiled, run_detections
+    from detections.sigma.loader import load_rules
+    from detections.sigma.samples import expand
+    from eventstore.timeutil import from_iso, to_iso
+
+    events = expand(load_rules().find("ssh_bruteforce_then_success").meta.samples["match"], prefix="ui")
+    shift = datetime.now(UTC) - timedelta(minutes=30) - max(from_iso(e["@timestamp"]) for e in events)
+    for e in events:
+        e["@timestamp"] = to_iso(from_iso(e["@timestamp"]) + shift)
+    store.write_events(events)
+    run_detections(store, since=datetime.now(UTC) - timedelta(hours=2), compiled=load_compiled())
+    return next(a for a in store.scan("*", index="alerts") if a["rule.id"] == "ssh_bruteforce_then_success")
+
+
+@pytest.mark.parametrize("width", [1400, 390])
+def test_alert_detail_says_what_decides_it(dashboard: tuple[str, Store], browser: Any, width: int) -> None:
+    """Issue 16: the rule's fields with readable labels (raw ECS name on hover), the success first,
+    the guide filled with the alert's values, the entity's risk; at 390 px nothing runs off the page."""
+    url, store = dashboard
+    alert = _ssh_incident(store)
+    ip = str(alert["source.ip"])
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(url + "/#alerts")
+        page.wait_for_selector("body[data-loaded=alerts]")
+        page.fill("#filter-q", "rule.id:ssh_bruteforce_then_success")
+        page.click("#alert-filters button[type=submit]")
+        from playwright.sync_api import expect
+
+        expect(page.locator("#alert-rows tr")).to_have_count(1)
+        page.locator("#alert-rows tr").first.click()
+        page.wait_for_selector("#guide p")
+        first = page.locator("#evidence tbody tr").first
+        assert first.get_attribute("data-outcome") == "success"
+        looked_at = first.locator("td").last
+        assert f"source address: {ip}" in (looked_at.text_content() or "")
+        assert looked_at.locator("[title='source.ip']").count() == 1
+        assert page.locator("dt[title='ztsoc.alert.entity.value']").text_content() == "entity"
+        guide = page.text_content("#guide") or ""
+        assert ip in guide and "<ip>" not in guide
+        assert "unresolved alert(s)" in (page.text_content("dd[data-field=risk]") or "")
+        if width < 500:
+            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            wide = page.evaluate("[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right"
+                                 " > window.innerWidth + 1).slice(0, 8).map(e => e.tagName + '#' + e.id + '.' + e.className)")
+            assert overflow <= 0, f"the page is {overflow} px wider than a {width} px screen: {wide}"
+        _shot(page, f"alert-detail-{width}px")
+        assert errors == []
+    finally:
+        context.close()
+
+
 ATTACK = """<!doctype html><html><body><iframe name="sink"></iframe>
 <form id="plain" method="POST" enctype="text/plain" target="sink" action="{target}">
 <input name='{{"reason": "false_positive", "x": "' value='"}}'></form>

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from dashboard_client import Client, serving
 
 from eventstore.store import Store
+from eventstore.timeutil import from_iso
 from tests.dashboard_seed import seed
 
 
@@ -19,6 +22,10 @@ def test_overview_counts_match_store(store: Store) -> None:
     assert {r["dataset"]: r["events"] for r in data["collection"]} == {
         "network.flow": 30, "network.dns": 30, "network.tls": 30, "policy.decision": 30, "policy.change": 1}
     assert sum(r["count"] for r in data["alerts_over_time"]) == seeded["alerts"]
+    # one point per bucket, a quiet one as 0 (issue 16: the chart dropped empty buckets)
+    stamps = [from_iso(r["t"]).timestamp() for r in data["alerts_over_time"]]
+    steps = {b - a for a, b in pairwise(stamps)}
+    assert len(steps) == 1 and len(stamps) >= 24 and 0 in {r["count"] for r in data["alerts_over_time"]}
     assert data["top_entities"][0]["entity"] in ("10.20.1.1", "10.20.1.2")
 
 

@@ -56,11 +56,45 @@ function fillTable(id, columns, rows) {
 
 function drawChart(id, type, labels, datasets) {
   if (charts[id]) charts[id].destroy();
+  // every chart counts things: whole numbers on the value axis
   charts[id] = new Chart(document.getElementById(id), {
     type, data: {labels, datasets},
     options: {animation: false, responsive: true, maintainAspectRatio: false, plugins: {legend: {labels: {color: "#e6edf3"}}},
-              scales: type === "doughnut" ? {} : {x: {ticks: {color: "#8b98a5"}}, y: {ticks: {color: "#8b98a5"}, beginAtZero: true}}},
+              scales: type === "doughnut" ? {} : {x: {ticks: {color: "#8b98a5"}},
+                                                  y: {ticks: {color: "#8b98a5", precision: 0}, beginAtZero: true}}},
   });
+}
+
+// ECS names an analyst reads; the raw name stays on hover (title) and in data-field
+const LABELS = {
+  "@timestamp": "time", "event.id": "id", "event.dataset": "dataset", "event.action": "action",
+  "event.outcome": "outcome", "event.code": "event code", "source.ip": "source address",
+  "destination.ip": "destination address", "destination.port": "destination port", "user.name": "account",
+  "user.target.name": "target account", "host.name": "host", "process.command_line": "command line",
+  "process.name": "process", "dns.question.name": "DNS name", "url.path": "URL path", "http.request.method": "HTTP method",
+  "tls.client.server_name": "TLS server name", "service.name": "service", "rule.name": "rule",
+  "threat.technique.id": "ATT&CK technique", "ztsoc.alert.level": "level", "ztsoc.alert.status": "status",
+  "ztsoc.alert.assignee": "assignee", "ztsoc.alert.close_reason": "close reason", "ztsoc.alert.entity.value": "entity",
+  "ztsoc.alert.first_seen": "first seen", "ztsoc.alert.last_seen": "last seen",
+};
+
+function label(field) {
+  if (LABELS[field]) return LABELS[field];
+  const parts = field.split(".");
+  return parts.slice(-2).join(" ").replace(/_/g, " ");
+}
+
+function labelled(tag, field) { return el(tag, label(field), {title: field}); }
+
+function values(fields) {
+  // the fields the rule looks at, one "label: value" line each, the raw name on hover
+  const cell = el("td");
+  for (const [field, value] of Object.entries(fields || {})) {
+    const line = cell.appendChild(el("div", null, {title: field, class: "kv"}));
+    line.appendChild(el("span", label(field) + ": ", {class: "k"}));
+    line.appendChild(el("span", Array.isArray(value) ? value.join(", ") : value));
+  }
+  return cell;
 }
 
 function hhmm(iso) { return iso ? iso.slice(5, 16).replace("T", " ") : ""; }
@@ -152,11 +186,33 @@ async function showAlert(id) {
   fields.replaceChildren();
   for (const key of ["event.id", "ztsoc.alert.level", "ztsoc.alert.status", "ztsoc.alert.assignee", "ztsoc.alert.close_reason",
                      "ztsoc.alert.entity.value", "threat.technique.id", "ztsoc.alert.first_seen", "ztsoc.alert.last_seen"]) {
-    fields.appendChild(el("dt", key));
+    fields.appendChild(labelled("dt", key));
     fields.appendChild(el("dd", Array.isArray(a[key]) ? a[key].join(", ") : (a[key] ?? ""), {"data-field": key}));
   }
-  fillTable("evidence", [["time", "@timestamp"], ["dataset", "event.dataset"], ["action", "event.action"],
-                         ["source", "source.ip"], ["user", "user.name"]], d.evidence);
+  fields.appendChild(el("dt", "entity risk", {title: "detections.risk"}));
+  fields.appendChild(el("dd", d.risk ? `${d.risk.score} (${d.risk.band}) from ${d.risk.alerts} unresolved alert(s)` : "",
+                        {"data-field": "risk"}));
+  document.getElementById("evidence-count").textContent =
+    `(${d.evidence.length} of ${d.evidence_total} events, the decisive ones first)`;
+  // what the rule itself looks at (its detection and correlation fields), as `soc alerts show` prints it
+  const evidence = document.getElementById("evidence");
+  evidence.replaceChildren();
+  const head = evidence.appendChild(el("thead")).appendChild(el("tr"));
+  ["@timestamp", "event.dataset", "event.outcome"].forEach(f => head.appendChild(labelled("th", f)));
+  head.appendChild(el("th", "what the rule looks at"));
+  const body = evidence.appendChild(el("tbody"));
+  d.evidence.forEach(e => {
+    const tr = body.appendChild(el("tr", null, {"data-outcome": e["event.outcome"] || ""}));
+    tr.appendChild(el("td", hhmm(e["@timestamp"]), {title: e["@timestamp"]}));
+    tr.appendChild(el("td", e["event.dataset"]));
+    tr.appendChild(el("td", e["event.outcome"] || ""));
+    tr.appendChild(values(e["ztsoc.evidence.fields"]));
+  });
+  const guide = document.getElementById("guide");
+  guide.replaceChildren();
+  if (d.guide && d.guide.investigation) guide.appendChild(el("p", d.guide.investigation));
+  const steps = guide.appendChild(el("ol"));
+  ((d.guide && d.guide.response) || []).forEach(step => steps.appendChild(el("li", step)));
   fillTable("history", [["time", "@timestamp"], ["who", "actor"], ["action", "action"], ["note", "note"]],
             a["ztsoc.alert.history"] || []);
 }

@@ -158,25 +158,10 @@ def fetch_events(store: Any, ids: Sequence[str]) -> list[dict[str, Any]]:
     return [by_id[i] for i in ids if i in by_id]
 
 
-def _rule_fields(rule_id: str) -> tuple[str, ...]:
-    """What the shipped (and cached) rule behind an alert looks at; () for anything else."""
-    from detections.evidence import rule_fields
-    from detections.sigma.cache import load_compiled_cached
-
-    global _COMPILED
-    if not rule_id:
-        return ()
-    if _COMPILED is None:
-        _COMPILED = load_compiled_cached()[1]
-    return rule_fields(_COMPILED, rule_id)
-
-
-_COMPILED: Any = None
-
-
 def alert_details(store: Any, alert: dict[str, Any], *, evidence_limit: int = 20, related_limit: int = 10
                   ) -> dict[str, Any]:
     """Everything ``show`` prints, as one JSON-able dict (also what ``--json`` emits)."""
+    from detections.evidence import decisive_first, sample_ids
     from detections.lifecycle import ALERT_LEVEL
     from detections.risk import entity_risk, quote
 
@@ -184,15 +169,8 @@ def alert_details(store: Any, alert: dict[str, Any], *, evidence_limit: int = 20
     risk = entity_risk(store, str(entity)) if entity else None
     ids = alert.get("ztsoc.alert.evidence") or []
     ids = [ids] if isinstance(ids, str) else list(ids)
-    # the first and the last events: how it started and how it ended (a brute force's success is last)
-    half = max(evidence_limit // 2, 1)
-    shown = ids if len(ids) <= evidence_limit else [*ids[:half], *ids[-half:]]
-    evidence = fetch_events(store, [str(i) for i in shown])
-    # the fields the rule decides on, and the decisive events (successes) first
-    fields = _rule_fields(str(alert.get("rule.id") or ""))
-    for e in evidence:
-        e["ztsoc.evidence.fields"] = {f: e[f] for f in fields if e.get(f) not in (None, "", [])}
-    evidence.sort(key=lambda e: e.get("event.outcome") != "success")
+    # the first and the last events, with the fields the rule decides on, the successes first
+    evidence = decisive_first(alert, fetch_events(store, sample_ids(alert, evidence_limit)))
     related: list[dict[str, Any]] = []
     if entity:
         related = store.search(
