@@ -101,6 +101,9 @@ def write_concurrent(path: Path, flows: int) -> Path:
                 udp = struct.pack("!HHHH", 1024 + (i & 0xFF), 9999, 13, 0) + b"x"
                 frame = eth + ip + udp
                 out.append(struct.pack("<IIII", 1_700_000_000 + rnd * 10, i % 1_000_000, len(frame), len(frame)) + frame)
+                if len(out) >= 10_000:  # small pieces: a child forked from a big parent reports the parent's RSS
+                    fh.write(b"".join(out))
+                    out.clear()
             fh.write(b"".join(out))
     return path
 
