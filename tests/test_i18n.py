@@ -287,3 +287,17 @@ def test_box_check_catches_a_moved_border() -> None:
         assert_boxes_aligned(good.replace("│ mứ │ d │", "│ mứx│ d  │"))
     with pytest.raises(AssertionError):
         assert_boxes_aligned(good.replace("mứ", unicodedata.normalize("NFD", "mứ")))
+
+
+def test_alert_queue_and_alert_in_vietnamese(demo_store: str) -> None:
+    """Headings, level and status names translated; rule ids, ATT&CK ids and ECS values as stored."""
+    queue = _soc(["alerts", "--status", "open"], "vi", demo_store)
+    assert queue.returncode == 0, queue.stderr
+    for text in ("mức độ", "trạng thái", "thực thể", "người xử lý", "đang mở", "ATT&CK"):
+        assert text in queue.stdout, f"{text!r} not in:\n{queue.stdout}"
+    assert assert_boxes_aligned(queue.stdout) == 1
+    top = json.loads(_soc(["alerts", "--status", "open", "--json", "--limit", "1"], "vi", demo_store).stdout)[0]
+    shown = _soc(["alerts", "show", top["event.id"]], "vi", demo_store)
+    assert shown.returncode == 0, shown.stderr
+    for text in ("Bằng chứng", "Lịch sử", "quy tắc", "thời gian ghi nhận", str(top["rule.id"]), top["event.id"]):
+        assert text in shown.stdout, f"{text!r} not in:\n{shown.stdout}"

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from locales import N_, _
 from soc_cli.context import STATE, StoreOption, since_option, use_store
+from soc_cli.labels import label
 from soc_cli.output import console, emit_json, err_console, esc, safe
 
 if TYPE_CHECKING:
@@ -65,15 +67,15 @@ def _alert_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> An
     from rich.table import Table
 
     tbl = Table(title=title, header_style="bold")
-    for col in ("id", "time", "level", "status", "rule", "entity", "assignee", "ATT&CK"):
-        tbl.add_column(col, overflow="fold")
+    for col in ("id", N_("time"), N_("level"), N_("status"), N_("rule"), N_("entity"), N_("assignee"), "ATT&CK"):
+        tbl.add_column(_(col), overflow="fold")
     for a in rows:
         level = str(a.get("ztsoc.alert.level") or "")
-        status = str(a.get("ztsoc.alert.status") or "open")
+        status = label(a.get("ztsoc.alert.status") or "open")
         if a.get("ztsoc.alert.suppressed"):
-            status += " (suppressed)"
+            status += " " + _("(suppressed)")
         tbl.add_row(_t(_short(a.get("event.id"))), _t(str(a.get("@timestamp") or "")[:19].replace("T", " ")),
-                    _t(level, LEVEL_STYLE.get(level, "")), _t(status), _t(a.get("rule.name")),
+                    _t(label(level), LEVEL_STYLE.get(level, "")), _t(status), _t(a.get("rule.name")),
                     _t(a.get("ztsoc.alert.entity.value")), _t(a.get("ztsoc.alert.assignee")),
                     _t(a.get("threat.technique.id")))
     return tbl
@@ -121,7 +123,8 @@ def alerts_list(
     if as_json or ndjson:
         emit_json(page.alerts, ndjson=ndjson)
         return
-    console.print(_alert_table(page.alerts, title=f"{len(page.alerts)} of {page.total} alerts"))
+    console.print(_alert_table(page.alerts, title=_("{shown} of {total} alerts").format(
+        shown=len(page.alerts), total=page.total)))
     if page.total > len(page.alerts):
         err_console.print(f"[dim]{page.total - len(page.alerts):d} more: raise --limit or narrow the filters[/]")
 
@@ -222,11 +225,11 @@ def details_renderable(d: dict[str, Any]) -> Any:
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
-    status = str(a.get("ztsoc.alert.status") or "open")
+    status = label(a.get("ztsoc.alert.status") or "open")
     if a.get("ztsoc.alert.close_reason"):
-        status += f" ({a['ztsoc.alert.close_reason']})"
+        status += f" ({label(a['ztsoc.alert.close_reason'])})"
     if a.get("ztsoc.alert.suppressed"):
-        status += f"  suppressed by {a.get('ztsoc.alert.exception_id')}"
+        status += "  " + _("suppressed by {exception}").format(exception=a.get("ztsoc.alert.exception_id"))
     attack = []
     for key in ("threat.tactic", "threat.technique"):
         for i, ident in enumerate(_as_list(a.get(f"{key}.id"))):
@@ -234,29 +237,31 @@ def details_renderable(d: dict[str, Any]) -> Any:
             attack.append(f"{ident} {names[i] if i < len(names) else ''}".strip())
     rows: list[tuple[str, Any]] = [
         ("id", str(a.get("event.id"))),
-        ("rule", f"{a.get('rule.name', '?')}  ({a.get('rule.id', '?')})"),
-        ("level", safe(level, LEVEL_STYLE.get(level, ""))),
-        ("status", status),
-        ("assignee", str(a.get("ztsoc.alert.assignee") or "-")),
+        (_("rule"), f"{a.get('rule.name', '?')}  ({a.get('rule.id', '?')})"),
+        (_("level"), safe(label(level), LEVEL_STYLE.get(level, ""))),
+        (_("status"), status),
+        (_("assignee"), str(a.get("ztsoc.alert.assignee") or "-")),
         ("ATT&CK", ", ".join(attack) or "-"),
-        ("entity", f"{a.get('ztsoc.alert.entity.type', '?')} {a.get('ztsoc.alert.entity.value', '?')}"),
-        ("seen", f"{a.get('ztsoc.alert.first_seen') or a.get('@timestamp')} .. "
-                 f"{a.get('ztsoc.alert.last_seen') or a.get('@timestamp')}"),
+        (_("entity"), f"{a.get('ztsoc.alert.entity.type', '?')} {a.get('ztsoc.alert.entity.value', '?')}"),
+        (_("seen"), f"{a.get('ztsoc.alert.first_seen') or a.get('@timestamp')} .. "
+                    f"{a.get('ztsoc.alert.last_seen') or a.get('@timestamp')}"),
     ]
     if d["risk"]:
         r = d["risk"]
-        rows.append(("entity risk", f"{r['score']} ({r['band']}) from {r['alerts']} unresolved alert(s)"
-                                    + (f": {', '.join(r['top_rules'])}" if r["top_rules"] else "")))
+        risk = _("{score} ({band}) from {alerts} unresolved alert(s)").format(
+            score=r["score"], band=label(r["band"]), alerts=r["alerts"])
+        rows.append((_("entity risk"), risk + (f": {', '.join(r['top_rules'])}" if r["top_rules"] else "")))
     for k, v in rows:
         head.add_row(safe(k), safe(v))
-    parts.append(Panel(head, title=safe(f"alert {_short(a.get('event.id'))}"), expand=False))
+    parts.append(Panel(head, title=safe(_("alert {id}").format(id=_short(a.get("event.id")))), expand=False))
     if a.get("rule.description"):
         parts.append(safe(a["rule.description"], multiline=True))
 
-    parts.append(Text.assemble("\n", ("Evidence", "bold"), f" ({len(d['evidence'])} of {d['evidence_total']} events)"))
+    parts.append(Text.assemble("\n", (_("Evidence"), "bold"), " " + _("({shown} of {total} events)").format(
+        shown=len(d["evidence"]), total=d["evidence_total"])))
     ev = Table(header_style="bold")
-    for col in ("time", "dataset", "event", "what the rule looks at", "summary"):
-        ev.add_column(col, overflow="fold")
+    for col in (N_("time"), N_("dataset"), N_("event"), N_("what the rule looks at"), N_("summary")):
+        ev.add_column(_(col), overflow="fold")
     skipped = d["evidence_total"] - len(d["evidence"])
     for i, e in enumerate(d["evidence"]):
         if skipped > 0 and i == len(d["evidence"]) // 2:
@@ -269,25 +274,26 @@ def details_renderable(d: dict[str, Any]) -> Any:
     parts.append(ev)
 
     if d["related"]:
-        parts.append(Text.assemble("\n", ("Related alerts on the same entity", "bold")))
+        parts.append(Text.assemble("\n", (_("Related alerts on the same entity"), "bold")))
         parts.append(_alert_table(d["related"]))
 
     guide = d["guide"]
     if guide.get("investigation"):
-        parts.append(Panel(Markdown(str(guide["investigation"]), hyperlinks=False), title="Investigation guide", expand=False))
+        parts.append(Panel(Markdown(str(guide["investigation"]), hyperlinks=False), title=_("Investigation guide"), expand=False))
     if guide.get("response"):
         steps = "\n".join(f"{i}. {s}" for i, s in enumerate(_as_list(guide["response"]), 1))
-        parts.append(Panel(Markdown(steps, hyperlinks=False), title="Response steps", expand=False))
+        parts.append(Panel(Markdown(steps, hyperlinks=False), title=_("Response steps"), expand=False))
     for pb in d.get("playbooks", []):
-        parts.append(safe(f"Response playbook: {pb['name']}  (soc respond {a.get('event.id')} --playbook {pb['id']})"))
+        parts.append(safe(_("Response playbook: {name}").format(name=pb["name"])
+                          + f"  (soc respond {a.get('event.id')} --playbook {pb['id']})"))
 
-    parts.append(Text.assemble("\n", ("History", "bold")))
+    parts.append(Text.assemble("\n", (_("History"), "bold")))
     hist = Table(header_style="bold")
-    for col in ("when", "who", "action", "change", "note"):
-        hist.add_column(col, overflow="fold")
+    for col in (N_("when"), N_("who"), N_("action"), N_("change"), N_("note")):
+        hist.add_column(_(col), overflow="fold")
     for h in d["history"]:
         hist.add_row(*(_t(c) for c in history_row(h)))
-    parts.append(hist if d["history"] else Text("  (no changes yet)"))
+    parts.append(hist if d["history"] else Text("  " + _("(no changes yet)")))
     return Group(*parts)
 
 
