@@ -77,7 +77,8 @@ def test_vietnamese_catalog_is_complete() -> None:
     # Babel's own checkers: python-format (%s) placeholders and plural forms
     for message, errors in catalog.check():
         problems += [f"{message.id!r}: {e}" for e in errors]
-    assert not problems, "\n".join(problems)
+    assert not problems, ("\n".join(problems) + "\n\nA new or changed message: run `make i18n`, then give it its "
+                          "Vietnamese in locales/vi/LC_MESSAGES/ztsoc.po (terms: locales/vi/GLOSSARY.md).")
 
 
 def test_translations_use_nfc_and_keep_identifiers() -> None:
