@@ -278,6 +278,26 @@ def test_demo_in_vietnamese_in_tmux(tmp_path: Path) -> None:
     assert " cao " in screen or " trung bình " in screen  # levels as displayed
     assert "Traceback" not in screen
     assert assert_boxes_aligned(screen) >= 2
+    save_screenshot(screen, "soc-demo-vi.svg", "SOC_LANG=vi soc demo (tmux)")
+
+
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def save_screenshot(screen: str, name: str, title: str) -> Path:
+    """The tmux screen as an SVG picture (Rich's exporter, Noto/monospace fonts) in test-artifacts/."""
+    from rich.console import Console
+    from rich.text import Text
+
+    lines = screen.rstrip("\n").splitlines()
+    with open(os.devnull, "w") as sink:
+        console = Console(record=True, width=max(len(line) for line in lines) + 1, file=sink)
+        console.print(Text("\n".join(lines)), soft_wrap=True)
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    console.save_svg(str(path), title=title)
+    assert path.stat().st_size > 1000
+    return path
 
 
 def test_box_check_catches_a_moved_border() -> None:
