@@ -37,6 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ("README.md",)
 TIMEOUT = 240
 ALERT_ID = re.compile(r"\balert-[0-9a-f]{32}\b")
+#: a make target, after any VAR=value assignments (`SOC_LANG=vi make demo`): only `make demo` runs, as `soc demo`
+MAKE = re.compile(r"^(?:\w+=\S*\s+)*make\b")
 
 
 def test_parser_and_matcher_on_a_small_document() -> None:
@@ -177,6 +179,9 @@ def test_every_readme_command_runs_as_documented(bench: dict[str, Path]) -> None
         for cmd in block.commands:
             if cmd.line.startswith(block.not_run):
                 left_out.append(f"{doc}:{cmd.where} {cmd.line!r} ({block.not_run_reason})")
+                continue
+            if MAKE.match(cmd.line) and not cmd.line.startswith("make demo"):
+                left_out.append(f"{doc}:{cmd.where} {cmd.line!r} (a make target: CI runs `make test`)")
                 continue
             line = _substitute(cmd.line, ids, default_id)
             code, out = _run(cmd, line, env, bench["work"])
