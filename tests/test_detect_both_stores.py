@@ -51,9 +51,14 @@ def test_same_alerts_on_both_stores(store, compiled, tmp_path) -> None:
     end = T0 + timedelta(days=90)
     for s in (store, sqlite_store):
         assert not s.write_events(events).errors
-    reports = [run_detections(s, since=T0, until=end, compiled=compiled) for s in (store, sqlite_store)]
+    # every (rule, event) match, as `soc detect run --matches FILE` writes them (issue 17)
+    pairs: list[set[tuple[str, str]]] = [set(), set()]
+    reports = [run_detections(s, since=T0, until=end, compiled=compiled,
+                              on_match=lambda rule, doc, seen=seen: seen.add((rule, str(doc["event.id"]))))
+               for s, seen in zip((store, sqlite_store), pairs, strict=True)]
     assert reports[0].alerts_new == reports[1].alerts_new >= 10
     assert _summary(store) == _summary(sqlite_store)
+    assert pairs[0] == pairs[1] and len(pairs[0]) == reports[1].matches > 50
     sqlite_store.close()
 
 
