@@ -33,7 +33,7 @@ def test_the_known_crashes_are_kept() -> None:
 
 @pytest.mark.parametrize("name", sorted(HARNESSES))
 def test_harness_runs_without_a_crash(name: str) -> None:
-    result = run(name, SECONDS)
+    result = run(name, SECONDS, seed=1)
     assert result["crashes"] == [] and result["exit"] == 0, result["log_tail"]
     assert isinstance(result["executions"], int) and result["executions"] > 0
     assert isinstance(result["coverage"], int) and result["coverage"] > 0

@@ -208,3 +208,12 @@ def test_a_gtp_extension_of_length_zero_does_not_hang_the_sensor() -> None:
     meter.packet(0, int(T0 * 1e9), 1, frame, len(frame))
     meter.flush()
     assert [e["event.dataset"] for e in meter.events] == ["network.flow"]
+
+
+def test_a_pcap_header_cut_short_is_one_problem(tmp_path: Path) -> None:
+    """Found by the pcap_file harness: the boundary named variables the failing reader had not set yet."""
+    path = tmp_path / "cut.pcap"
+    path.write_bytes(bytes.fromhex("d4c3b2a1 0200 0000 00000042 00000000 00000400 01"))  # 21 of its 24 bytes
+    out = read_all(PcapReader(), path)
+    assert out.events == [] and [p.reason for p in out.problems] == ["unreadable file"]
+    assert "truncated pcap file header" in (out.problems[0].raw or "")

@@ -50,7 +50,7 @@ def _until(records: Iterator[Record], limit: int, held: list[Record]) -> Iterato
 
 def _failure_reason(exc: BaseException) -> str:
     """The problem reason of a capture that fails part-way: a damaged file, or a reader bug."""
-    if isinstance(exc, (OSError, EOFError, zlib.error)):
+    if isinstance(exc, (OSError, EOFError, zlib.error, ValueError)):  # ValueError: a header cut short
         return "unreadable file"
     return f"reader failed: {type(exc).__name__}"
 

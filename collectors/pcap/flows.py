@@ -280,7 +280,7 @@ class FlowMeter:
         eth_ipv4 = ETH_IPV4.unpack_from
         next_sweep = self._next_sweep
         it = iter(records)
-        index = self.next_index - 1
+        index, linktype, data = self.next_index - 1, -1, b""  # what the boundary names if the source fails first
         while True:  # the decoder boundary: one packet's exception is that packet's problem
             try:
                 for index, ts, linktype, data, wirelen in it:

@@ -28,7 +28,7 @@ PARSERS = ("collectors.pcap.reader", "collectors.pcap.flows", "collectors.pcap.a
            "playbooks.exercise")
 
 
-def _fuzz_in_process(name: str, seconds: float, corpus: Path) -> None:
+def _fuzz_in_process(name: str, seconds: float, corpus: Path, seed: int = 0) -> None:
     """The child: atheris with libFuzzer's own time limit and crash handling."""
     import importlib
 
@@ -48,14 +48,17 @@ def _fuzz_in_process(name: str, seconds: float, corpus: Path) -> None:
 
     out = REGRESSIONS / name
     out.mkdir(parents=True, exist_ok=True)
-    atheris.Setup([sys.argv[0], f"-max_total_time={max(1, int(seconds))}", "-rss_limit_mb=1536",
+    atheris.Setup([sys.argv[0], f"-max_total_time={max(1, int(seconds))}", "-rss_limit_mb=1536", f"-seed={seed}",
                    "-max_len=65536", "-timeout=10", f"-artifact_prefix={out}/", "-print_final_stats=1",
                    str(corpus)], one)
     atheris.Fuzz()
 
 
-def run(name: str, seconds: float) -> dict[str, object]:
-    """Fuzz ``name`` for ``seconds`` in a child process; its executions, coverage and crashes."""
+def run(name: str, seconds: float, seed: int = 0) -> dict[str, object]:
+    """Fuzz ``name`` for ``seconds`` in a child process; its executions, coverage and crashes.
+
+    ``seed``: libFuzzer's random seed (0: a new one each run; ``make test`` fixes it, so a brief
+    run explores the same inputs every time and a crash it finds is one it always finds)."""
     from tests.fuzz.harnesses import HARNESSES, REGRESSIONS
 
     harness = HARNESSES[name]
@@ -65,7 +68,7 @@ def run(name: str, seconds: float) -> dict[str, object]:
             (corpus / hashlib.sha1(seed).hexdigest()).write_bytes(seed)
         before = set((REGRESSIONS / name).glob("*")) if (REGRESSIONS / name).is_dir() else set()
         started = time.monotonic()
-        proc = subprocess.run([sys.executable, "-m", "tests.fuzz", "--child", name, str(seconds), str(corpus)],
+        proc = subprocess.run([sys.executable, "-m", "tests.fuzz", "--child", name, str(seconds), str(corpus), str(seed)],
                               capture_output=True, timeout=seconds + 120, cwd=Path(__file__).resolve().parents[2])
         elapsed = time.monotonic() - started
         corpus_size = len(list(corpus.iterdir()))
@@ -84,7 +87,7 @@ def run(name: str, seconds: float) -> dict[str, object]:
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--child"]:
-        _fuzz_in_process(argv[1], float(argv[2]), Path(argv[3]))
+        _fuzz_in_process(argv[1], float(argv[2]), Path(argv[3]), int(argv[4]) if len(argv) > 4 else 0)
         return 0
     from tests.fuzz.harnesses import HARNESSES
 
