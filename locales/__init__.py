@@ -23,6 +23,7 @@ import os
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 DOMAIN = "ztsoc"
 HERE = Path(__file__).parent
@@ -110,6 +111,23 @@ def N_(message: str) -> str:
     return message
 
 
+@lru_cache(maxsize=32)
+def _overlay(lang: str, name: str) -> dict[str, Any]:
+    import yaml
+
+    path = HERE / lang / f"{name}.yml"
+    if lang == SOURCE_LANGUAGE or not path.is_file():
+        return {}
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return data if isinstance(data, dict) else {}
+
+
+def overlay(name: str) -> dict[str, Any]:
+    """Texts kept as data in the current language (``locales/<lang>/<name>.yml``), e.g. the
+    rules' titles and guides by rule id; empty in English (the source texts are the originals)."""
+    return _overlay(current_language(), name)
+
+
 def babel_locale() -> str:
     return current_language()
 
@@ -128,4 +146,4 @@ def format_datetime(dt: datetime, fmt: str = "medium") -> str:
 
 
 __all__ = ["LANGUAGES", "N_", "_", "chosen_language", "current_language", "format_datetime",
-           "format_number", "ngettext", "set_language", "translations"]
+           "format_number", "ngettext", "overlay", "set_language", "translations"]

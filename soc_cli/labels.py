@@ -7,7 +7,9 @@ name in the interface language; a value without a name here is shown as it is.
 
 from __future__ import annotations
 
-from locales import N_, _
+from typing import Any
+
+from locales import N_, _, overlay
 
 LABELS: dict[str, str] = {
     # alert levels (detections.lifecycle.LEVELS)
@@ -26,3 +28,16 @@ def label(value: object) -> str:
     """The display name of a level, status or reason in the interface language."""
     text = str(value)
     return _(LABELS[text]) if text in LABELS else text
+
+
+def rule_text(alert: Any, key: str = "title") -> str | None:
+    """A shipped rule's title (or description, guide, response) in the interface language, by
+    ``rule.id``; None when there is no translation (then show what the alert stored)."""
+    rule_id = alert.get("rule.id") if hasattr(alert, "get") else None
+    text = (overlay("rules").get(str(rule_id)) or {}).get(key) if rule_id else None
+    return str(text).strip() if text else None
+
+
+def rule_title(alert: Any) -> Any:
+    """The rule's title as shown: translated when a translation exists, else the stored ``rule.name``."""
+    return rule_text(alert) or alert.get("rule.name")

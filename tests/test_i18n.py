@@ -322,3 +322,48 @@ def test_alert_queue_and_alert_in_vietnamese(demo_store: str) -> None:
     assert shown.returncode == 0, shown.stderr
     for text in ("Bằng chứng", "Lịch sử", "quy tắc", "thời gian ghi nhận", str(top["rule.id"]), top["event.id"]):
         assert text in shown.stdout, f"{text!r} not in:\n{shown.stdout}"
+
+
+def _shipped_rules() -> dict[str, dict[str, str]]:
+    """name -> the English texts of every shipped rule (title, description, guide, response)."""
+    import yaml
+
+    out: dict[str, dict[str, str]] = {}
+    for path in sorted((ROOT / "detections" / "rules").glob("*.yml")):
+        for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            if doc:
+                z = doc.get("ztsoc") or {}
+                texts = {"title": doc.get("title"), "description": doc.get("description"),
+                         "guide": z.get("guide"), "response": z.get("response")}
+                out[doc["name"]] = {k: str(v).strip() for k, v in texts.items() if v}
+    return out
+
+
+def test_every_shipped_rule_has_vietnamese_texts() -> None:
+    """Title, description, guide and response of each rule; commands in backticks and <placeholders> kept."""
+    import yaml
+
+    vietnamese = yaml.safe_load((ROOT / "locales" / "vi" / "rules.yml").read_text(encoding="utf-8"))
+    rules = _shipped_rules()
+    assert set(vietnamese) == set(rules)
+    for name, english in rules.items():
+        for key, text in english.items():
+            vi = str(vietnamese[name].get(key) or "").strip()
+            assert vi and vi != text, f"{name}.{key} not translated"
+            assert re.findall(r"`[^`]*`", vi) == re.findall(r"`[^`]*`", text), f"{name}.{key}: commands differ"
+            assert set(re.findall(r"<\w+>", vi)) == set(re.findall(r"<\w+>", text)), f"{name}.{key}: placeholders"
+            assert unicodedata.normalize("NFC", vi) == vi
+
+
+def test_rule_texts_shown_in_vietnamese(demo_store: str) -> None:
+    top = json.loads(_soc(["alerts", "--status", "open", "--json", "--limit", "1"], "en", demo_store).stdout)[0]
+    english = _soc(["alerts", "show", top["event.id"]], "en", demo_store).stdout
+    shown = _soc(["alerts", "show", top["event.id"]], "vi", demo_store).stdout
+    import yaml
+
+    texts = yaml.safe_load((ROOT / "locales" / "vi" / "rules.yml").read_text(encoding="utf-8"))[top["rule.id"]]
+    flat = " ".join(shown.split())
+    assert top["rule.name"] in english and texts["title"] in flat and texts["description"].split()[0] in flat
+    assert f"quy tắc {texts['title']} ({top['rule.id']})" in flat  # the id stays, the title is translated
+    if "guide" in texts:
+        assert "Hướng dẫn điều tra" in flat and "Các bước ứng phó" in flat

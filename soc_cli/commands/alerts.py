@@ -14,7 +14,7 @@ import typer
 
 from locales import N_, _
 from soc_cli.context import STATE, StoreOption, since_option, use_store
-from soc_cli.labels import label
+from soc_cli.labels import label, rule_text, rule_title
 from soc_cli.output import console, emit_json, err_console, esc, safe
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ def _alert_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> An
         if a.get("ztsoc.alert.suppressed"):
             status += " " + _("(suppressed)")
         tbl.add_row(_t(_short(a.get("event.id"))), _t(str(a.get("@timestamp") or "")[:19].replace("T", " ")),
-                    _t(label(level), LEVEL_STYLE.get(level, "")), _t(status), _t(a.get("rule.name")),
+                    _t(label(level), LEVEL_STYLE.get(level, "")), _t(status), _t(rule_title(a)),
                     _t(a.get("ztsoc.alert.entity.value")), _t(a.get("ztsoc.alert.assignee")),
                     _t(a.get("threat.technique.id")))
     return tbl
@@ -144,9 +144,15 @@ def _playbooks(alert: dict[str, Any]) -> list[dict[str, str]]:
 
 def _guide(alert: dict[str, Any]) -> dict[str, Any]:
     """The rule's investigation guide and response steps, from the rule file when we can find it."""
-    from detections.guides import rule_guide
+    from detections.guides import fill, rule_guide
 
-    return rule_guide(alert).to_doc()
+    doc = rule_guide(alert).to_doc()
+    guide, response = rule_text(alert, "guide"), rule_text(alert, "response")
+    if guide:  # the interface language's guide, its placeholders filled the same way
+        doc["investigation"] = fill(guide, alert)
+    if response:
+        doc["response"] = [fill(response, alert)]
+    return doc
 
 
 def fetch_events(store: Any, ids: Sequence[str]) -> list[dict[str, Any]]:
@@ -237,7 +243,7 @@ def details_renderable(d: dict[str, Any]) -> Any:
             attack.append(f"{ident} {names[i] if i < len(names) else ''}".strip())
     rows: list[tuple[str, Any]] = [
         ("id", str(a.get("event.id"))),
-        (_("rule"), f"{a.get('rule.name', '?')}  ({a.get('rule.id', '?')})"),
+        (_("rule"), f"{rule_title(a) or '?'}  ({a.get('rule.id', '?')})"),
         (_("level"), safe(label(level), LEVEL_STYLE.get(level, ""))),
         (_("status"), status),
         (_("assignee"), str(a.get("ztsoc.alert.assignee") or "-")),
@@ -255,7 +261,7 @@ def details_renderable(d: dict[str, Any]) -> Any:
         head.add_row(safe(k), safe(v))
     parts.append(Panel(head, title=safe(_("alert {id}").format(id=_short(a.get("event.id")))), expand=False))
     if a.get("rule.description"):
-        parts.append(safe(a["rule.description"], multiline=True))
+        parts.append(safe(rule_text(a, "description") or a["rule.description"], multiline=True))
 
     parts.append(Text.assemble("\n", (_("Evidence"), "bold"), " " + _("({shown} of {total} events)").format(
         shown=len(d["evidence"]), total=d["evidence_total"])))

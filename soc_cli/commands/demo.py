@@ -9,7 +9,7 @@ from rich.table import Table
 
 from locales import _, format_number
 from soc_cli.context import StoreOption, use_store
-from soc_cli.labels import label
+from soc_cli.labels import label, rule_title
 from soc_cli.output import console, esc, safe
 
 LEVEL_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3, "informational": 4}
@@ -71,14 +71,14 @@ def register(app: typer.Typer) -> None:
         for name, n in sorted(status.per_dataset.items(), key=lambda kv: (-kv[1], kv[0])):
             tbl.add_row(safe(name), format_number(n))
         console.print(tbl)
-        fields = ["event.id", "ztsoc.alert.level", "rule.name", "ztsoc.alert.entity.value", "@timestamp"]
+        fields = ["event.id", "ztsoc.alert.level", "rule.name", "ztsoc.alert.entity.value", "@timestamp", "rule.id"]
         # newest first, then (stable sort) by level: the analysts' order
         alerts = s.search("ztsoc.alert.status:open", index="alerts", limit=50, fields=fields).hits
         alerts.sort(key=lambda a: LEVEL_RANK.get(str(a.get("ztsoc.alert.level")), 5))
         queue = Table("id", _("level"), _("rule"), _("entity"), title=_("The alert queue (open)"),
                       header_style="bold")
         for a in alerts:
-            queue.add_row(safe(a.get(fields[0])), safe(label(a.get(fields[1]))), *(safe(a.get(f)) for f in fields[2:4]))
+            queue.add_row(safe(a.get(fields[0])), safe(label(a.get(fields[1]))), safe(rule_title(a)), safe(a.get(fields[3])))
         console.print(queue)
         next_label = _("Next, an analyst would type:")
         console.print(f"\n[bold]{esc(next_label)}[/]")
