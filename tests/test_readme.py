@@ -1,5 +1,7 @@
 """The README is executable (issue 16): every command of its shell blocks runs, in order, as typed.
 
+The same for the other docs a user follows (``DOCS``: policy/examples/README.md), after it, on the same store.
+
 A fresh demo store (``SOC_STORE`` and ``HOME``/``XDG_*`` in a temporary directory, so nothing
 of the user's is read or written) takes the README from ``$ make demo`` (run as ``soc demo``,
 which is what the target does after installing) to the trainee's scoreboard. Each command
@@ -34,7 +36,7 @@ from tests.evtxgen import Record, write_evtx
 from tests.readme_runner import Block, Command, mismatches, parse
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = ("README.md",)
+DOCS = ("README.md", "policy/examples/README.md")
 TIMEOUT = 240
 ALERT_ID = re.compile(r"\balert-[0-9a-f]{32}\b")
 #: a make target, after any VAR=value assignments (`SOC_LANG=vi make demo`): only `make demo` runs, as `soc demo`
@@ -157,6 +159,17 @@ def _alert_map(readme_blocks: list[Block], env: dict[str, str]) -> tuple[dict[st
     return mapping, by_rule.get("ssh_bruteforce_then_success", "")
 
 
+def _cwd(bench: dict[str, Path], doc: str) -> Path:
+    """The README's commands share one folder; another doc gets its own (its `policy keys` makes a fresh set)."""
+    if doc == DOCS[0]:
+        return bench["work"]
+    cwd = bench["base"] / doc.replace("/", "-")
+    if not cwd.exists():
+        cwd.mkdir()
+        (cwd / "policy").symlink_to(ROOT / "policy")
+    return cwd
+
+
 def _run(cmd: Command, line: str, env: dict[str, str], cwd: Path) -> tuple[int, str]:
     proc = subprocess.run(["bash", "-o", "pipefail", "-c", line], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=TIMEOUT, input="y\n" * 40)
@@ -184,7 +197,7 @@ def test_every_readme_command_runs_as_documented(bench: dict[str, Path]) -> None
                 left_out.append(f"{doc}:{cmd.where} {cmd.line!r} (a make target: CI runs `make test`)")
                 continue
             line = _substitute(cmd.line, ids, default_id)
-            code, out = _run(cmd, line, env, bench["work"])
+            code, out = _run(cmd, line, env, _cwd(bench, doc))
             ran += 1
             if line.startswith("soc demo"):
                 _prepare_files(bench)
