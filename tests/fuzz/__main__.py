@@ -64,8 +64,8 @@ def run(name: str, seconds: float, seed: int = 0) -> dict[str, object]:
     harness = HARNESSES[name]
     with tempfile.TemporaryDirectory(prefix=f"ztsoc-fuzz-{name}-") as tmp:
         corpus = Path(tmp)
-        for seed in harness.seeds():
-            (corpus / hashlib.sha1(seed).hexdigest()).write_bytes(seed)
+        for start in harness.seeds():
+            (corpus / hashlib.sha1(start).hexdigest()).write_bytes(start)
         before = set((REGRESSIONS / name).glob("*")) if (REGRESSIONS / name).is_dir() else set()
         started = time.monotonic()
         proc = subprocess.run([sys.executable, "-m", "tests.fuzz", "--child", name, str(seconds), str(corpus), str(seed)],

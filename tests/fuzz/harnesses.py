@@ -146,22 +146,27 @@ def _lines(reader: Any, data: bytes) -> None:
             raise Crash(f"{bugs[0].reason}: {bugs[0].raw}")
 
 
-def syslog_lines(data: bytes) -> None:
+@cache
+def _reader(name: str) -> Any:
+    """One reader per kind for the whole run (they keep no state between files)."""
+    from collectors.journald import JournaldReader
+    from collectors.jsonl import JsonlReader
     from collectors.syslog import SyslogReader
 
-    _lines(SyslogReader(year=2026, tz="UTC"), data)
+    return {"syslog": lambda: SyslogReader(year=2026, tz="UTC"), "journald": JournaldReader,
+            "jsonl": JsonlReader}[name]()
+
+
+def syslog_lines(data: bytes) -> None:
+    _lines(_reader("syslog"), data)
 
 
 def journald_lines(data: bytes) -> None:
-    from collectors.journald import JournaldReader
-
-    _lines(JournaldReader(), data)
+    _lines(_reader("journald"), data)
 
 
 def json_lines(data: bytes) -> None:
-    from collectors.jsonl import JsonlReader
-
-    _lines(JsonlReader(), data)
+    _lines(_reader("jsonl"), data)
 
 
 def evtx_record(data: bytes) -> None:
@@ -371,7 +376,8 @@ HARNESSES: dict[str, Harness] = {h.name: h for h in (
     Harness("http", http_message, (), _payload_seeds),
     Harness("tls", tls_hello, (ValueError,), _payload_seeds),
     Harness("icmp", icmp_message, (), lambda: [b"\x01" + f[34:] for f in _frames()]),
-    Harness("syslog", syslog_lines, (), lambda: AUTH + _shared("auth/*.log", 2, 1 << 20)[:1]),
+    Harness("syslog", syslog_lines, (), lambda: AUTH + [b"".join(f.splitlines(True)[:20]) for f in
+                                                        _shared("auth/*.log", 2, 1 << 20)]),
     Harness("journald", journald_lines, (), lambda: JOURNAL),
     Harness("jsonl", json_lines, (), lambda: ECS_LINES),
     Harness("evtx_mapping", evtx_record, (ValueError, KeyError, TypeError), lambda: EVTX),
