@@ -18,6 +18,7 @@ from detections.guides import rule_guide
 from detections.lifecycle import LEVELS, OPEN_STATUSES
 from detections.ml.features import shannon_entropy
 from detections.risk import entity_risk
+from detections.timeline import alert_timeline
 from eventstore.store import ALERT_STATUS, Doc, Metric, Store
 from eventstore.timeutil import parse_time, to_iso, utcnow
 
@@ -128,7 +129,15 @@ def alert_detail(store: Store, alert_id: str) -> dict[str, Any] | None:
             "evidence_total": max(int(alert.get("ztsoc.alert.evidence_count") or 0), len(evidence)),
             "risk": None if risk is None else {"entity": risk.entity, "score": round(risk.score, 1),
                                                "band": risk.band, "alerts": risk.alerts},
-            "guide": rule_guide(alert).to_doc()}
+            "guide": rule_guide(alert).to_doc(), "timeline": _timeline(store, alert)}
+
+
+def _timeline(store: Store, alert: Doc) -> list[dict[str, Any]]:
+    """`soc alerts timeline`: the entity an hour either side, and what linked accounts did (labelled)."""
+    try:
+        return alert_timeline(store, alert, limit=200).rows()
+    except ValueError:  # an alert that names no entity
+        return []
 
 
 def network(store: Store, params: Params) -> dict[str, Any]:

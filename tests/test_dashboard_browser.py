@@ -184,6 +184,9 @@ def test_alert_detail_says_what_decides_it(dashboard: tuple[str, Store], browser
         guide = page.text_content("#guide") or ""
         assert ip in guide and "<ip>" not in guide
         assert "unresolved alert(s)" in (page.text_content("dd[data-field=risk]") or "")
+        evidence_rows = page.locator("#timeline tr.evidence")
+        assert evidence_rows.count() == page.locator("#evidence tbody tr").count()
+        assert any("ssh_login success" in t for t in evidence_rows.all_text_contents())
         if width < 500:
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             wide = page.evaluate("[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right"

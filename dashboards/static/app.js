@@ -208,6 +208,19 @@ async function showAlert(id) {
     tr.appendChild(el("td", e["event.outcome"] || ""));
     tr.appendChild(values(e["ztsoc.evidence.fields"]));
   });
+  // the linked timeline: the entity around the alert, and what the accounts it logged in as did next
+  const timeline = document.getElementById("timeline");
+  timeline.replaceChildren();
+  const th = timeline.appendChild(el("thead")).appendChild(el("tr"));
+  ["time", "dataset", "link", "what happened"].forEach(h => th.appendChild(el("th", h)));
+  const tb = timeline.appendChild(el("tbody"));
+  (d.timeline || []).forEach(r => {
+    const tr = tb.appendChild(el("tr", null, r.evidence ? {class: "evidence"} : {}));
+    tr.appendChild(el("td", hhmm(r["@timestamp"]), {title: r["@timestamp"] || ""}));
+    tr.appendChild(el("td", r["event.dataset"]));
+    tr.appendChild(el("td", r.link || ""));
+    tr.appendChild(el("td", r.summary));
+  });
   const guide = document.getElementById("guide");
   guide.replaceChildren();
   if (d.guide && d.guide.investigation) guide.appendChild(el("p", d.guide.investigation));
