@@ -367,3 +367,13 @@ def test_rule_texts_shown_in_vietnamese(demo_store: str) -> None:
     assert f"quy tắc {texts['title']} ({top['rule.id']})" in flat  # the id stays, the title is translated
     if "guide" in texts:
         assert "Hướng dẫn điều tra" in flat and "Các bước ứng phó" in flat
+
+
+def test_hunt_store_and_pivot_in_vietnamese(demo_store: str) -> None:
+    hunt = _soc(["hunt", "event.dataset:system.auth", "--since", "7d", "--limit", "2"], "vi", demo_store)
+    assert hunt.returncode == 0 and "hiển thị 2 trên" in hunt.stdout and "--limit N hoặc --all" in hunt.stderr
+    status = _soc(["store", "status"], "vi", demo_store)
+    assert status.returncode == 0 and "dung lượng" in status.stdout and "sự kiện" in status.stdout
+    pivot = _soc(["pivot", "203.0.113.77", "--since", "7d"], "vi", demo_store)
+    assert pivot.returncode == 0 and "tìm dưới dạng ip kể từ 7d: rủi ro" in " ".join(pivot.stdout.split())
+    assert "theo tập dữ liệu:" in pivot.stdout and "sự kiện" in pivot.stdout

@@ -622,10 +622,10 @@ def print_timeline(tl: Any, *, as_json: bool, ndjson: bool) -> None:
         return
     from rich.table import Table
 
-    tbl = Table(header_style="bold", title=safe(f"{tl.entity} ({'/'.join(tl.kinds)}): {len(tl.entries)} entries, "
-                                                f"{tl.total_events} events"))
-    for col in ("time", "dataset", "", "summary"):
-        tbl.add_column(col, overflow="fold")
+    counts = _("{entries} entries, {events} events").format(entries=len(tl.entries), events=tl.total_events)
+    tbl = Table(header_style="bold", title=safe(f"{tl.entity} ({'/'.join(tl.kinds)}): {counts}"))
+    for col in (N_("time"), N_("dataset"), "", N_("summary")):
+        tbl.add_column(_(col) if col else "", overflow="fold")
     for row in tl.rows():
         style = "bold" if row["evidence"] else ("red" if row["event.dataset"] == "alert" else "")
         tbl.add_row(_t(str(row["@timestamp"] or "")[:23].replace("T", " ")), _t(row["event.dataset"]),
@@ -633,6 +633,8 @@ def print_timeline(tl: Any, *, as_json: bool, ndjson: bool) -> None:
                     _t(row["summary"]), style=style)
     console.print(tbl)
     if tl.datasets:
-        console.print(safe("by dataset: " + ", ".join(f"{k} {v}" for k, v in tl.datasets.items())), highlight=False)
+        console.print(safe(_("by dataset:") + " " + ", ".join(f"{k} {v}" for k, v in tl.datasets.items())),
+                      highlight=False)
     if tl.truncated:
-        err_console.print("[dim]only the newest events are shown: raise --limit or narrow --before/--after[/]")
+        err_console.print("[dim]" + esc(_("only the newest events are shown: raise --limit or narrow --before/--after"))
+                          + "[/]")

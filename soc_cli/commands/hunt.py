@@ -8,6 +8,7 @@ import typer
 
 from eventstore.store import Index
 from eventstore.timeutil import to_iso
+from locales import _, format_number
 from soc_cli.context import StoreOption, since_option, use_store
 from soc_cli.output import console, emit, emit_json, err_console, safe
 
@@ -34,7 +35,8 @@ def register(app: typer.Typer) -> None:
         start = None if since.strip().lower() == "all" else since_option(since)
         end = since_option(until)
         index: Index = "alerts" if alerts else "events"
-        window = f"from {to_iso(start) if start else 'the start'} to {to_iso(end) if end else 'now'}"
+        window = _("from {start} to {end}").format(start=to_iso(start) if start else _("the start"),
+                                                   end=to_iso(end) if end else _("now"))
         st = use_store(store)
         if everything:  # oldest first: the store streams in that order, whatever the size
             if ndjson:
@@ -42,17 +44,20 @@ def register(app: typer.Typer) -> None:
                           ndjson=True)
                 return
             hits = list(st.scan(query, since=start, until=end, index=index, fields=columns if fields else None))
-            emit(hits, columns, as_json=as_json, ndjson=False, title=f"all {len(hits):,} matching {query!r} {window}")
+            emit(hits, columns, as_json=as_json, ndjson=False, title=_("all {n} matching {query} {window}").format(
+                n=format_number(len(hits)), query=repr(query), window=window))
             return
         result = st.search(query, since=start, until=end, index=index,
                            descending=not oldest_first, limit=limit, fields=columns if fields else None)
-        shown = f"showing {len(result.hits):,} of {result.total:,} matching {query!r} {window}"
+        shown = _("showing {n} of {total} matching {query} {window}").format(
+            n=format_number(len(result.hits)), total=format_number(result.total), query=repr(query), window=window)
         emit(result.hits, columns, as_json=as_json, ndjson=ndjson, title=shown)
         if as_json or ndjson:  # the table's title says it; a script's reader is told on stderr
-            err_console.print(safe(shown + (" (--limit N or --all for more)" if len(result.hits) < result.total
+            err_console.print(safe(shown + (" " + _("(--limit N or --all for more)") if len(result.hits) < result.total
                                             else "")), highlight=False)
         elif len(result.hits) < result.total:
-            err_console.print(safe(f"{result.total - len(result.hits):,} more: --limit N or --all"), highlight=False)
+            err_console.print(safe(_("{n} more: --limit N or --all").format(
+                n=format_number(result.total - len(result.hits)))), highlight=False)
 
     events = typer.Typer(help="Single events.", no_args_is_help=True)
     app.add_typer(events, name="events")

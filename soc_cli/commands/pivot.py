@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import typer
 
+from locales import _
 from soc_cli.context import StoreOption, since_option, use_store
+from soc_cli.labels import label
 from soc_cli.output import console, esc, safe
 
 
@@ -41,9 +43,11 @@ def pivot(
         print_timeline(tl, as_json=as_json, ndjson=ndjson)
         return
     risk = entity_risk(store, entity)
-    console.print(f"[bold]{esc(entity)}[/] searched as {esc(' or '.join(tl.kinds))} since {esc(since)}: "
-                  f"risk {esc(risk.score)} ({esc(risk.band)}) from {risk.alerts:d} unresolved alert(s)", highlight=False)
+    console.print(f"[bold]{esc(entity)}[/] " + esc(_("searched as {kinds} since {since}: risk {score} ({band}) from "
+                                                     "{alerts} unresolved alert(s)").format(
+        kinds=" / ".join(tl.kinds), since=since, score=risk.score, band=label(risk.band), alerts=risk.alerts)),
+        highlight=False)
     if not tl.entries:
-        console.print(safe(f"nothing found (query: {tl.query})"), highlight=False)
+        console.print(safe(_("nothing found (query: {query})").format(query=tl.query)), highlight=False)
         raise typer.Exit(0)
     print_timeline(tl, as_json=False, ndjson=False)

@@ -7,6 +7,7 @@ from dataclasses import asdict
 import typer
 from rich.table import Table
 
+from locales import _, format_number
 from soc_cli.context import StoreOption, use_store
 from soc_cli.output import console, emit_doc, esc, safe
 
@@ -29,7 +30,7 @@ def register(app: typer.Typer) -> None:
         """Create the tables or index templates (safe to run again)."""
         s = use_store(store)
         s.init()
-        console.print(f"store ready: [bold]{esc(s.backend)}[/] {esc(s.url)}")
+        console.print(esc(_("store ready:")) + f" [bold]{esc(s.backend)}[/] {esc(s.url)}")
 
     @group.command("status")
     def status(store: str = StoreOption, as_json: bool = typer.Option(False, "--json")) -> None:
@@ -38,10 +39,11 @@ def register(app: typer.Typer) -> None:
         if as_json:
             emit_doc(asdict(st))
             return
-        console.print(f"[bold]{esc(st.backend)}[/] {esc(st.url)}  size {esc(_size(st.size_bytes))}")
-        console.print(safe(f"events {st.events:,}  alerts {st.alerts:,}  from {st.first_event or '-'} "
-                           f"to {st.last_event or '-'}"))
-        tbl = Table("event.dataset", "events", header_style="bold")
+        console.print(f"[bold]{esc(st.backend)}[/] {esc(st.url)}  " + esc(_("size {size}").format(size=_size(st.size_bytes))))
+        console.print(safe(_("events {events}  alerts {alerts}  from {first} to {last}").format(
+            events=format_number(st.events), alerts=format_number(st.alerts), first=st.first_event or "-",
+            last=st.last_event or "-")))
+        tbl = Table("event.dataset", _("events"), header_style="bold")
         for name, n in sorted(st.per_dataset.items(), key=lambda kv: (-kv[1], kv[0])):
-            tbl.add_row(safe(name), f"{n:,}")
+            tbl.add_row(safe(name), format_number(n))
         console.print(tbl)
