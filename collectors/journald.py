@@ -51,8 +51,8 @@ class JournaldReader(LineReader):
             raise LineError("missing __REALTIME_TIMESTAMP")
         try:
             ts = datetime.fromtimestamp(int(realtime) / 1_000_000, UTC)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise LineError("bad timestamp", f"__REALTIME_TIMESTAMP={realtime!r}") from exc
+        except (TypeError, ValueError, OverflowError, OSError) as exc:  # OSError: EOVERFLOW past the platform's range
+            raise LineError("bad timestamp", f"__REALTIME_TIMESTAMP={str(realtime)[:40]!r}") from exc
         message = _text(entry.get("MESSAGE")) or ""
         tag = _text(entry.get("SYSLOG_IDENTIFIER")) or _text(entry.get("_COMM"))
         pid = _text(entry.get("_PID")) or _text(entry.get("SYSLOG_PID"))

@@ -56,11 +56,11 @@ def test_suppression_window_merges_close_findings_and_splits_far_ones() -> None:
 
 def test_cases_persist_in_the_store(sqlite_store) -> None:
     book = AlertBook(sqlite_store)
-    case = book.record(RULE, {"source.ip": "x"}, 0.0, 10.0, ["e1"])
-    sqlite_store.put_alerts(book.docs())
+    case = book.record(RULE, {"source.ip": "192.0.2.9"}, 0.0, 10.0, ["e1"])
+    assert not sqlite_store.put_alerts(book.docs()).errors  # a valid address: the store refuses "x" now
     book.save()
     again = AlertBook(sqlite_store)  # a restarted runner
-    later = again.record(RULE, {"source.ip": "x"}, 300.0, 300.0, ["e2"])
+    later = again.record(RULE, {"source.ip": "192.0.2.9"}, 300.0, 300.0, ["e2"])
     assert later.id == case.id and later.existed
     [doc] = again.docs()
     assert doc["ztsoc.alert.evidence"] == ["e1", "e2"]  # merged with what the store held

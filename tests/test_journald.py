@@ -74,3 +74,15 @@ def test_binary_message_and_bad_entries(tmp_path: Path) -> None:
     assert sorted(p.reason for p in result.problems) == [
         "bad timestamp", "invalid JSON", "missing __REALTIME_TIMESTAMP", "not a journal entry"]
     assert len(result.events) == 2 and len({e["event.id"] for e in result.events}) == 2
+
+
+def test_a_timestamp_past_the_platforms_range_is_one_bad_line(tmp_path) -> None:
+    """Found by fuzzing: a huge __REALTIME_TIMESTAMP raised OSError (EOVERFLOW) out of the reader."""
+    from collectors.base import read_all
+    from collectors.journald import JournaldReader
+
+    path = tmp_path / "j.json"
+    path.write_text('{"__REALTIME_TIMESTAMP": "99999999999999999999999", "MESSAGE": "x"}\n'
+                    '{"__REALTIME_TIMESTAMP": "1764000000000000", "MESSAGE": "sshd ok", "_COMM": "sshd"}\n')
+    result = read_all(JournaldReader(), path)
+    assert len(result.events) == 1 and [p.reason for p in result.problems] == ["bad timestamp"]
