@@ -20,10 +20,13 @@ from __future__ import annotations
 import gettext
 import io
 import os
+from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 DOMAIN = "ztsoc"
 HERE = Path(__file__).parent
@@ -93,6 +96,19 @@ def set_language(lang: str | None) -> None:
     _override = normalise(lang) if lang else None
 
 
+def in_languages(fn: Callable[[], T], *langs: str) -> list[T]:
+    """``fn()`` evaluated in each language in turn (tests, side-by-side views); the choice is restored."""
+    global _override
+    saved, results = _override, []
+    try:
+        for lang in langs:
+            set_language(lang)
+            results.append(fn())
+    finally:
+        _override = saved
+    return results
+
+
 def current_language() -> str:
     return _override or chosen_language()
 
@@ -146,4 +162,4 @@ def format_datetime(dt: datetime, fmt: str = "medium") -> str:
 
 
 __all__ = ["LANGUAGES", "N_", "_", "chosen_language", "current_language", "format_datetime",
-           "format_number", "ngettext", "overlay", "set_language", "translations"]
+           "format_number", "in_languages", "ngettext", "overlay", "set_language", "translations"]

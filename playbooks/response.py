@@ -20,6 +20,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from locales import current_language
+
 SHIPPED = Path(__file__).parent / "response"
 SCHEMA: dict[str, Any] = json.loads((resources.files("playbooks") / "response_schema.json").read_text())
 
@@ -64,9 +66,36 @@ def load_response(path: Path) -> ResponsePlaybook:
                 raise ValueError(f"{path}: workflow.{step_id}.next_steps: no step {target!r}")
     if data["workflow_start"] not in workflow:
         raise ValueError(f"{path}: workflow_start: no step {data['workflow_start']!r}")
+    overlay = path.parent / current_language() / path.name
+    if overlay.is_file():
+        data = _translated(data, overlay)
     return ResponsePlaybook(data["id"], data["name"], data.get("description", ""), tuple(data["labels"]),
                             dict(data.get("playbook_variables") or {}), dict(data.get("agent_definitions") or {}),
-                            data["workflow_start"], workflow, path)
+                            data["workflow_start"], data["workflow"], path)
+
+
+#: the texts a language overlay (``response/<lang>/<file>.yml``) may give a step
+STEP_TEXTS: tuple[str, ...] = ("name", "description", "condition")
+
+
+def _translated(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The playbook with the overlay's texts (name, description, agents' names, steps' name /
+    description / condition); ids, variables, commands and the workflow stay the playbook's own."""
+    over = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(over, dict) or over.get("id") != data["id"]:
+        raise ValueError(f"{path}: id: an overlay names the playbook it translates ({data['id']})")
+    out = {**data, "workflow": {k: dict(v) for k, v in data["workflow"].items()},
+           "agent_definitions": {k: dict(v) for k, v in (data.get("agent_definitions") or {}).items()}}
+    out.update({k: str(over[k]) for k in ("name", "description") if over.get(k)})
+    for agent, name in (over.get("agents") or {}).items():
+        if agent not in out["agent_definitions"]:
+            raise ValueError(f"{path}: agents.{agent}: no such agent in the playbook")
+        out["agent_definitions"][agent]["name"] = str(name)
+    for step_id, texts in (over.get("steps") or {}).items():
+        if step_id not in out["workflow"]:
+            raise ValueError(f"{path}: steps.{step_id}: no such step in the playbook")
+        out["workflow"][step_id].update({k: str(v) for k, v in (texts or {}).items() if k in STEP_TEXTS})
+    return out
 
 
 def load_responses(folders: list[Path] | None = None) -> list[ResponsePlaybook]:

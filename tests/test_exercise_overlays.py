@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from locales import set_language
+from locales import in_languages, set_language
 from playbooks.answers import check, fold
 from playbooks.exercise import (
     PLACEHOLDER,
@@ -143,3 +143,27 @@ def test_an_exercise_played_start_to_finish_in_vietnamese(tmp_path: Path) -> Non
     assert "Tổng kết" in out and f"{played.params['attempts']} lần đoán, một lần thành công" in out
     missing = _soc(env, "playbook", "hint", "9")
     assert missing.returncode == 2 and "lỗi:" in missing.stderr and "không có câu hỏi 9" in missing.stderr
+
+
+RESPONSE_FILES = sorted((SHIPPED.parent / "response").glob("*.yml"))
+
+
+@pytest.mark.parametrize("path", RESPONSE_FILES, ids=lambda p: p.stem)
+def test_every_response_playbook_has_a_complete_vietnamese_overlay(path: Path) -> None:
+    """Name, description, agents and every step's texts; variables (__entity__) and commands kept."""
+    from playbooks.response import STEP_TEXTS, load_response
+
+    assert (path.parent / "vi" / path.name).is_file()
+    english, vietnamese = in_languages(lambda: load_response(path), "en", "vi")
+    assert vietnamese.name != english.name and vietnamese.description != english.description
+    assert vietnamese.id == english.id and vietnamese.start == english.start
+    for agent, info in english.agents.items():
+        assert vietnamese.agents[agent]["name"] != info.get("name"), agent
+    for step_id, step in english.workflow.items():
+        translated = vietnamese.workflow[step_id]
+        assert {k: v for k, v in translated.items() if k not in STEP_TEXTS} == \
+            {k: v for k, v in step.items() if k not in STEP_TEXTS}, step_id  # commands, links: the same
+        for key in STEP_TEXTS:
+            if key in step:
+                assert translated[key] != step[key], f"{step_id}.{key} not translated"
+                assert re.findall(r"__\w+__", translated[key]) == re.findall(r"__\w+__", step[key])

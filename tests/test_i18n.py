@@ -154,13 +154,7 @@ def test_demo_next_steps_translate_only_the_explanation() -> None:
     from soc_cli.commands.demo import next_steps
 
     top = {"event.id": "alert-1", "ztsoc.alert.entity.value": "203.0.113.77"}
-    try:
-        set_language("en")
-        english = next_steps(top)
-        set_language("vi")
-        vietnamese = next_steps(top)
-    finally:
-        set_language(None)
+    english, vietnamese = locales.in_languages(lambda: next_steps(top), "en", "vi")
     assert [c for c, _w in english] == [c for c, _w in vietnamese]
     assert all(e != v for (_c, e), (_c2, v) in zip(english, vietnamese, strict=True))
 
@@ -377,3 +371,15 @@ def test_hunt_store_and_pivot_in_vietnamese(demo_store: str) -> None:
     pivot = _soc(["pivot", "203.0.113.77", "--since", "7d"], "vi", demo_store)
     assert pivot.returncode == 0 and "tìm dưới dạng ip kể từ 7d: rủi ro" in " ".join(pivot.stdout.split())
     assert "theo tập dữ liệu:" in pivot.stdout and "sự kiện" in pivot.stdout
+
+
+def test_respond_in_vietnamese(demo_store: str) -> None:
+    top = json.loads(_soc(["alerts", "--status", "open", "--json", "--limit", "1"], "en", demo_store).stdout)[0]
+    assert top["rule.id"] == "ssh_bruteforce_then_success"
+    done = _soc(["respond", top["event.id"], "--answers", "done,yes,done,done,done"], "vi", demo_store)
+    assert done.returncode == 0, done.stderr
+    flat = " ".join(done.stdout.split())
+    for text in ("Khống chế một cuộc dò mật khẩu SSH đã vào được", "Xác nhận lần đăng nhập thành công",
+                 "Chuyên viên phân tích SOC đang trực", f"soc pivot {top['ztsoc.alert.entity.value']} --since 24h",
+                 "đã ghi 5 bước vào lịch sử của"):
+        assert text in flat, f"{text!r} not in:\n{done.stdout}"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from locales import _
 from soc_cli.context import StoreOption, analyst, use_store
 from soc_cli.output import console, safe
 
@@ -33,13 +34,15 @@ def register(app: typer.Typer) -> None:
         matching = playbooks_for(alert, folders or [])
         if list_only or not matching:
             if not matching:
-                console.print(safe(f"no response playbook covers {', '.join(sorted(alert.get('threat.technique.id') or []))}"))
+                console.print(safe(_("no response playbook covers {techniques}").format(
+                    techniques=", ".join(sorted(alert.get("threat.technique.id") or [])))))
             for pb in matching:
                 console.print(safe(f"{pb.id}  {pb.name}  ({', '.join(pb.techniques)})"))
             return
         chosen = [pb for pb in matching if playbook in (pb.id, pb.name)] if playbook else matching[:1]
         if not chosen:
-            raise ValueError(f"no matching playbook {playbook!r}: `soc respond {alert_id} --list`")
+            raise ValueError(_("no matching playbook {name}: `soc respond {id} --list`").format(
+                name=repr(playbook), id=alert_id))
         pb = chosen[0]
         variables = {"__entity__": str(alert.get("ztsoc.alert.entity.value") or ""), "__alert_id__": alert_id}
         scripted = [a.strip() for a in answers.split(",")] if answers else None
@@ -62,11 +65,11 @@ def register(app: typer.Typer) -> None:
                 return "yes" if typer.confirm(f"  {step.condition}?", default=True) else "no"
             if scripted is not None:
                 return scripted.pop(0) if scripted else "skipped"
-            return "done" if typer.confirm("  done?", default=True) else "skipped"
+            return "done" if typer.confirm("  " + _("done?"), default=True) else "skipped"
 
         steps = 0
         for step, answer in walk(pb, ask, variables):
             s.update_alert(alert_id, AlertChange(actor, "respond", {}, note=f"[{pb.name}] {step.name}: {answer}"))
             steps += 1
-        console.print(safe(f"\nrecorded {steps} steps in the history of {alert_id} (`soc alerts show {alert_id}`)",
-                           multiline=True))
+        console.print(safe("\n" + _("recorded {steps} steps in the history of {id} (`soc alerts show {id}`)").format(
+            steps=steps, id=alert_id), multiline=True))
