@@ -17,7 +17,7 @@ LABELS: dict[str, str] = {
     "informational": N_("informational"),
     # alert statuses
     "open": N_("open"), "acknowledged": N_("acknowledged"), "escalated": N_("escalated"),
-    "closed": N_("closed"),
+    "closed": N_("closed"), "all": N_("all"),
     # close reasons
     "true_positive": N_("true positive"), "false_positive": N_("false positive"), "benign": N_("benign"),
     "duplicate": N_("duplicate"),

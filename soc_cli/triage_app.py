@@ -30,6 +30,8 @@ from detections.lifecycle import TransitionError
 from detections.queue import AlertFilter, list_queue
 from eventstore.errors import StoreError
 from eventstore.store import Doc, Store
+from locales import _
+from soc_cli.labels import label, rule_title
 from soc_cli.safe_text import safe, visible
 
 LEVEL_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan",
@@ -39,7 +41,7 @@ LEVEL_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "y
 class PromptScreen(ModalScreen[str | None]):
     """Ask for one line of text (an assignee, a note); Escape cancels."""
 
-    BINDINGS = [Binding("escape", "cancel", "cancel")]
+    BINDINGS = [Binding("escape", "cancel", _("cancel"))]
     DEFAULT_CSS = """
     PromptScreen { align: center middle; }
     PromptScreen > Vertical { width: 70; height: auto; border: thick $accent; padding: 1 2; background: $surface; }
@@ -69,7 +71,7 @@ class PromptScreen(ModalScreen[str | None]):
 class CloseScreen(ModalScreen[tuple[str, str | None] | None]):
     """Pick a close reason (arrows + Enter, or its number), then an optional note (Enter)."""
 
-    BINDINGS = [Binding("escape", "cancel", "cancel")]
+    BINDINGS = [Binding("escape", "cancel", _("cancel"))]
     DEFAULT_CSS = """
     CloseScreen { align: center middle; }
     CloseScreen > Vertical { width: 70; height: auto; border: thick $error; padding: 1 2; background: $surface; }
@@ -82,9 +84,9 @@ class CloseScreen(ModalScreen[tuple[str, str | None] | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label("Close with reason:")
+            yield Label(_("Close with reason:"))
             yield OptionList(*[f"{i}. {r}" for i, r in enumerate(lifecycle.CLOSE_REASONS, 1)], id="reasons")
-            yield Input(placeholder="note (optional), Enter to close", id="note", disabled=True)
+            yield Input(placeholder=_("note (optional), Enter to close"), id="note", disabled=True)
 
     def on_mount(self) -> None:
         self.query_one("#reasons", OptionList).focus()
@@ -100,7 +102,7 @@ class CloseScreen(ModalScreen[tuple[str, str | None] | None]):
 
     def _pick(self, index: int) -> None:
         self.reason = lifecycle.CLOSE_REASONS[index]
-        self.query_one(Label).update(Text.assemble("Close as ", (self.reason, "bold"), "; note:"))
+        self.query_one(Label).update(Text.assemble(_("Close as") + " ", (self.reason, "bold"), "; " + _("note:")))
         note = self.query_one("#note", Input)
         note.disabled = False
         note.focus()
@@ -117,7 +119,7 @@ class CloseScreen(ModalScreen[tuple[str, str | None] | None]):
 class TimelineScreen(Screen[None]):
     """The alert's entity in time order (``soc alerts timeline``); Escape goes back."""
 
-    BINDINGS = [Binding("escape,t,q", "app.pop_screen", "back")]
+    BINDINGS = [Binding("escape,t,q", "app.pop_screen", _("back"))]
 
     def __init__(self, timeline: Any) -> None:
         super().__init__()
@@ -126,14 +128,15 @@ class TimelineScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         tl = self.timeline
-        yield Label(safe(f"{tl.entity} ({'/'.join(tl.kinds)}): {len(tl.entries)} entries, {tl.total_events} events"),
+        counts = _("{entries} entries, {events} events").format(entries=len(tl.entries), events=tl.total_events)
+        yield Label(safe(f"{tl.entity} ({'/'.join(tl.kinds)}): {counts}"),
                     id="timeline-title")
         yield DataTable(id="timeline", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:
         table = self.query_one("#timeline", DataTable)
-        table.add_columns("time", "dataset", "", "summary")
+        table.add_columns(_("time"), _("dataset"), "", _("summary"))
         for row in self.timeline.rows():
             style = "bold" if row["evidence"] else ("red" if row["event.dataset"] == "alert" else "")
             table.add_row(safe(str(row["@timestamp"] or "")[:23].replace("T", " ")), safe(row["event.dataset"]),
@@ -144,7 +147,7 @@ class TimelineScreen(Screen[None]):
 class DetailScreen(Screen[None]):
     """One alert full screen (what ``soc alerts show`` prints, at the terminal's width); Escape goes back."""
 
-    BINDINGS = [Binding("escape,enter,q", "app.pop_screen", "back")]
+    BINDINGS = [Binding("escape,enter,q", "app.pop_screen", _("back"))]
 
     def __init__(self, renderable: Any) -> None:
         super().__init__()
@@ -191,18 +194,18 @@ class TriageApp(App[None]):
     #status { height: 1; padding: 0 1; background: $boost; }
     """
     BINDINGS = [
-        Binding("a", "ack", "ack"),
-        Binding("s", "assign", "assign"),
-        Binding("e", "escalate", "escalate"),
-        Binding("c", "close_alert", "close"),
-        Binding("n", "note", "note"),
-        Binding("o", "reopen", "reopen"),
-        Binding("t", "timeline", "timeline"),
-        Binding("enter", "full_detail", "full screen"),
-        Binding("f", "status_view", "status"),
-        Binding("r", "refresh", "refresh"),
-        Binding("slash", "filter", "filter"),
-        Binding("q", "quit", "quit"),
+        Binding("a", "ack", _("ack")),
+        Binding("s", "assign", _("assign")),
+        Binding("e", "escalate", _("escalate")),
+        Binding("c", "close_alert", _("close")),
+        Binding("n", "note", _("note")),
+        Binding("o", "reopen", _("reopen")),
+        Binding("t", "timeline", _("timeline")),
+        Binding("enter", "full_detail", _("full screen")),
+        Binding("f", "status_view", _("status")),
+        Binding("r", "refresh", _("refresh")),
+        Binding("slash", "filter", _("filter")),
+        Binding("q", "quit", _("quit")),
     ]
 
     def __init__(self, store: Store, *, flt: AlertFilter | None = None, limit: int = 500,
@@ -227,7 +230,7 @@ class TriageApp(App[None]):
 
     def on_mount(self) -> None:
         table = self.query_one("#queue", DataTable)
-        table.add_columns("level", "status", "age", "assignee", "entity", "rule")
+        table.add_columns(_("level"), _("status"), _("age"), _("assignee"), _("entity"), _("rule"))
         self.load()
         table.focus()
 
@@ -240,12 +243,13 @@ class TriageApp(App[None]):
         table.clear()
         for a in self.alerts:
             level = str(a.get("ztsoc.alert.level") or "")
-            table.add_row(safe(level[:4], LEVEL_STYLE.get(level, "")), safe(a.get("ztsoc.alert.status") or "open"),
+            table.add_row(safe(level[:4], LEVEL_STYLE.get(level, "")), safe(label(a.get("ztsoc.alert.status") or "open")),
                           safe(age(a.get("ztsoc.alert.last_seen") or a.get("@timestamp"))),
                           safe(a.get("ztsoc.alert.assignee") or "-"), safe(a.get("ztsoc.alert.entity.value")),
-                          safe(a.get("rule.name")), key=str(a["event.id"]))
-        self.set_status(safe(f"{len(self.alerts)} of {self.total} alerts ({STATUS_VIEWS[self.view][0]}; "
-                             "f: open / closed / all)"))
+                          safe(rule_title(a)), key=str(a["event.id"]))
+        self.set_status(safe(_("{shown} of {total} alerts").format(shown=len(self.alerts), total=self.total)
+                             + f" ({label(STATUS_VIEWS[self.view][0])}; f: "
+                             + " / ".join(label(name) for name, _statuses in STATUS_VIEWS) + ")"))
         if keep is not None:
             for i, a in enumerate(self.alerts):
                 if a["event.id"] == keep:
@@ -265,7 +269,7 @@ class TriageApp(App[None]):
         detail = self.query_one("#detail", Static)
         alert = self.current()
         if alert is None:
-            detail.update(safe("The queue is empty." if not self.alerts else ""))
+            detail.update(safe(_("The queue is empty.") if not self.alerts else ""))
             return
         full = self.store.get_alert(str(alert["event.id"])) or alert
         detail.update(details_renderable(alert_details(self.store, full)))
@@ -285,13 +289,13 @@ class TriageApp(App[None]):
     def _do(self, name: str, fn: Callable[[str], Doc]) -> None:
         alert = self.current()
         if alert is None:
-            self.notify("no alert selected", severity="warning")
+            self.notify(_("no alert selected"), severity="warning")
             return
         alert_id = str(alert["event.id"])
         try:
             updated = fn(alert_id)
         except (TransitionError, StoreError) as exc:
-            self.notify(visible(str(exc)), title=visible(f"{name} refused"), severity="error", markup=False)
+            self.notify(visible(str(exc)), title=visible(_("{action} refused").format(action=name)), severity="error", markup=False)
             self.set_status(safe(f"{name} refused: {exc}"))
             return
         self.load(keep=alert_id)
@@ -313,7 +317,7 @@ class TriageApp(App[None]):
                 self._do("assign", lambda i: lifecycle.assign(self.store, i, user, actor=self.actor))
 
         if self.current() is not None:
-            self.push_screen(PromptScreen("Assign to:", "user name"), done)
+            self.push_screen(PromptScreen(_("Assign to:"), _("user name")), done)
 
     def action_note(self) -> None:
         def done(text: str | None) -> None:
@@ -321,7 +325,7 @@ class TriageApp(App[None]):
                 self._do("note", lambda i: lifecycle.add_note(self.store, i, text, actor=self.actor))
 
         if self.current() is not None:
-            self.push_screen(PromptScreen("Note:", "what you found or did"), done)
+            self.push_screen(PromptScreen(_("Note:"), _("what you found or did")), done)
 
     def action_close_alert(self) -> None:
         def done(result: tuple[str, str | None] | None) -> None:

@@ -383,3 +383,12 @@ def test_respond_in_vietnamese(demo_store: str) -> None:
                  "Chuyên viên phân tích SOC đang trực", f"soc pivot {top['ztsoc.alert.entity.value']} --since 24h",
                  "đã ghi 5 bước vào lịch sử của"):
         assert text in flat, f"{text!r} not in:\n{done.stdout}"
+
+
+@pytest.mark.skipif(TMUX is None, reason="tmux is installed by scripts/system-deps.sh")
+def test_triage_tui_in_vietnamese_in_tmux(demo_store: str, tmp_path: Path) -> None:
+    command = f"SOC_LANG=vi SOC_ANALYST=lan.pham {sys.executable} -m soc_cli.main --store {demo_store} triage"
+    screen = _run_in_tmux(command, "thoát", tmp_path, width=200, height=50)
+    for text in ("mức độ", "trạng thái", "người xử lý", "đang mở", "tiếp nhận", "chuyển cấp", "trên"):
+        assert text in screen, f"{text!r} not on the triage screen:\n{screen}"
+    assert "Traceback" not in screen
