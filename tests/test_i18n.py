@@ -159,11 +159,11 @@ def test_demo_next_steps_translate_only_the_explanation() -> None:
     assert all(e != v for (_c, e), (_c2, v) in zip(english, vietnamese, strict=True))
 
 
-def _soc(args: list[str], lang: str, store: str) -> subprocess.CompletedProcess[str]:
+def _soc(args: list[str], lang: str, store: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("LANGUAGE", "LC_ALL", "LANG", "SOC_LANG")}
     env.update(SOC_LANG=lang, SOC_STORE=store, COLUMNS="200")
     return subprocess.run([sys.executable, "-m", "soc_cli.main", *args], capture_output=True, text=True,
-                          env=env, timeout=120, check=False)
+                          env=env, timeout=120, check=False, input=stdin)
 
 
 @pytest.fixture(scope="module")
@@ -392,3 +392,11 @@ def test_triage_tui_in_vietnamese_in_tmux(demo_store: str, tmp_path: Path) -> No
     for text in ("mức độ", "trạng thái", "người xử lý", "đang mở", "tiếp nhận", "chuyển cấp", "trên"):
         assert text in screen, f"{text!r} not on the triage screen:\n{screen}"
     assert "Traceback" not in screen
+
+
+def test_bulk_change_preview_in_vietnamese(demo_store: str) -> None:
+    """The preview and the question in Vietnamese; declining changes nothing."""
+    declined = _soc(["alerts", "ack", "--query", "rule.id:sudo_off_hours"], "vi", demo_store, stdin="n\n")
+    flat = " ".join((declined.stdout + declined.stderr).split())
+    assert declined.returncode == 1 and "cảnh báo khớp sẽ thay đổi" in flat and "không có gì thay đổi" in flat, flat
+    assert "Dò mật khẩu" not in flat and "Sudo vào giờ bất thường" in flat  # the rule's title, translated

@@ -117,7 +117,7 @@ def alerts_list(
         if as_json or ndjson:
             emit_json(groups, ndjson=ndjson)
         else:
-            console.print(emit_table(groups, [*fields, "level", "count"], f"alerts grouped by {', '.join(fields)}"))
+            console.print(emit_table(groups, [*fields, "level", "count"], _("alerts grouped by {fields}").format(fields=", ".join(fields))))
         return
     page = list_queue(store, flt, since=start, limit=limit, fields=None if (as_json or ndjson) else LIST_FIELDS)
     if as_json or ndjson:
@@ -126,7 +126,8 @@ def alerts_list(
     console.print(_alert_table(page.alerts, title=_("{shown} of {total} alerts").format(
         shown=len(page.alerts), total=page.total)))
     if page.total > len(page.alerts):
-        err_console.print(f"[dim]{page.total - len(page.alerts):d} more: raise --limit or narrow the filters[/]")
+        more = _("{n} more: raise --limit or narrow the filters").format(n=page.total - len(page.alerts))
+        err_console.print(f"[dim]{esc(more)}[/]")
 
 
 def _store(_ctx: typer.Context, store_url: str | None) -> Any:
@@ -344,22 +345,23 @@ def _preview(plan: Any) -> None:
 
     from detections.lifecycle import describe_change
 
-    tbl = Table(header_style="bold", title=safe(f"{plan.request.action}: {len(plan.changes)} of {plan.matched} "
-                                                "matching alerts will change"))
-    for col in ("id", "level", "rule", "entity", "change"):
-        tbl.add_column(col, overflow="fold")
+    tbl = Table(header_style="bold", title=safe(f"{plan.request.action}: " + _(
+        "{n} of {matched} matching alerts will change").format(n=len(plan.changes), matched=plan.matched)))
+    for col in ("id", N_("level"), N_("rule"), N_("entity"), N_("change")):
+        tbl.add_column(_(col), overflow="fold")
     for p in plan.changes[:20]:
         change = describe_change(p.alert, p.change)
         what = "; ".join(f"{k.removeprefix('ztsoc.alert.')}: {v['from'] or '-'} -> {v['to'] or '-'}"
-                         for k, v in change.items()) or "(note only)"
-        tbl.add_row(_t(_short(p.alert.get("event.id"))), _t(p.alert.get("ztsoc.alert.level")),
-                    _t(p.alert.get("rule.name")), _t(p.alert.get("ztsoc.alert.entity.value")), _t(what))
+                         for k, v in change.items()) or _("(note only)")
+        tbl.add_row(_t(_short(p.alert.get("event.id"))), _t(label(p.alert.get("ztsoc.alert.level"))),
+                    _t(rule_title(p.alert)), _t(p.alert.get("ztsoc.alert.entity.value")), _t(what))
     console.print(tbl)
     if len(plan.changes) > 20:
-        console.print(f"[dim]... and {len(plan.changes) - 20:d} more[/]")
+        console.print("[dim]" + esc(_("... and {n} more").format(n=len(plan.changes) - 20)) + "[/]")
     for status, n in sorted(plan.refusal_counts().items()):
         reason = next(r for a, r in plan.refused if (a.get("ztsoc.alert.status") or "open") == status)
-        console.print(f"[yellow]{n:d} left alone[/] (they are {esc(status)}): {esc(reason.split(': ', 1)[-1])}")
+        console.print("[yellow]" + esc(_("{n} left alone").format(n=n)) + "[/] "
+                      + esc(_("(they are {status})").format(status=label(status))) + f": {esc(reason.split(': ', 1)[-1])}")
 
 
 def emit_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: str) -> Any:
@@ -381,7 +383,7 @@ def _act(ctx: typer.Context, action: str, ids: list[str] | None, query: str | No
     store = _store(ctx, store_url)
     req = Request(action=action, actor=analyst_name(), note=note, assignee=assignee, reason=reason)
     if ids and query:
-        raise ValueError("give alert ids or --query, not both")
+        raise ValueError(_("give alert ids or --query, not both"))
     if ids:
         done: list[dict[str, Any]] = []
         failures = 0
@@ -390,14 +392,15 @@ def _act(ctx: typer.Context, action: str, ids: list[str] | None, query: str | No
             try:
                 change = plan_change(alert, req)
             except ValueError as exc:
-                err_console.print(f"[red]refused:[/] {esc(exc)}", highlight=False)
+                err_console.print("[red]" + esc(_("refused:")) + f"[/] {esc(exc)}", highlight=False)
                 failures += 1
                 continue
             updated = store.update_alert(str(alert["event.id"]), change)
             done.append(updated)
             if not as_json:
-                console.print(safe(f"{action}: {alert['event.id']} -> {updated.get('ztsoc.alert.status')}"
-                                   + (f", assignee {updated.get('ztsoc.alert.assignee')}" if action == "assign" else "")),
+                console.print(safe(f"{action}: {alert['event.id']} -> {label(updated.get('ztsoc.alert.status'))}"
+                                   + (", " + _("assignee {name}").format(name=updated.get("ztsoc.alert.assignee"))
+                                      if action == "assign" else "")),
                               highlight=False)
         if as_json:
             emit_json(done)
@@ -405,20 +408,21 @@ def _act(ctx: typer.Context, action: str, ids: list[str] | None, query: str | No
             raise typer.Exit(1)
         return
     if not query:
-        raise ValueError(f"{action} needs alert ids or --query")
+        raise ValueError(_("{action} needs alert ids or --query").format(action=action))
     plan = plan_bulk(store, query, req, since=since_option(since))
     if plan.matched == 0:
-        console.print(safe(f"no alert matches {query!r}"))
+        console.print(safe(_("no alert matches {query}").format(query=repr(query))))
         return
     _preview(plan)
     if not plan.changes:
         raise typer.Exit(1)
-    if not yes and not typer.confirm(f"{action} {len(plan.changes)} alert(s)?", default=False):
-        err_console.print("nothing changed")
+    if not yes and not typer.confirm(_("{action} {n} alert(s)?").format(action=action, n=len(plan.changes)),
+                                     default=False):
+        err_console.print(_("nothing changed"))
         raise typer.Exit(1)
     result = _apply_with_progress(store, plan)
-    console.print(safe(f"{action}: {result.changed} alert(s) changed" +
-                       (f", {len(result.failed)} failed" if result.failed else "")))
+    console.print(safe(f"{action}: " + _("{n} alert(s) changed").format(n=result.changed) +
+                       (", " + _("{n} failed").format(n=len(result.failed)) if result.failed else "")))
     for alert_id, why in result.failed[:10]:
         err_console.print(safe(f"  {alert_id}: {why}"), highlight=False)
     if result.failed:
@@ -541,17 +545,18 @@ def except_cmd(
     exc = ex.new_exception(query, owner=owner, reason=reason, expires=ex.parse_expiry(expires),
                            created_by=analyst_name())
     impact = ex.impact(store, exc.query, since_option(since))
-    console.print(f"Impact since {esc(since)}: [bold]{impact.total:d}[/] past alert(s) would have been suppressed "
-                  f"({impact.open:d} still unresolved).")
+    console.print(esc(_("Impact since {since}: {total} past alert(s) would have been suppressed ({open} still "
+                        "unresolved).").format(since=since, total=impact.total, open=impact.open)))
     if impact.by_rule:
         console.print(emit_table([{"rule.name": r["rule.name"], "count": r["count"]} for r in impact.by_rule],
-                                 ("rule.name", "count"), title="by rule"))
-    console.print(safe(f"owner {exc.owner}, expires {exc.expires}, reason: {exc.reason}"), highlight=False)
-    if not yes and not typer.confirm("save this exception?", default=False):
-        err_console.print("nothing saved")
+                                 ("rule.name", "count"), title=_("by rule")))
+    console.print(safe(_("owner {owner}, expires {expires}, reason: {reason}").format(
+        owner=exc.owner, expires=exc.expires, reason=exc.reason)), highlight=False)
+    if not yes and not typer.confirm(_("save this exception?"), default=False):
+        err_console.print(_("nothing saved"))
         raise typer.Exit(1)
     ex.save(store, exc)
-    console.print(safe(f"saved exception {exc.id}"), highlight=False)
+    console.print(safe(_("saved exception {id}").format(id=exc.id)), highlight=False)
 
 
 @alerts_app.command("exceptions")
@@ -572,7 +577,7 @@ def exceptions_cmd(
     store = _store(ctx, store_url)
     if delete:
         ex.delete(store, delete)
-        console.print(safe(f"deleted exception {delete}"), highlight=False)
+        console.print(safe(_("deleted exception {id}").format(id=delete)), highlight=False)
         return
     start = since_option(since)
     now = utcnow()
