@@ -106,7 +106,10 @@ class _Lines:
     @property
     def node(self) -> yaml.Node:
         if self._node is None:
-            self._node = yaml.compose(self.text) or yaml.ScalarNode("tag:yaml.org,2002:null", "")
+            try:
+                self._node = yaml.compose(self.text) or yaml.ScalarNode("tag:yaml.org,2002:null", "")
+            except yaml.YAMLError:  # libyaml loaded what the pure-Python composer refuses ("_\t:"): no lines
+                self._node = yaml.ScalarNode("tag:yaml.org,2002:null", "")
         return self._node
 
 
@@ -123,7 +126,7 @@ def _line_of(root: _Lines, path: list[str | int]) -> int:
         if match is None:
             break
         node = match
-    return node.start_mark.line + 1
+    return node.start_mark.line + 1 if node.start_mark is not None else 1  # no tree (empty, or refused): line 1
 
 
 #: what a language overlay (``exercises/<lang>/<id>.yml``) may replace: the texts a trainee reads

@@ -386,7 +386,7 @@ HARNESSES: dict[str, Harness] = {h.name: h for h in (
     Harness("policy_yaml", policy_yaml, (ValueError,), lambda: _repo_files("policy/examples", "**/*.yaml")),
     Harness("token", bearer_token, (ValueError, TokenError), lambda: [b"eyJhbGciOiJIUzI1NiJ9.e30.c2ln"]),
     Harness("ext_authz_check", ext_authz_check, (DecodeError,), _check_seeds),
-    Harness("exercise_yaml", exercise_yaml, (ValueError,), lambda: _repo_files("playbooks/exercises", "*.yaml")),
+    Harness("exercise_yaml", exercise_yaml, (ValueError,), lambda: _repo_files("playbooks/exercises", "*.yml")),
 )}
 
 
