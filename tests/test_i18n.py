@@ -400,3 +400,9 @@ def test_bulk_change_preview_in_vietnamese(demo_store: str) -> None:
     flat = " ".join((declined.stdout + declined.stderr).split())
     assert declined.returncode == 1 and "cảnh báo khớp sẽ thay đổi" in flat and "không có gì thay đổi" in flat, flat
     assert "Dò mật khẩu" not in flat and "Sudo vào giờ bất thường" in flat  # the rule's title, translated
+
+
+def test_detect_run_summary_in_vietnamese(demo_store: str) -> None:
+    shown = _soc(["detect", "run", "--since", "2h"], "vi", demo_store)
+    flat = " ".join(shown.stdout.split())
+    assert shown.returncode == 0 and "sự kiện từ" in flat and "cảnh báo mới" in flat, shown.stdout + shown.stderr

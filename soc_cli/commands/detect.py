@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from locales import _, format_number
 from soc_cli.context import StoreOption, since_option, use_store
 from soc_cli.output import console, emit_json, err_console, esc, safe
 
@@ -22,20 +23,22 @@ def _print(report: object, as_json: bool) -> None:
     if as_json:
         emit_json([report.as_dict()])
         return
-    console.print(
-        f"{esc(report.backend)}: {report.events:,} events from {esc(report.since or 'the start')} to "
-        f"{esc(report.until)}, {report.rules:d} rules, {report.matches:,} matches -> [bold]{report.alerts_new:d} new[/], "
-        f"{report.alerts_updated:d} updated alert(s) in {report.seconds:.2f}s", highlight=False,
-    )
+    summary = _("{events} events from {since} to {until}, {rules} rules, {matches} matches -> {new} new, "
+                "{updated} updated alert(s) in {seconds} s").format(
+        events=format_number(report.events), since=report.since or _("the start"), until=report.until,
+        rules=report.rules, matches=format_number(report.matches), new=report.alerts_new,
+        updated=report.alerts_updated, seconds=format_number(round(report.seconds, 2)))
+    console.print(f"{esc(report.backend)}: {esc(summary)}", highlight=False)
     for rule, n in sorted(report.per_rule.items()):
         console.print(safe(f"  {rule}: {n}"), highlight=False)
     if report.problems:
-        err_console.print(f"{report.problems:d} rule(s) unusable: see `soc rules validate`")
+        err_console.print(esc(_("{n} rule(s) unusable: see `soc rules validate`").format(n=report.problems)))
     for eid, reason in report.write_errors:
-        err_console.print(f"[red]alert {esc(eid)} not stored:[/] {esc(reason)}", highlight=False)
-    for key, why in report.failed.items():
-        err_console.print(f"[red]rule {esc(key)} failed:[/] {esc(why)} (its cursor stays: retried next run)",
+        err_console.print("[red]" + esc(_("alert {id} not stored:").format(id=eid)) + f"[/] {esc(reason)}",
                           highlight=False)
+    for key, why in report.failed.items():
+        err_console.print("[red]" + esc(_("rule {id} failed:").format(id=key)) + f"[/] {esc(why)} "
+                          + esc(_("(its cursor stays: retried next run)")), highlight=False)
 
 
 @contextmanager
@@ -117,4 +120,4 @@ def register(app: typer.Typer) -> None:
             watch_loop(use_store(store), parse_duration(interval), rules or [], lookback=parse_duration(lookback),
                        since=since_option(since), iterations=iterations, on_report=lambda r: _print(r, as_json))
         except KeyboardInterrupt:
-            err_console.print("stopped")
+            err_console.print(_("stopped"))
