@@ -406,3 +406,13 @@ def test_detect_run_summary_in_vietnamese(demo_store: str) -> None:
     shown = _soc(["detect", "run", "--since", "2h"], "vi", demo_store)
     flat = " ".join(shown.stdout.split())
     assert shown.returncode == 0 and "sự kiện từ" in flat and "cảnh báo mới" in flat, shown.stdout + shown.stderr
+
+
+def test_ingest_report_in_vietnamese(tmp_path: Path) -> None:
+    log = tmp_path / "auth.log"
+    log.write_text("Nov 20 23:00:01 web01 sshd[1]: Failed password for root from 10.9.9.9 port 4000 ssh2\n"
+                   "this line is not syslog\n", encoding="utf-8")
+    shown = _soc(["ingest", "syslog", str(log), "--year", "2026"], "vi", f"sqlite:///{tmp_path / 'soc.db'}")
+    flat = " ".join(shown.stdout.split())
+    for text in ("tệp", "đã có trong kho", "tổng: 1 tệp", "thấy lần đầu tại"):
+        assert text in flat, f"{text!r} not in:\n{shown.stdout}{shown.stderr}"

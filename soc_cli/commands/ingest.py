@@ -18,6 +18,7 @@ from typing import Any
 import typer
 
 from collectors.registry import READERS, get_reader, reader_batch_size, reader_options, reader_summary
+from locales import N_, _, format_number
 from soc_cli.context import StoreOption, use_store
 from soc_cli.output import console, emit_doc, err_console, safe
 
@@ -64,34 +65,37 @@ def print_report(report: Any, errors: Path | None) -> None:
     from rich.table import Table
 
     files = Table(header_style="bold", title=safe(f"soc ingest {report.reader}"), title_justify="left")
-    files.add_column("file", overflow="fold", ratio=1)
-    for name in ("events", "new", "already stored", "problems", "resumed"):
-        files.add_column(name, justify="right", no_wrap=True)
+    files.add_column(_("file"), overflow="fold", ratio=1)
+    for name in (N_("events"), N_("new"), N_("already stored"), N_("problems"), N_("resumed")):
+        files.add_column(_(name), justify="right", no_wrap=True)
+    n = format_number
     for f in report.files[:FILES_SHOWN]:
-        files.add_row(safe(f.path), f"{f.events:,}", f"{f.written:,}", f"{f.duplicates:,}", f"{f.problems:,}",
-                      "yes" if f.resumed and not f.duplicate_of else "")
+        files.add_row(safe(f.path), n(f.events), n(f.written), n(f.duplicates), n(f.problems),
+                      _("yes") if f.resumed and not f.duplicate_of else "")
     if len(report.files) > FILES_SHOWN:
-        files.add_row(f"... {len(report.files) - FILES_SHOWN:d} more files", "", "", "", "", "")
+        files.add_row(_("... {n} more files").format(n=len(report.files) - FILES_SHOWN), "", "", "", "", "")
     rate = report.events / report.elapsed if report.elapsed > 0 else 0.0
     files.add_section()
-    files.add_row(f"total: {len(report.files):d} files, {report.elapsed:.2f}s, {rate:,.0f}/s",
-                  f"{report.events:,}", f"{report.written:,}", f"{report.duplicates:,}", f"{report.problem_count:,}",
+    files.add_row(_("total: {files} files, {seconds} s, {rate}/s").format(
+                      files=len(report.files), seconds=n(round(report.elapsed, 2)), rate=n(round(rate))),
+                  n(report.events), n(report.written), n(report.duplicates), n(report.problem_count),
                   "", style="bold")
     console.print(files)
     for f in report.files:
         if f.duplicate_of:
-            console.print(safe(f"{f.path}: a copy of {f.duplicate_of}, already stored: nothing new"), highlight=False)
+            console.print(safe(_("{path}: a copy of {original}, already stored: nothing new").format(
+                path=f.path, original=f.duplicate_of)), highlight=False)
     if report.problems:
-        tbl = Table("problem", "count", "first seen at", header_style="bold")
+        tbl = Table(_("problem"), _("count"), _("first seen at"), header_style="bold")
         examples: dict[str, Any] = {}
         for p in report.examples:
             examples.setdefault(p.reason, p)
-        for reason, n in report.problems.most_common():
+        for reason, count in report.problems.most_common():
             ex = examples.get(reason)
-            tbl.add_row(safe(reason), f"{n:,}", safe(f"{ex.source} {ex.position}" if ex else ""))
+            tbl.add_row(safe(reason), format_number(count), safe(f"{ex.source} {ex.position}" if ex else ""))
         console.print(tbl)
         if errors:
-            console.print(safe(f"all problems written to {errors}"))
+            console.print(safe(_("all problems written to {path}").format(path=errors)))
 
 
 def make_command(reader_name: str) -> Callable[..., None]:
