@@ -416,3 +416,11 @@ def test_ingest_report_in_vietnamese(tmp_path: Path) -> None:
     flat = " ".join(shown.stdout.split())
     for text in ("tệp", "đã có trong kho", "tổng: 1 tệp", "thấy lần đầu tại"):
         assert text in flat, f"{text!r} not in:\n{shown.stdout}{shown.stderr}"
+
+
+def test_rules_commands_in_vietnamese(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'soc.db'}"
+    validate = _soc(["rules", "validate"], "vi", store)
+    assert validate.returncode == 0 and "quy tắc dùng được, 0 lỗi" in validate.stdout, validate.stdout + validate.stderr
+    coverage = _soc(["rules", "coverage"], "vi", store)
+    assert coverage.returncode == 0 and "kỹ thuật ATT&CK" in " ".join(coverage.stdout.split()), coverage.stderr

@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from locales import _
 from soc_cli.output import console, emit, err_console, esc, write_generated
 
 RulesOption = typer.Option(None, "--rules", help="extra rules folder (repeatable), beside the shipped rules")
@@ -29,7 +30,7 @@ def register(app: typer.Typer) -> None:
         """Every loaded rule: id, title, level, type, ATT&CK tags, file (and its Elasticsearch query)."""
         from detections.sigma.cache import load_compiled_cached
 
-        rs, cs, _ = load_compiled_cached(tuple(rules or []), shipped=not no_shipped)
+        rs, cs, _cached = load_compiled_cached(tuple(rules or []), shipped=not no_shipped)
         rows: list[dict[str, Any]] = [{
             "rule.id": r.key, "rule.name": r.title, "ztsoc.alert.level": r.level,
             "type": r.rule.type.name.lower() if r.is_correlation else "rule",  # type: ignore[union-attr]
@@ -56,7 +57,7 @@ def register(app: typer.Typer) -> None:
                 d = found.get(row["rule.id"])
                 row["dsl"] = json.dumps(d) if d is not None and not as_json and not ndjson else d
             columns.append("dsl")
-        emit(rows, columns, as_json=as_json, ndjson=ndjson, title=f"{len(rs.rules)} rules ({len(rs.problems)} unusable)")
+        emit(rows, columns, as_json=as_json, ndjson=ndjson, title=_("{n} rules ({bad} unusable)").format(n=len(rs.rules), bad=len(rs.problems)))
 
     @rules_app.command("validate")
     def validate(
@@ -71,7 +72,7 @@ def register(app: typer.Typer) -> None:
         from detections.sigma.loader import RuleProblem
         from detections.sigma.samples import check_samples
 
-        rs, cs, _ = load_compiled_cached(tuple(rules or []), shipped=not no_shipped)
+        rs, cs, _cached = load_compiled_cached(tuple(rules or []), shipped=not no_shipped)
         problems: list[RuleProblem] = list(cs.problems)
         if samples:
             for r in rs.rules:
@@ -82,9 +83,10 @@ def register(app: typer.Typer) -> None:
         rows = [p.as_dict() for p in problems]
         if as_json or ndjson or rows:
             emit(rows, ["path", "rule", "stage", "reason"], as_json=as_json, ndjson=ndjson,
-                 title=f"{len(rows)} problem(s) in {len(rs.rules) + len(rs.problems)} rule(s)")
+                 title=_("{n} problem(s) in {rules} rule(s)").format(n=len(rows), rules=len(rs.rules) + len(rs.problems)))
         if not as_json and not ndjson:
-            console.print(f"{len(cs.rules)} rule(s) usable, {len(rows)} problem(s)", highlight=False)
+            console.print(esc(_("{n} rule(s) usable, {bad} problem(s)").format(n=len(cs.rules), bad=len(rows))),
+                          highlight=False)
         if rows:
             raise typer.Exit(1)
 
@@ -112,7 +114,7 @@ def register(app: typer.Typer) -> None:
             for p in problems:
                 err_console.print(f"[red]{esc(p)}[/]", highlight=False)
             emit(alerts, columns, as_json=as_json, ndjson=ndjson,
-                 title=f"{target.key}: {len(alerts)} alert(s) on {len(events)} event(s)")
+                 title=f"{target.key}: " + _("{n} alert(s) on {events} event(s)").format(n=len(alerts), events=len(events)))
             if problems:
                 raise typer.Exit(1)
             return
@@ -120,7 +122,7 @@ def register(app: typer.Typer) -> None:
         rows = [{"rule": r.rule, "sample": r.kind, "events": r.events, "alerts": len(r.alerts),
                  "ok": r.ok, "reason": r.reason} for r in results]
         emit(rows, ["rule", "sample", "events", "alerts", "ok", "reason"], as_json=as_json, ndjson=ndjson,
-             title=f"{target.key}: samples")
+             title=f"{target.key}: " + _("samples"))
         if not all(r.ok for r in results):
             raise typer.Exit(1)
 
@@ -165,5 +167,5 @@ def register(app: typer.Typer) -> None:
                  "rule.id": by_tech[t][:5]} for t in sorted(by_tech)]
         techniques = {t.split(".")[0] for t in by_tech}
         emit(rows, ["threat.technique.id", "threat.tactic.name", "rules", "rule.id"], as_json=as_json, ndjson=ndjson,
-             title=f"{len(techniques)} ATT&CK techniques ({len(by_tech)} incl. sub-techniques) "
-                   f"covered by {len(cs.rules)} rules")
+             title=_("{n} ATT&CK techniques ({all} incl. sub-techniques) covered by {rules} rules").format(
+                 n=len(techniques), all=len(by_tech), rules=len(cs.rules)))
