@@ -424,3 +424,12 @@ def test_rules_commands_in_vietnamese(tmp_path: Path) -> None:
     assert validate.returncode == 0 and "quy tắc dùng được, 0 lỗi" in validate.stdout, validate.stdout + validate.stderr
     coverage = _soc(["rules", "coverage"], "vi", store)
     assert coverage.returncode == 0 and "kỹ thuật ATT&CK" in " ".join(coverage.stdout.split()), coverage.stderr
+
+
+def test_scan_summary_in_vietnamese(tmp_path: Path) -> None:
+    log = tmp_path / "auth.log"
+    log.write_text("".join(f"Nov 20 23:00:{i:02d} web01 sshd[{i}]: Failed password for invalid user u{i} from "
+                           f"10.9.9.9 port {4000 + i} ssh2\n" for i in range(12)), encoding="utf-8")
+    shown = _soc(["scan", str(log)], "vi", f"sqlite:///{tmp_path / 'soc.db'}")
+    flat = " ".join((shown.stdout + shown.stderr).split())
+    assert "kết quả khớp của" in flat and "theo mức độ:" in flat, flat

@@ -21,7 +21,9 @@ from typing import Any
 
 import typer
 
+from locales import _, format_number
 from soc_cli.context import StoreOption, use_store
+from soc_cli.labels import label
 from soc_cli.output import console, emit_doc, emit_json, emit_text, err_console, esc, safe, table
 
 RulesOption = typer.Option(None, "--rules", help="extra rules folder (repeatable), beside the shipped rules")
@@ -104,7 +106,7 @@ def register(app: typer.Typer) -> None:
         if min_level is not None and min_level not in LEVELS:
             raise ValueError(f"--min-level must be one of {', '.join(reversed(LEVELS))}")
         started = time.perf_counter()
-        _, cs, cache = load_compiled_cached(tuple(rules or []), shipped=not no_shipped, use_cache=not no_cache)
+        _ruleset, cs, cache = load_compiled_cached(tuple(rules or []), shipped=not no_shipped, use_cache=not no_cache)
         scanner = Scanner(cs, min_level=min_level, keep_matched=store is not None)
         problems: list[str] = []
         files: dict[str, list[Path]] = {}
@@ -158,7 +160,7 @@ def register(app: typer.Typer) -> None:
         else:
             shown = [{**r, "fields": _fields_text(r["fields"])} for r in rows]
             console.print(table(shown, ["@timestamp", "ztsoc.alert.level", "rule.name", "host.name", "fields"],
-                                title=f"{len(rows):,} match(es)"))
+                                title=_("{n} match(es)").format(n=format_number(len(rows)))))
         _print_summary(summary, top, to_stderr=fmt is not Format.table)
         if store is not None:
             _keep(store, files, scanner)
@@ -167,11 +169,14 @@ def register(app: typer.Typer) -> None:
 
     def _print_summary(summary: dict[str, Any], top: int, *, to_stderr: bool) -> None:
         out = err_console if to_stderr else console
-        levels = ", ".join(f"{lvl} {n:,}" for lvl, n in summary["by_level"].items()) or "none"
-        out.print(safe(f"{summary['matches']:,} match(es) of {summary['rules_matched']:,} rule(s) in "
-                       f"{summary['events']:,} event(s) from {summary['files']:,} file(s), {summary['rules']:,} rules "
-                       f"loaded (cache: {summary['rule_cache']}), {summary['seconds']:.2f} s"), highlight=False)
-        out.print(safe(f"by level: {levels}"), highlight=False)
+        n = format_number
+        levels = ", ".join(f"{label(lvl)} {n(count)}" for lvl, count in summary["by_level"].items()) or _("none")
+        out.print(safe(_("{matches} match(es) of {matched} rule(s) in {events} event(s) from {files} file(s), {rules} "
+                         "rules loaded (cache: {cache}), {seconds} s").format(
+            matches=n(summary["matches"]), matched=n(summary["rules_matched"]), events=n(summary["events"]),
+            files=n(summary["files"]), rules=n(summary["rules"]), cache=summary["rule_cache"],
+            seconds=n(round(summary["seconds"], 2)))), highlight=False)
+        out.print(safe(_("by level:") + f" {levels}"), highlight=False)
         if summary["by_rule"] and top > 0:
             if to_stderr:
                 for r in summary["by_rule"][:top]:
@@ -179,12 +184,13 @@ def register(app: typer.Typer) -> None:
                               highlight=False)
             else:
                 out.print(table(summary["by_rule"][:top], ["matches", "ztsoc.alert.level", "rule.name", "rule.id"],
-                                title=f"top {min(top, len(summary['by_rule']))} of {len(summary['by_rule'])} rule(s)"))
+                                title=_("top {n} of {total} rule(s)").format(
+                                    n=min(top, len(summary["by_rule"])), total=len(summary["by_rule"]))))
         for p in summary["problems"]:
             err_console.print(f"[red]{esc(p)}[/]", highlight=False)
         if summary["read_problems"]:
-            err_console.print(safe(f"{summary['read_problems']:,} record(s) could not be read "
-                                   "(soc ingest --errors FILE lists them)"), highlight=False)
+            err_console.print(safe(_("{n} record(s) could not be read (soc ingest --errors FILE lists them)").format(
+                n=format_number(summary["read_problems"]))), highlight=False)
 
     def _keep(store_url: str | None, files: dict[str, list[Path]], scanner: Any) -> None:
         """``--store``: the files ingested as ``soc ingest`` does, and the scan's alerts put beside them.
@@ -207,7 +213,8 @@ def register(app: typer.Typer) -> None:
         book.save()
         st.refresh()
         errors = len(result.errors) if result else 0
-        err_console.print(safe(f"stored in {st.backend}: {stored:,} new event(s), {len(docs):,} alert(s)"
-                               + (f", {errors} not stored" if errors else "")), highlight=False)
+        err_console.print(safe(_("stored in {backend}: {events} new event(s), {alerts} alert(s)").format(
+            backend=st.backend, events=format_number(stored), alerts=format_number(len(docs)))
+                               + (", " + _("{n} not stored").format(n=errors) if errors else "")), highlight=False)
         if errors:
             raise typer.Exit(1)
