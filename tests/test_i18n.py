@@ -316,6 +316,9 @@ def test_alert_queue_and_alert_in_vietnamese(demo_store: str) -> None:
     assert shown.returncode == 0, shown.stderr
     for text in ("Bằng chứng", "Lịch sử", "quy tắc", "thời gian ghi nhận", str(top["rule.id"]), top["event.id"]):
         assert text in shown.stdout, f"{text!r} not in:\n{shown.stdout}"
+    evidence = _soc(["alerts", "evidence", top["event.id"], "--limit", "3"], "vi", demo_store)
+    assert evidence.returncode == 0 and "sự kiện 1-3 trên" in evidence.stdout, evidence.stdout + evidence.stderr
+    assert "trang kế với --offset 3" in evidence.stderr
 
 
 def _shipped_rules() -> dict[str, dict[str, str]]:

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import typer
 
+from locales import _
 from soc_cli.commands.alerts import alerts_app
 from soc_cli.context import StoreOption, use_store
+from soc_cli.labels import rule_title
 from soc_cli.output import console, emit_json, err_console, safe, table
 
 COLUMNS = ("@timestamp", "event.id", "event.dataset", "event.action", "event.outcome", "host.name", "source.ip",
@@ -59,9 +61,10 @@ def evidence(
         emit_json(page)
         return
     first = offset + 1 if page else 0
-    title = (f"{alert.get('rule.name')}: events {first}-{offset + len(page)} of {total}" if not everything
-             else f"{alert.get('rule.name')}: all {total} events")
+    title = f"{rule_title(alert)}: " + (
+        _("events {first}-{last} of {total}").format(first=first, last=offset + len(page), total=total)
+        if not everything else _("all {total} events").format(total=total))
     console.print(table(page, COLUMNS, title=title))
     if not everything and offset + len(page) < total:
-        err_console.print(safe(f"showing {len(page)} of {total}: next page with --offset {offset + len(page)}, "
-                               "or --all"), highlight=False)
+        err_console.print(safe(_("showing {n} of {total}: next page with --offset {next}, or --all").format(
+            n=len(page), total=total, next=offset + len(page))), highlight=False)
