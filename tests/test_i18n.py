@@ -436,3 +436,11 @@ def test_scan_summary_in_vietnamese(tmp_path: Path) -> None:
     shown = _soc(["scan", str(log)], "vi", f"sqlite:///{tmp_path / 'soc.db'}")
     flat = " ".join((shown.stdout + shown.stderr).split())
     assert "kết quả khớp của" in flat and "theo mức độ:" in flat, flat
+
+
+def test_ml_lines_in_vietnamese(tmp_path: Path) -> None:
+    shown = _soc(["ml", "models", "--models", str(tmp_path / "none")], "vi", f"sqlite:///{tmp_path / 'soc.db'}")
+    assert "các mô hình trong" in " ".join(shown.stdout.split()), shown.stdout + shown.stderr
+    score = _soc(["ml", "score", "--models", str(tmp_path / "none"), "--since", "1h"], "vi",
+                 f"sqlite:///{tmp_path / 'soc.db'}")
+    assert score.returncode == 2 and "lỗi: không có mô hình dùng được" in score.stderr, score.stderr

@@ -13,6 +13,7 @@ from typing import Any
 import typer
 
 from eventstore.timeutil import parse_duration, utcnow
+from locales import _
 from soc_cli.context import StoreOption, since_option, use_store
 from soc_cli.output import console, emit, err_console, esc, safe
 
@@ -77,8 +78,8 @@ def register(app: typer.Typer) -> None:
                          "trained_since": model.trained_since, "trained_until": model.trained_until,
                          "manifest": str(path)})
         emit(rows, ["kind", "windows", "own_baseline", "detector", "threshold", "manifest"], as_json=as_json,
-             ndjson=False, title=f"models trained on {rows[0]['trained_since']} .. {rows[0]['trained_until']}"
-             if rows else "no model trained")
+             ndjson=False, title=_("models trained on {since} .. {until}").format(
+                 since=rows[0]["trained_since"], until=rows[0]["trained_until"]) if rows else _("no model trained"))
         if not rows:
             raise typer.Exit(1)
 
@@ -105,16 +106,16 @@ def register(app: typer.Typer) -> None:
                 problems.append(f"{m.kind}: trained on {m.store_url}, not on {s.url} (train on this store)")
         loaded = [m for m in loaded if m.store_url in ("", s.url)]
         for p in problems:
-            err_console.print(f"[yellow]not used:[/] {esc(p)}", highlight=False)
+            err_console.print("[yellow]" + esc(_("not used:")) + f"[/] {esc(p)}", highlight=False)
         if not loaded:
-            raise ValueError("no usable model: run `soc ml train --since 7d` first")
+            raise ValueError(_("no usable model: run `soc ml train --since 7d` first"))
         alerts = score_and_alert(s, loaded, since_option(since), since_option(until),
                                  detector=detector, write=not dry_run)
         alerts.sort(key=lambda a: -float(a.get("ztsoc.alert.score") or 0))
         emit(alerts[:limit], ["event.id", "ztsoc.alert.first_seen", "rule.id", "ztsoc.alert.entity.value",
                               "ztsoc.alert.score", "ztsoc.alert.threshold", "message"],
-             as_json=as_json, ndjson=ndjson, title=f"{len(alerts)} anomaly alert(s)"
-             + (" (dry run, not stored)" if dry_run else ""))
+             as_json=as_json, ndjson=ndjson, title=_("{n} anomaly alert(s)").format(n=len(alerts))
+             + (" " + _("(dry run, not stored)") if dry_run else ""))
 
     @ml.command("explain")
     def explain(
@@ -141,11 +142,11 @@ def register(app: typer.Typer) -> None:
                       f"[bold]{esc(alert.get('ztsoc.alert.entity.value'))}[/] "
                       f"{esc(alert.get('ztsoc.alert.first_seen'))} .. {esc(alert.get('ztsoc.alert.last_seen'))}",
                       highlight=False)
-        console.print(safe(f"score {alert.get('ztsoc.alert.score')} against threshold "
-                           f"{alert.get('ztsoc.alert.threshold')}; evidence: "
-                           f"{alert.get('ztsoc.alert.evidence_count', 0)} event(s)"), highlight=False)
+        console.print(safe(_("score {score} against threshold {threshold}; evidence: {n} event(s)").format(
+            score=alert.get("ztsoc.alert.score"), threshold=alert.get("ztsoc.alert.threshold"),
+            n=alert.get("ztsoc.alert.evidence_count", 0))), highlight=False)
         emit(rows, ["label", "value", "baseline_median", "baseline_p99", "z", "baseline"], as_json=False,
-             ndjson=False, title="what drove it")
+             ndjson=False, title=_("what drove it"))
 
     @ml.command("models")
     def models_cmd(models: Path = ModelsOption, as_json: bool = typer.Option(False, "--json"),
@@ -155,6 +156,6 @@ def register(app: typer.Typer) -> None:
 
         rows = list_models(model_dir(models))
         emit(rows, ["kind", "status", "trained_since", "trained_until", "n_windows", "alerting"],
-             as_json=as_json, ndjson=ndjson, title=f"models in {model_dir(models)}")
+             as_json=as_json, ndjson=ndjson, title=_("models in {path}").format(path=model_dir(models)))
         if any(r["status"] != "ok" for r in rows):
             raise typer.Exit(1)
