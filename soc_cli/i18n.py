@@ -150,4 +150,6 @@ if __name__ == "__main__":  # make i18n: python -m soc_cli.i18n locales/ztsoc.po
     from soc_cli.main import app as soc_app
 
     set_language("en")
-    print(f"{add_to_pot(soc_app, Path(sys.argv[1]))} help texts added to {sys.argv[1]}")
+    from soc_cli.output import line
+
+    line(f"{add_to_pot(soc_app, Path(sys.argv[1]))} help texts added to {sys.argv[1]}")

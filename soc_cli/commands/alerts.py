@@ -300,7 +300,7 @@ def details_renderable(d: dict[str, Any]) -> Any:
         hist.add_column(_(col), overflow="fold")
     for h in d["history"]:
         hist.add_row(*(_t(c) for c in history_row(h)))
-    parts.append(hist if d["history"] else Text("  " + _("(no changes yet)")))
+    parts.append(hist if d["history"] else safe("  " + _("(no changes yet)")))
     return Group(*parts)
 
 
@@ -357,11 +357,12 @@ def _preview(plan: Any) -> None:
                     _t(rule_title(p.alert)), _t(p.alert.get("ztsoc.alert.entity.value")), _t(what))
     console.print(tbl)
     if len(plan.changes) > 20:
-        console.print("[dim]" + esc(_("... and {n} more").format(n=len(plan.changes) - 20)) + "[/]")
+        console.print(f"[dim]{esc(_('... and {n} more').format(n=len(plan.changes) - 20))}[/]")
     for status, n in sorted(plan.refusal_counts().items()):
         reason = next(r for a, r in plan.refused if (a.get("ztsoc.alert.status") or "open") == status)
-        console.print("[yellow]" + esc(_("{n} left alone").format(n=n)) + "[/] "
-                      + esc(_("(they are {status})").format(status=label(status))) + f": {esc(reason.split(': ', 1)[-1])}")
+        alone = _("{n} left alone").format(n=n)
+        why = _("(they are {status})").format(status=label(status))
+        console.print(f"[yellow]{esc(alone)}[/] {esc(why)}: {esc(reason.split(': ', 1)[-1])}")
 
 
 def emit_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: str) -> Any:
@@ -392,7 +393,7 @@ def _act(ctx: typer.Context, action: str, ids: list[str] | None, query: str | No
             try:
                 change = plan_change(alert, req)
             except ValueError as exc:
-                err_console.print("[red]" + esc(_("refused:")) + f"[/] {esc(exc)}", highlight=False)
+                err_console.print(f"[red]{esc(_('refused:'))}[/] {esc(exc)}", highlight=False)
                 failures += 1
                 continue
             updated = store.update_alert(str(alert["event.id"]), change)
@@ -641,5 +642,4 @@ def print_timeline(tl: Any, *, as_json: bool, ndjson: bool) -> None:
         console.print(safe(_("by dataset:") + " " + ", ".join(f"{k} {v}" for k, v in tl.datasets.items())),
                       highlight=False)
     if tl.truncated:
-        err_console.print("[dim]" + esc(_("only the newest events are shown: raise --limit or narrow --before/--after"))
-                          + "[/]")
+        err_console.print(f"[dim]{esc(_('only the newest events are shown: raise --limit or narrow --before/--after'))}[/]")

@@ -34,11 +34,11 @@ def _print(report: object, as_json: bool) -> None:
     if report.problems:
         err_console.print(esc(_("{n} rule(s) unusable: see `soc rules validate`").format(n=report.problems)))
     for eid, reason in report.write_errors:
-        err_console.print("[red]" + esc(_("alert {id} not stored:").format(id=eid)) + f"[/] {esc(reason)}",
+        err_console.print(f"[red]{esc(_('alert {id} not stored:').format(id=eid))}[/] {esc(reason)}",
                           highlight=False)
     for key, why in report.failed.items():
-        err_console.print("[red]" + esc(_("rule {id} failed:").format(id=key)) + f"[/] {esc(why)} "
-                          + esc(_("(its cursor stays: retried next run)")), highlight=False)
+        err_console.print(f"[red]{esc(_('rule {id} failed:').format(id=key))}[/] {esc(why)} "
+                          f"{esc(_('(its cursor stays: retried next run)'))}", highlight=False)
 
 
 @contextmanager

@@ -73,11 +73,11 @@ def print_report(report: Any, errors: Path | None) -> None:
         files.add_row(safe(f.path), n(f.events), n(f.written), n(f.duplicates), n(f.problems),
                       _("yes") if f.resumed and not f.duplicate_of else "")
     if len(report.files) > FILES_SHOWN:
-        files.add_row(_("... {n} more files").format(n=len(report.files) - FILES_SHOWN), "", "", "", "", "")
+        files.add_row(safe(_("... {n} more files").format(n=len(report.files) - FILES_SHOWN)), "", "", "", "", "")
     rate = report.events / report.elapsed if report.elapsed > 0 else 0.0
     files.add_section()
-    files.add_row(_("total: {files} files, {seconds} s, {rate}/s").format(
-                      files=len(report.files), seconds=n(round(report.elapsed, 2)), rate=n(round(rate))),
+    files.add_row(safe(_("total: {files} files, {seconds} s, {rate}/s").format(
+                      files=len(report.files), seconds=n(round(report.elapsed, 2)), rate=n(round(rate)))),
                   n(report.events), n(report.written), n(report.duplicates), n(report.problem_count),
                   "", style="bold")
     console.print(files)

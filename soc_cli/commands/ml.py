@@ -106,7 +106,7 @@ def register(app: typer.Typer) -> None:
                 problems.append(f"{m.kind}: trained on {m.store_url}, not on {s.url} (train on this store)")
         loaded = [m for m in loaded if m.store_url in ("", s.url)]
         for p in problems:
-            err_console.print("[yellow]" + esc(_("not used:")) + f"[/] {esc(p)}", highlight=False)
+            err_console.print(f"[yellow]{esc(_('not used:'))}[/] {esc(p)}", highlight=False)
         if not loaded:
             raise ValueError(_("no usable model: run `soc ml train --since 7d` first"))
         alerts = score_and_alert(s, loaded, since_option(since), since_option(until),

@@ -43,10 +43,9 @@ def pivot(
         print_timeline(tl, as_json=as_json, ndjson=ndjson)
         return
     risk = entity_risk(store, entity)
-    console.print(f"[bold]{esc(entity)}[/] " + esc(_("searched as {kinds} since {since}: risk {score} ({band}) from "
-                                                     "{alerts} unresolved alert(s)").format(
-        kinds=" / ".join(tl.kinds), since=since, score=risk.score, band=label(risk.band), alerts=risk.alerts)),
-        highlight=False)
+    searched = _("searched as {kinds} since {since}: risk {score} ({band}) from {alerts} unresolved alert(s)").format(
+        kinds=" / ".join(tl.kinds), since=since, score=risk.score, band=label(risk.band), alerts=risk.alerts)
+    console.print(f"[bold]{esc(entity)}[/] {esc(searched)}", highlight=False)
     if not tl.entries:
         console.print(safe(_("nothing found (query: {query})").format(query=tl.query)), highlight=False)
         raise typer.Exit(0)

@@ -59,7 +59,8 @@ def register(app: typer.Typer) -> None:
         console.print(esc(_("events: {events}  policy decisions: {decisions}  alerts: {alerts}").format(
             events=format_number(counts["pcap"] + counts["syslog"] + counts["jsonl"]),
             decisions=format_number(counts["decisions"]), alerts=format_number(counts["alerts"]))))
-        console.print("\n" + esc(_("Point your commands at the exercise's own store:")))
+        console.print()
+        console.print(safe(_("Point your commands at the exercise's own store:")))
         console.print(safe(f"  export SOC_STORE={run.store_url}"))
         console.print(esc(_("Then investigate (`soc alerts`, `soc hunt`, `soc pivot`) and answer:")))
         for q in ex.questions:
@@ -124,10 +125,10 @@ def register(app: typer.Typer) -> None:
         finally:
             store.close()
         if correct:
-            console.print("[green]" + esc(_("correct")) + "[/]: " + esc(_("question {n}").format(n=number)))
+            console.print(f"[green]{esc(_('correct'))}[/]: {esc(_('question {n}').format(n=number))}")
         else:
-            console.print("[red]" + esc(_("not that")) + "[/]: "
-                          + esc(_("question {n} (try again, or `soc playbook hint`)").format(n=number)))
+            again = _("question {n} (try again, or `soc playbook hint`)").format(n=number)
+            console.print(f"[red]{esc(_('not that'))}[/]: {esc(again)}")
             raise typer.Exit(1)
 
     @group.command("score")
@@ -161,7 +162,7 @@ def register(app: typer.Typer) -> None:
             trainee=run.trainee, total=result.total, max=result.max_points, answered=result.answered,
             questions=result.questions, cost=result.hint_cost, minutes=int(result.seconds // 60))))
         if finish:
-            console.print("\n[bold]" + esc(_("Debrief")) + "[/]")
+            console.print(f"\n[bold]{esc(_('Debrief'))}[/]")
             console.print(safe(ex.debrief, multiline=True))
 
     @group.command("reset")
