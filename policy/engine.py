@@ -13,8 +13,10 @@ refused with its problems while the old one keeps deciding.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import itertools
+import json
 import logging
 import os
 import threading
@@ -62,6 +64,31 @@ def new_decision_id() -> str:
     return f"{_PREFIX}{next(_COUNTER):010x}"
 
 
+#: claims that change each time a token is minted for the same call
+_MINTING_CLAIMS = frozenset({"iat", "exp", "nbf"})
+
+
+def _token_identity(token: str) -> str:
+    """What a token says, not when or how it was signed: its claims without iat/exp/nbf.
+
+    ES256 signatures are randomised and a regenerated demo mints the same call again at
+    another second, so neither the signature nor the timing claims may enter a derived id.
+    The payload is read without verification: this only names the decision (the engine has
+    verified the token or denied it already).
+    """
+    parts = token.split(".")
+    payload = parts[1] if len(parts) == 3 else token
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (ValueError, TypeError):
+        claims = None
+    if isinstance(claims, dict):
+        text = json.dumps({k: v for k, v in claims.items() if k not in _MINTING_CLAIMS}, sort_keys=True, default=str)
+    else:
+        text = payload
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
 def request_decision_id(req: Request) -> str:
     """The id of a decision on a request that carries its own time (generated or replayed calls).
 
@@ -69,11 +96,7 @@ def request_decision_id(req: Request) -> str:
     the same calls again (``soc demo`` rerun, an exercise regenerated) stores nothing new; live
     requests have no time of their own and keep unique ids (``new_decision_id``).
     """
-    # the token's claims (its payload segment), not its signature: ES256 signs randomly, and a
-    # regenerated key signs the same claims again
-    parts = req.token.split(".") if req.token else []
-    claims = parts[1] if len(parts) == 3 else (req.token or "")
-    token = hashlib.sha256(claims.encode("utf-8", "surrogatepass")).hexdigest()[:16] if claims else ""
+    token = _token_identity(req.token) if req.token else ""
     when = req.time.isoformat() if req.time is not None else ""
     key = "\x1f".join((req.principal or "", token, req.service, req.method, req.path, req.source_ip or "", when))
     return "dec-" + hashlib.sha1(key.encode("utf-8", "surrogatepass")).hexdigest()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -49,6 +50,7 @@ def test_deciding_the_same_calls_again_stores_nothing_new(sqlite_store: Store, t
     """A rerun of the demo (new process, new signing key) derives the same decision ids from the calls."""
     a = generate(tmp_path / "day", seed=7, end=END, flows=2, logins=1, service_calls=40)
     first = send_calls(sqlite_store, a.calls, tmp_path / "pdp1")
+    time.sleep(1.1)  # minted at another second: other iat/exp claims (CI once ran the two in different seconds)
     again = send_calls(sqlite_store, a.calls, tmp_path / "pdp2")  # another key, other signatures
     assert first.calls == again.calls == len(a.calls) > 0
     assert sqlite_store.count("event.dataset:policy.decision") == len(a.calls)
