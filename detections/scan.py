@@ -12,13 +12,13 @@ their alerts.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from detections.alerts import AlertBook
 from detections.sigma.engine import CompiledSet, Evaluation, epoch
-from detections.sigma.matcher import INDEX_FIELDS, CompiledRule, detection_fields
+from detections.sigma.matcher import INDEX_FIELDS, CompiledRule, EventView, detection_fields
 from eventstore.store import Doc
 
 #: fields shown for every row whatever the rule looks at
@@ -76,17 +76,6 @@ class ScanResult:
         return [(k[0], k[1], k[2], n) for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
-def _value(doc: Mapping[str, Any], name: str) -> Any:
-    value = doc.get(name)
-    if value is None and name.startswith("winlog.event_data."):
-        # Windows data fields with spaces in their names are stored as written
-        short = name.rsplit(".", 1)[1]
-        for key, v in doc.items():
-            if key.startswith("winlog.") and key.rsplit(".", 1)[-1].replace(" ", "") == short:
-                return v
-    return value
-
-
 class Scanner:
     """Feed events (any order); ``finish`` adds the correlations' alerts."""
 
@@ -117,15 +106,17 @@ class Scanner:
             hits = match(doc)
             if not hits:
                 continue
+            view: EventView | None = None
             for cr in hits:
                 if cr.key not in generating:
                     continue
                 info = infos[cr.key]
                 if info.level not in self._levels:
                     continue
+                view = view or EventView(doc)  # the matcher's own field lookup (aliases included)
                 shown = {}
                 for name in self._key_fields(cr):
-                    value = _value(doc, name)
+                    value = view.raw(name)
                     if value not in (None, "", []):
                         shown[name] = value
                 out.append(ScanMatch(str(doc.get("@timestamp", "")), cr.key, info.title, info.level,
