@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from detections.risk import quote
 from detections.sigma.correlation import CorrelationSpec
 from detections.sigma.correlation import _value as group_value
 from detections.sigma.engine import CompiledSet
@@ -37,10 +38,6 @@ class _Leg:
 
     rule: CompiledRule
     fields: dict[str, str]  # group name -> field on this rule's events
-
-
-def _quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _legs(cs: CompiledSet, key: str, group: Mapping[str, Any]) -> list[_Leg]:
@@ -98,7 +95,7 @@ def evidence_events(store: Store, cs: CompiledSet, alert: Mapping[str, Any]) -> 
     for name, value in group.items():
         fields = {leg.fields.get(name, name) for leg in legs}
         if len(fields) == 1:
-            terms.append(f"{next(iter(fields))}:{_quote(value)}")
+            terms.append(f"{next(iter(fields))}:{quote(value)}")
     query = " AND ".join(terms) or "*"
     for doc in store.scan(query, since=since, until=until):
         ev = EventView(doc)
