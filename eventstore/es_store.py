@@ -710,8 +710,10 @@ class ElasticsearchStore:
                     _check_timestamp(event["@timestamp"])
                     try:
                         source = dumps(event, option=_ORJSON_OPTS)
-                    except TypeError:  # lone surrogates: stored replaced and tagged, as the SQLite store does
-                        source = dumps(replace_unencodable(event) or event, option=_ORJSON_OPTS)
+                    except TypeError:  # lone surrogates: stored replaced and tagged, as the SQLite store does,
+                        event = replace_unencodable(event) or event  # the id too (it is the document's _id)
+                        ident = event["event.id"]
+                        source = dumps(event, option=_ORJSON_OPTS)
                 except KeyError:
                     part.errors.append((ident, "missing @timestamp"))
                     continue

@@ -39,6 +39,23 @@ def test_a_lone_surrogate_is_stored_replaced_and_marked(tmp_path: Path, store: S
     assert again.written == 0
 
 
+@pytest.mark.parametrize("ident", ["e\ud8002", "long-" + "x" * 200 + "\udfff"])
+def test_a_lone_surrogate_in_the_event_id_is_stored_replaced_and_marked(store: Store, ident: str) -> None:
+    """The id is text like any other: both stores store it replaced (and tagged), the same way; a rerun
+    stores nothing twice (Elasticsearch once refused the whole document for its id)."""
+    events = [{"@timestamp": "2026-11-25T08:00:00Z", "event.id": ident, "user.name": "u"},
+              {"@timestamp": "2026-11-25T08:00:01Z", "event.id": "plain", "user.name": "v"}]
+    first = store.write_events(events)
+    assert (first.written, first.errors) == (2, [])
+    store.refresh()
+    replaced = ident.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    got = store.get_event(replaced)
+    assert got is not None and got["event.id"] == replaced and REPLACED_TAG in got["tags"]
+    assert store.count() == 2
+    again = store.write_events(events)
+    assert (again.written, again.duplicates) == (0, 2)
+
+
 def _big_events(n: int, start: int = 0) -> list[dict]:
     return [{"@timestamp": "2026-11-25T08:00:00Z", "event.id": f"big{i}", "message": "x" * 4000}
             for i in range(start, start + n)]
