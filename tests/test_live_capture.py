@@ -119,12 +119,25 @@ def scapy_traffic(iface: str) -> None:
     sendp(frames, iface=iface, verbose=False)
 
 
+def settle(cap: LiveCapture, quiet: float = 0.6, timeout: float = 20.0) -> None:
+    """Until the capture has seen no new packet for ``quiet`` seconds: a loaded machine may take a
+    while to read what is already in the socket buffer, and ``stop()`` does not drain it."""
+    deadline, last, since = time.monotonic() + timeout, -1, time.monotonic()
+    while time.monotonic() < deadline:
+        if cap.stats.packets != last:
+            last, since = cap.stats.packets, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+        time.sleep(0.05)
+
+
 def test_flows_from_a_real_link_are_stored(veth: tuple[str, str], sqlite_store: Store) -> None:
     iface, ns = veth
     cap, thread = start_capture(sqlite_store, iface)
     http_requests(ns, 3)
     scapy_traffic(iface)
     time.sleep(1.0)  # let the ICMP echo reply come back
+    settle(cap)
     cap.stop()
     thread.join(10)
     stats = cap.stats
@@ -150,7 +163,7 @@ def test_bpf_filter_keeps_only_what_it_names(veth: tuple[str, str], sqlite_store
     cap, thread = start_capture(sqlite_store, iface, bpf="tcp port 8080")
     http_requests(ns, 1)
     scapy_traffic(iface)
-    time.sleep(0.3)
+    settle(cap)
     cap.stop()
     thread.join(10)
     assert cap.stats.bpf_compiler and ("tcpdump" in cap.stats.bpf_compiler or "fallback" in cap.stats.bpf_compiler)
@@ -229,7 +242,7 @@ def test_a_six_byte_tls_header_does_not_stop_the_capture(veth: tuple[str, str], 
         server.kill()
     http_requests(ns, 2)
     scapy_traffic(iface)
-    time.sleep(0.5)
+    settle(cap)
     cap.stop()
     thread.join(10)
     assert not thread.is_alive() and cap.stats.stopped_by is None

@@ -185,7 +185,9 @@ def test_serve_process_logs_every_decision_and_reloads(tmp_path: Path) -> None:
             time.sleep(0.1)
         assert json.loads(get("POST", "/v1/decide", decide)[1])["allow"] is False
         idp.write_text("kind: Policy\nrules: [")
-        time.sleep(1.5)
+        deadline = time.monotonic() + 30  # the reload poll runs on its own clock: wait for it, not a fixed time
+        while json.loads(get("GET", "/readyz")[1])["last_reload_ok"] is not False and time.monotonic() < deadline:
+            time.sleep(0.1)
         _, body = get("GET", "/readyz")
         assert json.loads(body)["last_reload_ok"] is False
         assert json.loads(get("POST", "/v1/decide", decide)[1])["allow"] is False
