@@ -140,6 +140,43 @@ def first_line_identity(path: Path, nbytes: int = IDENTITY_BYTES) -> str:
     return hashlib.sha1(head if end < 0 else head[: end + 1]).hexdigest()
 
 
+#: bytes of a file's head, and of the piece a checkpoint names, that a checkpoint's mark hashes
+MARK_BYTES = 4096
+
+
+def content_mark(head: bytes, tail: bytes) -> str:
+    """The mark of a checkpoint: the file's first bytes and a piece of what it covers (``mark_from``..)."""
+    return hashlib.sha1(b"%d:" % len(head) + head + tail).hexdigest()
+
+
+def read_head(path: Path, nbytes: int = MARK_BYTES) -> bytes:
+    """The first ``nbytes`` of the file, decompressed when it is gzip."""
+    with open_log(path) as fh:
+        return fh.read(nbytes)
+
+
+def mark_matches(path: Path, checkpoint: Checkpoint, until: int) -> bool:
+    """Does ``path`` hold the bytes ``checkpoint``'s mark was made of (its head and ``mark_from``..``until``)?
+
+    The one check of every reader whose identity distinct files may share (``VerifyingReader``):
+    the line readers (``until`` is the checkpoint's offset) and pcap (a window of what it read).
+    A checkpoint written before marks existed has none and is trusted, as it was then. Offsets are
+    in the decompressed bytes, so a gzipped copy matches; checking it decompresses up to ``until``.
+    """
+    mark = checkpoint.get("mark")
+    if mark is None:
+        return True
+    since = int(checkpoint.get("mark_from", until))
+    if not 0 <= since <= until:
+        return False
+    nhead = min(MARK_BYTES, until)
+    with open_log(path) as fh:
+        head = fh.read(nhead)
+        fh.seek(since)
+        tail = fh.read(until - since)
+    return len(head) == nhead and len(tail) == until - since and content_mark(head, tail) == mark
+
+
 def is_gzip(path: Path) -> bool:
     with open(path, "rb") as fh:
         return fh.read(2) == b"\x1f\x8b"

@@ -32,18 +32,22 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from collectors.base import (
+    MARK_BYTES,
     Batch,
     Checkpoint,
     Event,
     ReaderBase,
     ReadProblem,
     clip,
+    content_mark,
     event_id,
     file_size,
     first_line_identity,
     id_prefix,
     is_gzip,
+    mark_matches,
     open_log,
+    read_head,
     where_raised,
 )
 
@@ -106,20 +110,8 @@ class BoundedLines:
                 yield raw
 
 
-#: bytes of the head, and at most of the end, of what a checkpoint covers that its mark hashes
-MARK_BYTES = 4096
 #: lines remembered for the end part of the mark (fewer bytes when the lines are short)
 _MARK_LINES = 64
-
-
-def content_mark(head: bytes, tail: bytes) -> str:
-    """The mark of a checkpoint: the file's first bytes and the bytes just before the offset."""
-    return hashlib.sha1(b"%d:" % len(head) + head + tail).hexdigest()
-
-
-def read_head(path: Path, nbytes: int = MARK_BYTES) -> bytes:
-    with open_log(path) as fh:
-        return fh.read(nbytes)
 
 
 def marked_checkpoint(path: Path, offset: int, line: int, tail: bytes | None = None) -> Checkpoint:
@@ -164,23 +156,8 @@ class LineReader(ReaderBase):
         return first_line_identity(path)
 
     def matches(self, path: Path, checkpoint: Checkpoint) -> bool:
-        """Is ``path`` the file ``checkpoint`` was taken in (or a grown, rotated, gzipped copy)?
-
-        A checkpoint written before marks existed has none and is trusted, as it was then.
-        """
-        mark = checkpoint.get("mark")
-        if mark is None:
-            return True
-        offset = int(checkpoint.get("offset", 0))
-        since = int(checkpoint.get("mark_from", offset))
-        if not 0 <= since <= offset:
-            return False
-        nhead = min(MARK_BYTES, offset)
-        with open_log(path) as fh:
-            head = fh.read(nhead)
-            fh.seek(since)
-            tail = fh.read(offset - since)
-        return len(head) == nhead and len(tail) == offset - since and content_mark(head, tail) == mark
+        """Is ``path`` the file ``checkpoint`` was taken in (or a grown, rotated, gzipped copy)?"""
+        return mark_matches(path, checkpoint, int(checkpoint.get("offset", 0)))
 
     def begin(self, path: Path | None) -> Any:
         """Per-file context handed to ``parse`` (e.g. the year RFC 3164 lines lack); ``None``: a pipe."""

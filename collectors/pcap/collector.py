@@ -9,26 +9,62 @@ flow still open after the batch (re-reading from there rebuilds every open flow)
 ``next``, the packet after the batch. A resumed read decodes from ``start`` but drops
 every event and problem produced before ``next``: those were committed with the batch.
 The ids do not depend on where reading started, so whatever is read twice is stored once.
+
+Identity: the first 4 KiB of the decompressed capture (a .gz copy is the same capture). Two
+distinct captures may share them (the same header and first packets), so every checkpoint
+also carries the capture's size (:func:`capture_size`: a capture file does not grow once
+written) and a mark (:func:`collectors.base.mark_matches`, the check the line readers use):
+a hash of the head and of the last bytes read, the file's end once it is done.
+``collectors.pipeline.resolve`` gives a capture that does not match an identity of its own,
+instead of skipping it as "done" or resuming it from the other's packets. Checking reads the
+4 KiB windows (a .gz is decompressed up to the window: a rerun of a done .gz reads it once more).
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from collectors.base import IDENTITY_BYTES, Batch, Checkpoint, Event, ReaderBase, ReadProblem, id_prefix
+from collectors.base import (
+    IDENTITY_BYTES,
+    MARK_BYTES,
+    Batch,
+    Checkpoint,
+    Event,
+    ReaderBase,
+    ReadProblem,
+    content_mark,
+    id_prefix,
+    mark_matches,
+    read_head,
+)
 from collectors.pcap.flows import FlowMeter, MeterConfig, relaxed_gc
-from collectors.pcap.reader import CaptureInfo, Problem, Record, iter_records, open_capture
+from collectors.pcap.reader import GZIP_MAGIC, CaptureInfo, Problem, Record, iter_records, open_capture
 
 
 def capture_identity(path: Path | str) -> str:
     """SHA-1 of the first 4 KiB of the DECOMPRESSED capture: plain and .gz copies share ids."""
     with open_capture(path) as fh:
         return hashlib.sha1(fh.read(IDENTITY_BYTES)).hexdigest()
+
+
+def capture_size(path: Path | str) -> int:
+    """The decompressed size of a capture modulo 2**32, without reading it: a plain file's size, a
+    gzip file's ISIZE trailer (its last member's: a multi-member .gz then differs from its plain copy,
+    which is read again under an identity of its own, never skipped)."""
+    with open(path, "rb") as fh:
+        if fh.read(2) != GZIP_MAGIC:
+            return os.fstat(fh.fileno()).st_size % (1 << 32)
+        fh.seek(0, os.SEEK_END)
+        if fh.tell() < 20:
+            return -1
+        fh.seek(-4, os.SEEK_END)
+        return int.from_bytes(fh.read(4), "little")
 
 
 def _position(fh: BinaryIO) -> int:
@@ -56,7 +92,8 @@ def _failure_reason(exc: BaseException) -> str:
 
 
 def _pieces(chunks: Iterable[list[Event]], take_problems: Callable[[], list[ReadProblem]], checkpoint: Checkpoint,
-            consumed: int | None, committed: Checkpoint, batch_size: int, skip: int) -> Iterator[Batch]:
+            consumed: int | None, committed: Checkpoint, batch_size: int, skip: int,
+            mark: Callable[[], Checkpoint]) -> Iterator[Batch]:
     """One logical batch (its events made chunk by chunk) as batches of at most ``batch_size``.
 
     One packet can end thousands of flows (a full table's eviction) and the end of a capture
@@ -64,6 +101,7 @@ def _pieces(chunks: Iterable[list[Event]], take_problems: Callable[[], list[Read
     piece but the last carries the checkpoint already committed plus ``skip``, the events of
     this logical batch stored so far: a resumed read re-meters to the same point, makes the
     same events again and drops that many. ``skip`` given here is the resumed checkpoint's.
+    ``mark``: the mark of the bytes read so far, which every checkpoint carries.
     """
     pending: list[Event] = []
     to_drop, done = skip, skip
@@ -74,9 +112,9 @@ def _pieces(chunks: Iterable[list[Event]], take_problems: Callable[[], list[Read
         pending.extend(chunk)
         while len(pending) > batch_size:
             done += batch_size
-            yield Batch(pending[:batch_size], take_problems(), {**committed, "skip": done}, None)
+            yield Batch(pending[:batch_size], take_problems(), {**committed, "skip": done, **mark()}, None)
             del pending[:batch_size]
-    yield Batch(pending, take_problems(), checkpoint, consumed)
+    yield Batch(pending, take_problems(), {**checkpoint, **mark()}, consumed)
 
 
 class PcapReader(ReaderBase):
@@ -105,12 +143,23 @@ class PcapReader(ReaderBase):
     def identity(self, path: Path) -> str:
         return capture_identity(path)
 
-    def batches(self, path: Path, resume: Checkpoint | None, batch_size: int) -> Iterator[Batch]:
+    def matches(self, path: Path, checkpoint: Checkpoint) -> bool:
+        """Is ``path`` the capture ``checkpoint`` was taken in (or a copy, plain or gzip)?"""
+        size = checkpoint.get("size")
+        if size is not None and size != capture_size(path):
+            return False
+        return mark_matches(path, checkpoint, int(checkpoint.get("mark_to", 0)))
+
+    def batches(self, path: Path, resume: Checkpoint | None, batch_size: int, *,
+                identity: str | None = None) -> Iterator[Batch]:
+        """``identity``: the one the pipeline resolved (``collectors.pipeline.resolve``), else :meth:`identity`."""
         if resume and resume.get("done"):
             return
         start = int(resume.get("start", 0)) if resume else 0
         skip_until = int(resume.get("next", 0)) if resume else 0
-        ident = self.identity(path)
+        head = read_head(path, MARK_BYTES)
+        size = capture_size(path)
+        ident = identity or self.identity(path)
         source = str(path)
         prefix = id_prefix(self.name, ident)
         sha1 = hashlib.sha1
@@ -125,6 +174,12 @@ class PcapReader(ReaderBase):
         with open_capture(path) as fh, relaxed_gc():
             records = iter_records(fh, rec_problems, info, start)
             committed: Checkpoint = {"start": start, "next": skip_until}
+
+            def mark() -> Checkpoint:
+                since, window = info.stream.window() if info.stream is not None else (0, b"")
+                until = since + len(window)
+                return {"size": size, "mark": content_mark(head[:min(MARK_BYTES, until)], window),
+                        "mark_from": since, "mark_to": until}
             skip = int(resume.get("skip", 0)) if resume else 0  # of the first batch: stored before a crash
 
             def problems() -> list[ReadProblem]:
@@ -144,7 +199,8 @@ class PcapReader(ReaderBase):
                     meter.feed(held)
                 while not meter.feed(records, batch_size):
                     checkpoint = {"start": meter.resume_index(meter.next_index), "next": meter.next_index}
-                    yield from _pieces([events()], problems, checkpoint, _position(fh), committed, batch_size, skip)
+                    yield from _pieces([events()], problems, checkpoint, _position(fh), committed, batch_size, skip,
+                                       mark)
                     committed, skip = checkpoint, 0
             except Exception as exc:  # the file fails part-way: keep what was read of it
                 failure = exc
@@ -162,7 +218,7 @@ class PcapReader(ReaderBase):
                 yield events()
 
             yield from _pieces(flushed(), problems, {"start": end, "next": end, "done": True}, _position(fh),
-                               committed, batch_size, skip)
+                               committed, batch_size, skip, mark)
 
     @staticmethod
     def _problems(meter: FlowMeter, rec_problems: list[Problem], source: str) -> list[ReadProblem]:

@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 CHUNK = 1 << 20
+#: bytes on each side of the buffer's start that ``_Buffer.window`` gives
+WINDOW = 4096
 #: Larger records than this are taken as corruption (the largest real snaplen is 262144).
 MAX_RECORD = 1 << 20
 
@@ -67,6 +69,8 @@ class Interface:
 class CaptureInfo:
     format: str = "?"
     interfaces: list[Interface] = field(default_factory=list)
+    #: the stream being read (``window`` gives a piece of what was read, for checkpoint marks)
+    stream: _Buffer | None = None
 
 
 def open_capture(path: Path | str) -> BinaryIO:
@@ -88,7 +92,7 @@ class _Buffer:
     nothing already decompressed.
     """
 
-    __slots__ = ("buf", "consumed", "eof", "error", "fh", "pos", "read")
+    __slots__ = ("behind", "buf", "consumed", "eof", "error", "fh", "pos", "read")
 
     def __init__(self, fh: BinaryIO) -> None:
         self.fh = fh
@@ -98,6 +102,7 @@ class _Buffer:
         self.eof = False
         self.error: BaseException | None = None
         self.consumed = 0  # bytes of the stream before buf[0]
+        self.behind = b""  # the last bytes before buf[0] (at most WINDOW)
 
     def need(self, n: int) -> bool:
         if len(self.buf) - self.pos >= n:
@@ -107,6 +112,8 @@ class _Buffer:
                 raise self.error
             return False
         rest = self.buf[self.pos:]
+        if self.pos:  # once per refill (a MiB): what a checkpoint's mark can name at the end of a file
+            self.behind = self.buf[max(0, self.pos - WINDOW):self.pos]
         self.consumed += self.pos
         chunks = [rest]
         have = len(rest)
@@ -131,6 +138,17 @@ class _Buffer:
     def offset(self) -> int:
         return self.consumed + self.pos
 
+    def window(self) -> tuple[int, bytes]:
+        """The last ``WINDOW`` bytes read from the stream (fewer in a shorter one) and the offset of the first.
+
+        Bytes the file certainly holds where it says (offsets in the decompressed stream): at the
+        end of the buffer (the furthest read), the file's last bytes once it is read to its end.
+        """
+        tail = self.buf[-WINDOW:]
+        if len(tail) < WINDOW:
+            tail = (self.behind + self.buf)[-WINDOW:]
+        return self.consumed + len(self.buf) - len(tail), tail
+
 
 def iter_records(fh: BinaryIO, problems: list[Problem], info: CaptureInfo | None = None,
                  start: int = 0) -> Iterator[Record]:
@@ -140,7 +158,7 @@ def iter_records(fh: BinaryIO, problems: list[Problem], info: CaptureInfo | None
     a stream that is neither format raises ``ValueError`` here, at the call.
     """
     info = info if info is not None else CaptureInfo()
-    buf = _Buffer(fh)
+    buf = info.stream = _Buffer(fh)
     if not buf.need(4):
         raise ValueError("empty file: not a pcap or pcapng capture")
     magic = buf.buf[:4]
