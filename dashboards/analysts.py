@@ -5,6 +5,10 @@ its SHA-256 (the token is 32 random bytes, so a fast hash is enough: there is no
 guess a dictionary from), with the name, when and by whom. Revoking deletes the hashes,
 and every session signed in with them ends at its next request (``dashboards.guard``
 checks the hash on each one).
+
+Each analyst's dashboard language is kept beside the tokens, under the analyst's name
+(``dashboard.analyst_prefs``), so it is the same from every browser and survives a new
+token; the local OS user on loopback has one too.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from eventstore.store import Store
 from eventstore.timeutil import to_iso, utcnow
 
 KIND = "dashboard.analyst_token"
+PREFS_KIND = "dashboard.analyst_prefs"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 
 
@@ -77,3 +82,19 @@ def verify(store: Store, token: str) -> tuple[str, str] | None:
 
 def still_valid(store: Store, token_hash: str) -> bool:
     return store.get_state(KIND, token_hash) is not None
+
+
+def language_of(store: Store, name: str) -> str | None:
+    """The dashboard language ``name`` chose, or None (never chose: the server's or the browser's)."""
+    record = store.get_state(PREFS_KIND, name)
+    value = record.get("language") if record else None
+    return str(value) if value else None
+
+
+def set_language(store: Store, name: str, language: str, languages: tuple[str, ...]) -> None:
+    """Remember ``name``'s dashboard language (one of ``languages``: the caller's own list)."""
+    if language not in languages:
+        raise ValueError(f"language {language!r}: expected one of {', '.join(languages)}")
+    record = dict(store.get_state(PREFS_KIND, name) or {})
+    record.update(language=language, changed=to_iso(utcnow()))
+    store.put_state(PREFS_KIND, name, record)

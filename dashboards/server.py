@@ -11,6 +11,12 @@ Bound to loopback (127.0.0.0/8, ::1) with no analyst tokens in the store, the ac
 local OS user and the page says so. As soon as analysts have tokens
 (``soc dashboard token add NAME``), or when bound beyond loopback (which needs them), each
 analyst signs in with a personal link.
+
+The page is rendered in the analyst's language (``dashboards.i18n``): their own choice,
+kept with them in the store (``POST /api/language``, CSRF-checked like every change),
+else the server's ``SOC_LANG``/``LANG``, else the browser's ``Accept-Language``. The JSON
+API stays locale-free: keys, values, numbers and times are the same in every language
+(only ``/api/alerts/ID?lang=vi`` asks for the rule's guide in Vietnamese).
 """
 
 from __future__ import annotations
@@ -22,13 +28,14 @@ from importlib import resources
 from typing import Any
 
 import uvicorn
+from jinja2 import Environment, PackageLoader, StrictUndefined
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from dashboards import analysts
+from dashboards import analysts, i18n
 from dashboards.guard import Actor, Guard
 from dashboards.hosts import HostAllowList, is_loopback
 from dashboards.sessions import Sessions
@@ -36,6 +43,7 @@ from dashboards.views import VIEWS, alert_detail
 from detections import lifecycle
 from eventstore.errors import QuerySyntaxError, StoreError
 from eventstore.store import Store
+from locales import LANGUAGES
 
 STATIC = resources.files("dashboards") / "static"
 MAX_BODY = 64 * 1024
@@ -43,16 +51,38 @@ CONTENT_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; cha
                  ".svg": "image/svg+xml", ".html": "text/html; charset=utf-8", ".md": "text/plain; charset=utf-8"}
 
 
+#: the page template: autoescaped (every value it prints is escaped, translations included)
+TEMPLATES = Environment(loader=PackageLoader("dashboards", "templates"), autoescape=True, undefined=StrictUndefined)
+
+
 def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status)
+
+
+async def json_body(request: Request) -> dict[str, Any] | JSONResponse:
+    """The request's JSON object (at most ``MAX_BODY`` bytes), or the error response to send."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            return error(413, "body too large")
+    try:
+        data = json.loads(body or b"{}")
+    except ValueError:
+        return error(400, "body is not JSON")
+    if not isinstance(data, dict):
+        return error(400, "body must be a JSON object")
+    return data
 
 
 class Dashboard:
     """The handlers, over one store; ``app`` is the Starlette application with the guard in front."""
 
     def __init__(self, store: Store, *, bind: str = "127.0.0.1", allow_hosts: tuple[str, ...] = (),
-                 local_actor: str | None = None) -> None:
+                 local_actor: str | None = None, server_language: str | None = None) -> None:
         self.store = store
+        #: the server's own language (SOC_LANG / LANG), None: the browser's Accept-Language decides
+        self.server_language = server_language if server_language is not None else i18n.server_language()
         self.lock = threading.Lock()
         self.bind = bind
         self.loopback = is_loopback(bind)
@@ -63,6 +93,7 @@ class Dashboard:
             Route("/healthz", self.healthz, methods=["GET"]),
             Route("/api", self.api_index, methods=["GET"]),
             Route("/api/session", self.session, methods=["GET"]),
+            Route("/api/language", self.set_language, methods=["POST"]),
             Route("/api/alerts/{alert_id}", self.alert, methods=["GET"]),
             Route("/api/alerts/{alert_id}/{action}", self.act, methods=["POST"]),
             Route("/api/{view}", self.view, methods=["GET"]),
@@ -100,7 +131,32 @@ class Dashboard:
         actor: Actor = request.state.actor
         return JSONResponse({"analyst": actor.name, "how": actor.how,
                              "csrf": actor.session.csrf if actor.session else None,
-                             "token_mode": request.state.token_mode})
+                             "token_mode": request.state.token_mode, "language": self.language(request)})
+
+    def language(self, request: Request) -> str:
+        """The language of this request's analyst (their choice, the server's, the browser's)."""
+        actor: Actor | None = getattr(request.state, "actor", None)
+        chosen = None
+        if actor is not None:
+            with self.lock:
+                chosen = analysts.language_of(self.store, actor.name)
+        return i18n.request_language(chosen, self.server_language, request.headers.get("accept-language"))
+
+    async def set_language(self, request: Request) -> Response:
+        data = await json_body(request)
+        if isinstance(data, Response):
+            return data
+        actor: Actor = request.state.actor
+        language = data.get("language")
+        if not isinstance(language, str) or language not in LANGUAGES:
+            return error(400, f"language: expected one of {', '.join(LANGUAGES)}")
+
+        def run() -> Response:
+            analysts.set_language(self.store, actor.name, language, LANGUAGES)
+            return JSONResponse({"analyst": actor.name, "language": language})
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(self._locked, run)
 
     def view(self, request: Request) -> Response:
         name = request.path_params["view"]
@@ -111,24 +167,21 @@ class Dashboard:
 
     def alert(self, request: Request) -> Response:
         alert_id = request.path_params["alert_id"]
+        lang = request.query_params.get("lang") or "en"
+        if lang not in LANGUAGES:
+            return error(400, f"lang: expected one of {', '.join(LANGUAGES)}")
 
         def run() -> Response:
             detail = alert_detail(self.store, alert_id)
+            if detail and lang != "en":  # the rule's guide in the asked language, its placeholders filled
+                detail["guide"] = i18n.guide_in(detail["alert"], lang)
             return JSONResponse(detail) if detail else error(404, f"no alert {alert_id}")
         return self._locked(run)
 
     async def act(self, request: Request) -> Response:
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY:
-                return error(413, "body too large")
-        try:
-            data = json.loads(body or b"{}")
-        except ValueError:
-            return error(400, "body is not JSON")
-        if not isinstance(data, dict):
-            return error(400, "body must be a JSON object")
+        data = await json_body(request)
+        if isinstance(data, Response):
+            return data
         actor: Actor = request.state.actor
         alert_id, action = request.path_params["alert_id"], request.path_params["action"]
 
@@ -156,7 +209,12 @@ class Dashboard:
         return Response((STATIC / "favicon.svg").read_bytes(), media_type="image/svg+xml")
 
     def index(self, request: Request) -> Response:
-        return Response((STATIC / "index.html").read_bytes(), media_type="text/html; charset=utf-8")
+        text = i18n.PageText(self.language(request))
+        html = TEMPLATES.get_template("index.html").render(
+            lang=text.lang, _=text.gettext, value=text.value, languages=text.languages(),
+            script_data=text.script_data())
+        return Response(html, media_type="text/html; charset=utf-8", headers={"content-language": text.lang,
+                                                                              "vary": "Accept-Language, Cookie"})
 
 
 @dataclass

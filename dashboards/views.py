@@ -30,7 +30,7 @@ SERVICE = "service.name"
 DECISION_DATASET = "event.dataset:policy.decision"
 
 #: Columns of the alert list, in order.
-ALERT_COLUMNS = ("event.id", "@timestamp", "ztsoc.alert.level", "rule.name", "ztsoc.alert.entity.value",
+ALERT_COLUMNS = ("event.id", "@timestamp", "ztsoc.alert.level", "rule.id", "rule.name", "ztsoc.alert.entity.value",
                  ALERT_STATUS, "ztsoc.alert.assignee", "threat.technique.id")
 
 
@@ -73,8 +73,9 @@ def overview(store: Store, params: Params) -> dict[str, Any]:
         "open_by_level": {level: by_level.get(level, 0) for level in LEVELS},
         "by_status": by_status,
         "alerts_over_time": zero_filled(over_time, since, interval),
-        "top_rules": [{"rule": r["rule.name"], "count": r["count"]}
-                      for r in _terms(store, "rule.name", "*", since, index="alerts")],
+        "top_rules": [{"rule": r["rule.name"], "rule_id": r["rule.id"], "count": r["count"]}
+                      for r in store.aggregate(["rule.id", "rule.name"], query="*", since=since, index="alerts",
+                                               limit=10)],
         "top_entities": risks,
         "collection": [{"dataset": r["event.dataset"], "events": r["count"],
                         "last_event": _last_seen(store, str(r["event.dataset"]))} for r in health_rows],

@@ -144,6 +144,12 @@ def overlay(name: str) -> dict[str, Any]:
     return _overlay(current_language(), name)
 
 
+def overlay_in(lang: str, name: str) -> dict[str, Any]:
+    """``overlay(name)`` in an explicit language: a server answering analysts in several
+    languages at once must not switch the process-wide choice."""
+    return _overlay(normalise(lang) or SOURCE_LANGUAGE, name)
+
+
 def babel_locale() -> str:
     return current_language()
 
@@ -162,4 +168,4 @@ def format_datetime(dt: datetime, fmt: str = "medium") -> str:
 
 
 __all__ = ["LANGUAGES", "N_", "_", "chosen_language", "current_language", "format_datetime",
-           "format_number", "in_languages", "ngettext", "overlay", "set_language", "translations"]
+           "format_number", "in_languages", "ngettext", "overlay", "overlay_in", "set_language", "translations"]

@@ -152,13 +152,18 @@ def test_beyond_loopback_needs_tokens(sqlite_store: Store) -> None:
         assert "personal link" in message and "soc.gov.example" in message
 
 
-def test_local_mode_states_the_local_user(sqlite_store: Store) -> None:
+def test_local_mode_states_the_local_user(sqlite_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("SOC_LANG", "LANGUAGE", "LC_ALL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("LANG", "C.UTF-8")  # the server names no language: the browser's (none sent) -> English
     with serving(sqlite_store, local_actor="lan") as served:
-        me = Client(served.port).session()
-        assert me == {"analyst": "lan", "how": "local", "csrf": me["csrf"], "token_mode": False}
+        client = Client(served.port)
+        me = client.session()
+        assert me == {"analyst": "lan", "how": "local", "csrf": me["csrf"], "token_mode": False, "language": "en"}
         assert "local user lan" in startup_message(served, "127.0.0.1")
+        assert "(local user: loopback, no analyst tokens)" in client.get("/").body.decode()  # the page's messages
     page = (Path(__file__).resolve().parent.parent / "dashboards" / "static" / "app.js").read_text()
-    assert "local user" in page and "X-CSRF-Token" in page and "token=" not in page
+    assert "X-CSRF-Token" in page and "token=" not in page
 
 
 def test_sessions_are_bounded() -> None:

@@ -7,12 +7,62 @@ const charts = {};
 let currentAlert = null;
 let session = null;
 
+// The page's language, rendered by the server (dashboards/i18n.py): messages, display names and
+// Babel's number symbols and date patterns. A JSON data block, read as text: never executed.
+const TEXT = JSON.parse(document.getElementById("page-text").textContent);
+
+function t(key, fields = {}) {
+  // a message with its {name} fields filled; a filled value is text (textContent), never markup
+  const message = TEXT.messages[key] ?? key;
+  return message.replace(/\{(\w+)\}/g, (m, name) => (name in fields ? String(fields[name]) : m));
+}
+
+function plural(key, n) {
+  const [one, many] = TEXT.plurals[key];
+  return (n === 1 ? one : many).replace("{n}", fmtNumber(n));
+}
+
+function shown(value) {
+  // a stored value (high, open, true_positive, deny) by its display name; anything else as it is
+  return value === null || value === undefined ? "" : (TEXT.values[value] ?? value);
+}
+
+function ruleTitle(ruleId, name) { return TEXT.rules[ruleId] ?? name; }
+
+function fmtNumber(n) {
+  // Babel's symbols for the language (#,##0.### : groups of three, at most three decimals)
+  if (typeof n !== "number" || !Number.isFinite(n)) return n ?? "";
+  const fixed = Math.abs(n).toFixed(3).replace(/\.?0+$/, "");
+  const [whole, frac] = fixed.split(".");
+  const grouped = whole.replace(/\B(?=(\d{3})+(?!\d))/g, TEXT.format.group);
+  return (n < 0 && fixed !== "0" ? "-" : "") + grouped + (frac ? TEXT.format.decimal + frac : "");
+}
+
+const DATE_PARTS = {
+  d: d => d.getUTCDate(), M: d => d.getUTCMonth() + 1, y: d => d.getUTCFullYear(),
+  H: d => d.getUTCHours(), m: d => d.getUTCMinutes(), s: d => d.getUTCSeconds(),
+};
+
+function fmtDate(iso, pattern = "datetime") {
+  // an ISO time in one of the language's CLDR patterns (UTC), as tokens from the server
+  if (!iso) return "";
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return String(iso);
+  return TEXT.format[pattern].map(([kind, value]) => kind === "chars" ? value
+    : String(DATE_PARTS[value[0]](d)).padStart(value.length, "0").slice(-value.length)).join("");
+}
+
+function failure(err) {
+  // the page's own sentence for the refusal, then the server's detail (the API stays in English)
+  return err.status ? `${TEXT.messages["http_" + err.status] ?? err.status}: ${err.message}` : err.message;
+}
+
 async function api(path, options = {}) {
   const headers = Object.assign({"Content-Type": "application/json"}, options.headers || {});
   if (session && session.csrf) headers["X-CSRF-Token"] = session.csrf;
   const response = await fetch(path, Object.assign({credentials: "same-origin"}, options, {headers}));
   const data = await response.json();
-  if (!response.ok) throw new Error(data.error || response.statusText);
+  if (!response.ok) throw Object.assign(new Error(data.error || response.statusText), {status: response.status});
   return data;
 }
 
@@ -21,12 +71,24 @@ async function signIn() {
   try {
     session = await api("/api/session");
     who.textContent = session.how === "local"
-      ? `acting as ${session.analyst} (local user: loopback, no analyst tokens)`
-      : `signed in as ${session.analyst}`;
+      ? t("acting_as", {analyst: session.analyst})
+      : t("signed_in_as", {analyst: session.analyst});
     return true;
   } catch (err) {
-    who.textContent = "not signed in: open your personal link (soc dashboard token add NAME)";
+    who.textContent = t("not_signed_in");
     return false;
+  }
+}
+
+async function chooseLanguage(ev) {
+  // kept with the analyst on the server (CSRF-checked like every change); the page comes back in it
+  const status = document.getElementById("status");
+  try {
+    await api("/api/language", {method: "POST", body: JSON.stringify({language: ev.target.value})});
+    status.textContent = t("language_saved");
+    location.reload();
+  } catch (err) {
+    status.textContent = t("error", {message: failure(err)});
   }
 }
 
@@ -39,47 +101,39 @@ function el(tag, text, attrs = {}) {
   return node;
 }
 
+function cell(value) { return typeof value === "number" ? fmtNumber(value) : value; }
+
 function fillTable(id, columns, rows) {
+  // columns: [message key, row key or function of the row]
   const table = document.getElementById(id);
   table.replaceChildren();
   const head = el("tr");
-  columns.forEach(([label]) => head.appendChild(el("th", label)));
+  columns.forEach(([key]) => head.appendChild(el("th", t(key))));
   table.appendChild(el("thead")).appendChild(head);
   const body = table.appendChild(el("tbody"));
   rows.forEach(row => {
     const tr = el("tr");
-    columns.forEach(([, key]) => tr.appendChild(el("td", typeof key === "function" ? key(row) : row[key])));
+    columns.forEach(([, key]) => tr.appendChild(el("td", cell(typeof key === "function" ? key(row) : row[key]))));
     body.appendChild(tr);
   });
-  if (!rows.length) body.appendChild(el("tr")).appendChild(el("td", "nothing here", {colspan: columns.length}));
+  if (!rows.length) body.appendChild(el("tr")).appendChild(el("td", t("nothing_here"), {colspan: columns.length}));
 }
 
 function drawChart(id, type, labels, datasets) {
   if (charts[id]) charts[id].destroy();
-  // every chart counts things: whole numbers on the value axis
+  // every chart counts things: whole numbers on the value axis, in the language's digits
+  const ticks = {color: "#8b98a5", precision: 0, callback: v => fmtNumber(v)};
   charts[id] = new Chart(document.getElementById(id), {
     type, data: {labels, datasets},
-    options: {animation: false, responsive: true, maintainAspectRatio: false, plugins: {legend: {labels: {color: "#e6edf3"}}},
-              scales: type === "doughnut" ? {} : {x: {ticks: {color: "#8b98a5"}},
-                                                  y: {ticks: {color: "#8b98a5", precision: 0}, beginAtZero: true}}},
+    options: {animation: false, responsive: true, maintainAspectRatio: false, locale: TEXT.lang,
+              plugins: {legend: {labels: {color: "#e6edf3"}}},
+              scales: type === "doughnut" ? {} : {x: {ticks: {color: "#8b98a5"}}, y: {ticks, beginAtZero: true}}},
   });
 }
 
-// ECS names an analyst reads; the raw name stays on hover (title) and in data-field
-const LABELS = {
-  "@timestamp": "time", "event.id": "id", "event.dataset": "dataset", "event.action": "action",
-  "event.outcome": "outcome", "event.code": "event code", "source.ip": "source address",
-  "destination.ip": "destination address", "destination.port": "destination port", "user.name": "account",
-  "user.target.name": "target account", "host.name": "host", "process.command_line": "command line",
-  "process.name": "process", "dns.question.name": "DNS name", "url.path": "URL path", "http.request.method": "HTTP method",
-  "tls.client.server_name": "TLS server name", "service.name": "service", "rule.name": "rule",
-  "threat.technique.id": "ATT&CK technique", "ztsoc.alert.level": "level", "ztsoc.alert.status": "status",
-  "ztsoc.alert.assignee": "assignee", "ztsoc.alert.close_reason": "close reason", "ztsoc.alert.entity.value": "entity",
-  "ztsoc.alert.first_seen": "first seen", "ztsoc.alert.last_seen": "last seen",
-};
-
 function label(field) {
-  if (LABELS[field]) return LABELS[field];
+  // ECS names an analyst reads; the raw name stays on hover (title) and in data-field
+  if (TEXT.fields[field]) return TEXT.fields[field];
   const parts = field.split(".");
   return parts.slice(-2).join(" ").replace(/_/g, " ");
 }
@@ -88,43 +142,45 @@ function labelled(tag, field) { return el(tag, label(field), {title: field}); }
 
 function values(fields) {
   // the fields the rule looks at, one "label: value" line each, the raw name on hover
-  const cell = el("td");
+  const td = el("td");
   for (const [field, value] of Object.entries(fields || {})) {
-    const line = cell.appendChild(el("div", null, {title: field, class: "kv"}));
+    const line = td.appendChild(el("div", null, {title: field, class: "kv"}));
     line.appendChild(el("span", label(field) + ": ", {class: "k"}));
     line.appendChild(el("span", Array.isArray(value) ? value.join(", ") : value));
   }
-  return cell;
+  return td;
 }
 
-function hhmm(iso) { return iso ? iso.slice(5, 16).replace("T", " ") : ""; }
+function short(iso) { return fmtDate(iso, "short"); }
 
 function series(rows, key) {
   // rows: [{t, <key>, count}] -> labels and one dataset per key value
   const times = [...new Set(rows.map(r => r.t))].sort();
   const names = [...new Set(rows.map(r => r[key]))].sort();
   const datasets = names.map(name => ({
-    label: name, data: times.map(t => (rows.find(r => r.t === t && r[key] === name) || {count: 0}).count),
+    label: shown(name), data: times.map(t => (rows.find(r => r.t === t && r[key] === name) || {count: 0}).count),
   }));
-  return [times.map(hhmm), datasets];
+  return [times.map(short), datasets];
 }
 
 const pages = {
   async overview() {
     const d = await api(`/api/overview?since=${since()}`);
-    document.getElementById("open-alerts").textContent = d.open_alerts;
+    document.getElementById("open-alerts").textContent = fmtNumber(d.open_alerts);
     for (const [level, n] of Object.entries(d.open_by_level)) {
       const node = document.getElementById("level-" + level);
-      if (node) node.textContent = n;
+      if (node) node.textContent = fmtNumber(n);
     }
-    drawChart("chart-alerts-time", "bar", d.alerts_over_time.map(r => hhmm(r.t)),
-              [{label: "alerts", data: d.alerts_over_time.map(r => r.count), backgroundColor: "#4aa3ff"}]);
-    drawChart("chart-status", "doughnut", Object.keys(d.by_status), [{data: Object.values(d.by_status)}]);
-    fillTable("top-rules", [["rule", "rule"], ["alerts", "count"]], d.top_rules);
-    fillTable("top-entities", [["entity", "entity"], ["risk", "score"], ["band", "band"], ["open alerts", "alerts"]], d.top_entities);
+    drawChart("chart-alerts-time", "bar", d.alerts_over_time.map(r => short(r.t)),
+              [{label: t("alerts"), data: d.alerts_over_time.map(r => r.count), backgroundColor: "#4aa3ff"}]);
+    drawChart("chart-status", "doughnut", Object.keys(d.by_status).map(shown), [{data: Object.values(d.by_status)}]);
+    fillTable("top-rules", [["rule", r => ruleTitle(r.rule_id, r.rule)], ["alerts", "count"]], d.top_rules);
+    fillTable("top-entities", [["entity", "entity"], ["risk", "score"], ["band", r => shown(r.band)],
+                               ["open_alerts", "alerts"]], d.top_entities);
     const [labels, datasets] = series(d.events_per_hour, "dataset");
     drawChart("chart-collection", "line", labels, datasets);
-    fillTable("collection", [["dataset", "dataset"], ["events", "events"], ["last event", "last_event"]], d.collection);
+    fillTable("collection", [["dataset", "dataset"], ["events", "events"], ["last_event", r => fmtDate(r.last_event)]],
+              d.collection);
   },
 
   async alerts() {
@@ -136,14 +192,18 @@ const pages = {
     if (level) params.set("level", level);
     if (q) params.set("q", q);
     const d = await api(`/api/alerts?${params}`);
-    document.getElementById("alert-total").textContent = `${d.total} alerts`;
+    document.getElementById("alert-total").textContent = plural("alert_total", d.total);
     const body = document.getElementById("alert-rows");
     body.replaceChildren();
     d.alerts.forEach(a => {
       const tr = el("tr", null, {"data-id": a["event.id"]});
       const level = a["ztsoc.alert.level"] || "";
-      [hhmm(a["@timestamp"]), level, a["rule.name"], a["ztsoc.alert.entity.value"], a["ztsoc.alert.status"],
-       a["ztsoc.alert.assignee"] || ""].forEach((v, i) => tr.appendChild(el("td", v, i === 1 ? {class: "lvl-" + level} : {})));
+      tr.appendChild(el("td", fmtDate(a["@timestamp"]), {title: a["@timestamp"]}));
+      tr.appendChild(el("td", shown(level), {class: "lvl-" + level, "data-value": level}));
+      tr.appendChild(el("td", ruleTitle(a["rule.id"], a["rule.name"]), {title: a["rule.id"] || ""}));
+      tr.appendChild(el("td", a["ztsoc.alert.entity.value"]));
+      tr.appendChild(el("td", shown(a["ztsoc.alert.status"]), {"data-value": a["ztsoc.alert.status"]}));
+      tr.appendChild(el("td", a["ztsoc.alert.assignee"] || ""));
       tr.addEventListener("click", () => showAlert(a["event.id"]));
       body.appendChild(tr);
     });
@@ -151,12 +211,13 @@ const pages = {
 
   async network() {
     const d = await api(`/api/network?since=${since()}`);
-    drawChart("chart-flows", "bar", d.flows_over_time.map(r => hhmm(r.t)),
-              [{label: "flows", data: d.flows_over_time.map(r => r.count), backgroundColor: "#5cc8ff"}]);
-    fillTable("top-talkers", [["source", "ip"], ["bytes", "bytes"], ["flows", "connections"], ["peers", "peers"]], d.top_talkers);
+    drawChart("chart-flows", "bar", d.flows_over_time.map(r => short(r.t)),
+              [{label: t("flows"), data: d.flows_over_time.map(r => r.count), backgroundColor: "#5cc8ff"}]);
+    fillTable("top-talkers", [["source", "ip"], ["bytes", "bytes"], ["flows", "connections"], ["peers", "peers"]],
+              d.top_talkers);
     fillTable("top-domains", [["name", "name"], ["queries", "count"]], d.top_domains);
-    fillTable("odd-domains", [["domain", "domain"], ["distinct names", "names"]], d.odd_domains);
-    fillTable("tls-sni", [["server name", "server_name"], ["handshakes", "count"]], d.tls_sni);
+    fillTable("odd-domains", [["domain", "domain"], ["distinct_names", "names"]], d.odd_domains);
+    fillTable("tls-sni", [["server_name", "server_name"], ["handshakes", "count"]], d.tls_sni);
   },
 
   async identity() {
@@ -164,59 +225,67 @@ const pages = {
     const [labels, datasets] = series(d.decisions_over_time, "action");
     drawChart("chart-decisions", "bar", labels, datasets);
     fillTable("top-denied", [["caller", "principal"], ["service", "service"], ["denials", "count"]], d.top_denied);
-    fillTable("risky", [["identity", "entity"], ["risk", "score"], ["open alerts", "alerts"]], d.risky_identities);
-    fillTable("policy-changes", [["time", "@timestamp"], ["who", "actor"], ["change", "summary"]], d.policy_changes);
+    fillTable("risky", [["identity", "entity"], ["risk", "score"], ["open_alerts", "alerts"]], d.risky_identities);
+    fillTable("policy-changes", [["time", r => fmtDate(r["@timestamp"])], ["who", "actor"], ["change", "summary"]],
+              d.policy_changes);
   },
 
   async exercises() {
     const d = await api(`/api/exercises`);
     fillTable("scoreboard", [["trainee", "trainee"], ["exercise", "exercise"], ["score", "score"],
-                             ["hints", "hints"], ["time (s)", "seconds"]], d.scoreboard);
+                             ["hints", "hints"], ["seconds", "seconds"]], d.scoreboard);
   },
 };
 
+// detail fields shown by their display name (the stored value stays in the dd's title)
+const DISPLAY = {
+  "ztsoc.alert.level": shown, "ztsoc.alert.status": shown, "ztsoc.alert.close_reason": shown,
+  "ztsoc.alert.first_seen": v => fmtDate(v), "ztsoc.alert.last_seen": v => fmtDate(v),
+};
+
 async function showAlert(id) {
-  const d = await api(`/api/alerts/${encodeURIComponent(id)}`);
+  const d = await api(`/api/alerts/${encodeURIComponent(id)}?lang=${TEXT.lang}`);
   currentAlert = id;
   document.querySelectorAll("#alert-rows tr").forEach(tr => tr.classList.toggle("selected", tr.dataset.id === id));
   const a = d.alert;
   document.getElementById("detail").hidden = false;
-  document.getElementById("detail-title").textContent = a["rule.name"];
+  document.getElementById("detail-title").textContent = ruleTitle(a["rule.id"], a["rule.name"]);
   const fields = document.getElementById("detail-fields");
   fields.replaceChildren();
   for (const key of ["event.id", "ztsoc.alert.level", "ztsoc.alert.status", "ztsoc.alert.assignee", "ztsoc.alert.close_reason",
                      "ztsoc.alert.entity.value", "threat.technique.id", "ztsoc.alert.first_seen", "ztsoc.alert.last_seen"]) {
+    const raw = Array.isArray(a[key]) ? a[key].join(", ") : (a[key] ?? "");
     fields.appendChild(labelled("dt", key));
-    fields.appendChild(el("dd", Array.isArray(a[key]) ? a[key].join(", ") : (a[key] ?? ""), {"data-field": key}));
+    fields.appendChild(el("dd", DISPLAY[key] ? DISPLAY[key](raw) : raw, {"data-field": key, title: String(raw)}));
   }
-  fields.appendChild(el("dt", "entity risk", {title: "detections.risk"}));
-  fields.appendChild(el("dd", d.risk ? `${d.risk.score} (${d.risk.band}) from ${d.risk.alerts} unresolved alert(s)` : "",
-                        {"data-field": "risk"}));
+  fields.appendChild(el("dt", t("entity_risk"), {title: "detections.risk"}));
+  fields.appendChild(el("dd", d.risk ? t("risk_line", {score: fmtNumber(d.risk.score), band: shown(d.risk.band),
+                                                       n: fmtNumber(d.risk.alerts)}) : "", {"data-field": "risk"}));
   document.getElementById("evidence-count").textContent =
-    `(${d.evidence.length} of ${d.evidence_total} events, the decisive ones first)`;
+    t("evidence_count", {shown: fmtNumber(d.evidence.length), total: fmtNumber(d.evidence_total)});
   // what the rule itself looks at (its detection and correlation fields), as `soc alerts show` prints it
   const evidence = document.getElementById("evidence");
   evidence.replaceChildren();
   const head = evidence.appendChild(el("thead")).appendChild(el("tr"));
   ["@timestamp", "event.dataset", "event.outcome"].forEach(f => head.appendChild(labelled("th", f)));
-  head.appendChild(el("th", "what the rule looks at"));
+  head.appendChild(el("th", t("what_rule_looks_at")));
   const body = evidence.appendChild(el("tbody"));
   d.evidence.forEach(e => {
     const tr = body.appendChild(el("tr", null, {"data-outcome": e["event.outcome"] || ""}));
-    tr.appendChild(el("td", hhmm(e["@timestamp"]), {title: e["@timestamp"]}));
+    tr.appendChild(el("td", fmtDate(e["@timestamp"]), {title: e["@timestamp"]}));
     tr.appendChild(el("td", e["event.dataset"]));
-    tr.appendChild(el("td", e["event.outcome"] || ""));
+    tr.appendChild(el("td", shown(e["event.outcome"] || "")));
     tr.appendChild(values(e["ztsoc.evidence.fields"]));
   });
   // the linked timeline: the entity around the alert, and what the accounts it logged in as did next
   const timeline = document.getElementById("timeline");
   timeline.replaceChildren();
   const th = timeline.appendChild(el("thead")).appendChild(el("tr"));
-  ["time", "dataset", "link", "what happened"].forEach(h => th.appendChild(el("th", h)));
+  ["time", "dataset", "link", "what_happened"].forEach(h => th.appendChild(el("th", t(h))));
   const tb = timeline.appendChild(el("tbody"));
   (d.timeline || []).forEach(r => {
     const tr = tb.appendChild(el("tr", null, r.evidence ? {class: "evidence"} : {}));
-    tr.appendChild(el("td", hhmm(r["@timestamp"]), {title: r["@timestamp"] || ""}));
+    tr.appendChild(el("td", fmtDate(r["@timestamp"]), {title: r["@timestamp"] || ""}));
     tr.appendChild(el("td", r["event.dataset"]));
     tr.appendChild(el("td", r.link || ""));
     tr.appendChild(el("td", r.summary));
@@ -226,8 +295,8 @@ async function showAlert(id) {
   if (d.guide && d.guide.investigation) guide.appendChild(el("p", d.guide.investigation));
   const steps = guide.appendChild(el("ol"));
   ((d.guide && d.guide.response) || []).forEach(step => steps.appendChild(el("li", step)));
-  fillTable("history", [["time", "@timestamp"], ["who", "actor"], ["action", "action"], ["note", "note"]],
-            a["ztsoc.alert.history"] || []);
+  fillTable("history", [["time", r => fmtDate(r["@timestamp"])], ["who", "actor"], ["action", r => shown(r.action)],
+                        ["note", "note"]], a["ztsoc.alert.history"] || []);
 }
 
 async function act(action, body = {}) {
@@ -236,9 +305,9 @@ async function act(action, body = {}) {
     await api(`/api/alerts/${encodeURIComponent(currentAlert)}/${action}`, {method: "POST", body: JSON.stringify(body)});
     await pages.alerts();
     await showAlert(currentAlert);
-    out.textContent = `${action}: done`;
+    out.textContent = t("done", {action: shown(action)});
   } catch (err) {
-    out.textContent = `${action}: ${err.message}`;
+    out.textContent = t("failed", {action: shown(action), message: failure(err)});
   }
 }
 
@@ -253,6 +322,7 @@ function wireActions() {
   document.getElementById("alert-filters").addEventListener("submit", ev => { ev.preventDefault(); pages.alerts(); });
   document.getElementById("filter-status").onchange = () => pages.alerts();
   document.getElementById("filter-level").onchange = () => pages.alerts();
+  document.getElementById("language").onchange = chooseLanguage;
 }
 
 async function show() {
@@ -261,13 +331,13 @@ async function show() {
   document.querySelectorAll(".page").forEach(p => p.classList.toggle("active", p.id === "page-" + page));
   document.querySelectorAll("nav a").forEach(a => a.classList.toggle("active", a.dataset.page === page));
   const status = document.getElementById("status");
-  status.textContent = "loading…";
+  status.textContent = t("loading");
   try {
     await pages[page]();
-    status.textContent = "updated " + new Date().toLocaleTimeString();
+    status.textContent = t("updated", {time: fmtDate(new Date().toISOString(), "time")});
     document.body.dataset.loaded = page;
   } catch (err) {
-    status.textContent = "error: " + err.message;
+    status.textContent = t("error", {message: failure(err)});
   }
 }
 
