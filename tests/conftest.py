@@ -20,6 +20,9 @@ from eventstore import Store, open_store
 
 ES_URL = os.environ.get("SOC_TEST_ES_URL")
 
+# the dashboard's browser fixtures (Chromium, a seeded dashboard, a page that records errors)
+pytest_plugins = ["tests.dashboard_browser"]
+
 # the compiled-rule cache of the test run, apart from the user's own (~/.cache/ztsoc)
 os.environ.setdefault("SOC_CACHE_DIR", tempfile.mkdtemp(prefix="ztsoc-test-cache-"))
 

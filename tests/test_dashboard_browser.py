@@ -17,67 +17,19 @@ page with data and records the analyst's name in the history.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dashboards import analysts
-from dashboards.server import make_server
 from eventstore.store import Store
-from tests.dashboard_seed import seed
+from tests.dashboard_browser import new_page, shot, ssh_incident
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
-
-
-@pytest.fixture
-def dashboard(sqlite_store: Store) -> Iterator[tuple[str, Store]]:
-    seed(sqlite_store)
-    served = make_server(sqlite_store, "127.0.0.1", 0).start_in_thread()
-    try:
-        yield f"http://127.0.0.1:{served.port}", sqlite_store
-    finally:
-        served.stop()
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    if CHROMIUM is None:
-        pytest.skip("no chromium on PATH: `make test` installs Debian's chromium (scripts/system-deps.sh)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        # evil.example is the attacker's name; like a rebinding attacker's, it resolves to this machine
-        yield pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                 args=[*FLAGS, "--host-resolver-rules=MAP evil.example 127.0.0.1"])
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.console_errors = errors
-    yield pg
-    context.close()
-
-
-def _shot(page: Any, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"), full_page=True)
 
 
 def test_pages_show_the_store_numbers(dashboard: tuple[str, Store], page: Any) -> None:
@@ -89,14 +41,14 @@ def test_pages_show_the_store_numbers(dashboard: tuple[str, Store], page: Any) -
     assert page.text_content("#level-critical") == "1"
     rows = page.locator("#collection tbody tr")
     assert rows.count() == 5
-    _shot(page, "overview")
+    shot(page, "overview")
 
     for name, selector, expected in (("network", "#odd-domains tbody", "exfil-cdn.example"),
                                      ("identity", "#top-denied tbody", "spiffe://gov.example/ns/portal/sa/web")):
         page.goto(f"{url}/#{name}")
         page.wait_for_selector(f"body[data-loaded={name}]")
         assert expected in (page.text_content(selector) or "")
-        _shot(page, name)
+        shot(page, name)
     assert page.console_errors == []
 
 
@@ -121,7 +73,7 @@ def test_filter_then_close_an_alert(dashboard: tuple[str, Store], page: Any) -> 
     page.click("#btn-close")
     page.wait_for_selector("#action-result:has-text('close: done')")
     assert page.text_content("dd[data-field='ztsoc.alert.status']") == "closed"
-    _shot(page, "alert-closed")
+    shot(page, "alert-closed")
 
     # What `soc alerts show` then says, run as the analyst would run it.
     assert alert_id is not None
@@ -135,36 +87,15 @@ def test_filter_then_close_an_alert(dashboard: tuple[str, Store], page: Any) -> 
     assert page.console_errors == []
 
 
-def _ssh_incident(store: Store) -> dict[str, Any]:
-    """The SSH rule's own samples, moved to the last hour, through the real detection runner."""
-    from datetime import UTC, datetime, timedelta
-
-    from detections.runner import load_compiled, run_detections
-    from detections.sigma.loader import load_rules
-    from detections.sigma.samples import expand
-    from eventstore.timeutil import from_iso, to_iso
-
-    events = expand(load_rules().find("ssh_bruteforce_then_success").meta.samples["match"], prefix="ui")
-    shift = datetime.now(UTC) - timedelta(minutes=30) - max(from_iso(e["@timestamp"]) for e in events)
-    for e in events:
-        e["@timestamp"] = to_iso(from_iso(e["@timestamp"]) + shift)
-    store.write_events(events)
-    run_detections(store, since=datetime.now(UTC) - timedelta(hours=2), compiled=load_compiled())
-    return next(a for a in store.scan("*", index="alerts") if a["rule.id"] == "ssh_bruteforce_then_success")
-
-
 @pytest.mark.parametrize("width", [1400, 390])
 def test_alert_detail_says_what_decides_it(dashboard: tuple[str, Store], browser: Any, width: int) -> None:
     """Issue 16: the rule's fields with readable labels (raw ECS name on hover), the success first,
     the guide filled with the alert's values, the entity's risk; at 390 px nothing runs off the page."""
     url, store = dashboard
-    alert = _ssh_incident(store)
+    alert = ssh_incident(store)
     ip = str(alert["source.ip"])
-    context = browser.new_context(viewport={"width": width, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page = new_page(browser, width, 900)
+    context, errors = page.context, page.console_errors
     try:
         page.goto(url + "/#alerts")
         page.wait_for_selector("body[data-loaded=alerts]")
@@ -192,7 +123,7 @@ def test_alert_detail_says_what_decides_it(dashboard: tuple[str, Store], browser
             wide = page.evaluate("[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right"
                                  " > window.innerWidth + 1).slice(0, 8).map(e => e.tagName + '#' + e.id + '.' + e.className)")
             assert overflow <= 0, f"the page is {overflow} px wider than a {width} px screen: {wide}"
-        _shot(page, f"alert-detail-{width}px")
+        shot(page, f"alert-detail-{width}px")
         assert errors == []
     finally:
         context.close()
@@ -295,7 +226,7 @@ def test_token_mode_signs_in_and_records_the_analyst(dashboard: tuple[str, Store
     assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(15, 23, 32)"  # style.css
     assert page.text_content("#open-alerts") == "7"
     assert page.text_content("#analyst") == "signed in as ana"
-    _shot(page, "token-mode")
+    shot(page, "token-mode")
 
     page.goto(url + "/#alerts")
     page.wait_for_selector("#alert-rows tr")
