@@ -21,6 +21,7 @@ their specs hold pySigma objects with references resolved across files.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import importlib.metadata
 import os
@@ -227,12 +228,20 @@ def load_compiled_cached(dirs: list[Path | str] | tuple[Path | str, ...] = (), *
         except OSError:
             data = None
         if data is not None:
+            # the cyclic GC off while the cache is read: tens of thousands of long-lived
+            # containers made at once set off full collections that find nothing (half of the
+            # load's CPU time on SigmaHQ's Windows set); reference counting frees what fails
+            was_on = gc.isenabled()
+            gc.disable()
             try:
                 rs, cs, info.uncached = deserialise(data, key, pipeline)
                 info.hit = True
                 return rs, cs, info
             except Exception:  # a damaged or foreign cache file is rebuilt, never trusted
                 pass
+            finally:
+                if was_on:
+                    gc.enable()
     rs = load_rules(dirs, shipped=shipped)
     cs = compile_ruleset(rs, pipeline)
     if use_cache:

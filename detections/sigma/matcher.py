@@ -65,15 +65,39 @@ class UnsupportedRule(ValueError):
     """A rule the embedded engine cannot evaluate (the reason says which construct)."""
 
 
-class EventView:
-    """One event seen by many predicates: values are normalised once, on first use."""
+class _Lazy(dict):  # type: ignore[type-arg]
+    """name -> normalised values, computed on the first lookup (``__missing__``): a hit is one C-level subscript."""
 
-    __slots__ = ("_aliases", "_all", "_lower", "_nested", "_str", "doc")
+    __slots__ = ("make",)
+
+    def __init__(self, make: Callable[[str], tuple[str, ...] | None]) -> None:
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, name: str) -> tuple[str, ...] | None:
+        out = self.make(name)
+        self[name] = out
+        return out
+
+
+#: value types a flat ECS document holds (anything else may nest: see ``EventView.nested``)
+_FLAT_TYPES = frozenset({str, int, float, bool, list, type(None)})
+
+
+class EventView:
+    """One event seen by many predicates: values are normalised once, on first use.
+
+    ``lower[name]`` / ``strs[name]`` are the field's values as strings (lower-cased or as
+    they are), ``None`` when the event has no such field; the matcher's index fills
+    ``lower`` for the fields it walks, so the predicates of the candidate rules find them done.
+    """
+
+    __slots__ = ("_aliases", "_all", "_nested", "doc", "lower", "strs")
 
     def __init__(self, doc: Doc) -> None:
         self.doc = doc
-        self._lower: dict[str, tuple[str, ...] | None] = {}
-        self._str: dict[str, tuple[str, ...] | None] = {}
+        self.strs = _Lazy(self._make_strs)
+        self.lower = _Lazy(self._make_lower)
         self._all: tuple[str, ...] | None = None
         self._nested: bool | None = None
         self._aliases: dict[str, str] | None = None
@@ -82,8 +106,12 @@ class EventView:
     def nested(self) -> bool:
         """Whether the document nests objects (flat ECS dicts, the usual case, do not)."""
         if self._nested is None:
-            self._nested = any(type(v) is dict or (not isinstance(v, str | int | float | list) and isinstance(v, Mapping))
-                               for v in self.doc.values() if v is not None)
+            values = self.doc.values()
+            if _FLAT_TYPES.issuperset(map(type, values)):  # one C-level pass for the usual case
+                self._nested = False
+            else:
+                self._nested = any(type(v) is dict or (not isinstance(v, str | int | float | list) and isinstance(v, Mapping))
+                                   for v in values if v is not None)
         return self._nested
 
     @property
@@ -94,11 +122,16 @@ class EventView:
         Chainsaw and Zircolite flatten them."""
         if self._aliases is None:
             out: dict[str, str] = {}
-            for key in self.doc:
-                if (" " in key or key.startswith(_WINDATA[1])) and key.startswith(_WINDATA):
-                    alias = _WINDATA[0] + key.rsplit(".", 1)[-1].replace(" ", "")
-                    if alias != key and alias not in self.doc:
-                        out.setdefault(alias, key)
+            try:
+                keys = "\n".join(self.doc)
+            except TypeError:  # a key that is not text: walk them all
+                keys = " "
+            if " " in keys or _WINDATA[1] in keys:  # the usual event has neither: no walk
+                for key in self.doc:
+                    if isinstance(key, str) and (" " in key or key.startswith(_WINDATA[1])) and key.startswith(_WINDATA):
+                        alias = _WINDATA[0] + key.rsplit(".", 1)[-1].replace(" ", "")
+                        if alias != key and alias not in self.doc:
+                            out.setdefault(alias, key)
             self._aliases = out
         return self._aliases
 
@@ -113,25 +146,16 @@ class EventView:
                 value = _nested(self.doc, name)
         return None if value is _MISSING else value
 
-    def strs(self, name: str) -> tuple[str, ...] | None:
-        try:
-            return self._str[name]
-        except KeyError:
-            pass
+    def _make_strs(self, name: str) -> tuple[str, ...] | None:
         value = self.raw(name)
-        out = None if value is None else _as_strings(value)
-        self._str[name] = out
-        return out
+        return None if value is None else _as_strings(value)
+
+    def _make_lower(self, name: str) -> tuple[str, ...] | None:
+        s = self.strs[name]
+        return None if s is None else tuple(v.lower() for v in s)
 
     def lowers(self, name: str) -> tuple[str, ...] | None:
-        try:
-            return self._lower[name]
-        except KeyError:
-            pass
-        s = self.strs(name)
-        out = None if s is None else tuple(v.lower() for v in s)
-        self._lower[name] = out
-        return out
+        return self.lower[name]
 
     def all_lower(self) -> tuple[str, ...]:
         """Every value of the event, lower-cased: what a Sigma keyword searches."""
@@ -329,11 +353,27 @@ def _cased_regex(s: SigmaString) -> re.Pattern[str]:
 
 # -- compiling the condition tree --------------------------------------------------------
 def _any_value(field_name: str, test: Callable[[str], bool], *, lower: bool = True) -> Predicate:
-    def pred(ev: EventView) -> bool:
-        vals = ev.lowers(field_name) if lower else ev.strs(field_name)
-        if not vals:
+    """Whether any value of the field passes ``test`` (lower-cased first unless ``lower=False``)."""
+    if lower:
+        def pred(ev: EventView) -> bool:
+            vals = ev.lower[field_name]
+            if not vals:
+                return False
+            if len(vals) == 1:
+                return test(vals[0])
+            for v in vals:  # noqa: SIM110 (a loop: no generator per call on the hot path)
+                if test(v):
+                    return True
             return False
-        return any(test(v) for v in vals) if len(vals) > 1 else test(vals[0])
+    else:
+        def pred(ev: EventView) -> bool:
+            vals = ev.strs[field_name]
+            if not vals:
+                return False
+            for v in vals:  # noqa: SIM110 (a loop: no generator per call on the hot path)
+                if test(v):
+                    return True
+            return False
 
     return pred
 
@@ -388,7 +428,7 @@ def _field_value(field_name: str, value: Any) -> Predicate:
         part, want = _PARTS[value.timestamp_part], value.number
 
         def ts_pred(ev: EventView) -> bool:
-            for v in ev.strs(field_name) or ():
+            for v in ev.strs[field_name] or ():
                 d = _parse_time(v)
                 if d is not None and part(d) == want:
                     return True
@@ -411,7 +451,7 @@ def _field_value(field_name: str, value: Any) -> Predicate:
         return _any_value(field_name, num_test)
     if isinstance(value, SigmaNull):
         def null_pred(ev: EventView) -> bool:
-            vals = ev.strs(field_name)
+            vals = ev.strs[field_name]
             return not vals or all(v == "" for v in vals)
 
         return null_pred
@@ -452,7 +492,7 @@ def _field_value(field_name: str, value: Any) -> Predicate:
         starts, ends = value.starts_with, value.ends_with
 
         def ref_pred(ev: EventView) -> bool:
-            mine, theirs = ev.lowers(field_name), ev.lowers(other)
+            mine, theirs = ev.lower[field_name], ev.lower[other]
             if not mine or not theirs:
                 return False
             for a in mine:
@@ -463,8 +503,7 @@ def _field_value(field_name: str, value: Any) -> Predicate:
 
         return ref_pred
     if isinstance(value, SigmaExpansion):
-        preds = [_field_value(field_name, v) for v in value.values]
-        return lambda ev: any(p(ev) for p in preds)
+        return _any_of([_field_value(field_name, v) for v in value.values])
     raise UnsupportedRule(f"value type {type(value).__name__} on field {field_name}")
 
 
@@ -481,24 +520,16 @@ def _keyword(value: Any) -> Predicate:
         rx = re.compile(str(value.regexp), re.IGNORECASE)
         return lambda ev: any(rx.search(v) for v in ev.all_lower())
     if isinstance(value, SigmaExpansion):
-        preds = [_keyword(v) for v in value.values]
-        return lambda ev: any(p(ev) for p in preds)
+        return _any_of([_keyword(v) for v in value.values])
     raise UnsupportedRule(f"keyword of type {type(value).__name__}")
 
 
 def compile_condition(node: Any) -> Predicate:
     """A pySigma condition tree (after the pipeline) as one predicate."""
     if isinstance(node, ConditionAND):
-        preds = [compile_condition(a) for a in node.args]
-        if len(preds) == 2:
-            a, b = preds
-            return lambda ev: a(ev) and b(ev)
-        return lambda ev: all(p(ev) for p in preds)
+        return _all_of([compile_condition(a) for a in node.args])
     if isinstance(node, ConditionOR):
-        preds = _merge_or(node.args)
-        if len(preds) == 1:
-            return preds[0]
-        return lambda ev: any(p(ev) for p in preds)
+        return _any_of(_merge_or(node.args))
     if isinstance(node, ConditionNOT):
         inner = compile_condition(node.args[0])
         return lambda ev: not inner(ev)
@@ -507,6 +538,39 @@ def compile_condition(node: Any) -> Predicate:
     if isinstance(node, ConditionValueExpression):
         return _keyword(node.value)
     raise UnsupportedRule(f"condition element {type(node).__name__}")
+
+
+def _all_of(preds: Sequence[Predicate]) -> Predicate:
+    """AND of predicates, first false wins."""
+    return _combine(preds, every=True)
+
+
+def _any_of(preds: Sequence[Predicate]) -> Predicate:
+    """OR of predicates, first true wins."""
+    return _combine(preds, every=False)
+
+
+def _combine(preds: Sequence[Predicate], *, every: bool) -> Predicate:
+    """AND (``every``) or OR of predicates: closures for the short lists, a loop for the rest
+    (no generator made per event, as ``all(p(ev) for p in ...)`` would)."""
+    ps = tuple(preds)
+    if len(ps) == 1:
+        return ps[0]
+    if len(ps) == 2:
+        a, b = ps
+        return (lambda ev: a(ev) and b(ev)) if every else (lambda ev: a(ev) or b(ev))
+    if len(ps) == 3:
+        a, b, c = ps
+        return (lambda ev: a(ev) and b(ev) and c(ev)) if every else (lambda ev: a(ev) or b(ev) or c(ev))
+    stop = not every  # the answer once one predicate disagrees with ``every``
+
+    def loop(ev: EventView) -> bool:
+        for p in ps:
+            if (not p(ev)) is every:
+                return stop
+        return every
+
+    return loop
 
 
 def _plain(node: Any) -> bool:
@@ -742,7 +806,7 @@ def compile_trees(key: str, trees: list[Any], *, processed: SigmaRule | None = N
     preds = [compile_condition(t) for t in trees]
     if not preds:
         raise UnsupportedRule("empty condition")
-    predicate = preds[0] if len(preds) == 1 else (lambda ev: any(p(ev) for p in preds))
+    predicate = _any_of(preds)
     required: dict[str, frozenset[str]] = {}
     atoms = None
     if len(trees) == 1 and index:
@@ -790,47 +854,73 @@ class Matcher:
                 automaton.make_automaton()
                 self._automata[fname] = automaton
         self._anchor_fields = [f for f in {*self._anchored, *self._automata} if f]
+        #: field -> (its automaton or None, exact value -> rule numbers, base name -> rule numbers):
+        #: one dict lookup per event field finds everything filed under it
+        self._probes: dict[str, tuple[Any, dict[str, list[int]], dict[str, list[int]]]] = {}
+        for fname in self._anchor_fields:
+            table = self._anchored.get(fname, {})
+            self._probes[fname] = (self._automata.get(fname),
+                                   {key: ns for (kind, key), ns in table.items() if kind == "eq"},
+                                   {key: ns for (kind, key), ns in table.items() if kind == "base"})
+        self._keyword = self._automata.get("")
 
     @property
     def unindexed(self) -> int:
         return len(self._always)
 
     def candidates(self, ev: EventView) -> list[CompiledRule]:
-        cands = list(self._always)
+        """The rules the event's index entries allow, in a fixed order (unindexed, by index field, by anchor).
+
+        A flat event (the usual case) is walked once: each value is lower-cased once, kept in
+        the view for the predicates, and looked up in the probes of its field; the keyword
+        automaton runs once over all the values joined (a literal spanning two values only adds
+        a candidate, which its predicate then rejects).
+        """
         found: set[int] = set()
-        # walk the event's own fields (a few dozen), not the index's (hundreds)
-        names: Iterable[str] = self._anchor_fields if ev.nested else ev.doc.keys()
-        if ev.aliases:
-            names = [*names, *ev.aliases]
-        automata, exact = self._automata, self._anchored
-        for name in names:
-            automaton = automata.get(name)
-            table = exact.get(name)
-            if automaton is None and table is None:
-                continue
-            vals = ev.lowers(name)
-            if not vals:
-                continue
-            for v in vals:
-                if automaton is not None:
-                    for _end, numbers in automaton.iter(v):
-                        found.update(numbers)
-                if table is not None:
-                    hit = table.get(("eq", v))
-                    if hit:
-                        found.update(hit)
-                    if "\\" in v:
-                        hit = table.get(("base", v.rsplit("\\", 1)[1]))
-                        if hit:
-                            found.update(hit)
-        keyword = automata.get("")
-        if keyword is not None:
-            for v in ev.all_lower():
-                for _end, numbers in keyword.iter(v):
+        probes = self._probes
+        probe_of = probes.__getitem__
+        keyword = self._keyword
+        lower = ev.lower
+        if not ev.nested:
+            doc = ev.doc
+            for name in probes.keys() & doc.keys():  # C-level: only the event's indexed fields
+                value = doc[name]
+                if value.__class__ is str:
+                    vals: tuple[str, ...] = (value.lower(),)
+                elif value is None:
+                    continue
+                else:
+                    vals = tuple(v.lower() for v in _as_strings(value))
+                lower[name] = vals
+                _probe(probe_of(name), vals, found)
+            if keyword is not None:
+                # one lower() of the values joined: the same text as each value lowered (a NUL
+                # is neither cased nor case-ignorable, so even a final sigma lowers alike)
+                values = doc.values()
+                try:
+                    text = "\x00".join(values)
+                except TypeError:  # numbers, lists: as the predicates see them
+                    text = "\x00".join([v if v.__class__ is str else "\x00".join(_as_strings(v))
+                                         for v in values if v is not None])
+                for _end, numbers in keyword.iter(text.lower()):
                     found.update(numbers)
+                keyword = None
+            names: Iterable[str] = ev.aliases
+        else:  # walk the index's fields (the event's own may be objects)
+            names = [*self._anchor_fields, *ev.aliases]
+        for name in names:
+            probe = probes.get(name)
+            if probe is not None:
+                vals2 = lower[name]
+                if vals2:
+                    _probe(probe, vals2, found)
+        if keyword is not None:
+            for _end, numbers in keyword.iter("\x00".join(ev.all_lower())):
+                found.update(numbers)
+        cands = list(self._always)
         multi = False
         for name, by_value in self._tables:
-            vals = ev.lowers(name)
+            vals = lower[name]
             if not vals:
                 continue
             if len(vals) > 1:
@@ -870,6 +960,23 @@ class Matcher:
             except Exception as exc:  # one rule's fault (a value its predicate cannot handle) stays its own
                 failed[r.key] = f"evaluation failed on event {doc.get('event.id')}: {type(exc).__name__}: {exc}"[:300]
         return out
+
+
+def _probe(probe: tuple[Any, dict[str, list[int]], dict[str, list[int]]], vals: Sequence[str], found: set[int]) -> None:
+    """The rule numbers filed under these values of one field: literals they contain, exact values, base names."""
+    automaton, eq, base = probe
+    for v in vals:
+        if automaton is not None:
+            for _end, numbers in automaton.iter(v):
+                found.update(numbers)
+        if eq:
+            hit = eq.get(v)
+            if hit:
+                found.update(hit)
+        if base and "\\" in v:
+            hit = base.get(v.rsplit("\\", 1)[1])
+            if hit:
+                found.update(hit)
 
 
 def detection_fields(cr: CompiledRule) -> tuple[str, ...]:

@@ -12,6 +12,7 @@ events and raises the alerts there (the same ingest and detection run as ``soc i
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import os
 import time
@@ -97,6 +98,7 @@ def register(app: typer.Typer) -> None:
         store: str = StoreOption,
     ) -> None:
         """Match rules over files in memory and print one row per match, with per-level and per-rule summaries."""
+        from collectors.pipeline import gc_paused
         from collectors.sniff import expand
         from detections.scan import LEVELS, Scanner
         from detections.sigma.cache import load_compiled_cached
@@ -117,14 +119,22 @@ def register(app: typer.Typer) -> None:
         todo = list(expand(paths))
         workers = min(jobs or os.cpu_count() or 1, len(todo))
         _WORKER.update(cs=cs, min_level=min_level, keep=store is not None)
-        if workers > 1:  # fork: the workers share the compiled rules already in memory
-            import multiprocessing
+        # the rule set lives as long as the run: frozen, the cyclic GC never walks it again
+        # (nor touches its pages in forked workers); events and matches form no cycles, so
+        # the collector stays off while they are read (as ``soc ingest`` does, gc_paused)
+        gc.freeze()
+        with gc_paused():
+            if workers > 1:  # fork: the workers share the compiled rules already in memory
+                import multiprocessing
 
-            with multiprocessing.get_context("fork").Pool(workers) as pool:
-                done = pool.imap_unordered(_scan_file, todo, chunksize=1)
-                outcomes = list(done)
-        else:
-            outcomes = [_scan_file(p) for p in todo]
+                with multiprocessing.get_context("fork").Pool(workers) as pool:
+                    done = pool.imap_unordered(_scan_file, todo, chunksize=1)
+                    outcomes = list(done)
+            else:
+                outcomes = [_scan_file(p) for p in todo]
+            # what the scan built to keep (rules compiled on first use, matches): frozen too, or
+            # turning the collector back on would walk all of it once for nothing
+            gc.freeze()
         for path, name, part, bad_records, problem in sorted(outcomes, key=lambda o: str(o[0])):
             if problem:
                 problems.append(problem)
