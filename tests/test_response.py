@@ -57,6 +57,20 @@ def test_dangling_step_is_refused(tmp_path: Path) -> None:
         load_response(bad)
 
 
+def test_an_agent_name_cut_by_an_unquoted_comma_is_refused(tmp_path: Path) -> None:
+    """``{name: Platform team (identity provider, SPIRE)}`` is a flow mapping: YAML cuts the name at the
+    comma and makes ``SPIRE)`` a key; the schema names the agent instead of showing half a name."""
+    text = (SHIPPED / "compromised-identity.yml").read_text()
+    quoted = 'name: "Platform team (identity provider, SPIRE)"'
+    assert quoted in text
+    bad = tmp_path / "bad.yml"
+    bad.write_text(text.replace(quoted, "name: Platform team (identity provider, SPIRE)"))
+    with pytest.raises(ValueError, match=r"agent_definitions\.individual--platform"):
+        load_response(bad)
+    agents = load_response(SHIPPED / "compromised-identity.yml").agents
+    assert agents["individual--platform"] == {"type": "individual", "name": "Platform team (identity provider, SPIRE)"}
+
+
 def test_soc_respond_records_each_step(store: Store) -> None:
     store.put_alerts([ALERT])
     from soc_cli.context import STATE
