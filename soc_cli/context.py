@@ -63,4 +63,6 @@ def since_option(text: str | None) -> datetime | None:
     try:
         return parse_time(text)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+        from soc_cli.errors import raised_text
+
+        raise typer.BadParameter(raised_text(exc)) from exc

@@ -11,6 +11,7 @@ Vietnamese; ``apply()`` points those words at our catalog. The usage line ("Usag
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,23 @@ TYPER_WORDS: dict[str, str] = {
     "RICH_HELP": N_("Try [blue]'{command_path} {help_option}'[/] for help."),
 }
 HELP_OPTION_TEXT = N_("Show this message and exit.")
+USAGE_PREFIX = N_("Usage: ")
+TRY_HELP = N_("Try '{command} {option}' for help.")
+
+#: Typer's usage errors, as its own copy of click writes them (in English, with no gettext):
+#: templates matched at the boundary like the messages raised below the CLI (``locales.raised``).
+USAGE_ERRORS: tuple[str, ...] = (
+    "Missing argument {param}.", "Missing option {param}.", "Missing parameter {param}.", "Missing parameter: {param}",
+    "Missing argument {param}. {detail}", "Missing option {param}. {detail}",
+    "No such option: {option}", "No such option: {option} (Possible options: {options})",
+    "No such command {name}.", "No such command {name}. Did you mean {suggestions}?", "Missing command.",
+    "Got unexpected extra argument(s) ({args})", "Option {option} does not take a value.",
+    "Option {option} requires an argument.", "Option {option} requires {n} arguments.",
+    "Argument {name} takes {n} values.", "Invalid value for {param}: {message}", "Invalid value: {message}",
+    "{value} is not one of {choices}.", "{value} is not a valid integer.", "{value} is not a valid float.",
+    "{value} is not a valid boolean.", "File {path} does not exist.", "Directory {path} does not exist.",
+    "Path {path} does not exist.", "File {path} is a directory.", "Directory {path} is a file.",
+)
 
 
 def apply() -> None:
@@ -43,6 +61,27 @@ def apply() -> None:
             setattr(rich_utils, name, _(english))
     for cls in (core.TyperCommand, core.TyperGroup):
         _translate_help_option(cls)
+    if current_language() != SOURCE_LANGUAGE:
+        _translate_usage_prefix()
+
+
+def _translate_usage_prefix() -> None:
+    """"Usage: soc policy lint [OPTIONS] PATHS..." in help and usage errors: the word only, the syntax stays."""
+    from typer import rich_utils
+    from typer._click.formatting import HelpFormatter  # Typer's own click: no public name for it
+
+    original = HelpFormatter.write_usage
+    if getattr(original, "_ztsoc_translated", False):
+        return
+
+    def write_usage(self: Any, prog: str, args: str = "", prefix: str | None = None) -> None:
+        original(self, prog, args, _(USAGE_PREFIX) if prefix is None else prefix)
+
+    write_usage._ztsoc_translated = True  # type: ignore[attr-defined]
+    HelpFormatter.write_usage = write_usage  # type: ignore[method-assign]
+    # the help page styles the word as it styles "Usage: "
+    prefix = re.escape(_(USAGE_PREFIX))
+    rich_utils.OptionHighlighter.highlights.append(f"(?P<usage>{prefix})")
 
 
 def _translate_help_option(cls: Any) -> None:
@@ -128,9 +167,22 @@ def translate_help(app: Any) -> None:
         setattr(item.holder, item.attribute, _(item.text))
 
 
+def raised_messages(root: Path) -> dict[str, str]:
+    """Template -> where: every message raised below the CLI, and Typer's usage errors (context ``raised``)."""
+    from locales.raised import source_messages
+
+    found = {message: "typer usage error" for message in USAGE_ERRORS}
+    for item in source_messages(root):
+        found.setdefault(item.template, item.where)
+    return found
+
+
 def add_to_pot(app: Any, pot: Path) -> int:
-    """Add the tree's help texts to the template ``pybabel extract`` wrote; returns how many are new."""
+    """Add the tree's help texts and the raised messages to the template ``pybabel extract`` wrote;
+    returns how many are new."""
     from babel.messages.pofile import read_po, write_po
+
+    from locales.raised import CONTEXT
 
     with pot.open("rb") as fh:
         catalog = read_po(fh)
@@ -138,6 +190,9 @@ def add_to_pot(app: Any, pot: Path) -> int:
     for item in help_texts(app):
         if item.text not in catalog:
             catalog.add(item.text, auto_comments=[f"help of: {item.where}"])
+    for template, where in raised_messages(Path(__file__).resolve().parent.parent).items():
+        if catalog.get(template, context=CONTEXT) is None:
+            catalog.add(template, context=CONTEXT, auto_comments=[f"raised in: {where}"])
     with pot.open("wb") as fh:
         write_po(fh, catalog, omit_header=False, sort_output=True, no_location=True)
     return len(catalog) - before
@@ -152,4 +207,4 @@ if __name__ == "__main__":  # make i18n: python -m soc_cli.i18n locales/ztsoc.po
     set_language("en")
     from soc_cli.output import line
 
-    line(f"{add_to_pot(soc_app, Path(sys.argv[1]))} help texts added to {sys.argv[1]}")
+    line(f"{add_to_pot(soc_app, Path(sys.argv[1]))} help texts and raised messages added to {sys.argv[1]}")

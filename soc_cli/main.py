@@ -18,6 +18,7 @@ from eventstore.errors import QuerySyntaxError, StoreError
 from locales import _
 from soc_cli import i18n
 from soc_cli.context import STATE, STORE_HELP
+from soc_cli.errors import error_text, raised_text
 from soc_cli.output import err_console, esc, safe, visible
 
 COMMAND_MODULES: tuple[str, ...] = (
@@ -74,6 +75,36 @@ def error_label() -> str:
     return _("error:")
 
 
+def _classes(*names: str) -> tuple[type[BaseException], ...]:
+    """Typer 0.29 raises its own copy of click's exceptions (``typer._click``); click's are kept for
+    anything that still raises those."""
+    found = []
+    for dotted in names:
+        module, _dot, name = dotted.rpartition(".")
+        try:
+            found.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
+USAGE_ERRORS = _classes("typer._click.exceptions.ClickException", "click.exceptions.ClickException")
+ABORTS = _classes("typer.exceptions.Abort", "click.exceptions.Abort")
+EXITS = _classes("typer.exceptions.Exit", "click.exceptions.Exit")
+
+
+def show_usage_error(exc: Exception) -> None:
+    """A usage error as click shows it (usage line, where to get help, the error), in the interface language."""
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        err_console.print(safe(ctx.get_usage()), highlight=False)
+        if ctx.command.get_help_option(ctx) is not None:
+            err_console.print(safe(_(i18n.TRY_HELP).format(command=ctx.command_path, option=ctx.help_option_names[0])),
+                              highlight=False)
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    err_console.print(f"[red]{esc(error_label())}[/] {esc(raised_text(message))}", highlight=False, soft_wrap=True)
+
+
 def main() -> None:
     debug = "--debug" in sys.argv
     try:
@@ -82,7 +113,7 @@ def main() -> None:
         if isinstance(code, int) and code:
             sys.exit(code)
     except QuerySyntaxError as exc:
-        err_console.print(f"[red]{esc(error_label())}[/] {esc(exc)}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]{esc(error_label())}[/] {esc(error_text(exc))}", highlight=False, soft_wrap=True)
         if err_console.is_terminal:  # scripts get one line; a person also sees where
             err_console.print(safe(exc.query), highlight=False)
             if exc.position is not None:  # the caret under the fault, counted in the text as shown
@@ -92,24 +123,22 @@ def main() -> None:
         if debug:
             traceback.print_exc()
         # The message may quote the node ("[query_string]") or stored data: literal text, on one line.
-        err_console.print(f"[red]{esc(error_label())}[/] {esc(exc)}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]{esc(error_label())}[/] {esc(error_text(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except SystemExit:
         raise
     except Exception as exc:  # click's usage errors and aborts carry their own exit codes
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+        if isinstance(exc, USAGE_ERRORS):
+            show_usage_error(exc)
+            sys.exit(getattr(exc, "exit_code", 2))
+        if isinstance(exc, ABORTS):
             err_console.print(_("aborted"))
             sys.exit(1)
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
+        if isinstance(exc, EXITS):
+            sys.exit(getattr(exc, "exit_code", 0))
         if debug:
             traceback.print_exc()
-        err_console.print(f"[red]{esc(error_label())}[/] {esc(type(exc).__name__)}: {esc(exc)}", highlight=False)
+        err_console.print(f"[red]{esc(error_label())}[/] {esc(type(exc).__name__)}: {esc(error_text(exc))}", highlight=False)
         sys.exit(2)
     finally:
         STATE.close()

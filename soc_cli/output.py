@@ -87,23 +87,32 @@ def cell(value: Any) -> str:
     return plain(value)
 
 
-def table(rows: Sequence[dict[str, Any]], columns: Sequence[str], *, title: str | None = None) -> Table:
-    """A table of raw rows: every cell and the title are shown literally."""
+def table(rows: Sequence[dict[str, Any]], columns: Sequence[str], *, title: str | None = None,
+          headings: bool = True) -> Table:
+    """A table of raw rows: every cell and the title are shown literally.
+
+    Each heading is the column key's display name in the interface language
+    (``soc_cli.labels.heading``); ``headings=False`` keeps the keys, for listings whose
+    columns are event fields the analyst names in the next query (``soc hunt --fields``).
+    """
+    from soc_cli.labels import heading
+
     tbl = Table(title=safe(title) if title is not None else None, show_lines=False, header_style="bold")
     for col in columns:
-        tbl.add_column(safe(col), overflow="fold")
+        tbl.add_column(safe(heading(col) if headings else col), overflow="fold")
     for row in rows:
         tbl.add_row(*(safe(row.get(col)) for col in columns))
     return tbl
 
 
 def emit(rows: Sequence[dict[str, Any]], columns: Sequence[str], *, as_json: bool, ndjson: bool,
-         title: str | None = None) -> None:
-    """The one way a listing prints, so every command keeps the convention."""
+         title: str | None = None, headings: bool = True) -> None:
+    """The one way a listing prints, so every command keeps the convention: JSON keys are the
+    column keys in every language, a table's headings their display names (``table``)."""
     if ndjson:
         emit_json(rows, ndjson=True)
     elif as_json:
         emit_json(rows)
     else:
-        console.print(table(rows, columns, title=title))
+        console.print(table(rows, columns, title=title, headings=headings))
 

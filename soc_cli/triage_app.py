@@ -30,8 +30,9 @@ from detections.lifecycle import TransitionError
 from detections.queue import AlertFilter, list_queue
 from eventstore.errors import StoreError
 from eventstore.store import Doc, Store
-from locales import _
-from soc_cli.labels import label, rule_title
+from locales import N_, _, format_number
+from soc_cli.errors import raised_text
+from soc_cli.labels import label, rule_title, short_level
 from soc_cli.safe_text import safe, visible
 
 LEVEL_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan",
@@ -85,7 +86,7 @@ class CloseScreen(ModalScreen[tuple[str, str | None] | None]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(_("Close with reason:"))
-            yield OptionList(*[f"{i}. {r}" for i, r in enumerate(lifecycle.CLOSE_REASONS, 1)], id="reasons")
+            yield OptionList(*[f"{i}. {label(r)}" for i, r in enumerate(lifecycle.CLOSE_REASONS, 1)], id="reasons")
             yield Input(placeholder=_("note (optional), Enter to close"), id="note", disabled=True)
 
     def on_mount(self) -> None:
@@ -159,6 +160,10 @@ class DetailScreen(Screen[None]):
             yield Static(self.renderable, id="full-detail")
         yield Footer()
 
+
+#: the actions' names as the status line and notices say them
+ACTIONS: dict[str, str] = {"ack": N_("acknowledge"), "escalate": N_("escalate"), "reopen": N_("reopen"),
+                           "assign": N_("assign"), "note": N_("note"), "close": N_("close")}
 
 #: the status filter ``f`` cycles through: (label, statuses)
 STATUS_VIEWS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -243,7 +248,7 @@ class TriageApp(App[None]):
         table.clear()
         for a in self.alerts:
             level = str(a.get("ztsoc.alert.level") or "")
-            table.add_row(safe(level[:4], LEVEL_STYLE.get(level, "")), safe(label(a.get("ztsoc.alert.status") or "open")),
+            table.add_row(safe(short_level(level), LEVEL_STYLE.get(level, "")), safe(label(a.get("ztsoc.alert.status") or "open")),
                           safe(age(a.get("ztsoc.alert.last_seen") or a.get("@timestamp"))),
                           safe(a.get("ztsoc.alert.assignee") or "-"), safe(a.get("ztsoc.alert.entity.value")),
                           safe(rule_title(a)), key=str(a["event.id"]))
@@ -295,12 +300,14 @@ class TriageApp(App[None]):
         try:
             updated = fn(alert_id)
         except (TransitionError, StoreError) as exc:
-            self.notify(visible(str(exc)), title=visible(_("{action} refused").format(action=name)), severity="error", markup=False)
-            self.set_status(safe(f"{name} refused: {exc}"))
+            refused = _("{action} refused").format(action=_(ACTIONS.get(name, name)))
+            self.notify(visible(raised_text(exc)), title=visible(refused), severity="error", markup=False)
+            self.set_status(safe(f"{refused}: {raised_text(exc)}"))
             return
         self.load(keep=alert_id)
-        self.set_status(safe(f"{name}: {alert_id} is {updated.get('ztsoc.alert.status')}  "
-                             f"({len(self.alerts)} of {self.total} alerts)"))
+        self.set_status(safe(_("{action}: {id} is {status}  ({shown} of {total} alerts)").format(
+            action=_(ACTIONS.get(name, name)), id=alert_id, status=label(updated.get("ztsoc.alert.status")),
+            shown=format_number(len(self.alerts)), total=format_number(self.total))))
 
     def action_ack(self) -> None:
         self._do("ack", lambda i: lifecycle.ack(self.store, i, actor=self.actor))
@@ -346,7 +353,7 @@ class TriageApp(App[None]):
         try:
             tl = alert_timeline(self.store, full)
         except (ValueError, StoreError) as exc:
-            self.notify(visible(str(exc)), title="timeline", severity="error", markup=False)
+            self.notify(visible(raised_text(exc)), title=_("timeline"), severity="error", markup=False)
             return
         self.push_screen(TimelineScreen(tl))
 
@@ -358,10 +365,10 @@ class TriageApp(App[None]):
                 self.load()
             except StoreError as exc:  # a query that does not parse: say so, keep the old filter
                 self.flt.query = previous
-                self.notify(visible(str(exc)), title="filter", severity="error", markup=False)
+                self.notify(visible(raised_text(exc)), title=_("filter"), severity="error", markup=False)
                 self.load()
 
-        self.push_screen(PromptScreen("Filter (query string, empty for none):", self.flt.query or "rule.id:..."),
+        self.push_screen(PromptScreen(_("Filter (query string, empty for none):"), self.flt.query or "rule.id:..."),
                          done)
 
     def action_status_view(self) -> None:

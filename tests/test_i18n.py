@@ -61,12 +61,18 @@ def _fields(text: str) -> list[str]:
 
 
 def test_vietnamese_catalog_is_complete() -> None:
+    """Every message, help text and message raised below the CLI (context ``raised``) is translated."""
+    from locales.raised import CONTEXT
+    from soc_cli.i18n import raised_messages
+
     with po_path("vi").open("rb") as fh:
         catalog = read_po(fh, locale="vi")
     assert not catalog.fuzzy, "the catalog header is marked fuzzy: pybabel compile would skip it"
     problems = []
-    for msgid, where in sorted(extracted().items()):
-        message = catalog.get(msgid)
+    wanted = [(None, msgid, where) for msgid, where in sorted(extracted().items())]
+    wanted += [(CONTEXT, msgid, where) for msgid, where in sorted(raised_messages(ROOT).items())]
+    for context, msgid, where in wanted:
+        message = catalog.get(msgid, context=context)
         if message is None or not message.string or (isinstance(message.string, tuple) and not all(message.string)):
             problems.append(f"missing: {msgid!r} ({where})")
         elif message.fuzzy:

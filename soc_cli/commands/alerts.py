@@ -14,7 +14,8 @@ import typer
 
 from locales import N_, _
 from soc_cli.context import STATE, StoreOption, since_option, use_store
-from soc_cli.labels import label, rule_text, rule_title
+from soc_cli.errors import raised_text
+from soc_cli.labels import heading, label, rule_text, rule_title
 from soc_cli.output import console, emit_json, err_console, esc, safe
 
 if TYPE_CHECKING:
@@ -357,7 +358,8 @@ def _preview(plan: Any) -> None:
                     _t(rule_title(p.alert)), _t(p.alert.get("ztsoc.alert.entity.value")), _t(what))
     console.print(tbl)
     if len(plan.changes) > 20:
-        console.print(f"[dim]{esc(_('... and {n} more').format(n=len(plan.changes) - 20))}[/]")
+        more = _("... and {n} more").format(n=len(plan.changes) - 20)
+        console.print(f"[dim]{esc(more)}[/]")
     for status, n in sorted(plan.refusal_counts().items()):
         reason = next(r for a, r in plan.refused if (a.get("ztsoc.alert.status") or "open") == status)
         alone = _("{n} left alone").format(n=n)
@@ -370,7 +372,7 @@ def emit_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: st
 
     tbl = Table(header_style="bold", title=safe(title))
     for col in columns:
-        tbl.add_column(safe(col), overflow="fold")
+        tbl.add_column(safe(heading(col)), overflow="fold")
     for row in rows:
         tbl.add_row(*(_t(row.get(col)) for col in columns))
     return tbl
@@ -393,7 +395,8 @@ def _act(ctx: typer.Context, action: str, ids: list[str] | None, query: str | No
             try:
                 change = plan_change(alert, req)
             except ValueError as exc:
-                err_console.print(f"[red]{esc(_('refused:'))}[/] {esc(exc)}", highlight=False)
+                refused = _("refused:")
+                err_console.print(f"[red]{esc(refused)}[/] {esc(raised_text(exc))}", highlight=False)
                 failures += 1
                 continue
             updated = store.update_alert(str(alert["event.id"]), change)
@@ -593,7 +596,7 @@ def exceptions_cmd(
         emit_json(rows[:limit], ndjson=ndjson)
         return
     console.print(emit_table(rows[:limit], ("id", "query", "owner", "expires", "active", "reason", "created_by"),
-                             "alert exceptions"))
+                             _("alert exceptions")))
 
 
 # -- timeline -----------------------------------------------------------------------------------
@@ -642,4 +645,5 @@ def print_timeline(tl: Any, *, as_json: bool, ndjson: bool) -> None:
         console.print(safe(_("by dataset:") + " " + ", ".join(f"{k} {v}" for k, v in tl.datasets.items())),
                       highlight=False)
     if tl.truncated:
-        err_console.print(f"[dim]{esc(_('only the newest events are shown: raise --limit or narrow --before/--after'))}[/]")
+        newest = _("only the newest events are shown: raise --limit or narrow --before/--after")
+        err_console.print(f"[dim]{esc(newest)}[/]")

@@ -15,6 +15,7 @@ from typing import Any
 
 import typer
 
+from locales import _, format_number
 from soc_cli.context import StoreOption, use_store
 from soc_cli.output import console, emit_doc, err_console, esc, safe
 
@@ -37,9 +38,10 @@ def capture(
     from collectors.pcap.flows import MeterConfig
 
     if duration is not None and duration <= 0:
-        raise ValueError("--duration must be positive")
+        raise ValueError(_("--duration must be positive"))
     if engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r}: expected one of {', '.join(ENGINES)}")
+        raise ValueError(_("unknown engine {engine}: expected one of {engines}").format(
+            engine=repr(engine), engines=", ".join(ENGINES)))
     target = use_store(store)
 
     def write(events: list[dict[str, Any]]) -> int:
@@ -49,7 +51,8 @@ def capture(
     cap = LiveCapture(iface, write, bpf=bpf, engine=engine, config=config, batch_size=batch_size)
     previous = signal.signal(signal.SIGTERM, lambda *_: cap.stop())
     if sys.stderr.isatty() and not as_json:
-        err_console.print(safe(f"capturing on {iface} ({engine}{', filter: ' + bpf if bpf else ''}); Ctrl-C to stop"))
+        how = _("{engine}, filter: {bpf}").format(engine=engine, bpf=bpf) if bpf else engine
+        err_console.print(safe(_("capturing on {iface} ({how}); Ctrl-C to stop").format(iface=iface, how=how)))
     try:
         stats = cap.run(duration)
     except KeyboardInterrupt:
@@ -60,10 +63,14 @@ def capture(
         emit_doc(stats.as_dict())
     else:
         rate = stats.packets / stats.seconds if stats.seconds else 0.0
-        console.print(f"[bold]{esc(iface)}[/]: {stats.packets:,} packets in {stats.seconds:.1f}s ({rate:,.0f}/s), "
-                      f"{stats.events:,} events, {stats.written:,} new in the store, "
-                      f"kernel drops {stats.kernel_drops:,}, problems {stats.problems:,}"
-                      f"{f'; filter by {esc(stats.bpf_compiler)}' if stats.bpf else ''}")
+        n = format_number
+        said = _("{packets} packets in {seconds} s ({rate}/s), {events} events, {written} new in the store, "
+                 "kernel drops {drops}, problems {problems}").format(
+            packets=n(stats.packets), seconds=n(round(stats.seconds, 1)), rate=n(round(rate)), events=n(stats.events),
+            written=n(stats.written), drops=n(stats.kernel_drops), problems=n(stats.problems))
+        if stats.bpf:
+            said += _("; filter by {compiler}").format(compiler=stats.bpf_compiler)
+        console.print(f"[bold]{esc(iface)}[/]: {esc(said)}", highlight=False)
     if stats.kernel_drops:
         sys.exit(1)
 

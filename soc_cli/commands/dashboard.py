@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from locales import _
 from soc_cli.context import StoreOption, use_store
 from soc_cli.output import console, emit, err_console, safe, write_generated
 
@@ -49,10 +50,10 @@ def register(app: typer.Typer) -> None:
         from soc_cli.context import analyst
 
         secret = analysts.add(use_store(store), name, created_by=analyst())
-        console.print(safe(f"token for {name} (shown once; the store keeps only its hash):"))
+        console.print(safe(_("token for {name} (shown once; the store keeps only its hash):").format(name=name)))
         console.print(safe(secret))
-        err_console.print(safe(f"sign in: http://HOST:PORT/?token={secret}  (the page then drops it from the URL)"),
-                          soft_wrap=True)
+        err_console.print(safe(_("sign in: {url}  (the page then drops it from the URL)").format(
+            url=f"http://HOST:PORT/?token={secret}")), soft_wrap=True)
 
     @token.command("list")
     def token_list(as_json: bool = typer.Option(False, "--json"), store: str = StoreOption) -> None:
@@ -63,7 +64,7 @@ def register(app: typer.Typer) -> None:
 
         rows = [asdict(t) for t in analysts.listed(use_store(store))]
         emit(rows, ["name", "id", "created", "created_by"], as_json=as_json, ndjson=False,
-             title=f"{len(rows)} dashboard token(s)")
+             title=_("{n} dashboard token(s)").format(n=len(rows)))
 
     @token.command("revoke")
     def token_revoke(name: str = typer.Argument(..., help="analyst name (all their tokens) or a token id"),
@@ -73,8 +74,8 @@ def register(app: typer.Typer) -> None:
 
         gone = analysts.revoke(use_store(store), name)
         if not gone:
-            raise ValueError(f"no dashboard token for {name!r} (soc dashboard token list)")
-        console.print(safe(f"revoked {gone} token(s) of {name}"))
+            raise ValueError(_("no dashboard token for {name} (soc dashboard token list)").format(name=repr(name)))
+        console.print(safe(_("revoked {n} token(s) of {name}").format(n=gone, name=name)))
 
     @group.command("export-kibana")
     def export_kibana(
@@ -89,7 +90,7 @@ def register(app: typer.Typer) -> None:
             write_generated(text)
         else:
             out.write_text(text)
-            err_console.print(safe(f"wrote {len(text.splitlines())} saved objects to {out}"))
+            err_console.print(safe(_("wrote {n} saved objects to {path}").format(n=len(text.splitlines()), path=out)))
 
     @group.command("import-kibana")
     def import_kibana(
@@ -102,8 +103,8 @@ def register(app: typer.Typer) -> None:
         try:
             result = import_to_kibana(to_ndjson(prefix), url, api_key=os.environ.get("SOC_KIBANA_API_KEY"))
         except OSError as exc:
-            raise ValueError(f"cannot reach Kibana at {url}: {exc}") from exc
+            raise ValueError(_("cannot reach Kibana at {url}: {error}").format(url=url, error=exc)) from exc
         if not result.get("success"):
-            err_console.print(safe(f"import failed: {result.get('errors')}"))
+            err_console.print(safe(_("import failed: {errors}").format(errors=result.get("errors"))))
             raise typer.Exit(1)
-        console.print(safe(f"imported {result.get('successCount', 0)} saved objects into {url}"))
+        console.print(safe(_("imported {n} saved objects into {url}").format(n=result.get("successCount", 0), url=url)))

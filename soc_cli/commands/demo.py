@@ -62,7 +62,8 @@ def register(app: typer.Typer) -> None:
                 shown = format_number(value) if isinstance(value, int) else value
                 tbl.add_row(safe(key), safe(shown))
             seconds = format_number(round(result.seconds, 1))
-            console.print(f"[bold green]✓[/] {esc(_(result.name))} [dim]({esc(seconds)} s)[/]")
+            stage = _(result.name)  # the stage names are marked with N_ where the stages are defined
+            console.print(f"[bold green]✓[/] {esc(stage)} [dim]({esc(seconds)} s)[/]")
             console.print(tbl)
 
         run_demo(s, workdir, seed=seed, flows=flows, on_stage=show)

@@ -11,6 +11,7 @@ import typer
 
 from locales import _, format_number
 from soc_cli.context import StoreOption, since_option, use_store
+from soc_cli.errors import raised_text
 from soc_cli.output import console, emit_json, err_console, esc, safe
 
 RulesOption = typer.Option(None, "--rules", help="extra rules folder (repeatable), beside the shipped rules")
@@ -34,11 +35,11 @@ def _print(report: object, as_json: bool) -> None:
     if report.problems:
         err_console.print(esc(_("{n} rule(s) unusable: see `soc rules validate`").format(n=report.problems)))
     for eid, reason in report.write_errors:
-        err_console.print(f"[red]{esc(_('alert {id} not stored:').format(id=eid))}[/] {esc(reason)}",
-                          highlight=False)
+        not_stored = _("alert {id} not stored:").format(id=eid)
+        err_console.print(f"[red]{esc(not_stored)}[/] {esc(raised_text(reason))}", highlight=False)
     for key, why in report.failed.items():
-        err_console.print(f"[red]{esc(_('rule {id} failed:').format(id=key))}[/] {esc(why)} "
-                          f"{esc(_('(its cursor stays: retried next run)'))}", highlight=False)
+        failed, stays = _("rule {id} failed:").format(id=key), _("(its cursor stays: retried next run)")
+        err_console.print(f"[red]{esc(failed)}[/] {esc(raised_text(why))} {esc(stays)}", highlight=False)
 
 
 @contextmanager

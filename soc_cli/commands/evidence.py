@@ -64,7 +64,7 @@ def evidence(
     title = f"{rule_title(alert)}: " + (
         _("events {first}-{last} of {total}").format(first=first, last=offset + len(page), total=total)
         if not everything else _("all {total} events").format(total=total))
-    console.print(table(page, COLUMNS, title=title))
+    console.print(table(page, COLUMNS, title=title, headings=False))
     if not everything and offset + len(page) < total:
         err_console.print(safe(_("showing {n} of {total}: next page with --offset {next}, or --all").format(
             n=len(page), total=total, next=offset + len(page))), highlight=False)

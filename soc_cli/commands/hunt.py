@@ -44,14 +44,14 @@ def register(app: typer.Typer) -> None:
                           ndjson=True)
                 return
             hits = list(st.scan(query, since=start, until=end, index=index, fields=columns if fields else None))
-            emit(hits, columns, as_json=as_json, ndjson=False, title=_("all {n} matching {query} {window}").format(
+            emit(hits, columns, as_json=as_json, ndjson=False, headings=False, title=_("all {n} matching {query} {window}").format(
                 n=format_number(len(hits)), query=repr(query), window=window))
             return
         result = st.search(query, since=start, until=end, index=index,
                            descending=not oldest_first, limit=limit, fields=columns if fields else None)
         shown = _("showing {n} of {total} matching {query} {window}").format(
             n=format_number(len(result.hits)), total=format_number(result.total), query=repr(query), window=window)
-        emit(result.hits, columns, as_json=as_json, ndjson=ndjson, title=shown)
+        emit(result.hits, columns, as_json=as_json, ndjson=ndjson, title=shown, headings=False)
         if as_json or ndjson:  # the table's title says it; a script's reader is told on stderr
             err_console.print(safe(shown + (" " + _("(--limit N or --all for more)") if len(result.hits) < result.total
                                             else "")), highlight=False)

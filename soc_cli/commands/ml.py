@@ -15,6 +15,7 @@ import typer
 from eventstore.timeutil import parse_duration, utcnow
 from locales import _
 from soc_cli.context import StoreOption, since_option, use_store
+from soc_cli.errors import raised_text
 from soc_cli.output import console, emit, err_console, esc, safe
 
 ModelsOption = typer.Option(None, "--models", envvar="SOC_MODEL_DIR",
@@ -65,11 +66,13 @@ def register(app: typer.Typer) -> None:
         s = use_store(store)
         rows: list[dict[str, Any]] = []
         for k in select_kinds(_kinds(kind)):
-            with console.status(f"training {esc(k.name)}...") if console.is_terminal else nullcontext():
+            training = _("training {kind}...").format(kind=k.name)
+            with console.status(esc(training)) if console.is_terminal else nullcontext():
                 try:
                     model = train_kind(s, k, start, end, options)
                 except ValueError as exc:
-                    err_console.print(f"[yellow]skipped:[/] {esc(exc)}", highlight=False)
+                    skipped = _("skipped:")
+                    err_console.print(f"[yellow]{esc(skipped)}[/] {esc(raised_text(exc))}", highlight=False)
                     continue
                 path = save_model(model, directory)
             rows.append({"kind": k.name, "windows": model.n_windows,
@@ -106,7 +109,8 @@ def register(app: typer.Typer) -> None:
                 problems.append(f"{m.kind}: trained on {m.store_url}, not on {s.url} (train on this store)")
         loaded = [m for m in loaded if m.store_url in ("", s.url)]
         for p in problems:
-            err_console.print(f"[yellow]{esc(_('not used:'))}[/] {esc(p)}", highlight=False)
+            not_used = _("not used:")
+            err_console.print(f"[yellow]{esc(not_used)}[/] {esc(raised_text(p))}", highlight=False)
         if not loaded:
             raise ValueError(_("no usable model: run `soc ml train --since 7d` first"))
         alerts = score_and_alert(s, loaded, since_option(since), since_option(until),

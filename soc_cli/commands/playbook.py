@@ -125,10 +125,12 @@ def register(app: typer.Typer) -> None:
         finally:
             store.close()
         if correct:
-            console.print(f"[green]{esc(_('correct'))}[/]: {esc(_('question {n}').format(n=number))}")
+            right, which = _("correct"), _("question {n}").format(n=number)
+            console.print(f"[green]{esc(right)}[/]: {esc(which)}")
         else:
             again = _("question {n} (try again, or `soc playbook hint`)").format(n=number)
-            console.print(f"[red]{esc(_('not that'))}[/]: {esc(again)}")
+            wrong = _("not that")
+            console.print(f"[red]{esc(wrong)}[/]: {esc(again)}")
             raise typer.Exit(1)
 
     @group.command("score")
@@ -162,7 +164,8 @@ def register(app: typer.Typer) -> None:
             trainee=run.trainee, total=result.total, max=result.max_points, answered=result.answered,
             questions=result.questions, cost=result.hint_cost, minutes=int(result.seconds // 60))))
         if finish:
-            console.print(f"\n[bold]{esc(_('Debrief'))}[/]")
+            debrief = _("Debrief")
+            console.print(f"\n[bold]{esc(debrief)}[/]")
             console.print(safe(ex.debrief, multiline=True))
 
     @group.command("reset")

@@ -10,13 +10,20 @@ from typing import Any
 import typer
 from rich.text import Text
 
+from locales import N_, _, format_number
 from soc_cli.context import STATE, StoreOption, since_option, use_store
+from soc_cli.errors import issue_text, raised_text
+from soc_cli.labels import label
 from soc_cli.output import console, emit, emit_json, err_console, esc, safe, visible, write_generated
 
 # Exit codes are raised as SystemExit, not typer.Exit: soc_cli.main runs the app with
 # standalone_mode=False, where click turns typer.Exit into a return value that main() drops.
 PolicyOption = typer.Option(..., "--policy", "-p", help="policy file or directory (repeatable)")
 TrustOption = typer.Option(None, "--trust", help="trust file (YAML): token issuers and SPIFFE trust domains")
+
+
+#: how the gRPC port is secured, as the banner says it
+TLS_KINDS: dict[str, str] = {"mutual": N_("mutual TLS"), "tls": N_("TLS"), "plaintext": N_("plaintext")}
 
 
 def _store_url(store: str | None) -> str:
@@ -30,9 +37,10 @@ def _read_json(source: str) -> dict[str, Any]:
     try:
         data = json.loads(text)
     except ValueError as exc:
-        raise ValueError(f"{source}: not JSON: {exc}") from exc
+        raise ValueError(_("{source}: not JSON: {error}").format(source=source, error=exc)) from exc
     if not isinstance(data, dict):
-        raise ValueError(f"{source}: expected a JSON object (service, method, path, token or principal, ...)")
+        raise ValueError(_("{source}: expected a JSON object (service, method, path, token or principal, ...)").format(
+            source=source))
     return data
 
 
@@ -48,7 +56,9 @@ def _engine(policy: list[Path], trust: Path | None, store: str | None, *, with_r
         risk = StoreRisk(lambda: open_store(url))
         risk.refresh()
         if risk.last_error:
-            err_console.print(f"[yellow]warning:[/] risk unavailable ({esc(risk.last_error)}); risk rules fail closed")
+            why = _("risk unavailable ({error}); risk rules fail closed").format(error=risk.last_error)
+            warning = _("warning:")
+            err_console.print(f"[yellow]{esc(warning)}[/] {esc(why)}", highlight=False)
     return build_engine(policy, trust_file=trust, risk=risk)
 
 
@@ -81,10 +91,10 @@ def register(app: typer.Typer) -> None:
         else:
             for i in issues:
                 console.print(Text.assemble(safe(f"{i.file}:{i.line}: "),
-                                            (visible(i.severity), "red" if i.severity == "error" else "yellow"),
-                                            ": ", safe(i.message)), highlight=False, soft_wrap=True)
+                                            (visible(label(i.severity)), "red" if i.severity == "error" else "yellow"),
+                                            ": ", safe(raised_text(i.message))), highlight=False, soft_wrap=True)
             if not issues:
-                console.print("no problems found")
+                console.print(esc(_("no problems found")))
         if any(i.severity == "error" for i in issues) or (strict and issues):
             raise SystemExit(1)
 
@@ -100,8 +110,9 @@ def register(app: typer.Typer) -> None:
         from policy.admin.testcases import run_cases_with_engine, uncovered_rules
 
         results, issues, engine = run_cases_with_engine(cases, policy or None)
+        error = _("error:")
         for i in issues:
-            err_console.print(f"[red]error:[/] {esc(i)}", highlight=False, soft_wrap=True)
+            err_console.print(f"[red]{esc(error)}[/] {esc(issue_text(i))}", highlight=False, soft_wrap=True)
         if issues or engine is None:
             raise SystemExit(2)
         uncovered = uncovered_rules(engine, results) if coverage else []
@@ -112,16 +123,19 @@ def register(app: typer.Typer) -> None:
             emit_json(rows, ndjson=ndjson)
         else:
             for r in results:
-                extra = "" if r.passed else f"  {r.problem}"
-                console.print(f"{'[green]PASS[/]' if r.passed else '[red]FAIL[/]'} "
-                              f"{esc(f'{cases}:{r.line} {r.name}{extra}')}", highlight=False, soft_wrap=True)
+                extra = "" if r.passed else f"  {raised_text(r.problem)}"
+                verdict = safe(_("PASS"), "green") if r.passed else safe(_("FAIL"), "red")
+                console.print(Text.assemble(verdict, " ", safe(f"{cases}:{r.line} {r.name}{extra}")), highlight=False,
+                              soft_wrap=True)
             failed = sum(not r.passed for r in results)
-            console.print(f"{len(results) - failed:d}/{len(results):d} passed")
+            console.print(esc(_("{passed}/{total} passed").format(passed=format_number(len(results) - failed),
+                                                                  total=format_number(len(results)))))
             if coverage:
                 total = len(engine.policy.rules)
-                tail = "; no case matched:" if uncovered else ""
-                console.print(f"coverage: {total - len(uncovered):d}/{total:d} rules matched by a case{esc(tail)}",
-                              highlight=False)
+                said = _("coverage: {matched}/{total} rules matched by a case").format(
+                    matched=format_number(total - len(uncovered)), total=format_number(total))
+                tail = _("; no case matched:") if uncovered else ""
+                console.print(esc(said + tail), highlight=False)
                 for rule, where in uncovered:
                     console.print(safe(f"  {rule}  ({where})"), highlight=False, soft_wrap=True)
         if any(not r.passed for r in results):
@@ -149,14 +163,16 @@ def register(app: typer.Typer) -> None:
             emit_json([ex.to_dict()])
             return
         d = ex.decision
-        console.print(Text.assemble((visible(d.action.upper()), "green" if d.allow else "red"),
-                                    safe(f" decision {d.decision_id}: {d.reason}")), highlight=False)
-        rows = [{"rule": t.rule, "effect": t.effect + (" (dry-run)" if t.dry_run else ""), "where": t.where,
-                 "matched": "yes" if t.matched else "no", "failed": t.failed, "detail": t.detail} for t in ex.traces]
+        console.print(Text.assemble((visible(label(d.action).upper()), "green" if d.allow else "red"),
+                                    safe(" " + _("decision {id}: {reason}").format(id=d.decision_id, reason=d.reason))),
+                      highlight=False)
+        rows = [{"rule": t.rule, "effect": label(t.effect) + (" " + _("(dry-run)") if t.dry_run else ""),
+                 "where": t.where, "matched": _("yes") if t.matched else _("no"), "failed": t.failed,
+                 "detail": t.detail} for t in ex.traces]
         emit(rows, ["rule", "effect", "matched", "failed", "detail", "where"], as_json=False, ndjson=False)
         if not d.allow:
             for miss in ex.near_misses:
-                console.print(safe(f"  near miss: {miss}"), highlight=False)
+                console.print(safe("  " + _("near miss: {miss}").format(miss=miss)), highlight=False)
 
     @policy_app.command("decide")
     def decide_cmd(
@@ -180,7 +196,7 @@ def register(app: typer.Typer) -> None:
         if log:
             result = use_store(store).write_events([decision_event(req, d)])
             if result.errors:
-                raise ValueError(f"store refused the decision: {result.errors[0][1]}")
+                raise ValueError(_("store refused the decision: {why}").format(why=result.errors[0][1]))
         emit_json([{**d.to_dict(), "reason": d.reason, "principal": req.principal}])
         if not d.allow:
             raise SystemExit(1)
@@ -197,25 +213,25 @@ def register(app: typer.Typer) -> None:
         from policy.admin.diff import diff_paths
 
         if sets and (old or new):
-            raise ValueError("give OLD NEW or --old/--new, not both")
+            raise ValueError(_("give OLD NEW or --old/--new, not both"))
         if sets and len(sets) != 2:
-            raise ValueError(f"give two policy sets, OLD NEW (got {len(sets)})")
+            raise ValueError(_("give two policy sets, OLD NEW (got {n})").format(n=len(sets)))
         if sets:
             old, new = [sets[0]], [sets[1]]
         if not old or not new:
-            raise ValueError("give two policy sets: OLD NEW, or --old ... --new ...")
+            raise ValueError(_("give two policy sets: OLD NEW, or --old ... --new ..."))
         changes = diff_paths(list(old), list(new))
         if as_json or ndjson:
             emit_json([c.to_dict() for c in changes], ndjson=ndjson)
             return
         for c in changes:
             colour = {"added": "green", "removed": "red"}.get(c.change, "yellow")
-            console.print(Text.assemble((visible(f"{c.change:8}"), colour), safe(f" {c.rule}  ({c.where})")),
+            console.print(Text.assemble((visible(label(c.change).ljust(8)), colour), safe(f" {c.rule}  ({c.where})")),
                           highlight=False, soft_wrap=True)
             for name, a, b in c.fields:
                 console.print(safe(f"           {name}: {a!r} -> {b!r}"), highlight=False, soft_wrap=True)
         if not changes:
-            console.print("no rule changed")
+            console.print(esc(_("no rule changed")))
 
     @policy_app.command("whatif")
     def whatif_cmd(
@@ -238,7 +254,8 @@ def register(app: typer.Typer) -> None:
         else:
             emit(rows, ["@timestamp", "user.name", "service.name", "http.request.method", "url.path", "old", "new",
                         "new_reason"], as_json=False, ndjson=False,
-                 title=f"{report.changed} of {report.replayed} replayed decisions would change")
+                 title=_("{changed} of {replayed} replayed decisions would change").format(
+                     changed=format_number(report.changed), replayed=format_number(report.replayed)))
             err_console.print(json.dumps(report.summary()), highlight=False)
 
     @policy_app.command("keys")
@@ -252,11 +269,11 @@ def register(app: typer.Typer) -> None:
         from policy.admin.keygen import make_keys
 
         files = make_keys(folder, issuer=issuer, trust_domain=trust_domain, force=force)
-        console.print(safe(f"trust file: {files.trust}"), highlight=False, soft_wrap=True)
+        console.print(safe(_("trust file: {path}").format(path=files.trust)), highlight=False, soft_wrap=True)
         for p in files.public:
-            console.print(safe(f"public keys: {p}"), highlight=False, soft_wrap=True)
+            console.print(safe(_("public keys: {path}").format(path=p)), highlight=False, soft_wrap=True)
         for p in files.private:
-            console.print(safe(f"private key (0600): {p}"), highlight=False, soft_wrap=True)
+            console.print(safe(_("private key (0600): {path}").format(path=p)), highlight=False, soft_wrap=True)
 
     @policy_app.command("token")
     def token_cmd(
@@ -313,33 +330,37 @@ def register(app: typer.Typer) -> None:
         ps = load_policy_set(policy)  # fail here, with file and line, before any process starts
         check_prefix(authz_prefix)
         if not authz_prefix and admin_port is None:
-            raise ValueError("--authz-prefix '': without a prefix, /healthz, /readyz and /v1/decide need their own "
-                             "listener: add --admin-port PORT")
+            raise ValueError(_("--authz-prefix '': without a prefix, /healthz, /readyz and /v1/decide need their own "
+                               "listener: add --admin-port PORT"))
         front = load_front_config(trust, service=service)
         spill_path = spill or Path(user_data_dir("ztsoc")) / "policy-decisions.spill.jsonl"
         cfg = ServeConfig(policy=[str(p) for p in policy], store_url=url, spill=str(spill_path),
                           trust=str(trust) if trust else None, authz_prefix=authz_prefix, log=log, watch=watch,
                           trust_asserted_principal=trust_asserted, service=service, admin_port=admin_port)
-        where = f"decisions under http://{host}:{port}{authz_prefix}/" if authz_prefix else \
-            f"decisions on every path of http://{host}:{port}"
+        where = _("decisions under {url}").format(url=f"http://{host}:{port}{authz_prefix}/") if authz_prefix else \
+            _("decisions on every path of {url}").format(url=f"http://{host}:{port}")
         admin = f"http://{host}:{admin_port}" if admin_port is not None else f"http://{host}:{port}"
-        tls_kind = "mutual TLS" if grpc_client_ca else ("TLS" if grpc_cert else "plaintext")
-        grpc = f", gRPC ext_authz on {host}:{grpc_port} ({tls_kind})" if grpc_port is not None else ""
-        banner = (f"ztsoc PDP: {where}{grpc}, health and /v1/decide on {admin} (policy {ps.version}, "
-                  f"{len(ps.rules)} rules, {len(front.proxies)} trusted prox(ies), {workers} worker(s), store {url})")
+        tls_kind = _(TLS_KINDS["mutual" if grpc_client_ca else ("tls" if grpc_cert else "plaintext")])
+        grpc = _(", gRPC ext_authz on {address} ({tls})").format(address=f"{host}:{grpc_port}", tls=tls_kind) \
+            if grpc_port is not None else ""
+        banner = _("ztsoc PDP: {where}{grpc}, health and /v1/decide on {admin} (policy {version}, {rules} rules, "
+                   "{proxies} trusted prox(ies), {workers} worker(s), store {store})").format(
+            where=where, grpc=grpc, admin=admin, version=ps.version, rules=len(ps.rules), proxies=len(front.proxies),
+            workers=workers, store=url)
 
         def say_banner() -> None:  # once the configuration loaded and the ports are bound, never before an error
             err_console.print(safe(banner), highlight=False, soft_wrap=True)
 
         if grpc_port is not None:
             if workers > 1:
-                raise ValueError("--grpc-port runs in the single-process server: use --workers 1")
+                raise ValueError(_("--grpc-port runs in the single-process server: use --workers 1"))
             from policy import grpc_authz
 
             tls = None
             if grpc_cert or grpc_key or grpc_client_ca:
                 if not (grpc_cert and grpc_key):
-                    raise ValueError("--grpc-tls-cert and --grpc-tls-key go together (and --grpc-client-ca needs both)")
+                    raise ValueError(_("--grpc-tls-cert and --grpc-tls-key go together (and --grpc-client-ca needs "
+                                       "both)"))
                 tls = grpc_authz.GrpcTls(grpc_cert, grpc_key, grpc_client_ca)
             grpc_authz.serve(cfg, host, port, grpc_port, on_listening=say_banner, tls=tls)
             return

@@ -30,7 +30,8 @@ def register(app: typer.Typer) -> None:
         """Create the tables or index templates (safe to run again)."""
         s = use_store(store)
         s.init()
-        console.print(f"{esc(_('store ready:'))} [bold]{esc(s.backend)}[/] {esc(s.url)}")
+        ready = _("store ready:")
+        console.print(f"{esc(ready)} [bold]{esc(s.backend)}[/] {esc(s.url)}")
 
     @group.command("status")
     def status(store: str = StoreOption, as_json: bool = typer.Option(False, "--json")) -> None:
@@ -39,7 +40,8 @@ def register(app: typer.Typer) -> None:
         if as_json:
             emit_doc(asdict(st))
             return
-        console.print(f"[bold]{esc(st.backend)}[/] {esc(st.url)}  {esc(_('size {size}').format(size=_size(st.size_bytes)))}")
+        size = _("size {size}").format(size=_size(st.size_bytes))
+        console.print(f"[bold]{esc(st.backend)}[/] {esc(st.url)}  {esc(size)}")
         console.print(safe(_("events {events}  alerts {alerts}  from {first} to {last}").format(
             events=format_number(st.events), alerts=format_number(st.alerts), first=st.first_event or "-",
             last=st.last_event or "-")))

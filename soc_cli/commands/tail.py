@@ -15,8 +15,9 @@ from typing import Any
 
 import typer
 
+from locales import _, format_number
 from soc_cli.context import StoreOption, use_store
-from soc_cli.output import err_console, json_text, line
+from soc_cli.output import err_console, json_text, line, safe
 
 LINE_READERS = ("syslog", "journald", "jsonl")
 
@@ -53,7 +54,8 @@ def register(app: typer.Typer) -> None:
         from collectors.tail import Tailer
 
         if reader_name not in LINE_READERS:
-            raise ValueError(f"--reader {reader_name!r}: soc tail follows {', '.join(LINE_READERS)}")
+            raise ValueError(_("--reader {reader}: soc tail follows {readers}").format(
+                reader=repr(reader_name), readers=", ".join(LINE_READERS)))
         given = {"year": year, "tz": tz}
         options = {o.name: given.get(o.name) for o in reader_options(reader_name)}
         reader = get_reader(reader_name, **options)
@@ -76,6 +78,8 @@ def register(app: typer.Typer) -> None:
         except KeyboardInterrupt:
             tailer.close()
             report = tailer.report
-        err_console.print(f"tail: {report.events:,} events read, {report.written:,} new, "
-                          f"{report.problem_count:,} problems", highlight=False)
+        said = _("tail: {events} events read, {written} new, {problems} problems").format(
+            events=format_number(report.events), written=format_number(report.written),
+            problems=format_number(report.problem_count))
+        err_console.print(safe(said), highlight=False)
         sys.stdout.flush()
