@@ -4,8 +4,8 @@
     .venv/bin/python bench/evtx_history.py --rounds 3   # best of 3 per store
 
 The same files (277 EVTX, ~8,250 records from 2013 to 2022, ~440 distinct fields) go
-through ``collectors.pipeline.ingest`` (per file: checkpoint read, bulk write, checkpoint
-write) into a fresh SQLite file and into a fresh Elasticsearch prefix, back to back. The
+through ``collectors.pipeline.ingest`` (files written together: checkpoints read ahead in one
+request, events in shared bulk requests, then the checkpoints in one) into a fresh SQLite file and into a fresh Elasticsearch prefix, back to back. The
 baseline is the embedded store in the same run; the target is Elasticsearch within 2x of
 its wall time (issue 12, item 5). Printed beside it: how many event indices Elasticsearch
 made (the monthly layout made 38 for these files) and where Elasticsearch's time went,

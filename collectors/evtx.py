@@ -506,6 +506,10 @@ def header_record_count(path: Path) -> int:
     return total
 
 
+#: identities ``EvtxReader`` remembers (more than the pipeline's look-ahead of files)
+IDENTITIES_KEPT = 1024
+
+
 class EvtxReader(ReaderBase):
     name = "evtx"
     patterns = ("*.evtx", "*.EVTX")
@@ -514,17 +518,20 @@ class EvtxReader(ReaderBase):
 
     def __init__(self, *, threads: int = 1) -> None:
         self.threads = threads
-        #: the last file hashed, by (path, device, inode, size, mtime): the pipeline asks for the
-        #: identity and ``batches`` needs it again; hashing a large log twice cost ~10 % of its ingest
-        self._hashed: tuple[tuple[str, int, int, int, int], str] | None = None
+        #: files hashed, by (path, device, inode, size, mtime): the pipeline asks for identities
+        #: ahead (to read their checkpoints in one request), then again, and ``batches`` needs it
+        #: too; hashing a large log twice cost ~10 % of its ingest. Bounded (oldest dropped).
+        self._hashed: dict[tuple[str, int, int, int, int], str] = {}
 
     def identity(self, path: Path) -> str:
         st = os.stat(path)
         key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-        if self._hashed is not None and self._hashed[0] == key:
-            return self._hashed[1]
+        if (known := self._hashed.get(key)) is not None:
+            return known
         identity = whole_file_identity(path)
-        self._hashed = (key, identity)
+        if len(self._hashed) >= IDENTITIES_KEPT:
+            del self._hashed[next(iter(self._hashed))]
+        self._hashed[key] = identity
         return identity
 
     def batches(self, path: Path, resume: Checkpoint | None, batch_size: int) -> Iterator[Batch]:

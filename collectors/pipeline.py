@@ -4,14 +4,16 @@
 ``soc tail``) runs. For each file it
 
 1. computes the reader's ``identity(path)`` (content, not path: a rotated file keeps its
-   checkpoint) and loads ``store.get_state("checkpoint", "<reader>:<identity>")``; when
-   that checkpoint was taken in another file with the same identity (``resolve``: the
-   line readers' first line), the file gets the next identity of that lineage instead;
+   checkpoint) and loads the checkpoint ``"<reader>:<identity>"`` (kind ``checkpoint``;
+   read ``LOOKAHEAD`` files at a time in one request); when that checkpoint was taken in
+   another file with the same identity (``resolve``: the line readers' first line), the
+   file gets the next identity of that lineage instead;
 2. asks the reader for batches from there;
-3. writes each batch with ``store.write_events`` and only THEN stores the batch's
-   checkpoint with ``store.put_state``.
+3. hands each batch to the writer (``_Writer``), which writes the batches of many files
+   together (``store.write_batches``, as they are read, up to ``batch_size`` events) and
+   only THEN stores their checkpoints, all in one ``store.put_states``.
 
-A ``kill -9`` between 3's two steps makes the next run read that batch again; its
+A ``kill -9`` between 3's two steps makes the next run read those batches again; their
 events carry the same ``event.id`` so the store keeps them once (counted as
 ``duplicates``). Nothing is lost because a checkpoint never runs ahead of the data.
 
@@ -19,8 +21,9 @@ Problems (unreadable lines, packets, records; files that cannot be opened; event
 mapping refuses, written with the whole document) are counted per reason, optionally
 streamed to ``errors_file`` as JSON lines, and never stop the run. A store that refuses
 writes for a reason that is not the event's (a write block, a full disk, a node busy after
-every retry: ``StoreRefused``) stops the ingest before that batch's checkpoint, so the same
-command run again, once the cause is fixed, stores what was refused. A path that does not exist is a usage error (``ValueError``)
+every retry: ``StoreRefused``) stops the ingest before that batch's checkpoint (the other
+files written with it move when all of theirs was stored), so the same command run again,
+once the cause is fixed, stores what was refused. A path that does not exist is a usage error (``ValueError``)
 raised before anything is read.
 
 ``-`` among the paths reads standard input with readers that can (``StreamReader``: the
@@ -42,13 +45,14 @@ import sys
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from collectors.base import Batch, Checkpoint, Reader, ReadProblem, StreamReader, VerifyingReader, file_size
-from eventstore.store import Store
+from eventstore.errors import StoreRefused
+from eventstore.store import Doc, Store, WriteResult
 from eventstore.timeutil import to_iso, utcnow
 
 #: what a damaged or foreign file raises (a bad .gz raises zlib.error or EOFError part-way):
@@ -132,7 +136,8 @@ class Resolved:
     seen_as: str | None = None
 
 
-def resolve(store: Store, reader: Reader, path: Path) -> Resolved:
+def resolve(store: Store, reader: Reader, path: Path, *, base: str | None = None,
+            lookup: Callable[[str], Doc | None] | None = None) -> Resolved:
     """The identity ``path`` is read under and its checkpoint.
 
     The reader's ``identity`` first. A ``VerifyingReader`` (the line readers) may find that the
@@ -141,16 +146,20 @@ def resolve(store: Store, reader: Reader, path: Path) -> Resolved:
     first free one starts the file from its beginning. Event ids follow the resolved identity,
     so two such files never share an id. The first file of a lineage keeps the plain identity:
     checkpoints and ids from before this check stay valid.
+
+    ``base``: the reader's identity when already computed; ``lookup``: where checkpoints are
+    read (``ingest`` reads a window of files' checkpoints in one request), default the store.
     """
-    base = reader.identity(path)
+    get = lookup or (lambda key: store.get_state(CHECKPOINT_KIND, key))
+    base = base if base is not None else reader.identity(path)
     if not isinstance(reader, VerifyingReader):
-        saved = store.get_state(CHECKPOINT_KIND, checkpoint_key(reader, base))
+        saved = get(checkpoint_key(reader, base))
         return Resolved(base, checkpoint_key(reader, base), saved.get("checkpoint") if saved else None,
                         saved.get("path") if saved else None)
     for n in range(MAX_LINEAGE):
         identity = base if n == 0 else hashlib.sha1(f"{base}/{n}".encode()).hexdigest()
         key = checkpoint_key(reader, identity)
-        saved = store.get_state(CHECKPOINT_KIND, key)
+        saved = get(key)
         resume = saved.get("checkpoint") if saved else None
         if resume is None or reader.matches(path, resume):
             return Resolved(identity, key, resume, saved.get("path") if saved else None)
@@ -237,6 +246,127 @@ def gc_paused() -> Iterator[None]:
 STDIN = "-"
 
 
+#: files whose identities are computed and checkpoints read (one request) ahead of reading them
+LOOKAHEAD = 256
+#: pieces (one batch of one file) written together at most, however few events they hold
+MAX_PIECES = 1000
+
+
+@dataclass(slots=True)
+class _Piece:
+    """One batch of one file, written together with other files' batches."""
+
+    fr: FileReport
+    key: str | None  # its checkpoint's key; None: no checkpoint (standard input, a file's last word)
+    batch: Batch
+    tick: Callable[[int], None] | None = None
+    #: the checkpoint key of the reader's own identity (``key`` may be a later one of its lineage)
+    base: str | None = None
+
+
+#: in a stream of pieces: write the pieces before it first (the next file is a copy of one of them)
+_FLUSH = None
+
+
+class _Writer:
+    """Batches of many files written together, then their checkpoints in one request.
+
+    Small files (277 EVTX samples of ~30 records each) cost a bulk request and a checkpoint
+    request each when written one by one: the node's round trips, not the events, took the
+    time. Here the pieces of a group go to one ``Store.write_batches`` as they are read (the
+    node indexes while the next files are parsed) until the group holds ``max_events`` (the
+    ``--batch-size``: memory stays bounded by it); once the store has acknowledged them, their
+    checkpoints go in one ``put_states``. Per file the rule is the one it always was: a
+    checkpoint moves only past events the store holds. When the store refuses some
+    (``StoreRefused``), the files whose pieces were stored whole still move, a file with a
+    refused piece stops before it (its later pieces too), and the refusal goes up.
+
+    ``pending`` holds the checkpoint keys (and those of the readers' own identities) of the
+    group being written: a file with the same identity as one of them (a copy, a rotated file)
+    must see that one's checkpoint, so its pieces' stream says ``_FLUSH`` first. ``saved`` is
+    what this run checkpointed, newer than any checkpoint read ahead.
+    """
+
+    def __init__(self, store: Store, reader: Reader, report: IngestReport, problems: _Problems, *,
+                 max_events: int, on_batch: Callable[[Batch], None] | None = None) -> None:
+        self.store, self.reader, self.report, self.problems = store, reader, report, problems
+        self.max_events = max_events
+        self.on_batch = on_batch
+        self.pending: set[str] = set()
+        self.saved: dict[str, Doc] = {}
+
+    def write(self, pieces: Iterable[_Piece | None]) -> None:
+        source = iter(pieces)
+        while True:
+            first = next((p for p in source if p is not _FLUSH), None)
+            if first is None:
+                return
+            group: list[_Piece] = []
+
+            def feed(first: _Piece = first, group: list[_Piece] = group) -> Iterator[list[Any]]:
+                piece: _Piece | None = first
+                size = 0
+                while piece is not None:
+                    group.append(piece)
+                    self.pending.update(k for k in (piece.key, piece.base) if k is not None)
+                    yield piece.batch.events
+                    size += len(piece.batch.events) + len(piece.batch.problems)
+                    if size >= self.max_events or len(group) >= MAX_PIECES:
+                        return
+                    piece = next(source, _FLUSH)
+
+            try:
+                results: Sequence[WriteResult | None] = self.store.write_batches(feed())
+            except StoreRefused as exc:
+                self._commit(group, exc.results)
+                raise
+            finally:
+                self.pending.clear()
+            self._commit(group, results)
+
+    def _commit(self, pieces: list[_Piece], results: Sequence[WriteResult | None]) -> None:
+        """Report the stored pieces' problems, then move their checkpoints (one request), then count."""
+        stopped: set[int] = set()  # files (by id of their report) with a piece not stored
+        stored: list[tuple[_Piece, WriteResult]] = []
+        for i, piece in enumerate(pieces):
+            result = results[i] if i < len(results) else None
+            if result is None or id(piece.fr) in stopped:
+                stopped.add(id(piece.fr))
+                continue
+            stored.append((piece, result))
+        checkpoints: dict[str, Doc] = {}
+        for piece, result in stored:
+            fr, batch = piece.fr, piece.batch
+            if result.errors:
+                # invalid for the mapping (the same on both stores): a problem, with the document
+                by_id = {e.get("event.id"): e for e in batch.events if isinstance(e, dict)}
+                fr.problems += self.problems.add(
+                    ReadProblem(fr.path, f"event {eid}", "store refused event", why,
+                                _document(by_id, eid, batch.events))
+                    for eid, why in result.errors)
+            fr.problems += self.problems.add(batch.problems)
+            if piece.key is not None:
+                checkpoints[piece.key] = {"checkpoint": batch.checkpoint, "reader": self.reader.name,
+                                          "path": fr.path, "updated": to_iso(utcnow())}
+        if checkpoints:
+            # only now: every event they cover is in the store, so the checkpoints may move past them
+            self.store.put_states(CHECKPOINT_KIND, checkpoints)
+            self.saved.update(checkpoints)
+        report = self.report
+        for piece, result in stored:
+            fr, batch = piece.fr, piece.batch
+            fr.events += len(batch.events)
+            fr.written += result.written
+            fr.duplicates += result.duplicates
+            report.events += len(batch.events)
+            report.written += result.written
+            report.duplicates += result.duplicates
+            if piece.tick and batch.consumed is not None:
+                piece.tick(batch.consumed)
+            if self.on_batch is not None:
+                self.on_batch(batch)
+
+
 def ingest(
     store: Store,
     reader: Reader,
@@ -252,6 +382,9 @@ def ingest(
     ``-`` reads ``stdin`` (default: this process's standard input) when the reader can
     read a stream (``stream_batches``: the line readers); a pipe has no checkpoint, but
     its events keep ids derived from its content, so piping the same text twice stores it once.
+
+    Files are written together (``_Writer``) and their checkpoints read ``LOOKAHEAD`` files at
+    a time: a folder of small files costs a few requests, not a few per file.
     """
     started = time.perf_counter()
     paths = [str(p) for p in paths]
@@ -267,26 +400,48 @@ def ingest(
     sink: IO[str] | None = open(errors_file, "w", encoding="utf-8") if errors_file else None  # noqa: SIM115
     try:
         with gc_paused() if getattr(reader, "no_cycles", False) else contextlib.nullcontext():
-            problems = _Problems(report, sink)
-            done_before = 0
-            for index, path in enumerate(files):
-                if progress:
-                    progress(ProgressTick(path, index, len(files), done_before, total, report.events))
+            writer = _Writer(store, reader, report, _Problems(report, sink), max_events=batch_size)
+            copies: list[tuple[FileReport, str]] = []  # files whose checkpoint was taken in another file
 
-                def tick(consumed: int, path: Path = path, index: int = index, base: int = done_before) -> None:
+            def pieces() -> Iterator[_Piece | None]:
+                ahead: dict[str, Doc | None] = {}  # checkpoints read ahead, by key (None: none stored)
+
+                def lookup(key: str) -> Doc | None:
+                    if key in writer.saved:
+                        return writer.saved[key]
+                    return ahead[key] if key in ahead else store.get_state(CHECKPOINT_KIND, key)
+
+                done_before = 0
+                for index, path in enumerate(files):
+                    if index % LOOKAHEAD == 0:
+                        ahead = _read_ahead(store, reader, files[index:index + LOOKAHEAD])
                     if progress:
-                        progress(ProgressTick(path, index, len(files), base + consumed, total, report.events))
+                        progress(ProgressTick(path, index, len(files), done_before, total, report.events))
 
-                if str(path) == STDIN and isinstance(reader, StreamReader):
-                    stream = stdin if stdin is not None else sys.stdin.buffer
-                    report.files.append(_ingest_batches(store, reader, reader.stream_batches(stream, batch_size),
-                                                        FileReport("<stdin>", None), report, problems, key=None))
-                else:
-                    report.files.append(ingest_file(store, reader, path, report, problems, batch_size=batch_size,
-                                                    tick=tick))
-                done_before += sizes[index]
-                if progress:
-                    progress(ProgressTick(path, index, len(files), done_before, total, report.events))
+                    def tick(consumed: int, path: Path = path, index: int = index, base: int = done_before) -> None:
+                        if progress:
+                            progress(ProgressTick(path, index, len(files), base + consumed, total, report.events))
+
+                    if str(path) == STDIN and isinstance(reader, StreamReader):
+                        stream = stdin if stdin is not None else sys.stdin.buffer
+                        fr = FileReport("<stdin>", None)
+                        report.files.append(fr)
+                        yield from _read_pieces(reader.stream_batches(stream, batch_size), fr, key=None)
+                    else:
+                        fr = FileReport(str(path), None)
+                        report.files.append(fr)
+                        seen_as = yield from _file_pieces(store, reader, path, fr, writer, lookup,
+                                                          batch_size=batch_size, tick=tick)
+                        if seen_as and seen_as != fr.path:
+                            copies.append((fr, seen_as))
+                    done_before += sizes[index]
+                    if progress:
+                        progress(ProgressTick(path, index, len(files), done_before, total, report.events))
+
+            writer.write(pieces())
+            for fr, seen_as in copies:
+                if fr.written == 0 and fr.duplicates == fr.events:
+                    fr.duplicate_of = seen_as  # a copy of a file already stored: say so, not "resumed, 0 events"
         # read your writes: when the command returns, the next one (any process) sees the events
         store.refresh()
     finally:
@@ -294,6 +449,52 @@ def ingest(
             sink.close()
     report.elapsed = time.perf_counter() - started
     return report
+
+
+def _read_ahead(store: Store, reader: Reader, paths: Sequence[Path]) -> dict[str, Doc | None]:
+    """The stored checkpoints of these files' identities, in one request (a file that cannot be
+    read is left out: reading it later reports it)."""
+    keys: list[str] = []
+    for path in paths:
+        if str(path) == STDIN:
+            continue
+        try:
+            keys.append(checkpoint_key(reader, reader.identity(path)))
+        except UNREADABLE:
+            continue
+    if not keys:
+        return {}
+    found = store.get_states(CHECKPOINT_KIND, keys)
+    return {key: found.get(key) for key in keys}
+
+
+def _file_pieces(
+    store: Store,
+    reader: Reader,
+    path: Path,
+    fr: FileReport,
+    writer: _Writer,
+    lookup: Callable[[str], Doc | None] | None = None,
+    *,
+    batch_size: int,
+    tick: Callable[[int], None] | None = None,
+) -> Generator[_Piece | None, None, str | None]:
+    """Resolve one file's identity and checkpoint (filling ``fr``), then its pieces; returns the
+    file its checkpoint was taken in. ``fr``'s counts are complete once the writer is done."""
+    try:
+        base = reader.identity(path)
+        if checkpoint_key(reader, base) in writer.pending:
+            yield _FLUSH  # a copy of a file being written: it must see that file's checkpoint
+        found = resolve(store, reader, path, base=base, lookup=lookup)
+    except UNREADABLE as exc:
+        yield _Piece(fr, None, Batch([], [ReadProblem(fr.path, "file", "unreadable file",
+                                                      f"{type(exc).__name__}: {exc}")], {}))
+        return None
+    fr.identity, fr.resumed = found.identity, found.resume is not None
+    batches = (reader.batches(path, found.resume, batch_size, identity=found.identity)
+               if isinstance(reader, VerifyingReader) else reader.batches(path, found.resume, batch_size))
+    yield from _read_pieces(batches, fr, key=found.key, base=checkpoint_key(reader, base), tick=tick)
+    return found.seen_as
 
 
 def ingest_file(
@@ -308,24 +509,22 @@ def ingest_file(
     on_batch: Callable[[Batch], None] | None = None,
     label: str | None = None,
 ) -> FileReport:
-    """One file: load its checkpoint, write each batch, then commit the batch's checkpoint.
+    """One file on its own (``soc tail``'s polls): each batch written, then its checkpoint.
 
     ``on_batch`` sees each batch once it is committed (``soc tail`` prints its events);
     ``label`` is the path to show when ``path`` is a ``/proc/self/fd/N`` alias.
     """
-    problems = problems or _Problems(report, None)
-    shown = label or str(path)
-    try:
-        found = resolve(store, reader, path)
-    except UNREADABLE as exc:
-        problems.add([ReadProblem(shown, "file", "unreadable file", f"{type(exc).__name__}: {exc}")])
-        return FileReport(shown, None, problems=1)
-    fr = FileReport(shown, found.identity, resumed=found.resume is not None)
-    batches = (reader.batches(path, found.resume, batch_size, identity=found.identity)
-               if isinstance(reader, VerifyingReader) else reader.batches(path, found.resume, batch_size))
-    done = _ingest_batches(store, reader, batches, fr, report, problems, key=found.key, tick=tick, on_batch=on_batch)
-    if found.seen_as and found.seen_as != shown and done.written == 0 and done.duplicates == done.events:
-        done.duplicate_of = found.seen_as  # a copy of a file already stored: say so, not "resumed, 0 events"
+    writer = _Writer(store, reader, report, problems or _Problems(report, None), max_events=0, on_batch=on_batch)
+    done = FileReport(label or str(path), None)
+    found: list[str | None] = []
+
+    def pieces() -> Iterator[_Piece | None]:
+        found.append((yield from _file_pieces(store, reader, path, done, writer, batch_size=batch_size, tick=tick)))
+
+    writer.write(pieces())
+    seen_as = found[0] if found else None
+    if seen_as and seen_as != done.path and done.written == 0 and done.duplicates == done.events:
+        done.duplicate_of = seen_as  # a copy of a file already stored: say so, not "resumed, 0 events"
     return done
 
 
@@ -337,55 +536,27 @@ def _document(by_id: dict[Any, Any], ident: str, events: list[Any]) -> dict[str,
     return doc if isinstance(doc, dict) else None
 
 
-def _ingest_batches(
-    store: Store,
-    reader: Reader,
+def _read_pieces(
     batches: Iterator[Batch],
     fr: FileReport,
-    report: IngestReport,
-    problems: _Problems,
     *,
     key: str | None,
+    base: str | None = None,
     tick: Callable[[int], None] | None = None,
-    on_batch: Callable[[Batch], None] | None = None,
-) -> FileReport:
-    """Write each batch, then (when ``key``) commit its checkpoint: the one write-then-checkpoint loop."""
-    shown = fr.path
+) -> Iterator[_Piece]:
+    """Each batch as a piece (written, then checkpointed under ``key``); a file the reader cannot
+    go on with ends with that problem, reported after its batches."""
     while True:
         try:
             batch = next(batches, None)
         except UNREADABLE as exc:
-            fr.problems += problems.add([ReadProblem(shown, "file", "unreadable file", f"{type(exc).__name__}: {exc}")])
-            break
+            problem = ReadProblem(fr.path, "file", "unreadable file", f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # a reader bug on one file must not cost the other files
-            fr.problems += problems.add([ReadProblem(shown, "file", f"reader failed: {type(exc).__name__}",
-                                                     str(exc))])
-            break
-        if batch is None:
-            break
-        written = duplicates = 0
-        if batch.events:
-            result = store.write_events(batch.events)
-            written, duplicates = result.written, result.duplicates
-            if result.errors:
-                # invalid for the mapping (the same on both stores): a problem, with the document
-                by_id = {e.get("event.id"): e for e in batch.events if isinstance(e, dict)}
-                fr.problems += problems.add(
-                    ReadProblem(shown, f"event {eid}", "store refused event", why, _document(by_id, eid, batch.events))
-                    for eid, why in result.errors)
-        fr.problems += problems.add(batch.problems)
-        if key is not None:
-            # only now: the batch is in the store, so the checkpoint may move past it
-            store.put_state(CHECKPOINT_KIND, key, {
-                "checkpoint": batch.checkpoint, "reader": reader.name, "path": shown, "updated": to_iso(utcnow())})
-        fr.events += len(batch.events)
-        fr.written += written
-        fr.duplicates += duplicates
-        report.events += len(batch.events)
-        report.written += written
-        report.duplicates += duplicates
-        if tick and batch.consumed is not None:
-            tick(batch.consumed)
-        if on_batch is not None:
-            on_batch(batch)
-    return fr
+            problem = ReadProblem(fr.path, "file", f"reader failed: {type(exc).__name__}", str(exc))
+        else:
+            if batch is None:
+                return
+            yield _Piece(fr, key, batch, tick, base)
+            continue
+        yield _Piece(fr, None, Batch([], [problem], {}))
+        return

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from eventstore.store import WriteResult
+
 
 class StoreError(Exception):
     """Base class of everything the store raises on purpose."""
@@ -53,9 +59,13 @@ class StoreRefused(StoreError):
     """The store refused writes for a reason that passes or that an operator fixes (a write
     block, a read-only index, a full disk, a node too busy after every retry), not because the
     events are invalid: nothing from the refused events on may be checkpointed, so a rerun
-    stores them. ``cause`` names the reason as the node gave it."""
+    stores them. ``cause`` names the reason as the node gave it.
 
-    def __init__(self, message: str, cause: str, refused: int) -> None:
+    ``results`` (from ``Store.write_batches``): per batch written, its ``WriteResult`` when none
+    of its events was refused, else ``None``; empty when unknown (then no batch counts as stored)."""
+
+    def __init__(self, message: str, cause: str, refused: int, results: Sequence[WriteResult | None] = ()) -> None:
         super().__init__(message)
         self.cause = cause
         self.refused = refused
+        self.results = list(results)

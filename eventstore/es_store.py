@@ -51,7 +51,7 @@ import ipaddress
 import os
 import re
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -125,6 +125,8 @@ class _Pending:
     ident: str
     index: str
     lines: bytes
+    #: which batch of ``write_batches`` it belongs to (its counts and errors go there)
+    group: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -655,25 +657,42 @@ class ElasticsearchStore:
             seen.update(hit["_id"] for hit in body.get("hits", {}).get("hits", []))
         if not seen:
             return batch
-        tally.duplicates += sum(1 for i in ids if i in seen)
-        return [p for p, i in zip(batch, ids, strict=True) if i not in seen]
+        fresh: list[_Pending] = []
+        for p, i in zip(batch, ids, strict=True):
+            if i in seen:
+                tally.duplicates[p.group] += 1
+            else:
+                fresh.append(p)
+        return fresh
 
     def _send_events(self, batch: list[_Pending], tally: _Tally) -> list[_Pending]:
         fresh = self._unseen(batch, tally)
         return self._send(fresh, tally) if fresh else []
 
     def write_events(self, events: Iterable[Doc]) -> WriteResult:
+        return self.write_batches([events])[0]
+
+    def write_batches(self, batches: Iterable[Iterable[Doc]]) -> list[WriteResult]:
+        """Several batches (an ingest's small files) through the same bulk requests.
+
+        ``batches`` may be produced while the requests are in flight (the ingest reads its next
+        files while the node indexes). Each event keeps its batch number, so the counts and
+        errors come back per batch, with positions within the batch. When anything is refused,
+        ``StoreRefused.results`` holds the result of every batch with nothing refused (``None``
+        for the others): the caller may move the checkpoints of those, and of those only. No
+        request at all while no event is valid (the write index is made by the first).
+        """
         total = _Tally()
         window: deque[tuple[_Tally, Future[list[_Pending]]]] = deque()
         pool: ThreadPoolExecutor | None = None
-        part = _Tally()  # this batch's errors, merged in batch order whatever finishes first
+        part = _Tally()  # this request's errors, merged in batch order whatever finishes first
         batch: list[_Pending] = []
         size = 0
         dumps = orjson.dumps
 
         def flush() -> None:
             nonlocal pool
-            if new_fields:
+            if new_fields and index is not None:
                 self._put_new_fields(index, new_fields)
                 new_fields.clear()
             self._dirty.update(p.index for p in batch)
@@ -691,45 +710,54 @@ class ElasticsearchStore:
                 future.result()
                 total.merge(done)
 
-        index = self._events_index()
-        index_bytes = index.encode()
-        known = self._known_fields(index)
+        index: str | None = None  # the write index, looked up at the first event
+        index_bytes = b""
+        known: set[str] = set()
         new_fields: dict[str, str | None] = {}
         try:
-            for position, event in enumerate(events):
-                ident = _check_id(event, position, part.errors)
-                if ident is None:
-                    continue
-                if not event.keys() <= known:
-                    for name in event.keys() - known:
-                        new_fields.setdefault(name, _json_type(event[name]))
-                if (why := problem(event)) is not None:  # what the mapping refuses: the same as SQLite
-                    part.errors.append((ident, why))
-                    continue
-                try:
-                    _check_timestamp(event["@timestamp"])
+            groups = 0
+            for group, events in enumerate(batches):
+                groups = group + 1
+                errors = part.errors
+                for position, event in enumerate(events):
+                    ident = _check_id(event, position, group, errors)
+                    if ident is None:
+                        continue
+                    if index is None:
+                        index = self._events_index()
+                        index_bytes = index.encode()
+                        known = self._known_fields(index)
+                    if not event.keys() <= known:
+                        for name in event.keys() - known:
+                            new_fields.setdefault(name, _json_type(event[name]))
+                    if (why := problem(event)) is not None:  # what the mapping refuses: the same as SQLite
+                        errors.append((group, ident, why))
+                        continue
                     try:
-                        source = dumps(event, option=_ORJSON_OPTS)
-                    except TypeError:  # lone surrogates: stored replaced and tagged, as the SQLite store does,
-                        event = replace_unencodable(event) or event  # the id too (it is the document's _id)
-                        ident = event["event.id"]
-                        source = dumps(event, option=_ORJSON_OPTS)
-                except KeyError:
-                    part.errors.append((ident, "missing @timestamp"))
-                    continue
-                except (ValueError, TypeError) as exc:
-                    part.errors.append((ident, f"cannot store: {exc}"))
-                    continue
-                action = b'{"create":{"_index":"' + index_bytes + b'","_id":' + dumps(_doc_id(ident)) + b"}}\n"
-                lines = action + source + b"\n"
-                batch.append(_Pending(ident, index, lines))
-                size += len(lines)
-                if len(batch) >= self.bulk_docs or size >= self.bulk_bytes:
-                    flush()
-                    part, batch, size = _Tally(), [], 0
-                    index = self._events_index()  # in-flight batches keep theirs
-                    index_bytes = index.encode()
-                    known = self._known_fields(index)
+                        _check_timestamp(event["@timestamp"])
+                        try:
+                            source = dumps(event, option=_ORJSON_OPTS)
+                        except TypeError:  # lone surrogates: stored replaced and tagged, as the SQLite store does,
+                            event = replace_unencodable(event) or event  # the id too (it is the document's _id)
+                            ident = event["event.id"]
+                            source = dumps(event, option=_ORJSON_OPTS)
+                    except KeyError:
+                        errors.append((group, ident, "missing @timestamp"))
+                        continue
+                    except (ValueError, TypeError) as exc:
+                        errors.append((group, ident, f"cannot store: {exc}"))
+                        continue
+                    action = b'{"create":{"_index":"' + index_bytes + b'","_id":' + dumps(_doc_id(ident)) + b"}}\n"
+                    lines = action + source + b"\n"
+                    batch.append(_Pending(ident, index, lines, group))
+                    size += len(lines)
+                    if len(batch) >= self.bulk_docs or size >= self.bulk_bytes:
+                        flush()
+                        part, batch, size = _Tally(), [], 0
+                        errors = part.errors
+                        index = self._events_index()  # in-flight batches keep theirs
+                        index_bytes = index.encode()
+                        known = self._known_fields(index)
             if batch:
                 flush()
             else:
@@ -741,8 +769,8 @@ class ElasticsearchStore:
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
-        total.stop_if_refused(f"Elasticsearch at {self.node_url}")
-        return WriteResult(written=total.written, duplicates=total.duplicates, errors=total.errors)
+        total.stop_if_refused(f"Elasticsearch at {self.node_url}", groups)
+        return [total.result(g) for g in range(groups)]
 
     def _send(self, batch: list[_Pending], tally: _Tally, *, conflict_is_duplicate: bool = True) -> list[_Pending]:
         """One bulk request with retries; returns the items refused with 409 when asked to."""
@@ -764,7 +792,7 @@ class ElasticsearchStore:
                         raise
                 tries = f" after {attempt + 1} tries" if exc.meta.status in RETRY_STATUSES else ""
                 reason = f"bulk request refused (HTTP {exc.meta.status}){tries}: {_reason(_body_error(exc))}"
-                tally.refused.extend((p.ident, reason) for p in pending)
+                tally.refused.extend((p.group, p.ident, reason) for p in pending)
                 return conflicts
             except (ESConnectionError, ESConnectionTimeout) as exc:
                 if attempt < self.max_retries:
@@ -775,27 +803,27 @@ class ElasticsearchStore:
                     f"cannot reach Elasticsearch at {self.node_url} after {attempt + 1} tries: {_first_cause(exc)}"
                 ) from exc
             if not response.get("errors"):
-                tally.written += len(pending)
+                tally.written.update(p.group for p in pending)
                 return conflicts
             retry: list[_Pending] = []
             for item, result in zip(pending, response["items"], strict=True):
                 outcome = next(iter(result.values()))
                 status = outcome.get("status", 0)
                 if 200 <= status < 300:
-                    tally.written += 1
+                    tally.written[item.group] += 1
                 elif status == 409:
                     if conflict_is_duplicate:
-                        tally.duplicates += 1
+                        tally.duplicates[item.group] += 1
                     else:
                         conflicts.append(item)
                 elif status in ITEM_RETRY_STATUSES:
                     retry.append(item)
                 elif _invalid_document(status, outcome.get("error")):
-                    tally.errors.append((item.ident, _reason(outcome.get("error"))))
+                    tally.errors.append((item.group, item.ident, _reason(outcome.get("error"))))
                 else:  # a block, a read-only index, a full disk, a missing index: not the event's fault
-                    tally.refused.append((item.ident, f"HTTP {status}: {_reason(outcome.get('error'))}"))
+                    tally.refused.append((item.group, item.ident, f"HTTP {status}: {_reason(outcome.get('error'))}"))
             if retry and attempt >= self.max_retries:
-                tally.refused.extend((p.ident, f"rejected by a busy node (HTTP 429) after {attempt + 1} tries")
+                tally.refused.extend((p.group, p.ident, f"rejected by a busy node (HTTP 429) after {attempt + 1} tries")
                                      for p in retry)
                 retry = []
             if retry:
@@ -1160,7 +1188,7 @@ class ElasticsearchStore:
         tally = _Tally()
         batch: dict[str, Doc] = {}
         for position, alert in enumerate(alerts):
-            ident = _check_id(alert, position, tally.errors)
+            ident = _check_id(alert, position, 0, tally.errors)
             if ident is None:
                 continue
             batch.pop(ident, None)
@@ -1174,7 +1202,7 @@ class ElasticsearchStore:
             self._call(self._es.indices.refresh, index=self._alerts, ignore_unavailable=True)
             self._dirty.discard(self._alerts)
         tally.stop_if_refused(f"Elasticsearch at {self.node_url}")  # the runner keeps its cursors
-        return WriteResult(written=tally.written, duplicates=tally.duplicates, errors=tally.errors)
+        return tally.result(0)
 
     def _upsert_alerts(self, incoming: dict[str, Doc], tally: _Tally) -> None:
         todo = incoming
@@ -1184,7 +1212,7 @@ class ElasticsearchStore:
             for doc, (ident, alert) in zip(found["docs"], todo.items(), strict=True):
                 merged = merge_alert(alert, doc.get("_source") if doc.get("found") else None)
                 if (why := problem(merged)) is not None:  # as the SQLite store refuses it
-                    tally.errors.append((ident, why))
+                    tally.errors.append((0, ident, why))
                     continue
                 if doc.get("found"):
                     meta = {"index": {"_index": self._alerts, "_id": doc["_id"],
@@ -1194,7 +1222,7 @@ class ElasticsearchStore:
                 try:
                     lines = orjson.dumps(meta) + b"\n" + orjson.dumps(merged, option=_ORJSON_OPTS) + b"\n"
                 except TypeError as exc:
-                    tally.errors.append((ident, f"cannot store: {exc}"))
+                    tally.errors.append((0, ident, f"cannot store: {exc}"))
                     continue
                 items.append(_Pending(ident, self._alerts, lines))
             if not items:
@@ -1203,7 +1231,7 @@ class ElasticsearchStore:
             if not conflicts:
                 return
             todo = {p.ident: incoming[p.ident] for p in conflicts}
-        tally.errors.extend((ident, "alert kept changing under concurrent writers") for ident in todo)
+        tally.errors.extend((0, ident, "alert kept changing under concurrent writers") for ident in todo)
 
     def get_alert(self, alert_id: str) -> Doc | None:
         try:
@@ -1351,28 +1379,38 @@ class Page:
 
 @dataclass
 class _Tally:
-    written: int = 0
-    duplicates: int = 0
-    errors: list[tuple[str, str]] = field(default_factory=list)
+    """Counts per batch of ``write_batches`` (batch 0 for everything else)."""
+
+    written: Counter[int] = field(default_factory=Counter)
+    duplicates: Counter[int] = field(default_factory=Counter)
+    #: (batch, event id or position in the batch, reason) of each event invalid for the mapping
+    errors: list[tuple[int, str, str]] = field(default_factory=list)
     #: refused for a reason that passes or an operator fixes (not the event's fault): not an error
     #: to report and forget, but a stop (``StoreRefused``) before the caller's checkpoint
-    refused: list[tuple[str, str]] = field(default_factory=list)
+    refused: list[tuple[int, str, str]] = field(default_factory=list)
 
     def merge(self, other: _Tally) -> None:
-        self.written += other.written
-        self.duplicates += other.duplicates
+        self.written.update(other.written)
+        self.duplicates.update(other.duplicates)
         self.errors.extend(other.errors)
         self.refused.extend(other.refused)
 
-    def stop_if_refused(self, store: str) -> None:
-        """Raise ``StoreRefused`` naming the first cause when anything was refused."""
+    def result(self, group: int) -> WriteResult:
+        return WriteResult(written=self.written[group], duplicates=self.duplicates[group],
+                           errors=[(ident, why) for g, ident, why in self.errors if g == group])
+
+    def stop_if_refused(self, store: str, groups: int = 1) -> None:
+        """Raise ``StoreRefused`` naming the first cause when anything was refused, with the
+        results of the batches that had nothing refused."""
         if not self.refused:
             return
-        cause = self.refused[0][1].rstrip("; ")
+        _, first, cause = self.refused[0]
+        cause = cause.rstrip("; ")
+        stopped = {g for g, _, _ in self.refused}
         raise StoreRefused(
-            f"{store} refused {len(self.refused):,} event(s) (first: {self.refused[0][0]}): {cause}; "
+            f"{store} refused {len(self.refused):,} event(s) (first: {first}): {cause}; "
             "nothing from them on was checkpointed: fix the cause and run the same command again",
-            cause, len(self.refused))
+            cause, len(self.refused), [None if g in stopped else self.result(g) for g in range(groups)])
 
 
 def _invalid_document(status: int, error: Any) -> bool:
@@ -1390,17 +1428,17 @@ def _doc_id(ident: str) -> str:
     return "sha256:" + hashlib.sha256(ident.encode()).hexdigest()
 
 
-def _check_id(doc: Any, position: int, errors: list[tuple[str, str]]) -> str | None:
-    """The document's ``event.id``, or an error entry named by its position in the batch."""
+def _check_id(doc: Any, position: int, group: int, errors: list[tuple[int, str, str]]) -> str | None:
+    """The document's ``event.id``, or an error entry named by its position in its batch."""
     if not isinstance(doc, Mapping):
-        errors.append((str(position), "not a JSON object"))
+        errors.append((group, str(position), "not a JSON object"))
         return None
     ident = doc.get("event.id")
     if ident is None:
-        errors.append((str(position), "missing event.id"))
+        errors.append((group, str(position), "missing event.id"))
         return None
     if not isinstance(ident, str) or not ident:
-        errors.append((str(position), f"event.id must be a non-empty string, got {ident!r}"))
+        errors.append((group, str(position), f"event.id must be a non-empty string, got {ident!r}"))
         return None
     return ident
 

@@ -461,6 +461,12 @@ class SQLiteStore:
         """Committed transactions are visible to every reader already (WAL)."""
 
     # -- events ---------------------------------------------------------------------------
+    def write_batches(self, batches: Iterable[Iterable[Doc]]) -> list[WriteResult]:
+        """A transaction per batch, as ``write_events``: no round trip to save, and a failure
+        leaves the batches before it committed (their results are lost with the exception;
+        the caller's checkpoints stay before them, so a rerun counts them as duplicates)."""
+        return [self.write_events(batch) for batch in batches]
+
     def write_events(self, events: Iterable[Doc]) -> WriteResult:
         """One transaction per ``CHUNK`` documents (the caller's batch, usually), fed to SQLite
         ``STEP`` rows at a time so the rows' memory is reused while it is still in the CPU cache.

@@ -107,6 +107,13 @@ class Store(Protocol):
         """Store a batch; each needs ``event.id`` and ``@timestamp``. Same id twice: stored once."""
         ...
 
+    def write_batches(self, batches: Iterable[Iterable[Doc]]) -> list[WriteResult]:
+        """``write_events`` for each batch, one result per batch (positions within the batch),
+        in as few round trips as the backend needs: an ingest of many small files sends
+        them together. When the store refuses some (``StoreRefused``), its ``results`` say
+        which batches were stored whole."""
+        ...
+
     def get_event(self, event_id: str) -> Doc | None: ...
 
     # -- reading (both indices) ---------------------------------------------------------
