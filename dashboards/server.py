@@ -43,7 +43,7 @@ from dashboards.views import VIEWS, alert_detail
 from detections import lifecycle
 from eventstore.errors import QuerySyntaxError, StoreError
 from eventstore.store import Store
-from locales import LANGUAGES
+from locales import LANGUAGES, _
 
 STATIC = resources.files("dashboards") / "static"
 MAX_BODY = 64 * 1024
@@ -255,21 +255,23 @@ def make_server(store: Store, host: str = "127.0.0.1", port: int = 8750, *, allo
     """Build the server; beyond loopback the store must already hold analysts' tokens."""
     dashboard = Dashboard(store, bind=host, allow_hosts=allow_hosts, local_actor=local_actor)
     if not dashboard.loopback and not analysts.any_tokens(store):
-        raise ValueError(f"--host {host} is beyond loopback: analysts need tokens first "
-                         "(soc dashboard token add NAME), and each signs in with their own link")
+        raise ValueError(_("--host {host} is beyond loopback: analysts need tokens first "
+                           "(soc dashboard token add NAME), and each signs in with their own link").format(host=host))
     config = uvicorn.Config(dashboard.app, host=host, port=port, log_level="warning", access_log=False,
                             lifespan="off", server_header=False, proxy_headers=False)
     return Served(uvicorn.Server(config), dashboard)
 
 
 def startup_message(served: Served, host: str) -> str:
-    """The one line ``soc dashboard serve`` prints: where, who acts, which Host names are answered."""
+    """The one line ``soc dashboard serve`` prints: where, who acts, which Host names are answered
+    (in the terminal's language, like the rest of ``soc``; the page chooses its own)."""
     shown = f"[{host}]" if ":" in host else host
     where = f"http://{shown}:{served.port}/"
     d = served.dashboard
     hosts = ", ".join(["loopback", *sorted(d.hosts.extra)])
     if d.token_mode():
-        who = "analysts sign in with their personal link (soc dashboard token add NAME prints it)"
+        who = _("analysts sign in with their personal link (soc dashboard token add NAME prints it)")
     else:
-        who = f"loopback, no analyst tokens: actions are recorded as the local user {d.local_actor}"
-    return f"dashboard: {where}  ({who}; answers Host: {hosts})"
+        who = _("loopback, no analyst tokens: actions are recorded as the local user {user}").format(
+            user=d.local_actor)
+    return _("dashboard: {where}  ({who}; answers Host: {hosts})").format(where=where, who=who, hosts=hosts)

@@ -198,7 +198,7 @@ const pages = {
     d.alerts.forEach(a => {
       const tr = el("tr", null, {"data-id": a["event.id"]});
       const level = a["ztsoc.alert.level"] || "";
-      tr.appendChild(el("td", fmtDate(a["@timestamp"]), {title: a["@timestamp"]}));
+      tr.appendChild(el("td", fmtDate(a["@timestamp"]), {title: a["@timestamp"], class: "time"}));
       tr.appendChild(el("td", shown(level), {class: "lvl-" + level, "data-value": level}));
       tr.appendChild(el("td", ruleTitle(a["rule.id"], a["rule.name"]), {title: a["rule.id"] || ""}));
       tr.appendChild(el("td", a["ztsoc.alert.entity.value"]));
@@ -272,7 +272,7 @@ async function showAlert(id) {
   const body = evidence.appendChild(el("tbody"));
   d.evidence.forEach(e => {
     const tr = body.appendChild(el("tr", null, {"data-outcome": e["event.outcome"] || ""}));
-    tr.appendChild(el("td", fmtDate(e["@timestamp"]), {title: e["@timestamp"]}));
+    tr.appendChild(el("td", fmtDate(e["@timestamp"]), {title: e["@timestamp"], class: "time"}));
     tr.appendChild(el("td", e["event.dataset"]));
     tr.appendChild(el("td", shown(e["event.outcome"] || "")));
     tr.appendChild(values(e["ztsoc.evidence.fields"]));
@@ -285,7 +285,7 @@ async function showAlert(id) {
   const tb = timeline.appendChild(el("tbody"));
   (d.timeline || []).forEach(r => {
     const tr = tb.appendChild(el("tr", null, r.evidence ? {class: "evidence"} : {}));
-    tr.appendChild(el("td", fmtDate(r["@timestamp"]), {title: r["@timestamp"] || ""}));
+    tr.appendChild(el("td", fmtDate(r["@timestamp"]), {title: r["@timestamp"] || "", class: "time"}));
     tr.appendChild(el("td", r["event.dataset"]));
     tr.appendChild(el("td", r.link || ""));
     tr.appendChild(el("td", r.summary));
