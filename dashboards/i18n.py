@@ -93,6 +93,9 @@ FIELD_LABELS: dict[str, str] = {
     "ztsoc.alert.status": N_("status"), "ztsoc.alert.assignee": N_("assignee"),
     "ztsoc.alert.close_reason": N_("close reason"), "ztsoc.alert.entity.value": N_("entity"),
     "ztsoc.alert.first_seen": N_("first seen"), "ztsoc.alert.last_seen": N_("last seen"),
+    "event.reason": N_("reason"), "network.transport": N_("transport"), "winlog.computer_name": N_("computer"),
+    "winlog.event_data.SubjectUserName": N_("acting account"), "winlog.event_data.SubjectUserSid": N_("acting account SID"),
+    "ztsoc.policy.authenticated": N_("authenticated"),
 }
 
 def _plural_forms(lang: str) -> dict[str, list[str]]:

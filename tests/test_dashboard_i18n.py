@@ -68,6 +68,16 @@ def test_dates_and_numbers_are_babels() -> None:
         i18n._padded("d MMM y")
 
 
+def test_every_field_a_shipped_rule_decides_on_has_a_name() -> None:
+    """The alert's evidence column names each field a rule looks at (raw ECS name on hover): none left raw."""
+    from detections.evidence import rule_fields
+    from detections.sigma.cache import load_compiled_cached
+
+    compiled = load_compiled_cached()[1]
+    fields = {f for rule_id in compiled.rules for f in rule_fields(compiled, rule_id)}
+    assert fields and not fields - set(i18n.FIELD_LABELS), sorted(fields - set(i18n.FIELD_LABELS))
+
+
 def _signed_in(port: int, token: str) -> tuple[Client, str]:
     client = Client(port)
     assert client.get("/", token=token).status == 303
@@ -222,7 +232,8 @@ def test_vietnamese_selected_remembered_per_analyst(dashboard: tuple[str, Store]
     assert [a.text_content() for a in ana.locator("nav a").all()] == [
         "Tổng quan", "Cảnh báo", "Mạng", "Định danh & chính sách", "Bài tập"]
     assert ana.text_content(".level-critical .label") == "nghiêm trọng"
-    assert ana.text_content("#open-alerts") == "8"
+    open_alerts = store.count("ztsoc.alert.status:open", index="alerts")
+    assert ana.text_content("#open-alerts") == str(open_alerts)
     assert ana.text_content("#analyst") == "đã đăng nhập: ana"
     assert (ana.text_content("#status") or "").startswith("cập nhật lúc ")
     assert "Tình trạng thu thập" in (ana.text_content("#page-overview") or "")
@@ -233,10 +244,18 @@ def test_vietnamese_selected_remembered_per_analyst(dashboard: tuple[str, Store]
     drawn, again, bare, missing = ana.evaluate(GLYPHS, "Tổng quan nghiêm trọng")
     assert drawn == again and drawn != bare and drawn != missing
     overview_png = shot(ana, "vi-overview")
+    phone = ana.context.new_page()  # the longer Vietnamese labels on a phone: nothing runs off the page
+    phone.set_viewport_size({"width": 390, "height": 900})
+    for name in ("overview", "alerts"):
+        phone.goto(f"{url}/#{name}")
+        _wait_loaded(phone, name, "vi")
+        assert phone.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0, name
+    shot(phone, "vi-alerts-390px")
+    phone.close()
 
     ana.goto(url + "/#alerts")
     _wait_loaded(ana, "alerts", "vi")
-    assert ana.text_content("#alert-total") == "8 cảnh báo"
+    assert ana.text_content("#alert-total") == f"{open_alerts} cảnh báo"
     assert ana.locator("#filter-level option[value=medium]").text_content() == "trung bình"
     row = ana.locator(f"#alert-rows tr[data-id='{alert['event.id']}']")
     cells = row.locator("td")
