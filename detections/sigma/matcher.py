@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -222,7 +222,22 @@ class _StringSet:
     anything: bool = False
 
     def add(self, s: SigmaString, *, keyword: bool = False) -> None:
-        parts = [p for p in s.s if not (isinstance(p, str) and p == "")]
+        raw = s.s
+        if not keyword:  # the usual shapes first: value, *value*, *value, value*
+            n, multi = len(raw), SpecialChars.WILDCARD_MULTI
+            if n == 1 and raw[0].__class__ is str:
+                self.equals.add(raw[0].lower())
+                return
+            if n == 3 and raw[0] is multi and raw[2] is multi and raw[1].__class__ is str and raw[1]:
+                self.contains.append(raw[1].lower())
+                return
+            if n == 2 and raw[0] is multi and raw[1].__class__ is str and raw[1]:
+                self.suffixes.append(raw[1].lower())
+                return
+            if n == 2 and raw[1] is multi and raw[0].__class__ is str and raw[0]:
+                self.prefixes.append(raw[0].lower())
+                return
+        parts = [p for p in raw if not (isinstance(p, str) and p == "")]
         parts = [SpecialChars.WILDCARD_MULTI if isinstance(p, Placeholder) else p for p in parts]
         if keyword:  # a keyword is a substring of some value
             if not parts or parts[0] is not SpecialChars.WILDCARD_MULTI:
@@ -844,15 +859,8 @@ class Matcher:
         self._tables = [(name, table) for name, table in tables.items() if table]
         #: field ("" for keywords) -> Aho-Corasick automaton of its literals -> rule numbers
         self._automata: dict[str, Any] = {}
-        if subs:
-            import ahocorasick
-
-            for fname, literals in subs.items():
-                automaton = ahocorasick.Automaton()
-                for literal, numbers in literals.items():
-                    automaton.add_word(literal, tuple(numbers))
-                automaton.make_automaton()
-                self._automata[fname] = automaton
+        for fname, literals in subs.items():
+            self._automata[fname] = _LazyAutomaton({literal: tuple(numbers) for literal, numbers in literals.items()})
         self._anchor_fields = [f for f in {*self._anchored, *self._automata} if f]
         #: field -> (its automaton or None, exact value -> rule numbers, base name -> rule numbers):
         #: one dict lookup per event field finds everything filed under it
@@ -960,6 +968,28 @@ class Matcher:
             except Exception as exc:  # one rule's fault (a value its predicate cannot handle) stays its own
                 failed[r.key] = f"evaluation failed on event {doc.get('event.id')}: {type(exc).__name__}: {exc}"[:300]
         return out
+
+
+class _LazyAutomaton:
+    """An Aho-Corasick automaton of literals -> rule numbers, built on its first ``iter``.
+
+    A large rule set files literals under a few dozen fields; an event source uses some of
+    them, and building the others was a fifth of reading the compiled-rule cache. Once built,
+    ``iter`` is the automaton's own (an instance attribute over the method): no indirection.
+    """
+
+    def __init__(self, words: dict[str, tuple[int, ...]]) -> None:
+        self.words = words
+
+    def iter(self, text: str) -> Iterator[tuple[int, tuple[int, ...]]]:
+        import ahocorasick
+
+        automaton = ahocorasick.Automaton()
+        for literal, numbers in self.words.items():
+            automaton.add_word(literal, numbers)
+        automaton.make_automaton()
+        self.iter = automaton.iter  # type: ignore[method-assign]
+        return automaton.iter(text)  # type: ignore[no-any-return]
 
 
 def _probe(probe: tuple[Any, dict[str, list[int]], dict[str, list[int]]], vals: Sequence[str], found: set[int]) -> None:

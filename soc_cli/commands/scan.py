@@ -82,6 +82,27 @@ def _scan_file(path: Path) -> tuple[Path, str | None, Any, int, str | None]:
     return path, name, scanner.part(), bad, problem
 
 
+#: below this much input a single process is done before workers would have paid for themselves
+#: (forking, and each worker building on first use the predicates of the rules it meets)
+_PARALLEL_BYTES = 8 << 20
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _default_jobs(todo: list[Path]) -> int:
+    """One worker per CPU this process may use, or one for a small input."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return cpus if sum(_size(p) for p in todo) >= _PARALLEL_BYTES else 1
+
+
 def register(app: typer.Typer) -> None:
     @app.command("scan")
     def scan(
@@ -117,7 +138,7 @@ def register(app: typer.Typer) -> None:
         if missing:
             raise ValueError(f"no such file or folder: {', '.join(missing)}")
         todo = list(expand(paths))
-        workers = min(jobs or os.cpu_count() or 1, len(todo))
+        workers = min(jobs or _default_jobs(todo), len(todo))
         _WORKER.update(cs=cs, min_level=min_level, keep=store is not None)
         # the rule set lives as long as the run: frozen, the cyclic GC never walks it again
         # (nor touches its pages in forked workers); events and matches form no cycles, so
@@ -128,7 +149,8 @@ def register(app: typer.Typer) -> None:
                 import multiprocessing
 
                 with multiprocessing.get_context("fork").Pool(workers) as pool:
-                    done = pool.imap_unordered(_scan_file, todo, chunksize=1)
+                    # the largest files first, so no worker is left with a big one at the end
+                    done = pool.imap_unordered(_scan_file, sorted(todo, key=_size, reverse=True), chunksize=1)
                     outcomes = list(done)
             else:
                 outcomes = [_scan_file(p) for p in todo]
