@@ -8,8 +8,9 @@ monthly indices ``P-events-YYYY.MM`` of stores made before rollover (read, never
 Why rollover and not an index per event month: back-filled history (EVTX samples from
 2013 to 2022) made a shard per month, 60 shards for 25k events. The minimal distribution
 has neither data streams nor ILM, so the store rolls the alias over itself (the core
-``_rollover`` API with size/age conditions), at the start of each ``write_events`` and
-every ``Rollover.check_every`` events within one.
+``_rollover`` API with size/age conditions), before the first bulk request of each
+``write_events``/``write_batches`` and every ``Rollover.check_every`` events (or
+``check_seconds``) within one; never ahead of events to write (no empty index is made).
 
 Never twice: the document ``_id`` is the ``event.id`` and writes are ``op_type=create``,
 so writing an event again into the same index is a counted duplicate (409). Since a
@@ -50,6 +51,7 @@ import hashlib
 import ipaddress
 import os
 import re
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -120,10 +122,10 @@ _ENCOUNTERED = re.compile(r'Encountered " (\S+) "(.*?) "" at line')
 
 @dataclass(frozen=True, slots=True)
 class _Pending:
-    """One bulk item, serialised once: ``ident`` names it in errors."""
+    """One bulk item, serialised once: ``ident`` names it in errors. An event's action line
+    names no index: its request does (``/<index>/_bulk``), decided when the request is full."""
 
     ident: str
-    index: str
     lines: bytes
     #: which batch of ``write_batches`` it belongs to (its counts and errors go there)
     group: int = 0
@@ -334,7 +336,7 @@ class ElasticsearchStore:
         self._event_indices: frozenset[str] = frozenset()
         self._since_check = 0  # events sent since the last rollover check
         #: Field paths the write index maps (leaves, objects), loaded per write index: a batch
-        #: bringing new fields gets them put in one request (see ``_put_new_fields``).
+        #: bringing new fields gets them put in one request (see ``_new_properties``).
         self._fields_of: str | None = None
         self._leaves: set[str] = set()
         self._objects: set[str] = set()
@@ -603,13 +605,14 @@ class ElasticsearchStore:
             self._fields_of = index
         return self._known
 
-    def _put_new_fields(self, index: str, new: Mapping[str, str | None]) -> None:
-        """Map a batch's new fields in one request, as the dynamic templates would have.
+    def _new_properties(self, new: Mapping[str, str | None]) -> dict[str, Any]:
+        """The mappings of a request's new fields, as the dynamic templates would give them
+        (put by ``_put_mapping`` before the request's events).
 
         The node otherwise makes a cluster-state update for every document that brings a
         field (92 of the 8,248 shared EVTX records, the larger part of their ingest time).
         A field the templates do not decide, or one inside a non-object (a flattened field),
-        is left to the node; so is the whole batch if the node refuses the request. The one
+        is left to the node; so is the whole request if the node refuses the mapping. The one
         difference from the node's own mapping: a new field of a document the node then
         refuses for another reason is mapped anyway (unused; tests/test_es_layout.py).
         """
@@ -636,13 +639,15 @@ class ElasticsearchStore:
                     node[parts[-1]] = mapping
                     self._leaves.add(path)
                     self._objects.update(".".join(parts[:i]) for i in range(1, len(parts)))
+        return properties
+
+    def _put_mapping(self, index: str, properties: dict[str, Any]) -> None:
         if properties:
             with contextlib.suppress(ApiError):
                 self._call(self._es.indices.put_mapping, index=index, properties=properties)
 
-    def _unseen(self, batch: list[_Pending], tally: _Tally) -> list[_Pending]:
+    def _unseen(self, batch: list[_Pending], tally: _Tally, target: str) -> list[_Pending]:
         """The batch without events already stored in another event index (counted as duplicates)."""
-        target = batch[0].index
         if not self._event_indices - {target}:
             return batch
         ids = [_doc_id(p.ident) for p in batch]
@@ -665,9 +670,21 @@ class ElasticsearchStore:
                 fresh.append(p)
         return fresh
 
-    def _send_events(self, batch: list[_Pending], tally: _Tally) -> list[_Pending]:
-        fresh = self._unseen(batch, tally)
-        return self._send(fresh, tally) if fresh else []
+    def _send_events(self, batch: list[_Pending], tally: _Tally, index: str, properties: dict[str, Any],
+                     after: threading.Event | None = None, mapped: threading.Event | None = None) -> None:
+        """One request's events: its new fields mapped first (after the previous request's: a field
+        is mapped as its first batch has it, whichever request reaches the node first), then the
+        events not already in another event index."""
+        try:
+            if after is not None:
+                after.wait()
+            self._put_mapping(index, properties)
+        finally:
+            if mapped is not None:
+                mapped.set()
+        fresh = self._unseen(batch, tally, index)
+        if fresh:
+            self._send(fresh, tally, index=index)
 
     def write_events(self, events: Iterable[Doc]) -> WriteResult:
         return self.write_batches([events])[0]
@@ -681,39 +698,44 @@ class ElasticsearchStore:
         ``StoreRefused.results`` holds the result of every batch with nothing refused (``None``
         for the others): the caller may move the checkpoints of those, and of those only. No
         request at all while no event is valid (the write index is made by the first).
+
+        The calling thread only validates and serialises: finding (or making) the write index
+        starts at the first event, in the background, and each request's new fields are mapped
+        by the thread that sends it, just before its events.
         """
         total = _Tally()
-        window: deque[tuple[_Tally, Future[list[_Pending]]]] = deque()
+        window: deque[tuple[_Tally, Future[None]]] = deque()
         pool: ThreadPoolExecutor | None = None
         part = _Tally()  # this request's errors, merged in batch order whatever finishes first
         batch: list[_Pending] = []
         size = 0
         dumps = orjson.dumps
+        fields: dict[str, str | None] = {}  # this request's field names: the JSON type of the first value
+        finding: Future[str] | None = None  # the write index, looked up (or made) at the first event
+        mapped: threading.Event | None = None  # the previous request's fields are mapped
 
         def flush() -> None:
-            nonlocal pool
-            if new_fields and index is not None:
-                self._put_new_fields(index, new_fields)
-                new_fields.clear()
-            self._dirty.update(p.index for p in batch)
+            nonlocal pool, finding, mapped
+            index = finding.result() if finding is not None else self._events_index()
+            finding = None
+            known = self._known_fields(index)
+            properties = self._new_properties({k: t for k, t in fields.items() if k not in known})
+            fields.clear()
+            self._dirty.add(index)
             self._since_check += len(batch)
-            if self.bulk_concurrency <= 1:
-                self._send_events(batch, part)
+            if pool is None:
+                self._send_events(batch, part, index, properties)
                 total.merge(part)
                 return
             # Serialise the next batch while the node indexes this one (back-pressure: at most
             # ``bulk_concurrency`` requests in flight, the caller waits for the oldest).
-            pool = pool or ThreadPoolExecutor(self.bulk_concurrency, thread_name_prefix="ztsoc-bulk")
-            window.append((part, pool.submit(self._send_events, batch, part)))
+            after, mapped = mapped, threading.Event()
+            window.append((part, pool.submit(self._send_events, batch, part, index, properties, after, mapped)))
             while len(window) >= self.bulk_concurrency:
                 done, future = window.popleft()
                 future.result()
                 total.merge(done)
 
-        index: str | None = None  # the write index, looked up at the first event
-        index_bytes = b""
-        known: set[str] = set()
-        new_fields: dict[str, str | None] = {}
         try:
             groups = 0
             for group, events in enumerate(batches):
@@ -723,13 +745,12 @@ class ElasticsearchStore:
                     ident = _check_id(event, position, group, errors)
                     if ident is None:
                         continue
-                    if index is None:
-                        index = self._events_index()
-                        index_bytes = index.encode()
-                        known = self._known_fields(index)
-                    if not event.keys() <= known:
-                        for name in event.keys() - known:
-                            new_fields.setdefault(name, _json_type(event[name]))
+                    if pool is None and self.bulk_concurrency > 1:
+                        pool = ThreadPoolExecutor(self.bulk_concurrency, thread_name_prefix="ztsoc-bulk")
+                        finding = pool.submit(self._events_index)
+                    if not event.keys() <= fields.keys():
+                        for name in event.keys() - fields.keys():
+                            fields[name] = _json_type(event[name])
                     if (why := problem(event)) is not None:  # what the mapping refuses: the same as SQLite
                         errors.append((group, ident, why))
                         continue
@@ -747,17 +768,13 @@ class ElasticsearchStore:
                     except (ValueError, TypeError) as exc:
                         errors.append((group, ident, f"cannot store: {exc}"))
                         continue
-                    action = b'{"create":{"_index":"' + index_bytes + b'","_id":' + dumps(_doc_id(ident)) + b"}}\n"
-                    lines = action + source + b"\n"
-                    batch.append(_Pending(ident, index, lines, group))
+                    lines = b'{"create":{"_id":' + dumps(_doc_id(ident)) + b"}}\n" + source + b"\n"
+                    batch.append(_Pending(ident, lines, group))
                     size += len(lines)
                     if len(batch) >= self.bulk_docs or size >= self.bulk_bytes:
                         flush()
                         part, batch, size = _Tally(), [], 0
                         errors = part.errors
-                        index = self._events_index()  # in-flight batches keep theirs
-                        index_bytes = index.encode()
-                        known = self._known_fields(index)
             if batch:
                 flush()
             else:
@@ -772,16 +789,18 @@ class ElasticsearchStore:
         total.stop_if_refused(f"Elasticsearch at {self.node_url}", groups)
         return [total.result(g) for g in range(groups)]
 
-    def _send(self, batch: list[_Pending], tally: _Tally, *, conflict_is_duplicate: bool = True) -> list[_Pending]:
-        """One bulk request with retries; returns the items refused with 409 when asked to."""
-        self._dirty.update(p.index for p in batch)  # (again: alerts come here directly)
+    def _send(self, batch: list[_Pending], tally: _Tally, *, index: str | None = None,
+              conflict_is_duplicate: bool = True) -> list[_Pending]:
+        """One bulk request with retries (to ``index`` when the items name none); returns the
+        items refused with 409 when asked to."""
         pending = batch
         conflicts: list[_Pending] = []
         attempt = 0
         while pending:
             body = b"".join(p.lines for p in pending)
             try:
-                response = self._bulk_es.bulk(operations=body, filter_path=_BULK_FILTER)  # type: ignore[arg-type]
+                response = self._bulk_es.bulk(operations=body, index=index,  # type: ignore[arg-type]
+                                              filter_path=_BULK_FILTER)
             except ApiError as exc:
                 if exc.meta.status in RETRY_STATUSES and attempt < self.max_retries:
                     attempt += 1
@@ -1224,9 +1243,10 @@ class ElasticsearchStore:
                 except TypeError as exc:
                     tally.errors.append((0, ident, f"cannot store: {exc}"))
                     continue
-                items.append(_Pending(ident, self._alerts, lines))
+                items.append(_Pending(ident, lines))
             if not items:
                 return
+            self._dirty.add(self._alerts)
             conflicts = self._send(items, tally, conflict_is_duplicate=False)
             if not conflicts:
                 return
