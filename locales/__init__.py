@@ -21,7 +21,7 @@ import gettext
 import io
 import os
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -167,5 +167,34 @@ def format_datetime(dt: datetime, fmt: str = "medium") -> str:
     return fdt(dt, format=fmt, locale=babel_locale())
 
 
+#: a stored time as a person reads it in each language (Babel/CLDR pattern; UTC, as stored). English
+#: keeps the ISO-like form the tables always had; Vietnamese writes the day first (24/11/2026), with
+#: the time before it as CLDR's Vietnamese datetime patterns do.
+TIMESTAMP_PATTERNS: dict[str, tuple[str, str]] = {"vi": ("HH:mm:ss dd/MM/yyyy", "HH:mm:ss.SSS dd/MM/yyyy")}
+
+
+def format_timestamp(value: object, *, ms: bool = False, as_stored: bool = False) -> str:
+    """A stored ``@timestamp`` (ISO 8601 text or a datetime) for a table cell in the interface language.
+
+    English: ``2026-11-24 10:05:07`` (``.123`` with ``ms``); Vietnamese: ``10:05:07 24/11/2026``.
+    Text that is not a time is returned as it is (it is shown, never guessed at); JSON never
+    goes through here. ``as_stored``: English shows the stored text whole (``2026-11-24T10:05:07.000Z``),
+    where a line always showed it so.
+    """
+    text = value.isoformat() if isinstance(value, datetime) else str(value or "")
+    lang = current_language()
+    if lang not in TIMESTAMP_PATTERNS or not text:
+        return text if as_stored else text[:23 if ms else 19].replace("T", " ")
+    try:
+        dt = value if isinstance(value, datetime) else datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return text
+    from babel.dates import format_datetime as fdt
+
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return fdt(dt, TIMESTAMP_PATTERNS[lang][1 if ms else 0], tzinfo=UTC, locale=babel_locale())
+
+
 __all__ = ["LANGUAGES", "N_", "_", "chosen_language", "current_language", "format_datetime",
-           "format_number", "in_languages", "ngettext", "overlay", "overlay_in", "set_language", "translations"]
+           "format_number", "format_timestamp", "in_languages", "ngettext", "overlay", "overlay_in", "set_language", "translations"]

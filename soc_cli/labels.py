@@ -83,7 +83,8 @@ HEADINGS: dict[str, str] = {
     "detector": N_("detector"), "threshold": N_("threshold"), "manifest": N_("manifest"), "label": N_("feature"),
     "value": N_("value"), "baseline_median": N_("baseline median"), "baseline_p99": N_("baseline p99"),
     "baseline": N_("baseline"), "status": N_("status"), "trained_since": N_("trained from"),
-    "trained_until": N_("trained until"), "alerting": N_("alerting"),
+    "trained_until": N_("trained until"), "alerting": N_("alerting"), "ztsoc.alert.score": N_("anomaly score"),
+    "ztsoc.alert.threshold": N_("threshold"), "message": N_("message"),
     # policy explain and what-if
     "effect": N_("effect"), "matched": N_("matched"), "failed": N_("failed condition"), "detail": N_("detail"),
     "where": N_("where"), "user.name": N_("user"), "service.name": N_("service"),

@@ -109,7 +109,7 @@ def main() -> None:
     debug = "--debug" in sys.argv
     try:
         # Without standalone mode click returns (not raises) the code of typer.Exit.
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="soc")  # help and usage say what a person types
         if isinstance(code, int) and code:
             sys.exit(code)
     except QuerySyntaxError as exc:

@@ -30,7 +30,7 @@ from detections.lifecycle import TransitionError
 from detections.queue import AlertFilter, list_queue
 from eventstore.errors import StoreError
 from eventstore.store import Doc, Store
-from locales import N_, _, format_number
+from locales import N_, _, format_number, format_timestamp
 from soc_cli.errors import raised_text
 from soc_cli.labels import label, rule_title, short_level
 from soc_cli.safe_text import safe, visible
@@ -140,7 +140,7 @@ class TimelineScreen(Screen[None]):
         table.add_columns(_("time"), _("dataset"), "", _("summary"))
         for row in self.timeline.rows():
             style = "bold" if row["evidence"] else ("red" if row["event.dataset"] == "alert" else "")
-            table.add_row(safe(str(row["@timestamp"] or "")[:23].replace("T", " ")), safe(row["event.dataset"]),
+            table.add_row(safe(format_timestamp(row["@timestamp"], ms=True)), safe(row["event.dataset"]),
                           "*" if row["evidence"] else "", safe(row["summary"], style))
         table.focus()
 

@@ -450,3 +450,117 @@ def test_ml_lines_in_vietnamese(tmp_path: Path) -> None:
     score = _soc(["ml", "score", "--models", str(tmp_path / "none"), "--since", "1h"], "vi",
                  f"sqlite:///{tmp_path / 'soc.db'}")
     assert score.returncode == 2 and "lỗi: không có mô hình dùng được" in score.stderr, score.stderr
+
+
+# --- the CLI's own lines, headings, usage errors and errors raised below it (issue 18, CLI side) -----
+
+EXAMPLES = ROOT / "policy" / "examples"
+EXPLAIN = ["policy", "explain", str(EXAMPLES / "request.json"), "-p", str(EXAMPLES), "--no-store-risk"]
+
+
+@pytest.mark.parametrize("args", [["rules", "list", "--json"], ["playbook", "list", "--json"],
+                                  ["policy", "test", str(EXAMPLES / "tests.yaml"), "--json"],
+                                  [*EXPLAIN[:-1], "--json"]])
+def test_json_keys_do_not_change_with_the_language(demo_store: str, args: list[str]) -> None:
+    """Tables say their headings in Vietnamese; JSON keeps the keys (and ECS names) in every language,
+    and its values too, but for the exercises' titles, which are the exercise's text in that language."""
+    english, vietnamese = _soc(args, "en", demo_store), _soc(args, "vi", demo_store)
+    assert english.returncode == vietnamese.returncode, english.stderr + vietnamese.stderr
+    keys = [[sorted(row) for row in json.loads(out.stdout)] for out in (english, vietnamese)]
+    assert keys[0] and keys[0] == keys[1]
+    if args[0] != "playbook":
+        assert english.stdout == vietnamese.stdout
+
+
+def test_table_headings_are_display_names(demo_store: str) -> None:
+    english, vietnamese = _soc(EXPLAIN, "en", demo_store), _soc(EXPLAIN, "vi", demo_store)
+    for heading in ("rule", "effect", "matched", "failed", "detail", "where"):
+        assert f" {heading} " in english.stdout, heading  # English: the keys, as before
+    for heading in ("quy tắc", "tác động", "khớp", "điều kiện không đạt", "chi tiết", "vị trí"):
+        assert heading in vietnamese.stdout, heading
+    assert "TỪ CHỐI" in vietnamese.stdout and "DENY" in english.stdout
+    listing = _soc(["playbook", "list"], "vi", demo_store).stdout
+    assert all(h in listing for h in ("mã", "tiêu đề", "độ khó", "câu hỏi", "điểm")), listing
+
+
+def test_every_listing_column_has_a_display_name() -> None:
+    """A column key written in a command's listing has its Vietnamese heading (``soc_cli.labels.HEADINGS``)."""
+    import ast
+
+    from soc_cli.labels import HEADINGS
+
+    kept = {"z", "dsl"}  # a statistic's symbol and the query DSL's own name read the same in Vietnamese
+    missing = []
+    for path in sorted((ROOT / "soc_cli").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("emit", "table", "emit_table") \
+                    and len(node.args) > 1 and isinstance(node.args[1], ast.List | ast.Tuple):
+                for col in node.args[1].elts:
+                    if isinstance(col, ast.Constant) and col.value not in HEADINGS and col.value not in kept:
+                        missing.append(f"{path.relative_to(ROOT)}:{node.lineno}: {col.value!r}")
+    assert not missing, "columns without a display name in soc_cli/labels.py HEADINGS:\n" + "\n".join(missing)
+
+
+def test_no_message_is_marked_inside_an_f_string() -> None:
+    """Babel cannot see ``_()`` inside an f-string on Python < 3.12 (one STRING token): such a message
+    would never reach the catalog and stay English. Take it out into a variable first."""
+    import ast
+
+    found = []
+    for package in ("soc_cli", "playbooks", "locales", "dashboards", "detections"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.JoinedStr):
+                    found += [f"{path.relative_to(ROOT)}:{sub.lineno}: {ast.unparse(sub)}" for sub in ast.walk(node)
+                              if isinstance(sub, ast.Call) and getattr(sub.func, "id", None) in KEYWORDS]
+    assert not found, "\n".join(found)
+
+
+def test_usage_errors_in_vietnamese(demo_store: str) -> None:
+    """Typer's own messages (its copy of click has no gettext): the usage line, the help hint, the error."""
+    shown = _soc(["policy", "lint"], "vi", demo_store)
+    assert shown.returncode == 2
+    lines = shown.stderr.splitlines()
+    assert lines[0].startswith("Cách dùng: soc policy lint [OPTIONS]"), shown.stderr
+    assert lines[1] == "Thử 'soc policy lint --help' để xem trợ giúp.", shown.stderr
+    assert lines[2].startswith("lỗi: Thiếu đối số '"), shown.stderr
+    english = _soc(["policy", "lint"], "en", demo_store)
+    assert english.returncode == 2 and english.stderr.splitlines()[1] == "Try 'soc policy lint --help' for help."
+    assert english.stderr.splitlines()[2].startswith("error: Missing argument '")
+    typo = _soc(["polic"], "vi", demo_store)
+    assert typo.returncode == 2 and "lỗi: Không có lệnh 'polic'. Có phải ý bạn là 'policy'?" in typo.stderr
+    option = _soc(["hunt", "--bogus"], "vi", demo_store)
+    assert option.returncode == 2 and "lỗi: Không có tùy chọn: --bogus" in option.stderr
+    since = _soc(["alerts", "--since", "yesterdayish"], "vi", demo_store)
+    assert "không phải thời điểm: 'yesterdayish'" in since.stderr, since.stderr  # our own message, inside Typer's
+    assert "Cách dùng:" in _soc(["policy", "lint", "--help"], "vi", demo_store).stdout
+
+
+def test_errors_raised_below_the_cli_in_vietnamese(demo_store: str, tmp_path: Path) -> None:
+    """eventstore's, policy's and the query parser's messages, translated where a person reads them."""
+    store = _soc(["--store", "foo://x", "store", "status"], "vi", demo_store)
+    assert store.returncode == 2
+    assert store.stderr.startswith("lỗi: không biết URL kho dữ liệu 'foo://x': cần một trong "), store.stderr
+    assert _soc(["--store", "foo://x", "store", "status"], "en", demo_store).stderr.startswith(
+        "error: unknown store URL 'foo://x': expected one of ")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [\n")
+    policy = _soc([*EXPLAIN[:3], "-p", str(bad), "--no-store-risk"], "vi", demo_store)
+    assert policy.returncode == 2 and f"lỗi: {bad}:2: lỗi: cú pháp YAML: " in policy.stderr, policy.stderr
+    query = _soc(["hunt", "source.ip:10.0.0.*", "--since", "all"], "vi", demo_store)
+    assert query.returncode == 2, query.stderr
+    assert query.stderr.startswith("lỗi: truy vấn sai ở vị trí 10: ký tự đại diện không áp dụng cho trường ip "
+                                   "'source.ip': hãy dùng khối CIDR"), query.stderr
+    alert = _soc(["alerts", "show", "alert-does-not-exist"], "vi", demo_store)
+    assert alert.returncode == 2 and "alert-does-not-exist" in alert.stderr and "không có" in alert.stderr, alert.stderr
+
+
+@pytest.mark.skipif(TMUX is None, reason="tmux is installed by scripts/system-deps.sh")
+def test_translated_headings_aligned_in_tmux(tmp_path: Path) -> None:
+    """``soc policy explain`` in a real terminal: Vietnamese headings and level names, every border in line."""
+    command = " ".join(["SOC_LANG=vi", sys.executable, "-m", "soc_cli.main", *EXPLAIN, "&& echo", "XONG"])
+    screen = _run_in_tmux(command, "XONG", tmp_path, width=150, height=80)
+    for text in ("TỪ CHỐI", "quy tắc", "tác động", "điều kiện không đạt", "vị trí", "từ chối", "cho phép"):
+        assert text in screen, f"{text!r} not on screen:\n{screen}"
+    assert assert_boxes_aligned(screen) >= 1
+    save_screenshot(screen, "soc-policy-explain-vi.svg", "SOC_LANG=vi soc policy explain")

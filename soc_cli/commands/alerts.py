@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from locales import N_, _
+from locales import N_, _, format_timestamp
 from soc_cli.context import STATE, StoreOption, since_option, use_store
 from soc_cli.errors import raised_text
 from soc_cli.labels import heading, label, rule_text, rule_title
@@ -75,7 +75,7 @@ def _alert_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> An
         status = label(a.get("ztsoc.alert.status") or "open")
         if a.get("ztsoc.alert.suppressed"):
             status += " " + _("(suppressed)")
-        tbl.add_row(_t(_short(a.get("event.id"))), _t(str(a.get("@timestamp") or "")[:19].replace("T", " ")),
+        tbl.add_row(_t(_short(a.get("event.id"))), _t(format_timestamp(a.get("@timestamp"))),
                     _t(label(level), LEVEL_STYLE.get(level, "")), _t(status), _t(rule_title(a)),
                     _t(a.get("ztsoc.alert.entity.value")), _t(a.get("ztsoc.alert.assignee")),
                     _t(a.get("threat.technique.id")))
@@ -251,8 +251,8 @@ def details_renderable(d: dict[str, Any]) -> Any:
         (_("assignee"), str(a.get("ztsoc.alert.assignee") or "-")),
         ("ATT&CK", ", ".join(attack) or "-"),
         (_("entity"), f"{a.get('ztsoc.alert.entity.type', '?')} {a.get('ztsoc.alert.entity.value', '?')}"),
-        (_("seen"), f"{a.get('ztsoc.alert.first_seen') or a.get('@timestamp')} .. "
-                    f"{a.get('ztsoc.alert.last_seen') or a.get('@timestamp')}"),
+        (_("seen"), format_timestamp(a.get("ztsoc.alert.first_seen") or a.get("@timestamp"), as_stored=True) + " .. "
+                    + format_timestamp(a.get("ztsoc.alert.last_seen") or a.get("@timestamp"), as_stored=True)),
     ]
     if d["risk"]:
         r = d["risk"]
@@ -277,7 +277,7 @@ def details_renderable(d: dict[str, Any]) -> Any:
                                                f"{_short(a.get('event.id'))})"))
         decided = "  ".join(f"{k.rsplit('.', 1)[-1] if k.startswith('winlog.') else k}={_flat(v)}"
                             for k, v in (e.get("ztsoc.evidence.fields") or {}).items())
-        ev.add_row(_t(str(e.get("@timestamp", ""))[:23]), _t(e.get("event.dataset")), _t(_short(e.get("event.id"))),
+        ev.add_row(_t(format_timestamp(e.get("@timestamp"), ms=True)), _t(e.get("event.dataset")), _t(_short(e.get("event.id"))),
                    _t(decided), _t(summarize(e)))
     parts.append(ev)
 
@@ -318,7 +318,7 @@ def history_row(h: dict[str, Any]) -> tuple[str, str, str, str, str]:
         if isinstance(value, dict) and {"from", "to"} <= set(value):
             old, value = value["from"], value["to"]
         parts.append(f"{short}: {old if old is not None else '-'} -> {value if value is not None else '-'}")
-    return when[:19].replace("T", " "), who, str(h.get("action") or ""), "; ".join(parts), str(h.get("note") or "")
+    return format_timestamp(when), who, str(h.get("action") or ""), "; ".join(parts), str(h.get("note") or "")
 
 
 @alerts_app.command("show")
@@ -637,7 +637,7 @@ def print_timeline(tl: Any, *, as_json: bool, ndjson: bool) -> None:
         tbl.add_column(_(col) if col else "", overflow="fold")
     for row in tl.rows():
         style = "bold" if row["evidence"] else ("red" if row["event.dataset"] == "alert" else "")
-        tbl.add_row(_t(str(row["@timestamp"] or "")[:23].replace("T", " ")), _t(row["event.dataset"]),
+        tbl.add_row(_t(format_timestamp(row["@timestamp"], ms=True)), _t(row["event.dataset"]),
                     "*" if row["evidence"] else "",
                     _t(row["summary"]), style=style)
     console.print(tbl)

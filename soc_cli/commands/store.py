@@ -7,7 +7,7 @@ from dataclasses import asdict
 import typer
 from rich.table import Table
 
-from locales import _, format_number
+from locales import _, format_number, format_timestamp
 from soc_cli.context import StoreOption, use_store
 from soc_cli.output import console, emit_doc, esc, safe
 
@@ -43,8 +43,8 @@ def register(app: typer.Typer) -> None:
         size = _("size {size}").format(size=_size(st.size_bytes))
         console.print(f"[bold]{esc(st.backend)}[/] {esc(st.url)}  {esc(size)}")
         console.print(safe(_("events {events}  alerts {alerts}  from {first} to {last}").format(
-            events=format_number(st.events), alerts=format_number(st.alerts), first=st.first_event or "-",
-            last=st.last_event or "-")))
+            events=format_number(st.events), alerts=format_number(st.alerts), first=format_timestamp(st.first_event, as_stored=True) or "-",
+            last=format_timestamp(st.last_event, as_stored=True) or "-")))
         tbl = Table("event.dataset", _("events"), header_style="bold")
         for name, n in sorted(st.per_dataset.items(), key=lambda kv: (-kv[1], kv[0])):
             tbl.add_row(safe(name), format_number(n))

@@ -1,0 +1,127 @@
+"""``locales.raised``: messages raised below the CLI found in the source and translated where shown.
+
+The English f-string and the matcher are two implementations of one message that must agree:
+every template found in the source is rendered with generated values the way its f-string
+would, and the Vietnamese must carry those values back out.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import locales
+from locales.raised import CONTEXT, found_in, template_of, translated
+from soc_cli.i18n import raised_messages
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def vietnamese() -> Iterator[None]:
+    locales.set_language("vi")
+    yield
+    locales.set_language(None)
+
+
+def _template(code: str) -> str | None:
+    return template_of(ast.parse(code, mode="eval").body)
+
+
+def test_an_f_string_becomes_a_template_named_after_its_values() -> None:
+    assert _template('f"unknown engine {engine!r}: expected one of {\', \'.join(ENGINES)}"') == \
+        "unknown engine {engine}: expected one of {ENGINES}"
+    assert _template('f"give two sets (got {len(sets)}) at {self.path} {data[\'id\']} {x + 1}"') == \
+        "give two sets (got {n}) at {path} {id} {value}"
+    assert _template('f"{a} and {b.a} and {a}"') == "{a} and {a2} and {a}"  # one name per expression
+    assert _template('"literal {braces}"') == "literal {{braces}}"
+    assert _template("'a' + b") is None
+
+
+def test_found_in_reads_raises_and_policy_issues(tmp_path: Path) -> None:
+    source = tmp_path / "pkg" / "mod.py"
+    source.parent.mkdir()
+    source.write_text('def f(x, path):\n'
+                      '    if x:\n'
+                      '        raise ValueError(f"bad thing {x!r} in {path}")\n'
+                      '    issues.append(Issue(path, 3, f"duplicate key {x!r}"))\n'
+                      '    raise ValueError(f"{path}: {x}")\n'  # a location and a message: no words, not a template
+                      '    raise KeyError(x)\n')
+    found = {(f.template, f.where) for f in found_in([source], tmp_path)}
+    assert found == {("bad thing {x} in {path}", "pkg/mod.py:3"), ("duplicate key {x}", "pkg/mod.py:4")}
+
+
+def test_translated_fills_values_keeps_locations_and_leaves_the_unknown(vietnamese: None) -> None:
+    assert translated("no alert with id 'alert-9'") == "không có cảnh báo nào mã 'alert-9'"
+    # a location before a message is kept; a message inside a message is translated too
+    assert translated("rules/x.yml:12: duplicate key 'a'") == "rules/x.yml:12: khóa trùng lặp 'a'"
+    assert translated("p.yaml: cannot read: no such file or folder: x") == \
+        "p.yaml: không đọc được: không có tệp hay thư mục: x"
+    assert translated("something a library said") == "something a library said"
+    assert translated("") == ""
+
+
+def test_english_is_left_exactly_as_raised() -> None:
+    locales.set_language("en")
+    try:
+        assert translated("no alert with id 'alert-9'") == "no alert with id 'alert-9'"
+    finally:
+        locales.set_language(None)
+
+
+@lru_cache(maxsize=1)
+def _templates() -> list[str]:
+    return sorted(raised_messages(ROOT))
+
+
+#: values as an f-string would interpolate them: repr()s, paths, numbers, text with spaces and colons
+VALUES = st.one_of(st.text(st.characters(codec="utf-8", categories=("L", "N")), min_size=1, max_size=12),
+                   st.integers(0, 10**6).map(str), st.text("abc/._-", min_size=1, max_size=10).map(repr))
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_every_raised_message_round_trips_through_its_translation(data: st.DataObject) -> None:
+    """Each message found in the source, rendered with generated values, comes out in Vietnamese carrying
+    every value (the Vietnamese names the same placeholders, the matcher finds them back)."""
+    import string
+
+    template = data.draw(st.sampled_from(_templates()))
+    names = [f for _l, f, _s, _c in string.Formatter().parse(template) if f is not None]
+    values = {name: f"⟨{data.draw(VALUES)}⟩" for name in names}  # brackets: a value never reads as words
+    english = template.format(**values)
+    locales.set_language("vi")
+    try:
+        vietnamese = translated(english)
+        catalog = locales.translations("vi")
+        expected = catalog.pgettext(CONTEXT, template)
+    finally:
+        locales.set_language(None)
+    assert vietnamese != english or expected == template, template
+    for value in values.values():
+        assert value in vietnamese, (template, english, vietnamese)
+
+
+def test_every_raised_message_is_recognised_with_plain_values() -> None:
+    """All of them, once each (the generated test above draws a sample): none is taken by another template."""
+    import string
+
+    locales.set_language("vi")
+    try:
+        wrong = []
+        for template in _templates():
+            names = [f for _l, f, _s, _c in string.Formatter().parse(template) if f is not None]
+            values = {name: f"⟨v{i}⟩" for i, name in enumerate(names)}
+            expected = locales.translations("vi").pgettext(CONTEXT, template).format(**values)
+            got = translated(template.format(**values))
+            if got != expected:
+                wrong.append(f"{template!r}: {got!r} != {expected!r}")
+    finally:
+        locales.set_language(None)
+    assert not wrong, "\n".join(wrong)
