@@ -36,8 +36,10 @@ from starlette.datastructures import Headers
 
 from dashboards import analysts
 from dashboards.hosts import HostAllowList
+from dashboards.i18n import Says, display_language, says
 from dashboards.sessions import COOKIE, Session, Sessions
 from eventstore.store import Store
+from locales import N_
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -99,11 +101,12 @@ class Guard:
             await send(message)
 
         headers = Headers(scope=scope)
+        lang = display_language(headers)  # the page's language for the error message; "error" stays English
         if not self.hosts.allows(headers.get("host")):
             # repr() of every client-supplied value: the log reaches the server's terminal too
             log.warning("refused %s %r: Host %r is not allowed", scope["method"], scope["path"], headers.get("host"))
-            await _json(send_secure, 421, {"error": "this dashboard does not answer to that Host name "
-                                                    "(soc dashboard serve --allow-host NAME)"})
+            await _json(send_secure, 421, says(N_("this dashboard does not answer to that Host name "
+                                                  "(soc dashboard serve --allow-host NAME)")).body(lang))
             return
         method, path = scope["method"], scope["path"]
         token_mode = not self.loopback_bind or await self._io(analysts.any_tokens, self.store)
@@ -113,16 +116,16 @@ class Guard:
             return
         actor = await self._actor(headers, token_mode)
         if actor is None and token_mode and not (path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)):
-            await _json(send_secure, 401, {"error": "sign in with your personal link (/?token=...): "
-                                                    "soc dashboard token add NAME"})
+            await _json(send_secure, 401, says(N_("sign in with your personal link (/?token=...): "
+                                                  "soc dashboard token add NAME")).body(lang))
             return
         if actor is None and not token_mode:  # loopback without analyst tokens: the local OS user
             actor = Actor(self.local_actor, "local")
         if method not in SAFE_METHODS:
             refusal = self._refuse_write(scope, headers, actor)
             if refusal:
-                log.warning("refused %s %r: %s", method, path, refusal)
-                await _json(send_secure, 403, {"error": refusal})
+                log.warning("refused %s %r: %s", method, path, refusal.english())
+                await _json(send_secure, 403, refusal.body(lang))
                 return
         state = scope.setdefault("state", {})
         state["token_mode"] = token_mode
@@ -149,27 +152,27 @@ class Guard:
             return None
         return Actor(session.analyst, "session", session)
 
-    def _refuse_write(self, scope: Scope, headers: Headers, actor: Actor | None) -> str | None:
+    def _refuse_write(self, scope: Scope, headers: Headers, actor: Actor | None) -> Says | None:
         media = headers.get("content-type", "").split(";")[0].strip().lower()
         if media != "application/json":
-            return "state changes take Content-Type: application/json only"
+            return says(N_("state changes take Content-Type: application/json only"))
         origin = headers.get("origin")
         own = f"{scope.get('scheme', 'http')}://{headers.get('host', '')}".lower()
         if origin is not None and origin.lower() != own:
-            return f"cross-origin request refused (Origin {origin!r})"
+            return says(N_("cross-origin request refused (Origin {origin})"), origin=repr(origin))
         fetch_site = headers.get("sec-fetch-site")
         if fetch_site is not None and fetch_site != "same-origin":
-            return f"cross-site request refused (Sec-Fetch-Site {fetch_site!r})"
+            return says(N_("cross-site request refused (Sec-Fetch-Site {site})"), site=repr(fetch_site))
         if actor is not None and actor.how == "token":  # Authorization: Bearer: never sent by another origin
             return None
         if actor is None or actor.session is None or not actor.session.csrf_matches(headers.get("x-csrf-token")):
-            return "missing or wrong X-CSRF-Token (the page reads it from /api/session)"
+            return says(N_("missing or wrong X-CSRF-Token (the page reads it from /api/session)"))
         return None
 
     async def _sign_in(self, scope: Scope, params: dict[str, str], send: Send) -> None:
         found = await self._io(analysts.verify, self.store, params.pop("token"))
         if found is None:
-            await _json(send, 401, {"error": "unknown or revoked token"})
+            await _json(send, 401, says(N_("unknown or revoked token")).body(None))
             return
         session = self.sessions.start(found[0], found[1])
         location = "/" + ("?" + urlencode(params) if params else "")

@@ -149,6 +149,46 @@ def request_language(chosen: str | None, server: str | None, header: str | None)
     return normalise(chosen) or server or accept_language(header)
 
 
+# -- error messages --------------------------------------------------------------------------------------------
+#: the page asks for its errors in its language with this header; a script never sends it, so the API's
+#: answers stay the same bytes for it (``error`` is always English; ``message`` only when asked)
+DISPLAY_HEADER = "x-display-language"
+
+
+def display_language(headers: Mapping[str, str]) -> str | None:
+    """The language the page asked its error messages in, or None (English, or not asked)."""
+    value = headers.get(DISPLAY_HEADER)
+    return value if value in LANGUAGES and value != SOURCE_LANGUAGE else None
+
+
+@dataclass(frozen=True)
+class Says:
+    """An error the dashboard itself says: an English template (a catalog message) and its values."""
+
+    template: str
+    values: Mapping[str, object]
+
+    def english(self) -> str:
+        return self.template.format(**self.values)
+
+    def body(self, lang: str | None) -> dict[str, str]:
+        body = {"error": self.english()}
+        if lang:
+            body["message"] = translations(lang).gettext(self.template).format(**self.values)
+        return body
+
+
+def says(template: str, **values: object) -> Says:
+    return Says(template, values)
+
+
+def raised_body(text: str, lang: str | None) -> dict[str, str]:
+    """An error raised below the dashboard (the store, the alert lifecycle, a query), as the API answers it."""
+    from locales.raised import translated
+
+    return {"error": text, **({"message": translated(text, lang=lang)} if lang else {})}
+
+
 # -- dates and numbers (Babel's CLDR data, handed to the script as tokens) ------------------------------------
 FIELDS = frozenset("dMyHms")
 

@@ -38,12 +38,13 @@ from starlette.routing import Route
 from dashboards import analysts, i18n
 from dashboards.guard import Actor, Guard
 from dashboards.hosts import HostAllowList, is_loopback
+from dashboards.i18n import says
 from dashboards.sessions import Sessions
 from dashboards.views import VIEWS, alert_detail
 from detections import lifecycle
 from eventstore.errors import QuerySyntaxError, StoreError
 from eventstore.store import Store
-from locales import LANGUAGES, _
+from locales import LANGUAGES, N_, _
 
 STATIC = resources.files("dashboards") / "static"
 MAX_BODY = 64 * 1024
@@ -55,23 +56,27 @@ CONTENT_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; cha
 TEMPLATES = Environment(loader=PackageLoader("dashboards", "templates"), autoescape=True, undefined=StrictUndefined)
 
 
-def error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status)
+def error(status: int, message: i18n.Says | str, lang: str | None = None) -> JSONResponse:
+    """``{"error": English}``, and ``"message"`` in ``lang`` when the page asked for one (dashboards.i18n):
+    the dashboard's own messages through the catalog, a message raised below it through locales.raised."""
+    body = message.body(lang) if isinstance(message, i18n.Says) else i18n.raised_body(message, lang)
+    return JSONResponse(body, status)
 
 
 async def json_body(request: Request) -> dict[str, Any] | JSONResponse:
     """The request's JSON object (at most ``MAX_BODY`` bytes), or the error response to send."""
+    lang = i18n.display_language(request.headers)
     body = b""
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_BODY:
-            return error(413, "body too large")
+            return error(413, says(N_("body too large")), lang)
     try:
         data = json.loads(body or b"{}")
     except ValueError:
-        return error(400, "body is not JSON")
+        return error(400, says(N_("body is not JSON")), lang)
     if not isinstance(data, dict):
-        return error(400, "body must be a JSON object")
+        return error(400, says(N_("body must be a JSON object")), lang)
     return data
 
 
@@ -110,16 +115,16 @@ class Dashboard:
             return not self.loopback or analysts.any_tokens(self.store)
 
     # -- handlers -----------------------------------------------------------------------
-    def _locked(self, fn: Any, *args: Any) -> Response:
+    def _locked(self, lang: str | None, fn: Any, *args: Any) -> Response:
         try:
             with self.lock:
                 return fn(*args)
         except lifecycle.TransitionError as exc:
-            return error(409, str(exc))
+            return error(409, str(exc), lang)
         except (QuerySyntaxError, ValueError, KeyError) as exc:
-            return error(400, str(exc))
+            return error(400, str(exc), lang)
         except StoreError as exc:
-            return error(503, str(exc))
+            return error(503, str(exc), lang)
 
     def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "store": self.store.backend})
@@ -147,36 +152,37 @@ class Dashboard:
         if isinstance(data, Response):
             return data
         actor: Actor = request.state.actor
-        language = data.get("language")
+        language, lang = data.get("language"), i18n.display_language(request.headers)
         if not isinstance(language, str) or language not in LANGUAGES:
-            return error(400, f"language: expected one of {', '.join(LANGUAGES)}")
+            return error(400, says(N_("language: expected one of {languages}"), languages=", ".join(LANGUAGES)), lang)
 
         def run() -> Response:
             analysts.set_language(self.store, actor.name, language, LANGUAGES)
             return JSONResponse({"analyst": actor.name, "language": language})
         from starlette.concurrency import run_in_threadpool
 
-        return await run_in_threadpool(self._locked, run)
+        return await run_in_threadpool(self._locked, lang, run)
 
     def view(self, request: Request) -> Response:
         name = request.path_params["view"]
-        fn = VIEWS.get(name)
+        fn, lang = VIEWS.get(name), i18n.display_language(request.headers)
         if fn is None:
-            return error(404, f"no view {name!r}: expected one of {', '.join(VIEWS)}")
-        return self._locked(lambda: JSONResponse(fn(self.store, dict(request.query_params))))
+            return error(404, says(N_("no view {name}: expected one of {views}"), name=repr(name),
+                                   views=", ".join(VIEWS)), lang)
+        return self._locked(lang, lambda: JSONResponse(fn(self.store, dict(request.query_params))))
 
     def alert(self, request: Request) -> Response:
         alert_id = request.path_params["alert_id"]
-        lang = request.query_params.get("lang") or "en"
+        lang, display = request.query_params.get("lang") or "en", i18n.display_language(request.headers)
         if lang not in LANGUAGES:
-            return error(400, f"lang: expected one of {', '.join(LANGUAGES)}")
+            return error(400, says(N_("lang: expected one of {languages}"), languages=", ".join(LANGUAGES)), display)
 
         def run() -> Response:
             detail = alert_detail(self.store, alert_id)
             if detail and lang != "en":  # the rule's guide in the asked language, its placeholders filled
                 detail["guide"] = i18n.guide_in(detail["alert"], lang)
-            return JSONResponse(detail) if detail else error(404, f"no alert {alert_id}")
-        return self._locked(run)
+            return JSONResponse(detail) if detail else error(404, says(N_("no alert {id}"), id=alert_id), display)
+        return self._locked(display, run)
 
     async def act(self, request: Request) -> Response:
         data = await json_body(request)
@@ -184,24 +190,25 @@ class Dashboard:
             return data
         actor: Actor = request.state.actor
         alert_id, action = request.path_params["alert_id"], request.path_params["action"]
+        lang = i18n.display_language(request.headers)
 
         def run() -> Response:
             req = lifecycle.Request(action=action, actor=actor.name, note=data.get("note"),
                                     assignee=data.get("assignee"), reason=data.get("reason"))
             if self.store.get_alert(alert_id) is None:
-                return error(404, f"no alert {alert_id}")
+                return error(404, says(N_("no alert {id}"), id=alert_id), lang)
             return JSONResponse(lifecycle.perform(self.store, alert_id, req))
         from starlette.concurrency import run_in_threadpool
 
-        return await run_in_threadpool(self._locked, run)
+        return await run_in_threadpool(self._locked, lang, run)
 
     def static(self, request: Request) -> Response:
         name = request.path_params["name"]
         if not all(ch.isalnum() or ch in "_.-" for ch in name) or name.startswith("."):
-            return error(404, f"no file {name}")
+            return error(404, says(N_("no file {name}"), name=name))
         item = STATIC / name
         if not item.is_file():
-            return error(404, f"no file {name}")
+            return error(404, says(N_("no file {name}"), name=name))
         suffix = "." + name.rsplit(".", 1)[-1] if "." in name else ""
         return Response(item.read_bytes(), media_type=CONTENT_TYPES.get(suffix, "application/octet-stream"))
 

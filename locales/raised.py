@@ -174,7 +174,7 @@ def _matched(text: str, lang: str, depth: int) -> str | None:
     for pattern in patterns(lang):
         m = pattern.regex.fullmatch(text)
         if m:
-            values = {name: translated(m.group(name), depth=depth - 1) for name in pattern.names}
+            values = {name: translated(m.group(name), depth=depth - 1, lang=lang) for name in pattern.names}
             try:
                 return pattern.translation.format(**values)
             except (KeyError, IndexError, ValueError):
@@ -182,9 +182,10 @@ def _matched(text: str, lang: str, depth: int) -> str | None:
     return None
 
 
-def translated(text: str, *, depth: int = MAX_DEPTH) -> str:
-    """``text`` (a message raised below the CLI) in the interface language; unknown text as it is."""
-    lang = current_language()
+def translated(text: str, *, depth: int = MAX_DEPTH, lang: str | None = None) -> str:
+    """``text`` (a message raised below the CLI) in the interface language (or ``lang``: a server
+    answering several languages at once); unknown text as it is."""
+    lang = lang or current_language()
     if lang == SOURCE_LANGUAGE or not text or depth <= 0:
         return text
     whole = _matched(text, lang, depth)

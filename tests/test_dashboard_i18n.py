@@ -157,6 +157,31 @@ def test_json_api_is_the_same_in_every_language(sqlite_store: Store, monkeypatch
         assert en.get("/api/alerts/alert-0", lang="fr").status == 400
 
 
+def test_refusals_in_the_pages_language_only_when_asked(sqlite_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``error`` is always the English text (scripts match it); ``message`` is added in the language the page asks
+    for with X-Display-Language: the dashboard's own refusals and those raised by the alert lifecycle."""
+    neutral_language(monkeypatch)
+    seed(sqlite_store)
+    vi = {"X-Display-Language": "vi"}
+    with serving(sqlite_store, local_actor="lan") as served:
+        client = Client(served.port)
+        csrf = str(client.session()["csrf"])
+        plain = client.post("/api/alerts/alert-0/assign", {"assignee": ""}, csrf=csrf)
+        asked = client.post("/api/alerts/alert-0/assign", {"assignee": ""}, csrf=csrf, headers=vi)
+        assert plain.status == asked.status == 409
+        assert plain.json() == {"error": "assign needs a user name"}
+        assert asked.json() == {"error": "assign needs a user name", "message": "giao việc cần tên người dùng"}
+        missing = client.request("GET", "/api/alerts/nope", headers=vi)
+        assert missing.status == 404 and missing.json() == {"error": "no alert nope", "message": "không có cảnh báo nope"}
+        refused = client.post("/api/alerts/alert-0/ack", {}, headers={**vi, "Origin": "http://evil.example"})
+        assert refused.status == 403 and refused.json()["error"] == "cross-origin request refused (Origin 'http://evil.example')"
+        assert refused.json()["message"] == "từ chối yêu cầu từ nguồn gốc khác (Origin 'http://evil.example')"
+        # anything but a language we have is no request for one
+        for header in ("en", "fr", "vi; DROP", ""):
+            reply = client.request("GET", "/api/alerts/nope", headers={"X-Display-Language": header})
+            assert reply.json() == {"error": "no alert nope"}, header
+
+
 def test_guide_in_vietnamese_on_request(sqlite_store: Store) -> None:
     alert = ssh_incident(sqlite_store)
     with serving(sqlite_store, local_actor="lan") as served:
@@ -273,6 +298,9 @@ def test_vietnamese_selected_remembered_per_analyst(dashboard: tuple[str, Store]
     assert "cảnh báo chưa xử lý xong" in (ana.text_content("dd[data-field=risk]") or "")
     assert str(alert["source.ip"]) in (ana.text_content("#guide") or "")
     assert "Hướng dẫn điều tra" in (ana.text_content("#detail") or "")
+    ana.click("#btn-assign")  # no name given: the lifecycle refuses, in Vietnamese
+    ana.wait_for_selector("#action-result:has-text('giao việc: không thể thực hiện ở trạng thái này: "
+                          "giao việc cần tên người dùng')")
     ana.click("#btn-ack")
     ana.wait_for_selector("#action-result:has-text('tiếp nhận: xong')")
     assert ana.text_content("dd[data-field='ztsoc.alert.status']") == "đã tiếp nhận"
@@ -283,7 +311,8 @@ def test_vietnamese_selected_remembered_per_analyst(dashboard: tuple[str, Store]
     ana.goto(url + "/#network")
     _wait_loaded(ana, "network", "vi")
     assert ana.locator("#top-talkers tbody tr").first.locator("td").nth(1).text_content() == "30.000"
-    assert ana.console_errors == []
+    # the one refusal asked for above (Chromium logs every 4xx fetch), nothing else
+    assert ana.console_errors == ["Failed to load resource: the server responded with a status of 409 (Conflict)"]
 
     binh = new_page(browser)  # another analyst, another browser: still English
     binh.goto(f"{url}/?token={binh_token}#network")

@@ -53,16 +53,18 @@ function fmtDate(iso, pattern = "datetime") {
 }
 
 function failure(err) {
-  // the page's own sentence for the refusal, then the server's detail (the API stays in English)
+  // the page's own sentence for the kind of refusal, then the server's detail in the page's language
   return err.status ? `${TEXT.messages["http_" + err.status] ?? err.status}: ${err.message}` : err.message;
 }
 
 async function api(path, options = {}) {
-  const headers = Object.assign({"Content-Type": "application/json"}, options.headers || {});
+  // X-Display-Language: refusals also come back as "message" in the page's language ("error" stays English)
+  const headers = Object.assign({"Content-Type": "application/json", "X-Display-Language": TEXT.lang},
+                                options.headers || {});
   if (session && session.csrf) headers["X-CSRF-Token"] = session.csrf;
   const response = await fetch(path, Object.assign({credentials: "same-origin"}, options, {headers}));
   const data = await response.json();
-  if (!response.ok) throw Object.assign(new Error(data.error || response.statusText), {status: response.status});
+  if (!response.ok) throw Object.assign(new Error(data.message || data.error || response.statusText), {status: response.status});
   return data;
 }
 
