@@ -35,9 +35,9 @@ from pathlib import Path
 from locales import SOURCE_LANGUAGE, current_language, translations
 
 CONTEXT = "raised"
-#: the packages whose raised messages a person reads through ``soc`` (``playbooks`` uses ``_()`` itself,
-#: its remaining English ones are found the same way)
-PACKAGES: tuple[str, ...] = ("eventstore", "collectors", "detections", "policy", "playbooks")
+#: the packages whose raised messages a person reads through ``soc`` (``playbooks`` and ``soc_cli`` use
+#: ``_()`` too; a message they raise as a plain f-string is found the same way)
+PACKAGES: tuple[str, ...] = ("eventstore", "collectors", "detections", "policy", "playbooks", "soc_cli")
 #: a template must say something besides its values (``f"{path}: {exc}"`` is a location and a message)
 WORDS = re.compile(r"[A-Za-z]{3,}")
 #: calls whose argument at this position (or keyword) is a message a person reads

@@ -476,7 +476,7 @@ def test_table_headings_are_display_names(demo_store: str) -> None:
     english, vietnamese = _soc(EXPLAIN, "en", demo_store), _soc(EXPLAIN, "vi", demo_store)
     for heading in ("rule", "effect", "matched", "failed", "detail", "where"):
         assert f" {heading} " in english.stdout, heading  # English: the keys, as before
-    for heading in ("quy tắc", "tác động", "khớp", "điều kiện không đạt", "chi tiết", "vị trí"):
+    for heading in ("quy tắc", "hiệu lực", "khớp", "điều kiện không đạt", "chi tiết", "vị trí"):
         assert heading in vietnamese.stdout, heading
     assert "TỪ CHỐI" in vietnamese.stdout and "DENY" in english.stdout
     listing = _soc(["playbook", "list"], "vi", demo_store).stdout
@@ -560,7 +560,30 @@ def test_translated_headings_aligned_in_tmux(tmp_path: Path) -> None:
     """``soc policy explain`` in a real terminal: Vietnamese headings and level names, every border in line."""
     command = " ".join(["SOC_LANG=vi", sys.executable, "-m", "soc_cli.main", *EXPLAIN, "&& echo", "XONG"])
     screen = _run_in_tmux(command, "XONG", tmp_path, width=150, height=80)
-    for text in ("TỪ CHỐI", "quy tắc", "tác động", "điều kiện không đạt", "vị trí", "từ chối", "cho phép"):
+    for text in ("TỪ CHỐI", "quy tắc", "hiệu lực", "điều kiện không đạt", "vị trí", "từ chối", "cho phép"):
         assert text in screen, f"{text!r} not on screen:\n{screen}"
     assert assert_boxes_aligned(screen) >= 1
     save_screenshot(screen, "soc-policy-explain-vi.svg", "SOC_LANG=vi soc policy explain")
+
+
+def test_tail_summary_in_vietnamese(tmp_path: Path) -> None:
+    """``soc tail`` follows until SIGTERM, then says what it read in Vietnamese (numbers the Vietnamese way)."""
+    import signal
+
+    log = tmp_path / "auth.log"
+    log.write_text("Nov 24 10:00:01 host sshd[1]: Failed password for root from 203.0.113.7 port 22 ssh2\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("LANGUAGE", "LC_ALL", "LANG", "SOC_LANG")}
+    env.update(SOC_LANG="vi", SOC_STORE=f"sqlite:///{tmp_path / 'soc.db'}")
+    proc = subprocess.Popen([sys.executable, "-m", "soc_cli.main", "tail", str(log), "--year", "2026",
+                             "--interval", "0.1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # the stored event: the follower is running
+        assert "ssh_login" in first and "source.ip=203.0.113.7" in first
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "tail: đã đọc 1 sự kiện, 1 sự kiện mới, 0 vấn đề" in err, err

@@ -273,8 +273,9 @@ def details_renderable(d: dict[str, Any]) -> Any:
     skipped = d["evidence_total"] - len(d["evidence"])
     for i, e in enumerate(d["evidence"]):
         if skipped > 0 and i == len(d["evidence"]) // 2:
-            ev.add_row("...", "", "", "", safe(f"({skipped} more events in between: soc alerts evidence "
-                                               f"{_short(a.get('event.id'))})"))
+            between = _("({n} more events in between: {command})").format(
+                n=skipped, command=f"soc alerts evidence {_short(a.get('event.id'))}")
+            ev.add_row("...", "", "", "", safe(between))
         decided = "  ".join(f"{k.rsplit('.', 1)[-1] if k.startswith('winlog.') else k}={_flat(v)}"
                             for k, v in (e.get("ztsoc.evidence.fields") or {}).items())
         ev.add_row(_t(format_timestamp(e.get("@timestamp"), ms=True)), _t(e.get("event.dataset")), _t(_short(e.get("event.id"))),

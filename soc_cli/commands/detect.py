@@ -93,7 +93,7 @@ def register(app: typer.Typer) -> None:
         from detections.runner import run_detections
         from eventstore.timeutil import parse_duration
 
-        with _match_writer(matches) as on_match, console.status("loading rules and evaluating..."):
+        with _match_writer(matches) as on_match, console.status(esc(_("loading rules and evaluating..."))):
             report = run_detections(
                 use_store(store), since=since_option(since or "1h"), until=since_option(until),
                 rules_dirs=rules or [], lookback=parse_duration(lookback), reset=reset, shipped=not no_shipped,
