@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
@@ -45,12 +46,29 @@ def _set(key: Mapping[str, Any], given: str) -> bool:
     return items == {_norm(v, key) for v in key["values"]}
 
 
+def readings(given: str) -> list[float]:
+    """What a typed number can mean: as written in English (``1,448`` -> 1448; commas dropped, as
+    always) and, in another interface language, as that language writes it (Babel/CLDR, strict
+    grouping: ``41.720`` -> 41720 and ``2,5`` -> 2.5 in Vietnamese). A Vietnamese trainee is
+    understood either way; a number that is neither is no number."""
+    from babel.numbers import NumberFormatError, parse_decimal
+
+    from locales import SOURCE_LANGUAGE, current_language
+
+    found: list[float] = []
+    text = given.strip()
+    with contextlib.suppress(ValueError):
+        found.append(float(text.replace(",", "")))
+    lang = current_language()
+    if lang != SOURCE_LANGUAGE and text:
+        with contextlib.suppress(NumberFormatError):
+            found.append(float(parse_decimal(text, locale=lang, strict=True)))
+    return found
+
+
 def _number(key: Mapping[str, Any], given: str) -> bool:
-    try:
-        value = float(given.strip().replace(",", ""))
-    except ValueError:
-        return False
-    return abs(value - float(key["value"])) <= float(key.get("tolerance", 0))
+    expected, tolerance = float(key["value"]), float(key.get("tolerance", 0))
+    return any(abs(value - expected) <= tolerance for value in readings(given))
 
 
 ANSWER_KINDS: dict[str, Checker] = {

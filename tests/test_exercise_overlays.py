@@ -167,3 +167,22 @@ def test_every_response_playbook_has_a_complete_vietnamese_overlay(path: Path) -
             if key in step:
                 assert translated[key] != step[key], f"{step_id}.{key} not translated"
                 assert re.findall(r"__\w+__", translated[key]) == re.findall(r"__\w+__", step[key])
+
+
+@pytest.mark.parametrize(("typed", "value", "lang", "right"), [
+    ("41.720", 41720, "vi", True),    # a Vietnamese trainee writes thousands with a dot
+    ("41.720", 41720, "en", False),   # in English that is 41.72
+    ("41,720", 41720, "vi", True),    # the English habit is understood in Vietnamese too
+    ("41,720", 41720, "en", True),
+    ("2,5", 2.5, "vi", True),         # the decimal comma
+    ("2.5", 2.5, "vi", True),
+    ("2,5", 2.5, "en", False),        # English drops the comma: 25
+    ("4.1720", 41720, "vi", False),   # misplaced grouping is no number (Babel's strict parse)
+    ("bốn mươi", 40, "vi", False),
+])
+def test_number_answers_as_the_trainee_writes_them(typed: str, value: float, lang: str, right: bool) -> None:
+    set_language(lang)
+    try:
+        assert check({"kind": "number", "value": value}, typed) is right
+    finally:
+        set_language(None)
