@@ -43,7 +43,7 @@ VALUE_LABELS: dict[str, str] = {
     "true_positive": N_("true positive"), "false_positive": N_("false positive"), "benign": N_("benign"),
     "duplicate": N_("duplicate"), "allow": N_("allowed"), "deny": N_("denied"),
     "ack": N_("ack"), "escalate": N_("escalate"), "assign": N_("assign"), "close": N_("close"),
-    "reopen": N_("reopen"), "note": N_("note"), "success": N_("success"), "failure": N_("failure"),
+    "reopen": N_("reopen"), "note": N_("note"), "success": N_("success"), "failure": N_("failure"), "unknown": N_("unknown"),
 }
 
 #: what the script shows, by key (app.js: ``t("key", {n: 3})``); ``{name}`` fields are filled there

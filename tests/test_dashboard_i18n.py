@@ -298,6 +298,9 @@ def test_vietnamese_selected_remembered_per_analyst(dashboard: tuple[str, Store]
     assert "cảnh báo chưa xử lý xong" in (ana.text_content("dd[data-field=risk]") or "")
     assert str(alert["source.ip"]) in (ana.text_content("#guide") or "")
     assert "Hướng dẫn điều tra" in (ana.text_content("#detail") or "")
+    decisive = ana.locator("#evidence tbody tr").first  # the success first, its outcome named the same in both cells
+    assert decisive.locator("td").nth(2).text_content() == "thành công"
+    assert decisive.locator("[title='event.outcome']").text_content() == "kết quả: thành công"
     ana.click("#btn-assign")  # no name given: the lifecycle refuses, in Vietnamese
     ana.wait_for_selector("#action-result:has-text('giao việc: không thể thực hiện ở trạng thái này: "
                           "giao việc cần tên người dùng')")

@@ -148,7 +148,9 @@ function values(fields) {
   for (const [field, value] of Object.entries(fields || {})) {
     const line = td.appendChild(el("div", null, {title: field, class: "kv"}));
     line.appendChild(el("span", label(field) + ": ", {class: "k"}));
-    line.appendChild(el("span", Array.isArray(value) ? value.join(", ") : value));
+    // event.outcome is ECS's own enumeration (success, failure, unknown): named like the outcome column
+    const text = Array.isArray(value) ? value.join(", ") : value;
+    line.appendChild(el("span", field === "event.outcome" ? shown(text) : text, {"data-value": String(text)}));
   }
   return td;
 }
