@@ -49,6 +49,22 @@ USAGE_ERRORS: tuple[str, ...] = (
     "{value} is not one of {choices}.", "{value} is not a valid integer.", "{value} is not a valid float.",
     "{value} is not a valid boolean.", "File {path} does not exist.", "Directory {path} does not exist.",
     "Path {path} does not exist.", "File {path} is a directory.", "Directory {path} is a file.",
+    # Typer 0.29 checks option types with pydantic, whose words these are
+    "Input should be a valid integer, unable to parse string as an integer",
+    "Input should be a valid number, unable to parse string as a number",
+    "Input should be a valid boolean, unable to interpret input",
+    "Input should be greater than or equal to {n}", "Input should be less than or equal to {n}",
+    "Input should be greater than {n}", "Input should be less than {n}",
+)
+
+#: the operating system's words inside our messages (``cannot read: [Errno 2] No such file or directory: 'x'``):
+#: Python writes them in English whatever the locale
+OS_ERRORS: tuple[str, ...] = (
+    "[Errno 2] No such file or directory: {path}", "[Errno 2] No such file or directory",
+    "[Errno 13] Permission denied: {path}", "[Errno 13] Permission denied",
+    "[Errno 21] Is a directory: {path}", "[Errno 20] Not a directory: {path}",
+    "[Errno 17] File exists: {path}", "[Errno 28] No space left on device",
+    "[Errno 111] Connection refused", "[Errno 98] Address already in use",
 )
 
 
@@ -168,10 +184,12 @@ def translate_help(app: Any) -> None:
 
 
 def raised_messages(root: Path) -> dict[str, str]:
-    """Template -> where: every message raised below the CLI, and Typer's usage errors (context ``raised``)."""
+    """Template -> where: every message raised below the CLI, Typer's usage errors and the operating
+    system's usual words (context ``raised``)."""
     from locales.raised import source_messages
 
     found = {message: "typer usage error" for message in USAGE_ERRORS}
+    found.update({message: "operating system error" for message in OS_ERRORS})
     for item in source_messages(root):
         found.setdefault(item.template, item.where)
     return found

@@ -534,6 +534,8 @@ def test_usage_errors_in_vietnamese(demo_store: str) -> None:
     since = _soc(["alerts", "--since", "yesterdayish"], "vi", demo_store)
     assert "không phải thời điểm: 'yesterdayish'" in since.stderr, since.stderr  # our own message, inside Typer's
     assert "Cách dùng:" in _soc(["policy", "lint", "--help"], "vi", demo_store).stdout
+    number = _soc(["hunt", "--limit", "abc"], "vi", demo_store)  # pydantic's words, as Typer 0.29 passes them on
+    assert "lỗi: Giá trị không hợp lệ cho '--limit': cần một số nguyên hợp lệ" in number.stderr, number.stderr
 
 
 def test_errors_raised_below_the_cli_in_vietnamese(demo_store: str, tmp_path: Path) -> None:
@@ -551,6 +553,9 @@ def test_errors_raised_below_the_cli_in_vietnamese(demo_store: str, tmp_path: Pa
     assert query.returncode == 2, query.stderr
     assert query.stderr.startswith("lỗi: truy vấn sai ở vị trí 10: ký tự đại diện không áp dụng cho trường ip "
                                    "'source.ip': hãy dùng khối CIDR"), query.stderr
+    missing = _soc(["policy", "lint", str(tmp_path / "missing.yaml")], "vi", demo_store)
+    assert missing.returncode == 1
+    assert ":0: lỗi: không đọc được: [Errno 2] Không có tệp hay thư mục: '" in missing.stdout, missing.stdout
     alert = _soc(["alerts", "show", "alert-does-not-exist"], "vi", demo_store)
     assert alert.returncode == 2 and "alert-does-not-exist" in alert.stderr and "không có" in alert.stderr, alert.stderr
 
