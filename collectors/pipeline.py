@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from collectors.base import Batch, Checkpoint, Reader, ReadProblem, StreamReader, VerifyingReader, file_size
-from eventstore.errors import StoreRefused
+from eventstore.errors import StoreError, StoreRefused
 from eventstore.store import Doc, Store, WriteResult
 from eventstore.timeutil import to_iso, utcnow
 
@@ -318,7 +318,10 @@ class _Writer:
             try:
                 results: Sequence[WriteResult | None] = self.store.write_batches(feed())
             except StoreRefused as exc:
-                self._commit(group, exc.results)
+                # the files stored whole move; if even that is refused (a block on every index),
+                # they stay where they were (read again next run: duplicates, nothing lost)
+                with contextlib.suppress(StoreError):
+                    self._commit(group, exc.results)
                 raise
             finally:
                 self.pending.clear()

@@ -1329,7 +1329,9 @@ class ElasticsearchStore:
                 orjson.dumps({"index": {"_index": self._state, "_id": self._state_id(kind, key)}}) + b"\n"
                 + orjson.dumps({"kind": kind, "key": key, "@timestamp": now, "value": value}, option=_ORJSON_OPTS)
                 + b"\n" for key, value in items[start:start + 1000])
-            answer = self._call(self._bulk_es.bulk, operations=lines, filter_path=_BULK_FILTER)  # type: ignore[arg-type]
+            # through the client that retries on another node (idempotent: same ids, same values); the
+            # bulk loop's client does not, so with a node down a third of these failed at once
+            answer = self._call(self._es.bulk, operations=lines, filter_path=_BULK_FILTER)  # type: ignore[arg-type]
             if answer.get("errors"):
                 first = next(next(iter(i.values())) for i in answer["items"] if next(iter(i.values()))
                              .get("status", 500) >= 300)

@@ -9,6 +9,7 @@ their one index, and a value too long to index does not refuse the event.
 from __future__ import annotations
 
 import base64
+import socket
 from collections.abc import Iterator
 
 import orjson
@@ -143,6 +144,29 @@ def test_several_nodes_in_one_url() -> None:
         assert s._es.transport._sniff_on_start is False and s._es.transport._sniff_on_node_failure is False
     finally:
         s.close()
+
+
+@pytest.mark.es
+def test_state_writes_fail_over_when_a_named_node_is_down(url: str) -> None:
+    """Each new process starts with every node of the URL looking alive, so the round robin
+    sends some first tries to the dead one; checkpoints and rule cursors (``put_states``) must
+    go on to another node as every other request does (they had no retry: the 3-node test's
+    detection rerun failed with 'Connection refused')."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead_port = sock.getsockname()[1]  # closed again: nothing listens there
+    live, prefix = url.split("/?prefix=")
+    store = ElasticsearchStore.from_url(f"http://127.0.0.1:{dead_port},{live.removeprefix('http://')}/?prefix={prefix}")
+    try:
+        store.init()
+        pool = store._es.transport.node_pool
+        dead = next(n for n in pool.all() if n.config.port == dead_port)
+        for i in range(4):  # round robin over two live-looking nodes: half the first tries hit the dead one
+            pool.mark_live(dead)
+            store.put_states("checkpoint", {f"k{i}": {"n": i}})
+        assert store.get_states("checkpoint", [f"k{i}" for i in range(4)]) == {f"k{i}": {"n": i} for i in range(4)}
+    finally:
+        store.close()
 
 
 def test_credentials_in_the_url_apply_to_every_node_and_are_never_printed() -> None:

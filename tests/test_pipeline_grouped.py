@@ -87,6 +87,32 @@ def test_a_refusal_mid_group_stops_that_file_only_and_the_rerun_stores_exactly_t
     assert (ingest(es_store, JsonlReader(), files, batch_size=1000).events, es_store.count()) == (0, 130)
 
 
+@pytest.mark.es
+def test_when_the_checkpoints_are_refused_too_the_refusal_is_named_and_nothing_moves(
+        es_store: Store, tmp_path: Path) -> None:
+    """As under the disk flood stage, where every index is blocked: the files stored whole
+    cannot move either; the error names the events' refusal, and the rerun stores them once."""
+    assert isinstance(es_store, ElasticsearchStore)
+    seed = _file(tmp_path / "seed.jsonl", "seed", 10)
+    assert ingest(es_store, JsonlReader(), [seed]).written == 10
+    files = [_file(tmp_path / f"{name}.jsonl", name, 20, extra_every=1 if name == "b" else 0) for name in "abc"]
+    events, state = f"{es_store.prefix}-events*", f"{es_store.prefix}-state"
+    es_store._es.indices.put_settings(index=events, settings={"index.mapping.total_fields.limit": 1})
+    es_store._es.indices.put_settings(index=state, settings={"index.blocks.write": True})
+    try:
+        with pytest.raises(StoreRefused) as info:
+            ingest(es_store, JsonlReader(), files, batch_size=1000)
+        assert "Limit of total fields" in str(info.value) and info.value.refused == 20
+    finally:
+        es_store._es.indices.put_settings(index=state, settings={"index.blocks.write": None})
+        es_store._es.indices.put_settings(index=events, settings={"index.mapping.total_fields.limit": None})
+    assert {Path(doc["path"]).stem for _, doc in es_store.list_state(CHECKPOINT_KIND)} == {"seed"}
+    again = ingest(es_store, JsonlReader(), files, batch_size=1000)
+    assert (again.written, again.duplicates, again.problem_count) == (20, 40, 0)  # a and c were stored
+    ids = _ids(es_store)
+    assert len(ids) == len(set(ids)) == 70
+
+
 def _syslog(path: Path, host: str, n: int) -> Path:
     first = "Mar  1 10:00:00 gw kernel: started\n"  # the same first line: one identity, a lineage
     path.write_text(first + "".join(f"Mar  1 10:00:{i % 60:02d} {host} sshd[{100 + i}]: Accepted password for u{i} "
