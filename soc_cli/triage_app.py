@@ -162,7 +162,7 @@ class DetailScreen(Screen[None]):
 
 
 #: the actions' names as the status line and notices say them
-ACTIONS: dict[str, str] = {"ack": N_("acknowledge"), "escalate": N_("escalate"), "reopen": N_("reopen"),
+ACTIONS: dict[str, str] = {"ack": N_("ack"), "escalate": N_("escalate"), "reopen": N_("reopen"),
                            "assign": N_("assign"), "note": N_("note"), "close": N_("close")}
 
 #: the status filter ``f`` cycles through: (label, statuses)

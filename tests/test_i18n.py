@@ -400,6 +400,9 @@ def test_triage_tui_in_vietnamese_in_tmux(demo_store: str, tmp_path: Path) -> No
     screen = _run_in_tmux(command, "thoát", tmp_path, width=200, height=50)
     for text in ("mức độ", "trạng thái", "người xử lý", "đang mở", "tiếp nhận", "chuyển cấp", "trên"):
         assert text in screen, f"{text!r} not on the triage screen:\n{screen}"
+    # the level column's short names: Vietnamese abbreviations, not English's four letters
+    assert "tr.bình" in screen or "n.trọng" in screen, screen
+    assert not re.search(r"\b(crit|medi|info)\b", screen), screen
     assert "Traceback" not in screen
 
 
