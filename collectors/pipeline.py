@@ -37,7 +37,6 @@ reader in ``collectors.registry.READERS`` and this pipeline and the CLI pick it 
 from __future__ import annotations
 
 import contextlib
-import gc
 import glob
 import hashlib
 import json
@@ -52,6 +51,7 @@ from typing import IO, Any, BinaryIO
 
 from collectors.base import Batch, Checkpoint, Reader, ReadProblem, StreamReader, VerifyingReader, file_size
 from eventstore.errors import StoreError, StoreRefused
+from eventstore.gc_pause import gc_paused  # the pipeline's pause, shared (re-exported)
 from eventstore.store import Doc, Store, WriteResult
 from eventstore.timeutil import to_iso, utcnow
 
@@ -219,27 +219,6 @@ class _Problems:
             if self.sink is not None:
                 self.sink.write(json.dumps(p.as_dict(), ensure_ascii=False) + "\n")
         return n
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """The cyclic garbage collector off while batches are read and written.
-
-    Events are flat dicts of strings, numbers and lists: they form no reference cycles, so
-    the collector finds nothing, yet a batch of a few thousand of them kept alive triggers
-    generation scans over everything that lives (measured ~10-20 % of the sshd parse).
-    Reference counting still frees every batch once written; the store pauses it the same
-    way around each write. Restored on exit (only if it was on). Only for readers that say
-    so (``no_cycles = True``: the line readers, EVTX): a reader keeping state objects that
-    point at each other (flow tables) would otherwise grow until the run ends.
-    """
-    was_on = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_on:
-            gc.enable()
 
 
 #: the path that means "standard input" (``journalctl -o json | soc ingest journald -``)

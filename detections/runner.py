@@ -41,6 +41,7 @@ from detections.alerts import AlertBook
 from detections.sigma.engine import BaselineBook, CompiledSet, Evaluation, MatchHook, compile_ruleset, epoch
 from detections.sigma.loader import load_rules
 from detections.sigma.matcher import CompiledRule
+from eventstore.gc_pause import gc_paused
 from eventstore.store import Doc, Store
 from eventstore.timeutil import from_iso, to_iso, utcnow
 
@@ -149,9 +150,12 @@ def run_detections(store: Store, since: datetime | None = None, until: datetime 
     evaluation = Evaluation(cs, book, baselines, report_from, on_match=on_match)
     source = EVALUATORS.get(evaluator or store.backend, _embedded)
     newest = -math.inf
-    for doc, matched in source(store, cs, stream_since, until, evaluation.failed):
-        evaluation.event(doc, matched)
-        newest = max(newest, epoch(doc))
+    # events and their matches make no reference cycles: the cyclic GC off while they stream
+    # (with it on, its scans were a third of matching SigmaHQ's Windows set over 8k events)
+    with gc_paused():
+        for doc, matched in source(store, cs, stream_since, until, evaluation.failed):
+            evaluation.event(doc, matched)
+            newest = max(newest, epoch(doc))
 
     failed = _with_dependants(cs, evaluation.failed)
     book.forget(set(failed))

@@ -65,46 +65,34 @@ class UnsupportedRule(ValueError):
     """A rule the embedded engine cannot evaluate (the reason says which construct)."""
 
 
-class _Lazy(dict):  # type: ignore[type-arg]
-    """name -> normalised values, computed on the first lookup (``__missing__``): a hit is one C-level subscript."""
-
-    __slots__ = ("make",)
-
-    def __init__(self, make: Callable[[str], tuple[str, ...] | None]) -> None:
-        super().__init__()
-        self.make = make
-
-    def __missing__(self, name: str) -> tuple[str, ...] | None:
-        out = self.make(name)
-        self[name] = out
-        return out
-
-
 #: value types a flat ECS document holds (anything else may nest: see ``EventView.nested``)
 _FLAT_TYPES = frozenset({str, int, float, bool, list, type(None)})
 
 
-class EventView:
-    """One event seen by many predicates: values are normalised once, on first use.
+class _Strings(dict):  # type: ignore[type-arg]
+    """A document's fields as strings, by Sigma name, each computed on its first lookup.
 
-    ``lower[name]`` / ``strs[name]`` are the field's values as strings (lower-cased or as
-    they are), ``None`` when the event has no such field; the matcher's index fills
-    ``lower`` for the fields it walks, so the predicates of the candidate rules find them done.
+    ``__missing__`` computes; a hit is one C-level subscript. It holds the document, never the
+    view: no reference cycle, so a view is freed by reference counting as soon as it is dropped
+    (scans and detection runs pause the cyclic collector).
     """
 
-    __slots__ = ("_aliases", "_all", "_nested", "doc", "lower", "strs")
+    __slots__ = ("_aliases", "_nested", "doc")
 
     def __init__(self, doc: Doc) -> None:
+        super().__init__()
         self.doc = doc
-        self.strs = _Lazy(self._make_strs)
-        self.lower = _Lazy(self._make_lower)
-        self._all: tuple[str, ...] | None = None
         self._nested: bool | None = None
         self._aliases: dict[str, str] | None = None
 
+    def __missing__(self, name: str) -> tuple[str, ...] | None:
+        value = self.raw(name)
+        out = None if value is None else _as_strings(value)
+        self[name] = out
+        return out
+
     @property
     def nested(self) -> bool:
-        """Whether the document nests objects (flat ECS dicts, the usual case, do not)."""
         if self._nested is None:
             values = self.doc.values()
             if _FLAT_TYPES.issuperset(map(type, values)):  # one C-level pass for the usual case
@@ -116,10 +104,6 @@ class EventView:
 
     @property
     def aliases(self) -> dict[str, str]:
-        """Sigma names of Windows data fields stored under another name: ``winlog.event_data.ThreatName``
-        for ``winlog.event_data.Threat Name`` (Defender puts spaces in names), and UserData fields
-        (``winlog.user_data.<Wrapper>.Operation``) as ``winlog.event_data.Operation``, as Winlogbeat,
-        Chainsaw and Zircolite flatten them."""
         if self._aliases is None:
             out: dict[str, str] = {}
             try:
@@ -146,16 +130,57 @@ class EventView:
                 value = _nested(self.doc, name)
         return None if value is _MISSING else value
 
-    def _make_strs(self, name: str) -> tuple[str, ...] | None:
-        value = self.raw(name)
-        return None if value is None else _as_strings(value)
 
-    def _make_lower(self, name: str) -> tuple[str, ...] | None:
+class _Lowered(dict):  # type: ignore[type-arg]
+    """The same fields lower-cased, each computed on its first lookup (from ``_Strings``)."""
+
+    __slots__ = ("strs",)
+
+    def __init__(self, strs: _Strings) -> None:
+        super().__init__()
+        self.strs = strs
+
+    def __missing__(self, name: str) -> tuple[str, ...] | None:
         s = self.strs[name]
-        return None if s is None else tuple(v.lower() for v in s)
+        out = None if s is None else tuple(v.lower() for v in s)
+        self[name] = out
+        return out
+
+
+class EventView:
+    """One event seen by many predicates: values are normalised once, on first use.
+
+    ``lower[name]`` / ``strs[name]`` are the field's values as strings (lower-cased or as
+    they are), ``None`` when the event has no such field; the matcher's index fills
+    ``lower`` for the fields it walks, so the predicates of the candidate rules find them done.
+    """
+
+    __slots__ = ("_all", "doc", "lower", "strs")
+
+    def __init__(self, doc: Doc) -> None:
+        self.doc = doc
+        self.strs = _Strings(doc)
+        self.lower = _Lowered(self.strs)
+        self._all: tuple[str, ...] | None = None
+
+    @property
+    def nested(self) -> bool:
+        """Whether the document nests objects (flat ECS dicts, the usual case, do not)."""
+        return self.strs.nested
+
+    @property
+    def aliases(self) -> dict[str, str]:
+        """Sigma names of Windows data fields stored under another name: ``winlog.event_data.ThreatName``
+        for ``winlog.event_data.Threat Name`` (Defender puts spaces in names), and UserData fields
+        (``winlog.user_data.<Wrapper>.Operation``) as ``winlog.event_data.Operation``, as Winlogbeat,
+        Chainsaw and Zircolite flatten them."""
+        return self.strs.aliases
+
+    def raw(self, name: str) -> Any:
+        return self.strs.raw(name)
 
     def lowers(self, name: str) -> tuple[str, ...] | None:
-        return self.lower[name]
+        return self.lower[name]  # type: ignore[no-any-return]
 
     def all_lower(self) -> tuple[str, ...]:
         """Every value of the event, lower-cased: what a Sigma keyword searches."""

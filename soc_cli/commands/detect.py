@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -90,14 +91,18 @@ def register(app: typer.Typer) -> None:
         store: str = StoreOption,
     ) -> None:
         """One pass: every rule from its cursor (minus the look-back) to now, or from --since; alerts upserted."""
-        from detections.runner import run_detections
+        from detections.runner import load_compiled, run_detections
         from eventstore.timeutil import parse_duration
 
         with _match_writer(matches) as on_match, console.status(esc(_("loading rules and evaluating..."))):
+            compiled = load_compiled(rules or [], shipped=not no_shipped)
+            # the rule set lives as long as this command: frozen, the cyclic GC never walks it
+            # again (each walk of a SigmaHQ-sized set took ~0.1 s, several per run)
+            gc.freeze()
             report = run_detections(
                 use_store(store), since=since_option(since or "1h"), until=since_option(until),
                 rules_dirs=rules or [], lookback=parse_duration(lookback), reset=reset, shipped=not no_shipped,
-                rewind=since is not None, on_match=on_match,
+                rewind=since is not None, on_match=on_match, compiled=compiled,
             )
         _print(report, as_json)
         if report.write_errors or report.failed:

@@ -119,10 +119,10 @@ def register(app: typer.Typer) -> None:
         store: str = StoreOption,
     ) -> None:
         """Match rules over files in memory and print one row per match, with per-level and per-rule summaries."""
-        from collectors.pipeline import gc_paused
         from collectors.sniff import expand
         from detections.scan import LEVELS, Scanner
         from detections.sigma.cache import load_compiled_cached
+        from eventstore.gc_pause import gc_paused
 
         if as_json:
             fmt = Format.json
