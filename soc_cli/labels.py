@@ -24,6 +24,8 @@ LABELS: dict[str, str] = {
     # policy: decisions and rule effects, problems' severities, what changed between two policy sets
     "allow": N_("allow"), "deny": N_("deny"), "error": N_("error"), "warning": N_("warning"),
     "added": N_("added"), "removed": N_("removed"), "changed": N_("changed"),
+    # exercises' difficulty
+    "beginner": N_("beginner"), "intermediate": N_("intermediate"), "advanced": N_("advanced"),
 }
 
 

@@ -8,6 +8,7 @@ import typer
 
 from locales import _, format_number
 from soc_cli.context import STATE, StoreOption, analyst, use_store
+from soc_cli.labels import label
 from soc_cli.output import console, emit, esc, safe
 
 
@@ -32,7 +33,8 @@ def register(app: typer.Typer) -> None:
         rows = []
         for ex in _exercises(folders).values():
             assert isinstance(ex, Exercise)
-            rows.append({"id": ex.id, "title": ex.title, "difficulty": ex.difficulty,
+            shown = ex.difficulty if as_json or ndjson else label(ex.difficulty)  # JSON keeps the identifier
+            rows.append({"id": ex.id, "title": ex.title, "difficulty": shown,
                          "techniques": list(ex.techniques), "questions": len(ex.questions), "points": ex.max_points})
         emit(rows, ["id", "title", "difficulty", "techniques", "questions", "points"], as_json=as_json, ndjson=ndjson)
 

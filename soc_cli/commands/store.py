@@ -16,9 +16,9 @@ def _size(n: int) -> str:
     size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+            return f"{format_number(round(size))} {unit}" if unit == "B" else f"{format_number(round(size, 1))} {unit}"
         size /= 1024
-    return f"{size:.1f} GiB"
+    return f"{format_number(round(size, 1))} GiB"
 
 
 def register(app: typer.Typer) -> None:
