@@ -57,6 +57,16 @@ USAGE_ERRORS: tuple[str, ...] = (
     "Input should be greater than {n}", "Input should be less than {n}",
 )
 
+#: a policy decision's reasons and ``soc policy explain``'s near misses as ``policy.engine`` and
+#: ``policy.admin.explain`` write them (f-strings, not raised: listed here; ``tests/test_raised.py``
+#: checks each is still written there, so a changed wording is noticed)
+DECISION_REASONS: tuple[str, ...] = (
+    "denied by {id} ({where})", "denied by {id} ({where}), failing closed: {result}", "{id} not applied: {result}",
+    "no allow rule matched (default deny)", "dry-run rule {id} would allow", "allowed by {id}",
+    "dry-run rule {w} would deny", "a token was presented but no trusted issuers are configured",
+    "an asserted principal is not trusted here: present a token", "{rule} ({where}) failed on {failed}",
+)
+
 #: the operating system's words inside our messages (``cannot read: [Errno 2] No such file or directory: 'x'``):
 #: Python writes them in English whatever the locale
 OS_ERRORS: tuple[str, ...] = (
@@ -190,6 +200,7 @@ def raised_messages(root: Path) -> dict[str, str]:
 
     found = {message: "typer usage error" for message in USAGE_ERRORS}
     found.update({message: "operating system error" for message in OS_ERRORS})
+    found.update({message: "policy decision reason" for message in DECISION_REASONS})
     for item in source_messages(root):
         found.setdefault(item.template, item.where)
     return found

@@ -482,6 +482,9 @@ def test_table_headings_are_display_names(demo_store: str) -> None:
     for heading in ("quy tắc", "hiệu lực", "khớp", "điều kiện không đạt", "chi tiết", "vị trí"):
         assert heading in vietnamese.stdout, heading
     assert "TỪ CHỐI" in vietnamese.stdout and "DENY" in english.stdout
+    assert "không quy tắc cho phép nào khớp (mặc định từ chối)" in vietnamese.stdout  # the engine's reason
+    assert "no allow rule matched (default deny)" in english.stdout
+    assert "suýt khớp: payments/finance-reads-ledger (" in vietnamese.stdout and ") không đạt ở method" in vietnamese.stdout
     listing = _soc(["playbook", "list"], "vi", demo_store).stdout
     assert all(h in listing for h in ("mã", "tiêu đề", "độ khó", "câu hỏi", "điểm")), listing
 

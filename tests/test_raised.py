@@ -125,3 +125,17 @@ def test_every_raised_message_is_recognised_with_plain_values() -> None:
     finally:
         locales.set_language(None)
     assert not wrong, "\n".join(wrong)
+
+
+def test_listed_decision_reasons_are_still_written_by_the_policy_engine() -> None:
+    """``soc_cli.i18n.DECISION_REASONS`` repeats f-strings of the engine: each must still be there."""
+    from soc_cli.i18n import DECISION_REASONS
+
+    written = set()
+    for path in (ROOT / "policy" / "engine.py", ROOT / "policy" / "admin" / "explain.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.JoinedStr | ast.Constant):
+                template = template_of(node)
+                if template:
+                    written.add(template)
+    assert set(DECISION_REASONS) <= written, set(DECISION_REASONS) - written

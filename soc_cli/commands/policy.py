@@ -164,7 +164,8 @@ def register(app: typer.Typer) -> None:
             return
         d = ex.decision
         console.print(Text.assemble((visible(label(d.action).upper()), "green" if d.allow else "red"),
-                                    safe(" " + _("decision {id}: {reason}").format(id=d.decision_id, reason=d.reason))),
+                                    safe(" " + _("decision {id}: {reason}").format(
+                                        id=d.decision_id, reason="; ".join(raised_text(r) for r in d.reasons)))),
                       highlight=False)
         rows = [{"rule": t.rule, "effect": label(t.effect) + (" " + _("(dry-run)") if t.dry_run else ""),
                  "where": t.where, "matched": _("yes") if t.matched else _("no"), "failed": t.failed,
@@ -172,7 +173,7 @@ def register(app: typer.Typer) -> None:
         emit(rows, ["rule", "effect", "matched", "failed", "detail", "where"], as_json=False, ndjson=False)
         if not d.allow:
             for miss in ex.near_misses:
-                console.print(safe("  " + _("near miss: {miss}").format(miss=miss)), highlight=False)
+                console.print(safe("  " + _("near miss: {miss}").format(miss=raised_text(miss))), highlight=False)
 
     @policy_app.command("decide")
     def decide_cmd(
