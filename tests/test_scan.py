@@ -143,3 +143,17 @@ def test_parallel_and_serial_scans_agree(evidence: Path) -> None:
 def test_a_path_that_does_not_exist_is_a_usage_error(tmp_path: Path) -> None:
     out = _soc("scan", str(tmp_path / "nope"))
     assert out.returncode == 2 and "no such file or folder" in out.stderr
+
+
+def test_default_jobs_one_process_for_a_small_input(evidence: Path, tmp_path: Path) -> None:
+    """Workers only pay for themselves on a large input (and on idle CPUs): small folders stay in one process."""
+    from collectors.sniff import expand
+    from soc_cli.commands.scan import _PARALLEL_BYTES, _default_jobs
+
+    files = list(expand([evidence]))
+    assert sum(p.stat().st_size for p in files) < _PARALLEL_BYTES
+    assert _default_jobs(files) == 1
+    big = tmp_path / "big.log"
+    with big.open("wb") as fh:  # sparse: the size is what counts
+        fh.truncate(_PARALLEL_BYTES)
+    assert 1 <= _default_jobs([big]) <= (os.cpu_count() or 1)
