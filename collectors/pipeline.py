@@ -5,7 +5,7 @@
 
 1. computes the reader's ``identity(path)`` (content, not path: a rotated file keeps its
    checkpoint) and loads the checkpoint ``"<reader>:<identity>"`` (kind ``checkpoint``;
-   read ``LOOKAHEAD`` files at a time in one request); when that checkpoint was taken in
+   read for a window of files at a time in one request); when that checkpoint was taken in
    another file with the same identity (``resolve``: the line readers' first line), the
    file gets the next identity of that lineage instead;
 2. asks the reader for batches from there;
@@ -225,8 +225,11 @@ class _Problems:
 STDIN = "-"
 
 
-#: files whose identities are computed and checkpoints read (one request) ahead of reading them
+#: files whose identities are computed and checkpoints read (one request) ahead of reading them,
+#: and at most so many bytes of them (a whole-file identity reads the file: a window of large
+#: files would leave the page cache before they are parsed)
 LOOKAHEAD = 256
+LOOKAHEAD_BYTES = 64 << 20
 #: pieces (one batch of one file) written together at most, however few events they hold
 MAX_PIECES = 1000
 
@@ -254,7 +257,8 @@ class _Writer:
     request each when written one by one: the node's round trips, not the events, took the
     time. Here the pieces of a group go to one ``Store.write_batches`` as they are read (the
     node indexes while the next files are parsed) until the group holds ``max_events`` (the
-    ``--batch-size``: memory stays bounded by it); once the store has acknowledged them, their
+    ``--batch-size``; memory stays bounded: a group holds less than that plus one batch, and
+    at most ``MAX_PIECES`` batches); once the store has acknowledged them, their
     checkpoints go in one ``put_states``. Per file the rule is the one it always was: a
     checkpoint moves only past events the store holds. When the store refuses some
     (``StoreRefused``), the files whose pieces were stored whole still move, a file with a
@@ -365,8 +369,9 @@ def ingest(
     read a stream (``stream_batches``: the line readers); a pipe has no checkpoint, but
     its events keep ids derived from its content, so piping the same text twice stores it once.
 
-    Files are written together (``_Writer``) and their checkpoints read ``LOOKAHEAD`` files at
-    a time: a folder of small files costs a few requests, not a few per file.
+    Files are written together (``_Writer``) and their checkpoints read a window of files at a
+    time (``LOOKAHEAD``, ``LOOKAHEAD_BYTES``): a folder of small files costs a few requests,
+    not a few per file.
     """
     started = time.perf_counter()
     paths = [str(p) for p in paths]
@@ -394,9 +399,16 @@ def ingest(
                     return ahead[key] if key in ahead else store.get_state(CHECKPOINT_KIND, key)
 
                 done_before = 0
+                window_end = 0
                 for index, path in enumerate(files):
-                    if index % LOOKAHEAD == 0:
-                        ahead = _read_ahead(store, reader, files[index:index + LOOKAHEAD])
+                    if index == window_end:
+                        window_end = index + 1
+                        budget = sizes[index]
+                        while (window_end < len(files) and window_end - index < LOOKAHEAD
+                               and budget + sizes[window_end] <= LOOKAHEAD_BYTES):
+                            budget += sizes[window_end]
+                            window_end += 1
+                        ahead = _read_ahead(store, reader, files[index:window_end])
                     if progress:
                         progress(ProgressTick(path, index, len(files), done_before, total, report.events))
 

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 from elastic_transport import Transport
 
+from collectors import pipeline
 from collectors.jsonl import JsonlReader
 from collectors.pipeline import CHECKPOINT_KIND, ingest
 from collectors.syslog import SyslogReader
@@ -174,3 +175,18 @@ def test_a_folder_of_small_files_costs_a_few_requests_not_a_few_per_file(
     again = ingest(es_store, JsonlReader(), files, batch_size=1000)
     assert (again.events, again.written) == (0, 0)
     assert _bulks(requests) == 0 and requests["POST <index>/_mget"] == 1
+
+
+@pytest.mark.es
+def test_checkpoints_are_read_ahead_by_a_bounded_window_of_files_and_bytes(
+        es_store: Store, tmp_path: Path, requests: collections.Counter[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    files = [_file(tmp_path / f"f{k:02d}.jsonl", f"f{k:02d}", 5) for k in range(12)]
+    size = max(f.stat().st_size for f in files)
+    monkeypatch.setattr(pipeline, "LOOKAHEAD_BYTES", int(2.5 * size))  # two files a window
+    report = ingest(es_store, JsonlReader(), files, batch_size=1000)
+    assert (report.written, requests["POST <index>/_mget"], _bulks(requests)) == (60, 6, 2)
+    monkeypatch.setattr(pipeline, "LOOKAHEAD_BYTES", 1)  # a file larger than the window: a window of one
+    monkeypatch.setattr(pipeline, "LOOKAHEAD", 1)
+    requests.clear()
+    assert ingest(es_store, JsonlReader(), files, batch_size=1000).events == 0
+    assert requests["POST <index>/_mget"] == 12
