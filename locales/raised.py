@@ -7,8 +7,9 @@ English text is the message's id, and the translation happens once, where a pers
 it (``soc_cli.errors``):
 
 - ``make i18n`` (and the completeness test) finds every message raised in those packages
-  by reading their source: the first argument of ``raise SomeError(...)`` and the message of
-  a policy ``Issue(file, line, message)``, a literal or an f-string. Each f-string becomes a
+  by reading their source: the first argument of ``raise SomeError(...)``, the message of a
+  policy ``Issue(file, line, message)`` and a collector's problem (``CARRIERS``), a literal or
+  an f-string. Each f-string becomes a
   template whose placeholders are named after what is interpolated (``f"unknown engine
   {engine!r}"`` -> ``unknown engine {engine}``). They go into the catalog with the context
   ``raised`` and need a translation like any other message.
@@ -40,8 +41,11 @@ CONTEXT = "raised"
 PACKAGES: tuple[str, ...] = ("eventstore", "collectors", "detections", "policy", "playbooks", "soc_cli")
 #: a template must say something besides its values (``f"{path}: {exc}"`` is a location and a message)
 WORDS = re.compile(r"[A-Za-z]{3,}")
-#: calls whose argument at this position (or keyword) is a message a person reads
-CARRIERS: dict[str, tuple[int, str]] = {"Issue": (2, "message")}
+#: calls whose arguments at these positions (or keywords) are messages a person reads: a policy
+#: problem's message, a collector's problem (why, and where in the file: "line 12 (byte 3456)")
+CARRIERS: dict[str, tuple[tuple[int, str], ...]] = {
+    "Issue": ((2, "message"),), "ReadProblem": ((1, "position"), (2, "reason")), "Problem": ((1, "reason"),),
+}
 MAX_DEPTH = 3
 
 
@@ -99,17 +103,16 @@ def template_of(node: ast.expr) -> str | None:
     return "".join(parts)
 
 
-def _message_node(node: ast.AST) -> ast.expr | None:
+def _message_nodes(node: ast.AST) -> Iterator[ast.expr]:
     if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and node.exc.args:
-        return node.exc.args[0]
+        yield node.exc.args[0]
     if isinstance(node, ast.Call):
         func = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
-        if func in CARRIERS:
-            pos, keyword = CARRIERS[func]
-            if len(node.args) > pos:
-                return node.args[pos]
-            return next((k.value for k in node.keywords if k.arg == keyword), None)
-    return None
+        for pos, keyword in CARRIERS.get(func, ()):
+            arg = node.args[pos] if len(node.args) > pos else next(
+                (k.value for k in node.keywords if k.arg == keyword), None)
+            if arg is not None:
+                yield arg
 
 
 def found_in(files: Iterable[Path], root: Path) -> Iterator[Found]:
@@ -117,10 +120,10 @@ def found_in(files: Iterable[Path], root: Path) -> Iterator[Found]:
     for path in sorted(files):
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         for node in ast.walk(tree):
-            message = _message_node(node)
-            template = template_of(message) if message is not None else None
-            if template and WORDS.search(_literal(template)):
-                yield Found(template, f"{path.relative_to(root)}:{getattr(node, 'lineno', 0)}")
+            for message in _message_nodes(node):
+                template = template_of(message)
+                if template and WORDS.search(_literal(template)):
+                    yield Found(template, f"{path.relative_to(root)}:{getattr(node, 'lineno', 0)}")
 
 
 def source_messages(root: Path, packages: Iterable[str] = PACKAGES) -> Iterator[Found]:

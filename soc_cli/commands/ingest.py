@@ -20,6 +20,7 @@ import typer
 from collectors.registry import READERS, get_reader, reader_batch_size, reader_options, reader_summary
 from locales import N_, _, format_number
 from soc_cli.context import StoreOption, use_store
+from soc_cli.errors import raised_text
 from soc_cli.output import console, emit_doc, err_console, safe
 
 COMMON = ("paths", "errors", "batch_size", "as_json", "store")
@@ -92,7 +93,8 @@ def print_report(report: Any, errors: Path | None) -> None:
             examples.setdefault(p.reason, p)
         for reason, count in report.problems.most_common():
             ex = examples.get(reason)
-            tbl.add_row(safe(reason), format_number(count), safe(f"{ex.source} {ex.position}" if ex else ""))
+            where = f"{ex.source} {raised_text(ex.position)}" if ex else ""
+            tbl.add_row(safe(raised_text(reason)), format_number(count), safe(where))
         console.print(tbl)
         if errors:
             console.print(safe(_("all problems written to {path}").format(path=errors)))
