@@ -189,6 +189,10 @@ FIELDS: dict[str, FieldType] = {
     "ztsoc.source.name": "keyword",
     # network capture (collectors/pcap): Zeek conn_state and what an ICMP error quotes
     "ztsoc.flow.state": "keyword",
+    # what the sequence numbers of a decoded TCP flow showed (collectors/pcap/tcpstream.py)
+    "ztsoc.tcp.retransmitted_segments": "long",
+    "ztsoc.tcp.out_of_order_segments": "long",
+    "ztsoc.tcp.gaps": "long",
     "ztsoc.icmp.quoted.transport": "long",
     "ztsoc.icmp.quoted.destination.ip": "ip",
     "ztsoc.icmp.quoted.destination.port": "long",

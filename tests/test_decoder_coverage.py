@@ -79,13 +79,15 @@ def test_one_event_per_client_hello_after_a_hello_retry_request(tmp_path: Path) 
     ccs = b"\x14\x03\x03\x00\x01\x01"
     base = tcp_session(dport=443, close="none")
 
-    def seg(payload: bytes, to_server: bool) -> object:
+    def seg(payload: bytes, to_server: bool, seq: int = 0) -> object:
         ip = IP(src=C, dst=S) if to_server else IP(src=S, dst=C)
-        tcp = TCP(sport=40000, dport=443, flags="PA") if to_server else TCP(sport=443, dport=40000, flags="PA")
+        tcp = TCP(sport=40000, dport=443, flags="PA", seq=seq) if to_server else TCP(
+            sport=443, dport=40000, flags="PA", seq=seq)
         return eth() / ip / tcp / Raw(payload)
 
-    pkts = [*base, seg(_client_hello(0x001D), True), seg(_server_hello(HRR_RANDOM), False),
-            seg(ccs + _client_hello(0x0017), True), seg(_server_hello(b"\x22" * 32), False)]
+    first, retry = _client_hello(0x001D), _server_hello(HRR_RANDOM)
+    pkts = [*base, seg(first, True), seg(retry, False),
+            seg(ccs + _client_hello(0x0017), True, len(first)), seg(_server_hello(b"\x22" * 32), False, len(retry))]
     tls = _events(write(tmp_path / "hrr.pcap", timed(pkts)), "network.tls")
     assert [(t["tls.established"], t.get("ztsoc.tls.hello_retry", False)) for t in tls] == [(False, True), (True, False)]
     assert tls[0]["tls.client.ja3"] != tls[1]["tls.client.ja3"]  # the groups differ: two hellos, two prints

@@ -52,14 +52,14 @@ def test_six_byte_tls_payload_costs_nothing_else(tmp_path: Path) -> None:
 def test_any_decoder_exception_is_a_counted_problem_and_the_flow_goes_on(tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """Fault injection: the HTTP decoder raises on one request; its flow is still reported, others decoded."""
-    real = apps.http.parse_requests
+    real = apps.http.parse_head
 
-    def failing(payload: bytes) -> object:
-        if b"/boom" in payload:
+    def failing(head: bytes) -> object:
+        if b"/boom" in head:
             raise KeyError("injected")
-        return real(payload)
+        return real(head)
 
-    monkeypatch.setattr(apps.http, "parse_requests", failing)
+    monkeypatch.setattr(apps.http, "parse_head", failing)
     pkts = (tcp_session(sport=40001, request=b"GET /boom HTTP/1.1\r\nHost: a\r\n\r\n", response=HTTP_RESPONSE)
             + tcp_session(sport=40002, request=HTTP_REQUEST, response=HTTP_RESPONSE))
     out = read_all(PcapReader(), write(tmp_path / "boom.pcap", timed(pkts)))

@@ -108,6 +108,7 @@ def test_http_pipelined_requests_pair_in_order_and_unanswered_are_kept() -> None
     pkts = tcp_session(request=HTTP_REQUEST, response=HTTP_RESPONSE, close="none")
     pkts.append(pkts[3].copy())
     pkts[-1][Raw].load = req2
+    pkts[-1][TCP].seq = len(HTTP_REQUEST)  # the next bytes of the stream (same seq: a retransmission)
     m = run(pkts)
     paths = [(h["url.path"], h.get("http.response.status_code")) for h in of(m, "network.http")]
     assert paths == [("/search", 404), ("/other", None)]
@@ -157,6 +158,7 @@ def test_tls_hello_split_over_two_segments_is_reassembled() -> None:
     pkts = tcp_session(dport=443, request=hello[:700], close="none")
     more = pkts[3].copy()
     more[Raw].load = hello[700:]
+    more[TCP].seq = 700
     m = run([*pkts, more])
     (t,) = of(m, "network.tls")
     assert t["tls.client.server_name"].startswith("split.x") and t["tls.established"] is False

@@ -5,6 +5,9 @@ whether it is its protocol; the matching :class:`AppHandler` then receives the f
 payloads while it still wants them (``flow.probes`` > 0) and emits DNS transactions,
 HTTP exchanges and TLS handshakes through :meth:`FlowMeter.app_event`. A payload that
 claims a protocol but does not parse is a problem with the reason, never an exception.
+On TCP, every handler first passes the segment through its flow's :class:`TcpStream`
+(sequence numbers): a retransmission is dropped there, so it is never a second message,
+and the counts go on the flow record (:meth:`AppDecoders.flow_fields`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from collectors.pcap import dns, http, icmp, tls
 from collectors.pcap.decode import TCP, UDP
 from collectors.pcap.reader import Problem
+from collectors.pcap.tcpstream import IN_ORDER, LATE, TcpStream
 
 if TYPE_CHECKING:
     from collectors.pcap.flows import Flow, FlowMeter
@@ -30,7 +34,7 @@ class AppHandler:
     def __init__(self, meter: FlowMeter) -> None:
         self.meter = meter
 
-    def payload(self, flow: Flow, data: bytes, fwd: bool, index: int, ts: int) -> None:
+    def payload(self, flow: Flow, data: bytes, fwd: bool, index: int, ts: int, seq: int) -> None:
         raise NotImplementedError
 
     def finish(self, flow: Flow) -> None:
@@ -41,13 +45,21 @@ class AppHandler:
 @dataclass(slots=True)
 class _DnsState:
     pending: dict[int, tuple[dns.DnsMessage, int, int, bool]] = field(default_factory=dict)
+    tcp: TcpStream | None = None  # DNS over TCP only
 
 
 class DnsHandler(AppHandler):
     name = "dns"
 
-    def payload(self, flow: Flow, data: bytes, fwd: bool, index: int, ts: int) -> None:
+    def payload(self, flow: Flow, data: bytes, fwd: bool, index: int, ts: int, seq: int) -> None:
+        state: _DnsState = flow.state
         if flow.proto == TCP:
+            if state.tcp is None:
+                state.tcp = TcpStream()
+            new = state.tcp.accept(fwd, seq, data)
+            if new is None:
+                return  # a retransmitted query is not a second query
+            data = new
             if len(data) < 14:
                 return  # a length prefix alone, or a segment in the middle of a message
             data = data[2:2 + ((data[0] << 8) | data[1])]
@@ -57,7 +69,6 @@ class DnsHandler(AppHandler):
             self.meter.problems.append(Problem(index, f"malformed DNS: {exc}", f"{len(data)} bytes"))
             self.meter.stats[f"malformed DNS: {exc}"] += 1
             return
-        state: _DnsState = flow.state
         if not msg.response:
             old = state.pending.pop(msg.id, None)
             if old is not None:
@@ -115,26 +126,51 @@ def _probe_dns_shape(flow: Flow, data: bytes, fwd: bool) -> bool:
 @dataclass(slots=True)
 class _HttpState:
     pending: deque[tuple[http.HttpRequest, int, int, bool]] = field(default_factory=deque)
+    tcp: TcpStream = field(default_factory=TcpStream)
+    up: http.HttpStream = field(default_factory=http.HttpStream)  # from the flow's originator
+    down: http.HttpStream = field(default_factory=http.HttpStream)
 
 
 class HttpHandler(AppHandler):
     name = "http"
 
-    def payload(self, flow: Flow, data: bytes, fwd: bool, index: int, ts: int) -> None:
-        if data[:4] not in http.PREFIXES:
-            return
+    def payload(self, flow: Flow, data: bytes, fwd: bool, index: int, ts: int, seq: int) -> None:
         state: _HttpState = flow.state
-        if data[:5] == b"HTTP/":
-            for resp in http.parse_responses(data):
-                if state.pending:
-                    req, rindex, rts, rfwd = state.pending.popleft()
-                    self._emit(flow, req, resp, rindex, rts, ts, rfwd)
+        side = state.tcp.orig if fwd else state.tcp.resp
+        new = side.accept(seq, data)
+        if new is None:
+            return  # a retransmission: its messages were read the first time
+        stream = state.up if fwd else state.down
+        if side.kind != IN_ORDER:
+            if side.kind == LATE:  # fills a gap: read on its own, the stream's place is kept
+                stream = http.HttpStream()
+            else:  # after a gap: what the stream held cannot be continued
+                stream.reset()
+        elif stream.skip >= len(new) and not stream.buf:  # inside a body: the common case of a download
+            stream.skip -= len(new)
             return
-        for request in http.parse_requests(data):
-            if len(state.pending) >= 64:  # a client that never gets answers: report, keep memory flat
-                old, oindex, ots, ofwd = state.pending.popleft()
-                self._emit(flow, old, None, oindex, ots, None, ofwd)
-            state.pending.append((request, index, ts, fwd))
+        elif stream.skip < 0 and new[:4] not in http.PREFIXES:
+            return
+        for head, hindex, hts, order in stream.heads(new, index, ts):
+            if head is None:
+                reason = "HTTP head too long"
+                self.meter.problems.append(Problem(hindex, reason, f"no end of the head in its first {http.MAX_HEAD} bytes"))
+                self.meter.stats[reason] += 1
+                continue
+            msg = http.parse_head(head)
+            if isinstance(msg, http.HttpResponse):
+                pending = state.pending.popleft() if state.pending else None
+                stream.skip = http.body_length(msg, pending[0].method if pending else None)
+                if pending is not None:
+                    req, rindex, rts, rfwd = pending
+                    self._emit(flow, req, msg, rindex, rts, hts, rfwd)
+            elif msg is not None:
+                msg.order = order
+                stream.skip = http.body_length(msg)
+                if len(state.pending) >= 64:  # a client that never gets answers: report, keep memory flat
+                    old, oindex, ots, ofwd = state.pending.popleft()
+                    self._emit(flow, old, None, oindex, ots, None, ofwd)
+                state.pending.append((msg, hindex, hts, fwd))
 
     def _emit(self, flow: Flow, req: http.HttpRequest, resp: http.HttpResponse | None, index: int, ts: int,
               end: int | None, fwd: bool) -> None:
@@ -168,13 +204,18 @@ class _TlsState:
     ts: int = 0
     fwd: bool = True
     hello: tls.ClientHello | None = None
+    tcp: TcpStream = field(default_factory=TcpStream)
 
 
 class TlsHandler(AppHandler):
     name = "tls"
 
-    def payload(self, flow: Flow, data: bytes, fwd: bool, index: int, ts: int) -> None:
+    def payload(self, flow: Flow, data: bytes, fwd: bool, index: int, ts: int, seq: int) -> None:
         state: _TlsState = flow.state
+        new = state.tcp.accept(fwd, seq, data)
+        if new is None:
+            return  # a retransmitted segment must not be appended to the hello twice
+        data = new
         if state.hello is None:
             if not state.buf:
                 if data[:2] == b"\x14\x03" and len(data) > 6:  # a ChangeCipherSpec first (after a HelloRetryRequest)
@@ -254,11 +295,11 @@ class AppDecoders:
         self.meter = meter
         self.handlers: dict[str, AppHandler] = {p.name: p.handler(meter) for p in PROBES if p.handler is not None}
 
-    def payload(self, flow: Flow, data: bytes, fwd: bool, index: int, ts: int) -> None:
+    def payload(self, flow: Flow, data: bytes, fwd: bool, index: int, ts: int, seq: int) -> None:
         """A payload of a flow whose protocol is not known yet: probe it, then hand it over."""
         if flow.icmp:
             flow.handler = self.icmp
-            self.icmp(flow, data, fwd, index, ts)
+            self.icmp(flow, data, fwd, index, ts, seq)
             return
         for probe in PROBES:
             if probe.matches(flow, data, fwd):
@@ -270,11 +311,11 @@ class AppDecoders:
                 flow.probes = FOREVER
                 handler = self.handlers[probe.name]
                 flow.handler = handler.payload
-                handler.payload(flow, data, fwd, index, ts)
+                handler.payload(flow, data, fwd, index, ts, seq)
                 return
         flow.probes -= 1
 
-    def icmp(self, flow: Flow, data: bytes, fwd: bool, index: int, ts: int) -> None:
+    def icmp(self, flow: Flow, data: bytes, fwd: bool, index: int, ts: int, seq: int) -> None:
         if not icmp.is_echo(flow.proto, data[0]):
             fields = icmp.icmp_fields(flow.proto, data)
             fields["network.protocol"] = "icmp" if flow.proto == 1 else "ipv6-icmp"
@@ -285,3 +326,8 @@ class AppDecoders:
             handler = self.handlers.get(flow.app)
             if handler is not None:
                 handler.finish(flow)
+
+    def flow_fields(self, flow: Flow) -> dict[str, Any]:
+        """What a decoded TCP flow's sequence numbers showed, for its flow record (zeroed for the next)."""
+        tcp: TcpStream | None = getattr(flow.state, "tcp", None)
+        return tcp.take_fields() if tcp is not None else {}

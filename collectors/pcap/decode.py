@@ -3,7 +3,7 @@
 Hand-written with byte indexing for speed (it runs on every packet). :func:`parse_ip`
 returns a plain tuple (building a NamedTuple per packet costs more than the parse):
 
-``(src, dst, proto, sport, dport, tcp_flags, payload_start, payload_end, frag)``
+``(src, dst, proto, sport, dport, tcp_flags, payload_start, payload_end, frag, tcp_seq)``
 
 - ``src``/``dst``: packed addresses (4 or 16 bytes), compared and hashed as bytes;
 - ``sport``/``dport``: ports for TCP, UDP and SCTP; for ICMP and ICMPv6 the Community ID
@@ -13,7 +13,9 @@ returns a plain tuple (building a NamedTuple per packet costs more than the pars
   the IP length, so Ethernet padding is not payload; shorter when the capture's snaplen
   cut the packet);
 - ``frag``: ``None`` for an unfragmented packet, else ``(ip_id, first)``; a later
-  fragment carries no transport header, so its ports are 0 and its payload empty.
+  fragment carries no transport header, so its ports are 0 and its payload empty;
+- ``tcp_seq``: the TCP sequence number (0 for other transports), for the decoders that
+  follow a TCP byte stream (:mod:`tcpstream`).
 
 A packet whose IP or transport header cannot be read gives a ``str``: the reason.
 """
@@ -24,7 +26,7 @@ from collections.abc import Callable
 
 from collectors.pcap.community_id import ICMP4_PAIRS, ICMP6_PAIRS
 
-Parsed = tuple[bytes, bytes, int, int, int, int, int, int, "tuple[int, bool] | None"]
+Parsed = tuple[bytes, bytes, int, int, int, int, int, int, "tuple[int, bool] | None", int]
 
 TCP, UDP, ICMP, ICMP6, SCTP = 6, 17, 1, 58, 132
 #: IPv6 extension headers walked to find the transport (fragment, 44, is handled apart)
@@ -73,7 +75,7 @@ def parse_ipv4(data: bytes, off: int) -> Parsed | str:
         first = not (fragword & 0x1FFF)
         frag = ((data[off + 4] << 8) | data[off + 5], first)
         if not first:
-            return src, dst, proto, 0, 0, 0, end, end, frag
+            return src, dst, proto, 0, 0, 0, end, end, frag, 0
     return _transport(data, off + ihl, end, src, dst, proto, frag, ICMP4_PAIRS)
 
 
@@ -106,7 +108,7 @@ def parse_ipv6(data: bytes, off: int) -> Parsed | str:
             frag = (ident, first)
             proto, pos = data[pos], pos + 8
             if not first:
-                return src, dst, proto, 0, 0, 0, end, end, frag
+                return src, dst, proto, 0, 0, 0, end, end, frag, 0
         elif proto == AH:
             if pos + 2 > end:
                 return "truncated IPv6 extension header"
@@ -130,21 +132,21 @@ def _transport(data: bytes, pos: int, end: int, src: bytes, dst: bytes, proto: i
         if start > end:
             start = end
         return (src, dst, proto, (data[pos] << 8) | data[pos + 1], (data[pos + 2] << 8) | data[pos + 3],
-                data[pos + 13], start, end, frag)
+                data[pos + 13], start, end, frag, int.from_bytes(data[pos + 4:pos + 8], "big"))
     if proto in (UDP, SCTP):
         hdr = 8 if proto == UDP else 12
         if pos + 4 > end:
             return "truncated UDP header" if proto == UDP else "truncated SCTP header"
         start = pos + hdr if pos + hdr <= end else end
         return (src, dst, proto, (data[pos] << 8) | data[pos + 1], (data[pos + 2] << 8) | data[pos + 3],
-                0, start, end, frag)
+                0, start, end, frag, 0)
     if proto in (ICMP, ICMP6):
         if pos + 2 > end:
             return "truncated ICMP header"
         mtype = data[pos]
         reply = pairs.get(mtype)
-        return src, dst, proto, mtype, data[pos + 1] if reply is None else reply, 0, pos, end, frag
-    return src, dst, proto, 0, 0, 0, pos, end, frag
+        return src, dst, proto, mtype, data[pos + 1] if reply is None else reply, 0, pos, end, frag, 0
+    return src, dst, proto, 0, 0, 0, pos, end, frag, 0
 
 
 #: (data, ip version, offset) -> parsed or reason; a registry so tests can name each

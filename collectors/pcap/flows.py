@@ -56,8 +56,8 @@ CLOSE_SWEEP = NS // 2
 MAX_LAYERS = 3
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 #: the fast path's one unpack of an Ethernet II + IPv4 + TCP/UDP frame: ethertype, version/IHL,
-#: total length, flags/fragment offset, protocol, addresses, ports, TCP data offset and flags
-ETH_IPV4 = struct.Struct("!12xHBxHxxHxB2x4s4sHH8xBB")
+#: total length, flags/fragment offset, protocol, addresses, ports, TCP sequence number, data offset and flags
+ETH_IPV4 = struct.Struct("!12xHBxHxxHxB2x4s4sHHI4xBB")
 
 Event = dict[str, Any]
 #: reasons a flow record is written while the flow may go on (no "end" in its event.type)
@@ -127,7 +127,8 @@ class Flow:
         self.vlan = vlan
         self.app: str | None = None
         #: the decoder that takes this flow's payloads once its protocol is known
-        self.handler: Callable[[Flow, bytes, bool, int, int], None] | None = None
+        #: (flow, payload, from the originator, packet index, time, TCP sequence number)
+        self.handler: Callable[[Flow, bytes, bool, int, int, int], None] | None = None
         self.probes = probes
         self.state: Any = None
         self.split = 0  # 1: continues a flow cut by the active timeout
@@ -289,7 +290,7 @@ class FlowMeter:
                     # covering the UDP one: what parse_ipv4 would refuse goes the long way). Anything else
                     # goes through _general, which handles every case through the registries.
                     if linktype == 1 and len(data) >= 54:
-                        (ethertype, vihl, total, fragword, proto, src, dst, sport, dport, doff,
+                        (ethertype, vihl, total, fragword, proto, src, dst, sport, dport, seq, doff,
                          flags) = eth_ipv4(data)
                     else:
                         ethertype = 0
@@ -311,7 +312,7 @@ class FlowMeter:
                                 self.next_index = index + 1
                                 return False
                             continue
-                        src, dst, proto, sport, dport, flags, ps, pe, _frag, vlan = parsed
+                        src, dst, proto, sport, dport, flags, ps, pe, _frag, seq, vlan = parsed
                     if ts >= next_sweep:
                         self._sweep(ts)
                         next_sweep = self._next_sweep
@@ -341,7 +342,7 @@ class FlowMeter:
                         flow.closing = True
                         self._closing.append(flow)
                     if pe > ps and flow.probes:
-                        (flow.handler or apps_payload)(flow, data[ps:pe], fwd, index, ts)
+                        (flow.handler or apps_payload)(flow, data[ps:pe], fwd, index, ts, seq)
                     if proto != 6 and (proto in ip_tunnels or (proto == 17 and (dport in udp_tunnels or sport in udp_tunnels))):
                         self._tunnel(index, ts, data, ps, pe, proto, sport, dport, wirelen)
                     if len(events) >= max_events:
@@ -408,7 +409,7 @@ class FlowMeter:
         return self.flows.get((src, dst, sport, dport, proto)) or self.flows.get((dst, src, dport, sport, proto))
 
     def _general(self, index: int, linktype: int, data: bytes, ts: int = 0,
-                 wirelen: int = 0) -> tuple[bytes, bytes, int, int, int, int, int, int, Any, int] | None:
+                 wirelen: int = 0) -> tuple[bytes, bytes, int, int, int, int, int, int, Any, int, int] | None:
         """Any link type, IPv6, VLANs, fragments, IP options; None (counted) when there is no flow to meter.
 
         A fragment goes to the reassembler (:mod:`fragments`) and is not metered itself: the
@@ -637,6 +638,8 @@ class FlowMeter:
             doc["ztsoc.icmp.type"] = flow.sport
         if flow.layer:
             doc["tags"] = ["tunnelled"]
+        if flow.state is not None:  # a decoded TCP flow: what its sequence numbers showed (tcpstream)
+            doc.update(self.apps.flow_fields(flow))
         return doc
 
     def app_event(self, flow: Flow, dataset: str, position: str, index: int, ts: int, fields: Event,

@@ -122,6 +122,73 @@ def http_message(data: bytes) -> None:
         http.http_fields(req, resp)
 
 
+def _segments(data: bytes) -> list[bytes]:
+    """The fuzzer's bytes as one TCP connection's frames (port 80): handshake, then segments.
+
+    ``data``: client and server initial sequence numbers (4 bytes each), then records of
+    ``flags, length, payload``: flags bit 0 the direction (1: the server), bits 1-2 where the
+    segment goes (0: the next bytes, 1: the same sequence number as the direction's last
+    segment, 2: a signed byte further, 3: an explicit 4-byte sequence number).
+    """
+    from bench.pcapgen import tcp_frame
+
+    if len(data) < 8:
+        return []
+    client, server = 0xA9FE0A01, 0xA9FE0A02
+    isn = [int.from_bytes(data[0:4], "big"), int.from_bytes(data[4:8], "big")]
+    nxt = [(isn[0] + 1) & 0xFFFFFFFF, (isn[1] + 1) & 0xFFFFFFFF]
+    last = list(nxt)
+    frames = [tcp_frame(client, server, 40000, 80, 0x02, isn[0], 0),
+              tcp_frame(server, client, 80, 40000, 0x12, isn[1], nxt[0]),
+              tcp_frame(client, server, 40000, 80, 0x10, nxt[0], nxt[1])]
+    at = 8
+    while at + 2 <= len(data) and len(frames) < 200:
+        flags, length = data[at], data[at + 1]
+        at += 2
+        side, mode = flags & 1, (flags >> 1) & 3
+        seq = nxt[side]
+        if mode == 1:
+            seq = last[side]
+        elif mode == 2 and at < len(data):
+            seq = (nxt[side] + int.from_bytes(data[at:at + 1], "big", signed=True)) & 0xFFFFFFFF
+            at += 1
+        elif mode == 3 and at + 4 <= len(data):
+            seq = int.from_bytes(data[at:at + 4], "big")
+            at += 4
+        payload = data[at:at + length]
+        at += length
+        if not payload:
+            continue
+        last[side] = seq
+        if mode == 0:
+            nxt[side] = (seq + len(payload)) & 0xFFFFFFFF
+        src, dst, sport, dport = (client, server, 40000, 80) if side == 0 else (server, client, 80, 40000)
+        frames.append(tcp_frame(src, dst, sport, dport, 0x18, seq, nxt[1 - side], payload))
+    return frames
+
+
+def tcp_stream(data: bytes) -> None:
+    """Segment sequences of one HTTP connection (resent, overlapping, out of order, wrapping) through the
+    meter: TCP sequence tracking and HTTP heads joined across segments. Also fails when the per-flow
+    state outgrows its bounds (held head bytes, remembered holes, unanswered requests)."""
+    from collectors.pcap.flows import FlowMeter
+    from collectors.pcap.http import MAX_HEAD
+    from collectors.pcap.tcpstream import MAX_HOLES
+
+    meter = FlowMeter(str)
+    for i, frame in enumerate(_segments(data)):
+        meter.packet(i, 1_700_000_000_000_000_000 + i * 1000, 1, frame, len(frame))
+        for flow in meter.flows.values():
+            state = flow.state
+            if state is None or not hasattr(state, "up"):
+                continue
+            if max(len(state.up.buf), len(state.down.buf)) >= MAX_HEAD or len(state.pending) > 64 or max(
+                    len(state.tcp.orig.holes or ()), len(state.tcp.resp.holes or ())) > MAX_HOLES:
+                raise Crash("per-flow HTTP/TCP state past its bounds")
+    meter.flush()
+    _meter_problems(meter)
+
+
 def tls_hello(data: bytes) -> None:
     from collectors.pcap import tls
 
@@ -341,6 +408,21 @@ def _packet_seeds() -> list[bytes]:
     return [bytes([eth]) + f for f in _frames()] + [bytes([eth]) + b"\xde\xad\xbe\xef".join(_frames()[:2])]
 
 
+def _segment(side: int, payload: bytes, mode: int = 0, extra: bytes = b"") -> bytes:
+    return bytes([side | mode << 1, len(payload)]) + extra + payload
+
+
+def _stream_seeds() -> list[bytes]:
+    """Connections: a request resent, a head split in three, pipelining with a body, a wrap near 2**32."""
+    req, resp = b"GET /a HTTP/1.1\r\nHost: a.example\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    post = b"POST /p HTTP/1.1\r\nContent-Length: 5\r\n\r\nGET /"
+    isns = (b"\x00\x00\x03\xe8\x00\x00\x13\x88", b"\xff\xff\xff\xf0\xff\xff\xff\xfa")
+    return [isns[0] + _segment(0, req) + _segment(0, req, 1) + _segment(1, resp),
+            isns[1] + _segment(0, req[:9]) + _segment(0, req[9:20]) + _segment(0, req[20:]) + _segment(1, resp),
+            isns[0] + _segment(0, post + req) + _segment(1, resp + resp) + _segment(0, req[:5], 2, b"\x10"),
+            isns[1] + _segment(0, req[:12]) + _segment(0, req[12:], 1) + _segment(1, resp[:20]) + _segment(1, resp[20:])]
+
+
 def _payload_seeds() -> list[bytes]:
     return [f[54:] for f in _frames()] + [f[42:] for f in _frames()] + [f[14:] for f in _frames()]
 
@@ -374,6 +456,7 @@ HARNESSES: dict[str, Harness] = {h.name: h for h in (
     Harness("link_layers", link_layers, (), lambda: [f for f in _frames()]),
     Harness("dns", dns_message, (ValueError,), lambda: [f[42:] for f in _frames()]),
     Harness("http", http_message, (), _payload_seeds),
+    Harness("tcp_stream", tcp_stream, (), _stream_seeds),
     Harness("tls", tls_hello, (ValueError,), _payload_seeds),
     Harness("icmp", icmp_message, (), lambda: [b"\x01" + f[34:] for f in _frames()]),
     Harness("syslog", syslog_lines, (), lambda: AUTH + [b"".join(f.splitlines(True)[:20]) for f in
