@@ -92,18 +92,22 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """One pass: every rule from its cursor (minus the look-back) to now, or from --since; alerts upserted."""
         from detections.runner import load_compiled, run_detections
+        from eventstore.gc_pause import gc_paused
         from eventstore.timeutil import parse_duration
 
-        with _match_writer(matches) as on_match, console.status(esc(_("loading rules and evaluating..."))):
+        # the cyclic GC off for this one-shot run: the rule set is long-lived, events and alerts
+        # form no cycles (each walk of a SigmaHQ-sized set took ~0.1 s, several per run); what
+        # lives on is frozen before the collector is back on, or it would walk it once more
+        with (_match_writer(matches) as on_match, console.status(esc(_("loading rules and evaluating..."))),
+              gc_paused()):
             compiled = load_compiled(rules or [], shipped=not no_shipped)
-            # the rule set lives as long as this command: frozen, the cyclic GC never walks it
-            # again (each walk of a SigmaHQ-sized set took ~0.1 s, several per run)
             gc.freeze()
             report = run_detections(
                 use_store(store), since=since_option(since or "1h"), until=since_option(until),
                 rules_dirs=rules or [], lookback=parse_duration(lookback), reset=reset, shipped=not no_shipped,
                 rewind=since is not None, on_match=on_match, compiled=compiled,
             )
+            gc.freeze()
         _print(report, as_json)
         if report.write_errors or report.failed:
             raise typer.Exit(1)

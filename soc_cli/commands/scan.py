@@ -140,22 +140,23 @@ def register(app: typer.Typer) -> None:
         if min_level is not None and min_level not in LEVELS:
             raise ValueError(f"--min-level must be one of {', '.join(reversed(LEVELS))}")
         started = time.perf_counter()
-        _ruleset, cs, cache = load_compiled_cached(tuple(rules or []), shipped=not no_shipped, use_cache=not no_cache)
-        scanner = Scanner(cs, min_level=min_level, keep_matched=store is not None)
-        problems: list[str] = []
-        files: dict[str, list[Path]] = {}
-        read_problems = 0
-        missing = [str(p) for p in paths if not p.exists()]
-        if missing:
-            raise ValueError(f"no such file or folder: {', '.join(missing)}")
-        todo = list(expand(paths))
-        workers = min(jobs or _default_jobs(todo), len(todo))
-        _WORKER.update(cs=cs, min_level=min_level, keep=store is not None)
-        # the rule set lives as long as the run: frozen, the cyclic GC never walks it again
-        # (nor touches its pages in forked workers); events and matches form no cycles, so
-        # the collector stays off while they are read (as ``soc ingest`` does, gc_paused)
-        gc.freeze()
+        # The cyclic GC off for the whole scan: the rule set is long-lived and events and
+        # matches form no cycles, so its collections find nothing (as ``soc ingest`` has it).
+        # What lives on is frozen before it is turned back on, or that would walk it all once.
         with gc_paused():
+            _ruleset, cs, cache = load_compiled_cached(tuple(rules or []), shipped=not no_shipped,
+                                                       use_cache=not no_cache)
+            gc.freeze()  # nor do forked workers touch its pages for the collector
+            scanner = Scanner(cs, min_level=min_level, keep_matched=store is not None)
+            problems: list[str] = []
+            files: dict[str, list[Path]] = {}
+            read_problems = 0
+            missing = [str(p) for p in paths if not p.exists()]
+            if missing:
+                raise ValueError(f"no such file or folder: {', '.join(missing)}")
+            todo = list(expand(paths))
+            workers = min(jobs or _default_jobs(todo), len(todo))
+            _WORKER.update(cs=cs, min_level=min_level, keep=store is not None)
             if workers > 1:  # fork: the workers share the compiled rules already in memory
                 import multiprocessing
 
@@ -165,9 +166,7 @@ def register(app: typer.Typer) -> None:
                     outcomes = list(done)
             else:
                 outcomes = [_scan_file(p) for p in todo]
-            # what the scan built to keep (rules compiled on first use, matches): frozen too, or
-            # turning the collector back on would walk all of it once for nothing
-            gc.freeze()
+            gc.freeze()  # the rules compiled on first use, the matches
         for path, name, part, bad_records, problem in sorted(outcomes, key=lambda o: str(o[0])):
             if problem:
                 problems.append(problem)
