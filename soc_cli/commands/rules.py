@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from locales import _
+from soc_cli.errors import raised_text
 from soc_cli.output import console, emit, err_console, esc, write_generated
 
 RulesOption = typer.Option(None, "--rules", help="extra rules folder (repeatable), beside the shipped rules")
@@ -82,7 +83,8 @@ def register(app: typer.Typer) -> None:
                             problems.append(RuleProblem(str(r.path), r.key, f"samples:{res.kind}", res.reason))
         rows = [p.as_dict() for p in problems]
         if as_json or ndjson or rows:
-            emit(rows, ["path", "rule", "stage", "reason"], as_json=as_json, ndjson=ndjson,
+            shown = rows if as_json or ndjson else [{**r, "reason": raised_text(r["reason"])} for r in rows]
+            emit(shown, ["path", "rule", "stage", "reason"], as_json=as_json, ndjson=ndjson,
                  title=_("{n} problem(s) in {rules} rule(s)").format(n=len(rows), rules=len(rs.rules) + len(rs.problems)))
         if not as_json and not ndjson:
             console.print(esc(_("{n} rule(s) usable, {bad} problem(s)").format(n=len(cs.rules), bad=len(rows))),
@@ -119,8 +121,8 @@ def register(app: typer.Typer) -> None:
                 raise typer.Exit(1)
             return
         results = check_samples(rs, target)
-        rows = [{"rule": r.rule, "sample": r.kind, "events": r.events, "alerts": len(r.alerts),
-                 "ok": r.ok, "reason": r.reason} for r in results]
+        rows = [{"rule": r.rule, "sample": r.kind, "events": r.events, "alerts": len(r.alerts), "ok": r.ok,
+                 "reason": r.reason if as_json or ndjson else raised_text(r.reason)} for r in results]
         emit(rows, ["rule", "sample", "events", "alerts", "ok", "reason"], as_json=as_json, ndjson=ndjson,
              title=f"{target.key}: " + _("samples"))
         if not all(r.ok for r in results):
