@@ -220,8 +220,8 @@ def add_to_pot(app: Any, pot: Path) -> int:
         if item.text not in catalog:
             catalog.add(item.text, auto_comments=[f"help of: {item.where}"])
     for template, where in raised_messages(Path(__file__).resolve().parent.parent).items():
-        if catalog.get(template, context=CONTEXT) is None:
-            catalog.add(template, context=CONTEXT, auto_comments=[f"raised in: {where}"])
+        if catalog.get(template, context=CONTEXT) is None:  # the file only: a line number would churn the .po
+            catalog.add(template, context=CONTEXT, auto_comments=[f"raised in: {where.split(':')[0]}"])
     with pot.open("wb") as fh:
         write_po(fh, catalog, omit_header=False, sort_output=True, no_location=True)
     return len(catalog) - before
