@@ -67,6 +67,26 @@ DECISION_REASONS: tuple[str, ...] = (
     "an asserted principal is not trusted here: present a token", "{rule} ({where}) failed on {failed}",
 )
 
+#: policy schema errors as ``policy.schema_messages`` puts them together from parts (the location
+#: before them is kept as it is); ``tests/test_raised.py`` lints bad policies and checks that no
+#: English is left, so a changed wording there is noticed
+SCHEMA_MESSAGES: tuple[str, ...] = (
+    "unknown key {key}", "unknown key {key} (did you mean {word}?)", "unknown key {key} (allowed here: {allowed})",
+    "unknown key {key} (did you mean {word}?) (allowed here: {allowed})",
+    "{value} is not allowed here: use one of {options}",
+    "{value} is not allowed here (did you mean {word}?): use one of {options}",
+    "use HH:MM, 24-hour (e.g. 09:00)", "use HH:MM, 24-hour (e.g. 17:30; 24:00 for midnight)",
+    "use lower-case letters, digits, '.', '_' and '-' (up to 128, starting with a letter or digit)",
+    "a path starts with '/' (or is '*')", "it does not have the expected form", "missing {keys}",
+    "{value} should be a list", "{value} should be a mapping (key: value)", "{value} should be text",
+    "{value} should be a whole number", "{value} should be a number", "{value} should be true or false",
+    "{value} should be {types}", "needs at least {n} entry", "needs at least {n} entries",
+    "is empty: give at least one of {allowed}", "is empty: give a value", "{key} needs {values} too",
+    "{value} is too small: at least {n}",
+    # the same hints where another message takes them as its tail (``{label}: unknown key '{k}'{hint}``)
+    " (did you mean {word}?)", " (allowed here: {allowed})", " (did you mean {word}?) (allowed here: {allowed})",
+)
+
 #: the operating system's words inside our messages (``cannot read: [Errno 2] No such file or directory: 'x'``):
 #: Python writes them in English whatever the locale
 OS_ERRORS: tuple[str, ...] = (
@@ -201,6 +221,7 @@ def raised_messages(root: Path) -> dict[str, str]:
     found = {message: "typer usage error" for message in USAGE_ERRORS}
     found.update({message: "operating system error" for message in OS_ERRORS})
     found.update({message: "policy decision reason" for message in DECISION_REASONS})
+    found.update({message: "policy schema message" for message in SCHEMA_MESSAGES})
     for item in source_messages(root):
         found.setdefault(item.template, item.where)
     return found
