@@ -194,12 +194,13 @@ def translated(text: str, *, depth: int = MAX_DEPTH, lang: str | None = None) ->
     whole = _matched(text, lang, depth)
     if whole is not None:
         return whole
-    # a location before the message (``rules/x.yml:12: ...``, ``policy.yml: ...``): kept, the rest translated
+    # a location before the message (``rules/x.yml:12: ...``, ``rule 'r1': when.time: ...``): the rest
+    # translated; of the location, only a part that is a whole message itself (``rule 'r1'``)
     head, sep, rest = text.partition(": ")
     while sep:
         inner = _matched(rest, lang, depth)
         if inner is not None:
-            return head + sep + inner
+            return ": ".join(_matched(part, lang, depth) or part for part in head.split(": ")) + sep + inner
         more, sep, rest = rest.partition(": ")
         head = f"{head}: {more}"
     return text

@@ -83,6 +83,8 @@ SCHEMA_MESSAGES: tuple[str, ...] = (
     "{value} should be {types}", "needs at least {n} entry", "needs at least {n} entries",
     "is empty: give at least one of {allowed}", "is empty: give a value", "{key} needs {values} too",
     "{value} is too small: at least {n}",
+    # where in the policy (the location before the message)
+    "rule {name}", "rule #{n}", "(top)",
     # the same hints where another message takes them as its tail (``{label}: unknown key '{k}'{hint}``)
     " (did you mean {word}?)", " (allowed here: {allowed})", " (did you mean {word}?) (allowed here: {allowed})",
 )

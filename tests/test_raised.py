@@ -147,11 +147,12 @@ BAD_POLICY_RULES = (
     "  - name: a\n    efect: allow\n    destination: {services: [s], methods: [GETT]}\n",
     "  - name: Bad\n    effect: allow\n    destination: {services: s}\n    when: {time: {from: '09:00'}, claims: {}}\n",
     "  - name: b\n    effect: permit\n    destination: {services: [s], paths: [nope]}\n    zzz: 1\n",
+    "  - effect: allow\n",  # no name: the rule by its number
 )
 #: words of policy.schema_messages that must not be left in a Vietnamese message
 ENGLISH = ("unknown key", "did you mean", "allowed here", "is not allowed", "use one of", "use HH:MM", "missing",
            "should be", "needs", "is empty", "give at least", "too small", "use lower-case", "a path starts",
-           "expected form")
+           "expected form", "rule '", "(top)")
 
 
 @pytest.mark.parametrize("body", BAD_POLICY_RULES)
