@@ -437,6 +437,8 @@ def test_rules_commands_in_vietnamese(tmp_path: Path) -> None:
     assert validate.returncode == 0 and "quy tắc dùng được, 0 lỗi" in validate.stdout, validate.stdout + validate.stderr
     coverage = _soc(["rules", "coverage"], "vi", store)
     assert coverage.returncode == 0 and "kỹ thuật ATT&CK" in " ".join(coverage.stdout.split()), coverage.stderr
+    listed = " ".join(_soc(["rules", "list"], "vi", store).stdout.split())
+    assert "mã quy tắc" in listed and "Truy vấn DNS có nhãn dài" in listed and "thông tin" in listed, listed
 
 
 def test_scan_summary_in_vietnamese(tmp_path: Path) -> None:

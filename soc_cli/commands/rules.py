@@ -9,6 +9,7 @@ import typer
 
 from locales import _
 from soc_cli.errors import raised_text
+from soc_cli.labels import label, rule_title
 from soc_cli.output import console, emit, err_console, esc, write_generated
 
 RulesOption = typer.Option(None, "--rules", help="extra rules folder (repeatable), beside the shipped rules")
@@ -58,6 +59,9 @@ def register(app: typer.Typer) -> None:
                 d = found.get(row["rule.id"])
                 row["dsl"] = json.dumps(d) if d is not None and not as_json and not ndjson else d
             columns.append("dsl")
+        if not (as_json or ndjson):  # a person reads the table: the rule's title and level in the language
+            rows = [{**row, "rule.name": rule_title(row), "ztsoc.alert.level": label(row["ztsoc.alert.level"])}
+                    for row in rows]
         emit(rows, columns, as_json=as_json, ndjson=ndjson, title=_("{n} rules ({bad} unusable)").format(n=len(rs.rules), bad=len(rs.problems)))
 
     @rules_app.command("validate")
