@@ -592,6 +592,10 @@ def test_tail_summary_in_vietnamese(tmp_path: Path) -> None:
                              "--interval", "0.1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout is not None
+        import select
+
+        ready, _w, _x = select.select([proc.stdout], [], [], 120)  # never hang on a follower that says nothing
+        assert ready, "soc tail printed nothing in 120 s"
         first = proc.stdout.readline()  # the stored event: the follower is running
         assert "ssh_login" in first and "source.ip=203.0.113.7" in first
         proc.send_signal(signal.SIGTERM)
