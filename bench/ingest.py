@@ -9,10 +9,13 @@ to ztsoc and to the baseline back to back, alternating which goes first, so both
 same node state as the indices grow. Only the writes are timed: generating the events,
 and pre-serialising the baseline's documents and rows, is not.
 
-- SQLite: ``SQLiteStore.write_events`` against ``sqlite3.executemany`` of the same rows
-  (built ahead by ``sqlite_store.prepare_rows``, so ztsoc's validation and JSON encoding
-  count against it) into an equivalent table (same DDL, WAL), one transaction per slice.
-  Targets: ratio >= 0.9 and >= 50,000 events/s.
+- SQLite: ``SQLiteStore.write_events`` against ``sqlite3.executemany`` of the finished rows
+  exactly as stored (built ahead by ``sqlite_rows.prepare_rows``: time already in epoch ms,
+  JSON already encoded, so ztsoc's validation, time parsing and encoding all count against
+  it), with the same ``INSERT OR IGNORE`` into an equivalent table (same DDL, indexes and
+  pragmas), one transaction per slice. Targets: ratio >= 0.9 and >= 50,000 events/s.
+  Both wall and this process's CPU time are reported: on a shared machine the wall figure
+  mostly measures the neighbours.
 - Elasticsearch: ``ElasticsearchStore.write_events`` against
   ``elasticsearch.helpers.streaming_bulk`` of the same documents pre-serialised to JSON,
   ``op_type=create`` into an equivalent index (same templates, another prefix).
@@ -160,6 +163,7 @@ class Side:
 
     name: str
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # this process's CPU time (for Elasticsearch: the client's side only)
     events: int = 0
     notes: list[str] = field(default_factory=list)
 
@@ -167,11 +171,16 @@ class Side:
     def rate(self) -> float:
         return self.events / self.seconds if self.seconds else 0.0
 
+    @property
+    def cpu_rate(self) -> float:
+        return self.events / self.cpu_seconds if self.cpu_seconds else 0.0
+
 
 def _timed(side: Side, count: int, write: Callable[[], object]) -> None:
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     write()
     side.seconds += time.perf_counter() - began
+    side.cpu_seconds += time.process_time() - cpu
     side.events += count
 
 
@@ -183,7 +192,8 @@ def _slices(total: int, size: int) -> Iterator[tuple[int, int]]:
 # -- SQLite -------------------------------------------------------------------------------
 
 def _sqlite_sides(args: argparse.Namespace, workdir: Path, progress: Callable[[str], None]) -> tuple[Side, Side]:
-    from eventstore.sqlite_store import EVENTS, PRAGMAS, SQLiteStore, insert_sql, prepare_rows
+    from eventstore.sqlite_rows import prepare_rows
+    from eventstore.sqlite_store import EVENTS, PRAGMAS, SQLiteStore, insert_sql
 
     ours = Side("ztsoc SQLiteStore.write_events")
     base = Side("baseline sqlite3 executemany")
@@ -288,9 +298,11 @@ def _report(title: str, ours: Side, base: Side, *, floor: float | None = None) -
     print(f"{title}")
     for side in (ours, base):
         notes = f"  ({'; '.join(side.notes)})" if side.notes else ""
-        print(f"  {side.name:<40} {side.rate:>12,.0f} events/s  ({side.events:,} in {side.seconds:.1f} s){notes}")
+        print(f"  {side.name:<40} {side.rate:>12,.0f} events/s  ({side.events:,} in {side.seconds:.1f} s; "
+              f"CPU {side.cpu_seconds:.1f} s, {side.cpu_rate:,.0f} events/CPU-s){notes}")
     target = "ratio >= 0.9" + (f" and >= {floor:,.0f} events/s" if floor else "")
-    print(f"  ratio ztsoc/baseline {ratio:.2f}   target {target}: {'met' if ok else 'MISSED'}")
+    cpu_ratio = ours.cpu_rate / base.cpu_rate if base.cpu_rate else 0.0
+    print(f"  ratio ztsoc/baseline {ratio:.2f} (CPU time: {cpu_ratio:.2f})   target {target}: {'met' if ok else 'MISSED'}")
     return ok
 
 

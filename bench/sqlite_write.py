@@ -1,9 +1,9 @@
 """SQLite write rate: ``SQLiteStore.write_events`` against a plain ``executemany`` of the same rows.
 
-The baseline gets the rows already built by ``sqlite_store.prepare_rows`` (untimed) and only
-runs ``executemany`` of ``insert_sql`` into an identical file, one transaction per slice, so
-everything ztsoc does on top (reading the documents, JSON encoding, error handling) counts
-against ztsoc. Slices alternate which side goes first. Both wall time and this process's CPU
+The baseline gets the rows exactly as stored, built ahead by ``sqlite_rows.prepare_rows``
+(untimed), and only runs ``executemany`` of ``insert_sql`` into an identical file, one
+transaction per slice, so everything ztsoc does on top (reading the documents, validation,
+time parsing, JSON encoding, error handling) counts against ztsoc. Slices alternate which side goes first. Both wall time and this process's CPU
 time are printed: on a shared machine the wall figure mostly measures the neighbours.
 ``bench/ingest.py`` is the official two-backend benchmark; this is the quick SQLite check.
 
@@ -23,7 +23,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from eventstore.sqlite_store import EVENTS, PRAGMAS, SQLiteStore, insert_sql, prepare_rows
+from eventstore.sqlite_rows import prepare_rows
+from eventstore.sqlite_store import EVENTS, PRAGMAS, SQLiteStore, insert_sql
 from eventstore.timeutil import to_iso
 
 

@@ -27,7 +27,7 @@ import functools
 import ipaddress
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from eventstore.schema import FIELDS
@@ -39,7 +39,10 @@ _LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
 
 @functools.lru_cache(maxsize=65536)
 def _is_ip(text: str) -> bool:
-    """Cached: a capture repeats the same few thousand addresses on every flow."""
+    """Cached: a capture repeats the same few thousand addresses on every flow. Only text is
+    an address (``ipaddress`` would take an int)."""
+    if not isinstance(text, str):
+        return False
     try:
         ipaddress.ip_address(text)
     except ValueError:
@@ -153,3 +156,71 @@ def _each(check: Callable[[Any], str | None], value: Any) -> str | None:
                 return why
         return None
     return check(value)
+
+
+# -- documents of a known shape -----------------------------------------------------------
+
+#: what a keyword or text field may hold with no further look (``problem`` refuses only a mapping there)
+_PLAIN: frozenset[type] = frozenset({str, int, float, bool, type(None)})
+#: (kind, type) -> a test of such a value ``{}``, true only when that field's check passes
+_TERMS: dict[tuple[str, type], str] = {
+    ("ip", str): "_is_ip({})",
+    ("ip", list): "all(map(_is_ip, {}))",  # nested lists are unhashable: the test raises
+    ("long", int): "_LONG_MIN <= {} <= _LONG_MAX",
+    # an int beyond any double raises in isfinite: problem() decides
+    ("float", float): "isfinite({})",
+    ("float", int): "isfinite({})",
+    ("boolean", bool): "",
+    **{(kind, type(None)): "" for kind in ("ip", "long", "float", "boolean")},
+}
+_PLAIN_TERM = "({0}.__class__ in _PLAIN or {0}.__class__ is list and _PLAIN.issuperset(map(type, {0})))"
+_SCOPE = {"_is_ip": _is_ip, "_PLAIN": _PLAIN, "_LONG_MIN": _LONG_MIN, "_LONG_MAX": _LONG_MAX,
+          "isfinite": math.isfinite, "map": map, "all": all, "type": type}
+
+ValuesCheck = Callable[[Sequence[Any]], bool]
+
+
+def _compile(terms: list[str]) -> ValuesCheck:
+    """One expression over the values ``v``: built from the templates above and value positions
+    only, never from a document's text (the names it tests come from the schema)."""
+    if not terms:
+        return _always
+    test: ValuesCheck = eval(f"lambda v: {' and '.join(terms)}", dict(_SCOPE))
+    return test
+
+
+def typed_check(keys: Sequence[Any], types: Sequence[type], *, small_ints: bool = False) -> ValuesCheck | None:
+    """For documents with these keys in this order holding values of exactly these types, a
+    test over the values in key order that is true only when no ip, long, float or boolean
+    field would be refused. ``None`` when such a value is of a type only :func:`problem` can
+    judge (text in a number field...). ``small_ints``: the caller knows every int is within
+    53 bits (orjson's ``OPT_STRICT_INTEGER`` said so), so longs need no look.
+
+    Why: ``problem`` walks every field of every document (~4 us a flow). A batch holds a
+    few shapes; which values need a look, and how, is known once per shape, and the test is
+    one expression over just those (a flow's: ``_is_ip(v[9]) and _is_ip(v[11]) and
+    all(map(_is_ip, v[24]))``). It must never be true when ``problem`` would refuse
+    (``tests/test_sqlite_rows.py`` holds it to that on generated documents)."""
+    terms: list[str] = []
+    for i, (name, cls) in enumerate(zip(keys, types, strict=True)):
+        kind = _KIND.get(name)
+        if kind is None or kind in ("keyword", "text") or (small_ints and kind == "long" and cls is int):
+            continue
+        term = _TERMS.get((kind, cls))
+        if term is None:
+            return None
+        if term:
+            terms.append(f"({term.format(f'v[{i}]')})")
+    return _compile(terms)
+
+
+def keyword_check(keys: Sequence[Any]) -> ValuesCheck:
+    """For documents with these keys in this order, a test over the values that is true only
+    when no keyword or text field holds a mapping (the one thing ``problem`` refuses there).
+    With :func:`typed_check` true as well, ``problem`` finds nothing."""
+    return _compile([_PLAIN_TERM.format(f"v[{i}]") for i, name in enumerate(keys)
+                     if _KIND.get(name) in ("keyword", "text")])
+
+
+def _always(values: Sequence[Any]) -> bool:
+    return True

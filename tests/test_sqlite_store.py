@@ -18,7 +18,8 @@ import pytest
 from eventstore import AlertChange, Metric, StoreError, StoreURLError, open_store
 from eventstore.query import parse
 from eventstore.query.sqlite import WhereBuilder
-from eventstore.sqlite_store import EVENTS, SQLiteStore, prepare_rows
+from eventstore.sqlite_rows import prepare_rows
+from eventstore.sqlite_store import EVENTS, SQLiteStore
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -144,7 +145,7 @@ def test_unbindable_row_redoes_the_batch_checked(sqlite_store: SQLiteStore, monk
 def test_prepare_rows_is_what_is_stored() -> None:
     errors: list[tuple[int, str, str]] = []
     rows = prepare_rows([ev(1), {"x": 1}], EVENTS, errors)
-    assert len(rows) == 1 and rows[0][0] == "e00001" and rows[0][1] == "2024-05-01T10:00:01.000Z"
+    assert len(rows) == 1 and rows[0][0] == "e00001" and rows[0][1] == 1714557601000  # the time as epoch ms
     assert errors == [(1, "1", "missing event.id")]
 
 
