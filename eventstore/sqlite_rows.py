@@ -152,26 +152,25 @@ class _Shape:
     typed: Callable[[Sequence[Any]], bool] | None
     #: no keyword or text field holds a mapping (asked only when the JSON has an object inside)
     plain: Callable[[Sequence[Any]], bool]
-    #: the row's hot values and its ``multi`` (None) out of ``values``
-    head: Callable[[Sequence[Any]], tuple[Any, ...]]
+    #: the row out of ``(*values, None, ms, json)``
+    row: Callable[[Sequence[Any]], Row]
     ts_text: bool  # @timestamp is text (else epoch millis, an int)
     id_at: int
-    ts_at: int
 
 
 def _shape(keys: tuple[Any, ...], types: tuple[type, ...], hot: tuple[str, ...]) -> _Shape | None:
     """The shape's plan, or None when its documents go the careful way (no id or time, a list
-    in a hot field: ``multi``...). ``types`` ends with that of the None added after the values."""
+    in a hot field: ``multi``...)."""
     if "event.id" not in keys or "@timestamp" not in keys or types[keys.index("event.id")] is not str:
         return None
-    id_at, ts_at = keys.index("event.id"), keys.index("@timestamp")
+    id_at, ts_at, end = keys.index("event.id"), keys.index("@timestamp"), len(keys)
     if types[ts_at] is not str and types[ts_at] is not int:
         return None
-    places = [keys.index(name) if name in keys else len(keys) for name in hot]
-    if not _HOT_TYPES.issuperset(types[i] for i in places):
+    places = [keys.index(name) if name in keys else end for name in hot]
+    if not _HOT_TYPES.issuperset(types[i] for i in places if i < end):
         return None
-    return _Shape(typed=typed_check(keys, types[:-1], small_ints=True), plain=keyword_check(keys),
-                  head=itemgetter(*places, len(keys)), ts_text=types[ts_at] is str, id_at=id_at, ts_at=ts_at)
+    return _Shape(typed=typed_check(keys, types, small_ints=True), plain=keyword_check(keys),
+                  row=itemgetter(id_at, end + 1, *places, end, end + 2), ts_text=types[ts_at] is str, id_at=id_at)
 
 
 _SHAPES: dict[tuple[str, ...], dict[tuple[tuple[Any, ...], tuple[type, ...]], _Shape]] = {}
@@ -218,20 +217,15 @@ def prepare_rows(docs: Iterable[Any], layout: Any, errors: Problems, start: int 
             if doc.__class__ is not dict:
                 raise _Careful
             text = encode(doc, option=_STRICT)  # refuses lone surrogates, ints past 53 bits...
-            values = (*doc.values(), None)  # None: what a missing hot field's column gets
-            key = (tuple(doc), tuple(map(type, values)))
+            key = (tuple(doc), tuple(map(type, doc.values())))
             shape = shapes.get(key)
             if shape is None:
                 shape = _shape(*key, hot)  # an odd shape is not remembered
-                if shape is not None and len(shapes) < MAX_SHAPES:
+                if shape is None:
+                    raise _Careful
+                if len(shapes) < MAX_SHAPES:
                     shapes[key] = shape
-            if shape is None or not values[shape.id_at]:
-                raise _Careful
-            typed = shape.typed
-            if (typed is None or not typed(values) or (text.find(b"{", 1) != -1 and not shape.plain(values))) \
-                    and problem(doc) is not None:
-                raise _Careful  # the careful way says why, as it would have
-            ms = values[shape.ts_at]
+            ms = doc["@timestamp"]
             if shape.ts_text:
                 fraction = fractions.get(ms[19:])
                 second = seconds.get(ms[:19])
@@ -240,7 +234,15 @@ def prepare_rows(docs: Iterable[Any], layout: Any, errors: Problems, start: int 
                 if second is None or fraction is None:
                     raise _Careful
                 ms = second + fraction
-            append((values[shape.id_at], ms, *shape.head(values), text.decode()))
+            # the values, then what the row adds: None (a missing hot field, multi), the time, the JSON
+            values = (*doc.values(), None, ms, text.decode())
+            typed = shape.typed
+            if not values[shape.id_at]:
+                raise _Careful
+            if (typed is None or not typed(values) or (text.find(b"{", 1) != -1 and not shape.plain(values))) \
+                    and problem(doc) is not None:
+                raise _Careful  # the careful way says why, as it would have
+            append(shape.row(values))
         except Exception:  # whatever the fast way trips on, the careful way decides
             row = careful_row(doc, position, hot, errors)
             if row is not None:

@@ -163,9 +163,8 @@ def _each(check: Callable[[Any], str | None], value: Any) -> str | None:
 #: what a keyword or text field may hold with no further look (``problem`` refuses only a mapping there)
 _PLAIN: frozenset[type] = frozenset({str, int, float, bool, type(None)})
 #: (kind, type) -> a test of such a value ``{}``, true only when that field's check passes
+#: (addresses are tested together: see ``_ADDRESSES``)
 _TERMS: dict[tuple[str, type], str] = {
-    ("ip", str): "_is_ip({})",
-    ("ip", list): "all(map(_is_ip, {}))",  # nested lists are unhashable: the test raises
     ("long", int): "_LONG_MIN <= {} <= _LONG_MAX",
     # an int beyond any double raises in isfinite: problem() decides
     ("float", float): "isfinite({})",
@@ -174,8 +173,23 @@ _TERMS: dict[tuple[str, type], str] = {
     **{(kind, type(None)): "" for kind in ("ip", "long", "float", "boolean")},
 }
 _PLAIN_TERM = "({0}.__class__ in _PLAIN or {0}.__class__ is list and _PLAIN.issuperset(map(type, {0})))"
-_SCOPE = {"_is_ip": _is_ip, "_PLAIN": _PLAIN, "_LONG_MIN": _LONG_MIN, "_LONG_MAX": _LONG_MAX,
-          "isfinite": math.isfinite, "map": map, "all": all, "type": type}
+#: addresses already found valid (bounded: emptied when full); only text is ever put in
+_VALID_IPS: set[str] = set()
+_MAX_VALID_IPS = 1 << 16
+
+
+def _valid_ips(values: tuple[Any, ...]) -> bool:
+    """Every value is an address (remembered); unhashable values raise: problem() decides."""
+    if not all(map(_is_ip, values)):
+        return False
+    if len(_VALID_IPS) >= _MAX_VALID_IPS:
+        _VALID_IPS.clear()
+    _VALID_IPS.update(values)
+    return True
+
+
+_SCOPE = {"_VALID_IPS": _VALID_IPS, "_valid_ips": _valid_ips, "_PLAIN": _PLAIN, "_LONG_MIN": _LONG_MIN,
+          "_LONG_MAX": _LONG_MAX, "isfinite": math.isfinite, "map": map, "type": type}
 
 ValuesCheck = Callable[[Sequence[Any]], bool]
 
@@ -198,19 +212,26 @@ def typed_check(keys: Sequence[Any], types: Sequence[type], *, small_ints: bool 
 
     Why: ``problem`` walks every field of every document (~4 us a flow). A batch holds a
     few shapes; which values need a look, and how, is known once per shape, and the test is
-    one expression over just those (a flow's: ``_is_ip(v[9]) and _is_ip(v[11]) and
-    all(map(_is_ip, v[24]))``). It must never be true when ``problem`` would refuse
+    one expression over just those (a flow's: is every address among those already found
+    valid, ``_VALID_IPS.issuperset((v[9], v[11], *v[24]))``). It must never be true when ``problem`` would refuse
     (``tests/test_sqlite_rows.py`` holds it to that on generated documents)."""
     terms: list[str] = []
+    addresses: list[str] = []  # one set test for all of them: ``(v[9], v[11], *v[24])``
     for i, (name, cls) in enumerate(zip(keys, types, strict=True)):
         kind = _KIND.get(name)
         if kind is None or kind in ("keyword", "text") or (small_ints and kind == "long" and cls is int):
+            continue
+        if kind == "ip" and cls in (str, list):
+            addresses.append(f"v[{i}]" if cls is str else f"*v[{i}]")
             continue
         term = _TERMS.get((kind, cls))
         if term is None:
             return None
         if term:
             terms.append(f"({term.format(f'v[{i}]')})")
+    if addresses:
+        found = f"({', '.join(addresses)},)"
+        terms.insert(0, f"(_VALID_IPS.issuperset({found}) or _valid_ips({found}))")
     return _compile(terms)
 
 
