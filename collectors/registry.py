@@ -71,7 +71,7 @@ READERS: dict[str, Callable[..., Reader]] = {
                        (ReaderOption("idle_timeout", float, "flow idle timeout, seconds (default 120)"),
                         ReaderOption("active_timeout", float, "flow active timeout, seconds (default 1800)"),
                         ReaderOption("no_apps", bool, "flows only: skip the DNS/HTTP/TLS/ICMP decoders"),
-                        ReaderOption("max_flows", int, "open flows kept at most (default 100,000); past it the "
+                        ReaderOption("max_flows", int, "open flows kept at most (default 10,000); past it the "
                                      "least recently seen are reported with event.reason evicted"))),
 }
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import struct
+import tracemalloc
+from collections.abc import Iterable, Iterator
+
 import communityid
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP, fragment
@@ -231,3 +235,71 @@ def test_pppoe_with_compressed_ppp_protocol() -> None:
     m.feed([(0, 0, 1, frame, len(frame))])
     m.flush()
     assert [e["destination.port"] for e in m.events] == [2]
+
+
+# -- memory: a compact record per open flow, a table capped by default ---------------------------
+_ETH = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00"
+
+
+def _udp_flows(count: int, rounds: int = 1) -> Iterator[tuple[int, int, int, bytes, int]]:
+    """``count`` UDP flows all open at once (each flow's first packet, then each one's second...)."""
+    index = 0
+    for rnd in range(rounds):
+        for i in range(count):
+            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0, 64, 17, 0, struct.pack("!I", 0x0A000000 + (i >> 8)),
+                             b"\xc0\x00\x02\x01")
+            frame = _ETH + ip + struct.pack("!HHHH", 1024 + (i & 0xFF), 9999, 20, 0) + b"x" * 12
+            yield index, (1_700_000_000 + rnd * 10) * 1_000_000_000 + i, 1, frame, len(frame)
+            index += 1
+
+
+def _metered(config: MeterConfig, records: Iterable[tuple[int, int, int, bytes, int]], batch: int) -> tuple[int, int]:
+    """(peak traced bytes, events) metering ``records`` as the collector does: events taken a batch at a time."""
+    m = FlowMeter(lambda pos: f"id:{pos}", config)
+    out = 0
+    tracemalloc.start()
+    try:
+        it = iter(records)
+        while not m.feed(it, batch):
+            out += len(m.events)
+            m.events = []
+        while not m.flush(limit=batch):
+            out += len(m.events)
+            m.events = []
+        out += len(m.events)
+        m.events = []
+        return tracemalloc.get_traced_memory()[1], out
+    finally:
+        tracemalloc.stop()
+
+
+def test_the_default_flow_table_fits_a_small_sensor() -> None:
+    """Issue 14: 100,000 open flows took ~100 MB. An open flow is now one slotted record under two
+    12-byte keys (about 530 bytes with its table entries); the default cap (10,000) keeps the
+    table under 7 MB, and the flow past it evicts the least recently seen eighth, reported."""
+    cap = MeterConfig().max_flows
+    records = list(_udp_flows(cap + 1))  # made before tracing: the packets are the reader's, not the table's
+    m = FlowMeter(lambda pos: f"id:{pos}")
+    tracemalloc.start()
+    try:
+        m.feed(records[:cap])
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert m.open == cap and not m.events
+    assert held / cap < 700 and held < 7_000_000, f"{held / cap:.0f} bytes per open flow"
+    m.feed(records[cap:])
+    assert m.open == cap - cap // 8 + 1
+    assert len(m.events) == cap // 8 and {e["event.reason"] for e in m.events} == {"evicted"}
+
+
+def test_peak_memory_is_flat_past_the_cap() -> None:
+    """Twice the flows past the cap, the same peak: what is held is the capped table and a batch of
+    events, never something that grows with the flows a capture opens (generous bounds)."""
+    config = MeterConfig(max_flows=256)
+    small, n_small = _metered(config, _udp_flows(250, 2), 100)  # under the cap: nothing evicted
+    big, n_big = _metered(config, _udp_flows(1500, 2), 100)
+    bigger, n_bigger = _metered(config, _udp_flows(3000, 2), 100)
+    assert (n_small, n_big, n_bigger) == (250, 3000, 6000)  # every flow reported, evicted ones twice
+    assert bigger < big * 1.15 + 50_000, (big, bigger)
+    assert big < small + 256 * 700 + 500_000, (small, big)  # at most the rest of the table and the evicted batch

@@ -212,8 +212,10 @@ class PcapReader(ReaderBase):
             reason = "read-error" if failure is not None else "end-of-capture"
 
             def flushed() -> Iterator[list[Event]]:
+                # a quarter of a batch at a time: _pieces holds at most one batch and a quarter of
+                # events before handing a batch over (whole batches held up to two)
                 yield events()  # what the last packets made
-                while not meter.flush(reason, batch_size):
+                while not meter.flush(reason, max(1, batch_size // 4)):
                     yield events()
                 yield events()
 

@@ -38,6 +38,7 @@ from collectors.pcap.decode import (
     ICMP6,
     IP_TUNNELS,
     TCP,
+    UDP,
     UDP_TUNNELS,
     parse_ipv4,
     parse_ipv6,
@@ -56,8 +57,9 @@ CLOSE_SWEEP = NS // 2
 MAX_LAYERS = 3
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 #: the fast path's one unpack of an Ethernet II + IPv4 + TCP/UDP frame: ethertype, version/IHL,
-#: total length, flags/fragment offset, protocol, addresses, ports, TCP sequence number, data offset and flags
-ETH_IPV4 = struct.Struct("!12xHBxHxxHxB2x4s4sHHI4xBB")
+#: total length, flags/fragment offset, protocol, addresses and ports (12 bytes: the flow key,
+#: :func:`flow_key`), TCP sequence number, data offset and flags
+ETH_IPV4 = struct.Struct("!12xHBxHxxHxB2x12sI4xBB")
 
 Event = dict[str, Any]
 #: reasons a flow record is written while the flow may go on (no "end" in its event.type)
@@ -82,22 +84,52 @@ class MeterConfig:
     #: that completed it, what ``tshark -z conv`` counts); its packets are 1 either way
     fragment_bytes: str = "last"
     #: open flows kept at most; past it the least recently seen eighth is reported ("evicted") and
-    #: forgotten, as Zeek and NFStream do. 100,000 open flows take about 100 MB (bench/pcap.py
-    #: --concurrent): a small sensor's budget, and more than a busy office network keeps open at once.
-    max_flows: int = 100_000
+    #: forgotten, as Zeek and NFStream do. Sized for a small sensor (softflowd's default is 8,192):
+    #: an office of a few hundred hosts keeps a few thousand flows open within the 2-minute idle
+    #: timeout; 10,000 open flows take about 5 MB (about 530 bytes each), so peak RSS stays flat
+    #: however many flows a capture opens (``bench/pcap.py --concurrent``). A busier link raises it
+    #: (``--max-flows``); past the cap, flows are split (reported, then counted anew), never lost.
+    max_flows: int = 10_000
+
+
+#: what follows the packed addresses and ports in a flow key: nothing for TCP (the fast path's
+#: 12-byte slice is the key as it is), the protocol number for everything else
+_PROTO_TAG: tuple[bytes, ...] = tuple(b"" if p == TCP else bytes((p,)) for p in range(256))
+_PORTS = struct.Struct("!HH")
+
+
+def flow_key(src: bytes, dst: bytes, sport: int, dport: int, proto: int) -> bytes:
+    """A flow's key in the meter's table: the packed addresses, the ports and the protocol's tag.
+
+    One bytes object (hashed once, no tuple of five to build and hash per packet). For IPv4
+    TCP it is exactly bytes 26 to 38 of an Ethernet frame, so the fast path slices it out.
+    Lengths tell the families apart (12/13 bytes IPv4, 36/37 IPv6).
+    """
+    return src + dst + _PORTS.pack(sport, dport) + _PROTO_TAG[proto]
+
+
+def reverse_key(key: bytes) -> bytes:
+    """The key of the same flow seen the other way (addresses and ports swapped)."""
+    a = 4 if len(key) < 36 else 16
+    return key[a:2 * a] + key[:a] + key[2 * a + 2:2 * a + 4] + key[2 * a:2 * a + 2] + key[2 * a + 4:]
 
 
 class Flow:
+    """One open flow: a compact record (slots; addresses and ports live in its key only).
+
+    The meter's table holds each flow under both directions' keys, so a packet finds its flow
+    with one look-up and its direction by comparing its key with ``key`` (the originator's).
+    """
+
     __slots__ = (
         "app",
         "base",
         "closing",
         "done",
-        "dport",
-        "dst",
         "first_index",
         "handler",
         "icmp",
+        "key",
         "last",
         "layer",
         "oby",
@@ -107,19 +139,19 @@ class Flow:
         "proto",
         "rby",
         "rflags",
+        "rkey",
         "rpk",
         "split",
-        "sport",
-        "src",
         "start",
         "state",
-        "version",
+        "tunnel",
         "vlan",
     )
 
-    def __init__(self, src: bytes, dst: bytes, sport: int, dport: int, proto: int, index: int, ts: int,
-                 vlan: int, probes: int) -> None:
-        self.src, self.dst, self.sport, self.dport, self.proto = src, dst, sport, dport, proto
+    def __init__(self, key: bytes, proto: int, index: int, ts: int, vlan: int, probes: int) -> None:
+        self.key = key  # the originator's direction
+        self.rkey = reverse_key(key)  # the responder's
+        self.proto = proto
         self.first_index = index
         self.start = self.last = ts
         self.opk = self.oby = self.rpk = self.rby = 0
@@ -133,14 +165,30 @@ class Flow:
         self.state: Any = None
         self.split = 0  # 1: continues a flow cut by the active timeout
         self.icmp = 0
+        self.tunnel = False  # carries a tunnel: what it carries is metered too (FlowMeter._tunnel)
         self.closing = False  # in the meter's list of closed flows waiting for their last ACKs
         self.done = False  # reported (its event is out); a closing-list entry then is only skipped
         self.layer = 0  # 0: the packet itself; 1: inside a tunnel; 2: inside a tunnel in a tunnel...
         self.base: dict[str, Any] | None = None  # the fields its events share (FlowMeter._base)
 
+    # the tuple, read from the key (events, probes and tests; never the per-packet path)
     @property
-    def key(self) -> tuple[bytes, bytes, int, int, int]:
-        return self.src, self.dst, self.sport, self.dport, self.proto
+    def src(self) -> bytes:
+        return self.key[:4] if len(self.key) < 36 else self.key[:16]
+
+    @property
+    def dst(self) -> bytes:
+        return self.key[4:8] if len(self.key) < 36 else self.key[16:32]
+
+    @property
+    def sport(self) -> int:
+        a = 8 if len(self.key) < 36 else 32
+        return (self.key[a] << 8) | self.key[a + 1]
+
+    @property
+    def dport(self) -> int:
+        a = 10 if len(self.key) < 36 else 34
+        return (self.key[a] << 8) | self.key[a + 1]
 
     @property
     def closed(self) -> bool:
@@ -238,7 +286,9 @@ class FlowMeter:
         self.config = config or MeterConfig()
         self.make_id = make_id
         self.source = source
-        self.flows: dict[tuple[bytes, bytes, int, int, int], Flow] = {}
+        #: every open flow under both directions' keys (:func:`flow_key`); :meth:`open_flows` lists them once
+        self.table: dict[bytes, Flow] = {}
+        self.open = 0  # flows in the table
         self.defrag = Reassembler(self._problem, self.config.fragments)
         self._held_vlan = -1
         self.events: list[Event] = []
@@ -270,14 +320,12 @@ class FlowMeter:
         ``next_index`` is then the index after the last record taken, so the caller can resume
         the same iterator after draining ``events``.
         """
-        flows = self.flows
-        get = flows.get
+        get = self.table.get
         events = self.events
         problems = self.problems
         idle, active = self._idle, self._active
         apps_payload = self.apps.payload
         general = self._general
-        ip_tunnels, udp_tunnels = IP_TUNNELS, UDP_TUNNELS
         eth_ipv4 = ETH_IPV4.unpack_from
         next_sweep = self._next_sweep
         it = iter(records)
@@ -290,8 +338,7 @@ class FlowMeter:
                     # covering the UDP one: what parse_ipv4 would refuse goes the long way). Anything else
                     # goes through _general, which handles every case through the registries.
                     if linktype == 1 and len(data) >= 54:
-                        (ethertype, vihl, total, fragword, proto, src, dst, sport, dport, seq, doff,
-                         flags) = eth_ipv4(data)
+                        ethertype, vihl, total, fragword, proto, key, seq, doff, flags = eth_ipv4(data)
                     else:
                         ethertype = 0
                     if ethertype == 0x0800 and vihl == 0x45 and not fragword & 0x3FFF and (
@@ -302,6 +349,7 @@ class FlowMeter:
                         if proto == 6:
                             ps = 34 + ((doff >> 4) << 2)
                         else:
+                            key += b"\x11"  # flow_key's tag of UDP
                             flags = 0
                             ps = 42
                         vlan = -1
@@ -312,23 +360,17 @@ class FlowMeter:
                                 self.next_index = index + 1
                                 return False
                             continue
-                        src, dst, proto, sport, dport, flags, ps, pe, _frag, seq, vlan = parsed
+                        key, proto, flags, ps, pe, seq, vlan = parsed
                     if ts >= next_sweep:
                         self._sweep(ts)
                         next_sweep = self._next_sweep
-                    key = (src, dst, sport, dport, proto)
                     flow = get(key)
-                    fwd = True
                     if flow is None:
-                        flow = get((dst, src, dport, sport, proto))
-                        fwd = False
-                        if flow is None:
-                            flow = self._new_flow(key, index, ts, vlan, flags)
-                            fwd = flow.sport == sport and flow.src == src
+                        flow = self._new_flow(key, proto, index, ts, vlan, flags)
                     if ts - flow.last > idle or ts - flow.start > active or (
                             flags & 0x12 == SYN and proto == TCP and flow.closed and flow.opk + flow.rpk > 1):
-                        flow = self._restart(flow, key, index, ts, vlan, flags)
-                        fwd = flow.sport == sport and flow.src == src
+                        flow = self._restart(flow, key, proto, index, ts, vlan, flags)
+                    fwd = key == flow.key
                     if fwd:
                         flow.opk += 1
                         flow.oby += wirelen
@@ -343,8 +385,8 @@ class FlowMeter:
                         self._closing.append(flow)
                     if pe > ps and flow.probes:
                         (flow.handler or apps_payload)(flow, data[ps:pe], fwd, index, ts, seq)
-                    if proto != 6 and (proto in ip_tunnels or (proto == 17 and (dport in udp_tunnels or sport in udp_tunnels))):
-                        self._tunnel(index, ts, data, ps, pe, proto, sport, dport, wirelen)
+                    if flow.tunnel:
+                        self._tunnel(index, ts, data, ps, pe, flow, wirelen)
                     if len(events) >= max_events:
                         self.next_index = index + 1
                         return False
@@ -375,12 +417,11 @@ class FlowMeter:
         if flow is not None:
             flow.probes, flow.handler, flow.state = 0, None, None
 
-    def _tunnel(self, index: int, ts: int, data: bytes, ps: int, pe: int, proto: int, sport: int, dport: int,
-                wirelen: int) -> None:
+    def _tunnel(self, index: int, ts: int, data: bytes, ps: int, pe: int, flow: Flow, wirelen: int) -> None:
         """Meter what a tunnel carries as a flow of its own (one level per call, at most MAX_LAYERS)."""
         if self._layer >= MAX_LAYERS:
             return
-        decoder = (UDP_TUNNELS.get(dport) or UDP_TUNNELS[sport]) if proto == 17 else IP_TUNNELS[proto]
+        decoder = (UDP_TUNNELS.get(flow.dport) or UDP_TUNNELS[flow.sport]) if flow.proto == 17 else IP_TUNNELS[flow.proto]
         inner = decoder(data, ps, pe)
         if inner is None:
             return
@@ -406,11 +447,21 @@ class FlowMeter:
         if isinstance(p, str):
             return None
         src, dst, proto, sport, dport = p[:5]
-        return self.flows.get((src, dst, sport, dport, proto)) or self.flows.get((dst, src, dport, sport, proto))
+        return self.table.get(flow_key(src, dst, sport, dport, proto))
+
+    def open_flows(self) -> list[Flow]:
+        """Every open flow once, oldest first (the table holds each under both directions' keys)."""
+        return list(self._each_flow())
+
+    def _each_flow(self) -> Iterator[Flow]:
+        return (f for k, f in self.table.items() if k is f.key)
 
     def _general(self, index: int, linktype: int, data: bytes, ts: int = 0,
-                 wirelen: int = 0) -> tuple[bytes, bytes, int, int, int, int, int, int, Any, int, int] | None:
+                 wirelen: int = 0) -> tuple[bytes, int, int, int, int, int, int] | None:
         """Any link type, IPv6, VLANs, fragments, IP options; None (counted) when there is no flow to meter.
+
+        What it returns: the flow key (:func:`flow_key`), protocol, TCP flags, payload start and end,
+        TCP sequence number, VLAN.
 
         A fragment goes to the reassembler (:mod:`fragments`) and is not metered itself: the
         datagram it completes, if any, is fed back as one raw IP packet.
@@ -441,21 +492,24 @@ class FlowMeter:
         if isinstance(p, str):
             self._problem(index, p, f"{len(data)} bytes captured")
             return None
-        return (*p, vlan)
+        src, dst, proto, sport, dport, flags, ps, pe, _frag, seq = p
+        return src + dst + _PORTS.pack(sport, dport) + _PROTO_TAG[proto], proto, flags, ps, pe, seq, vlan
 
     # -- flow life ------------------------------------------------------------------------------
-    def _new_flow(self, key: tuple[bytes, bytes, int, int, int], index: int, ts: int, vlan: int,
-                  flags: int) -> Flow:
-        src, dst, sport, dport, proto = key
+    def _new_flow(self, key: bytes, proto: int, index: int, ts: int, vlan: int, flags: int) -> Flow:
         if proto == TCP and flags & 0x12 == 0x12:  # first seen at the SYN-ACK: the sender is the responder
-            src, dst, sport, dport = dst, src, dport, sport
-        flow = Flow(src, dst, sport, dport, proto, index, ts, vlan, self._probes)
+            key = reverse_key(key)
+        flow = Flow(key, proto, index, ts, vlan, self._probes)
         if proto in (ICMP, ICMP6):
             flow.icmp = 1
+        elif proto in IP_TUNNELS or (proto == UDP and (flow.dport in UDP_TUNNELS or flow.sport in UDP_TUNNELS)):
+            flow.tunnel = True
         flow.layer = self._layer
-        if len(self.flows) >= self._max_flows:
+        if self.open >= self._max_flows:
             self._evict()
-        self.flows[(src, dst, sport, dport, proto)] = flow
+        table = self.table
+        table[key] = table[flow.rkey] = flow
+        self.open += 1
         return flow
 
     def _evict(self) -> None:
@@ -465,7 +519,7 @@ class FlowMeter:
         microsecond per new flow), never per packet. An evicted flow that speaks again starts
         a new record, as after an idle timeout.
         """
-        flows = list(self.flows.values())
+        flows = self.open_flows()
         count = max(1, len(flows) >> 3)
         cut = sorted(f.last for f in flows)[count - 1]
         evicted = 0
@@ -475,11 +529,10 @@ class FlowMeter:
                 evicted += 1
         self.stats["flows evicted (table full)"] += evicted
 
-    def _restart(self, old: Flow, key: tuple[bytes, bytes, int, int, int], index: int, ts: int, vlan: int,
-                 flags: int) -> Flow:
+    def _restart(self, old: Flow, key: bytes, proto: int, index: int, ts: int, vlan: int, flags: int) -> Flow:
         active = ts - old.start > self._active and ts - old.last <= self._idle
         self._end(old, "active-timeout" if active else ("idle-timeout" if ts - old.last > self._idle else "tcp-reuse"))
-        new = self._new_flow(key, index, ts, vlan, flags)
+        new = self._new_flow(key, proto, index, ts, vlan, flags)
         if active:
             new.split = 1
             new.app, new.state, new.probes, new.handler = old.app, old.state, old.probes, old.handler
@@ -487,7 +540,11 @@ class FlowMeter:
         return new
 
     def _end(self, flow: Flow, reason: str) -> None:
-        del self.flows[flow.src, flow.dst, flow.sport, flow.dport, flow.proto]
+        table = self.table
+        del table[flow.key]
+        if flow.rkey != flow.key:  # (a flow from a host and port to themselves has one key)
+            del table[flow.rkey]
+        self.open -= 1
         flow.done = True
         try:
             self.apps.finish(flow)
@@ -531,7 +588,7 @@ class FlowMeter:
         self._next_idle_sweep = (ts // self._sweep_every + 1) * self._sweep_every
         idle = self._idle
         # the active timeout is applied by the packet that crosses it (so the next part can carry on)
-        for flow in [f for f in self.flows.values() if ts - f.last > idle]:
+        for flow in [f for k, f in self.table.items() if ts - f.last > idle and k is f.key]:
             self._end(flow, "idle-timeout")
         if self.defrag.pending:
             self.defrag.expire(ts)
@@ -544,17 +601,17 @@ class FlowMeter:
         many flows now (oldest first), so a caller can store their events before making more:
         100,000 open flows would otherwise become 100,000 events in memory at once.
         """
-        flows = list(islice(self.flows.values(), limit)) if limit else list(self.flows.values())
+        flows = list(islice(self._each_flow(), limit)) if limit else self.open_flows()  # O(limit), oldest first
         for flow in flows:
             self._end(flow, "tcp-close" if flow.closed else reason)
-        if self.flows:
+        if self.open:
             return False
         self.defrag.flush()
         return True
 
     def resume_index(self, next_index: int) -> int:
         """The first packet a resumed read must start from to rebuild every open flow."""
-        starts = [f.first_index for f in self.flows.values()]
+        starts = [f.first_index for f in self.table.values()]
         held = self.defrag.oldest_index()
         if held is not None:
             starts.append(held)

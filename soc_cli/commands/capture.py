@@ -28,7 +28,7 @@ def capture(
     idle_timeout: float = typer.Option(120.0, "--idle-timeout", help="flow idle timeout, seconds"),
     active_timeout: float = typer.Option(1800.0, "--active-timeout", help="flow active timeout, seconds"),
     batch_size: int = typer.Option(2000, "--batch-size", help="events per store write"),
-    max_flows: int = typer.Option(100_000, "--max-flows", min=1,
+    max_flows: int = typer.Option(10_000, "--max-flows", min=1,
                                   help="open flows kept at most; past it the least recently seen are reported"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
     store: str = StoreOption,
