@@ -449,6 +449,11 @@ class FlowMeter:
         src, dst, proto, sport, dport = p[:5]
         return self.table.get(flow_key(src, dst, sport, dport, proto))
 
+    @property
+    def flows(self) -> dict[bytes, Flow]:
+        """Every open flow by its originator's key, oldest first (a new dict: for callers outside the hot path)."""
+        return {f.key: f for f in self._each_flow()}
+
     def open_flows(self) -> list[Flow]:
         """Every open flow once, oldest first (the table holds each under both directions' keys)."""
         return list(self._each_flow())
