@@ -75,96 +75,64 @@ def _length(value: bytes | None) -> int | None:
         return None
 
 
-def _chunked(head: bytes, low: bytes) -> bool:
-    value = _header(low, low, b"\ntransfer-encoding:")
-    return value is not None and b"chunked" in value
-
-
 def _text(value: bytes | None) -> str | None:
     return value.decode("latin-1") if value is not None else None
 
 
-def _split_head(payload: bytes, at: int) -> tuple[bytes, bytes, int]:
-    """(start line, header lines, where the message body starts) of the message at ``at``."""
-    line_end = payload.find(b"\n", at, at + MAX_HEAD)
+def _split_head(head: bytes) -> tuple[bytes, bytes, bytes]:
+    """(start line, header lines, the header lines in lower case) of one message head."""
+    line_end = head.find(b"\n", 0, MAX_HEAD)
     if line_end < 0:
-        return payload[at:at + MAX_HEAD].rstrip(b"\r"), b"", len(payload)
-    first = payload[at:line_end].rstrip(b"\r")
-    blank = payload.find(b"\n\r\n", line_end, at + MAX_HEAD)
-    bare = payload.find(b"\n\n", line_end, blank if blank >= 0 else at + MAX_HEAD)
-    if bare >= 0:
-        return first, payload[line_end:bare + 1], bare + 2
-    if blank >= 0:
-        return first, payload[line_end:blank + 1], blank + 3
-    return first, payload[line_end:at + MAX_HEAD], len(payload)
+        return head[:MAX_HEAD].rstrip(b"\r"), b"", b""
+    lines = head[line_end:MAX_HEAD]
+    return head[:line_end].rstrip(b"\r"), lines, lines.lower()
 
 
-def _request_at(payload: bytes, at: int) -> tuple[HttpRequest, int] | None:
-    first, head, body = _split_head(payload, at)
+def _chunked(low: bytes) -> bool:
+    """Transfer-Encoding chunked: the body's length is not known from the head (it wins over Content-Length)."""
+    value = _header(low, low, b"\ntransfer-encoding:")
+    return value is not None and b"chunked" in value
+
+
+def _request(head: bytes) -> HttpRequest | None:
+    first, lines, low = _split_head(head)
     parts = first.split()  # runs of spaces or tabs between the three parts are accepted, as servers do
     if len(parts) != 3 or parts[0] not in METHODS or not parts[2].startswith(b"HTTP/"):
         return None
-    low = head.lower()
-    req = HttpRequest(method=parts[0].decode(), target=parts[1].decode("latin-1"),
-                      version=parts[2][5:].decode("latin-1"), host=_text(_header(head, low, b"\nhost:")),
-                      user_agent=_text(_header(head, low, b"\nuser-agent:")),
-                      referrer=_text(_header(head, low, b"\nreferer:")),
-                      content_length=_length(_header(head, low, b"\ncontent-length:")),
-                      chunked=_chunked(head, low))
-    return req, body + max(0, req.content_length or 0)
+    return HttpRequest(method=parts[0].decode(), target=parts[1].decode("latin-1"),
+                       version=parts[2][5:].decode("latin-1"), host=_text(_header(lines, low, b"\nhost:")),
+                       user_agent=_text(_header(lines, low, b"\nuser-agent:")),
+                       referrer=_text(_header(lines, low, b"\nreferer:")),
+                       content_length=_length(_header(lines, low, b"\ncontent-length:")), chunked=_chunked(low))
 
 
-def _response_at(payload: bytes, at: int) -> tuple[HttpResponse, int] | None:
-    if not payload.startswith(b"HTTP/", at):
+def _response(head: bytes) -> HttpResponse | None:
+    if not head.startswith(b"HTTP/"):
         return None
-    first, head, body = _split_head(payload, at)
+    first, lines, low = _split_head(head)
     parts = first.split(None, 2)
     if len(parts) < 2 or not parts[1].isdigit() or len(parts[1]) > 3:
         return None
-    low = head.lower()
-    resp = HttpResponse(version=parts[0][5:].decode("latin-1"), status=int(parts[1]),
-                        content_length=_length(_header(head, low, b"\ncontent-length:")), chunked=_chunked(head, low))
-    return resp, body + max(0, resp.content_length or 0)
+    return HttpResponse(version=parts[0][5:].decode("latin-1"), status=int(parts[1]),
+                        content_length=_length(_header(lines, low, b"\ncontent-length:")), chunked=_chunked(low))
+
+
+def _head_of(payload: bytes) -> bytes:
+    end = head_end(payload, 0, MAX_HEAD)
+    return payload[:end] if end >= 0 else payload[:MAX_HEAD]
 
 
 def parse_request(payload: bytes) -> HttpRequest | None:
-    """The request at the start of ``payload``, or None if it does not start one."""
-    found = _request_at(payload, 0)
-    return found[0] if found else None
+    """The request whose head starts ``payload`` (read up to its blank line), or None if none starts it."""
+    return _request(_head_of(payload))
 
 
 def parse_response(payload: bytes) -> HttpResponse | None:
-    found = _response_at(payload, 0)
-    return found[0] if found else None
+    return _response(_head_of(payload))
 
 
 #: messages read from one segment at most (pipelined requests, or their answers)
 MAX_PIPELINED = 16
-
-
-def _pipelined(payload: bytes, parse: Any) -> list[Any]:
-    out: list[Any] = []
-    at = 0
-    while len(out) < MAX_PIPELINED:
-        found = parse(payload, at)
-        if found is None:
-            break
-        if out and hasattr(found[0], "order"):
-            found[0].order = len(out)
-        out.append(found[0])
-        at = found[1]
-        if at >= len(payload) or payload[at:at + 4] not in PREFIXES:
-            break
-    return out
-
-
-def parse_requests(payload: bytes) -> list[HttpRequest]:
-    """Every request that starts in the segment: the first, and those pipelined after it."""
-    return _pipelined(payload, _request_at)
-
-
-def parse_responses(payload: bytes) -> list[HttpResponse]:
-    return _pipelined(payload, _response_at)
 
 
 def head_end(data: bytes, start: int, limit: int) -> int:
@@ -283,11 +251,7 @@ class HttpStream:
 
 def parse_head(head: bytes) -> HttpRequest | HttpResponse | None:
     """A complete head (as :class:`HttpStream` yields it): the request or response it starts, or None."""
-    if head[:5] == b"HTTP/":
-        found: tuple[Any, int] | None = _response_at(head, 0)
-    else:
-        found = _request_at(head, 0)
-    return found[0] if found else None
+    return _response(head) if head[:5] == b"HTTP/" else _request(head)
 
 
 def http_fields(req: HttpRequest, resp: HttpResponse | None) -> dict[str, Any]:

@@ -99,6 +99,8 @@ class Direction:
 
     def _fill(self, seq: int, n: int) -> bool:
         """Remove [seq, seq+n) from the holes; True if it covered any of them."""
+        if self.holes is None and (seq - self.first) & MASK < HALF:
+            return False  # no gap so far, and it starts at or after the first byte: nothing to fill
         found = False
         kept: list[tuple[int, int]] = []
         for start, length in self._holes():
