@@ -259,3 +259,16 @@ def test_tshark_finds_the_same_requests(tmp_path: Path) -> None:
                   if e["event.dataset"] == "network.http")
     assert ours == _tshark_requests(path)
     assert len(ours) == 4
+
+
+def test_data_in_the_syn_starts_after_its_sequence_number(tmp_path: Path) -> None:
+    """TCP Fast Open: the SYN carries the head's start; the SYN itself takes one sequence number."""
+    c = Conn()
+    start = b"GET /fast-open HTTP/1.1\r\nHo"
+    c.packets[0] = c.packets[0] / Raw(start)
+    c.cseq = (CISN + 1 + len(start)) & MASK
+    c.client(b"st: tfo.example\r\n\r\n")
+    c.server(response())
+    http, flows, _ = read(tmp_path, c.close())
+    assert [(h["url.path"], h["url.domain"]) for h in http] == [("/fast-open", "tfo.example")]
+    assert flows[0]["ztsoc.tcp.gaps"] == 0

@@ -384,7 +384,8 @@ class FlowMeter:
                         flow.closing = True
                         self._closing.append(flow)
                     if pe > ps and flow.probes:
-                        (flow.handler or apps_payload)(flow, data[ps:pe], fwd, index, ts, seq)
+                        # a SYN takes one sequence number: data it carries (TCP Fast Open) starts after it
+                        (flow.handler or apps_payload)(flow, data[ps:pe], fwd, index, ts, seq + (flags >> 1 & 1))
                     if flow.tunnel:
                         self._tunnel(index, ts, data, ps, pe, flow, wirelen)
                     if len(events) >= max_events:
