@@ -9,7 +9,8 @@ occurrences, so pipelined requests in one frame count each), with TCP reassembly
 (``-d tcp.port==N,http``): the two then look at the same conversations. tshark's
 answers do not change between runs of ztsoc, so ``--tshark-cache`` keeps them. Requests
 tshark finds quoted inside ICMP errors (a "fragmentation needed" quotes the segment it
-refuses) are not requests and are left out.
+refuses) are not requests and are left out, and so is HTTP over UDP (SSDP's M-SEARCH):
+ztsoc reads HTTP on TCP only.
 
 ``--baseline`` takes the ``--json`` report of an earlier run (say, before a change) and
 lists the files whose count moved, and whether each moved towards tshark's.
@@ -46,7 +47,7 @@ def ours(path: Path) -> tuple[int, list[int], int]:
 
 
 def tshark_requests(path: Path, ports: list[int]) -> int:
-    cmd = ["tshark", "-n", "-r", str(path), "-Y", "http.request && !icmp && !icmpv6", "-T", "fields", "-e", "http.request.method",
+    cmd = ["tshark", "-n", "-r", str(path), "-Y", "http.request && tcp && !icmp && !icmpv6", "-T", "fields", "-e", "http.request.method",
            "-E", "occurrence=a", "-E", "aggregator=|"]
     for port in ports:
         cmd[1:1] = ["-d", f"tcp.port=={port},http"]

@@ -37,6 +37,14 @@ def test_bare_lf_and_extra_spaces_in_http(tmp_path: Path) -> None:
     assert h["http.response.status_code"] == 404 and h["http.response.body.bytes"] == 3
 
 
+def test_a_target_with_spaces_is_read_whole(tmp_path: Path) -> None:
+    request = b"GET /uri after space HTTP/1.1\r\nHost: sp.example\r\n\r\n"
+    http = _events(write(tmp_path / "sp.pcap", timed(tcp_session(request=request, response=b"HTTP/1.0 400 Bad\r\n\r\n"))),
+                   "network.http")
+    assert [(h["url.original"], h["http.version"], h["http.response.status_code"]) for h in http] == [
+        ("/uri after space", "1.1", 400)]
+
+
 def test_pipelined_requests_and_answers(tmp_path: Path) -> None:
     requests = b"".join(f"GET /p{i} HTTP/1.1\r\nHost: pipe.example\r\n\r\n".encode() for i in range(3))
     responses = b"".join(f"HTTP/1.1 {200 + i} OK\r\nContent-Length: 2\r\n\r\nok".encode() for i in range(3))

@@ -97,10 +97,12 @@ def _chunked(low: bytes) -> bool:
 def _request(head: bytes) -> HttpRequest | None:
     first, lines, low = _split_head(head)
     parts = first.split()  # runs of spaces or tabs between the three parts are accepted, as servers do
-    if len(parts) != 3 or parts[0] not in METHODS or not parts[2].startswith(b"HTTP/"):
+    if len(parts) < 3 or parts[0] not in METHODS or not parts[-1].startswith(b"HTTP/"):
         return None
-    return HttpRequest(method=parts[0].decode(), target=parts[1].decode("latin-1"),
-                       version=parts[2][5:].decode("latin-1"), host=_text(_header(lines, low, b"\nhost:")),
+    # a target with spaces in it (refused by most servers, still what the client asked for: tshark reads it too)
+    target = parts[1] if len(parts) == 3 else first.split(None, 1)[1].rsplit(None, 1)[0]
+    return HttpRequest(method=parts[0].decode(), target=target.decode("latin-1"),
+                       version=parts[-1][5:].decode("latin-1"), host=_text(_header(lines, low, b"\nhost:")),
                        user_agent=_text(_header(lines, low, b"\nuser-agent:")),
                        referrer=_text(_header(lines, low, b"\nreferer:")),
                        content_length=_length(_header(lines, low, b"\ncontent-length:")), chunked=_chunked(low))
