@@ -131,12 +131,12 @@ def test_kill_minus_nine_then_resume_matches_a_clean_run(tmp_path: Path, backend
         "from collectors.pipeline import ingest\n"
         "from collectors.pcap.collector import PcapReader\n"
         "from eventstore import open_store\n"
-        "store = open_store(sys.argv[1]); calls = [0]; put = store.put_state\n"
-        "def put_state(*a, **k):\n"
+        "store = open_store(sys.argv[1]); calls = [0]; put = store.put_states\n"
+        "def put_states(*a, **k):\n"  # the pipeline's checkpoint write, after the batch's events
         "    calls[0] += 1\n"
         "    if calls[0] == int(sys.argv[3]): os.kill(os.getpid(), signal.SIGKILL)\n"
         "    put(*a, **k)\n"
-        "store.put_state = put_state\n"
+        "store.put_states = put_states\n"
         "ingest(store, PcapReader(), [sys.argv[2]], batch_size=10)\n")
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     for kill_at in (3, 5, 9):
