@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import socket
 import struct
 import tracemalloc
 from collections.abc import Iterable, Iterator
@@ -15,7 +17,7 @@ from scapy.layers.vxlan import VXLAN
 from scapy.packet import Packet, Raw
 
 from collectors.pcap.community_id import community_id
-from collectors.pcap.flows import FlowMeter, MeterConfig
+from collectors.pcap.flows import FlowMeter, MeterConfig, flow_key, reverse_key
 from collectors.pcap.linktypes import LINKTYPES  # noqa: F401 - the registry the meter uses
 from tests.pcapkit import C6, S6, T0, C, S, dns_exchange, eth, icmp_echo, tcp_session, timed, vlan
 
@@ -303,3 +305,18 @@ def test_peak_memory_is_flat_past_the_cap() -> None:
     assert (n_small, n_big, n_bigger) == (250, 3000, 6000)  # every flow reported, evicted ones twice
     assert bigger < big * 1.15 + 50_000, (big, bigger)
     assert big < small + 256 * 700 + 500_000, (small, big)  # at most the rest of the table and the evicted batch
+
+
+@pytest.mark.parametrize("proto", [6, 17, 1, 132])
+@pytest.mark.parametrize("family", [4, 16])
+def test_flow_keys_of_both_directions_agree(family: int, proto: int) -> None:
+    """The fast path slices its key out of the frame; the general path packs it (flow_key): the same
+    flow must get the same key either way, and reverse_key must turn it round exactly."""
+    rng = random.Random(family * 1000 + proto)
+    for _ in range(200):
+        src, dst = rng.randbytes(family), rng.randbytes(family)
+        sport, dport = rng.randrange(65536), rng.randrange(65536)
+        key = flow_key(src, dst, sport, dport, proto)
+        assert reverse_key(key) == flow_key(dst, src, dport, sport, proto) and reverse_key(reverse_key(key)) == key
+    frame = bytes(eth() / IP(src=C, dst=S) / TCP(sport=40000, dport=80, flags="S"))
+    assert frame[26:38] == flow_key(socket.inet_aton(C), socket.inet_aton(S), 40000, 80, 6)

@@ -96,6 +96,9 @@ class MeterConfig:
 #: 12-byte slice is the key as it is), the protocol number for everything else
 _PROTO_TAG: tuple[bytes, ...] = tuple(b"" if p == TCP else bytes((p,)) for p in range(256))
 _PORTS = struct.Struct("!HH")
+#: a flow key's tuple, by the key's family (length): addresses, ports (the protocol tag after them)
+_TUPLE4, _TUPLE6 = struct.Struct("!4s4sHH").unpack_from, struct.Struct("!16s16sHH").unpack_from
+_KEY4, _KEY6 = struct.Struct("!4s4sHH").pack, struct.Struct("!16s16sHH").pack
 
 
 def flow_key(src: bytes, dst: bytes, sport: int, dport: int, proto: int) -> bytes:
@@ -110,8 +113,11 @@ def flow_key(src: bytes, dst: bytes, sport: int, dport: int, proto: int) -> byte
 
 def reverse_key(key: bytes) -> bytes:
     """The key of the same flow seen the other way (addresses and ports swapped)."""
-    a = 4 if len(key) < 36 else 16
-    return key[a:2 * a] + key[:a] + key[2 * a + 2:2 * a + 4] + key[2 * a:2 * a + 2] + key[2 * a + 4:]
+    if len(key) < 36:
+        src, dst, sport, dport = _TUPLE4(key)
+        return _KEY4(dst, src, dport, sport) + key[12:]
+    src, dst, sport, dport = _TUPLE6(key)
+    return _KEY6(dst, src, dport, sport) + key[36:]
 
 
 class Flow:
@@ -172,6 +178,10 @@ class Flow:
         self.base: dict[str, Any] | None = None  # the fields its events share (FlowMeter._base)
 
     # the tuple, read from the key (events, probes and tests; never the per-packet path)
+    def endpoints(self) -> tuple[bytes, bytes, int, int]:
+        """``(src, dst, sport, dport)`` of the originator's direction, in one unpack."""
+        return _TUPLE4(self.key) if len(self.key) < 36 else _TUPLE6(self.key)
+
     @property
     def src(self) -> bytes:
         return self.key[:4] if len(self.key) < 36 else self.key[:16]
@@ -636,20 +646,21 @@ class FlowMeter:
         """
         base = flow.base
         if base is None:
-            src, dst = ip_text(flow.src), ip_text(flow.dst)
+            saddr, daddr, sport, dport = flow.endpoints()
+            src, dst = ip_text(saddr), ip_text(daddr)
             base = {
                 "event.kind": "event",
                 "network.transport": transport_name(flow.proto),
-                "network.type": "ipv4" if len(flow.src) == 4 else "ipv6",
+                "network.type": "ipv4" if len(saddr) == 4 else "ipv6",
                 "network.iana_number": str(flow.proto),
-                "network.community_id": community_id(flow.src, flow.dst, flow.proto, flow.sport, flow.dport),
+                "network.community_id": community_id(saddr, daddr, flow.proto, sport, dport),
                 "source.ip": src,
                 "destination.ip": dst,
                 "ztsoc.source.name": self.source,
             }
             if not flow.icmp:
-                base["source.port"] = flow.sport
-                base["destination.port"] = flow.dport
+                base["source.port"] = sport
+                base["destination.port"] = dport
             if flow.vlan >= 0:
                 base["network.vlan.id"] = str(flow.vlan)
             flow.base = base
@@ -728,7 +739,7 @@ class FlowMeter:
         if reverse:  # a message whose sender is the flow's responder (e.g. a server-initiated one)
             doc["source.ip"], doc["destination.ip"] = dst, src
             if not flow.icmp:
-                doc["source.port"], doc["destination.port"] = flow.dport, flow.sport
+                doc["source.port"], doc["destination.port"] = base["destination.port"], base["source.port"]
         if end is not None:
             doc["event.start"] = start
             doc["event.end"] = iso_ns(end)
