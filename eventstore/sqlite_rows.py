@@ -6,15 +6,16 @@ reference: whatever it stores or refuses, with its reason, is the store's answer
 the same order holding values of the same types; a collector's batch has a handful) share
 what can be decided once:
 
-- which values the mapping could refuse (``validate.shape_check``): only those are read,
-  by ``itemgetter``, and tested in C loops instead of a Python pass over every field;
+- which values the mapping could refuse, and how to test them (``validate.typed_check``:
+  one compiled expression over just those values, e.g. a flow's addresses as one set
+  lookup; orjson's ``OPT_STRICT_INTEGER`` clears every long);
 - where ``event.id``, ``@timestamp`` and the hot fields sit, so the row comes out of one
   ``itemgetter`` over the document's values;
 - the time: ``YYYY-MM-DDTHH:MM:SS[.mmm]Z`` (what ``timeutil.to_iso`` writes) is a cached
   second plus the milliseconds, never a parse per event.
 
-Anything else (an unknown shape past the cache's bound, a value the quick test cannot
-clear, text orjson cannot encode such as lone surrogates, an odd time) goes through
+Anything else (a new shape once ``MAX_SHAPES`` are known, a value the quick test cannot
+clear, text orjson refuses such as lone surrogates, an int past 53 bits, an odd time) goes through
 ``validate.problem`` or :func:`careful_row` itself, so both ways store exactly the same row
 and refuse exactly the same documents with the same reason (``tests/test_sqlite_rows.py``
 holds them to that on generated documents). Hand-written: the layout is this store's own.
@@ -135,8 +136,9 @@ def _split_multi(hot: tuple[str, ...], values: list[Any]) -> tuple[list[Any], st
 
 #: values a hot column takes as they are (a list needs ``multi``: the careful way)
 _HOT_TYPES: frozenset[type] = frozenset({str, int, float, bool, type(None)})
-#: shapes remembered per table layout; past this, new shapes go the careful way (a hostile
-#: batch of ever-new keys costs time, never memory)
+#: shapes learnt per table layout (each compiles two small expressions, ~0.1 ms); past this,
+#: new shapes go the careful way: a hostile stream of ever-new keys costs neither memory
+#: nor more time than the careful way
 MAX_SHAPES = 2048
 #: the fast way's encoding refuses ints past 53 bits (the careful way takes them): every
 #: int it lets through fits a long, a hot column and a time, with no look
@@ -220,11 +222,12 @@ def prepare_rows(docs: Iterable[Any], layout: Any, errors: Problems, start: int 
             key = (tuple(doc), tuple(map(type, doc.values())))
             shape = shapes.get(key)
             if shape is None:
-                shape = _shape(*key, hot)  # an odd shape is not remembered
+                if len(shapes) >= MAX_SHAPES:
+                    raise _Careful
+                shape = _shape(*key, hot)  # an odd shape (refused before any compiling) is not remembered
                 if shape is None:
                     raise _Careful
-                if len(shapes) < MAX_SHAPES:
-                    shapes[key] = shape
+                shapes[key] = shape
             ms = doc["@timestamp"]
             if shape.ts_text:
                 fraction = fractions.get(ms[19:])

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventstore import sqlite_rows, sqlite_store
-from eventstore.sqlite_rows import _SHAPES, MAX_SHAPES, careful_row, prepare_rows
+from eventstore.sqlite_rows import _SHAPES, careful_row, prepare_rows
 from eventstore.sqlite_store import EVENTS, SQLiteStore, insert_sql
 from eventstore.validate import keyword_check, problem, typed_check
 
@@ -202,9 +202,12 @@ _CLEAN: dict[str, Any] = {
 
 
 def test_the_shape_cache_is_bounded() -> None:
-    docs = [{"@timestamp": "2024-05-01T10:00:00.000Z", "event.id": f"id{i}", f"field{i}": 1}
-            for i in range(MAX_SHAPES + 50)]
-    errors: list[tuple[int, str, str]] = []
-    rows = prepare_rows(docs, EVENTS, errors)
-    assert len(rows) == len(docs) and not errors
-    assert len(_SHAPES[HOT]) <= MAX_SHAPES
+    """Past the bound, new shapes go the careful way (same rows); the known ones stay fast."""
+    docs = [{"@timestamp": "2024-05-01T10:00:00.000Z", "event.id": f"id{i}", f"field{i}": 1} for i in range(60)]
+    careful = [careful_row(doc, i, HOT, []) for i, doc in enumerate(docs)]
+    with patch.object(sqlite_rows, "MAX_SHAPES", 10), patch.dict(_SHAPES, {}, clear=True):
+        errors: list[tuple[int, str, str]] = []
+        assert prepare_rows(docs, EVENTS, errors) == careful and not errors
+        assert len(_SHAPES[HOT]) == 10
+        with patch.object(sqlite_rows, "careful_row", _no_careful_way):
+            assert prepare_rows(docs[:10], EVENTS, []) == careful[:10]
