@@ -163,7 +163,7 @@ def _each(check: Callable[[Any], str | None], value: Any) -> str | None:
 #: what a keyword or text field may hold with no further look (``problem`` refuses only a mapping there)
 _PLAIN: frozenset[type] = frozenset({str, int, float, bool, type(None)})
 #: (kind, type) -> a test of such a value ``{}``, true only when that field's check passes
-#: (addresses are tested together: see ``_ADDRESSES``)
+#: (addresses are tested together, against ``_VALID_IPS``)
 _TERMS: dict[tuple[str, type], str] = {
     ("long", int): "_LONG_MIN <= {} <= _LONG_MAX",
     # an int beyond any double raises in isfinite: problem() decides
@@ -213,8 +213,9 @@ def typed_check(keys: Sequence[Any], types: Sequence[type], *, small_ints: bool 
     Why: ``problem`` walks every field of every document (~4 us a flow). A batch holds a
     few shapes; which values need a look, and how, is known once per shape, and the test is
     one expression over just those (a flow's: is every address among those already found
-    valid, ``_VALID_IPS.issuperset((v[9], v[11], *v[24]))``). It must never be true when ``problem`` would refuse
-    (``tests/test_sqlite_rows.py`` holds it to that on generated documents)."""
+    valid, ``_VALID_IPS.issuperset((v[9], v[11], *v[24]))``). It must never be true when
+    ``problem`` would refuse (``tests/test_sqlite_rows.py`` holds it to that on generated
+    documents)."""
     terms: list[str] = []
     addresses: list[str] = []  # one set test for all of them: ``(v[9], v[11], *v[24])``
     for i, (name, cls) in enumerate(zip(keys, types, strict=True)):
