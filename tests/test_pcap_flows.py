@@ -93,6 +93,17 @@ def test_active_timeout_cuts_a_long_flow() -> None:
     assert fs[0]["event.type"] == ["connection", "start"] and fs[1]["event.type"] == ["connection"]
 
 
+def test_active_timeout_when_the_capture_clock_goes_back() -> None:
+    """The meter skips the active-timeout arithmetic until some flow could have passed it (its
+    earliest start plus the timeout): a flow started after the clock went back is still cut."""
+    first = eth() / IP(src=C, dst=S) / UDP(sport=5000, dport=6000)
+    first.time = T0 + 10_000
+    later = [eth() / IP(src=C, dst=S) / UDP(sport=5001, dport=6001) for _ in range(10)]
+    fs = flows(meter([first, *timed(later, gap=30.0)], active_timeout=100, idle_timeout=60))
+    cut = [f for f in fs if f["source.port"] == 5001]
+    assert [f["network.packets"] for f in cut] == [4, 4, 2]
+
+
 def test_port_reuse_after_close_starts_a_new_flow() -> None:
     fs = flows(meter(timed(tcp_session() + tcp_session())))
     assert [f["ztsoc.flow.state"] for f in fs] == ["SF", "SF"]

@@ -313,6 +313,9 @@ class FlowMeter:
         self._sweep_every = int(self.config.sweep_interval * NS)
         self._next_sweep = 0
         self._next_idle_sweep = 0
+        #: no open flow can have passed the active timeout before this time: the earliest start of any
+        #: flow plus the timeout (so the hot loop compares, rather than subtracts, for most packets)
+        self._active_from = 1 << 63
         self._closing: list[Flow] = []
         self._layer = 0
         self._probes = self.config.probe_packets if self.config.decode_apps else 0
@@ -333,7 +336,7 @@ class FlowMeter:
         get = self.table.get
         events = self.events
         problems = self.problems
-        idle, active = self._idle, self._active
+        idle, active, active_from = self._idle, self._active, self._active_from
         apps_payload = self.apps.payload
         general = self._general
         eth_ipv4 = ETH_IPV4.unpack_from
@@ -377,9 +380,11 @@ class FlowMeter:
                     flow = get(key)
                     if flow is None:
                         flow = self._new_flow(key, proto, index, ts, vlan, flags)
-                    if ts - flow.last > idle or ts - flow.start > active or (
+                        active_from = self._active_from
+                    if ts - flow.last > idle or (ts > active_from and ts - flow.start > active) or (
                             flags & 0x12 == SYN and proto == TCP and flow.closed and flow.opk + flow.rpk > 1):
                         flow = self._restart(flow, key, proto, index, ts, vlan, flags)
+                        active_from = self._active_from
                     fwd = key == flow.key
                     if fwd:
                         flow.opk += 1
@@ -405,7 +410,7 @@ class FlowMeter:
                 return True
             except Exception as exc:  # any decoder bug stays with its packet
                 self._packet_failed(it, exc, index, linktype, data)
-                next_sweep = self._next_sweep
+                next_sweep, active_from = self._next_sweep, self._active_from
 
     def _packet_failed(self, records: Iterator[Record], exc: Exception, index: int, linktype: int,
                        data: bytes) -> None:
@@ -516,6 +521,8 @@ class FlowMeter:
         if proto == TCP and flags & 0x12 == 0x12:  # first seen at the SYN-ACK: the sender is the responder
             key = reverse_key(key)
         flow = Flow(key, proto, index, ts, vlan, self._probes)
+        if ts + self._active < self._active_from:
+            self._active_from = ts + self._active
         if proto in (ICMP, ICMP6):
             flow.icmp = 1
         elif proto in IP_TUNNELS or (proto == UDP and (flow.dport in UDP_TUNNELS or flow.sport in UDP_TUNNELS)):
