@@ -134,6 +134,9 @@ def _convert(node: yaml.Node, path: Path_, lines: dict[Path_, int], issues: list
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):  # `? [a, b]: x` or `{a: 1}: x`: YAML allows it, we do not
+                issues.append(Issue(file, key_node.start_mark.line + 1, "a key must be plain text, not a list or a mapping"))
+                continue
             key = key_node.value
             if key in out:
                 issues.append(Issue(file, key_node.start_mark.line + 1, f"duplicate key {key!r}"))

@@ -64,6 +64,9 @@ def test_rule_fields_are_parsed() -> None:
     (GOOD + "  - name: read\n    effect: deny\n", 13, "already used at line 5"),
     (GOOD.replace("kind: Policy\n", "kind: Policy\nkind: Policy\n"), 3, "duplicate key 'kind'"),
     ("apiVersion: ztsoc/v1\nkind: Policy\nname: x\nrules: [\n", 5, "YAML syntax"),
+    # a list or a mapping as a key (the policy_yaml fuzz harness found it raising TypeError)
+    (GOOD.replace("name: demo\n", "name: demo\n? [a, b]\n: x\n"), 4, "a key must be plain text"),
+    (GOOD.replace("    effect: allow\n", "    effect: allow\n    {a: 1}: x\n"), 7, "a key must be plain text"),
 ])
 def test_errors_name_the_line(text: str, line: int, message: str) -> None:
     _, issues = parse_policy_text(text, "demo.yaml")
