@@ -153,9 +153,9 @@ class HttpHandler(AppHandler):
             return
         for head, hindex, hts, order in stream.heads(new, index, ts):
             if head is None:
-                reason = "HTTP head too long"
-                self.meter.problems.append(Problem(hindex, reason, f"no end of the head in its first {http.MAX_HEAD} bytes"))
-                self.meter.stats[reason] += 1
+                problem = Problem(hindex, "HTTP head too long", f"no end of the head in its first {http.MAX_HEAD} bytes")
+                self.meter.problems.append(problem)
+                self.meter.stats[problem.reason] += 1
                 continue
             msg = http.parse_head(head)
             if isinstance(msg, http.HttpResponse):
