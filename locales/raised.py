@@ -47,6 +47,12 @@ CARRIERS: dict[str, tuple[tuple[int, str], ...]] = {
     "Issue": ((2, "message"),), "ReadProblem": ((1, "position"), (2, "reason")), "Problem": ((1, "reason"),),
 }
 MAX_DEPTH = 3
+#: Bounds on the work one message may cost: a message quotes values an attacker may write (a log
+#: line, a file name, a policy value), and matching every template against every ``: ``-suffix,
+#: recursively, grew past a minute for a 1,200-character message of repeated ``a: ``. Real
+#: messages are short and have a location or two before them; longer ones stay as written.
+MAX_TEXT = 1024
+MAX_LOCATION_PARTS = 4
 
 
 @dataclass(frozen=True)
@@ -141,21 +147,28 @@ class Pattern:
     names: tuple[str, ...]
     translation: str
     weight: int  # letters of literal text: the most specific template wins
+    #: the template's literal pieces: a text lacking one cannot match, and is not given to the regex
+    #: (whose lazy groups backtrack polynomially in the text's length when it almost matches)
+    literals: tuple[str, ...] = ()
 
 
 def compile_template(template: str, translation: str) -> Pattern:
     """``unknown engine {engine}`` -> a regex that matches what that f-string produced."""
     out: list[str] = []
     names: list[str] = []
+    literals: list[str] = []
     for literal, field, _spec, _conv in string.Formatter().parse(template):
         out.append(re.escape(literal))
+        if literal:
+            literals.append(literal)
         if field is not None:
             if field in names:
                 out.append(f"(?P={field})")
             else:
                 names.append(field)
                 out.append(f"(?P<{field}>.*?)")
-    return Pattern(re.compile("".join(out), re.DOTALL), tuple(names), translation, len(_literal(template)))
+    return Pattern(re.compile("".join(out), re.DOTALL), tuple(names), translation, len(_literal(template)),
+                   tuple(literals))
 
 
 @lru_cache(maxsize=4)
@@ -175,6 +188,8 @@ def patterns(lang: str) -> tuple[Pattern, ...]:
 
 def _matched(text: str, lang: str, depth: int) -> str | None:
     for pattern in patterns(lang):
+        if not all(literal in text for literal in pattern.literals):
+            continue
         m = pattern.regex.fullmatch(text)
         if m:
             values = {name: translated(m.group(name), depth=depth - 1, lang=lang) for name in pattern.names}
@@ -189,7 +204,7 @@ def translated(text: str, *, depth: int = MAX_DEPTH, lang: str | None = None) ->
     """``text`` (a message raised below the CLI) in the interface language (or ``lang``: a server
     answering several languages at once); unknown text as it is."""
     lang = lang or current_language()
-    if lang == SOURCE_LANGUAGE or not text or depth <= 0:
+    if lang == SOURCE_LANGUAGE or not text or depth <= 0 or len(text) > MAX_TEXT:
         return text
     whole = _matched(text, lang, depth)
     if whole is not None:
@@ -197,7 +212,9 @@ def translated(text: str, *, depth: int = MAX_DEPTH, lang: str | None = None) ->
     # a location before the message (``rules/x.yml:12: ...``, ``rule 'r1': when.time: ...``): the rest
     # translated; of the location, only a part that is a whole message itself (``rule 'r1'``)
     head, sep, rest = text.partition(": ")
-    while sep:
+    for _part in range(MAX_LOCATION_PARTS):
+        if not sep:
+            break
         inner = _matched(rest, lang, depth)
         if inner is not None:
             return ": ".join(_matched(part, lang, depth) or part for part in head.split(": ")) + sep + inner

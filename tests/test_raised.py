@@ -174,3 +174,36 @@ def test_policy_schema_messages_are_translated_whole(tmp_path: Path, body: str) 
         left = [w for w in ENGLISH if w in text]
         assert not left, f"{issue.message!r} -> {text!r}: {left} left in English"
         assert text.startswith(f"{issue.file}:{issue.line}: lỗi: ")
+
+
+class _CountingRegex:
+    """A template's regex that counts the texts given to it."""
+
+    def __init__(self, regex: object, calls: list[str]) -> None:
+        self.regex, self.calls = regex, calls
+
+    def fullmatch(self, text: str) -> object:
+        self.calls.append(text)
+        return self.regex.fullmatch(text)  # type: ignore[attr-defined]
+
+
+def test_an_attacker_written_message_costs_bounded_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A message quotes values an attacker may write. ``a: `` repeated 341 times once cost every
+    template against every ``: ``-suffix, recursively (over a minute); now only templates whose
+    literal text it holds are tried, at most a few locations deep, and a longer text stays as it is."""
+    import dataclasses
+
+    import locales.raised as raised
+
+    calls: list[str] = []
+    counted = tuple(dataclasses.replace(p, regex=_CountingRegex(p.regex, calls))  # type: ignore[arg-type]
+                    for p in raised.patterns("vi"))
+    monkeypatch.setattr(raised, "patterns", lambda lang: counted)
+    hostile = "a: " * 341
+    assert translated(hostile, lang="vi") == hostile
+    assert len(calls) < 100, len(calls)
+    calls.clear()
+    longer = "x: " * (raised.MAX_TEXT // 3 + 1)
+    assert translated(longer, lang="vi") == longer and calls == []
+    # the bounds keep real messages: a location, then a message that carries one
+    assert translated("rules/x.yml:12: duplicate key 'a'", lang="vi") == "rules/x.yml:12: khóa trùng lặp 'a'"
