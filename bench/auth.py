@@ -41,10 +41,11 @@ sys.path.insert(0, str(ROOT))
 
 from collectors.base import Reader  # noqa: E402
 from collectors.evtx import EvtxReader  # noqa: E402
-from collectors.pipeline import gc_paused, ingest  # noqa: E402
+from collectors.pipeline import ingest  # noqa: E402
 from collectors.registry import LOG_BATCH  # noqa: E402
 from collectors.syslog import SyslogReader  # noqa: E402
 from eventstore import open_store  # noqa: E402
+from eventstore.gc_pause import gc_paused  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 

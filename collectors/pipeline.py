@@ -51,7 +51,7 @@ from typing import IO, Any, BinaryIO
 
 from collectors.base import Batch, Checkpoint, Reader, ReadProblem, StreamReader, VerifyingReader, file_size
 from eventstore.errors import StoreError, StoreRefused
-from eventstore.gc_pause import gc_paused  # the pipeline's pause, shared (re-exported)
+from eventstore.gc_pause import gc_paused
 from eventstore.store import Doc, Store, WriteResult
 from eventstore.timeutil import to_iso, utcnow
 

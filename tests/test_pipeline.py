@@ -143,7 +143,7 @@ def test_standard_input_twice_stores_once(store: Store, tmp_path: Path) -> None:
 def test_gc_is_paused_during_a_log_ingest_and_restored(tmp_path: Path) -> None:
     import gc
 
-    from collectors.pipeline import gc_paused
+    from eventstore.gc_pause import gc_paused
 
     seen: list[bool] = []
     path = tmp_path / "auth.log"
