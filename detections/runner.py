@@ -107,7 +107,7 @@ def load_compiled(rules_dirs: Sequence[Path | str] = (), *, shipped: bool = True
                   use_cache: bool = True) -> CompiledSet:
     """The rules compiled, from the compiled-rule cache when it holds this exact set (see ``sigma.cache``)."""
     if not use_cache:
-        return compile_ruleset(load_rules(rules_dirs, shipped=shipped), pipeline)
+        return compile_ruleset(load_rules(rules_dirs, shipped=shipped), pipeline, consume=True)
     from detections.sigma.cache import load_compiled_cached
 
     return load_compiled_cached(tuple(rules_dirs), shipped=shipped, pipeline=pipeline)[1]

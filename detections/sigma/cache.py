@@ -243,7 +243,7 @@ def load_compiled_cached(dirs: list[Path | str] | tuple[Path | str, ...] = (), *
     # pySigma leaves in cycles is collected once, on the way out
     with gc_paused():
         rs = load_rules(dirs, shipped=shipped)
-        cs = compile_ruleset(rs, pipeline)
+        cs = compile_ruleset(rs, pipeline, consume=True)
         if use_cache:
             try:
                 blob, info.uncached = serialise(rs, cs, key)

@@ -151,6 +151,11 @@ class LoadedRule:
                 raise ValueError(f"{self.path}: rule {self.head.key} cannot be read again: {why}")
         return self._rule
 
+    def forget(self) -> None:
+        """Drop the parsed rule: it is read again from its file when next asked for, as a rule
+        from the compiled-rule cache is (``compile_ruleset(consume=True)`` has processed it in place)."""
+        self._rule = None
+
     @property
     def key(self) -> str:
         """Stable identifier: the Sigma ``name`` when given, else the rule's UUID."""

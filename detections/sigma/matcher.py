@@ -809,13 +809,17 @@ class CompiledRule:
         return self.predicate(EventView(doc))
 
 
-def process_rule(rule: SigmaRule, pipeline: ProcessingPipeline | None) -> SigmaRule:
-    """A copy of the rule with the pipeline applied (pySigma transformations change the rule in place)."""
+def process_rule(rule: SigmaRule, pipeline: ProcessingPipeline | None, *, in_place: bool = False) -> SigmaRule:
+    """A copy of the rule with the pipeline applied (pySigma transformations change the rule in place).
+
+    ``in_place``: the rule itself is processed, for a caller that has no further use for it as
+    written (the copy was 40 % of compiling SigmaHQ's Windows folder).
+    """
     import copy
 
     from sigma.exceptions import SigmaError
 
-    processed = copy.deepcopy(rule)
+    processed = rule if in_place else copy.deepcopy(rule)
     try:
         if pipeline is not None:
             pipeline.apply(processed)
@@ -825,11 +829,12 @@ def process_rule(rule: SigmaRule, pipeline: ProcessingPipeline | None) -> SigmaR
 
 
 def compile_rule(rule: SigmaRule, pipeline: ProcessingPipeline | None, *, key: str | None = None,
-                 payload: Any = None, pipeline_name: str = "ztsoc") -> CompiledRule:
-    """Apply the pipeline to a copy of the rule and compile its conditions (OR-ed when several)."""
+                 payload: Any = None, pipeline_name: str = "ztsoc", in_place: bool = False) -> CompiledRule:
+    """Apply the pipeline to a copy of the rule (to the rule itself with ``in_place``) and compile
+    its conditions (OR-ed when several)."""
     from sigma.exceptions import SigmaError
 
-    processed = process_rule(rule, pipeline)
+    processed = process_rule(rule, pipeline, in_place=in_place)
     try:
         trees = [c.parsed for c in processed.detection.parsed_condition]
     except SigmaError as exc:
