@@ -42,6 +42,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pcapgen import write_pcap  # noqa: E402
 
+
+def native_status() -> str:
+    """Which code the children run: the compiled hot path or its sources (a child decides the same)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    code = "from collectors.pcap import native; print(native.status())"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env).stdout.strip()
+
 OURS = r"""
 import json, resource, sys, time
 from collections import Counter
@@ -210,6 +217,7 @@ def main() -> int:
         size_mb = path.stat().st_size / 1e6
         print(f"capture: {args.packets:,} packets, {size_mb:,.0f} MB, generated in {time.perf_counter() - t0:.1f}s",
               flush=True)
+        print(f"ztsoc pcap hot path: {native_status()} (collectors/pcap/native.py)", flush=True)
         n = args.packets
         rows: list[tuple[str, float, float, str, str]] = []
 

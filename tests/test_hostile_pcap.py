@@ -6,6 +6,7 @@ wild, and what must still come out of it.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import struct
 from collections import Counter
@@ -51,15 +52,19 @@ def test_six_byte_tls_payload_costs_nothing_else(tmp_path: Path) -> None:
 
 def test_any_decoder_exception_is_a_counted_problem_and_the_flow_goes_on(tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fault injection: the HTTP decoder raises on one request; its flow is still reported, others decoded."""
-    real = apps.http.parse_head
+    """Fault injection: the HTTP probe raises on one request; its flow is still reported, others decoded.
 
-    def failing(head: bytes) -> object:
-        if b"/boom" in head:
+    Injected through the PROBES registry, a module global read at run time by the interpreted
+    and the compiled meter alike (collectors/pcap/native.py): a patched function would not be
+    seen by compiled callers, which call each other directly.
+    """
+    def failing(flow: object, data: bytes, fwd: bool) -> bool:
+        if b"/boom" in data:
             raise KeyError("injected")
-        return real(head)
+        return apps._probe_http(flow, data, fwd)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(apps.http, "parse_head", failing)
+    probes = tuple(dataclasses.replace(p, matches=failing) if p.name == "http" else p for p in apps.PROBES)
+    monkeypatch.setattr(apps, "PROBES", probes)
     pkts = (tcp_session(sport=40001, request=b"GET /boom HTTP/1.1\r\nHost: a\r\n\r\n", response=HTTP_RESPONSE)
             + tcp_session(sport=40002, request=HTTP_REQUEST, response=HTTP_RESPONSE))
     out = read_all(PcapReader(), write(tmp_path / "boom.pcap", timed(pkts)))

@@ -4,3 +4,7 @@
 bidirectional flows, ``apps`` with ``dns`` / ``http`` / ``tls`` / ``icmp`` decode what flows
 carry, ``collector`` fits it all to the ingest contract (``soc ingest pcap``).
 """
+
+from collectors.pcap import native
+
+native.install()  # the compiled hot path, or its sources when the build is stale (native.py says why)
