@@ -3,14 +3,14 @@
 Two ways to the same row. :func:`careful_row` checks a document field by field and is the
 reference: whatever it stores or refuses, with its reason, is the store's answer.
 :func:`prepare_rows` is the fast way for a batch: documents of one *shape* (the same keys in
-the same order holding values of the same types; a collector's batch has a handful) share
-what can be decided once:
+the same order, and the same types in the few fields the row looks at; a collector's batch
+has a handful) share what can be decided once, compiled into one small function per shape:
 
-- which values the mapping could refuse, and how to test them (``validate.typed_check``:
-  one compiled expression over just those values, e.g. a flow's addresses as one set
-  lookup; orjson's ``OPT_STRICT_INTEGER`` clears every long);
-- where ``event.id``, ``@timestamp`` and the hot fields sit, so the row comes out of one
-  ``itemgetter`` over the document's values;
+- which values the mapping could refuse, and how to test them (``validate.typed_terms``:
+  one expression over just those values, e.g. a flow's addresses as one set lookup;
+  orjson's ``OPT_STRICT_INTEGER`` clears every long, a class check its type);
+- which fields the row takes, read by name: no tuple of every value, no tuple of every
+  value's type per event (those two were ~2.4 us of the ~6 us a flow cost);
 - the time: ``YYYY-MM-DDTHH:MM:SS[.mmm]Z`` (what ``timeutil.to_iso`` writes) is a cached
   second plus the milliseconds, never a parse per event.
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
@@ -35,7 +35,7 @@ import orjson
 
 from eventstore.query.values import epoch_ms
 from eventstore.text import replace_unencodable
-from eventstore.validate import keyword_check, problem, typed_check
+from eventstore.validate import TERM_SCOPE, TYPED_KINDS, checked_fields, keyword_terms, problem, typed_terms
 
 #: (position in the batch, event.id or position, reason), sorted into the WriteResult at the end
 Problems = list[tuple[int, str, str]]
@@ -136,46 +136,95 @@ def _split_multi(hot: tuple[str, ...], values: list[Any]) -> tuple[list[Any], st
 
 #: values a hot column takes as they are (a list needs ``multi``: the careful way)
 _HOT_TYPES: frozenset[type] = frozenset({str, int, float, bool, type(None)})
-#: shapes learnt per table layout (each compiles two small expressions, ~0.1 ms); past this,
+#: shapes learnt per table layout (each compiles one small function, ~0.1 ms); past this,
 #: new shapes go the careful way: a hostile stream of ever-new keys costs neither memory
 #: nor more time than the careful way
 MAX_SHAPES = 2048
 #: the fast way's encoding refuses ints past 53 bits (the careful way takes them): every
 #: int it lets through fits a long, a hot column and a time, with no look
 _STRICT = orjson.OPT_STRICT_INTEGER
+_TYPED = TYPED_KINDS
+_KEYWORD = frozenset({"keyword", "text"})
+
+#: a shape's row maker: the row of a document and its JSON, ``None`` when a value the shape
+#: looks at is not of the type it was made for; raises when the document goes the careful way
+RowMaker = Callable[[dict[str, Any], bytes], "Row | None"]
 
 
 @dataclass(frozen=True, slots=True)
 class _Shape:
-    """What is decided once for documents with the same keys holding the same value types."""
+    """What is decided once for documents with the same keys (in the same order) whose values
+    the row looks at (``event.id``, ``@timestamp``, the hot fields, the ip, number and boolean
+    fields) are of the same types."""
 
-    #: ``validate.typed_check``: no ip, number or boolean field the mapping would refuse
-    #: (None: only ``problem`` can say)
-    typed: Callable[[Sequence[Any]], bool] | None
-    #: no keyword or text field holds a mapping (asked only when the JSON has an object inside)
-    plain: Callable[[Sequence[Any]], bool]
-    #: the row out of ``(*values, None, ms, json)``
-    row: Callable[[Sequence[Any]], Row]
-    ts_text: bool  # @timestamp is text (else epoch millis, an int)
-    id_at: int
+    row: RowMaker
+    #: those values, whose types pick the shape
+    looked_at: Callable[[dict[str, Any]], tuple[Any, ...]]
 
 
-def _shape(keys: tuple[Any, ...], types: tuple[type, ...], hot: tuple[str, ...]) -> _Shape | None:
-    """The shape's plan, or None when its documents go the careful way (no id or time, a list
-    in a hot field: ``multi``...)."""
-    if "event.id" not in keys or "@timestamp" not in keys or types[keys.index("event.id")] is not str:
+def _looked_at(keys: tuple[Any, ...], hot: tuple[str, ...]) -> list[str] | None:
+    """The fields whose types a shape of these keys is made for (``None``: no id or time, the
+    careful way says so): the id, the time, the hot fields present, the typed ones."""
+    if "event.id" not in keys or "@timestamp" not in keys:
         return None
-    id_at, ts_at, end = keys.index("event.id"), keys.index("@timestamp"), len(keys)
-    if types[ts_at] is not str and types[ts_at] is not int:
-        return None
-    places = [keys.index(name) if name in keys else end for name in hot]
-    if not _HOT_TYPES.issuperset(types[i] for i in places if i < end):
-        return None
-    return _Shape(typed=typed_check(keys, types, small_ints=True), plain=keyword_check(keys),
-                  row=itemgetter(id_at, end + 1, *places, end, end + 2), ts_text=types[ts_at] is str, id_at=id_at)
+    names = ["event.id", "@timestamp", *(name for name in hot if name in keys)]
+    names += [name for name in checked_fields(keys, _TYPED) if name not in names]
+    return names
 
 
-_SHAPES: dict[tuple[str, ...], dict[tuple[tuple[Any, ...], tuple[type, ...]], _Shape]] = {}
+def _shape(keys: tuple[Any, ...], names: list[str], types: tuple[type, ...], hot: tuple[str, ...]) -> _Shape | None:
+    """The shape's row maker, or None when its documents go the careful way (an id that is not
+    text, an odd time, a list in a hot field: ``multi``...).
+
+    The maker is one function compiled from the schema's names, the positions of the row and
+    the terms of ``validate.typed_terms`` (never from a document's text): it reads the values
+    it needs by name, checks their types are the shape's (else ``None``: another shape), tests
+    the ones the mapping could refuse and returns the row. Per flow: ~17 dictionary reads and
+    class checks, one set lookup for the addresses, against a tuple of every value and a
+    tuple of their types before."""
+    kinds = dict(zip(names, types, strict=True))
+    if kinds["event.id"] is not str or kinds["@timestamp"] not in (str, int):
+        return None
+    if not _HOT_TYPES.issuperset(kinds[name] for name in hot if name in kinds):
+        return None
+    local = {name: f"x{i}" for i, name in enumerate(names)}
+    typed = typed_terms(((name, kinds[name], local[name]) for name in names), small_ints=True)
+    keywords = checked_fields(keys, _KEYWORD)
+    scope: dict[str, Any] = {**TERM_SCOPE, "_S": _SECONDS, "_F": _FRACTIONS, "_second": _second,
+                             "_Careful": _Careful, "_problem": problem}
+    guard = []
+    for i, cls in enumerate(types):
+        if cls is type(None):
+            guard.append(f"x{i} is None")
+        else:
+            scope[f"_T{i}"] = cls
+            guard.append(f"x{i}.__class__ is _T{i}")
+    id_, ts = local["event.id"], local["@timestamp"]
+    lines = [f"def make({', '.join(scope)}):"]
+    if keywords:  # no keyword or text field holds a mapping: asked only when the JSON has an object inside
+        lines += ["    def plain(d):", *(f"        k{i} = d[{name!r}]" for i, name in enumerate(keywords)),
+                  f"        return {' and '.join(keyword_terms(f'k{i}' for i in range(len(keywords))))}"]
+    lines += ["    def row(d, text):", *(f"        {local[name]} = d[{name!r}]" for name in names),
+              f"        if not ({' and '.join(guard)}):", "            return None",
+              f"        if not {id_}:", "            raise _Careful"]
+    if kinds["@timestamp"] is str:  # the cached second plus the milliseconds; an odd time raises
+        lines += [f"        s = _S.get({ts}[:19])", "        if s is None:", f"            s = _second({ts}[:19])",
+                  f"        {ts} = s + _F[{ts}[19:]]"]
+    if typed is None:
+        lines += ["        if _problem(d) is not None:", "            raise _Careful"]
+    else:
+        nested = 'text.find(b"{", 1) != -1 and not plain(d)' if keywords else "False"
+        cleared = "(" + " and ".join(typed) + ")" if typed else "True"
+        lines += [f"        if (not {cleared} or {nested}) and _problem(d) is not None:", "            raise _Careful"]
+    columns = ", ".join(local.get(name, "None") for name in hot)
+    lines += [f"        return ({id_}, {ts}, {columns}, None, text.decode())", "    return row"]
+    source = "\n".join(lines) + "\n"
+    namespace: dict[str, Any] = {}
+    exec(source, {}, namespace)  # the source holds schema names, local names and positions only
+    return _Shape(row=namespace["make"](*scope.values()), looked_at=itemgetter(*names))
+
+
+_SHAPES: dict[tuple[str, ...], dict[Any, _Shape]] = {}
 
 #: "YYYY-MM-DDTHH:MM:SS" -> epoch ms of that second (bounded: cleared when full)
 _SECONDS: dict[str, int] = {}
@@ -203,6 +252,32 @@ class _Careful(Exception):
     """This document goes the careful way."""
 
 
+def _other_shape(shapes: dict[Any, _Shape], first: _Shape | None, keys: tuple[Any, ...], doc: dict[str, Any],
+                 hot: tuple[str, ...]) -> _Shape:
+    """The shape of a document whose keys are new, or whose looked-at values are not of the
+    types of the first shape of its keys (kept under ``(keys, types)``)."""
+    if first is None:
+        names = _looked_at(keys, hot)
+        if names is None:
+            raise _Careful
+        key: Any = keys
+        types = tuple(map(type, itemgetter(*names)(doc)))
+    else:
+        types = tuple(map(type, first.looked_at(doc)))
+        key = (keys, types)
+        shape = shapes.get(key)
+        if shape is not None:
+            return shape
+        names = _looked_at(keys, hot) or []
+    if len(shapes) >= MAX_SHAPES:
+        raise _Careful
+    shape = _shape(keys, names, types, hot)  # an odd shape (refused before any compiling) is not remembered
+    if shape is None:
+        raise _Careful
+    shapes[key] = shape
+    return shape
+
+
 def prepare_rows(docs: Iterable[Any], layout: Any, errors: Problems, start: int = 0) -> list[Row]:
     """The rows ``write_events`` hands to ``executemany``, exactly as :func:`careful_row` would
     make them (see the module docstring); refused documents are added to ``errors``.
@@ -211,7 +286,6 @@ def prepare_rows(docs: Iterable[Any], layout: Any, errors: Problems, start: int 
     hot = tuple(layout.hot)
     shapes = _SHAPES.setdefault(hot, {})
     encode = orjson.dumps
-    seconds, fractions = _SECONDS, _FRACTIONS
     rows: list[Row] = []
     append = rows.append
     for position, doc in enumerate(docs, start):
@@ -219,33 +293,13 @@ def prepare_rows(docs: Iterable[Any], layout: Any, errors: Problems, start: int 
             if doc.__class__ is not dict:
                 raise _Careful
             text = encode(doc, option=_STRICT)  # refuses lone surrogates, ints past 53 bits...
-            key = (tuple(doc), tuple(map(type, doc.values())))
-            shape = shapes.get(key)
-            if shape is None:
-                if len(shapes) >= MAX_SHAPES:
+            keys = tuple(doc)
+            shape = shapes.get(keys)
+            if shape is None or (row := shape.row(doc, text)) is None:
+                row = _other_shape(shapes, shape, keys, doc, hot).row(doc, text)
+                if row is None:
                     raise _Careful
-                shape = _shape(*key, hot)  # an odd shape (refused before any compiling) is not remembered
-                if shape is None:
-                    raise _Careful
-                shapes[key] = shape
-            ms = doc["@timestamp"]
-            if shape.ts_text:
-                fraction = fractions.get(ms[19:])
-                second = seconds.get(ms[:19])
-                if second is None and fraction is not None:
-                    second = _second(ms[:19])
-                if second is None or fraction is None:
-                    raise _Careful
-                ms = second + fraction
-            # the values, then what the row adds: None (a missing hot field, multi), the time, the JSON
-            values = (*doc.values(), None, ms, text.decode())
-            typed = shape.typed
-            if not values[shape.id_at]:
-                raise _Careful
-            if (typed is None or not typed(values) or (text.find(b"{", 1) != -1 and not shape.plain(values))) \
-                    and problem(doc) is not None:
-                raise _Careful  # the careful way says why, as it would have
-            append(shape.row(values))
+            append(row)
         except Exception:  # whatever the fast way trips on, the careful way decides
             row = careful_row(doc, position, hot, errors)
             if row is not None:

@@ -27,7 +27,8 @@ import functools
 import ipaddress
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from eventstore.schema import FIELDS
@@ -190,8 +191,22 @@ def _valid_ips(values: tuple[Any, ...]) -> bool:
 
 _SCOPE = {"_VALID_IPS": _VALID_IPS, "_valid_ips": _valid_ips, "_PLAIN": _PLAIN, "_LONG_MIN": _LONG_MIN,
           "_LONG_MAX": _LONG_MAX, "isfinite": math.isfinite, "map": map, "type": type}
+#: the names the terms of :func:`typed_terms` and :func:`keyword_terms` use, for a caller that
+#: compiles them into its own function
+TERM_SCOPE: Mapping[str, Any] = MappingProxyType(_SCOPE)
+#: the kinds :func:`typed_terms` looks at (keyword and text: :func:`keyword_terms`)
+TYPED_KINDS: frozenset[str] = frozenset({"ip", "long", "float", "boolean"})
+#: each checked field's name as the schema spells it (the very string: what a caller compiles
+#: into source comes from here, never from a document's keys)
+_NAMES: dict[str, str] = {name: name for name in _KIND}
 
 ValuesCheck = Callable[[Sequence[Any]], bool]
+
+
+def checked_fields(keys: Iterable[Any], kinds: frozenset[str]) -> list[str]:
+    """The schema's names of the ``keys`` whose kind is among ``kinds``, in key order."""
+    names = _NAMES
+    return [names[key] for key in keys if _KIND.get(key) in kinds]
 
 
 def _compile(terms: list[str]) -> ValuesCheck:
@@ -203,11 +218,11 @@ def _compile(terms: list[str]) -> ValuesCheck:
     return test
 
 
-def typed_check(keys: Sequence[Any], types: Sequence[type], *, small_ints: bool = False) -> ValuesCheck | None:
-    """For documents with these keys in this order holding values of exactly these types, a
-    test over the values in key order that is true only when no ip, long, float or boolean
-    field would be refused. ``None`` when such a value is of a type only :func:`problem` can
-    judge (text in a number field...). ``small_ints``: the caller knows every int is within
+def typed_terms(fields: Iterable[tuple[str, type, str]], *, small_ints: bool = False) -> list[str] | None:
+    """For fields ``(name, class of its value, expression of its value)``, terms (source text
+    over :data:`TERM_SCOPE`) that are all true only when no ip, long, float or boolean field
+    among them would be refused. ``None`` when such a value is of a type only :func:`problem`
+    can judge (text in a number field...). ``small_ints``: the caller knows every int is within
     53 bits (orjson's ``OPT_STRICT_INTEGER`` said so), so longs need no look.
 
     Why: ``problem`` walks every field of every document (~4 us a flow). A batch holds a
@@ -215,33 +230,47 @@ def typed_check(keys: Sequence[Any], types: Sequence[type], *, small_ints: bool 
     one expression over just those (a flow's: is every address among those already found
     valid, ``_VALID_IPS.issuperset((v[9], v[11], *v[24]))``). It must never be true when
     ``problem`` would refuse (``tests/test_sqlite_rows.py`` holds it to that on generated
-    documents)."""
+    documents). The expressions are the caller's (positions, local names), never a document's text."""
     terms: list[str] = []
     addresses: list[str] = []  # one set test for all of them: ``(v[9], v[11], *v[24])``
-    for i, (name, cls) in enumerate(zip(keys, types, strict=True)):
+    for name, cls, expr in fields:
         kind = _KIND.get(name)
-        if kind is None or kind in ("keyword", "text") or (small_ints and kind == "long" and cls is int):
+        if kind not in TYPED_KINDS or (small_ints and kind == "long" and cls is int):
             continue
         if kind == "ip" and cls in (str, list):
-            addresses.append(f"v[{i}]" if cls is str else f"*v[{i}]")
+            addresses.append(expr if cls is str else f"*{expr}")
             continue
         term = _TERMS.get((kind, cls))
         if term is None:
             return None
         if term:
-            terms.append(f"({term.format(f'v[{i}]')})")
+            terms.append(f"({term.format(expr)})")
     if addresses:
         found = f"({', '.join(addresses)},)"
         terms.insert(0, f"(_VALID_IPS.issuperset({found}) or _valid_ips({found}))")
-    return _compile(terms)
+    return terms
+
+
+def keyword_terms(exprs: Iterable[str]) -> list[str]:
+    """Terms true only when none of these values (of keyword or text fields) holds a mapping
+    (the one thing ``problem`` refuses there)."""
+    return [_PLAIN_TERM.format(expr) for expr in exprs]
+
+
+def typed_check(keys: Sequence[Any], types: Sequence[type], *, small_ints: bool = False) -> ValuesCheck | None:
+    """:func:`typed_terms` as one test over the values of documents with these keys in this
+    order holding values of exactly these types."""
+    terms = typed_terms(((name, cls, f"v[{i}]") for i, (name, cls) in enumerate(zip(keys, types, strict=True))),
+                        small_ints=small_ints)
+    return None if terms is None else _compile(terms)
 
 
 def keyword_check(keys: Sequence[Any]) -> ValuesCheck:
     """For documents with these keys in this order, a test over the values that is true only
-    when no keyword or text field holds a mapping (the one thing ``problem`` refuses there).
-    With :func:`typed_check` true as well, ``problem`` finds nothing."""
-    return _compile([_PLAIN_TERM.format(f"v[{i}]") for i, name in enumerate(keys)
-                     if _KIND.get(name) in ("keyword", "text")])
+    when no keyword or text field holds a mapping. With :func:`typed_check` true as well,
+    ``problem`` finds nothing."""
+    return _compile(keyword_terms(f"v[{i}]" for i, name in enumerate(keys)
+                                  if _KIND.get(name) in ("keyword", "text")))
 
 
 def _always(values: Sequence[Any]) -> bool:

@@ -211,3 +211,25 @@ def test_the_shape_cache_is_bounded() -> None:
         assert len(_SHAPES[HOT]) == 10
         with patch.object(sqlite_rows, "careful_row", _no_careful_way):
             assert prepare_rows(docs[:10], EVENTS, []) == careful[:10]
+
+
+def test_other_types_under_the_same_keys() -> None:
+    """The same keys holding another type in a field the row looks at (a port as text, a time
+    as epoch millis, an address missing) are another shape, learnt beside the first: every
+    document gets the careful row or refusal, and each learnt shape's documents stay fast."""
+    base = {"@timestamp": "2024-05-01T10:00:00.000Z", "event.id": "e", "source.ip": "10.0.0.1", "source.port": 443,
+            "user.name": "root", "message": "m"}
+    fast = [{}, {"source.port": "443"}, {"@timestamp": 1714557600000}, {"source.port": None}, {"source.ip": None},
+            {"message": None}]
+    careful_only = [{"user.name": ["root", "x"]}, {"user.name": {"a": 1}}, {"source.port": True}, {"event.id": 7},
+                    {"source.port": "x"}, {"@timestamp": "2024-05-01T10:00:00+02:00"}]
+    batch = [{**base, "event.id": f"e{i}", **change} for i, change in enumerate((fast + careful_only) * 2)]
+    careful_errors: list[tuple[int, str, str]] = []
+    careful = [r for i, doc in enumerate(batch) if (r := careful_row(doc, i, HOT, careful_errors)) is not None]
+    with patch.dict(_SHAPES, {}, clear=True):
+        errors: list[tuple[int, str, str]] = []
+        assert prepare_rows(batch, EVENTS, errors) == careful
+        assert errors == careful_errors and len(errors) == 8
+        again = [{**base, "event.id": f"f{i}", **change} for i, change in enumerate(fast)]
+        with patch.object(sqlite_rows, "careful_row", _no_careful_way):
+            assert prepare_rows(again, EVENTS, []) == [careful_row(doc, 0, HOT, []) for doc in again]
