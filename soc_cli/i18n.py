@@ -102,15 +102,18 @@ OS_ERRORS: tuple[str, ...] = (
 
 def apply() -> None:
     """Typer's words in the interface language (English: left exactly as Typer has them)."""
-    from typer import core, rich_utils
+    from typer import core
+
+    for cls in (core.TyperCommand, core.TyperGroup):
+        _translate_help_option(cls)
+    if current_language() == SOURCE_LANGUAGE:
+        return  # Typer's words are these already: its help module (~0.05 s to import) stays unloaded
+    from typer import rich_utils
 
     for name, english in TYPER_WORDS.items():
         if hasattr(rich_utils, name):
             setattr(rich_utils, name, _(english))
-    for cls in (core.TyperCommand, core.TyperGroup):
-        _translate_help_option(cls)
-    if current_language() != SOURCE_LANGUAGE:
-        _translate_usage_prefix()
+    _translate_usage_prefix()
 
 
 def _translate_usage_prefix() -> None:
@@ -168,6 +171,9 @@ def help_texts(app: Any, path: str = "soc") -> Iterator[HelpText]:
     from typer.main import solve_typer_info_help
     from typer.models import DefaultPlaceholder
 
+    tree = getattr(app, "command_tree", None)
+    if callable(tree):  # ``soc`` registers its commands on demand: the whole tree
+        app = tree()
     if isinstance(app.info.help, str):
         yield HelpText(path, app.info.help, app.info, "help")
     if app.registered_callback is not None:

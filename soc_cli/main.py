@@ -1,9 +1,12 @@
 """The ``soc`` command: noun then verb, thin commands over the packages below.
 
 Each command group lives in ``soc_cli/commands/<name>.py`` and exposes
-``register(app)``; ``COMMAND_MODULES`` is the registry. Command modules import heavy
-libraries (scapy, scikit-learn, pySigma) inside the functions that need them, so
-``soc --help`` stays fast.
+``register(app)``; ``COMMANDS`` is the registry (top-level name -> the modules that make it).
+A command's modules are imported and registered when that command is asked for, so
+``soc scan`` does not pay for importing and registering the seventeen others; help, a
+mistyped name and shell completion see them all. Command modules import heavy libraries
+(scapy, scikit-learn, pySigma) inside the functions that need them, so ``soc --help`` stays
+fast too.
 """
 
 from __future__ import annotations
@@ -11,8 +14,13 @@ from __future__ import annotations
 import importlib
 import sys
 import traceback
+from collections.abc import Iterable
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
+from typer.main import get_group_from_info
+from typer.models import TyperInfo
 
 from eventstore.errors import QuerySyntaxError, StoreError
 from locales import _
@@ -21,38 +29,110 @@ from soc_cli.context import STATE, STORE_HELP
 from soc_cli.errors import error_text, raised_text
 from soc_cli.output import err_console, esc, safe, visible
 
-COMMAND_MODULES: tuple[str, ...] = (
-    # one line per command module; add yours when the module exists
-    "soc_cli.commands.policy",
-    "soc_cli.commands.store",
-    "soc_cli.commands.hunt",
-    "soc_cli.commands.demo",
-    "soc_cli.commands.dashboard",
-    "soc_cli.commands.playbook",
-    "soc_cli.commands.respond",
-    "soc_cli.commands.ingest",
-    "soc_cli.commands.capture",
-    "soc_cli.commands.tail",
-    "soc_cli.commands.alerts",
-    "soc_cli.commands.evidence",
-    "soc_cli.commands.pivot",
-    "soc_cli.commands.triage",
-    "soc_cli.commands.detect",
-    "soc_cli.commands.rules",
-    "soc_cli.commands.scan",
-    "soc_cli.commands.ml",
-)
+#: top-level command -> the modules that register it, in the order help lists them (one line per
+#: command; add yours when the module exists). ``evidence`` adds ``soc alerts evidence``.
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "policy": ("soc_cli.commands.policy",),
+    "store": ("soc_cli.commands.store",),
+    "hunt": ("soc_cli.commands.hunt",),
+    "events": ("soc_cli.commands.hunt",),
+    "demo": ("soc_cli.commands.demo",),
+    "dashboard": ("soc_cli.commands.dashboard",),
+    "playbook": ("soc_cli.commands.playbook",),
+    "respond": ("soc_cli.commands.respond",),
+    "ingest": ("soc_cli.commands.ingest",),
+    "capture": ("soc_cli.commands.capture",),
+    "tail": ("soc_cli.commands.tail",),
+    "alerts": ("soc_cli.commands.alerts", "soc_cli.commands.evidence"),
+    "pivot": ("soc_cli.commands.pivot",),
+    "triage": ("soc_cli.commands.triage",),
+    "detect": ("soc_cli.commands.detect",),
+    "rules": ("soc_cli.commands.rules",),
+    "scan": ("soc_cli.commands.scan",),
+    "ml": ("soc_cli.commands.ml",),
+}
+COMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(m for modules in COMMANDS.values() for m in modules))
 
 # The language (SOC_LANG, else LANGUAGE / LC_ALL / LANG) must be in force before the command
 # modules register: Typer evaluates every help string then.
 i18n.apply()
 
-app = typer.Typer(
+#: modules registered so far (each once a process), on a Typer of their own: module -> that Typer
+_REGISTERED: dict[str, typer.Typer] = {}
+
+
+def _registered(module: str) -> typer.Typer:
+    """The Typer that ``module`` registered its commands on (imported, registered and its help
+    translated the first time it is asked for)."""
+    sub = _REGISTERED.get(module)
+    if sub is None:
+        sub = typer.Typer()
+        importlib.import_module(module).register(sub)
+        i18n.translate_help(sub)
+        _REGISTERED[module] = sub
+    return sub
+
+
+class LazyCommands(TyperGroup):
+    """``soc`` itself: a command's module is imported when the command is asked for.
+
+    Typer builds this group (``cls``) from ``app`` on every call, with no commands; each name is
+    resolved on demand from ``COMMANDS``. Listing (help, completion) and a name not in the
+    registry (a typo: Typer's "did you mean" draws on the commands loaded) load them all.
+    """
+
+    def _load(self, names: Iterable[str]) -> None:
+        for name in names:
+            if name in self.commands:
+                continue
+            modules = COMMANDS[name]
+            for module in modules:  # every module first: one may add commands to another's group
+                importlib.import_module(module)
+            tree = typer.Typer()
+            for module in modules:
+                sub = _registered(module)
+                tree.registered_commands += sub.registered_commands
+                tree.registered_groups += sub.registered_groups
+            group = get_group_from_info(TyperInfo(tree), pretty_exceptions_short=app.pretty_exceptions_short,
+                                        rich_markup_mode=app.rich_markup_mode, suggest_commands=app.suggest_commands)
+            for command_name, command in group.commands.items():
+                self.commands.setdefault(command_name, command)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in self.commands:
+            self._load([cmd_name] if cmd_name in COMMANDS else COMMANDS)
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        """Commands, then groups, each in registry order: as Typer lists a tree registered at once."""
+        self._load(COMMANDS)
+        order = {name: n for n, name in enumerate(COMMANDS)}
+        return sorted(self.commands, key=lambda name: (isinstance(self.commands[name], TyperGroup),
+                                                       order.get(name, len(order))))
+
+
+class LazyTyper(typer.Typer):
+    """The root Typer; ``command_tree`` is the whole tree registered (what the catalog extracts)."""
+
+    def command_tree(self) -> typer.Typer:
+        tree = typer.Typer(name=self.info.name, help=self.info.help)
+        tree.registered_callback = self.registered_callback
+        for module in COMMAND_MODULES:
+            importlib.import_module(module)
+        for module in COMMAND_MODULES:
+            sub = _registered(module)
+            tree.registered_commands += sub.registered_commands
+            tree.registered_groups += sub.registered_groups
+        return tree
+
+
+app = LazyTyper(
     name="soc",
     help=_("ztsoc: zero-trust security operations from the command line."),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=LazyCommands,
 )
 
 
@@ -65,9 +145,15 @@ def _global(
     STATE.debug = debug
 
 
-for _module in COMMAND_MODULES:
-    importlib.import_module(_module).register(app)
-i18n.translate_help(app)
+def _translate_root() -> None:
+    """The global options' help in the interface language (each command module's, as it registers)."""
+    root = typer.Typer()
+    root.registered_callback = app.registered_callback
+    i18n.translate_help(root)
+
+
+_translate_root()
+
 
 
 def error_label() -> str:

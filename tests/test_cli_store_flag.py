@@ -29,8 +29,9 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "policy" / "examples"
 def _commands(cmd: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
     out = [(path, cmd)]
     if hasattr(cmd, "commands"):  # a group (Typer's groups are not click.Group subclasses)
-        for name, sub in cmd.commands.items():
-            out += _commands(sub, (*path, name))
+        ctx = typer.Context(cmd)  # asked, not read from ``.commands``: soc loads its commands on demand
+        for name in cmd.list_commands(ctx):
+            out += _commands(cmd.get_command(ctx, name), (*path, name))
     return out
 
 
