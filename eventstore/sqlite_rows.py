@@ -229,22 +229,37 @@ _SHAPES: dict[tuple[str, ...], dict[Any, _Shape]] = {}
 #: "YYYY-MM-DDTHH:MM:SS" -> epoch ms of that second (bounded: cleared when full)
 _SECONDS: dict[str, int] = {}
 _MAX_SECONDS = 1 << 16
-_SECOND = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}")
+#: "YYYY-MM-DDTHH:MM" -> epoch ms of that minute (bounded: cleared when full)
+_MINUTES: dict[str, int] = {}
+_MAX_MINUTES = 1 << 14
+_MINUTE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}")
+#: what may follow the minute in a second: ":SS"
+_IN_MINUTE: dict[str, int] = {f":{i:02d}": i * 1000 for i in range(60)}
 #: what may follow the second in the cached form: ".mmmZ" or "Z"
 _FRACTIONS: dict[str, int] = {"Z": 0, **{f".{i:03d}Z": i for i in range(1000)}}
 
 
 def _second(text: str) -> int | None:
-    """Epoch ms of ``YYYY-MM-DDTHH:MM:SS`` (UTC), remembered; None when it is not one."""
-    if not _SECOND.fullmatch(text):
-        return None
-    try:
-        ms = timestamp_ms(text)
-    except (ValueError, OverflowError):
+    """Epoch ms of ``YYYY-MM-DDTHH:MM:SS`` (UTC), remembered; None when it is not one. A new
+    second is its minute's (remembered too) plus the seconds: ~0.3 us, where parsing it was
+    2.7 us (at a million events a day, one event in twelve starts a second)."""
+    minute = _MINUTES.get(text[:16])
+    if minute is None:
+        if not _MINUTE.fullmatch(text[:16]):
+            return None
+        try:
+            minute = timestamp_ms(text[:16])
+        except (ValueError, OverflowError):
+            return None
+        if len(_MINUTES) >= _MAX_MINUTES:
+            _MINUTES.clear()
+        _MINUTES[text[:16]] = minute
+    seconds = _IN_MINUTE.get(text[16:])
+    if seconds is None:
         return None
     if len(_SECONDS) >= _MAX_SECONDS:
         _SECONDS.clear()
-    _SECONDS[text] = ms
+    _SECONDS[text] = ms = minute + seconds
     return ms
 
 
