@@ -78,3 +78,37 @@ def test_sigma_cli_converts_and_checks_our_rules() -> None:
                            capture_output=True, text=True, timeout=180, cwd="/")
     assert check.returncode == 0, check.stdout + check.stderr
     assert "Found 0 errors" in check.stdout
+
+
+_LOG_SOURCES = ("product: windows\n  category: process_creation", "product: windows\n  service: security",
+                "product: windows\n  category: registry_set", "product: linux\n  service: sshd",
+                "product: zeek\n  service: dns", "product: aws\n  service: cloudtrail",
+                "product: ztsoc\n  service: auth", "category: firewall")
+
+
+def test_kept_log_source_answers_process_every_rule_as_asking_anew() -> None:
+    """One pipeline keeping its items' log-source answers across many rules processes each rule
+    exactly as a fresh pipeline asking every item anew (trees, log source, items applied)."""
+    import copy
+
+    from sigma.rule import SigmaRule
+
+    from detections.sigma.ir import tree_out
+    from detections.sigma.loader import load_rules
+
+    rules = [r.rule for r in load_rules().rules if isinstance(r.rule, SigmaRule)]
+    for n, logsource in enumerate(_LOG_SOURCES * 2):
+        rules += SigmaCollection.from_yaml(
+            f"title: t{n}\nid: 00000000-0000-0000-0000-{n:012d}\nlogsource:\n  {logsource}\n"
+            f"detection:\n  sel:\n    Image|endswith: '\\\\x{n}.exe'\n    User: root\n  condition: sel\n").rules
+    kept = get_pipeline()
+    assert any(item.match_rule_conditions.__name__ == "kept" for item in kept.items)  # type: ignore[attr-defined]
+
+    def processed(rule: SigmaRule, pipeline: object) -> tuple[object, ...]:
+        rule = copy.deepcopy(rule)
+        pipeline.apply(rule)  # type: ignore[attr-defined]
+        trees = [tree_out(c.parsed) for c in rule.detection.parsed_condition]
+        return trees, rule.logsource, sorted(pipeline.applied_ids)  # type: ignore[attr-defined]
+
+    for rule in rules:
+        assert processed(rule, kept) == processed(rule, PIPELINES["ztsoc"]()), rule.title

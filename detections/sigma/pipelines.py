@@ -277,7 +277,44 @@ PIPELINES: dict[str, Callable[[], ProcessingPipeline]] = {
 def get_pipeline(name: str = "ztsoc") -> ProcessingPipeline:
     """A fresh pipeline (pySigma pipelines keep per-rule state, so never share one between rules)."""
     try:
-        return PIPELINES[name]()
+        factory = PIPELINES[name]
     except KeyError:
         known = ", ".join(sorted(PIPELINES))
         raise ValueError(f"unknown pipeline {name!r}: expected one of {known}") from None
+    return remember_log_source_answers(factory())
+
+
+def remember_log_source_answers(pipeline: ProcessingPipeline) -> ProcessingPipeline:
+    """Each item whose rule conditions are log-source conditions only answers them once per log source.
+
+    Applying a pipeline asks every item (140 in ``ztsoc``) whether its rule conditions hold for the
+    rule; for log-source conditions the answer depends on nothing but the rule's log source
+    (category, product, service: ``SigmaLogSource.__contains__``), and a large set has few of them
+    (SigmaHQ's Windows folder: ~2,400 rules, a few dozen log sources). Asking anew for every rule
+    was half of applying the pipeline to that folder. The item's own answer is kept per log source
+    as it stands when the item is reached, so a transformation that changes a rule's log source
+    (Sysmon's) only means another key. Correlation rules (answered from the rules they reference)
+    and items with other conditions are asked as before.
+    """
+    for item in pipeline.items:
+        conditions = item.rule_conditions
+        if (item.rule_condition_expression is None and isinstance(conditions, list) and conditions
+                and all(type(c) is LogsourceCondition for c in conditions)):
+            item.match_rule_conditions = _answers_kept(item.match_rule_conditions)  # type: ignore[method-assign]
+    return pipeline
+
+
+def _answers_kept(match: Callable[[SigmaRule | SigmaCorrelationRule], bool]) -> Callable[..., bool]:
+    answers: dict[tuple[type, str | None, str | None, str | None], bool] = {}
+
+    def kept(rule: SigmaRule | SigmaCorrelationRule) -> bool:
+        if type(rule) is not SigmaRule:
+            return match(rule)
+        ls = rule.logsource
+        key = (type(ls), ls.category, ls.product, ls.service)
+        answer = answers.get(key)
+        if answer is None:
+            answer = answers[key] = match(rule)
+        return answer
+
+    return kept
