@@ -59,7 +59,7 @@ def resolve_tz(name: str | None) -> tzinfo:
         return UTC
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: a name too long for a file name
         raise ValueError(f"unknown time zone {name!r} (expected an IANA name such as Europe/Paris)") from exc
 
 

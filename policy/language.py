@@ -255,7 +255,7 @@ def _rule(doc: dict[str, Any], policy: str, index: int, lines: dict[Path_, int],
         tz = t.get("timezone", "UTC")
         try:
             ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file name
             issues.append(Issue(file, line_of(lines, (*base, "when", "time", "timezone")), f"unknown timezone {tz!r}"))
             tz = "UTC"
         tw = TimeWindow(

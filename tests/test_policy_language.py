@@ -60,6 +60,8 @@ def test_rule_fields_are_parsed() -> None:
     (GOOD.replace("    effect: allow\n", "    effect: allow\n    colour: blue\n"), 5, "unknown key 'colour'"),
     (GOOD.replace("10.0.0.0/8", "10.0.0.300/8"), 7, "bad CIDR"),
     (GOOD.replace("America/Regina", "Mars/Olympus"), 11, "unknown timezone"),
+    # a name longer than a file name may be (the policy_yaml fuzz harness found it raising OSError)
+    (GOOD.replace("America/Regina", "America/Reg" + "x" * 300 + "ina"), 11, "unknown timezone"),
     (GOOD.replace('from: "22:00"', 'from: "25:00"'), 11, "'25:00': use HH:MM"),
     (GOOD + "  - name: read\n    effect: deny\n", 13, "already used at line 5"),
     (GOOD.replace("kind: Policy\n", "kind: Policy\nkind: Policy\n"), 3, "duplicate key 'kind'"),
