@@ -25,7 +25,7 @@ import hashlib
 import importlib.metadata
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -101,10 +101,6 @@ class CacheInfo:
     uncached: int = 0  # base rules compiled from their files (constructs the format does not cover)
 
 
-def _meta_out(meta: RuleMeta) -> dict[str, Any]:
-    return asdict(meta)
-
-
 def _meta_in(d: dict[str, Any]) -> RuleMeta:
     return RuleMeta(guide=d["guide"], response=d["response"], suppress=d["suppress"], entity=tuple(d["entity"]),
                     samples=d["samples"], expect=d["expect"], baseline_fields=tuple(d["baseline_fields"]),
@@ -138,15 +134,16 @@ def serialise(rs: RuleSet, cs: CompiledSet, key: str) -> tuple[bytes, int]:
         base.append(entry)
     doc = {
         "format": FORMAT, "key": key,
-        "rules": [{"path": str(r.path), "shipped": r.shipped, "head": asdict(r.head), "meta": _meta_out(r.meta)}
-                  for r in rs.rules],
+        # dataclasses as they are: orjson writes their fields itself (``asdict`` copying them first
+        # was half of this function)
+        "rules": [{"path": str(r.path), "shipped": r.shipped, "head": r.head, "meta": r.meta} for r in rs.rules],
         "load_problems": [p.as_dict() for p in rs.problems],
         "problems": [p.as_dict() for p in cs.problems],
         "base": base,
         "correlations": [index[id(cs.rules[s.key])] for s in cs.specs],
         "generating": sorted(cs.generating),
         "margin": cs.margin,
-        "infos": {k: asdict(v) for k, v in cs.infos.items()},
+        "infos": cs.infos,
     }
     return orjson.dumps(doc), uncached
 
