@@ -45,7 +45,7 @@ from detections.sigma.loader import (
     rule_dirs,
     rule_files,
 )
-from detections.sigma.matcher import CompiledRule, Matcher, compile_trees
+from detections.sigma.matcher import CompiledRule, Matcher, compile_rule, compile_trees
 from eventstore.gc_pause import gc_paused
 
 FORMAT = 1
@@ -159,14 +159,13 @@ def deserialise(data: bytes, key: str, pipeline: str) -> tuple[RuleSet, Compiled
     rules: dict[str, LoadedRule] = {}
     base: list[CompiledRule] = []
     uncached = 0
-    from detections.sigma.matcher import compile_rule
-    from detections.sigma.pipelines import get_pipeline
-
     for entry in doc["base"]:
         lr = loaded[entry["rule"]]
         if "trees" in entry:
             base.append(_lazy_rule(entry, lr, pipeline))
-        else:
+        else:  # pySigma's pipelines only imported for such a rule
+            from detections.sigma.pipelines import get_pipeline
+
             uncached += 1
             base.append(compile_rule(lr.rule, get_pipeline(pipeline), key=entry["key"], payload=lr,
                                      pipeline_name=pipeline))

@@ -14,20 +14,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
-from sigma.collection import SigmaCollection
-from sigma.correlations import SigmaCorrelationRule
-from sigma.exceptions import SigmaError, SigmaRuleLocation
-from sigma.rule import SigmaRule
+from typing import TYPE_CHECKING, Any
 
 from eventstore.timeutil import parse_duration
 
+if TYPE_CHECKING:  # pySigma and YAML are imported where files are parsed: a set read from the
+    # compiled-rule cache has rule heads and metadata only, and parses a rule's file on demand
+    from sigma.correlations import SigmaCorrelationRule
+    from sigma.rule import SigmaRule
+
+    AnyRule = SigmaRule | SigmaCorrelationRule
+
 #: The rules ztsoc ships (the province's own).
 SHIPPED_RULES = Path(__file__).resolve().parent.parent / "rules"
-
-AnyRule = SigmaRule | SigmaCorrelationRule
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +107,8 @@ class RuleHead:
 
     @classmethod
     def of(cls, rule: AnyRule, path: Path) -> RuleHead:
+        from sigma.correlations import SigmaCorrelationRule
+
         if rule.name:
             key = str(rule.name)
         elif rule.id is not None:
@@ -224,6 +225,11 @@ def rule_dirs(extra: Sequence[Path | str] | None = None, *, shipped: bool = True
 
 def load_file(path: Path) -> tuple[list[AnyRule], list[RuleProblem]]:
     """Parse one file (it may hold several YAML documents); never raises for bad content."""
+    from sigma.collection import SigmaCollection
+    from sigma.correlations import SigmaCorrelationRule
+    from sigma.exceptions import SigmaRuleLocation
+    from sigma.rule import SigmaRule
+
     problems: list[RuleProblem] = []
     try:
         text = path.read_text(encoding="utf-8")
@@ -256,6 +262,8 @@ def _yaml_documents(text: str) -> list[Any]:
     loading SigmaHQ's Windows folder (5.9 s of CPU; libyaml: ~0.5 s). On a document libyaml
     refuses, the pure-Python loader decides, so errors read as pySigma users know them.
     """
+    import yaml
+
     loader = getattr(yaml, "CSafeLoader", None)
     if loader is not None:
         try:
@@ -273,6 +281,8 @@ def rule_documents(dirs: Sequence[Path | str] | None = None, *, shipped: bool = 
     Lucene target) can convert. A document that is not a mapping is skipped; ``soc rules
     validate`` names it.
     """
+    import yaml
+
     docs: list[dict[str, Any]] = []
     for path, _ in rule_files(rule_dirs(dirs, shipped=shipped)):
         try:
@@ -343,6 +353,10 @@ def closure(ruleset: RuleSet, roots: Sequence[LoadedRule]) -> RuleSet:
 
 def _resolve(rules: list[LoadedRule]) -> tuple[list[LoadedRule], list[RuleProblem]]:
     """Resolve correlation references over all folders; drop correlations that cannot resolve."""
+    from sigma.collection import SigmaCollection
+    from sigma.correlations import SigmaCorrelationRule
+    from sigma.exceptions import SigmaError
+
     coll = SigmaCollection([r.rule for r in rules], resolve_references=False)
     problems: list[RuleProblem] = []
     keep: list[LoadedRule] = []

@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sigma.conditions import (
     ConditionAND,
@@ -30,8 +30,6 @@ from sigma.conditions import (
     ConditionOR,
     ConditionValueExpression,
 )
-from sigma.processing.pipeline import ProcessingPipeline
-from sigma.rule import SigmaRule
 from sigma.types import (
     CompareOperators,
     Placeholder,
@@ -51,6 +49,10 @@ from sigma.types import (
     SpecialChars,
     TimestampPart,
 )
+
+if TYPE_CHECKING:  # the rule model and pipelines are needed to compile from a rule, not from the cache
+    from sigma.processing.pipeline import ProcessingPipeline
+    from sigma.rule import SigmaRule
 
 Doc = Mapping[str, Any]
 
@@ -797,6 +799,8 @@ class CompiledRule:
     @property
     def rule(self) -> SigmaRule:
         if self.processed is None:
+            from sigma.rule import SigmaRule
+
             from detections.sigma.pipelines import get_pipeline
 
             source = getattr(self.payload, "rule", None)
