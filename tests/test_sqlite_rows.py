@@ -1,5 +1,5 @@
 """The embedded store's two ways to a row agree: ``prepare_rows`` (per shape, for batches)
-against ``careful_row`` (field by field, the reference), and ``validate.shape_check``
+against ``careful_row`` (field by field, the reference), and ``validate.typed_check``
 against ``validate.problem``, on generated documents that repeat shapes with hostile values:
 lone surrogates, odd types, nested objects, bad addresses, numbers past 64 bits, odd times."""
 
