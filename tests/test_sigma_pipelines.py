@@ -112,3 +112,15 @@ def test_kept_log_source_answers_process_every_rule_as_asking_anew() -> None:
 
     for rule in rules:
         assert processed(rule, kept) == processed(rule, PIPELINES["ztsoc"]()), rule.title
+
+
+def test_sysmon_mapping_survives_plugin_autodiscovery() -> None:
+    """pySigma's ``@Pipeline`` decorator is one shared instance: importing another decorated pipeline
+    (autodiscovery imports ``sigma.pipelines.test``) made ``sysmon_pipeline()`` run that one, and our
+    Sysmon mapping vanished (sigma-cli's ``-p ztsoc``, and any test after the plugin test)."""
+    import importlib
+
+    importlib.import_module("sigma.pipelines.test")
+    query = _lucene("title: t\nlogsource:\n  product: windows\n  category: process_creation\n"
+                    "detection:\n  sel:\n    Image|endswith: '\\\\whoami.exe'\n  condition: sel\n")
+    assert "event.code:1" in query and "Sysmon" in query

@@ -28,10 +28,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sigma.correlations import SigmaCorrelationRule
 from sigma.pipelines.elasticsearch.zeek import ecs_zeek_beats
-from sigma.pipelines.sysmon import sysmon_pipeline
+from sigma.pipelines.sysmon.sysmon import sysmon_generic_logsource_eventid_mapping
 from sigma.pipelines.windows import windows_logsource_pipeline
 from sigma.processing.conditions import (
     FieldNameProcessingItemAppliedCondition,
@@ -44,6 +45,7 @@ from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
 from sigma.processing.transformations import (
     AddConditionTransformation,
     AddFieldnamePrefixTransformation,
+    ChangeLogsourceTransformation,
     FieldMappingTransformation,
 )
 from sigma.rule import SigmaRule
@@ -182,6 +184,34 @@ def ztsoc_network() -> ProcessingPipeline:
     return ProcessingPipeline(name="ztsoc: network flows and DNS (Zeek/ECS)", priority=20, items=items)
 
 
+def sysmon() -> ProcessingPipeline:
+    """pySigma-pipeline-sysmon's pipeline (generic Windows log sources -> Sysmon event id and service),
+    built from that package's own table exactly as its ``sysmon_pipeline`` builds it.
+
+    Not by calling ``sysmon_pipeline()``: pySigma 1.5's ``@Pipeline`` decorator is one instance
+    shared by every decorated pipeline (``Pipeline.__new__`` is a singleton, ``__init__`` replaces
+    its function), so once another such module is imported (plugin autodiscovery imports
+    ``sigma.pipelines.test``: ``sigma convert -p ztsoc``, ``sigma list pipelines``) that call runs
+    the other module's function and the Sysmon mapping silently disappears from ours.
+    """
+    items: list[ProcessingItem] = []
+    event_id: Any  # an int (or a list of them) in the package's untyped table
+    for log_source, event_id in sysmon_generic_logsource_eventid_mapping.items():
+        items += [
+            ProcessingItem(
+                identifier=f"sysmon_{log_source}_eventid",
+                transformation=AddConditionTransformation({"EventID": event_id}),
+                rule_conditions=[LogsourceCondition(category=log_source, product="windows")],
+            ),
+            ProcessingItem(
+                identifier=f"sysmon_{log_source}_logsource",
+                transformation=ChangeLogsourceTransformation(product="windows", service="sysmon", category=log_source),
+                rule_conditions=[LogsourceCondition(category=log_source, product="windows")],
+            ),
+        ]
+    return ProcessingPipeline(name="Generic Log Sources to Sysmon Transformation", priority=10, items=items)
+
+
 def ztsoc_windows() -> ProcessingPipeline:
     """Windows event logs as our EVTX reader stores them: header in ECS, EventData under winlog.event_data."""
     header = ProcessingItem(
@@ -203,7 +233,7 @@ def ztsoc_windows() -> ProcessingPipeline:
     )
     mapping = ProcessingPipeline(items=[header, event_data])
     # windows_logsource_pipeline adds the Channel condition of each service (sigma.pipelines.common).
-    pipeline = sysmon_pipeline() + windows_logsource_pipeline() + mapping
+    pipeline = sysmon() + windows_logsource_pipeline() + mapping
     pipeline.name = "ztsoc: Windows event logs (EVTX: ECS header, winlog.event_data.*)"
     pipeline.priority = 20
     return pipeline
