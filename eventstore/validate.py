@@ -228,26 +228,27 @@ def typed_terms(fields: Iterable[tuple[str, type, str]], *, small_ints: bool = F
     Why: ``problem`` walks every field of every document (~4 us a flow). A batch holds a
     few shapes; which values need a look, and how, is known once per shape, and the test is
     one expression over just those (a flow's: is every address among those already found
-    valid, ``_VALID_IPS.issuperset((v[9], v[11], *v[24]))``). It must never be true when
+    valid, ``v[9] in _VALID_IPS and v[11] in _VALID_IPS and _VALID_IPS.issuperset(v[24])``). It must never be true when
     ``problem`` would refuse (``tests/test_sqlite_rows.py`` holds it to that on generated
     documents). The expressions are the caller's (positions, local names), never a document's text."""
     terms: list[str] = []
-    addresses: list[str] = []  # one set test for all of them: ``(v[9], v[11], *v[24])``
+    addresses: list[tuple[str, bool]] = []  # (expression, a list of them): one test for all of them
     for name, cls, expr in fields:
         kind = _KIND.get(name)
         if kind not in TYPED_KINDS or (small_ints and kind == "long" and cls is int):
             continue
         if kind == "ip" and cls in (str, list):
-            addresses.append(expr if cls is str else f"*{expr}")
+            addresses.append((expr, cls is list))
             continue
         term = _TERMS.get((kind, cls))
         if term is None:
             return None
         if term:
             terms.append(f"({term.format(expr)})")
-    if addresses:
-        found = f"({', '.join(addresses)},)"
-        terms.insert(0, f"(_VALID_IPS.issuperset({found}) or _valid_ips({found}))")
+    if addresses:  # each known address one ``in`` (half the time of one issuperset of a tuple of them)
+        known = " and ".join(f"_VALID_IPS.issuperset({e})" if many else f"{e} in _VALID_IPS" for e, many in addresses)
+        found = ", ".join(f"*{e}" if many else e for e, many in addresses)
+        terms.insert(0, f"(({known}) or _valid_ips(({found},)))")
     return terms
 
 
