@@ -11,7 +11,7 @@ response, suppression window, entity fields, sample events) are read into
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -223,8 +223,13 @@ def rule_dirs(extra: Sequence[Path | str] | None = None, *, shipped: bool = True
     return dirs
 
 
-def load_file(path: Path) -> tuple[list[AnyRule], list[RuleProblem]]:
-    """Parse one file (it may hold several YAML documents); never raises for bad content."""
+def load_file(path: Path, *, documents: Callable[[str], list[Any]] | None = None
+              ) -> tuple[list[AnyRule], list[RuleProblem]]:
+    """Parse one file (it may hold several YAML documents); never raises for bad content.
+
+    ``documents`` parses the text (default :func:`yaml_documents`); the parity check
+    (``tests/sigmaparity.py``) passes pySigma's own ``yaml.safe_load_all`` to prove both agree.
+    """
     from sigma.collection import SigmaCollection
     from sigma.correlations import SigmaCorrelationRule
     from sigma.exceptions import SigmaRuleLocation
@@ -236,7 +241,7 @@ def load_file(path: Path) -> tuple[list[AnyRule], list[RuleProblem]]:
     except (OSError, UnicodeDecodeError) as exc:
         return [], [RuleProblem(str(path), None, "load", f"cannot read: {exc}")]
     try:
-        coll = SigmaCollection.from_dicts(_yaml_documents(text), collect_errors=True,
+        coll = SigmaCollection.from_dicts((documents or yaml_documents)(text), collect_errors=True,
                                           source=SigmaRuleLocation(path), resolve_references=False)
     except Exception as exc:  # yaml errors and anything pySigma raises for a broken file
         return [], [RuleProblem(str(path), None, "load", _reason(exc))]
@@ -255,12 +260,16 @@ def load_file(path: Path) -> tuple[list[AnyRule], list[RuleProblem]]:
     return rules, problems
 
 
-def _yaml_documents(text: str) -> list[Any]:
+def yaml_documents(text: str) -> list[Any]:
     """The file's YAML documents, parsed by libyaml when PyYAML has it.
 
-    ``SigmaCollection.from_yaml`` uses PyYAML's pure-Python safe loader, which was ~80 % of
-    loading SigmaHQ's Windows folder (5.9 s of CPU; libyaml: ~0.5 s). On a document libyaml
-    refuses, the pure-Python loader decides, so errors read as pySigma users know them.
+    ``SigmaCollection.from_yaml`` uses PyYAML's pure-Python safe loader (``yaml.safe_load_all``:
+    no custom constructor, a duplicate key keeps the last value, dates become ``date``), which
+    was ~80 % of loading SigmaHQ's Windows folder (5.9 s of CPU; libyaml: ~0.5 s). libyaml only
+    replaces the parser: the constructor and the resolver are the same Python classes, so the
+    documents are the same (``tests/test_sigma_yaml_parity.py``, and all of SigmaHQ with
+    ``python -m tests.sigmaparity``). On a document libyaml refuses, the pure-Python loader
+    decides, so errors read as pySigma users know them (with their line).
     """
     import yaml
 
@@ -387,5 +396,9 @@ def _label(rule: AnyRule) -> str:
 
 
 def _reason(exc: BaseException) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    if mark is not None:  # a YAML error: say where, as line:column (its text is PyYAML's)
+        what = ", ".join(str(t) for t in (getattr(exc, "context", None), getattr(exc, "problem", None)) if t)
+        return f"{type(exc).__name__}: {mark.line + 1}:{mark.column + 1}: {what}"[:300]
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return f"{type(exc).__name__}: {text}"[:300]
