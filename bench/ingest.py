@@ -33,6 +33,7 @@ import hashlib
 import os
 import random
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -169,6 +170,9 @@ class Side:
     cpu_seconds: float = 0.0  # this process's CPU time (for Elasticsearch: the client's side only)
     events: int = 0
     notes: list[str] = field(default_factory=list)
+    #: CPU seconds of each slice: the sides write each slice back to back, so the ratio of a
+    #: slice compares them in the same few seconds of a shared machine's noise
+    slice_cpu: list[float] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -183,7 +187,9 @@ def _timed(side: Side, count: int, write: Callable[[], object]) -> None:
     began, cpu = time.perf_counter(), time.process_time()
     write()
     side.seconds += time.perf_counter() - began
-    side.cpu_seconds += time.process_time() - cpu
+    spent = time.process_time() - cpu
+    side.cpu_seconds += spent
+    side.slice_cpu.append(spent)
     side.events += count
 
 
@@ -323,6 +329,10 @@ def _report(title: str, ours: Side, base: Side, *more: Side, floor: float | None
     target = "ratio >= 0.9" + (f" and >= {floor:,.0f} events/s" if floor else "")
     cpu_ratio = ours.cpu_rate / base.cpu_rate if base.cpu_rate else 0.0
     print(f"  ratio ztsoc/baseline {ratio:.2f} (CPU time: {cpu_ratio:.2f})   target {target}: {'met' if ok else 'MISSED'}")
+    per_slice = sorted(b / o for o, b in zip(ours.slice_cpu, base.slice_cpu, strict=True) if o > 0 and b > 0)
+    if len(per_slice) > 1:
+        print(f"  CPU ratio slice by slice: median {statistics.median(per_slice):.2f}, "
+              f"range {per_slice[0]:.2f}-{per_slice[-1]:.2f} over {len(per_slice)} slices (steadier than the totals)")
     for side in more:
         print(f"  ratio ztsoc/{side.name.split(':')[0]} {ours.rate / side.rate if side.rate else 0:.2f} "
               f"(CPU time: {ours.cpu_rate / side.cpu_rate if side.cpu_rate else 0:.2f})")
