@@ -45,7 +45,7 @@ def test_cached_set_matches_and_alerts_as_a_fresh_compile() -> None:
     assert (info1.hit, info1.written, info2.hit) == (False, True, True)
     assert info2.uncached == 0
     assert sorted(cached.rules) == sorted(fresh.rules) and cached.generating == fresh.generating
-    assert {s.key for s in cached.specs} == {s.key for s in fresh.specs}
+    assert cached.specs == fresh.specs and cached.margin == fresh.margin
     assert cached.infos == fresh.infos and cached.problems == fresh.problems
 
     def matches(cs) -> set[tuple[str, str]]:
@@ -72,9 +72,9 @@ def test_a_changed_rule_file_is_another_set(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("damage", [
-    b"", b"\x00\xff garbage", b"[]", b'{"format": 1, "key": "another"}',
-    b'{"format": 1, "key": "@KEY@", "rules": [{"path": "/etc/passwd"}]}',
-    b'{"format": 1, "key": "@KEY@", "rules": [], "load_problems": [], "problems": [], "base": [{"key": "x", '
+    b"", b"\x00\xff garbage", b"[]", b'{"format": 2, "key": "another"}', b'{"format": 1, "key": "@KEY@"}',
+    b'{"format": 2, "key": "@KEY@", "rules": [{"path": "/etc/passwd"}]}',
+    b'{"format": 2, "key": "@KEY@", "rules": [], "load_problems": [], "problems": [], "base": [{"key": "x", '
     b'"rule": 99, "trees": [{"f": "user.name", "v": {"t": "exec"}}]}]}',
     b"[" * 100_000,
 ])

@@ -18,24 +18,19 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sigma.correlations import (
-    CorrelationConditionAND,
-    CorrelationConditionNOT,
-    CorrelationConditionOR,
-    SigmaCorrelationCondition,
-    SigmaCorrelationConditionOperator,
-    SigmaCorrelationRule,
-    SigmaCorrelationType,
-    SigmaExtendedCorrelationCondition,
-    SigmaRuleReference,
-)
+if TYPE_CHECKING:  # pySigma only where a spec is made from a rule: a spec from the compiled-rule
+    # cache is plain data, so a scan from the cache imports none of pySigma's rule model and YAML
+    from sigma.correlations import SigmaCorrelationRule
 
-Op = SigmaCorrelationConditionOperator
+#: correlation types, by the names Sigma's ``type:`` uses
+EVENT_COUNT, VALUE_COUNT, VALUE_SUM, VALUE_AVG = "event_count", "value_count", "value_sum", "value_avg"
+TEMPORAL, TEMPORAL_ORDERED = "temporal", "temporal_ordered"
+_TYPES = frozenset({EVENT_COUNT, VALUE_COUNT, VALUE_SUM, VALUE_AVG, TEMPORAL, TEMPORAL_ORDERED})
 _OPS = {
-    Op.LT: lambda a, b: a < b, Op.LTE: lambda a, b: a <= b, Op.GT: lambda a, b: a > b,
-    Op.GTE: lambda a, b: a >= b, Op.EQ: lambda a, b: a == b, Op.NEQ: lambda a, b: a != b,
+    "lt": lambda a, b: a < b, "lte": lambda a, b: a <= b, "gt": lambda a, b: a > b,
+    "gte": lambda a, b: a >= b, "eq": lambda a, b: a == b, "neq": lambda a, b: a != b,
 }
 MAX_EVIDENCE = 500
 
@@ -76,15 +71,34 @@ class _GroupState:
     reported_seq: int = -1
 
 
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    """A correlation condition such as ``gte: 10``: ``op`` one of lt, lte, gt, gte, eq, neq."""
+
+    op: str
+    count: int
+
+
+#: an extended (temporal) condition: ``("ref", name)``, ``("not", e)``, ``("and"|"or", e1, e2, ...)``
+Expr = tuple[Any, ...]
+
+
 @dataclass
 class CorrelationSpec:
+    """What the engine needs of a correlation rule, as plain data of our own.
+
+    Made from pySigma's rule by :meth:`from_rule` (pipeline applied); written to and read from
+    the compiled-rule cache by :meth:`as_json` / :meth:`from_json`, so a set from the cache
+    needs neither the rule's file nor pySigma's rule model.
+    """
+
     key: str
-    type: SigmaCorrelationType
+    type: str  # EVENT_COUNT, VALUE_COUNT, ...
     refs: list[str]  # keys of referenced rules, in rule order
     group_names: list[str]
     group_fields: dict[str, list[str]]  # ref key -> field per group name
     span: float
-    condition: SigmaCorrelationCondition | SigmaExtendedCorrelationCondition
+    condition: Threshold | Expr
     value_fields: dict[str, str]  # ref key -> field counted / summed
     generate: bool = False
     ref_names: dict[str, str] = field(default_factory=dict)  # reference text -> key
@@ -92,6 +106,8 @@ class CorrelationSpec:
     @classmethod
     def from_rule(cls, rule: SigmaCorrelationRule, key: str, targets: Sequence[str]) -> CorrelationSpec:
         """``rule`` with the pipeline applied; ``targets``: our key of each referenced rule, in order."""
+        from sigma.correlations import SigmaCorrelationCondition
+
         refs: list[str] = list(targets)
         ref_names: dict[str, str] = {}  # reference text (name/id) -> our key
         for ref, target in zip(rule.rules or [], targets, strict=True):
@@ -112,18 +128,77 @@ class CorrelationSpec:
             group_fields[target] = fields
         value_fields: dict[str, str] = {}
         cond = rule.condition
-        if isinstance(cond, SigmaCorrelationCondition) and cond.fieldref is not None:
-            fref = cond.fieldref if isinstance(cond.fieldref, str) else cond.fieldref[0]
-            for ref in rule.rules or []:
-                alias = aliases.get(fref)
-                value_fields[ref_names[ref.reference]] = (
-                    {str(k.reference): v for k, v in alias.items()}.get(ref.reference, fref) if alias else fref
-                )
-        if rule.type in (SigmaCorrelationType.VALUE_PERCENTILE, SigmaCorrelationType.VALUE_MEDIAN):
-            raise UnsupportedCorrelation(f"correlation type {rule.type.name.lower()}")
-        return cls(key=key, type=rule.type, refs=refs, group_names=names, group_fields=group_fields,
-                   span=float(rule.timespan.seconds), condition=cond, value_fields=value_fields,
+        condition: Threshold | Expr
+        if isinstance(cond, SigmaCorrelationCondition):
+            if cond.fieldref is not None:
+                fref = cond.fieldref if isinstance(cond.fieldref, str) else cond.fieldref[0]
+                for ref in rule.rules or []:
+                    alias = aliases.get(fref)
+                    value_fields[ref_names[ref.reference]] = (
+                        {str(k.reference): v for k, v in alias.items()}.get(ref.reference, fref) if alias else fref
+                    )
+            condition = Threshold(cond.op.name.lower(), cond.count)
+        else:
+            condition = _expr(cond.parsed)
+        kind = rule.type.name.lower()
+        if kind not in _TYPES:
+            raise UnsupportedCorrelation(f"correlation type {kind}")
+        return cls(key=key, type=kind, refs=refs, group_names=names, group_fields=group_fields,
+                   span=float(rule.timespan.seconds), condition=condition, value_fields=value_fields,
                    generate=bool(rule.generate), ref_names=ref_names)
+
+    def as_json(self) -> dict[str, Any]:
+        cond = self.condition
+        return {"key": self.key, "type": self.type, "refs": self.refs, "group_names": self.group_names,
+                "group_fields": self.group_fields, "span": self.span, "value_fields": self.value_fields,
+                "condition": {"op": cond.op, "count": cond.count} if isinstance(cond, Threshold) else {"expr": cond},
+                "generate": self.generate, "ref_names": self.ref_names}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> CorrelationSpec:
+        """Back from :meth:`as_json`; raises ``ValueError`` / ``KeyError`` / ``TypeError`` on anything odd."""
+        cond = d["condition"]
+        condition = Threshold(str(cond["op"]), int(cond["count"])) if "op" in cond else _expr_in(cond["expr"])
+        if d["type"] not in _TYPES or (isinstance(condition, Threshold) and condition.op not in _OPS):
+            raise ValueError("unknown correlation type or operator")
+        return cls(key=str(d["key"]), type=d["type"], refs=[str(r) for r in d["refs"]],
+                   group_names=[str(n) for n in d["group_names"]],
+                   group_fields={str(k): [str(f) for f in v] for k, v in d["group_fields"].items()},
+                   span=float(d["span"]), condition=condition,
+                   value_fields={str(k): str(v) for k, v in d["value_fields"].items()},
+                   generate=bool(d["generate"]), ref_names={str(k): str(v) for k, v in d["ref_names"].items()})
+
+
+def _expr(node: Any) -> Expr:
+    """pySigma's parsed extended condition as an :data:`Expr`."""
+    from sigma.correlations import (
+        CorrelationConditionAND,
+        CorrelationConditionNOT,
+        CorrelationConditionOR,
+        SigmaRuleReference,
+    )
+
+    if isinstance(node, SigmaRuleReference):
+        return ("ref", node.reference)
+    if isinstance(node, CorrelationConditionNOT):
+        return ("not", _expr(node.args[0]))
+    for kind, name in ((CorrelationConditionAND, "and"), (CorrelationConditionOR, "or")):
+        if isinstance(node, kind):
+            return (name, *(_expr(a) for a in node.args))
+    raise UnsupportedCorrelation(f"extended condition element {type(node).__name__}")
+
+
+def _expr_in(node: Any) -> Expr:
+    """An :data:`Expr` back from JSON (lists), checked."""
+    if not isinstance(node, list) or not node:
+        raise ValueError("not a condition")
+    if node[0] == "ref" and len(node) == 2:
+        return ("ref", str(node[1]))
+    if node[0] == "not" and len(node) == 2:
+        return ("not", _expr_in(node[1]))
+    if node[0] in ("and", "or") and len(node) > 1:
+        return (node[0], *(_expr_in(a) for a in node[1:]))
+    raise ValueError("not a condition")
 
 
 class CorrelationEngine:
@@ -168,7 +243,7 @@ class CorrelationEngine:
             value = _value(doc, spec.value_fields.get(ref, ""))
             if value is None:
                 return None
-            if spec.type in (SigmaCorrelationType.VALUE_SUM, SigmaCorrelationType.VALUE_AVG):
+            if spec.type in (VALUE_SUM, VALUE_AVG):
                 try:
                     value = float(value)
                 except ValueError:
@@ -180,9 +255,9 @@ class CorrelationEngine:
         self._seq += 1
         entry = _Entry(ts, self._seq, ref, value, evidence)
         state.entries.append(entry)
-        if spec.type is SigmaCorrelationType.VALUE_COUNT:
+        if spec.type == VALUE_COUNT:
             state.values[value] += 1
-        elif spec.type in (SigmaCorrelationType.VALUE_SUM, SigmaCorrelationType.VALUE_AVG):
+        elif spec.type in (VALUE_SUM, VALUE_AVG):
             state.total += value
         self._expire(spec, state, ts)
         measured = self._measure(spec, state)
@@ -203,36 +278,36 @@ class CorrelationEngine:
         entries = state.entries
         while entries and entries[0].ts < horizon:
             old = entries.popleft()
-            if spec.type is SigmaCorrelationType.VALUE_COUNT:
+            if spec.type == VALUE_COUNT:
                 state.values[old.value] -= 1
                 if state.values[old.value] <= 0:
                     del state.values[old.value]
-            elif spec.type in (SigmaCorrelationType.VALUE_SUM, SigmaCorrelationType.VALUE_AVG):
+            elif spec.type in (VALUE_SUM, VALUE_AVG):
                 state.total -= old.value
 
     def _measure(self, spec: CorrelationSpec, state: _GroupState) -> float | None:
         """The figure the condition compares, or None when the condition does not hold."""
         t = spec.type
         cond = spec.condition
-        if t in (SigmaCorrelationType.TEMPORAL, SigmaCorrelationType.TEMPORAL_ORDERED):
+        if t in (TEMPORAL, TEMPORAL_ORDERED):
             return self._temporal(spec, state)
-        assert isinstance(cond, SigmaCorrelationCondition)
-        if t is SigmaCorrelationType.EVENT_COUNT:
+        assert isinstance(cond, Threshold)
+        if t == EVENT_COUNT:
             n: float = len(state.entries)
-        elif t is SigmaCorrelationType.VALUE_COUNT:
+        elif t == VALUE_COUNT:
             n = len(state.values)
-        elif t is SigmaCorrelationType.VALUE_SUM:
+        elif t == VALUE_SUM:
             n = state.total
-        elif t is SigmaCorrelationType.VALUE_AVG:
+        elif t == VALUE_AVG:
             n = state.total / len(state.entries) if state.entries else 0.0
-        else:  # pragma: no cover - rejected in from_rule
+        else:  # pragma: no cover - rejected in from_rule / from_json
             return None
         return n if _OPS[cond.op](n, cond.count) else None
 
     def _temporal(self, spec: CorrelationSpec, state: _GroupState) -> float | None:
         present = {e.rule for e in state.entries}
         cond = spec.condition
-        if spec.type is SigmaCorrelationType.TEMPORAL_ORDERED:
+        if spec.type == TEMPORAL_ORDERED:
             last = float("-inf")
             for ref in spec.refs:
                 nxt = next((e.ts for e in state.entries if e.rule == ref and e.ts >= last), None)
@@ -241,22 +316,21 @@ class CorrelationEngine:
                 last = nxt
             # the window must end on the last rule of the sequence (it fires when the sequence completes)
             return float(len(spec.refs)) if state.entries[-1].rule == spec.refs[-1] else None
-        if isinstance(cond, SigmaExtendedCorrelationCondition):
-            return float(len(present)) if _eval_extended(cond.parsed, present, spec.ref_names) else None
+        if not isinstance(cond, Threshold):
+            return float(len(present)) if _eval_extended(cond, present, spec.ref_names) else None
         n = float(len(present))
         return n if _OPS[cond.op](n, cond.count) else None
 
 
-def _eval_extended(node: Any, present: set[str], names: Mapping[str, str]) -> bool:
-    if isinstance(node, SigmaRuleReference):
-        return names.get(node.reference, node.reference) in present
-    if isinstance(node, CorrelationConditionAND):
-        return all(_eval_extended(a, present, names) for a in node.args)
-    if isinstance(node, CorrelationConditionOR):
-        return any(_eval_extended(a, present, names) for a in node.args)
-    if isinstance(node, CorrelationConditionNOT):
-        return not _eval_extended(node.args[0], present, names)
-    raise UnsupportedCorrelation(f"extended condition element {type(node).__name__}")
+def _eval_extended(node: Expr, present: set[str], names: Mapping[str, str]) -> bool:
+    kind = node[0]
+    if kind == "ref":
+        return names.get(node[1], node[1]) in present
+    if kind == "and":
+        return all(_eval_extended(a, present, names) for a in node[1:])
+    if kind == "or":
+        return any(_eval_extended(a, present, names) for a in node[1:])
+    return not _eval_extended(node[1], present, names)  # "not"
 
 
 def _value(doc: Mapping[str, Any], name: str) -> str | None:
