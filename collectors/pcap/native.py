@@ -3,8 +3,8 @@
 Why: metering packets is pure Python on plain locals, slots and bytes already, and that
 ceiling (about 3.5x tshark's CPU per packet with every decoder on) is short of what a
 sensor needs. mypyc, the compiler of the mypy project, turns these typed modules into C
-extensions unchanged (no second source to keep in step): about 1.7x faster, measured by
-``bench/pcap.py`` (it prints which of the two ran).
+extensions unchanged (no second source to keep in step): 2.1x faster on ``bench/pcap.py``
+(1M packets, quiet machine: 168,536 -> 353,659 packets per CPU second; it prints which ran).
 
 How: ``setup.py`` compiles :data:`COMPILED` when the project is installed (``make venv`` /
 ``make dev-deps``) and writes the digest of their sources to :data:`RECORD`. A compiled
