@@ -14,6 +14,9 @@ command -v wrk >/dev/null || need+=(wrk)  # HTTP load generator for bench/policy
 command -v nginx >/dev/null || need+=(nginx)  # real reverse proxy: policy auth_request, TLS/auth in front of Elasticsearch
 command -v tmux >/dev/null || need+=(tmux)  # real terminal for the hostile-output and Vietnamese CLI tests
 [ -d /usr/share/fonts/truetype/noto ] || need+=(fonts-noto-core)  # Vietnamese diacritics in the browser screenshots
+command -v gcc >/dev/null || need+=(gcc)  # mypyc compiles the pcap hot path on install (setup.py)
+py_include=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null || true)
+[ -f "$py_include/Python.h" ] || need+=(python3-dev)  # ... against the interpreter's headers
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "system-deps: missing ${need[*]}; run as root or: sudo apt-get install ${need[*]}" >&2
