@@ -143,7 +143,6 @@ MAX_SHAPES = 2048
 #: the fast way's encoding refuses ints past 53 bits (the careful way takes them): every
 #: int it lets through fits a long, a hot column and a time, with no look
 _STRICT = orjson.OPT_STRICT_INTEGER
-_TYPED = TYPED_KINDS
 _KEYWORD = frozenset({"keyword", "text"})
 
 #: a shape's row maker: the row of a document and its JSON, ``None`` when a value the shape
@@ -168,7 +167,7 @@ def _looked_at(keys: tuple[Any, ...], hot: tuple[str, ...]) -> list[str] | None:
     if "event.id" not in keys or "@timestamp" not in keys:
         return None
     names = ["event.id", "@timestamp", *(name for name in hot if name in keys)]
-    names += [name for name in checked_fields(keys, _TYPED) if name not in names]
+    names += [name for name in checked_fields(keys, TYPED_KINDS) if name not in names]
     return names
 
 

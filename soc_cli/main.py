@@ -73,6 +73,19 @@ def _registered(module: str) -> typer.Typer:
     return sub
 
 
+def _merged(modules: Iterable[str], tree: typer.Typer) -> typer.Typer:
+    """``tree`` with the commands and groups of ``modules`` (every module imported first: one
+    may add commands to another's group)."""
+    modules = tuple(modules)
+    for module in modules:
+        importlib.import_module(module)
+    for module in modules:
+        sub = _registered(module)
+        tree.registered_commands += sub.registered_commands
+        tree.registered_groups += sub.registered_groups
+    return tree
+
+
 class LazyCommands(TyperGroup):
     """``soc`` itself: a command's module is imported when the command is asked for.
 
@@ -85,14 +98,7 @@ class LazyCommands(TyperGroup):
         for name in names:
             if name in self.commands:
                 continue
-            modules = COMMANDS[name]
-            for module in modules:  # every module first: one may add commands to another's group
-                importlib.import_module(module)
-            tree = typer.Typer()
-            for module in modules:
-                sub = _registered(module)
-                tree.registered_commands += sub.registered_commands
-                tree.registered_groups += sub.registered_groups
+            tree = _merged(COMMANDS[name], typer.Typer())
             group = get_group_from_info(TyperInfo(tree), pretty_exceptions_short=app.pretty_exceptions_short,
                                         rich_markup_mode=app.rich_markup_mode, suggest_commands=app.suggest_commands)
             for command_name, command in group.commands.items():
@@ -117,13 +123,7 @@ class LazyTyper(typer.Typer):
     def command_tree(self) -> typer.Typer:
         tree = typer.Typer(name=self.info.name, help=self.info.help)
         tree.registered_callback = self.registered_callback
-        for module in COMMAND_MODULES:
-            importlib.import_module(module)
-        for module in COMMAND_MODULES:
-            sub = _registered(module)
-            tree.registered_commands += sub.registered_commands
-            tree.registered_groups += sub.registered_groups
-        return tree
+        return _merged(COMMAND_MODULES, tree)
 
 
 app = LazyTyper(

@@ -33,16 +33,13 @@ needs_build = pytest.mark.skipif(not COMPILED, reason=f"pcap hot path not compil
 
 #: the child's side: read every capture with the interpreted modules, one JSON document per capture
 INTERPRETED = r"""
-import json, sys
+import sys
 from pathlib import Path
-from collectors.base import read_all
 from collectors.pcap import native
-from collectors.pcap.collector import PcapReader
+from tests.test_pcap_native import _summary
 assert native.REASON is not None, native.status()
 for path in sys.argv[1:]:
-    out = read_all(PcapReader(), Path(path))
-    print(json.dumps({"events": out.events, "problems": [[p.position, p.reason, p.raw] for p in out.problems]},
-                     sort_keys=True, default=str))
+    print(_summary(Path(path)))
 """
 
 

@@ -84,7 +84,6 @@ class _SourcesFirst(importlib.abc.MetaPathFinder):
     """Loads the compiled modules' names from their ``.py`` files."""
 
     def __init__(self, folder: Path) -> None:
-        self.folder = folder
         self.names = {f"{PACKAGE}.{name}": folder / f"{name}.py" for name in COMPILED}
 
     def find_spec(self, fullname: str, path: Sequence[str] | None,
