@@ -52,12 +52,14 @@ _GUIDE_CACHE: dict[str, tuple[float, dict[str, Guide]]] = {}
 def _guides_in(path: Any) -> dict[str, Guide]:
     import yaml
 
+    from eventstore.yamlfile import documents
+
     try:
         mtime = path.stat().st_mtime
         cached = _GUIDE_CACHE.get(str(path))
         if cached is not None and cached[0] == mtime:
             return cached[1]
-        docs = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+        docs = documents(path.read_text(encoding="utf-8"))  # a refused document (a key twice) is skipped
     except (OSError, yaml.YAMLError):
         return {}
     found: dict[str, Guide] = {}

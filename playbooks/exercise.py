@@ -16,6 +16,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from eventstore import yamlfile
 from locales import current_language
 from playbooks.answers import ANSWER_KINDS, REQUIRED_KEYS
 
@@ -147,7 +148,7 @@ def apply_overlay(ex: Exercise, path: Path) -> Exercise:
     """
     text = path.read_text(encoding="utf-8")
     try:
-        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        data = yamlfile.load(text)
     except yaml.YAMLError as exc:
         raise ExerciseError(f"{path}: not valid YAML: {exc}") from exc
     root = _Lines(text)
@@ -207,7 +208,7 @@ def load_exercise(path: Path, lang: str | None = None) -> Exercise:
 def _load_exercise(path: Path) -> Exercise:
     text = path.read_text(encoding="utf-8")
     try:
-        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        data = yamlfile.load(text)
     except yaml.YAMLError as exc:
         raise ExerciseError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
 
+from eventstore import yamlfile
 from locales import current_language
 
 SHIPPED = Path(__file__).parent / "response"
@@ -51,7 +51,7 @@ class ResponsePlaybook:
 
 
 def load_response(path: Path) -> ResponsePlaybook:
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data = yamlfile.load(path.read_text(encoding="utf-8"))
     errors = sorted(jsonschema.Draft202012Validator(SCHEMA).iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
         raise ValueError("\n".join(f"{path}: {'.'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
@@ -81,7 +81,7 @@ STEP_TEXTS: tuple[str, ...] = ("name", "description", "condition")
 def _translated(data: dict[str, Any], path: Path) -> dict[str, Any]:
     """The playbook with the overlay's texts (name, description, agents' names, steps' name /
     description / condition); ids, variables, commands and the workflow stay the playbook's own."""
-    over = yaml.safe_load(path.read_text(encoding="utf-8"))
+    over = yamlfile.load(path.read_text(encoding="utf-8"))
     if not isinstance(over, dict) or over.get("id") != data["id"]:
         raise ValueError(f"{path}: id: an overlay names the playbook it translates ({data['id']})")
     out = {**data, "workflow": {k: dict(v) for k, v in data["workflow"].items()},

@@ -497,9 +497,9 @@ def load_front_config(trust_file: str | Path | None, *, service: str | None = No
     """The trust file's ``proxies:`` (if any) and the listener's fixed service."""
     proxies: tuple[TrustedProxy, ...] = ()
     if trust_file is not None:
-        import yaml
+        from eventstore import yamlfile
 
-        data = yaml.safe_load(Path(trust_file).read_text(encoding="utf-8")) or {}
+        data = yamlfile.load(Path(trust_file).read_text(encoding="utf-8")) or {}
         if isinstance(data, Mapping) and data.get("proxies") is not None:
             if not isinstance(data["proxies"], list):
                 raise ValueError(f"{trust_file}: 'proxies' must be a list")

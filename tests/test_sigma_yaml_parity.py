@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from detections.sigma.loader import SHIPPED_RULES, load_file, yaml_documents
+from eventstore.yamlfile import DuplicateKeyError
 from tests.sigmaparity import differences, pysigma_documents, typed
 
 HEAD = """title: crafted
@@ -110,6 +111,8 @@ level: critical
 }
 BROKEN = {"unclosed flow", "bad indentation", "tab", "bad escape", "unknown tag", "undefined alias",
           "control character"}
+#: a key twice: pySigma keeps the last value, the loader refuses the document (eventstore.yamlfile)
+REFUSED = {"duplicate keys"}
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -118,7 +121,7 @@ def test_crafted_yaml_loads_as_through_pysigma(tmp_path: Path, name: str) -> Non
     path.write_bytes(CASES[name].encode("utf-8"))
     assert differences(path) == []
     rules, problems = load_file(path)
-    if name in BROKEN:
+    if name in BROKEN or name in REFUSED:
         assert not rules and problems and problems[0].path == str(path)
     elif name not in ("not a rule", "empty"):
         assert rules and not problems, problems
@@ -133,7 +136,9 @@ def test_crafted_documents_keep_their_types() -> None:
     assert str(doc["modified"]) == "2024-05-01" and doc["x_null"] == [None, None, None]
     anchors = yaml_documents(CASES["anchors"])[0]
     assert anchors["detection"]["other"] == {"EventID": 4625, "LogonType": 3, "Status": "0xc000006d"}
-    assert yaml_documents(CASES["duplicate keys"])[0]["level"] == "high"  # the last wins, as in pySigma
+    assert pysigma_documents(CASES["duplicate keys"])[0]["level"] == "high"  # pySigma: the last wins
+    (refused,) = yaml_documents(CASES["duplicate keys"])
+    assert isinstance(refused, DuplicateKeyError) and refused.key == "level"
 
 
 def test_a_broken_file_is_named_with_its_line(tmp_path: Path) -> None:

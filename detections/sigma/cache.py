@@ -49,7 +49,7 @@ from detections.sigma.loader import (
 from detections.sigma.matcher import CompiledRule, Matcher, compile_rule, compile_trees
 from eventstore.gc_pause import gc_paused
 
-FORMAT = 2  # 2: correlations as their specs
+FORMAT = 3  # 2: correlations as their specs; 3: a document with a duplicate key refused
 _PACKAGES = ("pysigma", "pysigma-pipeline-windows", "pysigma-pipeline-sysmon", "pysigma-backend-elasticsearch")
 _MODULES = ("loader.py", "pipelines.py", "matcher.py", "ir.py", "engine.py", "cache.py", "correlation.py")
 

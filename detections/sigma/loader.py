@@ -11,6 +11,7 @@ response, suppression window, entity fields, sample events) are read into
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,9 @@ if TYPE_CHECKING:  # pySigma and YAML are imported where files are parsed: a set
     from sigma.rule import SigmaRule
 
     AnyRule = SigmaRule | SigmaCorrelationRule
+
+#: a top-level ``action:`` key: the file is a Sigma collection, its documents build on each other
+_COLLECTION = re.compile(r"^action[ \t]*:", re.MULTILINE)
 
 #: The rules ztsoc ships (the province's own).
 SHIPPED_RULES = Path(__file__).resolve().parent.parent / "rules"
@@ -235,16 +239,26 @@ def load_file(path: Path, *, documents: Callable[[str], list[Any]] | None = None
     from sigma.exceptions import SigmaRuleLocation
     from sigma.rule import SigmaRule
 
+    from eventstore.yamlfile import DuplicateKeyError
+
     problems: list[RuleProblem] = []
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return [], [RuleProblem(str(path), None, "load", f"cannot read: {exc}")]
     try:
-        coll = SigmaCollection.from_dicts((documents or yaml_documents)(text), collect_errors=True,
+        docs = (documents or yaml_documents)(text)
+        refused = [d for d in docs if isinstance(d, DuplicateKeyError)]
+        if refused:  # that document is not used, the file's others are (unless they depend on it)
+            problems += [RuleProblem(str(path), None, "load", _reason(e)) for e in refused]
+            docs = [d for d in docs if not isinstance(d, DuplicateKeyError)]
+            if _COLLECTION.search(text):  # the refused one may be the `action: global` the others build on
+                raise ValueError("the file is a Sigma collection (action: global, repeat, reset) whose documents "
+                                 "depend on each other: none is used when one is refused")
+        coll = SigmaCollection.from_dicts(docs, collect_errors=True,
                                           source=SigmaRuleLocation(path), resolve_references=False)
     except Exception as exc:  # yaml errors and anything pySigma raises for a broken file
-        return [], [RuleProblem(str(path), None, "load", _reason(exc))]
+        return [], [*problems, RuleProblem(str(path), None, "load", _reason(exc))]
     rules: list[AnyRule] = []
     per_rule = {_reason(e) for rule in coll.rules for e in (getattr(rule, "errors", None) or [])}
     for err in coll.errors:
@@ -261,25 +275,27 @@ def load_file(path: Path, *, documents: Callable[[str], list[Any]] | None = None
 
 
 def yaml_documents(text: str) -> list[Any]:
-    """The file's YAML documents, parsed by libyaml when PyYAML has it.
+    """The file's YAML documents, parsed by libyaml when PyYAML has it; a document with a
+    duplicate key is its ``DuplicateKeyError`` (in its place) instead.
 
     ``SigmaCollection.from_yaml`` uses PyYAML's pure-Python safe loader (``yaml.safe_load_all``:
     no custom constructor, a duplicate key keeps the last value, dates become ``date``), which
     was ~80 % of loading SigmaHQ's Windows folder (5.9 s of CPU; libyaml: ~0.5 s). libyaml only
     replaces the parser: the constructor and the resolver are the same Python classes, so the
     documents are the same (``tests/test_sigma_yaml_parity.py``, and all of SigmaHQ with
-    ``python -m tests.sigmaparity``). On a document libyaml refuses, the pure-Python loader
-    decides, so errors read as pySigma users know them (with their line).
+    ``python -m tests.sigmaparity``), except that a document naming a key twice is refused
+    (``eventstore.yamlfile``: a second ``condition:`` could hide a clause from a reviewer).
+    On a document libyaml refuses, the pure-Python loader decides, so errors read as pySigma
+    users know them (with their line).
     """
     import yaml
 
-    loader = getattr(yaml, "CSafeLoader", None)
-    if loader is not None:
-        try:
-            return list(yaml.load_all(text, Loader=loader))
-        except yaml.YAMLError:
-            pass
-    return list(yaml.safe_load_all(text))
+    from eventstore.yamlfile import documents
+
+    try:
+        return documents(text)
+    except yaml.YAMLError:
+        return documents(text, pure=True)
 
 
 def rule_documents(dirs: Sequence[Path | str] | None = None, *, shipped: bool = True,
@@ -287,15 +303,15 @@ def rule_documents(dirs: Sequence[Path | str] | None = None, *, shipped: bool = 
     """The rule files' YAML documents, as written (for ``soc rules export`` and sigma-cli).
 
     ``base_only`` drops correlation rules: what a backend without correlations (sigma-cli's
-    Lucene target) can convert. A document that is not a mapping is skipped; ``soc rules
-    validate`` names it.
+    Lucene target) can convert. A document that is not a mapping (or names a key twice) is
+    skipped; ``soc rules validate`` names it.
     """
     import yaml
 
     docs: list[dict[str, Any]] = []
     for path, _ in rule_files(rule_dirs(dirs, shipped=shipped)):
         try:
-            found = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+            found = yaml_documents(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, yaml.YAMLError):
             continue
         docs += [d for d in found if isinstance(d, dict) and not (base_only and "correlation" in d)]

@@ -140,9 +140,9 @@ def load_events(path: Path) -> list[Doc]:
     text = path.read_text(encoding="utf-8")
     stripped = text.lstrip()
     if path.suffix in (".yml", ".yaml"):
-        import yaml
+        from eventstore.yamlfile import load
 
-        data = yaml.safe_load(text) or []
+        data = load(text) or []
         docs = list(data) if isinstance(data, list) else [data]
     elif stripped.startswith("["):
         docs = json.loads(text)

@@ -435,9 +435,11 @@ def load_trust_config(path: str | Path) -> TrustConfig:
     """Read a trust file (YAML): ``issuers:`` and ``spiffe:`` lists; key files relative to it."""
     import yaml
 
+    from eventstore import yamlfile
+
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yamlfile.load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ValueError(f"{path}: {exc}") from exc
     if not isinstance(data, dict):
