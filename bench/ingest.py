@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/ingest.py                  # 1,000,000 events (the issue's figure)
     .venv/bin/python bench/ingest.py --events 200000  # a quick run
+    .venv/bin/python bench/ingest.py --only sqlite --repeat 3  # SQLite three times, medians
 
 Events are generated ECS documents of a provincial network (flows 60 %, DNS 30 %, sshd
 logins 10 %, failures included). They are written in slices (``--slice``); each slice goes
@@ -10,10 +11,14 @@ same node state as the indices grow. Only the writes are timed: generating the e
 and pre-serialising the baseline's documents and rows, is not.
 
 - SQLite: ``SQLiteStore.write_events`` against ``sqlite3.executemany`` of the finished rows
-  exactly as stored (built ahead by ``sqlite_rows.prepare_rows``: time already in epoch ms,
-  JSON already encoded, so ztsoc's validation, time parsing and encoding all count against
-  it), with the same ``INSERT OR IGNORE`` into an equivalent table (same DDL, indexes and
-  pragmas), one transaction per slice. Targets: ratio >= 0.9 and >= 50,000 events/s.
+  exactly as stored (built ahead by ``sqlite_rows.careful_row``, the reference the fast way is
+  held to: time already in epoch ms, JSON already encoded, so ztsoc's validation, time
+  parsing and encoding all count against it; not by ztsoc's own fast way, whose remembered
+  seconds and shapes would then be warm when ztsoc's timed write starts), with the same
+  ``INSERT OR IGNORE`` into an equivalent table (same DDL, indexes and pragmas), one
+  transaction per ``sqlite_store.CHUNK`` rows as ztsoc commits (per slice at the default
+  sizes). At the end the three tables must hold the same rows (counts, times, columns and
+  JSON lengths compared). Targets: ratio >= 0.9 and >= 50,000 events/s.
   A third, strict line stores the same prebuilt rows with ztsoc's own statements
   (``insert_rows``: 100 rows to an INSERT, cheaper than ``executemany``): what is left
   between it and ztsoc is only the cost of making the rows.
@@ -203,8 +208,8 @@ def _slices(total: int, size: int) -> Iterator[tuple[int, int]]:
 def _sqlite_sides(
     args: argparse.Namespace, workdir: Path, progress: Callable[[str], None],
 ) -> tuple[Side, Side, Side]:
-    from eventstore.sqlite_rows import prepare_rows
-    from eventstore.sqlite_store import EVENTS, PRAGMAS, SQLiteStore, insert_rows, insert_sql
+    from eventstore.sqlite_rows import careful_row
+    from eventstore.sqlite_store import CHUNK, EVENTS, PRAGMAS, SQLiteStore, insert_rows, insert_sql
 
     ours = Side("ztsoc SQLiteStore.write_events")
     base = Side("baseline sqlite3 executemany")
@@ -225,23 +230,27 @@ def _sqlite_sides(
     sql = insert_sql(EVENTS)
 
     def baseline(rows: list[tuple[Any, ...]]) -> None:
-        """The plain way: one executemany of the finished rows."""
+        """The plain way: an executemany of the finished rows per transaction."""
         plain = plains["baseline"]
-        plain.execute("BEGIN IMMEDIATE")
-        plain.executemany(sql, rows)
-        plain.execute("COMMIT")
+        for at in range(0, len(rows), CHUNK):  # ztsoc's transactions, no larger or smaller
+            plain.execute("BEGIN IMMEDIATE")
+            plain.executemany(sql, rows[at : at + CHUNK])
+            plain.execute("COMMIT")
 
     def strictly(rows: list[tuple[Any, ...]]) -> None:
         """ztsoc's own statements (100 rows to an INSERT) with no row to build: the floor."""
         plain = plains["strict"]
-        plain.execute("BEGIN IMMEDIATE")
-        insert_rows(plain, EVENTS, rows)
-        plain.execute("COMMIT")
+        for at in range(0, len(rows), CHUNK):
+            plain.execute("BEGIN IMMEDIATE")
+            insert_rows(plain, EVENTS, rows[at : at + CHUNK])
+            plain.execute("COMMIT")
 
+    hot = tuple(EVENTS.hot)
     try:
         for n, (start, count) in enumerate(_slices(args.events, args.slice)):
             events = generate(count, start=start, seed=args.seed)
-            rows = list(prepare_rows(events, EVENTS, []))  # the exact rows ztsoc stores, built untimed
+            # the exact rows ztsoc stores, built untimed by the reference (every event is valid)
+            rows = [row for i, e in enumerate(events) if (row := careful_row(e, i, hot, [])) is not None]
             trio = [(ours, lambda ev=events: _check(store.write_events(ev), len(ev))),
                     (base, lambda r=rows: baseline(r)), (strict, lambda r=rows: strictly(r))]
             for side, write in trio[n % 3:] + trio[:n % 3]:  # each goes first in turn
@@ -250,10 +259,15 @@ def _sqlite_sides(
         stored = store.count()
         if stored != args.events:
             ours.notes.append(f"stored {stored:,} of {args.events:,}")
+        digest = ("SELECT COUNT(*), TOTAL(ts), TOTAL(LENGTH(doc)), COUNT(multi)"
+                  + "".join(f", COUNT({c}), TOTAL(LENGTH({c}))" for c in EVENTS.hot.values()) + " FROM events")
+        ours_digest = store._conn.execute(digest).fetchone()
         for side, name in ((base, "baseline"), (strict, "strict")):
             (count,) = plains[name].execute("SELECT COUNT(*) FROM events").fetchone()
             if count != args.events:
                 side.notes.append(f"stored {count:,} of {args.events:,}")
+            if plains[name].execute(digest).fetchone() != ours_digest:
+                side.notes.append("its table differs from ztsoc's")
     finally:
         store.close()
         for plain in plains.values():
@@ -339,6 +353,23 @@ def _report(title: str, ours: Side, base: Side, *more: Side, floor: float | None
     return ok
 
 
+def _summary(runs: list[tuple[Side, Side, Side]], *, floor: float) -> bool:
+    """The median over runs of the ratios (wall and CPU) and of ztsoc's rate: the target is
+    decided on those, not on one run."""
+    wall = sorted(o.rate / b.rate for o, b, _ in runs)
+    cpu = sorted(o.cpu_rate / b.cpu_rate for o, b, _ in runs)
+    rates = sorted(o.rate for o, _, _ in runs)
+    cpu_rates = sorted(o.cpu_rate for o, _, _ in runs)
+    ok = statistics.median(wall) >= 0.9 and statistics.median(rates) >= floor
+    print(f"SQLite over {len(runs)} runs (median, range):")
+    print(f"  ratio ztsoc/baseline {statistics.median(wall):.2f} ({wall[0]:.2f}-{wall[-1]:.2f}); "
+          f"CPU time {statistics.median(cpu):.2f} ({cpu[0]:.2f}-{cpu[-1]:.2f})")
+    print(f"  ztsoc {statistics.median(rates):,.0f} events/s ({rates[0]:,.0f}-{rates[-1]:,.0f}); "
+          f"{statistics.median(cpu_rates):,.0f} events/CPU-s ({cpu_rates[0]:,.0f}-{cpu_rates[-1]:,.0f})")
+    print(f"  target ratio >= 0.9 and >= {floor:,.0f} events/s on the medians: {'met' if ok else 'MISSED'}")
+    return ok
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/ingest.py", description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="events per store (default 1,000,000)")
@@ -347,6 +378,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--es-url", default=os.environ.get("SOC_BENCH_ES_URL")
                         or os.environ.get("SOC_TEST_ES_URL") or "http://127.0.0.1:9200")
     parser.add_argument("--only", choices=("sqlite", "es"), help="measure one store only")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="SQLite: the whole comparison N times on fresh files, then the median of the "
+                             "runs' ratios (one run's ratio moves by about 0.05 on a shared machine)")
     args = parser.parse_args(argv)
     tty = sys.stderr.isatty()
 
@@ -361,11 +395,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[bool] = []
     if args.only in (None, "sqlite"):
         try:
-            with tempfile.TemporaryDirectory(prefix="ztsoc-bench-") as tmp:
-                sides = _sqlite_sides(args, Path(tmp), progress)
-            if tty:
-                print(file=sys.stderr)
-            results.append(_report("SQLite", *sides, floor=50_000))
+            runs: list[tuple[Side, Side, Side]] = []
+            for run in range(args.repeat):
+                with tempfile.TemporaryDirectory(prefix="ztsoc-bench-") as tmp:
+                    runs.append(_sqlite_sides(args, Path(tmp), progress))
+                if tty:
+                    print(file=sys.stderr)
+                title = "SQLite" if args.repeat == 1 else f"SQLite, run {run + 1} of {args.repeat}"
+                ok = _report(title, *runs[-1], floor=50_000)
+            if args.repeat > 1:
+                ok = _summary(runs, floor=50_000)
+            results.append(ok)
         except ImportError as exc:
             print(f"skipping SQLite: {exc}", file=sys.stderr)
     if args.only in (None, "es"):
