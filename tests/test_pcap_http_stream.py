@@ -272,3 +272,110 @@ def test_data_in_the_syn_starts_after_its_sequence_number(tmp_path: Path) -> Non
     http, flows, _ = read(tmp_path, c.close())
     assert [(h["url.path"], h["url.domain"]) for h in http] == [("/fast-open", "tfo.example")]
     assert flows[0]["ztsoc.tcp.gaps"] == 0
+
+
+# -- chunked bodies ---------------------------------------------------------------------------------
+def chunked(method: str, path: str, chunks: list[bytes], trailers: bytes = b"", ext: bytes = b"") -> bytes:
+    """A request with a chunked body: each chunk's size in hex (with an extension), then the trailers."""
+    body = b"".join(b"%x%s\r\n%s\r\n" % (len(c), ext, c) for c in chunks)
+    return (f"{method} {path} HTTP/1.1\r\nHost: up.example\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+            + body + b"0\r\n" + trailers + b"\r\n")
+
+
+#: a chunk that looks like a request: read as one, it would be a request the client never made
+DECOY = b"GET /decoy HTTP/1.1\r\nHost: body\r\n\r\n"
+
+
+def test_requests_after_a_chunked_body_are_each_an_event(tmp_path: Path) -> None:
+    c = Conn()
+    upload = chunked("POST", "/upload", [DECOY, b"x" * 3000, DECOY], trailers=b"X-Sum: 1\r\n", ext=b";name=v")
+    c.client(upload + request("/second") + request("/third"))
+    c.server(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nHTTP\r\n0\r\n\r\n" + response(202)
+             + response(203))
+    http, _, problems = read(tmp_path, c.close())
+    got = [(h["http.request.method"], h["url.path"], h.get("http.response.status_code")) for h in http]
+    assert got == [("POST", "/upload", 200), ("GET", "/second", 202), ("GET", "/third", 203)]
+    assert problems == []
+
+
+def test_a_chunked_body_split_anywhere_is_framed_the_same() -> None:
+    """Every place one cut can fall (size lines, line ends, trailers), and 1-byte segments."""
+    from collectors.pcap import http as h
+
+    whole = chunked("POST", "/u", [DECOY, b"ab"], trailers=b"T: 1\r\n") + request("/next") + request("/last")
+
+    def heads(pieces: list[bytes]) -> list[bytes]:
+        s, out = h.HttpStream(), []
+        for i, piece in enumerate(pieces):
+            for head, _index, _ts, _order in s.heads(piece, i, 0):
+                assert head is not None
+                out.append(head.split(b"\r\n")[0])
+                msg = h.parse_head(head)
+                assert msg is not None
+                s.body(h.body_length(msg))
+            assert len(s.line) <= h.MAX_HEAD and len(s.buf) <= h.MAX_HEAD
+        return out
+
+    expected = [b"POST /u HTTP/1.1", b"GET /next HTTP/1.1", b"GET /last HTTP/1.1"]
+    for cut in range(4, len(whole)):  # the first segment starts a request (4 bytes: how a stream is found)
+        assert heads([whole[:cut], whole[cut:]]) == expected, cut
+    assert heads([whole[:4]] + [whole[i:i + 1] for i in range(4, len(whole))]) == expected
+
+
+@pytest.mark.parametrize("framing", [
+    b"fffffffffffffffff\r\n",          # 17 hex digits: no size anyone sends
+    b"zz\r\n",                         # not hex
+    b"0x10\r\n",                       # what int(x, 16) would take, HTTP does not
+    b"1_0\r\n",
+    b"3\r\nabcGET /x HTTP/1.1\r\n\r\n",  # the chunk's data does not end where its size says
+    b"1;" + b"e" * 2000 + b"\r\n",     # a size line past MAX_CHUNK_LINE
+    b"0\r\n" + b"T: " + b"t" * 20000,  # a trailer line past MAX_HEAD
+])
+def test_unreadable_chunk_framing_waits_for_the_next_request(tmp_path: Path, framing: bytes) -> None:
+    """The stream gives up on the body (as before chunks were read) and finds its feet on the next segment
+    that starts a request; nothing inside the broken body is read as one."""
+    c = Conn()
+    c.client(b"POST /broken HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" + framing
+             + b"\r\nGET /inside HTTP/1.1\r\n\r\n")
+    c.client(request("/after"))
+    c.server(response() + response())
+    http, _, problems = read(tmp_path, c.close())
+    assert [h["url.path"] for h in http] == ["/broken", "/after"] and problems == []
+
+
+def test_a_hostile_chunk_size_is_skipped_without_memory() -> None:
+    """A size of 2**64 - 1: everything after is body (as with such a Content-Length); nothing is held."""
+    from collectors.pcap import http as h
+
+    s = h.HttpStream()
+    head = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    for found, *_ in s.heads(head + b"ffffffffffffffff\r\n" + DECOY, 0, 0):
+        assert found is not None
+        s.body(h.body_length(h.parse_head(found)))  # type: ignore[arg-type]
+    assert s.skip == 0xFFFFFFFFFFFFFFFF - len(DECOY) and s.line == b"" and s.buf == b""
+    assert list(s.heads(DECOY * 100, 1, 0)) == []
+
+
+def test_a_chunked_response_to_head_has_no_body(tmp_path: Path) -> None:
+    c = Conn()
+    c.client(b"HEAD /h HTTP/1.1\r\nHost: a\r\n\r\n" + request("/g"))
+    c.server(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + response(404, b"no"))
+    http, _, _ = read(tmp_path, c.close())
+    assert [(h["url.path"], h["http.response.status_code"]) for h in http] == [("/h", 200), ("/g", 404)]
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed (the oracle)")
+def test_tshark_finds_the_same_requests_after_chunked_bodies(tmp_path: Path) -> None:
+    """Differential: chunked uploads (split over segments, with extensions and trailers) and requests after them."""
+    c = Conn(sport=40011)
+    upload = chunked("POST", "/upload", [DECOY, b"y" * 2000], trailers=b"X-Sum: 1\r\n", ext=b";a=b")
+    stream = upload + request("/second", host="two.example") + chunked("PUT", "/put", [b"z" * 10]) + request("/last")
+    for at in range(0, len(stream), 700):
+        c.client(stream[at:at + 700])
+    c.server(response() * 4)
+    path = write(tmp_path / "chunked.pcap", timed(c.close()))
+    out = read_all(PcapReader(), path)
+    ours = sorted((e["http.request.method"], e["url.original"], e["url.domain"]) for e in out.events
+                  if e["event.dataset"] == "network.http")
+    assert ours == _tshark_requests(path)
+    assert [m for m, _, _ in ours] == ["GET", "GET", "POST", "PUT"]

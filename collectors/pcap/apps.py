@@ -149,7 +149,7 @@ class HttpHandler(AppHandler):
         elif stream.skip >= len(new) and not stream.buf:  # inside a body: the common case of a download
             stream.skip -= len(new)
             return
-        elif stream.skip < 0 and new[:4] not in http.PREFIXES:
+        elif stream.skip == http.UNKNOWN and new[:4] not in http.PREFIXES:
             return
         for head, hindex, hts, order in stream.heads(new, index, ts):
             if head is None:
@@ -160,13 +160,13 @@ class HttpHandler(AppHandler):
             msg = http.parse_head(head)
             if isinstance(msg, http.HttpResponse):
                 pending = state.pending.popleft() if state.pending else None
-                stream.skip = http.body_length(msg, pending[0].method if pending else None)
+                stream.body(http.body_length(msg, pending[0].method if pending else None))
                 if pending is not None:
                     req, rindex, rts, rfwd = pending
                     self._emit(flow, req, msg, rindex, rts, hts, rfwd)
             elif msg is not None:
                 msg.order = order
-                stream.skip = http.body_length(msg)
+                stream.body(http.body_length(msg))
                 if len(state.pending) >= 64:  # a client that never gets answers: report, keep memory flat
                     old, oindex, ots, ofwd = state.pending.popleft()
                     self._emit(flow, old, None, oindex, ots, None, ofwd)

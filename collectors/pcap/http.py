@@ -4,10 +4,16 @@ Hand-written: only the start line and a few headers of each message head are rea
 :class:`HttpStream` follows one direction of a connection (its bytes in order, from
 :mod:`tcpstream`): a head split across segments is joined, up to :data:`MAX_HEAD` bytes
 (16 KiB; a longer head is dropped and reported, so memory stays flat), and a body of a
-known length (``Content-Length``) is skipped, so its bytes are never read as a head. A
-body of unknown length (chunked, or until the connection closes) and anything that is
-not a message where one should start put the stream back to waiting for a segment that
-starts with a method or ``HTTP/``: what the decoder did before it joined segments.
+known length (``Content-Length``) is skipped, so its bytes are never read as a head, and so
+is a chunked body (``Transfer-Encoding: chunked``): its chunk-size lines are read and each
+chunk skipped, then the trailer section, so the message after it is read where it starts
+(pipelined requests after a chunked upload are each an event). Chunk framing is bounded:
+a size line longer than :data:`MAX_CHUNK_LINE` or of more than 16 hex digits, a chunk not
+followed by its line end, or a trailer line longer than :data:`MAX_HEAD` makes the body
+unreadable. That, a body of unknown length (a response that ends with its connection)
+and anything that is not a message where one should start put the stream back to waiting
+for a segment that starts with a method or ``HTTP/``: what the decoder did before it
+joined segments.
 Lines may end in CRLF or a bare LF, the start line's parts may be separated by runs of
 spaces, and pipelined messages are each read (16 at most per segment). A request is
 paired with the next status line seen in the other direction (HTTP/1.1 answers in
@@ -30,6 +36,18 @@ PREFIXES = frozenset(m[:4] if len(m) >= 4 else m + b" " for m in METHODS) | {b"H
 MAX_HEAD = 16384
 #: what :class:`HttpStream.skip` holds when the length of a body is not known
 UNKNOWN = -1
+#: what :func:`body_length` says of a chunked body (read by :meth:`HttpStream.body`)
+CHUNKED = -2
+#: a chunk-size line (hex size, ``;`` extensions, line end) is read up to this many bytes
+MAX_CHUNK_LINE = 1024
+#: hex digits of a chunk size at most (16: 2**64 bytes; more is not a size anyone sends)
+MAX_CHUNK_DIGITS = 16
+#: where a stream is in a chunked body, in ``HttpStream.chunk``
+NO_CHUNKS = 0  # not in a chunked body
+CHUNK_SIZE = 1  # a chunk-size line is next
+CHUNK_END = 2  # the line end after a chunk's data is next
+TRAILERS = 3  # after the last chunk: trailer lines, up to an empty line
+HEX = b"0123456789abcdefABCDEF"
 
 
 @dataclass(slots=True)
@@ -149,19 +167,29 @@ def head_end(data: bytes, start: int, limit: int) -> int:
 def body_length(msg: HttpRequest | HttpResponse, request_method: str | None = None) -> int:
     """The body bytes that follow a head (RFC 9112 section 6.3), or UNKNOWN.
 
-    A response to HEAD, a 1xx, 204 or 304 has none whatever it says; a chunked body, or a
-    response without a length (it ends with the connection), is UNKNOWN; a request without
-    a length has none.
+    A response to HEAD, a 1xx, 204 or 304 has none whatever it says; a chunked body is
+    CHUNKED (whatever Content-Length says); a response without a length (it ends with the
+    connection) is UNKNOWN; a request without a length has none.
     """
     if isinstance(msg, HttpResponse):
         if request_method == "HEAD" or msg.status < 200 or msg.status in (204, 304):
             return 0
-        if msg.chunked or msg.content_length is None:
+        if msg.chunked:
+            return CHUNKED
+        if msg.content_length is None:
             return UNKNOWN
         return max(0, msg.content_length)
     if msg.chunked:
-        return UNKNOWN
+        return CHUNKED
     return max(0, msg.content_length or 0)
+
+
+def chunk_size(line: bytes) -> int:
+    """The size a chunk-size line gives (``1a2b;ext=1\r``, the LF cut off), or -1 if it gives none."""
+    size = line.split(b";", 1)[0].strip(b" \t\r")  # spaces before an extension are seen (RFC 9112 7.1.1 BWS)
+    if not size or len(size) > MAX_CHUNK_DIGITS or size.strip(HEX):
+        return -1
+    return int(size, 16)
 
 
 class HttpStream:
@@ -171,11 +199,12 @@ class HttpStream:
     head as ``(head, packet index, time, order)`` where the index and time are those of
     the segment the head started in and ``order`` its place among the messages that
     started there; ``None`` instead of the head is a head longer than MAX_HEAD. After each
-    head the caller sets :attr:`skip` to the body length (:func:`body_length`), read when
-    the generator resumes. Memory: at most MAX_HEAD bytes held.
+    head the caller gives the body's length to :meth:`body` (:func:`body_length`), read
+    when the generator resumes. Memory: at most MAX_HEAD bytes held (a head's start, or
+    the start of a chunk-size or trailer line).
     """
 
-    __slots__ = ("buf", "index", "order", "skip", "ts")
+    __slots__ = ("buf", "chunk", "index", "line", "order", "skip", "ts")
 
     def __init__(self) -> None:
         self.buf = b""  # the start of a head whose end has not come yet
@@ -184,12 +213,79 @@ class HttpStream:
         #: segment that starts with a method or HTTP/ (the first bytes, after a gap, after a
         #: body of unknown length)
         self.skip = UNKNOWN
+        self.chunk = NO_CHUNKS  # where the stream is in a chunked body (CHUNK_SIZE, CHUNK_END, TRAILERS)
+        self.line = b""  # the start of a chunk-size or trailer line whose end has not come yet
 
     def reset(self) -> None:
         """The next bytes do not follow the previous ones (a gap in the capture)."""
-        self.buf, self.skip = b"", UNKNOWN
+        self.buf, self.skip, self.chunk, self.line = b"", UNKNOWN, NO_CHUNKS, b""
+
+    def body(self, length: int) -> None:
+        """The message whose head was just read has a body of ``length`` (:func:`body_length`)."""
+        if length == CHUNKED:
+            self.skip, self.chunk = 0, CHUNK_SIZE
+        else:
+            self.skip = length
+
+    def _framing(self, data: bytes, at: int, n: int) -> int:
+        """Read a chunked body's framing from ``data[at:]`` up to a chunk's data (then :attr:`skip`
+        is its size) or the body's end (:attr:`chunk` is NO_CHUNKS); where it stopped. An
+        incomplete line is held (n is returned); unreadable framing sets :attr:`skip` to UNKNOWN."""
+        while at < n:
+            state = self.chunk
+            if state == CHUNK_END:  # CRLF (or a bare LF) after a chunk's data
+                c = data[at]
+                if c == 13 and at + 1 < n and data[at + 1] == 10:
+                    at += 2
+                elif c == 10:
+                    at += 1
+                elif c == 13 and at + 1 == n:
+                    self.line = data[at:]
+                    return n
+                else:  # the chunk's data did not end where its size said
+                    self.skip, self.chunk = UNKNOWN, NO_CHUNKS
+                    return n
+                self.chunk = CHUNK_SIZE
+            elif state == CHUNK_SIZE:
+                end = self._line_end(data, at, n, MAX_CHUNK_LINE)
+                if end < 0:
+                    return n
+                size = chunk_size(data[at:end])
+                at = end + 1
+                if size < 0:
+                    self.skip, self.chunk = UNKNOWN, NO_CHUNKS
+                    return n
+                if size == 0:  # the last chunk: trailer lines follow, then an empty line
+                    self.chunk = TRAILERS
+                else:
+                    self.skip, self.chunk = size, CHUNK_END
+                    return at
+            else:  # TRAILERS
+                end = self._line_end(data, at, n, MAX_HEAD)
+                if end < 0:
+                    return n
+                empty = end == at or (end == at + 1 and data[at] == 13)
+                at = end + 1
+                if empty:  # the body ends: a message starts at the next byte
+                    self.chunk = NO_CHUNKS
+                    return at
+        return at
+
+    def _line_end(self, data: bytes, at: int, n: int, limit: int) -> int:
+        """Where the line starting at ``at`` ends (its LF), or -1: its start is held for the next
+        bytes, or, when it runs past ``limit`` bytes, the body is unreadable."""
+        end = data.find(b"\n", at, at + limit)
+        if end < 0:
+            if n - at >= limit:
+                self.skip, self.chunk = UNKNOWN, NO_CHUNKS
+            else:
+                self.line = data[at:]
+        return end
 
     def heads(self, data: bytes, index: int, ts: int) -> Iterator[tuple[bytes | None, int, int, int]]:
+        if self.line:  # the start of a chunk-size or trailer line: the new bytes continue it
+            data = self.line + data
+            self.line = b""
         n = len(data)
         at = 0
         if self.buf:
@@ -224,6 +320,11 @@ class HttpStream:
                 take = skip if skip < n - at else n - at
                 self.skip -= take
                 at += take
+                continue
+            if self.chunk:  # in a chunked body: its framing, up to the next chunk's data or its end
+                at = self._framing(data, at, n)
+                if self.skip == UNKNOWN:
+                    return
                 continue
             if skip < 0 or order >= MAX_PIPELINED:  # a body of unknown length, or enough from one segment
                 self.skip = UNKNOWN

@@ -114,12 +114,25 @@ def dns_message(data: bytes) -> None:
 
 
 def http_message(data: bytes) -> None:
+    """A message head, and the same bytes as one direction's stream (heads, bodies, chunked framing):
+    ``data[0]`` gives the segment size; fails when the stream holds more than its bounds."""
     from collectors.pcap import http
 
     req = http.parse_request(data)
     resp = http.parse_response(data)
     if req is not None:
         http.http_fields(req, resp)
+    if not data:
+        return
+    size, rest = data[0] % 64 + 1, data[1:]
+    stream = http.HttpStream()
+    for i, at in enumerate(range(0, len(rest), size)):
+        for head, _index, _ts, _order in stream.heads(rest[at:at + size], i, 0):
+            msg = http.parse_head(head) if head is not None else None
+            if msg is not None:
+                stream.body(http.body_length(msg))
+        if len(stream.buf) > http.MAX_HEAD or len(stream.line) > http.MAX_HEAD:
+            raise Crash("HTTP stream state past its bounds")
 
 
 def _segments(data: bytes) -> list[bytes]:
@@ -182,7 +195,8 @@ def tcp_stream(data: bytes) -> None:
             state = flow.state
             if state is None or not hasattr(state, "up"):
                 continue
-            if max(len(state.up.buf), len(state.down.buf)) >= MAX_HEAD or len(state.pending) > 64 or max(
+            if max(len(state.up.buf), len(state.down.buf), len(state.up.line), len(state.down.line)) >= MAX_HEAD \
+                    or len(state.pending) > 64 or max(
                     len(state.tcp.orig.holes or ()), len(state.tcp.resp.holes or ())) > MAX_HOLES:
                 raise Crash("per-flow HTTP/TCP state past its bounds")
     meter.flush()
@@ -418,6 +432,7 @@ def _stream_seeds() -> list[bytes]:
     post = b"POST /p HTTP/1.1\r\nContent-Length: 5\r\n\r\nGET /"
     isns = (b"\x00\x00\x03\xe8\x00\x00\x13\x88", b"\xff\xff\xff\xf0\xff\xff\xff\xfa")
     return [isns[0] + _segment(0, req) + _segment(0, req, 1) + _segment(1, resp),
+            isns[0] + _segment(0, CHUNKED[0][:100]) + _segment(0, CHUNKED[0][100:]) + _segment(1, CHUNKED[1]),
             isns[1] + _segment(0, req[:9]) + _segment(0, req[9:20]) + _segment(0, req[20:]) + _segment(1, resp),
             isns[0] + _segment(0, post + req) + _segment(1, resp + resp) + _segment(0, req[:5], 2, b"\x10"),
             isns[1] + _segment(0, req[:12]) + _segment(0, req[12:], 1) + _segment(1, resp[:20]) + _segment(1, resp[20:])]
@@ -425,6 +440,16 @@ def _stream_seeds() -> list[bytes]:
 
 def _payload_seeds() -> list[bytes]:
     return [f[54:] for f in _frames()] + [f[42:] for f in _frames()] + [f[14:] for f in _frames()]
+
+
+#: chunked bodies (extensions, trailers, a body that looks like a request) and requests after them
+CHUNKED = [b"POST /u HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;x=1\r\nGET /\r\n1a\r\n"
+           b"GET /no HTTP/1.1\r\n\r\nxxxxx\r\n0\r\nX-T: 1\r\n\r\nGET /two HTTP/1.1\r\n\r\n",
+           b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n4\nHTTP\n0\n\nHTTP/1.1 204 No\r\n\r\n"]
+
+
+def _http_seeds() -> list[bytes]:
+    return _payload_seeds() + [bytes([n]) + m for m in CHUNKED for n in (0, 6, 63)]
 
 
 AUTH = [b"Nov 25 08:00:01 web1 sshd[4242]: Failed password for root from 198.51.100.7 port 40000 ssh2\n",
@@ -455,7 +480,7 @@ HARNESSES: dict[str, Harness] = {h.name: h for h in (
     Harness("packet", packet, (), _packet_seeds),
     Harness("link_layers", link_layers, (), lambda: [f for f in _frames()]),
     Harness("dns", dns_message, (ValueError,), lambda: [f[42:] for f in _frames()]),
-    Harness("http", http_message, (), _payload_seeds),
+    Harness("http", http_message, (), _http_seeds),
     Harness("tcp_stream", tcp_stream, (), _stream_seeds),
     Harness("tls", tls_hello, (ValueError,), _payload_seeds),
     Harness("icmp", icmp_message, (), lambda: [b"\x01" + f[34:] for f in _frames()]),
