@@ -123,8 +123,6 @@ def rule_fields(cs: CompiledSet, key: str) -> tuple[str, ...]:
             return
         cr = base.get(k)
         if cr is not None:
-            if not cr.trees:  # from the compiled-rule cache: its trees are built on first use
-                cr.predicate(EventView({}))
             for f in detection_fields(cr):
                 if f not in INDEX_FIELDS:
                     out.setdefault(f, None)

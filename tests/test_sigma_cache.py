@@ -43,7 +43,7 @@ def test_cached_set_matches_and_alerts_as_a_fresh_compile() -> None:
     info1 = load_compiled_cached()[2]
     _, cached, info2 = load_compiled_cached()
     assert (info1.hit, info1.written, info2.hit) == (False, True, True)
-    assert info2.uncached == 0
+    assert {cr.key: cr.ir for cr in cached.base} == {cr.key: cr.ir for cr in fresh.base}
     assert sorted(cached.rules) == sorted(fresh.rules) and cached.generating == fresh.generating
     assert cached.specs == fresh.specs and cached.margin == fresh.margin
     assert cached.infos == fresh.infos and cached.problems == fresh.problems
@@ -98,7 +98,9 @@ def test_unwritable_cache_folder_costs_speed_not_correctness(_cache_dir: Path) -
 def test_every_value_type_survives_the_cache_format(detection: str, doc: dict, expected: bool) -> None:
     """The matcher's semantics table, compiled from the JSON form of each processed tree."""
     cr = _compiled(detection)
-    again = compile_trees(cr.key, [tree_in(orjson.loads(orjson.dumps(tree_out(t)))) for t in cr.trees])
+    ir = orjson.loads(orjson.dumps(cr.ir))
+    assert [tree_out(tree_in(t)) for t in ir] == cr.ir == [tree_out(t) for t in cr.trees]  # pySigma's objects again
+    again = compile_trees(cr.key, ir)
     assert again.matches({"event.dataset": "system.auth", **doc}) is expected
     assert again.required == cr.required and again.anchors == cr.anchors
 
@@ -109,6 +111,8 @@ def test_sigmahq_windows_set_round_trips() -> None:
     _, cs, _ = load_compiled_cached([SIGMAHQ], use_cache=False)
     assert len(cs.base) > 2000
     for cr in cs.base:
-        again = compile_trees(cr.key, [tree_in(orjson.loads(orjson.dumps(tree_out(t)))) for t in cr.trees])
+        ir = orjson.loads(orjson.dumps(cr.ir))
+        assert [tree_out(tree_in(t)) for t in ir] == cr.ir, cr.key
+        again = compile_trees(cr.key, ir)
         assert (again.required, again.anchors) == (cr.required, cr.anchors), cr.key
 

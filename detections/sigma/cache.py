@@ -35,7 +35,6 @@ import orjson
 
 from detections.alerts import RuleInfo
 from detections.sigma.engine import CompiledSet, compile_ruleset
-from detections.sigma.ir import NotSerialisable, tree_in, tree_out
 from detections.sigma.loader import (
     LoadedRule,
     RuleHead,
@@ -46,10 +45,12 @@ from detections.sigma.loader import (
     rule_dirs,
     rule_files,
 )
-from detections.sigma.matcher import CompiledRule, Matcher, compile_rule, compile_trees
+from detections.sigma.matcher import CompiledRule, Matcher, compile_trees
 from eventstore.gc_pause import gc_paused
 
-FORMAT = 3  # 2: correlations as their specs; 3: a document with a duplicate key refused
+#: 2: correlations as their specs; 3: a document with a duplicate key refused; 4: every base rule has
+#: its trees in the matcher's plain form
+FORMAT = 4
 _PACKAGES = ("pysigma", "pysigma-pipeline-windows", "pysigma-pipeline-sysmon", "pysigma-backend-elasticsearch")
 _MODULES = ("loader.py", "pipelines.py", "matcher.py", "ir.py", "engine.py", "cache.py", "correlation.py")
 
@@ -99,7 +100,6 @@ class CacheInfo:
     path: Path
     hit: bool
     written: bool = False
-    uncached: int = 0  # base rules compiled from their files (constructs the format does not cover)
 
 
 def _meta_in(d: dict[str, Any]) -> RuleMeta:
@@ -118,21 +118,11 @@ def _problem_in(d: dict[str, Any]) -> RuleProblem:
     return RuleProblem(d["path"], d["rule"], d["stage"], d["reason"])
 
 
-def serialise(rs: RuleSet, cs: CompiledSet, key: str) -> tuple[bytes, int]:
-    """The compiled set as JSON bytes, and how many base rules had to stay out of it."""
+def serialise(rs: RuleSet, cs: CompiledSet, key: str) -> bytes:
+    """The compiled set as JSON bytes."""
     index = {id(r): n for n, r in enumerate(rs.rules)}
-    base: list[dict[str, Any]] = []
-    uncached = 0
-    for cr in cs.base:
-        entry: dict[str, Any] = {"key": cr.key, "rule": index[id(cr.payload)]}
-        try:
-            entry["trees"] = [tree_out(t) for t in cr.trees]
-        except NotSerialisable:
-            uncached += 1
-        else:
-            entry["required"] = {k: sorted(v) for k, v in cr.required.items()}
-            entry["anchors"] = cr.anchors
-        base.append(entry)
+    base = [{"key": cr.key, "rule": index[id(cr.payload)], "trees": cr.ir,
+             "required": {k: sorted(v) for k, v in cr.required.items()}, "anchors": cr.anchors} for cr in cs.base]
     doc = {
         "format": FORMAT, "key": key,
         # dataclasses as they are: orjson writes their fields itself (``asdict`` copying them first
@@ -146,10 +136,10 @@ def serialise(rs: RuleSet, cs: CompiledSet, key: str) -> tuple[bytes, int]:
         "margin": cs.margin,
         "infos": cs.infos,
     }
-    return orjson.dumps(doc), uncached
+    return orjson.dumps(doc)
 
 
-def deserialise(data: bytes, key: str, pipeline: str) -> tuple[RuleSet, CompiledSet, int]:
+def deserialise(data: bytes, key: str, pipeline: str) -> tuple[RuleSet, CompiledSet]:
     """Back from :func:`serialise`; raises ``ValueError`` / ``KeyError`` / ``TypeError`` on anything odd."""
     doc = orjson.loads(data)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("key") != key:
@@ -159,17 +149,9 @@ def deserialise(data: bytes, key: str, pipeline: str) -> tuple[RuleSet, Compiled
     rs = RuleSet(loaded, [_problem_in(p) for p in doc["load_problems"]])
     rules: dict[str, LoadedRule] = {}
     base: list[CompiledRule] = []
-    uncached = 0
     for entry in doc["base"]:
         lr = loaded[entry["rule"]]
-        if "trees" in entry:
-            base.append(_lazy_rule(entry, lr, pipeline))
-        else:  # pySigma's pipelines only imported for such a rule
-            from detections.sigma.pipelines import get_pipeline
-
-            uncached += 1
-            base.append(compile_rule(lr.rule, get_pipeline(pipeline), key=entry["key"], payload=lr,
-                                     pipeline_name=pipeline))
+        base.append(_lazy_rule(entry, lr, pipeline))
         rules[lr.key] = lr
     specs = []
     if doc["correlations"]:  # plain data of our own (no pySigma); the engine's module only when needed
@@ -182,25 +164,26 @@ def deserialise(data: bytes, key: str, pipeline: str) -> tuple[RuleSet, Compiled
                      generating=frozenset(doc["generating"]), margin=dict(doc["margin"]),
                      infos={k: _info_in(v) for k, v in doc["infos"].items()},
                      problems=[_problem_in(p) for p in doc["problems"]])
-    return rs, cs, uncached
+    return rs, cs
 
 
 def _lazy_rule(entry: dict[str, Any], payload: LoadedRule, pipeline: str) -> CompiledRule:
     """A cached rule filed in the index at once, its predicate built on the first event it meets.
 
     Most rules of a large set never meet a candidate event in a run; building their closures
-    only then keeps "ready" at reading the cache and filing the index.
+    only then keeps "ready" at reading the cache and filing the index. The trees are the
+    matcher's own plain form: building the predicate needs no pySigma object.
     """
     anchors = entry["anchors"]
+    trees = entry["trees"]
+    if not isinstance(trees, list) or not all(isinstance(t, dict) for t in trees):
+        raise ValueError("another format or key")  # not what this format writes: rebuilt
     cr = CompiledRule(entry["key"], _never, {k: frozenset(v) for k, v in entry["required"].items()}, None,
-                      payload, [tuple(a) for a in anchors] if anchors is not None else None, [], pipeline)
-    trees_json = entry["trees"]
+                      payload, [tuple(a) for a in anchors] if anchors is not None else None, trees, pipeline)
 
     def first_use(ev: Any) -> bool:
-        real = compile_trees(cr.key, [tree_in(t) for t in trees_json], payload=payload, pipeline_name=pipeline,
-                             index=False)
-        cr.predicate, cr.trees = real.predicate, real.trees
-        return real.predicate(ev)
+        cr.predicate = compile_trees(cr.key, trees, index=False).predicate
+        return cr.predicate(ev)
 
     cr.predicate = first_use
     return cr
@@ -228,7 +211,7 @@ def load_compiled_cached(dirs: list[Path | str] | tuple[Path | str, ...] = (), *
             # load's CPU time on SigmaHQ's Windows set); reference counting frees what fails
             try:
                 with gc_paused():
-                    rs, cs, info.uncached = deserialise(data, key, pipeline)
+                    rs, cs = deserialise(data, key, pipeline)
                 info.hit = True
                 return rs, cs, info
             except Exception:  # a damaged or foreign cache file is rebuilt, never trusted
@@ -241,7 +224,7 @@ def load_compiled_cached(dirs: list[Path | str] | tuple[Path | str, ...] = (), *
         cs = compile_ruleset(rs, pipeline, consume=True)
         if use_cache:
             try:
-                blob, info.uncached = serialise(rs, cs, key)
+                blob = serialise(rs, cs, key)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".tmp-", delete=False) as tmp:
                     tmp.write(blob)

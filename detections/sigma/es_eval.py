@@ -256,15 +256,11 @@ _SOURCE_FIELDS = ("winlog.channel", "event.dataset")
 
 
 def _trees(cr: CompiledRule) -> list[Any]:
-    """The rule's processed condition trees; a rule read from the compiled-rule cache builds them
-    on its first evaluation (``detections.sigma.cache``), so ask it once with an empty event
-    rather than re-running the pipeline on the pySigma rule (tens of milliseconds a rule)."""
-    if not cr.trees:
-        try:
-            cr.predicate(EventView({}))
-        except Exception:  # a rule that cannot even look at an empty event fails in the run, with its reason
-            return []
-    return cr.trees
+    """The rule's processed condition trees as pySigma objects (made from its plain form)."""
+    try:
+        return cr.trees
+    except Exception:  # a damaged tree from the cache: the rule fails in the run, with its reason
+        return []
 
 
 def _heavy(cr: CompiledRule) -> bool:

@@ -1,13 +1,18 @@
-"""A compiled rule's condition as plain data: what the compiled-rule cache stores.
+"""A compiled rule's condition as plain data: what the matcher compiles and the cache stores.
 
 After the processing pipeline, a rule's condition is a tree of pySigma objects (``ConditionAND``,
-``ConditionFieldEqualsValueExpression`` with ``SigmaString``, ``SigmaNumber``...). The embedded
-matcher turns that tree into closures, which cannot be saved; getting the tree back means
-parsing YAML, building the rule, applying the pipeline and parsing the condition again, which
-is most of the time a large rule set takes to be ready. This module writes the tree as JSON
-values (lists, dicts, strings, numbers) and reads it back into the same pySigma objects, so
-the matcher's code is the same whether a rule comes from its file or from the cache, and
-loading the cache executes nothing but ``json`` (no pickle: a cache file is data).
+``ConditionFieldEqualsValueExpression`` with ``SigmaString``, ``SigmaNumber``...). ``tree_out``
+writes that tree as JSON values (lists, dicts, strings, numbers; the form is described in
+:mod:`detections.sigma.matcher`), and the matcher builds its closures from that form, so its
+code is the same whether a rule comes from its file or from the compiled-rule cache, a rule
+from the cache needs no pySigma object at all (nor pySigma's condition parser, pyparsing, to
+be imported), and loading the cache executes nothing but ``json`` (no pickle: a cache file is
+data). ``tree_in`` makes the pySigma objects again, for what walks them (the Elasticsearch
+conversion).
+
+A value type or condition element the matcher does not know is written as ``{"t": "?", "type":
+class name}`` / ``{"?": class name}``, so compiling it fails with the same reason as before the
+form existed (such a rule is a compile problem, never in the cache).
 
 Hand-written because pySigma has no serialisation of processed conditions (``to_dict`` gives
 the rule as written, before the pipeline, and does not round-trip escapes exactly).
@@ -48,7 +53,7 @@ Json = Any
 
 
 class NotSerialisable(ValueError):
-    """A construct this format does not cover: the rule is then compiled from its file each time."""
+    """A construct this form does not cover (a string part pySigma 1.x does not make; an unknown tag read back)."""
 
 
 # -- values ------------------------------------------------------------------------------
@@ -104,7 +109,7 @@ def value_out(v: Any) -> Json:
         return {"t": "ref", "f": v.field, "sw": v.starts_with, "ew": v.ends_with}
     if isinstance(v, SigmaExpansion):
         return {"t": "exp", "v": [value_out(x) for x in v.values]}
-    raise NotSerialisable(f"value type {type(v).__name__}")
+    return {"t": "?", "type": type(v).__name__}  # the matcher says it does not support it
 
 
 def _number(n: Any) -> SigmaNumber:
@@ -156,7 +161,7 @@ def tree_out(node: Any) -> Json:
         return {"f": node.field, "v": value_out(node.value)}
     if isinstance(node, ConditionValueExpression):
         return {"k": value_out(node.value)}
-    raise NotSerialisable(f"condition element {type(node).__name__}")
+    return {"?": type(node).__name__}  # the matcher says it does not support it
 
 
 def tree_in(j: Json) -> Any:

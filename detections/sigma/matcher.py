@@ -1,8 +1,9 @@
 """The embedded Sigma engine: rules compiled once to Python predicates over flat ECS dicts.
 
-pySigma parses the rule and the processing pipeline maps it to our fields; from the
-resulting condition tree we build closures (no SQL, no per-event interpretation of the
-tree). Each rule is indexed by a field every match must carry with one of a few exact
+pySigma parses the rule and the processing pipeline maps it to our fields; the resulting
+condition tree, in its plain form (dicts and lists, :mod:`detections.sigma.ir`: the same form
+the compiled-rule cache keeps, so a rule from the cache is compiled without pySigma), becomes
+closures (no SQL, no per-event interpretation of the tree). Each rule is indexed by a field every match must carry with one of a few exact
 values (``event.code``, ``event.dataset``, ``winlog.channel``...), found by walking the
 tree for mandatory equalities; an event is then tried only against the rules filed under
 its own values of those fields, plus the few rules with no such constraint.
@@ -21,40 +22,14 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
-
-from sigma.conditions import (
-    ConditionAND,
-    ConditionFieldEqualsValueExpression,
-    ConditionNOT,
-    ConditionOR,
-    ConditionValueExpression,
-)
-from sigma.types import (
-    CompareOperators,
-    Placeholder,
-    SigmaBool,
-    SigmaCasedString,
-    SigmaCIDRExpression,
-    SigmaCompareExpression,
-    SigmaExists,
-    SigmaExpansion,
-    SigmaFieldReference,
-    SigmaNull,
-    SigmaNumber,
-    SigmaRegularExpression,
-    SigmaRegularExpressionFlag,
-    SigmaString,
-    SigmaTimestampPart,
-    SpecialChars,
-    TimestampPart,
-)
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:  # the rule model and pipelines are needed to compile from a rule, not from the cache
     from sigma.processing.pipeline import ProcessingPipeline
     from sigma.rule import SigmaRule
 
 Doc = Mapping[str, Any]
+_T = TypeVar("_T")
 
 #: Fields a rule may be indexed by, most selective first.
 INDEX_FIELDS: tuple[str, ...] = ("event.code", "event.dataset", "winlog.channel", "event.action", "event.category")
@@ -236,6 +211,78 @@ def _num_str(value: float | int) -> str:
 Predicate = Callable[[EventView], bool]
 
 
+# -- the plain form of a processed condition ---------------------------------------------
+#: A processed condition tree as plain data (what the compiled-rule cache stores, and what the
+#: predicates are built from, whether the rule comes from its file or from the cache):
+#: ``{"and": [node...]}``, ``{"or": [node...]}``, ``{"not": node}``, ``{"f": field, "v": value}``
+#: (a field compared to a value), ``{"k": value}`` (a keyword). A value is ``{"t": tag, ...}``:
+#: ``s`` / ``cs`` (string / cased string, ``"s"``: its parts), ``tp`` (timestamp part: ``part``,
+#: ``n``), ``b`` (``v``), ``n`` (number ``n``), ``null``, ``exists`` (``v``), ``re`` (parts ``r``,
+#: flag names ``f``), ``cidr`` (``c``), ``cmp`` (``n``, operator name ``op``), ``ref`` (field ``f``,
+#: ``sw``, ``ew``), ``exp`` (values ``v``). A string part is text, ``["*"]``, ``["?"]`` (wildcards)
+#: or ``["p", name]`` (a placeholder). :mod:`detections.sigma.ir` converts pySigma's objects.
+Node = dict[str, Any]
+Value = dict[str, Any]
+Parts = list[Any]
+_STAR, _QMARK = ["*"], ["?"]
+
+
+class _Wild:
+    """A wildcard of a normalised string (placeholders count as ``*``)."""
+
+    __slots__ = ("regex",)
+
+    def __init__(self, regex: str) -> None:
+        self.regex = regex
+
+
+_MULTI, _SINGLE = _Wild(".*"), _Wild(".")
+
+
+def _wild(parts: Parts) -> list[Any]:
+    """The parts with each wildcard or placeholder as ``_MULTI`` / ``_SINGLE``, empty texts dropped."""
+    out: list[Any] = []
+    for p in parts:
+        if p.__class__ is str:
+            if p:
+                out.append(p)
+        else:
+            out.append(_SINGLE if p == _QMARK else _MULTI)
+    return out
+
+
+def plain_text(parts: Parts) -> str:
+    """The string as pySigma writes it (``str(SigmaString)``): ``*`` and ``?`` of the text
+    escaped, wildcards as ``*`` / ``?``, placeholders as ``%name%``."""
+    out = []
+    for p in parts:
+        if p.__class__ is str:
+            out.append(p.replace("*", "\\*").replace("?", "\\?"))
+        elif p in (_STAR, _QMARK):
+            out.append(p[0])
+        else:
+            out.append(f"%{p[1]}%")
+    return "".join(out)
+
+
+def _special(parts: Parts) -> bool:
+    """Whether the string has a wildcard (pySigma's ``contains_special``: placeholders are not)."""
+    return any(p in (_STAR, _QMARK) for p in parts if p.__class__ is list)
+
+
+#: pySigma's class of each value tag (for the reasons of unsupported rules; ``?``: a value type
+#: the matcher does not know, its class in ``type``)
+_TYPE_NAMES = {"s": "SigmaString", "cs": "SigmaCasedString", "tp": "SigmaTimestampPart", "b": "SigmaBool",
+               "n": "SigmaNumber", "null": "SigmaNull", "exists": "SigmaExists", "re": "SigmaRegularExpression",
+               "cidr": "SigmaCIDRExpression", "cmp": "SigmaCompareExpression", "ref": "SigmaFieldReference",
+               "exp": "SigmaExpansion"}
+
+
+def _type_name(value: Value) -> str:
+    tag = str(value.get("t"))
+    return str(value.get("type", tag)) if tag == "?" else _TYPE_NAMES.get(tag, tag)
+
+
 # -- strings -----------------------------------------------------------------------------
 @dataclass
 class _StringSet:
@@ -248,41 +295,37 @@ class _StringSet:
     regexes: list[str] = field(default_factory=list)
     anything: bool = False
 
-    def add(self, s: SigmaString, *, keyword: bool = False) -> None:
-        raw = s.s
+    def add(self, raw: Parts, *, keyword: bool = False) -> None:
         if not keyword:  # the usual shapes first: value, *value*, *value, value*
-            n, multi = len(raw), SpecialChars.WILDCARD_MULTI
+            n = len(raw)
             if n == 1 and raw[0].__class__ is str:
                 self.equals.add(raw[0].lower())
                 return
-            if n == 3 and raw[0] is multi and raw[2] is multi and raw[1].__class__ is str and raw[1]:
+            if n == 3 and raw[0] == _STAR and raw[2] == _STAR and raw[1].__class__ is str and raw[1]:
                 self.contains.append(raw[1].lower())
                 return
-            if n == 2 and raw[0] is multi and raw[1].__class__ is str and raw[1]:
+            if n == 2 and raw[0] == _STAR and raw[1].__class__ is str and raw[1]:
                 self.suffixes.append(raw[1].lower())
                 return
-            if n == 2 and raw[1] is multi and raw[0].__class__ is str and raw[0]:
+            if n == 2 and raw[1] == _STAR and raw[0].__class__ is str and raw[0]:
                 self.prefixes.append(raw[0].lower())
                 return
-        parts = [p for p in raw if not (isinstance(p, str) and p == "")]
-        parts = [SpecialChars.WILDCARD_MULTI if isinstance(p, Placeholder) else p for p in parts]
+        parts = _wild(raw)
         if keyword:  # a keyword is a substring of some value
-            if not parts or parts[0] is not SpecialChars.WILDCARD_MULTI:
-                parts.insert(0, SpecialChars.WILDCARD_MULTI)
-            if parts[-1] is not SpecialChars.WILDCARD_MULTI:
-                parts.append(SpecialChars.WILDCARD_MULTI)
+            if not parts or parts[0] is not _MULTI:
+                parts.insert(0, _MULTI)
+            if parts[-1] is not _MULTI:
+                parts.append(_MULTI)
         texts = [p for p in parts if isinstance(p, str)]
-        specials = [p for p in parts if not isinstance(p, str)]
-        if not specials:
+        if len(texts) == len(parts):
             self.equals.add("".join(texts).lower())
-        elif all(p is SpecialChars.WILDCARD_MULTI for p in parts):
+        elif all(p is _MULTI for p in parts):
             self.anything = True
-        elif len(parts) == 2 and parts[1] is SpecialChars.WILDCARD_MULTI and isinstance(parts[0], str):
+        elif len(parts) == 2 and parts[1] is _MULTI and isinstance(parts[0], str):
             self.prefixes.append(parts[0].lower())
-        elif len(parts) == 2 and parts[0] is SpecialChars.WILDCARD_MULTI and isinstance(parts[1], str):
+        elif len(parts) == 2 and parts[0] is _MULTI and isinstance(parts[1], str):
             self.suffixes.append(parts[1].lower())
-        elif (len(parts) == 3 and parts[0] is SpecialChars.WILDCARD_MULTI and parts[2] is SpecialChars.WILDCARD_MULTI
-              and isinstance(parts[1], str)):
+        elif len(parts) == 3 and parts[0] is _MULTI and parts[2] is _MULTI and isinstance(parts[1], str):
             self.contains.append(parts[1].lower())
         else:
             self.regexes.append(_wildcard_regex(parts))
@@ -370,27 +413,12 @@ def _lazy_automaton(literals: Sequence[str]) -> Callable[[str], Any]:
 
 
 def _wildcard_regex(parts: Sequence[Any]) -> str:
-    out = []
-    for p in parts:
-        if p is SpecialChars.WILDCARD_MULTI:
-            out.append(".*")
-        elif p is SpecialChars.WILDCARD_SINGLE:
-            out.append(".")
-        else:
-            out.append(re.escape(str(p).lower()))
-    return "".join(out)
+    """A normalised string (``_wild``) as a lower-cased regular expression."""
+    return "".join(p.regex if p.__class__ is _Wild else re.escape(p.lower()) for p in parts)
 
 
-def _cased_regex(s: SigmaString) -> re.Pattern[str]:
-    out = []
-    for p in s.s:
-        if p is SpecialChars.WILDCARD_MULTI or isinstance(p, Placeholder):
-            out.append(".*")
-        elif p is SpecialChars.WILDCARD_SINGLE:
-            out.append(".")
-        else:
-            out.append(re.escape(str(p)))
-    return re.compile("".join(out), re.DOTALL)
+def _cased_regex(parts: Parts) -> re.Pattern[str]:
+    return re.compile("".join(p.regex if p.__class__ is _Wild else re.escape(p) for p in _wild(parts)), re.DOTALL)
 
 
 # -- compiling the condition tree --------------------------------------------------------
@@ -432,22 +460,26 @@ def _to_number(text: str) -> float | None:
         return None
 
 
-_COMPARE: dict[CompareOperators, Callable[[float, float], bool]] = {
-    CompareOperators.LT: lambda a, b: a < b,
-    CompareOperators.LTE: lambda a, b: a <= b,
-    CompareOperators.GT: lambda a, b: a > b,
-    CompareOperators.GTE: lambda a, b: a >= b,
-    CompareOperators.NEQ: lambda a, b: a != b,
+#: pySigma's ``CompareOperators`` by name
+_COMPARE: dict[str, Callable[[float, float], bool]] = {
+    "LT": lambda a, b: a < b,
+    "LTE": lambda a, b: a <= b,
+    "GT": lambda a, b: a > b,
+    "GTE": lambda a, b: a >= b,
+    "NEQ": lambda a, b: a != b,
 }
 
-_PARTS: dict[TimestampPart, Callable[[datetime], int]] = {
-    TimestampPart.MINUTE: lambda d: d.minute,
-    TimestampPart.HOUR: lambda d: d.hour,
-    TimestampPart.DAY: lambda d: d.day,
-    TimestampPart.WEEK: lambda d: d.isocalendar()[1],
-    TimestampPart.MONTH: lambda d: d.month,
-    TimestampPart.YEAR: lambda d: d.year,
+#: pySigma's ``TimestampPart`` by name
+_PARTS: dict[str, Callable[[datetime], int]] = {
+    "MINUTE": lambda d: d.minute,
+    "HOUR": lambda d: d.hour,
+    "DAY": lambda d: d.day,
+    "WEEK": lambda d: d.isocalendar()[1],
+    "MONTH": lambda d: d.month,
+    "YEAR": lambda d: d.year,
 }
+#: pySigma's ``SigmaRegularExpressionFlag`` by name
+_RE_FLAGS = {"IGNORECASE": re.IGNORECASE, "MULTILINE": re.MULTILINE, "DOTALL": re.DOTALL}
 
 
 def _parse_time(text: str) -> datetime | None:
@@ -457,17 +489,28 @@ def _parse_time(text: str) -> datetime | None:
         return None
 
 
-def _field_value(field_name: str, value: Any) -> Predicate:
+def _named(table: dict[str, _T], key: str, kind: str, field_name: str) -> _T:
+    """``table[key]``: a name pySigma 1.x does not have (a cache not written by us) is an unsupported rule."""
+    try:
+        return table[key]
+    except KeyError:
+        name = f"{kind}({key})"
+        raise UnsupportedRule(f"value type {name} on field {field_name}") from None
+
+
+def _field_value(field_name: str, value: Value) -> Predicate:
     """One ``field: value`` comparison (value already transformed by modifiers)."""
-    if isinstance(value, SigmaCasedString):
-        rx = _cased_regex(value)
-        return _any_value(field_name, lambda v: rx.fullmatch(v) is not None, lower=False)
-    if isinstance(value, SigmaString):
+    t = value["t"]
+    if t == "s":
         matcher = _StringSet()
-        matcher.add(value)
+        matcher.add(value["s"])
         return _any_value(field_name, matcher.compile())
-    if isinstance(value, SigmaTimestampPart):
-        part, want = _PARTS[value.timestamp_part], value.number
+    if t == "cs":
+        rx = _cased_regex(value["s"])
+        return _any_value(field_name, lambda v: rx.fullmatch(v) is not None, lower=False)
+    if t == "tp":
+        part = _named(_PARTS, value["part"], "SigmaTimestampPart", field_name)
+        want = value["n"]
 
         def ts_pred(ev: EventView) -> bool:
             for v in ev.strs[field_name] or ():
@@ -477,12 +520,12 @@ def _field_value(field_name: str, value: Any) -> Predicate:
             return False
 
         return ts_pred
-    if isinstance(value, SigmaBool):
-        want_s = "true" if value.boolean else "false"
+    if t == "b":
+        want_s = "true" if value["v"] else "false"
         return _any_value(field_name, lambda v: v == want_s)
-    if isinstance(value, SigmaNumber):
-        num = float(value.number)
-        num_s = _num_str(value.number)
+    if t == "n":
+        num = float(value["n"])
+        num_s = _num_str(value["n"])
 
         def num_test(v: str) -> bool:
             if v == num_s:
@@ -491,28 +534,31 @@ def _field_value(field_name: str, value: Any) -> Predicate:
             return n is not None and n == num
 
         return _any_value(field_name, num_test)
-    if isinstance(value, SigmaNull):
+    if t == "null":
         def null_pred(ev: EventView) -> bool:
             vals = ev.strs[field_name]
             return not vals or all(v == "" for v in vals)
 
         return null_pred
-    if isinstance(value, SigmaExists):
-        want_exists = value.exists
+    if t == "exists":
+        want_exists = bool(value["v"])
         return lambda ev: (ev.raw(field_name) is not None) == want_exists
-    if isinstance(value, SigmaRegularExpression):
-        flags = re.DOTALL if SigmaRegularExpressionFlag.DOTALL in value.flags else 0
-        if SigmaRegularExpressionFlag.IGNORECASE in value.flags:
-            flags |= re.IGNORECASE
-        if SigmaRegularExpressionFlag.MULTILINE in value.flags:
-            flags |= re.MULTILINE
+    if t == "re":
+        flags = 0
+        for flag in value["f"]:
+            flags |= _named(_RE_FLAGS, flag, "SigmaRegularExpressionFlag", field_name)
+        regexp = plain_text(value["r"])
         try:
-            rx = re.compile(str(value.regexp), flags)
+            rx = re.compile(regexp, flags)
         except re.error as exc:
-            raise UnsupportedRule(f"regular expression {value.regexp!s}: {exc}") from exc
+            raise UnsupportedRule(f"regular expression {regexp}: {exc}") from exc
         return _any_value(field_name, lambda v: rx.search(v) is not None, lower=False)
-    if isinstance(value, SigmaCIDRExpression):
-        net = value.network
+    if t == "cidr":
+        try:
+            net = ipaddress.ip_network(value["c"])
+        except ValueError:
+            name = f"SigmaCIDRExpression({value['c']})"
+            raise UnsupportedRule(f"value type {name} on field {field_name}") from None
 
         def cidr_test(v: str) -> bool:
             try:
@@ -521,17 +567,18 @@ def _field_value(field_name: str, value: Any) -> Predicate:
                 return False
 
         return _any_value(field_name, cidr_test, lower=False)
-    if isinstance(value, SigmaCompareExpression):
-        op, target = _COMPARE[value.op], float(value.number.number)
+    if t == "cmp":
+        op = _named(_COMPARE, value["op"], "SigmaCompareExpression", field_name)
+        target = float(value["n"])
 
         def cmp_test(v: str) -> bool:
             n = _to_number(v)
             return n is not None and op(n, target)
 
         return _any_value(field_name, cmp_test, lower=False)
-    if isinstance(value, SigmaFieldReference):
-        other = value.field
-        starts, ends = value.starts_with, value.ends_with
+    if t == "ref":
+        other = value["f"]
+        starts, ends = bool(value["sw"]), bool(value["ew"])
 
         def ref_pred(ev: EventView) -> bool:
             mine, theirs = ev.lower[field_name], ev.lower[other]
@@ -544,42 +591,46 @@ def _field_value(field_name: str, value: Any) -> Predicate:
             return False
 
         return ref_pred
-    if isinstance(value, SigmaExpansion):
-        return _any_of([_field_value(field_name, v) for v in value.values])
-    raise UnsupportedRule(f"value type {type(value).__name__} on field {field_name}")
+    if t == "exp":
+        return _any_of([_field_value(field_name, v) for v in value["v"]])
+    name = _type_name(value)
+    raise UnsupportedRule(f"value type {name} on field {field_name}")
 
 
-def _keyword(value: Any) -> Predicate:
-    if isinstance(value, SigmaString):
+def _keyword(value: Value) -> Predicate:
+    t = value["t"]
+    if t == "s" or t == "cs":
         matcher = _StringSet()
-        matcher.add(value, keyword=True)
+        matcher.add(value["s"], keyword=True)
         test = matcher.compile()
         return lambda ev: any(test(v) for v in ev.all_lower())
-    if isinstance(value, SigmaNumber):
-        text = _num_str(value.number)
+    if t == "n" or t == "tp":
+        text = _num_str(value["n"])
         return lambda ev: any(text in v for v in ev.all_lower())
-    if isinstance(value, SigmaRegularExpression):
-        rx = re.compile(str(value.regexp), re.IGNORECASE)
+    if t == "re":
+        rx = re.compile(plain_text(value["r"]), re.IGNORECASE)
         return lambda ev: any(rx.search(v) for v in ev.all_lower())
-    if isinstance(value, SigmaExpansion):
-        return _any_of([_keyword(v) for v in value.values])
-    raise UnsupportedRule(f"keyword of type {type(value).__name__}")
+    if t == "exp":
+        return _any_of([_keyword(v) for v in value["v"]])
+    name = _type_name(value)
+    raise UnsupportedRule(f"keyword of type {name}")
 
 
-def compile_condition(node: Any) -> Predicate:
-    """A pySigma condition tree (after the pipeline) as one predicate."""
-    if isinstance(node, ConditionAND):
-        return _all_of([compile_condition(a) for a in node.args])
-    if isinstance(node, ConditionOR):
-        return _any_of(_merge_or(node.args))
-    if isinstance(node, ConditionNOT):
-        inner = compile_condition(node.args[0])
+def compile_condition(node: Node) -> Predicate:
+    """A processed condition tree (plain form) as one predicate."""
+    if "f" in node:
+        return _field_value(node["f"], node["v"])
+    if "and" in node:
+        return _all_of([compile_condition(a) for a in node["and"]])
+    if "or" in node:
+        return _any_of(_merge_or(node["or"]))
+    if "not" in node:
+        inner = compile_condition(node["not"])
         return lambda ev: not inner(ev)
-    if isinstance(node, ConditionFieldEqualsValueExpression):
-        return _field_value(node.field, node.value)
-    if isinstance(node, ConditionValueExpression):
-        return _keyword(node.value)
-    raise UnsupportedRule(f"condition element {type(node).__name__}")
+    if "k" in node:
+        return _keyword(node["k"])
+    name = node.get("?", sorted(node))
+    raise UnsupportedRule(f"condition element {name}")
 
 
 def _all_of(preds: Sequence[Predicate]) -> Predicate:
@@ -615,17 +666,13 @@ def _combine(preds: Sequence[Predicate], *, every: bool) -> Predicate:
     return loop
 
 
-def _plain(node: Any) -> bool:
-    return (isinstance(node, ConditionFieldEqualsValueExpression) and type(node.value) is SigmaString)
-
-
-def _merge_or(args: Sequence[Any]) -> list[Predicate]:
+def _merge_or(args: Sequence[Node]) -> list[Predicate]:
     """OR-ed string values of one field become one multi-pattern test (the common ``field: [a, b, c]``)."""
     by_field: dict[str, _StringSet] = {}
     preds: list[Predicate] = []
     for arg in args:
-        if _plain(arg):
-            by_field.setdefault(arg.field, _StringSet()).add(arg.value)
+        if "f" in arg and arg["v"]["t"] == "s":
+            by_field.setdefault(arg["f"], _StringSet()).add(arg["v"]["s"])
         else:
             preds.append(compile_condition(arg))
     merged = [_any_value(name, sset.compile()) for name, sset in by_field.items()]
@@ -633,18 +680,18 @@ def _merge_or(args: Sequence[Any]) -> list[Predicate]:
 
 
 # -- mandatory equalities (the index) ----------------------------------------------------
-def required_values(node: Any) -> dict[str, frozenset[str]]:
+def required_values(node: Node) -> dict[str, frozenset[str]]:
     """Fields every match must have, each with the set of values it may take (as the rule writes them)."""
-    if isinstance(node, ConditionFieldEqualsValueExpression):
-        v = node.value
-        if type(v) is SigmaString and not v.contains_special():
-            return {node.field: frozenset({str(v.to_plain())})}
-        if isinstance(v, SigmaNumber) and not isinstance(v, SigmaTimestampPart):
-            return {node.field: frozenset({_num_str(v.number)})}
+    if "f" in node:
+        v = node["v"]
+        if v["t"] == "s" and not _special(v["s"]):
+            return {node["f"]: frozenset({plain_text(v["s"])})}
+        if v["t"] == "n":
+            return {node["f"]: frozenset({_num_str(v["n"])})}
         return {}
-    if isinstance(node, ConditionAND):
+    if "and" in node:
         out: dict[str, frozenset[str]] = {}
-        for arg in node.args:
+        for arg in node["and"]:
             for name, vals in required_values(arg).items():
                 if name in out:
                     both = {v.lower() for v in out[name]} & {v.lower() for v in vals}
@@ -652,8 +699,8 @@ def required_values(node: Any) -> dict[str, frozenset[str]]:
                 else:
                     out[name] = vals
         return out
-    if isinstance(node, ConditionOR):
-        branches = [required_values(a) for a in node.args]
+    if "or" in node:
+        branches = [required_values(a) for a in node["or"]]
         if not branches:
             return {}
         common = set(branches[0])
@@ -661,7 +708,6 @@ def required_values(node: Any) -> dict[str, frozenset[str]]:
             common &= set(b)
         return {name: frozenset().union(*(b[name] for b in branches)) for name in common}
     return {}
-
 
 
 Atom = tuple[str, str, str]  # (field or "" for any field, "eq" | "base" | "sub", lower-cased key)
@@ -690,12 +736,11 @@ def _atom_cost(atom: Atom) -> int:
     return _COST[kind]
 
 
-def _string_atom(field_name: str, v: SigmaString) -> Atom | None:
-    parts = [SpecialChars.WILDCARD_MULTI if isinstance(p, Placeholder) else p
-             for p in v.s if not (isinstance(p, str) and p == "")]
+def _string_atom(field_name: str, raw: Parts) -> Atom | None:
+    parts = _wild(raw)
     if field_name and parts and all(isinstance(p, str) for p in parts):
-        return (field_name, "eq", "".join(parts).lower())  # type: ignore[arg-type]
-    if (field_name and len(parts) == 2 and parts[0] is SpecialChars.WILDCARD_MULTI and isinstance(parts[1], str)
+        return (field_name, "eq", "".join(parts).lower())
+    if (field_name and len(parts) == 2 and parts[0] is _MULTI and isinstance(parts[1], str)
             and "\\" in parts[1] and parts[1].rsplit("\\", 1)[1]):
         return (field_name, "base", parts[1].rsplit("\\", 1)[1].lower())
     literals = [p for p in parts if isinstance(p, str)]
@@ -729,16 +774,17 @@ def regex_literal(pattern: str) -> str:
     return best
 
 
-def _value_atoms(field_name: str, v: Any) -> list[Atom] | None:
-    if isinstance(v, SigmaRegularExpression):
-        lit = regex_literal(str(v.regexp))
+def _value_atoms(field_name: str, v: Value) -> list[Atom] | None:
+    t = v["t"]
+    if t == "re":
+        lit = regex_literal(plain_text(v["r"]))
         return [(field_name, "sub", lit.lower())] if len(lit) >= MIN_LITERAL else None
-    if isinstance(v, SigmaString):
-        atom = _string_atom(field_name, v)
+    if t == "s" or t == "cs":
+        atom = _string_atom(field_name, v["s"])
         return [atom] if atom else None
-    if isinstance(v, SigmaExpansion):
+    if t == "exp":
         out: list[Atom] = []
-        for sub in v.values:
+        for sub in v["v"]:
             atoms = _value_atoms(field_name, sub)
             if not atoms:
                 return None
@@ -747,7 +793,7 @@ def _value_atoms(field_name: str, v: Any) -> list[Atom] | None:
     return None
 
 
-def anchors(node: Any) -> list[Atom] | None:
+def anchors(node: Node) -> list[Atom] | None:
     """A disjunction of atoms one of which every match satisfies (None: no such list known).
 
     ``eq``: the field equals the key; ``base``: the part after the last backslash equals the key
@@ -756,20 +802,20 @@ def anchors(node: Any) -> list[Atom] | None:
     Aho-Corasick automaton per field for ``sub``) instead of under ``event.code: 1`` with a
     thousand other process-creation rules, so an event meets only rules whose literals it has.
     """
-    if isinstance(node, ConditionFieldEqualsValueExpression):
-        if node.field in INDEX_FIELDS:
+    if "f" in node:
+        if node["f"] in INDEX_FIELDS:
             return None
-        return _value_atoms(node.field, node.value)
-    if isinstance(node, ConditionValueExpression):
-        return _value_atoms("", node.value)  # "": any field (one automaton over all values)
-    if isinstance(node, ConditionAND):
-        options = [a for a in (anchors(arg) for arg in node.args) if a]
+        return _value_atoms(node["f"], node["v"])
+    if "k" in node:
+        return _value_atoms("", node["k"])  # "": any field (one automaton over all values)
+    if "and" in node:
+        options = [a for a in (anchors(arg) for arg in node["and"]) if a]
         if not options:
             return None
         return min(options, key=lambda a: (max(_atom_cost(x) for x in a), len(a), -min(len(x[2]) for x in a)))
-    if isinstance(node, ConditionOR):
+    if "or" in node:
         out: list[Atom] = []
-        for arg in node.args:
+        for arg in node["or"]:
             a = anchors(arg)
             if not a:
                 return None
@@ -782,9 +828,11 @@ def anchors(node: Any) -> list[Atom] | None:
 class CompiledRule:
     """A rule ready to evaluate: its predicate and where it is filed in the index.
 
-    ``trees`` are its processed condition trees (what the compiled-rule cache stores);
-    ``rule``, the processed pySigma rule, is made again from ``payload`` on first use when
-    the rule came from the cache (only the Elasticsearch conversion needs it).
+    ``ir`` is its processed condition trees as plain data (what the compiled-rule cache stores
+    and what the predicate is built from); ``trees``, the same as pySigma objects, are made from
+    it when asked for (the Elasticsearch conversion walks them). ``rule``, the processed pySigma
+    rule, is made again from ``payload`` on first use when the rule came from the cache (only
+    the Elasticsearch conversion needs it).
     """
 
     key: str
@@ -793,8 +841,18 @@ class CompiledRule:
     processed: SigmaRule | None
     payload: Any = None  # whatever the caller attached (the LoadedRule)
     anchors: list[Atom] | None = None
-    trees: list[Any] = field(default_factory=list)
+    ir: list[Node] = field(default_factory=list)
     pipeline_name: str = "ztsoc"
+    _trees: list[Any] | None = None
+
+    @property
+    def trees(self) -> list[Any]:
+        """The processed condition trees as pySigma objects (pySigma imported for them)."""
+        if self._trees is None:
+            from detections.sigma.ir import tree_in
+
+            self._trees = [tree_in(t) for t in self.ir]
+        return self._trees
 
     @property
     def rule(self) -> SigmaRule:
@@ -838,30 +896,39 @@ def compile_rule(rule: SigmaRule, pipeline: ProcessingPipeline | None, *, key: s
     its conditions (OR-ed when several)."""
     from sigma.exceptions import SigmaError
 
+    from detections.sigma.ir import NotSerialisable, tree_out
+
     processed = process_rule(rule, pipeline, in_place=in_place)
     try:
         trees = [c.parsed for c in processed.detection.parsed_condition]
     except SigmaError as exc:
         raise UnsupportedRule(f"{type(exc).__name__}: {exc}") from exc
-    return compile_trees(key or str(rule.name or rule.id or rule.title), [t for t in trees if t is not None],
-                         processed=processed, payload=payload, pipeline_name=pipeline_name)
+    trees = [t for t in trees if t is not None]
+    try:
+        ir = [tree_out(t) for t in trees]
+    except NotSerialisable as exc:
+        raise UnsupportedRule(str(exc)) from exc
+    return compile_trees(key or str(rule.name or rule.id or rule.title), ir, trees=trees, processed=processed,
+                         payload=payload, pipeline_name=pipeline_name)
 
 
-def compile_trees(key: str, trees: list[Any], *, processed: SigmaRule | None = None, payload: Any = None,
-                  pipeline_name: str = "ztsoc", index: bool = True) -> CompiledRule:
-    """Processed condition trees (from a rule or from the cache) -> a compiled rule.
+def compile_trees(key: str, ir: list[Node], *, trees: list[Any] | None = None, processed: SigmaRule | None = None,
+                  payload: Any = None, pipeline_name: str = "ztsoc", index: bool = True) -> CompiledRule:
+    """Processed condition trees in their plain form (from a rule or from the cache) -> a compiled rule.
 
-    ``index=False``: only the predicate (the cache already holds where the rule is filed)."""
-    preds = [compile_condition(t) for t in trees]
+    ``trees``: the same as pySigma objects, when the caller has them. ``index=False``: only the
+    predicate (the cache already holds where the rule is filed)."""
+    preds = [compile_condition(t) for t in ir]
     if not preds:
         raise UnsupportedRule("empty condition")
     predicate = _any_of(preds)
     required: dict[str, frozenset[str]] = {}
     atoms = None
-    if len(trees) == 1 and index:
-        required = required_values(trees[0])
-        atoms = anchors(trees[0])
-    return CompiledRule(key, predicate, required, processed, payload, atoms, list(trees), pipeline_name)
+    if len(ir) == 1 and index:
+        required = required_values(ir[0])
+        atoms = anchors(ir[0])
+    return CompiledRule(key, predicate, required, processed, payload, atoms, list(ir), pipeline_name,
+                        list(trees) if trees is not None else None)
 
 
 class Matcher:
@@ -1044,22 +1111,20 @@ def _probe(probe: tuple[Any, dict[str, list[int]], dict[str, list[int]]], vals: 
 
 
 def detection_fields(cr: CompiledRule) -> tuple[str, ...]:
-    """The fields a rule's detection looks at, in the order it names them (what evidence should show).
-
-    Empty until the rule's trees are known: a rule from the compiled-rule cache builds them on
-    the first event it meets, so any rule that matched has them.
-    """
+    """The fields a rule's detection looks at, in the order it names them (what evidence should show)."""
     seen: dict[str, None] = {}
 
-    def walk(node: Any) -> None:
-        if isinstance(node, ConditionFieldEqualsValueExpression):
-            seen.setdefault(node.field, None)
-            if isinstance(node.value, SigmaFieldReference):
-                seen.setdefault(node.value.field, None)
-        elif isinstance(node, ConditionAND | ConditionOR | ConditionNOT):
-            for arg in node.args:
+    def walk(node: Node) -> None:
+        if "f" in node:
+            seen.setdefault(node["f"], None)
+            if node["v"].get("t") == "ref":
+                seen.setdefault(node["v"]["f"], None)
+        elif "not" in node:
+            walk(node["not"])
+        else:
+            for arg in node.get("and") or node.get("or") or ():
                 walk(arg)
 
-    for tree in cr.trees:
+    for tree in cr.ir:
         walk(tree)
     return tuple(seen)
