@@ -232,8 +232,8 @@ def test_soc_ingest_pcap_stores_one_event_per_request(tmp_path: Path) -> None:
         store.close()
 
 
-def _tshark_requests(path: Path) -> list[tuple[str, str, str]]:
-    out = subprocess.run(["tshark", "-n", "-r", str(path), "-Y", "http.request && !icmp", "-T", "fields",
+def _tshark_requests(path: Path, *options: str) -> list[tuple[str, str, str]]:
+    out = subprocess.run(["tshark", "-n", *options, "-r", str(path), "-Y", "http.request && !icmp", "-T", "fields",
                           "-e", "http.request.method", "-e", "http.request.uri", "-e", "http.host",
                           "-E", "occurrence=a", "-E", "aggregator=|"],
                          capture_output=True, text=True, check=True, timeout=120).stdout
@@ -379,3 +379,75 @@ def test_tshark_finds_the_same_requests_after_chunked_bodies(tmp_path: Path) -> 
                   if e["event.dataset"] == "network.http")
     assert ours == _tshark_requests(path)
     assert [m for m, _, _ in ours] == ["GET", "GET", "POST", "PUT"]
+
+
+# -- segments out of order: the reordering window (tcpstream) -----------------------------------------
+def test_a_head_split_across_reordered_segments_is_one_event(tmp_path: Path) -> None:
+    c = Conn()
+    head = b"GET /reordered?q=1 HTTP/1.1\r\nHost: late.example\r\nUser-Agent: ztsoc-test\r\n\r\n"
+    parts = [head[:10], head[10:30], head[30:50], head[50:]]
+    sent = [c.client(p) for p in parts]
+    c.packets[-4:] = [sent[0], sent[3], sent[2], sent[1]]  # after the start: the tail, then back to the middle
+    c.server(response())
+    c.client(request("/next"))
+    c.server(response(204, b""))
+    http, flows, problems = read(tmp_path, c.close())
+    got = [(h["url.original"], h.get("url.domain"), h.get("http.response.status_code")) for h in http]
+    assert got == [("/reordered?q=1", "late.example", 200), ("/next", "www.example", 204)]
+    assert http[0]["ztsoc.source.position"] == "packet 3"  # where the head starts: its first bytes' packet
+    assert flows[0]["ztsoc.tcp.gaps"] == 0 and flows[0]["ztsoc.tcp.unreordered_segments"] == 0
+    assert flows[0]["ztsoc.tcp.out_of_order_segments"] == 1 and problems == []
+
+
+def test_pipelined_requests_reordered_are_each_an_event_in_order(tmp_path: Path) -> None:
+    c = Conn()
+    stream = request("/a") + request("/b", body=b"x" * 50) + request("/c")
+    sent = [c.client(stream[i:i + 17]) for i in range(0, len(stream), 17)]
+    order = [0] + [k for j in range(1, len(sent), 2) for k in (j + 1, j) if k < len(sent)]  # 0, 2 1, 4 3, ...
+    c.packets[-len(sent):] = [sent[k] for k in order]
+    c.server(response() * 3)
+    http, flows, _ = read(tmp_path, c.close())
+    assert [(h["url.path"], h["http.response.status_code"]) for h in http] == [("/a", 200), ("/b", 200), ("/c", 200)]
+    assert flows[0]["ztsoc.tcp.gaps"] == 0
+
+
+def test_a_lost_segment_is_a_gap_once_the_window_is_full_or_the_flow_ends(tmp_path: Path) -> None:
+    c = Conn()
+    c.client(request("/before"))
+    c.client(b"GET /lost HTTP/1.1\r\nHost: x\r\n\r\n")
+    del c.packets[-1]  # never captured
+    c.client(request("/after-gap"))  # waits in the window for the lost bytes, then read after the gap
+    c.server(response() * 3)
+    http, flows, _ = read(tmp_path, c.close())
+    assert sorted(h["url.path"] for h in http) == ["/after-gap", "/before"]
+    assert flows[0]["ztsoc.tcp.gaps"] == 1 and flows[0]["ztsoc.tcp.unreordered_segments"] == 1
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed (the oracle)")
+def test_tshark_finds_the_same_requests_in_reordered_segments(tmp_path: Path) -> None:
+    c = Conn(sport=40013)
+    stream = request("/one", host="a.example") + request("/two", host="b.example", body=b"q" * 30) + request("/3")
+    sent = [c.client(stream[i:i + 23]) for i in range(0, len(stream), 23)]
+    c.packets[-len(sent):] = sent[:1] + list(reversed(sent[1:5])) + sent[5:]  # the 2nd to 5th last to first
+    c.server(response() * 3)
+    path = write(tmp_path / "reordered.pcap", timed(c.close()))
+    out = read_all(PcapReader(), path)
+    ours = sorted((e["http.request.method"], e["url.original"], e["url.domain"]) for e in out.events
+                  if e["event.dataset"] == "network.http")
+    # tshark reorders only when asked (its default: out-of-order segments are not reassembled)
+    assert ours == _tshark_requests(path, "-o", "tcp.reassemble_out_of_order:TRUE") and len(ours) == 3
+    assert len(_tshark_requests(path)) < 3  # (without it, tshark loses requests)
+
+
+def test_a_tls_client_hello_in_reordered_segments_is_read(tmp_path: Path) -> None:
+    from tests.test_pcap_apps import client_hello, server_hello
+
+    c = Conn(dport=443)
+    hello = client_hello(sni="reordered.example")
+    parts = [hello[:40], hello[40:120], hello[120:]]
+    sent = [c.client(p) for p in parts]
+    c.packets[-3:] = [sent[0], sent[2], sent[1]]
+    c.server(server_hello())
+    out = read_all(PcapReader(), write(tmp_path / "tls.pcap", timed(c.close())))
+    (tls,) = [e for e in out.events if e["event.dataset"] == "network.tls"]
+    assert tls["tls.client.server_name"] == "reordered.example" and out.problems == []

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from collectors.pcap import dns, http, icmp, tls
 from collectors.pcap.decode import TCP, UDP
 from collectors.pcap.reader import Problem
-from collectors.pcap.tcpstream import IN_ORDER, LATE, TcpStream
+from collectors.pcap.tcpstream import IN_ORDER, LATE, Direction, TcpStream
 
 if TYPE_CHECKING:
     from collectors.pcap.flows import Flow, FlowMeter
@@ -40,6 +40,32 @@ class AppHandler:
     def finish(self, flow: Flow) -> None:
         """The flow ends: report what is still pending."""
 
+    # -- TCP: a segment through its direction's sequence tracking, then to _read in stream order --
+    def segment(self, flow: Flow, side: Direction, seq: int, data: bytes, fwd: bool, index: int, ts: int) -> None:
+        new = side.accept(seq, data, index, ts)
+        if new is not None:  # None: a retransmission (read the first time), or held in the reordering window
+            self._read(flow, side, new, fwd, index, ts)
+        if side.held:
+            self._drain(flow, side, fwd)
+
+    def _drain(self, flow: Flow, side: Direction, fwd: bool) -> None:
+        """What the reordering window gives now, each piece with its own packet."""
+        new = side.release()
+        while new is not None:
+            self._read(flow, side, new, fwd, side.index, side.ts)
+            new = side.release()
+
+    def flush_tcp(self, flow: Flow, tcp: TcpStream) -> None:
+        """The flow ends: segments still waiting for missing bytes are read after their gap."""
+        for fwd in (True, False):
+            side = tcp.side(fwd)
+            if side.held:
+                side.flush()
+                self._drain(flow, side, fwd)
+
+    def _read(self, flow: Flow, side: Direction, data: bytes, fwd: bool, index: int, ts: int) -> None:
+        """New bytes of a TCP direction, in stream order (``side.kind``: after a gap, or filling one)."""
+
 
 # -- DNS ------------------------------------------------------------------------------------
 @dataclass(slots=True)
@@ -53,16 +79,18 @@ class DnsHandler(AppHandler):
 
     def payload(self, flow: Flow, data: bytes, fwd: bool, index: int, ts: int, seq: int) -> None:
         state: _DnsState = flow.state
-        if flow.proto == TCP:
-            if state.tcp is None:
-                state.tcp = TcpStream()
-            new = state.tcp.accept(fwd, seq, data)
-            if new is None:
-                return  # a retransmitted query is not a second query
-            data = new
-            if len(data) < 14:
-                return  # a length prefix alone, or a segment in the middle of a message
-            data = data[2:2 + ((data[0] << 8) | data[1])]
+        if flow.proto != TCP:
+            self._message(flow, state, data, fwd, index, ts)
+            return
+        if state.tcp is None:
+            state.tcp = TcpStream()
+        self.segment(flow, state.tcp.side(fwd), seq, data, fwd, index, ts)  # a resent query is not a second one
+
+    def _read(self, flow: Flow, side: Direction, data: bytes, fwd: bool, index: int, ts: int) -> None:
+        if len(data) >= 14:  # else a length prefix alone, or a segment in the middle of a message
+            self._message(flow, flow.state, data[2:2 + ((data[0] << 8) | data[1])], fwd, index, ts)
+
+    def _message(self, flow: Flow, state: _DnsState, data: bytes, fwd: bool, index: int, ts: int) -> None:
         try:
             msg = dns.parse_dns(data)
         except dns.DnsError as exc:
@@ -91,6 +119,8 @@ class DnsHandler(AppHandler):
     def finish(self, flow: Flow) -> None:
         state: _DnsState | None = flow.state
         if state is not None:
+            if state.tcp is not None:
+                self.flush_tcp(flow, state.tcp)
             for msg, index, ts, fwd in state.pending.values():
                 self._emit(flow, msg, None, index, ts, None, fwd)
             state.pending.clear()
@@ -135,11 +165,11 @@ class HttpHandler(AppHandler):
     name = "http"
 
     def payload(self, flow: Flow, data: bytes, fwd: bool, index: int, ts: int, seq: int) -> None:
+        tcp: TcpStream = flow.state.tcp
+        self.segment(flow, tcp.orig if fwd else tcp.resp, seq, data, fwd, index, ts)
+
+    def _read(self, flow: Flow, side: Direction, new: bytes, fwd: bool, index: int, ts: int) -> None:
         state: _HttpState = flow.state
-        side = state.tcp.orig if fwd else state.tcp.resp
-        new = side.accept(seq, data)
-        if new is None:
-            return  # a retransmission: its messages were read the first time
         stream = state.up if fwd else state.down
         if side.kind != IN_ORDER:
             if side.kind == LATE:  # fills a gap: read on its own, the stream's place is kept
@@ -186,6 +216,7 @@ class HttpHandler(AppHandler):
     def finish(self, flow: Flow) -> None:
         state: _HttpState | None = flow.state
         if state is not None:
+            self.flush_tcp(flow, state.tcp)
             while state.pending:
                 req, index, ts, fwd = state.pending.popleft()
                 self._emit(flow, req, None, index, ts, None, fwd)
@@ -211,11 +242,11 @@ class TlsHandler(AppHandler):
     name = "tls"
 
     def payload(self, flow: Flow, data: bytes, fwd: bool, index: int, ts: int, seq: int) -> None:
+        tcp: TcpStream = flow.state.tcp
+        self.segment(flow, tcp.side(fwd), seq, data, fwd, index, ts)  # a resent segment is not appended twice
+
+    def _read(self, flow: Flow, side: Direction, data: bytes, fwd: bool, index: int, ts: int) -> None:
         state: _TlsState = flow.state
-        new = state.tcp.accept(fwd, seq, data)
-        if new is None:
-            return  # a retransmitted segment must not be appended to the hello twice
-        data = new
         if state.hello is None:
             if not state.buf:
                 if data[:2] == b"\x14\x03" and len(data) > 6:  # a ChangeCipherSpec first (after a HelloRetryRequest)
@@ -257,8 +288,11 @@ class TlsHandler(AppHandler):
 
     def finish(self, flow: Flow) -> None:
         state: _TlsState | None = flow.state
-        if state is not None and state.hello is not None:
-            self._emit(flow, state, None, None)
+        if state is not None:
+            if flow.probes:  # (once the handshake is read, the rest of the flow is not)
+                self.flush_tcp(flow, state.tcp)
+            if state.hello is not None:
+                self._emit(flow, state, None, None)
 
 
 def _probe_tls(flow: Flow, data: bytes, fwd: bool) -> bool:

@@ -9,16 +9,23 @@ ranges it skipped (a segment that arrived ahead of a missing one). A segment is 
 - *a retransmission*: every byte of it was seen already; dropped and counted, so a
   resent request is not reported twice. A segment that overlaps the end of what was seen
   is cut to its new bytes (and counted too);
-- *ahead* (a gap: a segment missing, lost by the capture or late): given to the decoder
-  as not following the previous bytes, and the skipped range is remembered;
-- *out of order*: it falls into a remembered range: given to the decoder on its own (not
-  joined: nothing is held back waiting for it) and counted.
+- *ahead* (a gap: a segment missing, late or lost by the capture): held in a small
+  reordering window (:data:`MAX_HELD_SEGMENTS` segments, :data:`MAX_HELD_BYTES` bytes, at
+  most :data:`MAX_REORDER` bytes ahead) until the missing bytes come; then the late segment
+  and the held ones are given to the decoder in order (:meth:`Direction.release`), so a
+  message head split across reordered segments is joined as if they had come in order.
+  When the window is full, the flow ends, or a segment cannot be held, waiting stops: the
+  held segments are given to the decoder as not following the previous bytes (a gap),
+  each counted (``unreordered``), and the skipped range is remembered;
+- *out of order*: it fills missing bytes (in the window, or a remembered range after
+  waiting stopped: then it is given to the decoder on its own, not joined) and is counted.
 
 The range just before the first bytes seen (:data:`BEFORE`) counts as a hole: the first
 segments may come reordered. A keep-alive (one byte or none, one before the expected number) is neither. Sequence
 numbers wrap at 2**32: every comparison is a difference modulo 2**32 read as signed.
-Memory per direction is a few integers and the bounded list of holes; only flows with an
-application decoder have it, so the meter's per-packet cost is unchanged for the others.
+Memory per direction is a few integers, the bounded list of holes and the bounded window
+(no list at all until a segment comes ahead); only flows with an application decoder
+have it, so the meter's per-packet cost is unchanged for the others.
 """
 
 from __future__ import annotations
@@ -39,12 +46,20 @@ MAX_HOLES = 8
 #: bytes this far before the first ones seen count as not seen yet (a window): when the first
 #: segments of a capture come reordered, the earlier ones are late, not retransmitted
 BEFORE = 65536
+#: the reordering window of a direction: segments held waiting for missing bytes before them,
+#: and their bytes at most (a head split over a few full-size segments fits; memory per
+#: direction stays under MAX_HELD_BYTES plus one segment)
+MAX_HELD_SEGMENTS = 8
+MAX_HELD_BYTES = 16384
+#: a segment further ahead than this (bytes from the next expected one) is not waited for
+MAX_REORDER = 65536
 
 
 class Direction:
     """One direction of a TCP connection: what was seen of its byte stream."""
 
-    __slots__ = ("first", "gaps", "holes", "kind", "nxt", "out_of_order", "retransmitted")
+    __slots__ = ("first", "flushing", "gaps", "held", "held_bytes", "holes", "index", "kind", "nxt", "out_of_order",
+                 "retransmitted", "ts", "unreordered")
 
     def __init__(self) -> None:
         self.nxt = -1  # the next sequence number expected; -1: no payload seen yet
@@ -53,10 +68,17 @@ class Direction:
         #: (most connections never need it: no list is made for them)
         self.holes: list[tuple[int, int]] | None = None
         self.kind = AHEAD  # what the bytes last accepted are: IN_ORDER, AHEAD or LATE
-        self.retransmitted = self.out_of_order = self.gaps = 0
+        self.retransmitted = self.out_of_order = self.gaps = self.unreordered = 0
+        #: the reordering window: (sequence number, bytes, packet index, time) of segments that came
+        #: ahead of missing bytes, by sequence; None until one does
+        self.held: list[tuple[int, bytes, int, int]] | None = None
+        self.held_bytes = 0
+        self.flushing = False  # waiting stopped: release() gives every held segment, gaps and all
+        self.index = self.ts = 0  # the packet index and time of the bytes release() gave last
 
-    def accept(self, seq: int, data: bytes) -> bytes | None:
-        """The new bytes of a segment (``data`` or its tail), or None when it brings none."""
+    def accept(self, seq: int, data: bytes, index: int = 0, ts: int = 0) -> bytes | None:
+        """The new bytes of a segment (``data`` or its tail), or None when it brings none now
+        (resent, or held in the window: :meth:`release` gives what can then be read)."""
         n = len(data)
         nxt = self.nxt
         end = (seq + n) & MASK
@@ -65,14 +87,15 @@ class Direction:
             return data
         ahead = (seq - nxt) & MASK
         if ahead == 0:
+            if self.held:  # it came after bytes that follow it: they are read after it (release)
+                self.out_of_order += 1
             self.nxt, self.kind = end, IN_ORDER
             return data
-        if ahead < HALF:  # bytes [nxt, seq) were not seen
-            self.gaps += 1
-            holes = self._holes()
-            holes.append((nxt, ahead))
-            if len(holes) > MAX_HOLES:
-                del holes[0]
+        if ahead < HALF:  # bytes [nxt, seq) were not seen (yet)
+            if self._hold(seq, data, ahead, index, ts):
+                return None
+            self.unreordered += 1
+            self._gap(nxt, ahead)
             self.nxt, self.kind = end, AHEAD
             return data
         back = WRAP - ahead  # the segment starts this many bytes before nxt
@@ -90,6 +113,75 @@ class Direction:
             self.kind = LATE
             return data
         self.retransmitted += 1
+        return None
+
+    def _gap(self, nxt: int, missing: int) -> None:
+        """Bytes [nxt, nxt + missing) are given up on: a gap, remembered as a hole."""
+        self.gaps += 1
+        holes = self._holes()
+        holes.append((nxt, missing))
+        if len(holes) > MAX_HOLES:
+            del holes[0]
+
+    def _hold(self, seq: int, data: bytes, ahead: int, index: int, ts: int) -> bool:
+        """Put a segment that came ``ahead`` bytes early in the window; False when it cannot wait
+        (too far ahead, or the window was empty and it does not fit). A full window stops
+        waiting: the segment joins it and :meth:`release` then gives every held one."""
+        n = len(data)
+        held = self.held
+        if not held:
+            if ahead > MAX_REORDER or n > MAX_HELD_BYTES:
+                return False
+            if held is None:
+                held = self.held = []
+        at = len(held)
+        for i in range(len(held)):
+            other = (held[i][0] - self.nxt) & MASK
+            if other == ahead and len(held[i][1]) >= n:  # the same segment again
+                self.retransmitted += 1
+                return True
+            if other > ahead:
+                at = i
+                break
+        held.insert(at, (seq, data, index, ts))
+        self.held_bytes += n
+        if len(held) > MAX_HELD_SEGMENTS or self.held_bytes > MAX_HELD_BYTES or ahead > MAX_REORDER:
+            self.flushing = True
+        return True
+
+    def flush(self) -> None:
+        """Stop waiting (the flow ends): :meth:`release` gives every held segment."""
+        if self.held:
+            self.flushing = True
+
+    def release(self) -> bytes | None:
+        """The next bytes the window can give (after :meth:`accept`, until None), with their packet
+        in :attr:`index` / :attr:`ts` and :attr:`kind` IN_ORDER, or AHEAD after a gap given up."""
+        held = self.held
+        while held:
+            seq, data, index, ts = held[0]
+            n = len(data)
+            ahead = (seq - self.nxt) & MASK
+            if 0 < ahead < HALF and not self.flushing:
+                return None  # still missing bytes before it
+            del held[0]
+            self.held_bytes -= n
+            end = (seq + n) & MASK
+            self.index, self.ts = index, ts
+            if ahead == 0:
+                self.nxt, self.kind = end, IN_ORDER
+                return data
+            if ahead < HALF:  # waiting stopped: the bytes before it are given up
+                self.unreordered += 1
+                self._gap(self.nxt, ahead)
+                self.nxt, self.kind = end, AHEAD
+                return data
+            back = WRAP - ahead  # bytes read since it was held overlap it
+            if back < n:
+                self.nxt, self.kind = end, IN_ORDER
+                return data[back:]
+            self.retransmitted += 1  # every byte of it was read meanwhile
+        self.flushing = False
         return None
 
     def _holes(self) -> list[tuple[int, int]]:
@@ -128,8 +220,8 @@ class TcpStream:
     def __init__(self) -> None:
         self.orig, self.resp = Direction(), Direction()
 
-    def accept(self, fwd: bool, seq: int, data: bytes) -> bytes | None:
-        return (self.orig if fwd else self.resp).accept(seq, data)
+    def accept(self, fwd: bool, seq: int, data: bytes, index: int = 0, ts: int = 0) -> bytes | None:
+        return (self.orig if fwd else self.resp).accept(seq, data, index, ts)
 
     def side(self, fwd: bool) -> Direction:
         return self.orig if fwd else self.resp
@@ -139,7 +231,8 @@ class TcpStream:
         o, r = self.orig, self.resp
         fields = {"ztsoc.tcp.retransmitted_segments": o.retransmitted + r.retransmitted,
                   "ztsoc.tcp.out_of_order_segments": o.out_of_order + r.out_of_order,
-                  "ztsoc.tcp.gaps": o.gaps + r.gaps}
+                  "ztsoc.tcp.gaps": o.gaps + r.gaps,
+                  "ztsoc.tcp.unreordered_segments": o.unreordered + r.unreordered}
         for d in (o, r):
-            d.retransmitted = d.out_of_order = d.gaps = 0
+            d.retransmitted = d.out_of_order = d.gaps = d.unreordered = 0
         return fields

@@ -182,11 +182,12 @@ def _segments(data: bytes) -> list[bytes]:
 
 def tcp_stream(data: bytes) -> None:
     """Segment sequences of one HTTP connection (resent, overlapping, out of order, wrapping) through the
-    meter: TCP sequence tracking and HTTP heads joined across segments. Also fails when the per-flow
-    state outgrows its bounds (held head bytes, remembered holes, unanswered requests)."""
+    meter: TCP sequence tracking, the reordering window and HTTP heads joined across segments. Also
+    fails when the per-flow state outgrows its bounds (held head bytes, remembered holes, held
+    segments, unanswered requests)."""
     from collectors.pcap.flows import FlowMeter
     from collectors.pcap.http import MAX_HEAD
-    from collectors.pcap.tcpstream import MAX_HOLES
+    from collectors.pcap.tcpstream import MAX_HELD_BYTES, MAX_HELD_SEGMENTS, MAX_HOLES
 
     meter = FlowMeter(str)
     for i, frame in enumerate(_segments(data)):
@@ -199,6 +200,9 @@ def tcp_stream(data: bytes) -> None:
                     or len(state.pending) > 64 or max(
                     len(state.tcp.orig.holes or ()), len(state.tcp.resp.holes or ())) > MAX_HOLES:
                 raise Crash("per-flow HTTP/TCP state past its bounds")
+            for side in (state.tcp.orig, state.tcp.resp):  # the reordering window: its bounds, one segment over
+                if len(side.held or ()) > MAX_HELD_SEGMENTS + 1 or side.held_bytes > MAX_HELD_BYTES + 65535:
+                    raise Crash("TCP reordering window past its bounds")
     meter.flush()
     _meter_problems(meter)
 
@@ -433,6 +437,9 @@ def _stream_seeds() -> list[bytes]:
     isns = (b"\x00\x00\x03\xe8\x00\x00\x13\x88", b"\xff\xff\xff\xf0\xff\xff\xff\xfa")
     return [isns[0] + _segment(0, req) + _segment(0, req, 1) + _segment(1, resp),
             isns[0] + _segment(0, CHUNKED[0][:100]) + _segment(0, CHUNKED[0][100:]) + _segment(1, CHUNKED[1]),
+            # reordered: the head's start, its tail (explicit sequence number), then its middle
+            isns[0] + _segment(0, req[:10]) + _segment(0, req[20:], 3, (1021).to_bytes(4, "big"))
+            + _segment(0, req[10:20], 3, (1011).to_bytes(4, "big")) + _segment(1, resp),
             isns[1] + _segment(0, req[:9]) + _segment(0, req[9:20]) + _segment(0, req[20:]) + _segment(1, resp),
             isns[0] + _segment(0, post + req) + _segment(1, resp + resp) + _segment(0, req[:5], 2, b"\x10"),
             isns[1] + _segment(0, req[:12]) + _segment(0, req[12:], 1) + _segment(1, resp[:20]) + _segment(1, resp[20:])]
