@@ -111,14 +111,16 @@ def test_specs_from_the_cache_are_the_compiled_ones(tmp_path: Path) -> None:
 
 
 def test_a_set_from_the_cache_imports_no_rule_model_yaml_or_pipeline(_cache_dir: Path) -> None:
-    """The shipped rules (seven correlations) from a warm cache, their samples evaluated."""
+    """The shipped rules (seven correlations) from a warm cache, their samples evaluated: none of
+    pySigma is imported, not even its condition and value types (nor pyparsing under them)."""
     code = ("import json, sys; from detections.sigma.cache import load_compiled_cached; "
             "from detections.sigma.engine import evaluate; from detections.sigma.samples import expand; "
             "rs, cs, info = load_compiled_cached(); "
             "events = [e for r in rs.rules for e in expand(r.meta.samples.get('match') or [], prefix=r.key)]; "
             "alerts = evaluate(cs, sorted(events, key=lambda e: e['@timestamp']))[0]; "
             "print(json.dumps([info.hit, len(cs.specs), len(alerts), sorted(m for m in ('yaml', 'sigma.rule', "
-            "'sigma.correlations', 'sigma.collection', 'sigma.processing.pipeline', 'jinja2') if m in sys.modules)]))")
+            "'sigma.correlations', 'sigma.collection', 'sigma.processing.pipeline', 'jinja2', 'sigma.conditions', "
+            "'sigma.types', 'pyparsing') if m in sys.modules)]))")
     env = {**os.environ, "SOC_CACHE_DIR": str(_cache_dir)}
     runs = [json.loads(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                                       check=True).stdout) for _ in range(2)]

@@ -121,7 +121,8 @@ def _problem_in(d: dict[str, Any]) -> RuleProblem:
 def serialise(rs: RuleSet, cs: CompiledSet, key: str) -> bytes:
     """The compiled set as JSON bytes."""
     index = {id(r): n for n, r in enumerate(rs.rules)}
-    base = [{"key": cr.key, "rule": index[id(cr.payload)], "trees": cr.ir,
+    # each rule's trees as one JSON text: parsed only for the rules a run meets (see ``_lazy_rule``)
+    base = [{"key": cr.key, "rule": index[id(cr.payload)], "trees": orjson.dumps(cr.ir).decode(),
              "required": {k: sorted(v) for k, v in cr.required.items()}, "anchors": cr.anchors} for cr in cs.base]
     doc = {
         "format": FORMAT, "key": key,
@@ -170,24 +171,23 @@ def deserialise(data: bytes, key: str, pipeline: str) -> tuple[RuleSet, Compiled
 def _lazy_rule(entry: dict[str, Any], payload: LoadedRule, pipeline: str) -> CompiledRule:
     """A cached rule filed in the index at once, its predicate built on the first event it meets.
 
-    Most rules of a large set never meet a candidate event in a run; building their closures
-    only then keeps "ready" at reading the cache and filing the index. The trees are the
-    matcher's own plain form: building the predicate needs no pySigma object.
+    Most rules of a large set never meet a candidate event in a run; parsing their trees and
+    building their closures only then keeps "ready" at reading the cache and filing the index
+    (the trees are the matcher's own plain form: no pySigma object is made).
     """
     anchors = entry["anchors"]
     trees = entry["trees"]
-    if not isinstance(trees, list) or not all(isinstance(t, dict) for t in trees):
+    if not isinstance(trees, str):
         raise ValueError("another format or key")  # not what this format writes: rebuilt
     cr = CompiledRule(entry["key"], _never, {k: frozenset(v) for k, v in entry["required"].items()}, None,
                       payload, [tuple(a) for a in anchors] if anchors is not None else None, trees, pipeline)
 
     def first_use(ev: Any) -> bool:
-        cr.predicate = compile_trees(cr.key, trees, index=False).predicate
+        cr.predicate = compile_trees(cr.key, cr.ir, index=False).predicate
         return cr.predicate(ev)
 
     cr.predicate = first_use
     return cr
-
 
 def _never(ev: Any) -> bool:
     return False

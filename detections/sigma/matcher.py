@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import orjson
+
 if TYPE_CHECKING:  # the rule model and pipelines are needed to compile from a rule, not from the cache
     from sigma.processing.pipeline import ProcessingPipeline
     from sigma.rule import SigmaRule
@@ -829,7 +831,9 @@ class CompiledRule:
     """A rule ready to evaluate: its predicate and where it is filed in the index.
 
     ``ir`` is its processed condition trees as plain data (what the compiled-rule cache stores
-    and what the predicate is built from); ``trees``, the same as pySigma objects, are made from
+    and what the predicate is built from; a rule from the cache keeps their JSON text until
+    then: most rules of a large set meet no event, and their parsed trees were two thirds of
+    the memory a warm scan allocated to read the cache); ``trees``, the same as pySigma objects, are made from
     it when asked for (the Elasticsearch conversion walks them). ``rule``, the processed pySigma
     rule, is made again from ``payload`` on first use when the rule came from the cache (only
     the Elasticsearch conversion needs it).
@@ -841,9 +845,20 @@ class CompiledRule:
     processed: SigmaRule | None
     payload: Any = None  # whatever the caller attached (the LoadedRule)
     anchors: list[Atom] | None = None
-    ir: list[Node] = field(default_factory=list)
+    #: the plain trees, or their JSON text (a rule from the cache: parsed when first needed)
+    _ir: list[Node] | str = field(default_factory=list)
     pipeline_name: str = "ztsoc"
     _trees: list[Any] | None = None
+
+    @property
+    def ir(self) -> list[Node]:
+        """The processed condition trees in their plain form (the matcher's input)."""
+        ir = self._ir
+        if ir.__class__ is str:
+            ir = self._ir = orjson.loads(ir)  # type: ignore[arg-type]
+            if not isinstance(ir, list):
+                raise UnsupportedRule(f"{self.key}: no condition trees")
+        return ir  # type: ignore[return-value]
 
     @property
     def trees(self) -> list[Any]:
