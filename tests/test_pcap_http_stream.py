@@ -451,3 +451,30 @@ def test_a_tls_client_hello_in_reordered_segments_is_read(tmp_path: Path) -> Non
     out = read_all(PcapReader(), write(tmp_path / "tls.pcap", timed(c.close())))
     (tls,) = [e for e in out.events if e["event.dataset"] == "network.tls"]
     assert tls["tls.client.server_name"] == "reordered.example" and out.problems == []
+
+
+def test_the_windows_of_all_flows_together_stay_bounded() -> None:
+    """Many connections each leaving a segment waiting for bytes that never come: the meter's windows
+    together hold at most MAX_HELD_TOTAL (plus one segment); past it, a window stops waiting at once."""
+    from bench.pcapgen import tcp_frame
+    from collectors.pcap.tcpstream import MAX_HELD_TOTAL
+
+    meter = FlowMeter(str)
+    ahead = b"a" * 9000
+    flows = MAX_HELD_TOTAL // len(ahead) + 200
+    peak = i = 0
+    for n in range(flows):
+        client, sport = 0x0A000000 + n // 60000, 1024 + n % 60000
+        for frame in (tcp_frame(client, 0x0A800001, sport, 80, 0x02, 1000, 0),
+                      tcp_frame(client, 0x0A800001, sport, 80, 0x18, 1001, 1, b"GET /x HTTP/1.1\r\n"),
+                      tcp_frame(client, 0x0A800001, sport, 80, 0x18, 1001 + 17 + 100, 1, ahead)):  # 100 bytes lost
+            meter.packet(i, 1_700_000_000_000_000_000 + i, 1, frame, len(frame))
+            i += 1
+        peak = max(peak, meter.held_bytes)
+        assert meter.events == [] or all(e["event.dataset"] != "network.http" for e in meter.events)
+    assert MAX_HELD_TOTAL - len(ahead) < peak <= MAX_HELD_TOTAL
+    assert sum(len(f.state.tcp.orig.held or ()) for f in meter.open_flows()) == peak // len(ahead)
+    meter.flush()
+    assert meter.held_bytes == 0
+    flow_records = [e for e in meter.events if e["event.dataset"] == "network.flow"]
+    assert len(flow_records) == flows and sum(e["ztsoc.tcp.unreordered_segments"] for e in flow_records) == flows

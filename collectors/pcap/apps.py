@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from collectors.pcap import dns, http, icmp, tls
 from collectors.pcap.decode import TCP, UDP
 from collectors.pcap.reader import Problem
-from collectors.pcap.tcpstream import IN_ORDER, LATE, Direction, TcpStream
+from collectors.pcap.tcpstream import IN_ORDER, LATE, MAX_HELD_TOTAL, Direction, TcpStream
 
 if TYPE_CHECKING:
     from collectors.pcap.flows import Flow, FlowMeter
@@ -42,11 +42,20 @@ class AppHandler:
 
     # -- TCP: a segment through its direction's sequence tracking, then to _read in stream order --
     def segment(self, flow: Flow, side: Direction, seq: int, data: bytes, fwd: bool, index: int, ts: int) -> None:
+        before = side.held_bytes
         new = side.accept(seq, data, index, ts)
         if new is not None:  # None: a retransmission (read the first time), or held in the reordering window
             self._read(flow, side, new, fwd, index, ts)
         if side.held:
             self._drain(flow, side, fwd)
+        held = side.held_bytes
+        if held != before:  # the meter's windows together stay under MAX_HELD_TOTAL
+            meter = self.meter
+            meter.held_bytes += held - before
+            if meter.held_bytes > MAX_HELD_TOTAL and held:
+                side.flush()
+                self._drain(flow, side, fwd)
+                meter.held_bytes -= held
 
     def _drain(self, flow: Flow, side: Direction, fwd: bool) -> None:
         """What the reordering window gives now, each piece with its own packet."""
@@ -55,13 +64,19 @@ class AppHandler:
             self._read(flow, side, new, fwd, side.index, side.ts)
             new = side.release()
 
-    def flush_tcp(self, flow: Flow, tcp: TcpStream) -> None:
-        """The flow ends: segments still waiting for missing bytes are read after their gap."""
+    def flush_tcp(self, flow: Flow, tcp: TcpStream, read: bool = True) -> None:
+        """The flow ends: segments still waiting for missing bytes are read after their gap (or,
+        ``read`` False, dropped: the decoder is done with the flow)."""
         for fwd in (True, False):
             side = tcp.side(fwd)
             if side.held:
-                side.flush()
-                self._drain(flow, side, fwd)
+                held = side.held_bytes
+                if read:
+                    side.flush()
+                    self._drain(flow, side, fwd)
+                else:
+                    side.forget()
+                self.meter.held_bytes -= held
 
     def _read(self, flow: Flow, side: Direction, data: bytes, fwd: bool, index: int, ts: int) -> None:
         """New bytes of a TCP direction, in stream order (``side.kind``: after a gap, or filling one)."""
@@ -289,8 +304,7 @@ class TlsHandler(AppHandler):
     def finish(self, flow: Flow) -> None:
         state: _TlsState | None = flow.state
         if state is not None:
-            if flow.probes:  # (once the handshake is read, the rest of the flow is not)
-                self.flush_tcp(flow, state.tcp)
+            self.flush_tcp(flow, state.tcp, read=flow.probes > 0)  # (once the handshake is read, the rest is not)
             if state.hello is not None:
                 self._emit(flow, state, None, None)
 

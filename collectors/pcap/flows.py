@@ -299,6 +299,9 @@ class FlowMeter:
         #: every open flow under both directions' keys (:func:`flow_key`); :meth:`open_flows` lists them once
         self.table: dict[bytes, Flow] = {}
         self.open = 0  # flows in the table
+        #: bytes held in the TCP reordering windows of all open flows (apps.AppHandler.segment keeps it
+        #: under tcpstream.MAX_HELD_TOTAL)
+        self.held_bytes = 0
         self.defrag = Reassembler(self._problem, self.config.fragments)
         self._held_vlan = -1
         self.events: list[Event] = []

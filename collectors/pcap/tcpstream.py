@@ -53,6 +53,10 @@ MAX_HELD_SEGMENTS = 8
 MAX_HELD_BYTES = 16384
 #: a segment further ahead than this (bytes from the next expected one) is not waited for
 MAX_REORDER = 65536
+#: bytes held by the windows of all a meter's flows at most (a capture with many flows waiting at
+#: once, say 10,000 each holding 16 KiB both ways, would otherwise hold 320 MB): past it, the
+#: window that grew stops waiting (``apps.AppHandler.segment``)
+MAX_HELD_TOTAL = 8 << 20
 
 
 class Direction:
@@ -148,6 +152,11 @@ class Direction:
         if len(held) > MAX_HELD_SEGMENTS or self.held_bytes > MAX_HELD_BYTES or ahead > MAX_REORDER:
             self.flushing = True
         return True
+
+    def forget(self) -> int:
+        """Drop the held segments unread (their decoder is done with the flow); how many bytes they were."""
+        held, self.held, self.held_bytes, self.flushing = self.held_bytes, None, 0, False
+        return held
 
     def flush(self) -> None:
         """Stop waiting (the flow ends): :meth:`release` gives every held segment."""
