@@ -72,3 +72,25 @@ def test_custom_block_is_read() -> None:
     assert r.meta.baseline_learn == 7 * 86400
     assert r.meta.suppress == 86400
     assert r.meta.guide and r.meta.response
+
+
+def test_rule_files_are_what_rglob_finds(tmp_path: Path) -> None:
+    """Listed from directory entries, the same files in the same order as ``sorted(rglob("*"))``
+    filtered by suffix: nested folders, a symlinked folder (not entered) and file (followed), a
+    folder named like a rule, a file named only ``.yml``, other suffixes, a dangling link."""
+    from detections.sigma.loader import rule_files
+
+    root = tmp_path / "rules"
+    for rel in ("a.yml", "b.yaml", "c.YML", "d.txt", ".yml", "x/y.yml", "x-y/z.yml", "x/deep/w.yaml", "a.b.yml"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("title: t\n")
+    (root / "folder.yml").mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "o.yml").write_text("title: o\n")
+    (root / "linked").symlink_to(outside, target_is_directory=True)
+    (root / "file-link.yml").symlink_to(outside / "o.yml")
+    (root / "dangling.yml").symlink_to(tmp_path / "nowhere.yml")
+    expected = [(p, False) for p in sorted(root.rglob("*")) if p.suffix in (".yml", ".yaml") and p.is_file()]
+    assert rule_files([root]) == expected
+    assert [p.name for p, _ in expected] == ["a.b.yml", "a.yml", "b.yaml", "file-link.yml", "w.yaml", "y.yml", "z.yml"]

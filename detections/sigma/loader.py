@@ -11,8 +11,9 @@ response, suppression window, entity fields, sample events) are read into
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -217,8 +218,20 @@ def rule_files(dirs: Iterable[Path]) -> list[tuple[Path, bool]]:
             continue
         if not d.is_dir():
             raise ValueError(f"rules folder not found: {d}")
-        out.extend((p, shipped) for p in sorted(d.rglob("*")) if p.suffix in (".yml", ".yaml") and p.is_file())
+        out.extend((p, shipped) for p in sorted(_yaml_files(d)))
     return out
+
+
+def _yaml_files(folder: Path) -> Iterator[Path]:
+    """``*.yml`` / ``*.yaml`` files under ``folder``, as ``rglob("*")`` finds them (symlinked folders
+    not entered, symlinked files followed), from the directory entries' types: no ``stat`` per file
+    and no ``Path`` per entry that is not a rule (every warm run lists SigmaHQ's 2,400 files)."""
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                yield from _yaml_files(Path(entry.path))
+            elif os.path.splitext(entry.name)[1] in (".yml", ".yaml") and entry.is_file():  # Path.suffix
+                yield Path(entry.path)
 
 
 def rule_dirs(extra: Sequence[Path | str] | None = None, *, shipped: bool = True) -> list[Path]:
