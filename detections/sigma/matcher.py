@@ -1020,12 +1020,10 @@ class Matcher:
             if keyword is not None:
                 # one lower() of the values joined: the same text as each value lowered (a NUL
                 # is neither cased nor case-ignorable, so even a final sigma lowers alike)
-                values = doc.values()
-                try:
-                    text = "\x00".join(values)
-                except TypeError:  # numbers, lists: as the predicates see them
-                    text = "\x00".join([v if v.__class__ is str else "\x00".join(_as_strings(v))
-                                         for v in values if v is not None])
+                # numbers and lists as the predicates see them (one pass: an EVTX event nearly always
+                # has a number, so joining the values as they are first failed in vain)
+                text = "\x00".join([v if v.__class__ is str else "\x00".join(_as_strings(v))
+                                     for v in doc.values() if v is not None])
                 for _end, numbers in keyword.iter(text.lower()):
                     found.update(numbers)
                 keyword = None
