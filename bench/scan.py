@@ -138,13 +138,14 @@ def main() -> int:
     conv = extra["convert_seconds"]
     print(f"{len(files)} EVTX files, SigmaHQ rules/windows; wall s / CPU s, end to end (read + rules + match + output)"
           + (f"; least CPU of {runs} runs each" if runs > 1 else ""))
-    print(f"  soc scan, cold cache        : {cold[0]:7.1f} / {cold[1]:7.1f}   {len(mine):,} matches")
-    print(f"  soc scan, warm cache        : {warm[0]:7.1f} / {warm[1]:7.1f}   (default --jobs: idle CPUs; load "
+    # two decimals: a warm scan is about a second, and a tenth of it is what a change moves
+    print(f"  soc scan, cold cache        : {cold[0]:7.2f} / {cold[1]:7.2f}   {len(mine):,} matches")
+    print(f"  soc scan, warm cache        : {warm[0]:7.2f} / {warm[1]:7.2f}   (default --jobs: idle CPUs; load "
           f"{os.getloadavg()[0]:.1f} on {cpus})")
-    print(f"  soc scan, warm, --jobs 1    : {serial[0]:7.1f} / {serial[1]:7.1f}")
-    print(f"  soc scan, warm, --jobs {cpus:<4} : {par[0]:7.1f} / {par[1]:7.1f}")
-    print(f"  Zircolite's method          : {base_wall:7.1f} / {base_cpu:7.1f}   {len(theirs):,} matches")
-    print(f"  ... rules pre-converted     : {base_wall - conv:7.1f} / {base_cpu - conv:7.1f}   (conversion {conv:.1f} s)")
+    print(f"  soc scan, warm, --jobs 1    : {serial[0]:7.2f} / {serial[1]:7.2f}")
+    print(f"  soc scan, warm, --jobs {cpus:<4} : {par[0]:7.2f} / {par[1]:7.2f}")
+    print(f"  Zircolite's method          : {base_wall:7.2f} / {base_cpu:7.2f}   {len(theirs):,} matches")
+    print(f"  ... rules pre-converted     : {base_wall - conv:7.2f} / {base_cpu - conv:7.2f}   (conversion {conv:.2f} s)")
     print(f"speed-up (CPU): cold {base_cpu / cold[1]:.1f}x, warm --jobs 1 {base_cpu / serial[1]:.1f}x, "
           f"warm --jobs 1 vs pre-converted {(base_cpu - conv) / serial[1]:.1f}x")
     print(f"speed-up (wall, what a responder waits): cold {base_wall / cold[0]:.1f}x, warm {base_wall / warm[0]:.1f}x, "
