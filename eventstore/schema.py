@@ -193,7 +193,7 @@ FIELDS: dict[str, FieldType] = {
     "ztsoc.tcp.retransmitted_segments": "long",
     "ztsoc.tcp.out_of_order_segments": "long",
     "ztsoc.tcp.gaps": "long",
-    "ztsoc.tcp.unreordered_segments": "long",  # came ahead of missing bytes, read after a gap (not reordered)
+    "ztsoc.tcp.reorder_overflows": "long",  # the reordering window stopped waiting, a bound reached
     "ztsoc.icmp.quoted.transport": "long",
     "ztsoc.icmp.quoted.destination.ip": "ip",
     "ztsoc.icmp.quoted.destination.port": "long",

@@ -141,7 +141,7 @@ def test_counts_go_to_one_flow_record_then_start_again() -> None:
     s.resp.flush()
     assert s.resp.release() == b"y" and s.resp.kind == AHEAD  # they did not: read after the gap
     assert s.take_fields() == {"ztsoc.tcp.retransmitted_segments": 1, "ztsoc.tcp.out_of_order_segments": 0,
-                               "ztsoc.tcp.gaps": 1, "ztsoc.tcp.unreordered_segments": 1}
+                               "ztsoc.tcp.gaps": 1, "ztsoc.tcp.reorder_overflows": 0}
     assert set(s.take_fields().values()) == {0}
 
 
@@ -174,7 +174,7 @@ def test_a_stream_reordered_within_the_window_comes_out_whole(isn: int, seed: in
     d, out = Direction(), []
     for seg in [first] + [rest[i] for i in keyed]:
         _deliver(d, (isn + seg[0]) & MASK, seg[1], out)
-    assert not d.held and d.unreordered == 0  # (4 places of 1,460 bytes at most: within both bounds)
+    assert not d.held and d.overflows == 0  # (4 places of 1,460 bytes at most: within both bounds)
     assert b"".join(p for p, _ in out) == stream
     assert [k for _, k in out[1:]] == [IN_ORDER] * (len(out) - 1) and d.gaps == 0
 
@@ -200,14 +200,15 @@ def test_the_window_is_bounded_and_stops_waiting_when_full() -> None:
     assert out == [(b"a" * 10, AHEAD)] and d.held is not None and len(d.held) == MAX_HELD_SEGMENTS
     _deliver(d, 20 + MAX_HELD_SEGMENTS * 10, b"c" * 10, out)  # one more: waiting stops, all are read
     assert [k for _, k in out[1:]] == [AHEAD] + [IN_ORDER] * MAX_HELD_SEGMENTS and not d.held
-    assert (d.gaps, d.unreordered) == (1, 1)
+    assert (d.gaps, d.overflows) == (1, 1)
     assert accept_now(d, 10, b"z" * 10) == b"z" * 10 and d.kind == LATE  # the lost bytes, late: read alone
     big = Direction()
     big.accept(0, b"x")
     assert big.accept(2, b"y" * (MAX_HELD_BYTES + 1)) is not None and big.kind == AHEAD  # too big to hold
+    assert (big.gaps, big.overflows) == (1, 1)
     far = Direction()
     far.accept(0, b"x")
-    assert far.accept(1 + 70000, b"y") is not None and far.unreordered == 1  # too far ahead to wait for
+    assert far.accept(1 + 70000, b"y") is not None and far.overflows == 1  # too far ahead to wait for
 
 
 def test_a_held_segment_resent_is_a_retransmission() -> None:
@@ -215,3 +216,11 @@ def test_a_held_segment_resent_is_a_retransmission() -> None:
     d.accept(0, b"ab")
     assert d.accept(4, b"ef") is None and d.accept(4, b"ef") is None and d.retransmitted == 1
     assert d.accept(2, b"cd") == b"cd" and d.out_of_order == 1 and d.release() == b"ef" and d.release() is None
+
+
+def test_out_of_order_counts_every_segment_that_came_after_bytes_following_it() -> None:
+    d, out = Direction(), []
+    _deliver(d, 0, b"a", out)
+    for seq in (3, 2, 1):  # the last first, then back: the two earlier ones each came late
+        _deliver(d, seq, b"x", out)
+    assert [p for p, _ in out] == [b"a", b"x", b"x", b"x"] and (d.out_of_order, d.gaps) == (2, 0)

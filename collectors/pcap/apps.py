@@ -53,6 +53,7 @@ class AppHandler:
             meter = self.meter
             meter.held_bytes += held - before
             if meter.held_bytes > MAX_HELD_TOTAL and held:
+                side.overflows += 1
                 side.flush()
                 self._drain(flow, side, fwd)
                 meter.held_bytes -= held

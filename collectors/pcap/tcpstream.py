@@ -14,9 +14,11 @@ ranges it skipped (a segment that arrived ahead of a missing one). A segment is 
   most :data:`MAX_REORDER` bytes ahead) until the missing bytes come; then the late segment
   and the held ones are given to the decoder in order (:meth:`Direction.release`), so a
   message head split across reordered segments is joined as if they had come in order.
-  When the window is full, the flow ends, or a segment cannot be held, waiting stops: the
-  held segments are given to the decoder as not following the previous bytes (a gap),
-  each counted (``unreordered``), and the skipped range is remembered;
+  When the window is full, a segment cannot be held, or the flow ends, waiting stops: the
+  held segments are given to the decoder as not following the previous bytes (a gap,
+  counted), and the skipped range is remembered. Waiting stopped by a bound (not by the
+  flow's end) is counted apart (``overflows``: a sign of loss or of segments sent far out
+  of order on purpose);
 - *out of order*: it fills missing bytes (in the window, or a remembered range after
   waiting stopped: then it is given to the decoder on its own, not joined) and is counted.
 
@@ -63,7 +65,7 @@ class Direction:
     """One direction of a TCP connection: what was seen of its byte stream."""
 
     __slots__ = ("first", "flushing", "gaps", "held", "held_bytes", "holes", "index", "kind", "nxt", "out_of_order",
-                 "retransmitted", "ts", "unreordered")
+                 "overflows", "retransmitted", "ts")
 
     def __init__(self) -> None:
         self.nxt = -1  # the next sequence number expected; -1: no payload seen yet
@@ -72,7 +74,7 @@ class Direction:
         #: (most connections never need it: no list is made for them)
         self.holes: list[tuple[int, int]] | None = None
         self.kind = AHEAD  # what the bytes last accepted are: IN_ORDER, AHEAD or LATE
-        self.retransmitted = self.out_of_order = self.gaps = self.unreordered = 0
+        self.retransmitted = self.out_of_order = self.gaps = self.overflows = 0
         #: the reordering window: (sequence number, bytes, packet index, time) of segments that came
         #: ahead of missing bytes, by sequence; None until one does
         self.held: list[tuple[int, bytes, int, int]] | None = None
@@ -98,7 +100,7 @@ class Direction:
         if ahead < HALF:  # bytes [nxt, seq) were not seen (yet)
             if self._hold(seq, data, ahead, index, ts):
                 return None
-            self.unreordered += 1
+            self.overflows += 1  # too big or too far ahead to wait for
             self._gap(nxt, ahead)
             self.nxt, self.kind = end, AHEAD
             return data
@@ -147,10 +149,13 @@ class Direction:
             if other > ahead:
                 at = i
                 break
+        if at < len(held):  # bytes that follow it came first: it is out of order too
+            self.out_of_order += 1
         held.insert(at, (seq, data, index, ts))
         self.held_bytes += n
         if len(held) > MAX_HELD_SEGMENTS or self.held_bytes > MAX_HELD_BYTES or ahead > MAX_REORDER:
             self.flushing = True
+            self.overflows += 1
         return True
 
     def forget(self) -> int:
@@ -181,7 +186,6 @@ class Direction:
                 self.nxt, self.kind = end, IN_ORDER
                 return data
             if ahead < HALF:  # waiting stopped: the bytes before it are given up
-                self.unreordered += 1
                 self._gap(self.nxt, ahead)
                 self.nxt, self.kind = end, AHEAD
                 return data
@@ -241,7 +245,7 @@ class TcpStream:
         fields = {"ztsoc.tcp.retransmitted_segments": o.retransmitted + r.retransmitted,
                   "ztsoc.tcp.out_of_order_segments": o.out_of_order + r.out_of_order,
                   "ztsoc.tcp.gaps": o.gaps + r.gaps,
-                  "ztsoc.tcp.unreordered_segments": o.unreordered + r.unreordered}
+                  "ztsoc.tcp.reorder_overflows": o.overflows + r.overflows}
         for d in (o, r):
-            d.retransmitted = d.out_of_order = d.gaps = d.unreordered = 0
+            d.retransmitted = d.out_of_order = d.gaps = d.overflows = 0
         return fields
