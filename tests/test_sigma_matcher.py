@@ -106,17 +106,33 @@ def test_index_sends_each_event_only_to_rules_that_can_match() -> None:
 
 
 def test_anchor_index_files_rules_under_their_executable() -> None:
+    cr = _compiled("  sel:\n    Image|endswith: ['\\\\net.exe', '\\\\net1.exe']\n    CommandLine|contains: localgroup\n"
+                   "  condition: sel", "product: windows\n  category: process_creation")
+    assert sorted(cr.anchors or []) == [("winlog.event_data.Image", "base", "net.exe"),
+                                        ("winlog.event_data.Image", "base", "net1.exe")]
+    from detections.sigma.matcher import EventView
+
+    m = Matcher([cr])
+    event = {"event.code": "1", "winlog.channel": "Microsoft-Windows-Sysmon/Operational",
+             "winlog.event_data.Image": "C:\\Windows\\System32\\NET.exe",
+             "winlog.event_data.CommandLine": "net localgroup administrators"}
+    assert m.match(event) == [cr]
+    assert m.candidates(EventView({**event, "winlog.event_data.Image": "C:\\x\\notepad.exe"})) == []
+
+
+def test_a_common_shell_is_a_weaker_anchor_than_a_literal() -> None:
+    """Most process events name cmd.exe or powershell.exe: a rule on them and on a command-line
+    literal is filed under the literal, so the shell's every event does not meet it."""
     cr = _compiled("  sel:\n    Image|endswith: ['\\\\cmd.exe', '\\\\pwsh.exe']\n    CommandLine|contains: whoami\n"
                    "  condition: sel", "product: windows\n  category: process_creation")
-    assert sorted(cr.anchors or []) == [("winlog.event_data.Image", "base", "cmd.exe"),
-                                        ("winlog.event_data.Image", "base", "pwsh.exe")]
+    assert cr.anchors == [("winlog.event_data.CommandLine", "sub", "whoami")]
     from detections.sigma.matcher import EventView
 
     m = Matcher([cr])
     event = {"event.code": "1", "winlog.channel": "Microsoft-Windows-Sysmon/Operational",
              "winlog.event_data.Image": "C:\\Windows\\System32\\CMD.exe", "winlog.event_data.CommandLine": "whoami /all"}
     assert m.match(event) == [cr]
-    assert m.candidates(EventView({**event, "winlog.event_data.Image": "C:\\x\\notepad.exe"})) == []
+    assert m.candidates(EventView({**event, "winlog.event_data.CommandLine": "dir"})) == []
 
 
 def test_nested_documents_are_read_too() -> None:

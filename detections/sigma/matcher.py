@@ -725,6 +725,8 @@ _COMMON = frozenset({
     ".exe", ".dll", "\\windows\\", "c:\\windows\\", "\\system32\\", "c:\\windows\\system32\\",
     "\\syswow64\\", "\\program files", "c:\\program files", "\\users\\", "c:\\users\\",
     "\\appdata\\", "microsoft corporation", "microsoft", "windows", "system", "high", "medium", "file",
+    # the shells and hosts most process events name, as a parent or as the process itself
+    "cmd.exe", "powershell.exe", "pwsh.exe", "rundll32.exe", "svchost.exe", "conhost.exe", "explorer.exe",
 })
 
 
