@@ -110,6 +110,8 @@ class ReaderBase:
     """Default ``identity`` for binary files; subclass it and write ``batches``."""
 
     name: str = "base"
+    #: every event is flat (no value is an object): the matcher skips checking each value's type
+    flat_events: bool = False
 
     def identity(self, path: Path) -> str:
         return head_identity(path)

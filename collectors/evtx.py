@@ -515,6 +515,8 @@ class EvtxReader(ReaderBase):
     patterns = ("*.evtx", "*.EVTX")
     #: events hold no reference cycles: the pipeline may pause the cyclic GC (see ``gc_paused``)
     no_cycles = True
+    #: values are text, numbers and lists of text (``EventData`` objects are flattened or dumped as JSON)
+    flat_events = True
 
     def __init__(self, *, threads: int = 1) -> None:
         self.threads = threads

@@ -97,13 +97,14 @@ class Scanner:
             self._fields[cr.key] = names
         return names
 
-    def feed(self, events: Iterable[Doc]) -> None:
+    def feed(self, events: Iterable[Doc], flat: bool = False) -> None:
+        """Match the events; ``flat``: their reader makes flat events only (``ReaderBase.flat_events``)."""
         match = self.cs.matcher.match
         generating, infos = self.cs.generating, self.cs.infos
         out = self.result.matches
         for doc in events:
             self.result.events += 1
-            hits = match(doc)
+            hits = match(doc, flat)
             if not hits:
                 continue
             view: EventView | None = None
@@ -113,7 +114,7 @@ class Scanner:
                 info = infos[cr.key]
                 if info.level not in self._levels:
                     continue
-                view = view or EventView(doc)  # the matcher's own field lookup (aliases included)
+                view = view or EventView(doc, flat)  # the matcher's own field lookup (aliases included)
                 shown = {}
                 for name in self._key_fields(cr):
                     value = view.raw(name)

@@ -166,3 +166,42 @@ def test_anchor_prefers_the_selective_atom() -> None:
     cr = _compiled("  a:\n    IntegrityLevel: High\n  b:\n    CommandLine|contains: mimikatz\n  condition: a and b",
                    "product: windows\n  category: process_creation")
     assert cr.anchors == [("winlog.event_data.CommandLine", "sub", "mimikatz")]
+
+
+def test_a_keyword_rule_with_an_index_value_is_filed_under_it() -> None:
+    """Keywords are searched in all of an event's text: a rule that also names a channel meets
+    only that channel's events, and the keyword search is left to rules with nothing else."""
+    from detections.sigma.matcher import EventView
+
+    channel = _compiled("  sel:\n    Channel: Application\n  keywords: ['Mimikatz', 'Cobalt', 'Koadic', 'Sliver']\n"
+                        "  condition: sel and keywords", "product: windows\n  service: application")
+    anywhere = _compiled("  keywords: ['sekurlsa::']\n  condition: keywords", "product: windows")
+    assert channel.anchors and anywhere.anchors
+    m = Matcher([channel, anywhere])
+    app = {"winlog.channel": "Application", "winlog.event_data.Data": "HackTool:Win32/Mimikatz.D found"}
+    quiet = {**app, "winlog.event_data.Data": "nothing to see"}
+    assert m.candidates(EventView(quiet)) == [channel]  # by its channel, not by a keyword
+    assert m.match(quiet) == []
+    assert m.match(app) == [channel]
+    assert m.match({**app, "winlog.channel": "System"}) == []
+    other = {"winlog.channel": "Security", "winlog.event_data.CommandLine": "x.exe SEKURLSA::logonpasswords"}
+    assert m.candidates(EventView(other)) == [anywhere]  # the keyword search for the other rule only
+    assert m.match(other) == [anywhere]
+
+
+def test_a_list_of_keywords_is_any_of_them_in_any_value() -> None:
+    cr = _compiled("  keywords:\n    - 'alpha'\n    - 'beta*gamma'\n    - 'delta'\n    - 'epsilon'\n    - 'zeta'\n"
+                   "  condition: keywords")
+    assert cr.matches({**AUTH, "message": "x ALPHA y"})
+    assert cr.matches({**AUTH, "a": "1", "b": "the beta and gamma"})
+    assert cr.matches({**AUTH, "n": 5, "c": ["q", "ZETA!"]})
+    assert not cr.matches({**AUTH, "a": "beta", "b": "gamma"})  # a keyword is within one value
+    assert not cr.matches({**AUTH, "message": "eta"})
+
+
+def test_a_flat_view_is_the_same_view() -> None:
+    """A reader that makes flat events only lets the matcher skip the type check of every value."""
+    cr = _compiled("  sel:\n    user.name: root\n    source.port: 22\n  condition: sel")
+    m = Matcher([cr])
+    event = {"event.dataset": "system.auth", "user.name": "ROOT", "source.port": 22, "tags": ["a"]}
+    assert m.match(event, flat=True) == m.match(event) == [cr]

@@ -73,9 +73,11 @@ def _scan_file(path: Path) -> tuple[Path, str | None, Any, int, str | None]:
         return path, None, None, 0, f"{path}: skipped: {exc}"
     scanner = Scanner(_WORKER["cs"], min_level=_WORKER["min_level"], keep_matched=_WORKER["keep"])
     bad, problem = 0, None
+    reader = get_reader(name)
+    flat = bool(getattr(reader, "flat_events", False))
     try:
-        for batch in get_reader(name).batches(path, None, reader_batch_size(name)):
-            scanner.feed(batch.events)
+        for batch in reader.batches(path, None, reader_batch_size(name)):
+            scanner.feed(batch.events, flat)
             bad += len(batch.problems)
     except Exception as exc:  # one damaged file never ends the scan: what was read is matched
         problem = f"{path}: read stopped: {type(exc).__name__}: {exc}"
