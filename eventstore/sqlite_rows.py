@@ -198,12 +198,21 @@ def _shape(keys: tuple[Any, ...], names: list[str], types: tuple[type, ...], hot
         else:
             scope[f"_T{i}"] = cls
             guard.append(f"x{i}.__class__ is _T{i}")
+    # Each field is read with the key object of the document this shape was learnt from, not
+    # a constant equal to it: a producer's documents share their key objects (its literals,
+    # orjson's key cache), and a dotted name is never interned, so a constant matches a key
+    # only through its hash and a memcmp (measured: 0.15 of the ~2.6 us a row costs)
+    own = {key: key for key in keys if key.__class__ is str}
+    for i, name in enumerate(names):
+        scope[f"_N{i}"] = own.get(name, name)
+    for i, name in enumerate(keywords):
+        scope[f"_M{i}"] = own.get(name, name)
     id_, ts = local["event.id"], local["@timestamp"]
     lines = [f"def make({', '.join(scope)}):"]
     if keywords:  # no keyword or text field holds a mapping: asked only when the JSON has an object inside
-        lines += ["    def plain(d):", *(f"        k{i} = d[{name!r}]" for i, name in enumerate(keywords)),
+        lines += ["    def plain(d):", *(f"        k{i} = d[_M{i}]" for i in range(len(keywords))),
                   f"        return {' and '.join(keyword_terms(f'k{i}' for i in range(len(keywords))))}"]
-    lines += ["    def row(d, text):", *(f"        {local[name]} = d[{name!r}]" for name in names),
+    lines += ["    def row(d, text):", *(f"        {local[name]} = d[_N{i}]" for i, name in enumerate(names)),
               f"        if not ({' and '.join(guard)}):", "            return None",
               f"        if not {id_}:", "            raise _Careful"]
     if kinds["@timestamp"] is str:  # the cached second plus the milliseconds; an odd time raises
@@ -219,7 +228,7 @@ def _shape(keys: tuple[Any, ...], names: list[str], types: tuple[type, ...], hot
     lines += [f"        return ({id_}, {ts}, {columns}, None, text.decode())", "    return row"]
     source = "\n".join(lines) + "\n"
     namespace: dict[str, Any] = {}
-    exec(source, {}, namespace)  # the source holds schema names, local names and positions only
+    exec(source, {}, namespace)  # the source holds local names and positions only
     return _Shape(row=namespace["make"](*scope.values()), looked_at=itemgetter(*names))
 
 

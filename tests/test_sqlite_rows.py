@@ -233,3 +233,23 @@ def test_other_types_under_the_same_keys() -> None:
         again = [{**base, "event.id": f"f{i}", **change} for i, change in enumerate(fast)]
         with patch.object(sqlite_rows, "careful_row", _no_careful_way):
             assert prepare_rows(again, EVENTS, []) == [careful_row(doc, 0, HOT, []) for doc in again]
+
+
+def test_equal_keys_that_are_other_objects() -> None:
+    """A shape reads fields with the key objects of the document it was learnt from: documents
+    whose keys are equal strings but other objects (another producer, a fresh parse) still get
+    the careful row, the fast way, in the row and in the nested-object check."""
+    first = {"@timestamp": "2024-05-01T10:00:00.000Z", "event.id": "e0", "event.dataset": "network.dns",
+             "source.ip": "10.0.0.1", "dns.question.name": "a.example", "dns.answers": [{"data": "10.0.0.2"}]}
+    others = [{"".join(key): value for key, value in first.items()} | {"event.id": f"e{i}"} for i in range(1, 4)]
+    others[2]["dns.question.name"] = {"nested": "refused"}
+    assert all(a == b and a is not b for a, b in zip(first, others[0], strict=True))
+    careful_errors: list[tuple[int, str, str]] = []
+    careful = [r for i, doc in enumerate([first, *others]) if (r := careful_row(doc, i, HOT, careful_errors))]
+    with patch.dict(_SHAPES, {}, clear=True):
+        errors: list[tuple[int, str, str]] = []
+        assert prepare_rows([first], EVENTS, errors) == careful[:1]
+        with patch.object(sqlite_rows, "careful_row", _no_careful_way):
+            assert prepare_rows(others[:2], EVENTS, errors) == careful[1:] and not errors
+        assert prepare_rows(others[2:], EVENTS, errors, 3) == [] and errors == careful_errors
+        assert len(errors) == 1 and "dns.question.name" in errors[0][2]
