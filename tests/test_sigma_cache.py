@@ -87,6 +87,34 @@ def test_a_damaged_or_foreign_cache_is_rebuilt_not_trusted(damage: bytes) -> Non
     assert orjson.loads(info2.path.read_bytes())["key"] == info.key
 
 
+def test_a_cache_with_a_damaged_rule_info_is_rebuilt() -> None:
+    """Rule infos are made when first asked for; their shape is checked when the cache is read."""
+    _, fresh, info = load_compiled_cached()
+    doc = orjson.loads(info.path.read_bytes())
+    key = next(iter(doc["infos"]))
+    del doc["infos"][key]["title"]
+    info.path.write_bytes(orjson.dumps(doc))
+    _, again, info2 = load_compiled_cached()
+    assert not info2.hit and info2.written
+    assert again.infos[key] == fresh.infos[key] and len(again.infos) == len(fresh.infos)
+
+
+def test_rule_metadata_round_trips_with_and_without_a_ztsoc_block(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    head = "logsource: {product: ztsoc, service: auth}\ndetection:\n  sel: {user.name: root}\n  condition: sel\n"
+    (rules / "plain.yml").write_text("title: plain\nid: 11111111-2222-4333-8444-555555555555\n" + head)
+    (rules / "guided.yml").write_text("title: guided\nid: 11111111-2222-4333-8444-666666666666\n" + head
+                                      + "ztsoc:\n  guide: look at the host\n  suppress: 1m\n")
+    fresh, _, _ = load_compiled_cached([rules], shipped=False, use_cache=False)
+    load_compiled_cached([rules], shipped=False)
+    cached, cs, info = load_compiled_cached([rules], shipped=False)
+    assert info.hit
+    assert [(r.path, r.meta) for r in cached.rules] == [(r.path, r.meta) for r in fresh.rules]
+    assert {r.meta.guide for r in cached.rules} == {None, "look at the host"}
+    assert cs.infos["11111111-2222-4333-8444-666666666666"].guide == "look at the host"
+
+
 def test_unwritable_cache_folder_costs_speed_not_correctness(_cache_dir: Path) -> None:
     _cache_dir.parent.mkdir(parents=True, exist_ok=True)
     _cache_dir.write_text("a file where the folder should be")

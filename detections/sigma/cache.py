@@ -27,7 +27,8 @@ import hashlib
 import importlib.metadata
 import os
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +50,8 @@ from detections.sigma.matcher import CompiledRule, Matcher, compile_trees
 from eventstore.gc_pause import gc_paused
 
 #: 2: correlations as their specs; 3: a document with a duplicate key refused; 4: every base rule has
-#: its trees in the matcher's plain form
-FORMAT = 4
+#: its trees in the matcher's plain form; 5: a rule without a ``ztsoc:`` block has ``"meta": null``
+FORMAT = 5
 _PACKAGES = ("pysigma", "pysigma-pipeline-windows", "pysigma-pipeline-sysmon", "pysigma-backend-elasticsearch")
 _MODULES = ("loader.py", "pipelines.py", "matcher.py", "ir.py", "engine.py", "cache.py", "correlation.py")
 
@@ -102,7 +103,14 @@ class CacheInfo:
     written: bool = False
 
 
-def _meta_in(d: dict[str, Any]) -> RuleMeta:
+#: the ``ztsoc:`` block of a rule that has none (nearly every SigmaHQ rule): one object for them all
+#: (frozen; nothing changes a rule's samples)
+_NO_META = RuleMeta()
+
+
+def _meta_in(d: dict[str, Any] | None) -> RuleMeta:
+    if d is None:
+        return _NO_META
     return RuleMeta(guide=d["guide"], response=d["response"], suppress=d["suppress"], entity=tuple(d["entity"]),
                     samples=d["samples"], expect=d["expect"], baseline_fields=tuple(d["baseline_fields"]),
                     baseline_learn=d["baseline_learn"])
@@ -112,6 +120,37 @@ def _info_in(d: dict[str, Any]) -> RuleInfo:
     for name in ("tags", "references", "entity_fields"):
         d[name] = tuple(d[name])
     return RuleInfo(**d)
+
+
+_INFO_FIELDS = frozenset(f.name for f in fields(RuleInfo))
+
+
+class _Infos(Mapping[str, RuleInfo]):
+    """The rules' alert metadata, each made on first use: a scan asks for its matched rules' only
+    (making all of SigmaHQ's ~2,400 was a tenth of reading the cache). Their shape is checked
+    when the cache is read (an object of RuleInfo's fields per rule); their values, when one is
+    asked for."""
+
+    __slots__ = ("_made", "_raw")
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        names = _INFO_FIELDS
+        if raw.__class__ is not dict or not all(v.__class__ is dict and v.keys() == names for v in raw.values()):
+            raise ValueError("another format or key")
+        self._raw = raw
+        self._made: dict[str, RuleInfo] = {}
+
+    def __getitem__(self, key: str) -> RuleInfo:
+        info = self._made.get(key)
+        if info is None:
+            info = self._made[key] = _info_in(dict(self._raw[key]))
+        return info
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
 
 
 def _problem_in(d: dict[str, Any]) -> RuleProblem:
@@ -128,24 +167,30 @@ def serialise(rs: RuleSet, cs: CompiledSet, key: str) -> bytes:
         "format": FORMAT, "key": key,
         # dataclasses as they are: orjson writes their fields itself (``asdict`` copying them first
         # was half of this function)
-        "rules": [{"path": str(r.path), "shipped": r.shipped, "head": r.head, "meta": r.meta} for r in rs.rules],
+        "rules": [{"path": str(r.path), "shipped": r.shipped, "head": r.head,
+                   "meta": None if r.meta == _NO_META else r.meta} for r in rs.rules],
         "load_problems": [p.as_dict() for p in rs.problems],
         "problems": [p.as_dict() for p in cs.problems],
         "base": base,
         "correlations": [{"rule": index[id(cs.rules[s.key])], "spec": s.as_json()} for s in cs.specs],
         "generating": sorted(cs.generating),
         "margin": cs.margin,
-        "infos": cs.infos,
+        "infos": dict(cs.infos),
     }
     return orjson.dumps(doc)
 
 
-def deserialise(data: bytes, key: str, pipeline: str) -> tuple[RuleSet, CompiledSet]:
-    """Back from :func:`serialise`; raises ``ValueError`` / ``KeyError`` / ``TypeError`` on anything odd."""
+def deserialise(data: bytes, key: str, pipeline: str,
+                paths: Mapping[str, Path] | None = None) -> tuple[RuleSet, CompiledSet]:
+    """Back from :func:`serialise`; raises ``ValueError`` / ``KeyError`` / ``TypeError`` on anything odd.
+
+    ``paths``: the rule files' paths by their text, when the caller listed them (the same objects
+    are used, instead of making a ``Path`` again for every rule)."""
     doc = orjson.loads(data)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("key") != key:
         raise ValueError("another format or key")
-    loaded = [LoadedRule(None, Path(r["path"]), _meta_in(r["meta"]), bool(r["shipped"]),
+    known = paths or {}
+    loaded = [LoadedRule(None, known.get(r["path"]) or Path(r["path"]), _meta_in(r["meta"]), bool(r["shipped"]),
                          head=RuleHead(**{**r["head"], "tags": tuple(r["head"]["tags"])})) for r in doc["rules"]]
     rs = RuleSet(loaded, [_problem_in(p) for p in doc["load_problems"]])
     rules: dict[str, LoadedRule] = {}
@@ -163,7 +208,7 @@ def deserialise(data: bytes, key: str, pipeline: str) -> tuple[RuleSet, Compiled
         rules[spec.key] = loaded[entry["rule"]]
     cs = CompiledSet(rules=rules, base=base, matcher=Matcher(base), specs=specs,
                      generating=frozenset(doc["generating"]), margin=dict(doc["margin"]),
-                     infos={k: _info_in(v) for k, v in doc["infos"].items()},
+                     infos=_Infos(doc["infos"]),
                      problems=[_problem_in(p) for p in doc["problems"]])
     return rs, cs
 
@@ -211,7 +256,7 @@ def load_compiled_cached(dirs: list[Path | str] | tuple[Path | str, ...] = (), *
             # load's CPU time on SigmaHQ's Windows set); reference counting frees what fails
             try:
                 with gc_paused():
-                    rs, cs = deserialise(data, key, pipeline)
+                    rs, cs = deserialise(data, key, pipeline, {str(p): p for p, _ in files})
                 info.hit = True
                 return rs, cs, info
             except Exception:  # a damaged or foreign cache file is rebuilt, never trusted

@@ -46,7 +46,7 @@ class CompiledSet:
     generating: frozenset[str]
     #: correlation key -> how far before a window's end its inputs may lie (spans up the chain)
     margin: dict[str, float]
-    infos: dict[str, RuleInfo]
+    infos: Mapping[str, RuleInfo]
     problems: list[RuleProblem] = field(default_factory=list)
 
     @property
