@@ -356,6 +356,12 @@ def _timestamp(created: Any) -> str:
     return to_iso(ts)
 
 
+#: ``winlog.event_data.<name>`` by name: one string for all the events that have the field (its
+#: hash computed once, not a new string per event); bounded, as the names come from the file
+_DATA_NAMES: dict[str, str] = {}
+_DATA_NAMES_KEPT = 4096
+
+
 def _event_data(node: Any, event: Event) -> Fields | None:
     """``EventData`` into ``event`` as ``winlog.event_data.*``; returns the fields by their own
     names (what the logon mappings read), or ``None``: take them from ``event`` if needed.
@@ -367,14 +373,20 @@ def _event_data(node: Any, event: Event) -> Fields | None:
     """
     if node.__class__ is dict:
         strings = True
+        names = _DATA_NAMES
         for key, value in node.items():
             kind = value.__class__
             if key == "Data":
                 break
+            name = names.get(key)
+            if name is None:
+                name = _EVENT_DATA + key
+                if len(names) < _DATA_NAMES_KEPT:
+                    names[key] = name
             if kind is str:
-                event[_EVENT_DATA + key] = value
+                event[name] = value
             elif kind is int or kind is float:
-                event[_EVENT_DATA + key] = str(value)
+                event[name] = str(value)
                 strings = False
             elif value is None:
                 strings = False
@@ -400,13 +412,20 @@ def record_to_event(record: Fields) -> Event:
         provider, guid = _name(attrs.get("Name") or attrs.get("EventSourceName")), attrs.get("Guid")
     else:
         provider = guid = None
-    raw_id = _text(system.get("EventID"))
+    raw_id = system.get("EventID")
+    if raw_id.__class__ is not int:
+        raw_id = _text(raw_id)
     try:
         code = int(raw_id)
     except (TypeError, ValueError):
         raise ValueError(f"EventID {raw_id!r} is not a number") from None
-    channel = _name(system.get("Channel"))
-    computer = _name(system.get("Computer"))
+    # the usual names are text already (``_name`` for anything else)
+    channel = system.get("Channel")
+    if channel.__class__ is not str:
+        channel = _name(channel)
+    computer = system.get("Computer")
+    if computer.__class__ is not str:
+        computer = _name(computer)
     created = _attr(system.get("TimeCreated"), "SystemTime")
     if not created:
         raise ValueError("no TimeCreated")
@@ -434,7 +453,8 @@ def record_to_event(record: Fields) -> Event:
             event[field] = str(value)
     execution = system.get("Execution")
     if execution is not None:
-        pid, tid = _attr(execution, "ProcessID"), _attr(execution, "ThreadID")
+        attrs = execution.get("#attributes") if isinstance(execution, dict) else None  # _attr, read once
+        pid, tid = (attrs.get("ProcessID"), attrs.get("ThreadID")) if isinstance(attrs, dict) else (None, None)
         if pid is not None:
             event["winlog.process.pid"] = int(pid)
         if tid is not None:
