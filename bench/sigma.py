@@ -44,8 +44,6 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import re
-import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -57,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sigma.rule import SigmaRule  # noqa: E402
 
+from bench._zircolite import events_table, read_events, run_queries  # noqa: E402
 from detections.sigma.loader import load_rules  # noqa: E402
 from detections.sigma.matcher import EventView, Matcher, compile_rule  # noqa: E402
 from detections.sigma.pipelines import get_pipeline  # noqa: E402
@@ -64,51 +63,22 @@ from detections.sigma.pipelines import get_pipeline  # noqa: E402
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
 
-def read_events(files: list[Path]) -> list[dict]:
-    from collectors.base import read_all
-    from collectors.evtx import EvtxReader
-
-    reader = EvtxReader()
-    events: list[dict] = []
-    for path in files:
-        try:
-            events.extend(read_all(reader, path).events)
-        except (OSError, ValueError) as exc:
-            print(f"  skipped {path.name}: {exc}", file=sys.stderr)
-    return events
-
-
-def _regexp(pattern: str, value: object) -> bool:
-    if value is None:
-        return False
-    try:
-        return re.search(pattern, str(value)) is not None
-    except re.error:
-        return False
-
-
 def baseline(rules: list, events: list[dict]) -> tuple[set[tuple[str, str]], float, float, int]:
     """(matches, seconds converting, seconds querying, rules converted)."""
+    db = events_table(events)
+    t0 = time.process_time()  # CPU: bench/scan.py subtracts it from CPU time
+    queries = convert_queries(rules)
+    t_convert = time.process_time() - t0
+    t0 = time.process_time()
+    found = run_queries(db, queries, events)
+    t_query = time.process_time() - t0
+    return found, t_convert, t_query, len({k for k, _ in queries})
+
+
+def convert_queries(rules: list) -> list[tuple[str, str]]:
+    """(rule key, SQL) of every rule pySigma's SQLite backend converts (what a Zircolite rule pack holds)."""
     from sigma.backends.sqlite import sqliteBackend
 
-    # SQLite column names are case-insensitive (ProcessId / ProcessID): one column for both
-    columns = sorted({k.lower(): k for e in events for k, v in e.items() if not isinstance(v, dict | list)}.values())
-    db = sqlite3.connect(":memory:")
-    db.create_function("regexp", 2, _regexp, deterministic=True)
-    cols = ", ".join(f'"{c}" TEXT COLLATE NOCASE' for c in columns)
-    db.execute(f"CREATE TABLE logs (row_id INTEGER PRIMARY KEY, {cols})")
-    index = {c.lower(): i for i, c in enumerate(columns)}
-    rows = []
-    for n, e in enumerate(events):
-        row: list[object] = [n] + [None] * len(columns)
-        for k, v in e.items():
-            i = index.get(k.lower())
-            if i is not None and not isinstance(v, dict | list):
-                row[i + 1] = v
-        rows.append(row)
-    db.executemany(f"INSERT INTO logs VALUES ({', '.join('?' * (len(columns) + 1))})", rows)
-
-    t0 = time.process_time()  # CPU: bench/scan.py subtracts it from CPU time
     backend = sqliteBackend(get_pipeline())
     queries: list[tuple[str, str]] = []
     for r in rules:
@@ -118,17 +88,7 @@ def baseline(rules: list, events: list[dict]) -> tuple[set[tuple[str, str]], flo
                 queries.append((r.key, q.replace("SELECT *", "SELECT row_id", 1)))
         except Exception:
             continue
-    t_convert = time.process_time() - t0
-    found: set[tuple[str, str]] = set()
-    t0 = time.process_time()
-    for key, q in queries:
-        try:
-            for (row_id,) in db.execute(q):
-                found.add((key, str(events[row_id].get("event.id"))))
-        except sqlite3.Error:
-            continue  # e.g. a column no event has: the rule cannot match here
-    t_query = time.process_time() - t0
-    return found, t_convert, t_query, len({k for k, _ in queries})
+    return queries
 
 
 def ztsoc(rules: list, events: list[dict]) -> tuple[set[tuple[str, str]], float, float]:

@@ -2,7 +2,7 @@
 
 Typer evaluates every ``help=`` when a command registers, so ``soc_cli.main`` calls
 ``apply()`` before it imports the command modules; the language itself comes from the
-environment (``locales.chosen_language``). Typer (0.29, with its own copy of click) says
+environment (``locales.chosen_language``). Typer (0.26-0.28, with its own copy of click) says
 "Options", "Commands", "[default: 7]" with gettext's global domain, which has no
 Vietnamese; ``apply()`` points those words at our catalog. The usage line ("Usage: soc
 [OPTIONS] COMMAND") is a syntax line and stays as Typer writes it.
@@ -49,7 +49,12 @@ USAGE_ERRORS: tuple[str, ...] = (
     "{value} is not one of {choices}.", "{value} is not a valid integer.", "{value} is not a valid float.",
     "{value} is not a valid boolean.", "File {path} does not exist.", "Directory {path} does not exist.",
     "Path {path} does not exist.", "File {path} is a directory.", "Directory {path} is a file.",
-    # Typer 0.29 checks option types with pydantic, whose words these are
+    # Typer 0.26-0.28's copy of click words these its own way
+    "{value} is not a valid int.", "{value} is not a valid float.", "{value} is not a valid int range.",
+    "{value} is not a valid float range.", "{value} is not a valid boolean. Recognized values: {states}",
+    "{value} is not in the range {range}.", "{value} does not match the formats {formats}.",
+    # Typer 0.29 (kept out by pyproject.toml: pydantic on every run) checks option types with
+    # pydantic, whose words these are: kept so an install that has it still speaks Vietnamese
     "Input should be a valid integer, unable to parse string as an integer",
     "Input should be a valid number, unable to parse string as a number",
     "Input should be a valid boolean, unable to interpret input",

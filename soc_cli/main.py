@@ -162,7 +162,7 @@ def error_label() -> str:
 
 
 def _classes(*names: str) -> tuple[type[BaseException], ...]:
-    """Typer 0.29 raises its own copy of click's exceptions (``typer._click``); click's are kept for
+    """Typer (0.26 on) raises its own copy of click's exceptions (``typer._click``); click's are kept for
     anything that still raises those. Asked when an exception arrives, from the modules already
     imported: an exception of a module nobody imported cannot be raised, and importing click for
     nothing was ~0.01 s of every command."""

@@ -547,8 +547,11 @@ def test_usage_errors_in_vietnamese(demo_store: str) -> None:
     since = _soc(["alerts", "--since", "yesterdayish"], "vi", demo_store)
     assert "không phải thời điểm: 'yesterdayish'" in since.stderr, since.stderr  # our own message, inside Typer's
     assert "Cách dùng:" in _soc(["policy", "lint", "--help"], "vi", demo_store).stdout
-    number = _soc(["hunt", "--limit", "abc"], "vi", demo_store)  # pydantic's words, as Typer 0.29 passes them on
-    assert "lỗi: Giá trị không hợp lệ cho '--limit': cần một số nguyên hợp lệ" in number.stderr, number.stderr
+    number = _soc(["hunt", "--limit", "abc"], "vi", demo_store)  # the words of Typer's copy of click
+    assert "lỗi: Giá trị không hợp lệ cho '--limit': 'abc' không phải số nguyên hợp lệ." in number.stderr, number.stderr
+    jobs = _soc(["scan", ".", "--jobs", "0"], "vi", demo_store)  # a bounded option (min=1)
+    assert jobs.returncode == 2 and "lỗi: Giá trị không hợp lệ cho '--jobs' / '-j': 0 không nằm trong khoảng x>=1." \
+        in " ".join(jobs.stderr.split()), jobs.stderr
 
 
 def test_errors_raised_below_the_cli_in_vietnamese(demo_store: str, tmp_path: Path) -> None:
