@@ -158,3 +158,56 @@ def test_a_cached_rule_parses_its_trees_only_when_it_meets_an_event() -> None:
     assert met and all(isinstance(cr._ir, list) for cr in cs.base if cr.key in met)
     _, fresh, _ = load_compiled_cached(use_cache=False)
     assert {cr.key: cr.ir for cr in cs.base} == {cr.key: cr.ir for cr in fresh.base}
+
+
+def _one_rule(folder: Path, user: str) -> Path:
+    folder.mkdir(exist_ok=True)
+    rule = folder / "r.yml"
+    rule.write_text("title: t\nid: 11111111-2222-4333-8444-555555555555\nlogsource: {product: ztsoc, service: auth}\n"
+                    f"detection:\n  sel: {{user.name: {user}}}\n  condition: sel\n")
+    return rule
+
+
+def test_remembered_digests_give_the_same_key_and_a_rewrite_is_seen(tmp_path: Path, _cache_dir: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file's digest is reused while its stat is unchanged; a same-size rewrite whose modification
+    time is put back still changes the change time, so it is hashed again (git's index does the same)."""
+    import os
+
+    from detections.sigma import cache
+
+    monkeypatch.setattr(cache, "_RACY_NS", -1)  # remember even a file written just now
+    rule = _one_rule(tmp_path / "rules", "root")
+    files = [(rule, False)]
+    key = cache.fingerprint(files, "ztsoc")
+    memo = orjson.loads((_cache_dir / "sigma" / cache.STAT_MEMO).read_bytes())
+    assert list(memo) == [str(rule)]
+    assert cache.fingerprint(files, "ztsoc") == key  # from the memo
+    (_cache_dir / "sigma" / cache.STAT_MEMO).write_bytes(b"\x00 not json")  # a damaged memo is ignored
+    assert cache.fingerprint(files, "ztsoc") == key
+    before = os.stat(rule)
+    rule.write_text(rule.read_text().replace("root", "adm1"))  # same size
+    os.utime(rule, ns=(before.st_atime_ns, before.st_mtime_ns))  # and the same modification time
+    assert os.stat(rule).st_size == before.st_size and os.stat(rule).st_mtime_ns == before.st_mtime_ns
+    _, cs, info = load_compiled_cached([rule.parent], shipped=False)
+    assert info.key != key and not info.hit
+    assert cs.matcher.match({"event.dataset": "system.auth", "user.name": "adm1"})
+
+
+def test_installed_versions_agree_with_importlib_metadata() -> None:
+    import importlib.metadata
+
+    from detections.sigma.cache import installed_versions
+
+    names = ("pysigma", "pysigma-pipeline-windows", "orjson", "no-such-distribution-here")
+    found = installed_versions(names)
+    assert found["no-such-distribution-here"] == "none"
+    assert {n: found[n] for n in names[:3]} == {n: importlib.metadata.version(n) for n in names[:3]}
+
+
+def test_a_file_written_just_now_is_not_remembered(tmp_path: Path, _cache_dir: Path) -> None:
+    from detections.sigma import cache
+
+    rule = _one_rule(tmp_path / "rules", "root")
+    cache.fingerprint([(rule, False)], "ztsoc")
+    assert not (_cache_dir / "sigma" / cache.STAT_MEMO).exists()  # within two seconds of its last change
