@@ -28,7 +28,7 @@ _STATS = re.compile(rb"#(\d+)\s+(?:DONE|pulse|NEW|REDUCE|INITED)\s+cov: (\d+) ft
 PARSERS = ("collectors.pcap.reader", "collectors.pcap.flows", "collectors.pcap.apps", "collectors.evtx",
            "collectors.syslog", "collectors.journald", "collectors.jsonl", "eventstore.query.lucene",
            "detections.sigma.loader", "policy.language", "policy.identity.jwt", "policy.identity.spiffe", "policy.grpc_authz",
-           "playbooks.exercise")
+           "playbooks.exercise", "detections.sigma.matcher")
 
 
 def _fuzz_in_process(name: str, seconds: float, corpus: Path, seed: int = 0) -> None:

@@ -268,6 +268,48 @@ def evtx_record(data: bytes) -> None:
         record_to_event(record)
 
 
+@cache
+def _matchers() -> tuple[Any, tuple[str, ...]]:
+    """The shipped rules and a rule per Sigma semantics case (every modifier and value type the
+    matcher knows) in one matcher, and the fields they look at."""
+    from detections.sigma.engine import compile_ruleset
+    from detections.sigma.loader import load_rules
+    from detections.sigma.matcher import Matcher, compile_rule, detection_fields
+    from detections.sigma.pipelines import get_pipeline
+    from tests.test_sigma_matcher import SEMANTICS, _rule
+
+    rules = list(compile_ruleset(load_rules(), "ztsoc").base)
+    for n, (detection, _doc, _expected) in enumerate(SEMANTICS):
+        with contextlib.suppress(Exception):  # a case that is meant to be refused
+            rules.append(compile_rule(_rule(detection), get_pipeline(), key=f"semantics-{n}"))
+    names = sorted({f for cr in rules for f in detection_fields(cr)})
+    return Matcher(rules), tuple(names)
+
+
+def sigma_match(data: bytes) -> None:
+    """A JSON event through every rule's predicate, as ``soc scan`` and ``soc detect run`` match it.
+
+    Events come from outside (JSON lines keep any JSON value), so each field a rule looks at
+    may hold a string, number, bool, null, list or object: the object is used as it is, and
+    its values are also given to the rules' fields in turn, so every predicate meets them.
+    ``soc scan`` matches without a per-rule guard (a fault would stop the rest of the file):
+    any exception is a crash.
+    """
+    import orjson
+
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return
+    if not isinstance(doc, dict):
+        doc = {"message": doc}
+    matcher, names = _matchers()
+    values = list(doc.values()) or [None]
+    spread = {"event.dataset": "system.auth", **{name: values[i % len(values)] for i, name in enumerate(names)}}
+    for event in (doc, spread):
+        matcher.match(event)
+
+
 # -- queries, rules, policies, exercises ---------------------------------------------------------
 def lucene_query(data: bytes) -> None:
     from eventstore.query import parse
@@ -477,6 +519,19 @@ QUERIES = [b'event.action:"ssh-login" AND source.ip:10.0.0.0/8', b"user.name:(al
            b"destination.port:[1 TO 1024] AND @timestamp:>now-1h", b'url.path:/admin* OR message:"a \\"b\\""']
 
 
+def _match_seeds() -> list[bytes]:
+    """The semantics cases' events, and values of every JSON type."""
+    from tests.test_sigma_matcher import SEMANTICS
+
+    odd = {"a": None, "b": True, "c": 2**70, "d": -1.5e308, "e": [1, "x", None, {"f": []}], "g": {"h": {"i": "j"}},
+           "k": "", "l": "\u0000\ud7ff", "m": [], "n": "10.0.0.1", "o": "2026-11-25T08:00:00Z"}
+    return [orjson_bytes(doc) for _d, doc, _e in SEMANTICS] + [orjson_bytes(odd)]
+
+
+def orjson_bytes(doc: Any) -> bytes:
+    return json.dumps(doc, default=str).encode()
+
+
 def _repo_files(folder: str, pattern: str) -> list[bytes]:
     root = HERE.parents[1] / folder
     return [p.read_bytes() for p in sorted(root.glob(pattern))[:12]]
@@ -496,6 +551,7 @@ HARNESSES: dict[str, Harness] = {h.name: h for h in (
     Harness("journald", journald_lines, (), lambda: JOURNAL),
     Harness("jsonl", json_lines, (), lambda: ECS_LINES),
     Harness("evtx_mapping", evtx_record, (ValueError, KeyError, TypeError), lambda: EVTX),
+    Harness("sigma_match", sigma_match, (), _match_seeds),
     Harness("lucene", lucene_query, (QuerySyntaxError,), lambda: QUERIES),
     Harness("sigma", sigma_rule, (), lambda: _repo_files("detections/rules", "*.yml")),
     Harness("policy_yaml", policy_yaml, (ValueError,), lambda: _repo_files("policy/examples", "**/*.yaml")),
