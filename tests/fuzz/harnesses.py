@@ -269,12 +269,12 @@ def evtx_record(data: bytes) -> None:
 
 
 @cache
-def _matchers() -> tuple[Any, tuple[str, ...]]:
+def _matchers() -> tuple[Any, tuple[str, ...], tuple[dict[str, str], ...]]:
     """The shipped rules and a rule per Sigma semantics case (every modifier and value type the
-    matcher knows) in one matcher, and the fields they look at."""
+    matcher knows) in one matcher, the fields they look at, and the index values they require."""
     from detections.sigma.engine import compile_ruleset
     from detections.sigma.loader import load_rules
-    from detections.sigma.matcher import Matcher, compile_rule, detection_fields
+    from detections.sigma.matcher import INDEX_FIELDS, Matcher, compile_rule, detection_fields
     from detections.sigma.pipelines import get_pipeline
     from tests.test_sigma_matcher import SEMANTICS, _rule
 
@@ -283,7 +283,9 @@ def _matchers() -> tuple[Any, tuple[str, ...]]:
         with contextlib.suppress(Exception):  # a case that is meant to be refused
             rules.append(compile_rule(_rule(detection), get_pipeline(), key=f"semantics-{n}"))
     names = sorted({f for cr in rules for f in detection_fields(cr)})
-    return Matcher(rules), tuple(names)
+    # the index values each rule requires (one of each), so some event is a candidate of every rule
+    heads = {tuple(sorted((f, min(vals)) for f, vals in cr.required.items() if f in INDEX_FIELDS)) for cr in rules}
+    return Matcher(rules), tuple(names), tuple(dict(h) for h in sorted(heads))
 
 
 def sigma_match(data: bytes) -> None:
@@ -303,11 +305,12 @@ def sigma_match(data: bytes) -> None:
         return
     if not isinstance(doc, dict):
         doc = {"message": doc}
-    matcher, names = _matchers()
+    matcher, names, heads = _matchers()
     values = list(doc.values()) or [None]
-    spread = {"event.dataset": "system.auth", **{name: values[i % len(values)] for i, name in enumerate(names)}}
-    for event in (doc, spread):
-        matcher.match(event)
+    spread = {name: values[i % len(values)] for i, name in enumerate(names)}
+    matcher.match(doc)
+    for head in heads:
+        matcher.match({**spread, **head})
 
 
 # -- queries, rules, policies, exercises ---------------------------------------------------------
