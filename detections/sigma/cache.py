@@ -122,8 +122,9 @@ STAT_MEMO = "file-digests.json"
 #: a file changed this recently (ns) is hashed again next time too: a write within the clock's
 #: granularity could leave its times as the memo has them (git's "racy" case)
 _RACY_NS = 2_000_000_000
-#: entries kept at most (files of other rule sets stay remembered up to this many)
-_MEMO_MAX = 100_000
+#: entries kept at most (files of other rule sets stay remembered up to this many: ~4 MB; SigmaHQ
+#: has ~4,000 rule files)
+_MEMO_MAX = 20_000
 
 
 def file_digests(files: list[tuple[Path, bool]]) -> list[tuple[str, bytes]]:
