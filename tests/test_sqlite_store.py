@@ -142,6 +142,29 @@ def test_unbindable_row_redoes_the_batch_checked(sqlite_store: SQLiteStore, monk
     assert sqlite_store.count("user.name:b") == 1 and sqlite_store.count() == 4
 
 
+def test_steps_of_the_real_size_store_what_one_statement_would(sqlite_store: SQLiteStore) -> None:
+    """A batch over two steps at the real ``STEP``: a duplicate across the step boundary keeps
+    the first row, a refused document in the second step is reported once, every stored row is
+    the careful one (rowids in the batch's order)."""
+    from eventstore.sqlite_rows import careful_row
+    from eventstore.sqlite_store import STEP, insert_sql
+
+    batch: list[Any] = [ev(i) for i in range(STEP + 50)]
+    batch[STEP + 10] = ev(3, **{"event.dataset": "the duplicate"})  # an id of the first step
+    batch[STEP + 20] = {"event.id": "x"}
+    res = sqlite_store.write_events(batch)
+    assert (res.written, res.duplicates, res.errors) == (STEP + 48, 1, [("x", "missing @timestamp")])
+    plain = SQLiteStore(":memory:")
+    try:
+        plain.init()
+        rows = [r for i, doc in enumerate(batch) if (r := careful_row(doc, i, tuple(EVENTS.hot), []))]
+        plain._conn.executemany(insert_sql(EVENTS), rows)
+        table = "SELECT * FROM events ORDER BY rowid"
+        assert sqlite_store._conn.execute(table).fetchall() == plain._conn.execute(table).fetchall()
+    finally:
+        plain.close()
+
+
 def test_prepare_rows_is_what_is_stored() -> None:
     errors: list[tuple[int, str, str]] = []
     rows = prepare_rows([ev(1), {"x": 1}], EVENTS, errors)
