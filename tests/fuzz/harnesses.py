@@ -528,11 +528,7 @@ def _match_seeds() -> list[bytes]:
 
     odd = {"a": None, "b": True, "c": 2**70, "d": -1.5e308, "e": [1, "x", None, {"f": []}], "g": {"h": {"i": "j"}},
            "k": "", "l": "\u0000\ud7ff", "m": [], "n": "10.0.0.1", "o": "2026-11-25T08:00:00Z"}
-    return [orjson_bytes(doc) for _d, doc, _e in SEMANTICS] + [orjson_bytes(odd)]
-
-
-def orjson_bytes(doc: Any) -> bytes:
-    return json.dumps(doc, default=str).encode()
+    return [json.dumps(doc, default=str).encode() for doc in [*(case[1] for case in SEMANTICS), odd]]
 
 
 def _repo_files(folder: str, pattern: str) -> list[bytes]:
