@@ -104,13 +104,14 @@ class RunReport:
 
 
 def load_compiled(rules_dirs: Sequence[Path | str] = (), *, shipped: bool = True, pipeline: str = "ztsoc",
-                  use_cache: bool = True) -> CompiledSet:
-    """The rules compiled, from the compiled-rule cache when it holds this exact set (see ``sigma.cache``)."""
+                  use_cache: bool = True, jobs: int = 1) -> CompiledSet:
+    """The rules compiled, from the compiled-rule cache when it holds this exact set (see ``sigma.cache``;
+    ``jobs``: processes a cold compile of a large set may fork, for a caller without threads)."""
     if not use_cache:
         return compile_ruleset(load_rules(rules_dirs, shipped=shipped), pipeline, consume=True)
     from detections.sigma.cache import load_compiled_cached
 
-    return load_compiled_cached(tuple(rules_dirs), shipped=shipped, pipeline=pipeline)[1]
+    return load_compiled_cached(tuple(rules_dirs), shipped=shipped, pipeline=pipeline, jobs=jobs)[1]
 
 
 def run_detections(store: Store, since: datetime | None = None, until: datetime | None = None,

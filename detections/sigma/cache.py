@@ -29,7 +29,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -44,18 +44,20 @@ from detections.sigma.loader import (
     RuleMeta,
     RuleProblem,
     RuleSet,
-    load_rules,
+    load_rule_files,
     rule_dirs,
     rule_files,
 )
 from detections.sigma.matcher import CompiledRule, Matcher, compile_trees
+from detections.sigma.split_compile import compile_split
 from eventstore.gc_pause import gc_paused
 
 #: 2: correlations as their specs; 3: a document with a duplicate key refused; 4: every base rule has
 #: its trees in the matcher's plain form; 5: a rule without a ``ztsoc:`` block has ``"meta": null``
 FORMAT = 5
 _PACKAGES = ("pysigma", "pysigma-pipeline-windows", "pysigma-pipeline-sysmon", "pysigma-backend-elasticsearch")
-_MODULES = ("loader.py", "pipelines.py", "matcher.py", "ir.py", "engine.py", "cache.py", "correlation.py")
+_MODULES = ("loader.py", "pipelines.py", "matcher.py", "ir.py", "engine.py", "cache.py", "correlation.py",
+            "split_compile.py")
 
 
 def cache_dir() -> Path:
@@ -342,9 +344,20 @@ def _never(ev: Any) -> bool:
     return False
 
 
+def _compile_part(files: Sequence[tuple[Path, bool]], key: str, pipeline: str) -> bytes:
+    """Some of a set's files compiled by the serial code, as this cache's JSON (a worker's part)."""
+    rs = load_rule_files(files)
+    return serialise(rs, compile_ruleset(rs, pipeline, consume=True), key)
+
+
 def load_compiled_cached(dirs: list[Path | str] | tuple[Path | str, ...] = (), *, shipped: bool = True,
-                         pipeline: str = "ztsoc", use_cache: bool = True) -> tuple[RuleSet, CompiledSet, CacheInfo]:
-    """The rule set and its compiled form, from the cache when it holds this exact set."""
+                         pipeline: str = "ztsoc", use_cache: bool = True,
+                         jobs: int = 1) -> tuple[RuleSet, CompiledSet, CacheInfo]:
+    """The rule set and its compiled form, from the cache when it holds this exact set.
+
+    ``jobs``: processes a cold compile of a large set may use (forked from this one, so only a
+    caller without other threads asks for more than one; see :mod:`detections.sigma.split_compile`).
+    """
     files = rule_files(rule_dirs(dirs, shipped=shipped))
     key = fingerprint(files, pipeline)
     path = cache_dir() / "sigma" / f"{key}.json"
@@ -369,11 +382,15 @@ def load_compiled_cached(dirs: list[Path | str] | tuple[Path | str, ...] = (), *
     # written: full collections that found ~nothing were 40 % of a cold load; the garbage
     # pySigma leaves in cycles is collected once, on the way out
     with gc_paused():
-        rs = load_rules(dirs, shipped=shipped)
-        cs = compile_ruleset(rs, pipeline, consume=True)
+        blob = compile_split(files, key, pipeline, jobs, _compile_part) if jobs > 1 else None
+        if blob is not None:  # the same document the serial compile writes, read back as from the cache
+            rs, cs = deserialise(blob, key, pipeline, {str(p): p for p, _ in files})
+        else:
+            rs = load_rule_files(files)
+            cs = compile_ruleset(rs, pipeline, consume=True)
         if use_cache:
             try:
-                _write_atomically(path, serialise(rs, cs, key))
+                _write_atomically(path, blob if blob is not None else serialise(rs, cs, key))
                 info.written = True
             except OSError:
                 pass  # a read-only or full cache folder costs speed, not correctness

@@ -100,6 +100,8 @@ def value_out(v: Any) -> Json:
     if isinstance(v, SigmaExists):
         return {"t": "exists", "v": v.exists}
     if isinstance(v, SigmaRegularExpression):
+        if not isinstance(v.regexp, SigmaString):  # pySigma keeps a YAML number as it came
+            raise NotSerialisable(f"a regular expression must be text, not {v.regexp!r}")
         return {"t": "re", "r": _parts_out(v.regexp), "f": sorted(f.name for f in v.flags)}
     if isinstance(v, SigmaCIDRExpression):
         return {"t": "cidr", "c": v.cidr}

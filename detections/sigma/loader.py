@@ -338,9 +338,14 @@ def rule_documents(dirs: Sequence[Path | str] | None = None, *, shipped: bool = 
 
 def load_rules(dirs: Sequence[Path | str] | None = None, *, shipped: bool = True) -> RuleSet:
     """Load the shipped rules (unless ``shipped=False``) and every rule under ``dirs``."""
+    return load_rule_files(rule_files(rule_dirs(dirs, shipped=shipped)))
+
+
+def load_rule_files(files: Sequence[tuple[Path, bool]]) -> RuleSet:
+    """The rules of these files (path, shipped), in this order, correlation references resolved among them."""
     loaded: list[LoadedRule] = []
     problems: list[RuleProblem] = []
-    for path, is_shipped in rule_files(rule_dirs(dirs, shipped=shipped)):
+    for path, is_shipped in files:
         rules, probs = load_file(path)
         problems += probs
         for rule in rules:

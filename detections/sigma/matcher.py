@@ -724,7 +724,9 @@ def required_values(node: Node) -> dict[str, frozenset[str]]:
         common = set(branches[0])
         for b in branches[1:]:
             common &= set(b)
-        return {name: frozenset().union(*(b[name] for b in branches)) for name in common}
+        # in the first branch's order, not the set's (which follows the string hash of each
+        # process): the compiled-rule cache is then the same bytes from every compile
+        return {name: frozenset().union(*(b[name] for b in branches)) for name in branches[0] if name in common}
     return {}
 
 

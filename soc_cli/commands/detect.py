@@ -92,21 +92,23 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """One pass: every rule from its cursor (minus the look-back) to now, or from --since; alerts upserted."""
         from detections.runner import load_compiled, run_detections
+        from detections.sigma.split_compile import idle_cpus
         from eventstore.gc_pause import gc_paused
         from eventstore.timeutil import parse_duration
 
         # the cyclic GC off for this one-shot run: the rule set is long-lived, events and alerts
         # form no cycles (each walk of a SigmaHQ-sized set took ~0.1 s, several per run); what
         # lives on is frozen before the collector is back on, or it would walk it once more
-        with (_match_writer(matches) as on_match, console.status(esc(_("loading rules and evaluating..."))),
-              gc_paused()):
-            compiled = load_compiled(rules or [], shipped=not no_shipped)
+        with _match_writer(matches) as on_match, gc_paused():
+            # before the spinner's thread starts: a cold compile of a large set may fork workers
+            compiled = load_compiled(rules or [], shipped=not no_shipped, jobs=idle_cpus())
             gc.freeze()
-            report = run_detections(
-                use_store(store), since=since_option(since or "1h"), until=since_option(until),
-                rules_dirs=rules or [], lookback=parse_duration(lookback), reset=reset, shipped=not no_shipped,
-                rewind=since is not None, on_match=on_match, compiled=compiled,
-            )
+            with console.status(esc(_("loading rules and evaluating..."))):
+                report = run_detections(
+                    use_store(store), since=since_option(since or "1h"), until=since_option(until),
+                    rules_dirs=rules or [], lookback=parse_duration(lookback), reset=reset, shipped=not no_shipped,
+                    rewind=since is not None, on_match=on_match, compiled=compiled,
+                )
             gc.freeze()
         _print(report, as_json)
         if report.write_errors or report.failed:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import gc
 import io
-import os
 import time
 from enum import StrEnum
 from pathlib import Path
@@ -105,15 +104,9 @@ def _default_jobs(todo: list[Path]) -> int:
     """
     if sum(_size(p) for p in todo) < _PARALLEL_BYTES:
         return 1
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    try:
-        busy = os.getloadavg()[0]
-    except (AttributeError, OSError):
-        busy = 0.0
-    return max(1, min(cpus, round(cpus - busy)))
+    from detections.sigma.split_compile import idle_cpus
+
+    return idle_cpus()
 
 
 def register(app: typer.Typer) -> None:
@@ -135,6 +128,7 @@ def register(app: typer.Typer) -> None:
         from collectors.sniff import expand
         from detections.scan import LEVELS, Scanner
         from detections.sigma.cache import load_compiled_cached
+        from detections.sigma.split_compile import idle_cpus
         from eventstore.gc_pause import gc_paused
 
         if as_json:
@@ -146,8 +140,9 @@ def register(app: typer.Typer) -> None:
         # matches form no cycles, so its collections find nothing (as ``soc ingest`` has it).
         # What lives on is frozen before it is turned back on, or that would walk it all once.
         with gc_paused():
+            # a cold compile of a large set shares the idle CPUs (or --jobs) with forked workers
             _ruleset, cs, cache = load_compiled_cached(tuple(rules or []), shipped=not no_shipped,
-                                                       use_cache=not no_cache)
+                                                       use_cache=not no_cache, jobs=jobs or idle_cpus())
             gc.freeze()  # nor do forked workers touch its pages for the collector
             scanner = Scanner(cs, min_level=min_level, keep_matched=store is not None)
             problems: list[str] = []
