@@ -121,7 +121,9 @@ def register(app: typer.Typer) -> None:
                                                                 "(informational, low, medium, high, critical)"),
         top: int = typer.Option(15, "--top", help="rules listed in the per-rule summary"),
         no_cache: bool = typer.Option(False, "--no-cache", help="compile the rules without the compiled-rule cache"),
-        jobs: int = typer.Option(None, "--jobs", "-j", min=1, help="files read in parallel (default: one per CPU)"),
+        jobs: int = typer.Option(None, "--jobs", "-j", min=1,
+                                 help="processes reading files, and compiling a large rule folder the first time "
+                                      "(default: the idle CPUs)"),
         store: str = StoreOption,
     ) -> None:
         """Match rules over files in memory and print one row per match, with per-level and per-rule summaries."""
