@@ -46,7 +46,7 @@ from pcapgen import write_pcap  # noqa: E402
 def native_status() -> str:
     """Which code the children run: the compiled hot path or its sources (a child decides the same)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    code = "from collectors.pcap import native; print(native.status())"
+    code = "from collectors.pcap import native; print(native.MODULES.status())"
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env).stdout.strip()
 
 OURS = r"""

@@ -25,11 +25,12 @@ from bench.pcapgen import frames
 from collectors.base import read_all
 from collectors.pcap import flows, native
 from collectors.pcap.collector import PcapReader
+from eventstore.native import PURE_ENV, RECORD
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "pcaps" / "suricata-verify"
-COMPILED = native.REASON is None
-needs_build = pytest.mark.skipif(not COMPILED, reason=f"pcap hot path not compiled here: {native.REASON}")
+COMPILED = native.MODULES.reason is None
+needs_build = pytest.mark.skipif(not COMPILED, reason=f"pcap hot path not compiled here: {native.MODULES.status()}")
 
 #: the child's side: read every capture with the interpreted modules, one JSON document per capture
 INTERPRETED = r"""
@@ -37,7 +38,7 @@ import sys
 from pathlib import Path
 from collectors.pcap import native
 from tests.test_pcap_native import _summary
-assert native.REASON is not None, native.status()
+assert native.MODULES.reason is not None, native.MODULES.status()
 for path in sys.argv[1:]:
     print(_summary(Path(path)))
 """
@@ -50,7 +51,7 @@ def _summary(path: Path) -> str:
 
 
 def _interpreted(paths: list[Path]) -> list[str]:
-    env = {**os.environ, native.PURE_ENV: "1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, PURE_ENV: "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-c", INTERPRETED, *map(str, paths)], capture_output=True, text=True,
                           env=env, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -85,9 +86,9 @@ def _damaged(path: Path, packets: int, seed: int) -> Path:
 
 def test_the_hot_path_is_compiled_where_a_compiler_is() -> None:
     """`make dev-deps` compiles it; a missing or stale build runs slower and must not go unnoticed."""
-    if os.environ.get(native.PURE_ENV) == "1" or not (shutil.which("cc") or shutil.which("gcc")):
+    if os.environ.get(PURE_ENV) == "1" or not (shutil.which("cc") or shutil.which("gcc")):
         pytest.skip("interpreted on purpose, or no C compiler")
-    assert COMPILED, f"{native.status()}: run `make dev-deps`"
+    assert COMPILED, f"{native.MODULES.status()}: run `make dev-deps`"
     assert flows.__file__ is not None
     assert flows.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
 
@@ -117,24 +118,24 @@ def _fake_build(folder: Path) -> None:
     for name in native.COMPILED:
         shutil.copy(Path(native.__file__).with_name(f"{name}.py"), folder / f"{name}.py")
         (folder / f"{name}{importlib.machinery.EXTENSION_SUFFIXES[0]}").write_bytes(b"")
-    native.write_record(folder)
+    native.MODULES.write_record(folder)
 
 
 def test_a_build_is_used_only_while_it_matches_its_sources(tmp_path: Path) -> None:
     _fake_build(tmp_path)
-    assert native.decide(tmp_path, {}) is None
-    assert native.decide(tmp_path, {native.PURE_ENV: "1"}) == f"{native.PURE_ENV}=1"
+    assert native.MODULES.decide(tmp_path, {}) is None
+    assert native.MODULES.decide(tmp_path, {PURE_ENV: "1"}) == f"{PURE_ENV}=1"
     flows_py = tmp_path / "flows.py"
     flows_py.write_text(flows_py.read_text() + "\n# edited\n")
-    assert native.decide(tmp_path, {}) == "sources changed since the build (make dev-deps rebuilds)"
-    native.write_record(tmp_path)
-    assert native.decide(tmp_path, {}) is None
+    assert native.MODULES.decide(tmp_path, {}) == "sources changed since the build (make dev-deps rebuilds)"
+    native.MODULES.write_record(tmp_path)
+    assert native.MODULES.decide(tmp_path, {}) is None
     (tmp_path / f"tls{importlib.machinery.EXTENSION_SUFFIXES[0]}").unlink()
-    assert native.decide(tmp_path, {}) == "partly compiled (missing: tls)"
-    (tmp_path / native.RECORD).unlink()
+    assert native.MODULES.decide(tmp_path, {}) == "partly compiled (missing: tls)"
+    (tmp_path / RECORD).unlink()
     for so in tmp_path.glob("*.so"):
         so.unlink()
-    assert (native.decide(tmp_path, {}) or "").startswith("not compiled")
+    assert (native.MODULES.decide(tmp_path, {}) or "").startswith("not compiled")
 
 
 def test_when_the_guard_says_no_every_module_loads_from_its_source() -> None:
@@ -144,7 +145,7 @@ def test_when_the_guard_says_no_every_module_loads_from_its_source() -> None:
             " collectors.pcap.http, collectors.pcap.tcpstream, collectors.pcap.tls;"
             "import sys; print(json.dumps([sys.modules['collectors.pcap.' + n].__file__ for n in native.COMPILED]))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
-                          env={**os.environ, native.PURE_ENV: "1", "PYTHONPATH": str(ROOT)})
+                          env={**os.environ, PURE_ENV: "1", "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr
     files = json.loads(proc.stdout)
     assert [Path(f).name for f in files] == [f"{n}.py" for n in native.COMPILED]

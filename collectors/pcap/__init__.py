@@ -7,4 +7,4 @@ carry, ``collector`` fits it all to the ingest contract (``soc ingest pcap``).
 
 from collectors.pcap import native
 
-native.install()  # the compiled hot path, or its sources when the build is stale (native.py says why)
+native.MODULES.install()  # the compiled hot path, or its sources when the build is stale (eventstore/native.py)

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from collectors.pcap.native import PURE_ENV
+from eventstore.native import PURE_ENV
 
 _STATS = re.compile(rb"#(\d+)\s+(?:DONE|pulse|NEW|REDUCE|INITED)\s+cov: (\d+) ft: (\d+)")
 
@@ -72,7 +72,7 @@ def run(name: str, seconds: float, seed: int = 0) -> dict[str, object]:
         before = set((REGRESSIONS / name).glob("*")) if (REGRESSIONS / name).is_dir() else set()
         started = time.monotonic()
         # interpreted: atheris sees branches of Python code only, not of the compiled pcap hot path
-        # (collectors/pcap/native.py); the same sources, and every crash found is replayed compiled too
+        # (eventstore/native.py); the same sources, and every crash found is replayed compiled too
         proc = subprocess.run([sys.executable, "-m", "tests.fuzz", "--child", name, str(seconds), str(corpus), str(seed)],
                               capture_output=True, timeout=seconds + 120, cwd=Path(__file__).resolve().parents[2],
                               env={**os.environ, PURE_ENV: "1"})
