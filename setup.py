@@ -3,9 +3,9 @@
 Which modules, per package: the declarations in :data:`DECLARATIONS`; why and how a build is
 kept honest: ``eventstore/native.py``. The compile is optional: with no C compiler (or
 ``ZTSOC_PURE_PYTHON=1``) the project installs and runs interpreted, only slower, and says so
-(``bench/pcap.py`` prints which code ran). Each package is compiled on its own, so one that fails
-to compile (mypyc or the C compiler) leaves no build record and runs interpreted, while the others
-stay compiled.
+(``bench/pcap.py``, ``bench/scan.py`` and ``bench/sigma.py`` print which code ran). Each package is
+compiled on its own, so one that fails to compile (mypyc or the C compiler) leaves no build record
+and runs interpreted, while the other stays compiled.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).resolve().parent
 #: each package's declaration of its compiled modules (a ``CompiledModules`` named ``MODULES``)
-DECLARATIONS = ("collectors/pcap/native.py",)
+DECLARATIONS = ("collectors/pcap/native.py", "detections/sigma/native.py")
 
 
 def _load(name: str, path: Path) -> ModuleType:

@@ -171,8 +171,10 @@ def main() -> int:
         same_cache = cached_set("cache-cold-0") == cached_set("cache-cold-parallel-0")
         assert _pairs(t / "packed.jsonl") == theirs, "the baseline's two forms disagree"
     conv = extra["convert_seconds"]
+    from detections.sigma import native  # the children decide alike (same sources, build and environment)
+
     print(f"{len(files)} EVTX files, SigmaHQ rules/windows; wall s / CPU s, end to end (read + rules + match + output)"
-          + (f"; least CPU of {runs} runs each" if runs > 1 else ""))
+          + (f"; least CPU of {runs} runs each" if runs > 1 else "") + f"; matcher {native.MODULES.status()}")
     # two decimals: a warm scan is about a second, and a tenth of it is what a change moves
     print(f"  soc scan, cold, --jobs 1    : {cold[0]:7.2f} / {cold[1]:7.2f}   {len(mine):,} matches")
     print(f"  soc scan, cold, --jobs {cpus:<4} : {cold_par[0]:7.2f} / {cold_par[1]:7.2f}   (rules compiled by "

@@ -288,8 +288,10 @@ def main() -> int:
     t0 = time.perf_counter()
     events = read_events(files)
     t_read = time.perf_counter() - t0
+    from detections.sigma import native
+
     print(f"{len(rules)} SigmaHQ Windows rules, {len(events):,} events from {len(files)} EVTX files "
-          f"(read in {t_read:.1f}s)")
+          f"(read in {t_read:.1f}s); matcher {native.MODULES.status()}")
     mine, t_compile, t_mine = ztsoc(rules, events)
     theirs, t_convert, t_theirs, converted = baseline(rules, events)
     n = len(events)

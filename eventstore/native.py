@@ -3,8 +3,9 @@
 A package names the typed modules of its hot path that ``setup.py`` compiles (mypyc turns
 them into C extensions unchanged: no second source to keep in step) in a small declaration,
 ``<package>/native.py``, as a :class:`CompiledModules`; its ``__init__`` calls
-:meth:`CompiledModules.install`. ``collectors.pcap`` (the packet meter) does; its
-declaration says why and what it gained.
+:meth:`CompiledModules.install`. Two packages do today: ``collectors.pcap`` (the packet
+meter) and ``detections.sigma`` (the rule matcher); their declarations say why and what it
+gained.
 
 How it is kept honest: ``setup.py`` (``make venv`` / ``make dev-deps``) writes, per package,
 the digest of the sources it compiles to :data:`RECORD` next to them, and removes that record
@@ -19,8 +20,8 @@ time where Python does not), and the fuzz harnesses run interpreted, where ather
 branches.
 
 Here, in ``eventstore``, because ``eventstore`` imports none of ours and every package may
-import it (``ARCHITECTURE.md``; ``detections`` must not import ``collectors``), so every
-package can share this one guard, as they share ``gc_pause``. This module imports only the
+import it (``ARCHITECTURE.md``; ``detections`` must not import ``collectors``), so both
+packages share this one guard, as they share ``gc_pause``. This module imports only the
 standard library: ``setup.py`` loads it, and the declarations, by path, without importing a
 package. It is itself never compiled.
 """
@@ -28,7 +29,6 @@ package. It is itself never compiled.
 from __future__ import annotations
 
 import hashlib
-import importlib.abc
 import importlib.machinery
 import importlib.util
 import json
@@ -112,8 +112,9 @@ class CompiledModules:
         return "compiled (mypyc)" if self.reason is None else f"interpreted: {self.reason}"
 
 
-class _SourcesFirst(importlib.abc.MetaPathFinder):
-    """Loads a package's compiled modules' names from their ``.py`` files."""
+class _SourcesFirst:
+    """Loads a package's compiled modules' names from their ``.py`` files (a meta path finder: only
+    ``find_spec`` is needed, and ``importlib.abc`` is not otherwise imported by ``soc`` commands)."""
 
     def __init__(self, modules: CompiledModules) -> None:
         self.package = modules.package

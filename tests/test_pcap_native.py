@@ -26,6 +26,7 @@ from collectors.base import read_all
 from collectors.pcap import flows, native
 from collectors.pcap.collector import PcapReader
 from eventstore.native import PURE_ENV, RECORD
+from tests.compiled_build import assert_compiled_where_a_compiler_is
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "pcaps" / "suricata-verify"
@@ -85,12 +86,7 @@ def _damaged(path: Path, packets: int, seed: int) -> Path:
 
 
 def test_the_hot_path_is_compiled_where_a_compiler_is() -> None:
-    """`make dev-deps` compiles it; a missing or stale build runs slower and must not go unnoticed."""
-    if os.environ.get(PURE_ENV) == "1" or not (shutil.which("cc") or shutil.which("gcc")):
-        pytest.skip("interpreted on purpose, or no C compiler")
-    assert COMPILED, f"{native.MODULES.status()}: run `make dev-deps`"
-    assert flows.__file__ is not None
-    assert flows.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+    assert_compiled_where_a_compiler_is(native.MODULES, flows)
 
 
 @needs_build

@@ -20,3 +20,7 @@ processing pipelines, also published as the ``ztsoc*`` pySigma plugins), ``match
 embedded engine), ``correlation`` (Sigma v2 correlations), ``engine`` (rules + events ->
 alerts, one pass), ``es_eval`` (Elasticsearch via pySigma's Lucene queries).
 """
+
+from detections.sigma import native
+
+native.MODULES.install()  # the compiled matcher, or its source when the build is stale (eventstore/native.py)

@@ -13,11 +13,17 @@ converts to query languages. Semantics follow the Sigma specification: strings c
 case-insensitively unless ``|cased``, ``*`` and ``?`` are wildcards, a list of values is
 OR, ``|all`` is AND, a keyword (value without field) is a substring of any field, ``null``
 matches a missing or empty field, a multi-valued field matches if any value does.
+
+Compiled with mypyc when the project is built (``native.py``, which runs this source instead
+when the build is stale). Compiled, an annotation is checked at run time: a value taken from an
+event is ``Any`` until its type is tested (events come from outside and may hold anything), and
+``str.lower`` is called as ``_lower`` (see there). ``tests/test_sigma_native.py`` compares both forms.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +38,13 @@ if TYPE_CHECKING:  # the rule model and pipelines are needed to compile from a r
 
 Doc = Mapping[str, Any]
 _T = TypeVar("_T")
+
+#: ``str.lower``, called as a function and never written ``s.lower()``: mypyc, which compiles this
+#: module (``native.py``), has its own ``lower`` for values typed ``str`` that maps each character
+#: alone, so a final capital sigma lowers to U+03C3 there and to the final form U+03C2 in Python
+#: (a rule's "ΣΊΣΥΦΟΣ" missed the event's "σίσυφος", compiled only); the function called here is
+#: CPython's in both forms
+_lower = str.lower
 
 #: Fields a rule may be indexed by, most selective first.
 INDEX_FIELDS: tuple[str, ...] = ("event.code", "event.dataset", "winlog.channel", "event.action", "event.category")
@@ -90,7 +103,8 @@ class _Strings(dict):  # type: ignore[type-arg]
             except TypeError:  # a key that is not text: walk them all
                 keys = " "
             if " " in keys or _WINDATA[1] in keys:  # the usual event has neither: no walk
-                for key in self.doc:
+                doc: Any = self.doc  # compiled, a walk of a Mapping[str, ...] checks that each key is a str
+                for key in doc:
                     if isinstance(key, str) and (" " in key or key.startswith(_WINDATA[1])) and key.startswith(_WINDATA):
                         alias = _WINDATA[0] + key.rsplit(".", 1)[-1].replace(" ", "")
                         if alias != key and alias not in self.doc:
@@ -121,7 +135,7 @@ class _Lowered(dict):  # type: ignore[type-arg]
 
     def __missing__(self, name: str) -> tuple[str, ...] | None:
         s = self.strs[name]
-        out = None if s is None else tuple(v.lower() for v in s)
+        out = None if s is None else tuple(_lower(v) for v in s)
         self[name] = out
         return out
 
@@ -171,9 +185,9 @@ class EventView:
             vals: list[str] = []
             for value in self.doc.values():
                 if type(value) is str:
-                    vals.append(value.lower())
+                    vals.append(_lower(value))
                 elif value is not None:
-                    vals.extend([v.lower() for v in _as_strings(value)])
+                    vals.extend([_lower(v) for v in _as_strings(value)])
             self._all = tuple(vals)
         return self._all
 
@@ -305,16 +319,16 @@ class _StringSet:
         if not keyword:  # the usual shapes first: value, *value*, *value, value*
             n = len(raw)
             if n == 1 and raw[0].__class__ is str:
-                self.equals.add(raw[0].lower())
+                self.equals.add(_lower(raw[0]))
                 return
             if n == 3 and raw[0] == _STAR and raw[2] == _STAR and raw[1].__class__ is str and raw[1]:
-                self.contains.append(raw[1].lower())
+                self.contains.append(_lower(raw[1]))
                 return
             if n == 2 and raw[0] == _STAR and raw[1].__class__ is str and raw[1]:
-                self.suffixes.append(raw[1].lower())
+                self.suffixes.append(_lower(raw[1]))
                 return
             if n == 2 and raw[1] == _STAR and raw[0].__class__ is str and raw[0]:
-                self.prefixes.append(raw[0].lower())
+                self.prefixes.append(_lower(raw[0]))
                 return
         parts = _wild(raw)
         if keyword:  # a keyword is a substring of some value
@@ -324,15 +338,15 @@ class _StringSet:
                 parts.append(_MULTI)
         texts = [p for p in parts if isinstance(p, str)]
         if len(texts) == len(parts):
-            self.equals.add("".join(texts).lower())
+            self.equals.add(_lower("".join(texts)))
         elif all(p is _MULTI for p in parts):
             self.anything = True
         elif len(parts) == 2 and parts[1] is _MULTI and isinstance(parts[0], str):
-            self.prefixes.append(parts[0].lower())
+            self.prefixes.append(_lower(parts[0]))
         elif len(parts) == 2 and parts[0] is _MULTI and isinstance(parts[1], str):
-            self.suffixes.append(parts[1].lower())
+            self.suffixes.append(_lower(parts[1]))
         elif len(parts) == 3 and parts[0] is _MULTI and parts[2] is _MULTI and isinstance(parts[1], str):
-            self.contains.append(parts[1].lower())
+            self.contains.append(_lower(parts[1]))
         else:
             self.regexes.append(_wildcard_regex(parts))
 
@@ -420,7 +434,7 @@ def _lazy_automaton(literals: Sequence[str]) -> Callable[[str], Any]:
 
 def _wildcard_regex(parts: Sequence[Any]) -> str:
     """A normalised string (``_wild``) as a lower-cased regular expression."""
-    return "".join(p.regex if p.__class__ is _Wild else re.escape(p.lower()) for p in parts)
+    return "".join(p.regex if p.__class__ is _Wild else re.escape(_lower(p)) for p in parts)
 
 
 def _cased_regex(parts: Parts) -> re.Pattern[str]:
@@ -458,11 +472,13 @@ def _to_number(text: str) -> float | None:
     try:
         return float(text)
     except ValueError:
-        if text[:2].lower() == "0x":
+        if _lower(text[:2]) == "0x":
             try:
                 return float(int(text, 16))
             except ValueError:
                 return None
+            except OverflowError:  # more hex digits than a float holds: larger than any, as "1e999" is
+                return math.inf
         return None
 
 
@@ -712,8 +728,8 @@ def required_values(node: Node) -> dict[str, frozenset[str]]:
         for arg in node["and"]:
             for name, vals in required_values(arg).items():
                 if name in out:
-                    both = {v.lower() for v in out[name]} & {v.lower() for v in vals}
-                    out[name] = frozenset(v for v in out[name] | vals if v.lower() in both)
+                    both = {_lower(v) for v in out[name]} & {_lower(v) for v in vals}
+                    out[name] = frozenset(v for v in out[name] | vals if _lower(v) in both)
                 else:
                     out[name] = vals
         return out
@@ -751,7 +767,7 @@ _COMMON = frozenset({
 def _atom_cost(atom: Atom) -> int:
     """0: exact and selective; 1: a substring; 2: weak (common value or literal), still better than nothing."""
     field_name, kind, key = atom
-    if key in _COMMON or field_name.rsplit(".", 1)[-1].lower() in _WEAK_FIELDS:
+    if key in _COMMON or _lower(field_name.rsplit(".", 1)[-1]) in _WEAK_FIELDS:
         return 2
     if kind == "sub" and len(key) < 5 and key.isascii():
         return 2
@@ -761,14 +777,14 @@ def _atom_cost(atom: Atom) -> int:
 def _string_atom(field_name: str, raw: Parts) -> Atom | None:
     parts = _wild(raw)
     if field_name and parts and all(isinstance(p, str) for p in parts):
-        return (field_name, "eq", "".join(parts).lower())
+        return (field_name, "eq", _lower("".join(parts)))
     if (field_name and len(parts) == 2 and parts[0] is _MULTI and isinstance(parts[1], str)
             and "\\" in parts[1] and parts[1].rsplit("\\", 1)[1]):
-        return (field_name, "base", parts[1].rsplit("\\", 1)[1].lower())
+        return (field_name, "base", _lower(parts[1].rsplit("\\", 1)[1]))
     literals = [p for p in parts if isinstance(p, str)]
     best = max(literals, key=len, default="")
     if len(best) >= MIN_LITERAL or (best and not best.isascii()):  # an emoji is rare enough alone
-        return (field_name, "sub", best.lower())
+        return (field_name, "sub", _lower(best))
     return None
 
 
@@ -800,7 +816,7 @@ def _value_atoms(field_name: str, v: Value) -> list[Atom] | None:
     t = v["t"]
     if t == "re":
         lit = regex_literal(plain_text(v["r"]))
-        return [(field_name, "sub", lit.lower())] if len(lit) >= MIN_LITERAL else None
+        return [(field_name, "sub", _lower(lit))] if len(lit) >= MIN_LITERAL else None
     if t == "s" or t == "cs":
         atom = _string_atom(field_name, v["s"])
         return [atom] if atom else None
@@ -874,11 +890,13 @@ class CompiledRule:
     def ir(self) -> list[Node]:
         """The processed condition trees in their plain form (the matcher's input)."""
         ir = self._ir
-        if ir.__class__ is str:
-            ir = self._ir = orjson.loads(ir)  # type: ignore[arg-type]
-            if not isinstance(ir, list):
+        if isinstance(ir, str):
+            # checked before it is stored: compiled (mypyc), storing a non-list would be a TypeError
+            trees: Any = orjson.loads(ir)
+            if not isinstance(trees, list):
                 raise UnsupportedRule(f"{self.key}: no condition trees")
-        return ir  # type: ignore[return-value]
+            self._ir = ir = trees
+        return ir
 
     @property
     def trees(self) -> list[Any]:
@@ -992,20 +1010,20 @@ class Matcher:
                 continue
             for name in index_fields:
                 if rule.required.get(name):
-                    for value in {v.lower() for v in rule.required[name]}:
+                    for value in {_lower(v) for v in rule.required[name]}:
                         tables[name].setdefault(value, []).append(rule)
                     break
             else:
                 self._always.append(rule)
         self._tables = [(name, table) for name, table in tables.items() if table]
         #: field ("" for keywords) -> Aho-Corasick automaton of its literals -> rule numbers
-        self._automata: dict[str, Any] = {}
+        self._automata: dict[str, _LazyAutomaton] = {}
         for fname, literals in subs.items():
             self._automata[fname] = _LazyAutomaton({literal: tuple(numbers) for literal, numbers in literals.items()})
         self._anchor_fields = [f for f in {*self._anchored, *self._automata} if f]
         #: field -> (its automaton or None, exact value -> rule numbers, base name -> rule numbers):
         #: one dict lookup per event field finds everything filed under it
-        self._probes: dict[str, tuple[Any, dict[str, list[int]], dict[str, list[int]]]] = {}
+        self._probes: dict[str, _Probe] = {}
         for fname in self._anchor_fields:
             table = self._anchored.get(fname, {})
             self._probes[fname] = (self._automata.get(fname),
@@ -1035,11 +1053,11 @@ class Matcher:
             for name in probes.keys() & doc.keys():  # C-level: only the event's indexed fields
                 value = doc[name]
                 if value.__class__ is str:
-                    vals: tuple[str, ...] = (value.lower(),)
+                    vals: tuple[str, ...] = (_lower(value),)
                 elif value is None:
                     continue
                 else:
-                    vals = tuple(v.lower() for v in _as_strings(value))
+                    vals = tuple(_lower(v) for v in _as_strings(value))
                 lower[name] = vals
                 _probe(probe_of(name), vals, found)
             if keyword is not None:
@@ -1049,7 +1067,10 @@ class Matcher:
                 # has a number, so joining the values as they are first failed in vain)
                 text = "\x00".join([v if v.__class__ is str else "\x00".join(_as_strings(v))
                                      for v in doc.values() if v is not None])
-                for _end, numbers in keyword.iter(text.lower()):
+                automaton = keyword.built
+                if automaton is None:
+                    automaton = keyword.build()
+                for _end, numbers in automaton.iter(_lower(text)):
                     found.update(numbers)
                 keyword = None
             names: Iterable[str] = ev.aliases
@@ -1067,12 +1088,12 @@ class Matcher:
         cands = list(self._always)
         multi = False
         for name, by_value in self._tables:
-            vals = lower[name]
-            if not vals:
+            tvals: tuple[str, ...] | None = lower[name]
+            if not tvals:
                 continue
-            if len(vals) > 1:
+            if len(tvals) > 1:
                 multi = True
-            for v in vals:
+            for v in tvals:
                 hit2 = by_value.get(v)
                 if hit2:
                     cands.extend(hit2)
@@ -1111,30 +1132,50 @@ class Matcher:
 
 
 class _LazyAutomaton:
-    """An Aho-Corasick automaton of literals -> rule numbers, built on its first ``iter``.
+    """An Aho-Corasick automaton of literals -> rule numbers, built on first use.
 
     A large rule set files literals under a few dozen fields; an event source uses some of
-    them, and building the others was a fifth of reading the compiled-rule cache. Once built,
-    ``iter`` is the automaton's own (an instance attribute over the method): no indirection.
+    them, and building the others was a fifth of reading the compiled-rule cache. Callers take
+    ``built`` (None until then) or ``build()``, then the automaton's own ``iter``: no Python call
+    in between (the method is not replaced at run time: mypyc, which compiles this module, forbids it).
     """
+
+    __slots__ = ("built", "words")
 
     def __init__(self, words: dict[str, tuple[int, ...]]) -> None:
         self.words = words
+        self.built: Any = None
 
-    def iter(self, text: str) -> Iterator[tuple[int, tuple[int, ...]]]:
+    def build(self) -> Any:
         import ahocorasick
 
         automaton = ahocorasick.Automaton()
         for literal, numbers in self.words.items():
             automaton.add_word(literal, numbers)
         automaton.make_automaton()
-        self.iter = automaton.iter  # type: ignore[method-assign]
-        return automaton.iter(text)  # type: ignore[no-any-return]
+        self.built = automaton
+        return automaton
+
+    def iter(self, text: str) -> Iterator[tuple[int, tuple[int, ...]]]:
+        """(end, rule numbers) of every literal in ``text``."""
+        built = self.built
+        if built is None:
+            built = self.build()
+        return built.iter(text)  # type: ignore[no-any-return]
 
 
-def _probe(probe: tuple[Any, dict[str, list[int]], dict[str, list[int]]], vals: Sequence[str], found: set[int]) -> None:
+#: a field's automaton of literals (or None), exact value -> rule numbers, base name -> rule numbers
+_Probe = tuple[_LazyAutomaton | None, dict[str, list[int]], dict[str, list[int]]]
+
+
+def _probe(probe: _Probe, vals: Sequence[str], found: set[int]) -> None:
     """The rule numbers filed under these values of one field: literals they contain, exact values, base names."""
-    automaton, eq, base = probe
+    lazy, eq, base = probe
+    automaton = None
+    if lazy is not None and vals:
+        automaton = lazy.built
+        if automaton is None:
+            automaton = lazy.build()
     for v in vals:
         if automaton is not None:
             for _end, numbers in automaton.iter(v):

@@ -71,8 +71,8 @@ def run(name: str, seconds: float, seed: int = 0) -> dict[str, object]:
             (corpus / hashlib.sha1(start).hexdigest()).write_bytes(start)
         before = set((REGRESSIONS / name).glob("*")) if (REGRESSIONS / name).is_dir() else set()
         started = time.monotonic()
-        # interpreted: atheris sees branches of Python code only, not of the compiled pcap hot path
-        # (eventstore/native.py); the same sources, and every crash found is replayed compiled too
+        # interpreted: atheris sees branches of Python code only, not of the compiled pcap hot path or
+        # matcher (eventstore/native.py); the same sources, and every crash found is replayed compiled too
         proc = subprocess.run([sys.executable, "-m", "tests.fuzz", "--child", name, str(seconds), str(corpus), str(seed)],
                               capture_output=True, timeout=seconds + 120, cwd=Path(__file__).resolve().parents[2],
                               env={**os.environ, PURE_ENV: "1"})
