@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-import traceback
 from collections.abc import Iterable
 from typing import Any
 
@@ -208,6 +207,8 @@ def main() -> None:
         sys.exit(2)
     except (StoreError, ValueError, OSError) as exc:
         if debug:
+            import traceback  # only then: ~4 ms of imports (tokenize, linecache) on every command otherwise
+
             traceback.print_exc()
         # The message may quote the node ("[query_string]") or stored data: literal text, on one line.
         err_console.print(f"[red]{esc(error_label())}[/] {esc(error_text(exc))}", highlight=False, soft_wrap=True)
@@ -224,6 +225,8 @@ def main() -> None:
         if isinstance(exc, _classes(*EXITS)):
             sys.exit(getattr(exc, "exit_code", 0))
         if debug:
+            import traceback
+
             traceback.print_exc()
         err_console.print(f"[red]{esc(error_label())}[/] {esc(type(exc).__name__)}: {esc(error_text(exc))}", highlight=False)
         sys.exit(2)

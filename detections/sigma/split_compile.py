@@ -29,7 +29,6 @@ import os
 import re
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +95,8 @@ def compile_split(files: Files, key: str, pipeline: str, workers: int,
     parts = [g for g in groups(files, workers) if g]
     if len(parts) < 2:
         return None
-    import multiprocessing
+    import multiprocessing  # here, not at the top: a warm run never forks (~5 ms of imports)
+    from concurrent.futures import ProcessPoolExecutor
 
     try:
         with ProcessPoolExecutor(len(parts) - 1, mp_context=multiprocessing.get_context("fork")) as pool:
