@@ -46,6 +46,21 @@ STORE_HELP = "sqlite:///path.db or http(s)://host:9200 (default: $SOC_STORE, els
 StoreOption = typer.Option(None, "--store", help=STORE_HELP)
 
 
+def idle_cpus() -> int:
+    """CPUs this process may use that the load average does not already take (at least 1): the
+    default of the commands that fork workers (a worker on a CPU already taken only adds its
+    start-up to the run)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        busy = 0.0
+    return max(1, min(cpus, round(cpus - busy)))
+
+
 def use_store(url: str | None) -> Store:
     """Open the store named on this command (or globally, or by default)."""
     if url:

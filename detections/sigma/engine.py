@@ -155,6 +155,11 @@ def compile_ruleset(ruleset: RuleSet, pipeline: str = "ztsoc", *, consume: bool 
     )
 
 
+#: how a correlation dropped for a reference to an unusable rule is reported (the split compile
+#: recognises the problem by it)
+DANGLING = "references unusable rule(s): "
+
+
 def _drop_dangling(specs: list[CorrelationSpec], rules: Mapping[str, LoadedRule],
                    problems: list[RuleProblem]) -> list[CorrelationSpec]:
     keep = list(specs)
@@ -167,7 +172,7 @@ def _drop_dangling(specs: list[CorrelationSpec], rules: Mapping[str, LoadedRule]
                 keep.remove(spec)
                 r = rules.get(spec.key)
                 problems.append(RuleProblem(str(r.path) if r else "?", spec.key, "compile",
-                                            f"references unusable rule(s): {', '.join(missing)}"))
+                                            DANGLING + ", ".join(missing)))
                 if isinstance(rules, dict):
                     rules.pop(spec.key, None)
                 changed = True

@@ -25,7 +25,6 @@ Written here by hand: it is the merge of our own cache format, which no library 
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -34,28 +33,15 @@ from typing import Any
 
 import orjson
 
+from detections.sigma.engine import DANGLING
+
 #: below this many rule files a single process is done before a worker would pay for itself
 #: (forking, and each part's serialising and merging: ~0.1 s for SigmaHQ's Windows set)
 MIN_FILES = 400
 #: a document that is a correlation rule (Sigma's top-level ``correlation:`` key)
 _CORRELATION = re.compile(rb"^correlation\s*:", re.MULTILINE)
-#: the text of the problem ``engine._drop_dangling`` reports
-_DANGLING = "references unusable rule(s): "
 
 Files = Sequence[tuple[Path, bool]]
-
-
-def idle_cpus() -> int:
-    """CPUs this process may use that the load average does not already take (at least 1)."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    try:
-        busy = os.getloadavg()[0]
-    except (AttributeError, OSError):
-        busy = 0.0
-    return max(1, min(cpus, round(cpus - busy)))
 
 
 def groups(files: Files, count: int) -> list[list[tuple[Path, bool]]]:
@@ -121,7 +107,7 @@ def merge(docs: list[dict[str, Any]], order: dict[str, int]) -> dict[str, Any] |
                     return None  # the same name or id in two groups
         if any(p["stage"] == "resolve" for p in doc["load_problems"]):
             return None
-        if any(p["reason"].startswith(_DANGLING) for p in doc["problems"]):
+        if any(p["reason"].startswith(DANGLING) for p in doc["problems"]):
             return None
     # the rules in file order (a file is whole in one group, so its own order is kept)
     placed = sorted(((order[r["path"]], n, i) for n, doc in enumerate(docs) for i, r in enumerate(doc["rules"])))

@@ -11,7 +11,7 @@ from typing import Any
 import typer
 
 from locales import _, format_number
-from soc_cli.context import StoreOption, since_option, use_store
+from soc_cli.context import StoreOption, idle_cpus, since_option, use_store
 from soc_cli.errors import raised_text
 from soc_cli.output import console, emit_json, err_console, esc, safe
 
@@ -92,7 +92,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """One pass: every rule from its cursor (minus the look-back) to now, or from --since; alerts upserted."""
         from detections.runner import load_compiled, run_detections
-        from detections.sigma.split_compile import idle_cpus
         from eventstore.gc_pause import gc_paused
         from eventstore.timeutil import parse_duration
 

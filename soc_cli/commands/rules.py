@@ -22,8 +22,8 @@ def _load_set(rules: list[Path] | None, *, shipped: bool = True) -> Any:
     import gc
 
     from detections.sigma.cache import load_compiled_cached
-    from detections.sigma.split_compile import idle_cpus
     from eventstore.gc_pause import gc_paused
+    from soc_cli.context import idle_cpus
 
     with gc_paused():  # a cold compile of a large set shares the idle CPUs (this command has no threads)
         loaded = load_compiled_cached(tuple(rules or []), shipped=shipped, jobs=idle_cpus())

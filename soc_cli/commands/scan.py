@@ -22,7 +22,7 @@ from typing import Any
 import typer
 
 from locales import _, format_number
-from soc_cli.context import StoreOption, use_store
+from soc_cli.context import StoreOption, idle_cpus, use_store
 from soc_cli.labels import label
 from soc_cli.output import console, emit_doc, emit_json, emit_text, err_console, esc, safe, table
 
@@ -104,8 +104,6 @@ def _default_jobs(todo: list[Path]) -> int:
     """
     if sum(_size(p) for p in todo) < _PARALLEL_BYTES:
         return 1
-    from detections.sigma.split_compile import idle_cpus
-
     return idle_cpus()
 
 
@@ -130,7 +128,6 @@ def register(app: typer.Typer) -> None:
         from collectors.sniff import expand
         from detections.scan import LEVELS, Scanner
         from detections.sigma.cache import load_compiled_cached
-        from detections.sigma.split_compile import idle_cpus
         from eventstore.gc_pause import gc_paused
 
         if as_json:
