@@ -48,7 +48,16 @@ from eventstore.query import parse
 from eventstore.query.sqlite import TS_FIELD, Layout, WhereBuilder, json_path, register_functions
 from eventstore.query.values import ip_key
 from eventstore.schema import HOT_FIELDS, field_type
-from eventstore.sqlite_rows import Problems, careful_row, dumps, prepare_rows
+from eventstore.sqlite_rows import (
+    FULL,
+    Columns,
+    Problems,
+    Row,
+    careful_row,
+    dumps,
+    prepare_row_groups,
+    prepare_rows,
+)
 from eventstore.store import (
     ALERT_STATUS,
     AlertChange,
@@ -76,7 +85,7 @@ CHUNK = 100_000
 #: a chunk) cost 5-7 % less CPU a stored event than 5,000 (per-slice medians 0.92-0.95 in five
 #: interleaved runs of 1M bench events); 10,000 and 50,000 measured between the two
 STEP = 20_000
-#: rows per INSERT statement (see ``insert_rows``; 9 values a row, far below SQLite's
+#: rows per INSERT statement (see ``insert_rows``; at most 9 values a row, far below SQLite's
 #: 32,766 parameters; 50 to 200 measured alike; 250, 500, 1,000 and 3,640 no cheaper and
 #: mostly dearer, likely because their bound copies of the JSON outgrow the CPU caches)
 ROWS_PER_INSERT = 100
@@ -138,14 +147,17 @@ def _ddl(layout: Layout) -> list[str]:
     return stmts
 
 
-def insert_sql(layout: Layout, conflict: str = "IGNORE", rows: int = 1) -> str:
-    """The statement that stores ``rows`` rows of ``sqlite_rows`` (public for the ingest benchmark)."""
-    cols = ["event_id", "ts", *layout.hot.values(), "multi", "doc"]
+def insert_sql(layout: Layout, conflict: str = "IGNORE", rows: int = 1, columns: Columns = FULL) -> str:
+    """The statement that stores ``rows`` rows of ``sqlite_rows`` holding ``columns`` (public
+    for the ingest benchmark); the columns a row does not hold are left NULL."""
+    hot = list(layout.hot.values())
+    cols = ["event_id", "ts", *(hot if columns == FULL else [hot[i] for i in columns])]
+    cols += ["multi", "doc"] if columns == FULL else ["doc"]
     one = f"({', '.join('?' * len(cols))})"
     return f"INSERT OR {conflict} INTO {layout.table} ({', '.join(cols)}) VALUES {', '.join([one] * rows)}"
 
 
-def insert_rows(conn: sqlite3.Connection, layout: Layout, rows: list[tuple[Any, ...]]) -> None:
+def insert_rows(conn: sqlite3.Connection, layout: Layout, rows: list[Row], columns: Columns = FULL) -> None:
     """``rows`` stored ``ROWS_PER_INSERT`` to a statement (the rest by ``executemany``): each
     statement opens the table's and its indexes' cursors once for all its rows, where
     ``executemany`` opens them for every row (measured: ~25 % less CPU per event than one
@@ -153,14 +165,14 @@ def insert_rows(conn: sqlite3.Connection, layout: Layout, rows: list[tuple[Any, 
     with ``INSERT OR IGNORE`` the first of two rows with one id is the one stored."""
     full = len(rows) - len(rows) % ROWS_PER_INSERT
     if full:
-        many = insert_sql(layout, rows=ROWS_PER_INSERT)
+        many = insert_sql(layout, rows=ROWS_PER_INSERT, columns=columns)
         for start in range(0, full, ROWS_PER_INSERT):
             params: list[Any] = []
             for row in rows[start : start + ROWS_PER_INSERT]:
                 params += row  # a third of the time of a chain over the rows (its iterator per value)
             conn.execute(many, params)
     if full < len(rows):
-        conn.executemany(insert_sql(layout), rows[full:])
+        conn.executemany(insert_sql(layout, columns=columns), rows[full:])
 
 
 def _project(doc: Doc, fields: Sequence[str] | None) -> Doc:
@@ -230,6 +242,25 @@ def _translated(method: Callable[..., Any]) -> Callable[..., Any]:
         except (sqlite3.DatabaseError, orjson.JSONDecodeError) as exc:
             raise self._store_error(exc) from exc
     return wrapper
+
+
+def _row_groups(docs: list[Any], errors: Problems, at: int) -> dict[Columns, list[Row]]:
+    """The step's rows, grouped by the columns they hold (``sqlite_rows.prepare_row_groups``),
+    each group stored by its own statements, so no NULL is ever bound.
+
+    Groups go to SQLite one after the other, so within a step rowids follow the groups, not
+    the documents (every read orders by time and id, never by rowid). When an id is in the
+    step twice, the first document's row must be the one stored (``INSERT OR IGNORE`` keeps
+    the first it meets, as Elasticsearch's ``create`` does): such a step is made again as
+    whole rows in the documents' order."""
+    mark = len(errors)
+    groups = prepare_row_groups(docs, EVENTS, errors, at)
+    if len(groups) > 1:
+        count = sum(map(len, groups.values()))
+        if len({row[0] for rows in groups.values() for row in rows}) != count:
+            del errors[mark:]
+            groups = {FULL: prepare_rows(docs, EVENTS, errors, at)}
+    return groups
 
 
 class SQLiteStore:
@@ -414,19 +445,21 @@ class SQLiteStore:
                 docs = chunk[start : start + STEP]
                 at = position + start
                 if checked:
-                    rows = [r for i, doc in enumerate(docs, at) if (r := careful_row(doc, i, hot, errors))]
+                    groups = {FULL: [r for i, doc in enumerate(docs, at) if (r := careful_row(doc, i, hot, errors))]}
                 else:
-                    rows = prepare_rows(docs, EVENTS, errors, at)
+                    groups = _row_groups(docs, errors, at)
                 before = conn.total_changes
                 try:
-                    insert_rows(conn, EVENTS, rows)
+                    for columns, rows in groups.items():
+                        insert_rows(conn, EVENTS, rows, columns)
                 except (sqlite3.InterfaceError, sqlite3.ProgrammingError, OverflowError, TypeError) as exc:
                     if checked:
                         raise
                     raise _Unbindable from exc
                 changed = conn.total_changes - before
                 written += changed
-                duplicates += len(rows) - changed  # every row has its time: only ids already stored are left
+                # every row has its time: only ids already stored are left
+                duplicates += sum(map(len, groups.values())) - changed
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:  # SQLite already rolled back on SQLITE_FULL: keep ITS error, not ours

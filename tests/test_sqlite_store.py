@@ -145,7 +145,7 @@ def test_unbindable_row_redoes_the_batch_checked(sqlite_store: SQLiteStore, monk
 def test_steps_of_the_real_size_store_what_one_statement_would(sqlite_store: SQLiteStore) -> None:
     """A batch over two steps at the real ``STEP``: a duplicate across the step boundary keeps
     the first row, a refused document in the second step is reported once, every stored row is
-    the careful one (rowids in the batch's order)."""
+    the careful one."""
     from eventstore.sqlite_rows import careful_row
     from eventstore.sqlite_store import STEP, insert_sql
 
@@ -159,10 +159,28 @@ def test_steps_of_the_real_size_store_what_one_statement_would(sqlite_store: SQL
         plain.init()
         rows = [r for i, doc in enumerate(batch) if (r := careful_row(doc, i, tuple(EVENTS.hot), []))]
         plain._conn.executemany(insert_sql(EVENTS), rows)
-        table = "SELECT * FROM events ORDER BY rowid"
+        table = "SELECT * FROM events ORDER BY event_id"
         assert sqlite_store._conn.execute(table).fetchall() == plain._conn.execute(table).fetchall()
     finally:
         plain.close()
+
+
+def test_an_id_twice_in_a_step_keeps_the_first_document(sqlite_store: SQLiteStore) -> None:
+    """Rows go to SQLite grouped by the columns they hold; when an id is in two groups of one
+    step, the first document is still the one stored (as Elasticsearch's ``create`` keeps it),
+    whichever group it is in, and the step's errors are reported once."""
+    kept = ev(7, **{"event.dataset": "kept"})
+    again = ev(7, **{"user.name": "again"})  # the same id with user.name: another group, met first
+    batch: list[Any] = [ev(2, **{"user.name": "u"}), kept, ev(1), {"event.id": "x"}, again, ev(3)]
+    res = sqlite_store.write_events(batch)
+    assert (res.written, res.duplicates, res.errors) == (4, 1, [("x", "missing @timestamp")])
+    stored = sqlite_store.get_event("e00007")
+    assert stored is not None and "user.name" not in stored and stored["event.dataset"] == "kept"
+    batch = [ev(9), ev(8, **{"user.name": "kept"}), ev(8, **{"event.dataset": "again"})]
+    res = sqlite_store.write_events(batch)
+    assert (res.written, res.duplicates, res.errors) == (2, 1, [])
+    assert sqlite_store.get_event("e00008")["user.name"] == "kept"  # type: ignore[index]
+    assert sqlite_store.count("user.name:kept") == 1 and sqlite_store.count("user.name:again") == 0
 
 
 def test_prepare_rows_is_what_is_stored() -> None:
