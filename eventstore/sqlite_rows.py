@@ -146,9 +146,9 @@ def _split_multi(hot: tuple[str, ...], values: list[Any]) -> tuple[list[Any], st
 
 #: values a hot column takes as they are (a list needs ``multi``: the careful way)
 _HOT_TYPES: frozenset[type] = frozenset({str, int, float, bool, type(None)})
-#: shapes learnt per table layout (each compiles one small function, ~0.1 ms); past this,
-#: new shapes go the careful way: a hostile stream of ever-new keys costs neither memory
-#: nor more time than the careful way
+#: shapes learnt per table layout (each makes one small function: ~0.55 ms when its source
+#: is new, see ``_CODE``); past this, new shapes go the careful way: a hostile stream of
+#: ever-new keys costs neither memory nor more time than the careful way
 MAX_SHAPES = 2048
 #: the fast way's encoding refuses ints past 53 bits (the careful way takes them): every
 #: int it lets through fits a long, a hot column and a time, with no look
@@ -241,9 +241,22 @@ def _shape(keys: tuple[Any, ...], names: list[str], types: tuple[type, ...], hot
     values = "".join(f"{local[hot[i]]}, " for i in columns)
     lines += [f"        return ({id_}, {ts}, {values}text.decode())", "    return row"]
     source = "\n".join(lines) + "\n"
+    code = _CODE.get(source)
+    if code is None:
+        code = compile(source, "<sqlite_rows shape>", "exec")
+        if len(_CODE) >= MAX_SHAPES:
+            _CODE.clear()
+        _CODE[source] = code
     namespace: dict[str, Any] = {}
-    exec(source, {}, namespace)  # the source holds local names and positions only
+    exec(code, {}, namespace)  # the source holds local names and positions only
     return _Shape(row=namespace["make"](*scope.values()), looked_at=itemgetter(*names), columns=columns)
+
+
+#: compiled shape sources by their text. The text holds positions, never names or types (those
+#: are the ``make`` arguments), so shapes with other field names often share one: SigmaHQ's and
+#: the attack samples' 479 EVTX files learn 153 shapes from 20 sources. Compiling was ~0.55 ms a
+#: shape, 70 % of making the rows of those 8,493 events. Bounded like the shapes.
+_CODE: dict[str, Any] = {}
 
 
 _SHAPES: dict[tuple[str, ...], dict[Any, _Shape]] = {}

@@ -238,6 +238,27 @@ def test_the_shape_cache_is_bounded() -> None:
             assert prepare_rows(docs[:10], EVENTS, []) == careful[:10]
 
 
+def test_shapes_of_one_structure_share_their_compiled_code() -> None:
+    """Compiling a shape's source was most of learning it; shapes whose fields have other
+    names but the same kinds and positions (EVTX events of two providers) share one compiled
+    source and still make each its own rows. The compiled sources are bounded too."""
+    a = {"@timestamp": "2024-05-01T10:00:00.000Z", "event.id": "a", "user.name": "u", "winlog.event_data.A": "x"}
+    b = {"@timestamp": "2024-05-01T10:00:01.500Z", "event.id": "b", "user.name": "v", "winlog.event_data.B": "y"}
+    c = {"@timestamp": "2024-05-01T10:00:02.000Z", "event.id": "c", "host.name": "h", "winlog.event_data.C": "z"}
+    d = {"@timestamp": "2024-05-01T10:00:03.000Z", "event.id": "d", "source.ip": "10.0.0.1", "winlog.event_data.D": "w"}
+    with patch.dict(_SHAPES, {}, clear=True), patch.dict(sqlite_rows._CODE, {}, clear=True):
+        batch = [a, b, c, d]
+        assert prepare_rows(batch, EVENTS, []) == [careful_row(doc, i, HOT, []) for i, doc in enumerate(batch)]
+        assert len(_SHAPES[HOT]) == 4
+        # c fills another hot column (the shape knows which), d holds an address to check
+        assert len(sqlite_rows._CODE) == 2
+    full = {f"source {i}": None for i in range(3)}  # what another layout's shapes left, at the bound
+    with patch.object(sqlite_rows, "MAX_SHAPES", 3), patch.dict(_SHAPES, {}, clear=True), \
+            patch.dict(sqlite_rows._CODE, full, clear=True):
+        assert prepare_rows([a], EVENTS, []) == [careful_row(a, 0, HOT, [])]
+        assert list(sqlite_rows._CODE.values()) != [None] and len(sqlite_rows._CODE) == 1
+
+
 def test_other_types_under_the_same_keys() -> None:
     """The same keys holding another type in a field the row looks at (a port as text, a time
     as epoch millis, an address missing) are another shape, learnt beside the first: every
