@@ -48,11 +48,13 @@ def generate_evtx(path: Path, n: int) -> Path:
 
 
 READER_ARGS = {"syslog": ["--tz", "UTC", "--year", "2026"], "evtx": []}
+#: events per write and checkpoint of the ingest under test: many small batches, many places to land
+BATCH = 500
 
 
 def start(url: str, reader: str, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "soc_cli.main", "--store", url, "ingest", reader, str(log),
-                             *READER_ARGS[reader], "--batch-size", "500", "--json"],
+                             *READER_ARGS[reader], "--batch-size", str(BATCH), "--json"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
 
 
@@ -91,6 +93,15 @@ def test_kill_9_at_random_points_loses_and_doubles_nothing(store: Store, tmp_pat
         size, exit_code = lines, 0
     clean_url = f"sqlite:///{tmp_path / 'clean.db'}"
     clean = start(clean_url, reader, log)
+    # how long a batch takes here, from the clean run's first checkpoint to its end: the delay
+    # after a kill point stays within one batch, so the kill lands mid-run however fast ingest is
+    # (a fixed 0.15 s outlasted the last batches of a 12,000-line log once writes got faster)
+    first, deadline = None, time.monotonic() + 300
+    while clean.poll() is None and time.monotonic() < deadline:
+        if first is None and progress(clean_url) > 0:
+            first = time.monotonic()
+        time.sleep(0.01)
+    batch_seconds = (time.monotonic() - first) / max(1, -(-lines // BATCH) - 1) if first is not None else 0.0
     assert clean.wait(timeout=300) == exit_code
     reference = open_store(clean_url)
     try:
@@ -100,14 +111,14 @@ def test_kill_9_at_random_points_loses_and_doubles_nothing(store: Store, tmp_pat
     assert len(expected) == lines
 
     rng = random.Random(int.from_bytes(os.urandom(4), "big"))
-    points = sorted(rng.uniform(0.05, 0.9) for _ in range(4))
+    points = sorted(rng.uniform(0.05, 0.85) for _ in range(4))
     url, kills, seen = store.url, 0, []
     for point in points:
         proc = start(url, reader, log)
         deadline = time.monotonic() + 240
         while proc.poll() is None and progress(url) < point * size and time.monotonic() < deadline:
             time.sleep(0.02)
-        time.sleep(rng.uniform(0, 0.15))  # land anywhere: between a write and its checkpoint too
+        time.sleep(rng.uniform(0, batch_seconds))  # land anywhere: between a write and its checkpoint too
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             kills += 1
