@@ -151,8 +151,10 @@ def insert_sql(layout: Layout, conflict: str = "IGNORE", rows: int = 1, columns:
     """The statement that stores ``rows`` rows of ``sqlite_rows`` holding ``columns`` (public
     for the ingest benchmark); the columns a row does not hold are left NULL."""
     hot = list(layout.hot.values())
-    cols = ["event_id", "ts", *(hot if columns == FULL else [hot[i] for i in columns])]
-    cols += ["multi", "doc"] if columns == FULL else ["doc"]
+    if columns == FULL:
+        cols = ["event_id", "ts", *hot, "multi", "doc"]
+    else:
+        cols = ["event_id", "ts", *(hot[i] for i in columns), "doc"]
     one = f"({', '.join('?' * len(cols))})"
     return f"INSERT OR {conflict} INTO {layout.table} ({', '.join(cols)}) VALUES {', '.join([one] * rows)}"
 

@@ -8,6 +8,7 @@ delay) so that every kill lands mid-run, between or inside batch writes.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import signal
@@ -101,7 +102,7 @@ def test_kill_9_at_random_points_loses_and_doubles_nothing(store: Store, tmp_pat
         if first is None and progress(clean_url) > 0:
             first = time.monotonic()
         time.sleep(0.01)
-    batch_seconds = (time.monotonic() - first) / max(1, -(-lines // BATCH) - 1) if first is not None else 0.0
+    batch_seconds = (time.monotonic() - first) / max(1, math.ceil(lines / BATCH) - 1) if first is not None else 0.0
     assert clean.wait(timeout=300) == exit_code
     reference = open_store(clean_url)
     try:
