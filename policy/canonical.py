@@ -17,7 +17,9 @@ The rules (README "The request the PDP decides"):
   backslash, ``;``, ``#`` and control or invisible (format) characters; a path that Unicode
   NFKC normalisation would change (fullwidth solidus U+FF0F, fullwidth letters, ligatures)
   is refused; repeated slashes collapse; ``.`` and ``..`` segments are resolved (never above
-  ``/``); a segment ending in a dot or a space, or starting with a space (``/admin./x``,
+  ``/``), but only on a front that hands the service the resolved path (``FrontConfig.resolve``,
+  the ASGI middleware): a proxy front forwards the target as sent, so there a path that
+  resolving would change is refused (see ``canonical_path``); a segment ending in a dot or a space, or starting with a space (``/admin./x``,
   ``/admin%20/x``, which Windows-style servers strip), is refused; a trailing ``/`` is kept.
   Case is kept: deny rules match paths case-insensitively and allow rules exactly
   (``policy.compiler``), so ``/ADMIN/x`` can be caught by a deny and never let in by an
@@ -48,14 +50,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote_to_bytes
+from urllib.parse import quote, unquote_to_bytes
 
 from policy.request import Request
 
 MAX_PATH = 8192
 MAX_PEERS = 65536
 MAX_REMEMBERED = 8192
-_PATHS: dict[str, str] = {}
+_PATHS: dict[str, tuple[str, bool]] = {}
 _IPS: dict[str, str] = {}
 MAX_METHOD = 32
 STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"})
@@ -143,24 +145,45 @@ def _check_characters(path: str, shown: str) -> None:
                       "characters some servers fold)")
 
 
-def canonical_path(target: Any) -> str:
+def canonical_path(target: Any, *, resolve: bool = True) -> str:
     """The path a policy matches (query dropped, decoded, dot segments resolved), or ``Refused``.
+
+    ``resolve=False`` is for a front that cannot change what the service receives (a proxy's
+    ext_authz / auth_request / forward-auth call: the upstream gets the target the proxy has,
+    as sent): a path with ``.`` or ``..`` segments or repeated slashes is refused there,
+    since the service may resolve them differently (Starlette and many routers keep
+    ``/admin/../public/x`` as it is and route it under ``/admin``), and a decision on the
+    resolved path would then be about another resource than the one served. Percent-decoding
+    is not such a change: it is done once, strictly, the way every server decodes.
 
     Idempotent: ``canonical_path(canonical_path(p)) == canonical_path(p)``, so the engine may
     apply it to a request a front already canonicalised. Recent answers are remembered
     (bounded: targets are attacker-chosen, the table is emptied when full).
     """
     hit = _PATHS.get(target) if isinstance(target, str) else None
-    if hit is not None:
-        return hit
-    canon = _canonical_path(target)
-    if len(_PATHS) >= MAX_REMEMBERED:
-        _PATHS.clear()
-    _PATHS[target] = canon
+    if hit is None:
+        hit = _canonical_path(target)
+        if len(_PATHS) >= MAX_REMEMBERED:
+            _PATHS.clear()
+        _PATHS[target] = hit
+    canon, resolved = hit
+    if resolved and not resolve:
+        raise Refused(f"path {target.split('?', 1)[0][:120]!r} has '.' or '..' segments or repeated slashes, which "
+                      f"the service receiving it may resolve differently: refused, not decided as {canon[:120]!r}")
     return canon
 
 
-def _canonical_path(target: Any) -> str:
+_SERVED_SAFE = "/:@!$&'()*+,=-._~"
+
+
+def served_path(path: str) -> bytes:
+    """A canonical path as request-target bytes (``raw_path``): percent-encoded UTF-8 that decodes
+    back to exactly ``path``, for a front that hands the service the path it decided."""
+    return quote(path, safe=_SERVED_SAFE).encode("ascii")
+
+
+def _canonical_path(target: Any) -> tuple[str, bool]:
+    """The canonical path, and whether resolving dot segments or repeated slashes changed it."""
     if not isinstance(target, str) or not target:
         raise Refused("path must be a non-empty string", 400)
     if len(target) > MAX_PATH:
@@ -170,17 +193,20 @@ def _canonical_path(target: Any) -> str:
     if not path.startswith("/"):
         raise Refused(f"path {shown!r} does not start with '/'")
     if _PLAIN.fullmatch(path) is not None:
-        return path  # the common case: nothing to decode, no dot segment, no odd character
+        return path, False  # the common case: nothing to decode, no dot segment, no odd character
     _check_characters(path, shown)
     decoded = _percent_decode(path) if "%" in path else path
     if decoded != path:
         _check_characters(decoded, shown)
     out: list[str] = []
     segments = decoded.split("/")[1:]
-    for seg in segments:
+    resolved = False
+    for i, seg in enumerate(segments):
         if seg in ("", "."):
+            resolved = resolved or seg == "." or i != len(segments) - 1  # a trailing '/' is kept as sent
             continue
         if seg == "..":
+            resolved = True
             if out:
                 out.pop()
             continue
@@ -190,7 +216,7 @@ def _canonical_path(target: Any) -> str:
         out.append(seg)
     last = segments[-1] if segments else ""
     trailing = "/" if out and last in ("", ".", "..") else ""
-    return "/" + "/".join(out) + trailing
+    return "/" + "/".join(out) + trailing, resolved
 
 
 # -- proxies and fronts ---------------------------------------------------------------------
@@ -238,6 +264,10 @@ class FrontConfig:
     proxies: tuple[TrustedProxy, ...] = ()
     #: The destination service, when this listener decides for one service only.
     service: str | None = None
+    #: Resolve ``.``/``..`` segments and repeated slashes instead of refusing them. Only for a
+    #: front that hands the service the path it decided (``policy.asgi`` rewrites the scope);
+    #: a proxy forwards the target as sent, so resolving there would decide another path.
+    resolve: bool = False
     _peers: dict[str, TrustedProxy | None] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def proxy_for(self, peer: str | None) -> TrustedProxy | None:
@@ -418,7 +448,7 @@ def canonical_request(http: HttpRequest, front: FrontConfig) -> Request:
     return Request(
         service=destination_service(http, front, proxy),
         method=canonical_method(method),
-        path=canonical_path(target),
+        path=canonical_path(target, resolve=front.resolve),
         token=bearer_token(http),
         source_ip=client_address(http, proxy),
     )
@@ -512,5 +542,5 @@ def load_front_config(trust_file: str | Path | None, *, service: str | None = No
 __all__ = [
     "FrontConfig", "HttpRequest", "Refused", "TrustedProxy", "bearer_token", "canonical_method", "canonical_path",
     "canonical_request", "client_address", "destination_service", "load_front_config", "proxies_from_config",
-    "refused_request", "wire_text",
+    "refused_request", "served_path", "wire_text",
 ]

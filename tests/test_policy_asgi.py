@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import MutableMapping
+import json
+import socket
+from collections.abc import Iterator, MutableMapping
 from typing import Any
+from urllib.parse import unquote
 
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from policy_tokens import svid, user_token, verifier
 
 from policy.asgi import PolicyMiddleware
+from policy.canonical import canonical_path
 from policy.engine import Engine
 from policy.language import policy_set_from_text
 from policy.risk import StaticRisk
@@ -104,3 +111,115 @@ def test_forwarded_for_only_from_a_trusted_proxy() -> None:
     office = {"x-forwarded-for": "10.20.3.4"}
     assert run(mw, "PUT", "/records/1", office, client="10.0.0.7")[0] == 200  # the proxy says so
     assert run(mw, "PUT", "/records/1", office, client="192.0.2.9")[0] == 403  # a client says so
+
+
+# -- through real uvicorn and a real Starlette app: the app serves exactly what was decided ---------
+SERVED_POLICY = """\
+apiVersion: ztsoc/v1
+kind: Policy
+name: s
+rules:
+  - name: admin-deny
+    effect: deny
+    destination: {services: [records], paths: ["/admin/..."]}
+  - name: public-read
+    effect: allow
+    destination: {services: [records], methods: [GET], paths: ["/public/**", "/public/", "/public"]}
+"""
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[int]:
+    """uvicorn (httptools) running a Starlette app behind the middleware; the app echoes what it routed on."""
+    import threading
+    import time
+
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request as StarletteRequest
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    def echo(area: str) -> Any:
+        async def endpoint(request: StarletteRequest) -> JSONResponse:
+            decision = request.scope["state"]["ztsoc"]["decision"]
+            return JSONResponse({"area": area, "path": request.scope["path"],
+                                 "raw_path": request.scope["raw_path"].decode("latin-1"),
+                                 "decision_id": decision.decision_id})
+        return endpoint
+
+    app = Starlette(routes=[Route("/admin/{rest:path}", echo("admin")), Route("/public/{rest:path}", echo("public")),
+                            Route("/public", echo("public"))])
+    sink = _Decided()
+    engine = Engine.from_policy_set(policy_set_from_text(SERVED_POLICY), risk=StaticRisk(), sink=sink)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(PolicyMiddleware(app, engine, service="records"), host="127.0.0.1",
+                                           port=port, http="httptools", lifespan="off", log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started
+    _SINKS[port] = sink
+    yield port
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+class _Decided:
+    def __init__(self) -> None:
+        self.paths: dict[str, str] = {}
+
+    def submit(self, request: Any, decision: Any) -> None:
+        self.paths[decision.decision_id] = request.path
+
+
+_SINKS: dict[int, _Decided] = {}
+
+
+def _get(port: int, target: bytes) -> tuple[int, dict[str, str], bytes]:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: records\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+@pytest.mark.parametrize(("target", "status", "area"), [
+    (b"/admin/x", 403, None), (b"/public/x", 200, "public"),
+    (b"/admin/../public/x", 200, "public"), (b"/admin/%2e%2e/public/x", 200, "public"),
+    (b"/admin/.%2E/public//x", 200, "public"), (b"/public/../admin/x", 403, None),
+    (b"/public/%2e%2e/admin/x", 403, None), (b"//admin/x", 403, None),
+])
+def test_the_app_serves_the_path_that_was_decided(served: int, target: bytes, status: int, area: str | None) -> None:
+    code, _, body = _get(served, target)
+    assert code == status, (target, body)
+    if status != 200:
+        assert b"area" not in body
+        return
+    echo = json.loads(body)
+    decided = _SINKS[served].paths[echo["decision_id"]]
+    assert echo["area"] == area and echo["path"] == decided == canonical_path(target.decode())
+    assert unquote(echo["raw_path"]) == decided
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(["admin", "public", "x", "..", ".", "", "%2e%2e", "%2E", ".%2e", "caf%C3%A9",
+                                 "a%20b", "%61dmin"]), min_size=1, max_size=6))
+def test_generated_targets_are_served_as_decided(served: int, segments: list[str]) -> None:
+    target = ("/" + "/".join(segments)).encode()
+    code, _, body = _get(served, target)
+    if code != 200:
+        assert code in (400, 403, 404) and b'"area"' not in body
+        return
+    echo = json.loads(body)
+    decided = _SINKS[served].paths[echo["decision_id"]]
+    assert echo["path"] == decided and unquote(echo["raw_path"]) == decided
+    assert echo["area"] == "public" and not decided.casefold().startswith("/admin")

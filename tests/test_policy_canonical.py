@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -92,10 +93,10 @@ def http(headers: list[tuple[str, str]], peer: str = "10.0.0.5", method: str = "
 
 def test_trusted_proxy_headers_are_believed_from_the_proxy_only() -> None:
     sent = [("x-ztsoc-service", "records"), ("x-forwarded-for", "6.6.6.6, 203.0.113.7, 10.0.0.9"),
-            ("x-original-method", "PUT"), ("x-original-uri", "/records/../admin?q=1"), ("authorization", "Bearer a.b.c")]
+            ("x-original-method", "PUT"), ("x-original-uri", "/records/%61dmin?q=1"), ("authorization", "Bearer a.b.c")]
     req = canonical_request(http(sent, peer="10.0.4.4"), FRONT)
     assert (req.service, req.method, req.path, req.source_ip, req.token) == \
-        ("records", "PUT", "/admin", "203.0.113.7", "a.b.c")
+        ("records", "PUT", "/records/admin", "203.0.113.7", "a.b.c")
     # The same headers from a client: none believed, and no service can be named by it.
     with pytest.raises(Refused, match="no destination service"):
         canonical_request(http(sent, peer="198.51.100.4"), FRONT)
@@ -168,11 +169,13 @@ def test_proxy_configuration_is_checked(tmp_path: object) -> None:
                     "    service_header: X-Ztsoc-Service\n    original_uri: X-Original-URI\n")
     front = load_front_config(good, service=None)
     assert front.proxies[0].client_address == "x-forwarded-for" and front.proxies[0].original_uri == "x-original-uri"
-    for bad, why in [({"addresses": ["10.0.0.300/8"]}, "bad address"), ({}, "addresses"),
-                     ({"addresses": ["::1/128"], "client_address": "x-real-ip"}, "client_address must be"),
-                     ({"addresses": ["::1/128"], "hops": 0}, "hops"),
-                     ({"addresses": ["::1/128"], "service_headr": "x"}, "unknown key"),
-                     ({"addresses": ["::1/128"], "service_header": "a b"}, "header name")]:
+    bad_entries: list[tuple[dict[str, Any], str]] = [
+        ({"addresses": ["10.0.0.300/8"]}, "bad address"), ({}, "addresses"),
+        ({"addresses": ["::1/128"], "client_address": "x-real-ip"}, "client_address must be"),
+        ({"addresses": ["::1/128"], "hops": 0}, "hops"),
+        ({"addresses": ["::1/128"], "service_headr": "x"}, "unknown key"),
+        ({"addresses": ["::1/128"], "service_header": "a b"}, "header name")]
+    for bad, why in bad_entries:
         with pytest.raises(ValueError, match=why):
             proxies_from_config([bad])
 
@@ -219,3 +222,22 @@ def test_fuzz_canonical_request_refuses_or_returns_canonical(method: str, target
     assert canonical_method(req.method) == req.method and canonical_path(req.path) == req.path
     assert req.service and (req.source_ip is None or ipaddress.ip_address(req.source_ip))
     assert req.token is None or "," not in req.token
+
+
+@pytest.mark.parametrize(("target", "canon"), [
+    ("/admin/../public/x", "/public/x"), ("/admin/%2e%2e/public/x", "/public/x"), ("/public/./x", "/public/x"),
+    ("//admin", "/admin"), ("/public//x", "/public/x"), ("/a/.", "/a/"), ("/..", "/"),
+])
+def test_a_proxy_front_refuses_what_it_would_resolve(target: str, canon: str) -> None:
+    """A proxy forwards the target as sent: deciding on the resolved path would decide another resource."""
+    proxy_front = FrontConfig(service="s")
+    with pytest.raises(Refused, match=r"'\.' or '\.\.' segments or repeated slashes") as info:
+        canonical_request(http([], target=target), proxy_front)
+    assert info.value.status == 403
+    # A front that hands the service the decided path (policy.asgi) resolves instead.
+    assert canonical_request(http([], target=target), FrontConfig(service="s", resolve=True)).path == canon
+
+
+@pytest.mark.parametrize("target", ["/", "/a/b/", "/%61dmin", "/caf%C3%A9/x", "/a%20b", "/.well-known/x?q=/../"])
+def test_a_proxy_front_decides_what_needs_no_resolving(target: str) -> None:
+    assert canonical_request(http([], target=target), FrontConfig(service="s")).path == canonical_path(target)

@@ -356,7 +356,12 @@ HOSTILE_CASES = [
     ("fullwidth solidus", "GET", "/admin%EF%BC%8Fx", [], CLEAN, "NFKC"),
     ("bare prefix", "GET", "/admin", [], CLEAN, "h/no-admin"),
     ("escaped letter", "GET", "/%61dmin/x", [], CLEAN, "h/no-admin"),
-    ("dot segments", "GET", "/public/../admin/x", [], CLEAN, "h/no-admin"),
+    # nginx forwards the target as sent (proxy_pass without a URI): a path that resolving would
+    # change is refused, never decided as the resolved path (the upstream may route it unresolved).
+    ("dot segments", "GET", "/public/../admin/x", [], CLEAN, "'.' or '..' segments"),
+    ("dot segments into an allowed path", "GET", "/admin/../public/x", [], CLEAN, "'.' or '..' segments"),
+    ("escaped dot segments", "GET", "/admin/%2e%2e/public/x", [], CLEAN, "'.' or '..' segments"),
+    ("repeated slashes", "GET", "/public//x", [], CLEAN, "repeated slashes"),
     ("encoded slash", "GET", "/public/..%2Fadmin/x", [], CLEAN, "encodes '/'"),
     ("path parameter", "GET", "/admin;v=1/x", [], CLEAN, "path parameters"),
     # 9: a padded signature.
