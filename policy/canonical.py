@@ -371,9 +371,14 @@ def _forwarded_for(element: str) -> str:
 
 
 def client_address(http: HttpRequest, proxy: TrustedProxy | None) -> str | None:
-    """The source address: the peer, or what the trusted proxy ``proxy`` says (``Refused`` if unusable)."""
+    """The source address: the peer, or what the trusted proxy ``proxy`` says (``Refused`` if unusable).
+
+    Always an address ``_parse_ip`` accepted, in its one text form, or ``None`` (unknown: a
+    peer that is not an IP address, a Unix socket): rules that need the address then fail
+    closed (``policy.compiler``), and the decision log never records a non-address.
+    """
     if proxy is None or proxy.client_address == "peer":
-        return http.peer
+        return _parse_ip(http.peer) if http.peer else None
     how = proxy.client_address
     if how == "reported":
         value = http.reported_source or ""
@@ -462,7 +467,7 @@ def refused_request(http: HttpRequest, front: FrontConfig) -> Request:
     the listener's service. Method and path are logged as received, truncated.
     """
     proxy = front.proxy_for(http.peer)
-    source, service = http.peer, front.service or ""
+    source, service = _parse_ip(http.peer) if http.peer else None, front.service or ""
     try:
         source = client_address(http, proxy)
         service = destination_service(http, front, proxy)

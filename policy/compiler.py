@@ -58,11 +58,15 @@ def _names_check(values: tuple[str, ...], attr: str) -> Check:
 
 
 def _ip_check(ranges: tuple[str, ...]) -> Check:
+    """An unknown source address (none, or not an address) is unknown, not "outside the ranges":
+    a deny rule naming ranges then fails closed, an allow rule is not applied."""
     nets = [ipaddress.ip_network(r, strict=False) for r in ranges]
 
     def check(req: Request) -> CheckResult:
         ip = req.ip()
-        return ip is not None and any(ip.version == n.version and ip in n for n in nets)
+        if ip is None:
+            return "the source address is unknown"
+        return any(ip.version == n.version and ip in n for n in nets)
     return check
 
 

@@ -38,6 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from policy.canonical import HttpRequest, wire_text
 from policy.protos import envoy_ext_authz_pb2 as pb
@@ -61,15 +62,25 @@ _OVERWRITE = pb.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 
 
 def grpc_peer_address(peer: str | None) -> str | None:
-    """``ipv4:127.0.0.1:5555`` / ``ipv6:[::1]:5555`` (gRPC's peer string) -> the address."""
+    """The address in gRPC's peer string, or ``None`` (unknown) when it names none.
+
+    gRPC reports ``ipv4:127.0.0.1:5555`` and ``ipv6:[::1]:5555``, percent-encoding the brackets
+    (``ipv6:%5B::1%5D:5555``, gRPC 1.5x and later): decoded once here. ``unix:``,
+    ``unix-abstract:``, ``vsock:`` and anything else carry no IP address. What is returned is
+    still only text: ``policy.canonical`` parses it (the one place addresses are parsed), and a
+    peer it cannot parse is an unknown source, never a ``source.ip``.
+    """
     if not peer:
         return None
-    kind, _, rest = peer.partition(":")
+    kind, _, rest = unquote(peer).partition(":")
     if kind == "ipv4":
-        return rest.rsplit(":", 1)[0]
+        host, sep, _port = rest.rpartition(":")
+        return host if sep else rest
     if kind == "ipv6":
-        host = rest.rsplit(":", 1)[0] if "]" in rest else rest
-        return host.strip("[]")
+        if rest.startswith("["):
+            end = rest.find("]")
+            return rest[1:end] if end > 0 and rest[end + 1:end + 2] in ("", ":") else None
+        return rest  # no brackets: no port either
     return None
 
 

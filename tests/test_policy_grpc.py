@@ -11,6 +11,7 @@ request with the same fields.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import os
 import random
@@ -512,3 +513,134 @@ def test_serve_refuses_half_a_tls_configuration(tmp_path: Path) -> None:
                           str(tmp_path / "p"), "--port", "0", "--grpc-port", "0", "--no-log", "--no-watch",
                           "--grpc-tls-cert", str(tmp_path / "x.pem")], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "--grpc-tls-key" in out.stderr and "ztsoc PDP" not in out.stderr
+
+
+# -- the gRPC peer, parsed as the HTTP front's peer is (IPv6 loopback) -----------------------------
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+PEER_POLICY = """\
+apiVersion: ztsoc/v1
+kind: Policy
+name: p
+rules:
+  - name: block-loopback6
+    effect: deny
+    source: {ip_ranges: ["::1/128"]}
+    destination: {services: [records], paths: ["/blocked/**"]}
+  - name: loopback6-only
+    effect: allow
+    source: {ip_ranges: ["::1/128"]}
+    destination: {services: [records], methods: [GET], paths: ["/mine/**"]}
+  - name: block-v4
+    effect: deny
+    source: {ip_ranges: ["127.0.0.0/8"]}
+    destination: {services: [records], paths: ["/v4/**"]}
+  - name: open
+    effect: allow
+    destination: {services: [records], methods: [GET]}
+"""
+
+
+@pytest.mark.parametrize(("peer", "address"), [
+    ("ipv6:%5B::1%5D:40686", "::1"), ("ipv6:[::1]:40686", "::1"), ("ipv6:%5B2001:db8::7%5D:1", "2001:db8::7"),
+    ("ipv4:127.0.0.1:9", "127.0.0.1"),
+    ("unix:/run/envoy.sock", None), ("unix-abstract:x", None), ("ipv6:%5Bfe80::1%25eth0%5D:1", None),
+    ("ipv6:%5B::1%5Dx", None), ("junk", None), ("", None),
+])
+def test_grpc_peers_become_an_address_or_unknown(peer: str, address: str | None) -> None:
+    """gRPC percent-encodes the brackets of an IPv6 peer; what is not an address is unknown, never a source.ip."""
+    from policy.canonical import canonical_request
+
+    check = pb.CheckRequest()
+    check.attributes.request.http.method, check.attributes.request.http.path = "GET", "/x"
+    http = http_request_of_check(check, peer)
+    assert canonical_request(http, FrontConfig(service="records")).source_ip == address
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
+def test_the_fronts_agree_on_address_rules_for_an_ipv6_peer() -> None:
+    """A real gRPC server and the raw HTTP front on ::1, one engine: the same rules fire for the same caller."""
+    import asyncio
+
+    import grpc
+
+    from policy.canonical import TrustedProxy
+    from policy.grpc_authz import CHECK_METHOD
+
+    sink = ListSink()
+    engine = Engine.from_policy_set(policy_set_from_text(PEER_POLICY, "p.yaml"), risk=StaticRisk(), sink=sink)
+    handler = DecisionHandler(engine, front=FrontConfig(service="records"))
+    grpc_server = GrpcServer(handler, "::1", 0)
+    # A trusted Envoy on ::1 reporting the client out of band: recognised only if its peer parses.
+    envoy6 = TrustedProxy("envoy6", (ipaddress.ip_network("::1/128"),), client_address="reported",
+                          reported_service=True)
+    proxied = GrpcServer(DecisionHandler(engine, front=FrontConfig((envoy6,))), "::1", 0)
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    ports: list[int] = []
+    stop = asyncio.Event()
+
+    async def main() -> None:
+        srv = await asyncio.get_running_loop().create_server(lambda: _connection(handler), "::1", 0)
+        ports.append(srv.sockets[0].getsockname()[1])
+        ready.set()
+        await stop.wait()
+        srv.close()
+
+    def _connection(h: DecisionHandler) -> Any:
+        from policy.server import _Connection
+
+        return _Connection(h)
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    grpc_server.start()
+    proxied.start()
+    try:
+        def via_grpc6(port: int, path: str, reported: str | None = None) -> tuple[int, str, str, Request]:
+            check = pb.CheckRequest()
+            h = check.attributes.request.http
+            h.method, h.path, h.host = "GET", path, "records"
+            if reported is not None:
+                check.attributes.source.address.socket_address.address = reported
+                check.attributes.context_extensions["ztsoc-service"] = "records"
+            with grpc.insecure_channel(f"[::1]:{port}") as ch:
+                resp = pb.CheckResponse.FromString(ch.unary_unary(CHECK_METHOD)(check.SerializeToString(),
+                                                                                 timeout=10))
+            req, d = sink.seen[-1]
+            status = 200 if resp.status.code == 0 else resp.denied_response.status.code
+            return status, d.reason, d.action, req
+
+        def via_http6(path: str) -> tuple[int, str, str, Request]:
+            with socket.create_connection(("::1", ports[0]), timeout=10) as s:
+                s.sendall(f"GET /authz{path} HTTP/1.1\r\nHost: records\r\nConnection: close\r\n\r\n".encode())
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+            req, d = sink.seen[-1]
+            return int(data.split(b" ", 2)[1]), d.reason, d.action, req
+
+        outcomes = set()
+        for path in ("/blocked/x", "/mine/x", "/v4/x", "/open/x", "/blocked", "/mine/../blocked/y"):
+            g, h = via_grpc6(grpc_server.port, path), via_http6(path)
+            assert g[:3] == h[:3], (path, g, h)
+            assert g[3].source_ip == h[3].source_ip == "::1"
+            assert decision_event(g[3], sink.seen[-1][1])["source.ip"] == "::1"
+            outcomes.add(g[1])
+        assert any("p/block-loopback6" in r for r in outcomes) and "allowed by p/loopback6-only" in outcomes
+        # The trusted proxy on ::1 is recognised: the client it reports is the source.
+        status, reason, _, req = via_grpc6(proxied.port, "/blocked/x", reported="192.0.2.9")
+        assert (req.source_ip, status, reason) == ("192.0.2.9", 200, "allowed by p/open")
+    finally:
+        grpc_server.stop(0)
+        proxied.stop(0)
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=10)

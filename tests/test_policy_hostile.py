@@ -328,7 +328,7 @@ def test_nginx_controls_allowed_requests_reach_the_service(stack: Stack) -> None
 
 #: (case, method, target, client headers, client address, reason): every one a denial. Also sent
 #: through the gRPC ext_authz front by tests/test_policy_grpc.py (the same cases, the same decisions).
-HOSTILE_CASES = [
+HOSTILE_CASES: list[tuple[str, str, str, Headers, str, str]] = [
     # 1: a people IdP's token whose subject is a workload's SPIFFE ID.
     ("idp mints a workload", "POST", "/records/1", lambda: bearer(user_token(sub=PORTAL)), CLEAN, "outside the namespace"),
     # 2: source address headers from a client: the risk check and ip_ranges see the real client.
