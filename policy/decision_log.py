@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from eventstore.store import Doc, Store
+from eventstore.text import replace_unencodable
 from eventstore.timeutil import to_iso
 from policy.request import Decision, Request
 
@@ -124,7 +125,46 @@ class LogStats:
     spilled: int = 0
     replayed: int = 0
     refused: int = 0
+    #: Events logged with text replaced (lone surrogates from undecodable bytes: U+FFFD, tagged).
+    replaced: int = 0
+    #: Failures the log thread survived (an event it could not build, a write that raised).
+    failures: int = 0
     last_error: str | None = None
+
+
+def loggable_event(req: Request, decision: Decision, ts: float, stats: LogStats) -> Doc:
+    """``decision_event`` made safe to write anywhere: text that is not valid Unicode scalar values
+    (lone surrogates, which ``wire_text`` keeps for bytes that are not UTF-8, and which a JSON
+    decision request can carry too) is replaced by U+FFFD and the event tagged
+    (``eventstore.text``, what the stores do), so the spill, replay and overflow files take it.
+    An event that cannot be built at all is logged as a minimal deny-shaped record naming why,
+    never dropped and never raised into the log thread. Both are counted in ``stats``."""
+    try:
+        doc = decision_event(req, decision, ts)
+    except Exception as exc:  # a value of a type the event cannot hold: keep what identifies the decision
+        stats.failures += 1
+        stats.last_error = f"decision event: {type(exc).__name__}: {exc}"
+        log.warning("decision log: cannot build the event of decision %s: %s", decision.decision_id, exc)
+        doc = {"@timestamp": _iso(ts), "event.id": str(decision.decision_id), "event.kind": "event",
+               "event.dataset": DATASET, "event.module": "policy", "event.action": str(decision.action),
+               "ztsoc.policy.decision_id": str(decision.decision_id),
+               "event.reason": f"event incomplete: {type(exc).__name__}: {exc}"[:1024]}
+    cleaned = replace_unencodable(doc)
+    if cleaned is None:
+        return doc
+    stats.replaced += 1
+    log.warning("decision log: decision %s logged with undecodable text replaced", decision.decision_id)
+    return cleaned
+
+
+def _line(doc: Doc) -> str:
+    """One JSONL line that always encodes as UTF-8 (total: an unencodable string is escaped)."""
+    text = json.dumps(doc, ensure_ascii=False, default=str)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(doc, ensure_ascii=True, default=str)  # \udcff escapes: valid JSON, read back as written
+    return text + "\n"
 
 
 @dataclass
@@ -168,8 +208,18 @@ class DecisionLog:
         while not self._stop.is_set():
             self._wake.wait(self.flush_interval_s)
             self._wake.clear()
+            self.safe_flush()
+        self.safe_flush()
+
+    def safe_flush(self) -> None:
+        """``flush`` for a thread that must outlive any one failure (it counts and logs it instead):
+        the decisions still queued are tried again at the next flush."""
+        try:
             self.flush()
-        self.flush()
+        except Exception as exc:
+            self.stats.failures += 1
+            self.stats.last_error = f"{type(exc).__name__}: {exc}"
+            log.exception("decision log: flush failed; retrying at the next flush")
 
     def close(self) -> None:
         """Stop the thread after a last flush; what the store does not take stays spilled."""
@@ -179,7 +229,7 @@ class DecisionLog:
             self._thread.join(timeout=30)
             self._thread = None
         else:
-            self.flush()
+            self.safe_flush()
         if self._store is not None and self.own_store:
             with contextlib.suppress(Exception):
                 self._store.close()
@@ -205,7 +255,7 @@ class DecisionLog:
                 batch: list[Doc] = []
                 while self._queue and len(batch) < self.batch_size:
                     req, dec, ts = self._queue.popleft()
-                    batch.append(decision_event(req, dec, ts))
+                    batch.append(loggable_event(req, dec, ts, self.stats))
                 if self._spill_pending():
                     self._spill(batch)  # keep order: the store is still behind
                 elif len(self._queue) > self.max_pending:
@@ -252,7 +302,7 @@ class DecisionLog:
         n = 0
         with open(path, "a", encoding="utf-8") as fh:
             for d in docs:
-                fh.write(json.dumps(d, ensure_ascii=False, default=str) + "\n")
+                fh.write(_line(d))
                 n += 1
             fh.flush()
             os.fsync(fh.fileno())
@@ -277,7 +327,7 @@ class DecisionLog:
                 # Keep what was not written (earlier batches are stored; ids make a rerun harmless).
                 rest = docs[start:]
                 tmp = self.spill_path.with_suffix(".tmp")
-                tmp.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in rest), encoding="utf-8")
+                tmp.write_text("".join(_line(d) for d in rest), encoding="utf-8")
                 os.replace(tmp, self.spill_path)
                 self.stats.replayed += start
                 return
@@ -331,7 +381,7 @@ def _overflow_lock(spill_path: Path) -> Any:
 
 def append_overflow(spill_path: Path, docs: list[Doc]) -> None:
     with _overflow_lock(spill_path), open(overflow_path(spill_path), "a", encoding="utf-8") as fh:
-        fh.write("".join(json.dumps(d, ensure_ascii=False, default=str) + "\n" for d in docs))
+        fh.write("".join(_line(d) for d in docs))
         fh.flush()
         os.fsync(fh.fileno())
 
@@ -378,9 +428,13 @@ def _writer_main(conn: Any, store_url: str, spill_path: str, batch_size: int, re
     try:
         while True:
             if not conn.poll(1.0):
-                log.flush()  # replays the spill file when the store is back
+                log.safe_flush()  # replays the spill file when the store is back
                 if not log._spill_pending():
-                    replay_overflow(log)  # idle and caught up: what the server had to set aside
+                    try:
+                        replay_overflow(log)  # idle and caught up: what the server had to set aside
+                    except Exception:
+                        log.stats.failures += 1
+                        logging.getLogger(__name__).exception("decision log: overflow replay failed")
                 continue
             try:
                 msg = conn.recv()
@@ -391,7 +445,7 @@ def _writer_main(conn: Any, store_url: str, spill_path: str, batch_size: int, re
             seq, batch = msg
             for packed in batch:
                 log._queue.append(_unpack(packed))
-            log.flush()
+            log.safe_flush()
             conn.send(seq)
     finally:
         log.close()
@@ -482,7 +536,7 @@ class ProcessDecisionLog:
             if not batch:
                 break
             try:
-                append_overflow(self.spill_path, [decision_event(*_unpack(p)) for p in batch])
+                append_overflow(self.spill_path, [loggable_event(*_unpack(p), self.stats) for p in batch])
             except OSError as exc:
                 self._queue.extend(reversed(batch))  # keep them rather than lose them; retried next wake
                 self.stats.last_error = f"overflow spill: {exc}"
@@ -509,7 +563,7 @@ class ProcessDecisionLog:
         for seq in sorted(self._unacked):
             for packed in self._unacked.pop(seq):
                 self._fallback._queue.append(_unpack(packed))
-        self._fallback.flush()
+        self._fallback.safe_flush()
 
     def _drain_acks(self) -> None:
         try:
@@ -529,7 +583,7 @@ class ProcessDecisionLog:
             if self._fallback is not None:
                 for packed in batch:
                     self._fallback._queue.append(_unpack(packed))
-                self._fallback.flush()
+                self._fallback.safe_flush()
                 continue
             self._seq += 1
             self._unacked[self._seq] = batch
@@ -546,8 +600,17 @@ class ProcessDecisionLog:
         while not self._stop.is_set():
             self._wake.wait(self.flush_interval_s)
             self._wake.clear()
+            self._safe_send()
+        self._safe_send()
+
+    def _safe_send(self) -> None:
+        """The sender thread outlives any one failure: counted, logged, retried at the next wake."""
+        try:
             self._send_pending()
-        self._send_pending()
+        except Exception as exc:
+            self.stats.failures += 1
+            self.stats.last_error = f"{type(exc).__name__}: {exc}"
+            log.exception("decision log: sending decisions failed; retrying")
 
     def close(self) -> None:
         self._stop.set()
