@@ -182,6 +182,18 @@ def says(template: str, **values: object) -> Says:
     return Says(template, values)
 
 
+class Refused(ValueError):
+    """A request value the dashboard refuses (a 400), in the dashboard's own catalog words.
+
+    Raised by ``dashboards.views`` where a parameter is checked, so the message names the
+    parameter and comes back in the page's language; a ValueError, so a caller that knows
+    only that still answers 400."""
+
+    def __init__(self, said: Says) -> None:
+        super().__init__(said.english())
+        self.says = said
+
+
 def raised_body(text: str, lang: str | None) -> dict[str, str]:
     """An error raised below the dashboard (the store, the alert lifecycle, a query), as the API answers it."""
     from locales.raised import translated

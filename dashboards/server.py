@@ -38,8 +38,8 @@ from starlette.routing import Route
 from dashboards import analysts, i18n
 from dashboards.guard import Actor, Guard
 from dashboards.hosts import HostAllowList, is_loopback
-from dashboards.i18n import says
-from dashboards.sessions import Sessions
+from dashboards.i18n import Refused, says
+from dashboards.sessions import Sessions, cookie_header
 from dashboards.views import VIEWS, alert_detail
 from detections import lifecycle
 from eventstore.errors import QuerySyntaxError, StoreError
@@ -48,6 +48,8 @@ from locales import LANGUAGES, N_, _
 
 STATIC = resources.files("dashboards") / "static"
 MAX_BODY = 64 * 1024
+#: the fields of an alert action's body: each a string or absent/null (a dict or a number was a 500)
+ACTION_FIELDS = ("note", "assignee", "reason")
 CONTENT_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                  ".svg": "image/svg+xml", ".html": "text/html; charset=utf-8", ".md": "text/plain; charset=utf-8"}
 
@@ -75,6 +77,8 @@ async def json_body(request: Request) -> dict[str, Any] | JSONResponse:
         data = json.loads(body or b"{}")
     except ValueError:
         return error(400, says(N_("body is not JSON")), lang)
+    except RecursionError:  # "[" * 30000 fits in MAX_BODY; the decoder recurses per level
+        return error(400, says(N_("body is nested too deeply")), lang)
     if not isinstance(data, dict):
         return error(400, says(N_("body must be a JSON object")), lang)
     return data
@@ -98,6 +102,7 @@ class Dashboard:
             Route("/healthz", self.healthz, methods=["GET"]),
             Route("/api", self.api_index, methods=["GET"]),
             Route("/api/session", self.session, methods=["GET"]),
+            Route("/api/logout", self.logout, methods=["POST"]),
             Route("/api/language", self.set_language, methods=["POST"]),
             Route("/api/alerts/{alert_id}", self.alert, methods=["GET"]),
             Route("/api/alerts/{alert_id}/{action}", self.act, methods=["POST"]),
@@ -121,6 +126,8 @@ class Dashboard:
                 return fn(*args)
         except lifecycle.TransitionError as exc:
             return error(409, str(exc), lang)
+        except Refused as exc:
+            return error(400, exc.says, lang)
         except (QuerySyntaxError, ValueError, KeyError) as exc:
             return error(400, str(exc), lang)
         except StoreError as exc:
@@ -137,6 +144,16 @@ class Dashboard:
         return JSONResponse({"analyst": actor.name, "how": actor.how,
                              "csrf": actor.session.csrf if actor.session else None,
                              "token_mode": request.state.token_mode, "language": self.language(request)})
+
+    def logout(self, request: Request) -> Response:
+        """Sign out (a POST, so the guard's CSRF checks apply): the server-side session ends and the
+        cookie expires. The local user has nothing server-side to end (``Sessions.local``): only
+        the cookie goes, and the next page load is the local user again, as it would be anyway."""
+        actor: Actor = request.state.actor
+        if actor.session is not None and actor.how == "session":
+            self.sessions.end(actor.session.id)
+        return JSONResponse({"analyst": actor.name, "signed_out": True},
+                            headers={"set-cookie": cookie_header(None).decode()})
 
     def language(self, request: Request) -> str:
         """The language of this request's analyst (their choice, the server's, the browser's)."""
@@ -191,6 +208,9 @@ class Dashboard:
         actor: Actor = request.state.actor
         alert_id, action = request.path_params["alert_id"], request.path_params["action"]
         lang = i18n.display_language(request.headers)
+        for name in ACTION_FIELDS:
+            if data.get(name) is not None and not isinstance(data[name], str):
+                return error(400, says(N_("{field}: expected a string or null"), field=name), lang)
 
         def run() -> Response:
             req = lifecycle.Request(action=action, actor=actor.name, note=data.get("note"),

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from dashboards.i18n import Refused, says
 from detections.evidence import decisive_first, sample_ids
 from detections.guides import rule_guide
 from detections.lifecycle import LEVELS, OPEN_STATUSES
 from detections.ml.features import shannon_entropy
-from detections.risk import entity_risk
+from detections.risk import entity_risk, quote
 from detections.timeline import alert_timeline
 from eventstore.store import ALERT_STATUS, Doc, Metric, Store
 from eventstore.timeutil import parse_time, to_iso, utcnow
+from locales import N_
 
 Params = Mapping[str, str]
 
@@ -34,8 +36,23 @@ ALERT_COLUMNS = ("event.id", "@timestamp", "ztsoc.alert.level", "rule.id", "rule
                  ALERT_STATUS, "ztsoc.alert.assignee", "threat.technique.id")
 
 
+#: how far back ``since`` may go: the overview draws a point per bucket from ``since`` to now (a week a
+#: bucket at most), so an unbounded ``since=100000000d`` was an OverflowError (a 500), and a year-1 ISO
+#: time would have been 100,000 points
+MAX_SINCE = timedelta(days=3660)
+MAX_LIMIT = 1000
+
+
 def _since(params: Params, default: str = "24h") -> datetime:
-    return parse_time(params.get("since") or default)
+    text = params.get("since") or default
+    try:
+        since = parse_time(text)
+    except (ValueError, OverflowError):
+        raise Refused(says(N_("since: expected 15m, 24h, 7d or an ISO 8601 time, not {value}"),
+                           value=repr(text))) from None
+    if since < utcnow() - MAX_SINCE:
+        raise Refused(says(N_("since: at most {days} days back"), days=MAX_SINCE.days))
+    return since
 
 
 def _interval(since: datetime) -> int:
@@ -65,7 +82,9 @@ def overview(store: Store, params: Params) -> dict[str, Any]:
                     key=lambda r: (-r.score, r.entity))
     risks = [{"entity": r.entity, "score": round(r.score, 1), "band": r.band, "alerts": r.alerts,
               "top_rules": r.top_rules} for r in ranked]
-    health_rows = _terms(store, "event.dataset", "*", since, limit=50)
+    # the newest event of each dataset from the same aggregation: no query is built from a stored value
+    # (a dataset named 'webapp"' broke this page for everyone, audit finding 1)
+    health_rows = _terms(store, "event.dataset", "*", since, limit=50, metrics={"last": Metric("max", "@timestamp")})
     per_hour = store.aggregate(["event.dataset"], query="*", since=since, index="events", interval_seconds=3600)
     return {
         "since": to_iso(since),
@@ -77,8 +96,8 @@ def overview(store: Store, params: Params) -> dict[str, Any]:
                       for r in store.aggregate(["rule.id", "rule.name"], query="*", since=since, index="alerts",
                                                limit=10)],
         "top_entities": risks,
-        "collection": [{"dataset": r["event.dataset"], "events": r["count"],
-                        "last_event": _last_seen(store, str(r["event.dataset"]))} for r in health_rows],
+        "collection": [{"dataset": r["event.dataset"], "events": r["count"], "last_event": r.get("last")}
+                       for r in health_rows],
         "events_per_hour": sorted(({"t": r["@timestamp"], "dataset": r["event.dataset"], "count": r["count"]}
                                    for r in per_hour), key=lambda r: (r["t"], r["dataset"])),
     }
@@ -93,18 +112,16 @@ def zero_filled(rows: list[Doc], since: datetime, interval: int) -> list[dict[st
             for b in range(first, max([last, *counts]) + 1)]
 
 
-def _last_seen(store: Store, dataset: str) -> str | None:
-    hits = store.search(f'event.dataset:"{dataset}"', limit=1, fields=["@timestamp"]).hits
-    return str(hits[0]["@timestamp"]) if hits else None
-
-
 def alert_query(params: Params) -> str:
-    """The filters of the alert page as one query string (the same syntax as ``soc alerts``)."""
+    """The filters of the alert page as one query string (the same syntax as ``soc alerts``).
+
+    Each filter value is one quoted term whatever it holds (``detections.risk.quote``); ``q`` is
+    the analyst's own query, in parentheses."""
     parts = []
     for key, field in (("status", ALERT_STATUS), ("level", "ztsoc.alert.level"), ("rule", "rule.name"),
                        ("entity", "ztsoc.alert.entity.value"), ("assignee", "ztsoc.alert.assignee")):
         if value := params.get(key):
-            parts.append(f'{field}:"{value}"')
+            parts.append(f"{field}:{quote(value)}")
     if q := params.get("q"):
         parts.append(f"({q})")
     return " AND ".join(parts) or "*"
@@ -113,8 +130,15 @@ def alert_query(params: Params) -> str:
 def alerts(store: Store, params: Params) -> dict[str, Any]:
     since = _since(params, "7d")
     query = alert_query(params)
-    limit = min(int(params.get("limit") or 200), 1000)
-    result = store.search(query, since=since, index="alerts", limit=limit, fields=list(ALERT_COLUMNS))
+    text = params.get("limit") or "200"
+    if not (text.isascii() and text.isdigit() and len(text) <= 6):
+        raise Refused(says(N_("limit: expected a whole number up to {max}, not {value}"), max=MAX_LIMIT,
+                           value=repr(text)))
+    limit = min(int(text), MAX_LIMIT)
+    try:
+        result = store.search(query, since=since, index="alerts", limit=limit, fields=list(ALERT_COLUMNS))
+    except RecursionError:  # the query parser recurses per nesting level: 3000 "(" ran out of stack (a 500)
+        raise Refused(says(N_("q: the query is nested too deeply"))) from None
     return {"query": query, "total": result.total, "alerts": result.hits}
 
 
