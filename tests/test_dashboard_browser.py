@@ -248,3 +248,92 @@ def test_token_mode_signs_in_and_records_the_analyst(dashboard: tuple[str, Store
     fresh.goto(url + "/")
     fresh.wait_for_selector("#analyst:has-text('not signed in')")
     other.close()
+
+
+LOGIN_CSRF = """<!doctype html><html><body><script>location = "{target}";</script></body></html>"""
+
+
+def test_another_site_cannot_sign_the_analyst_in_as_someone_else(dashboard: tuple[str, Store], page: Any) -> None:
+    """Audit finding 3 (login CSRF): a page on evil.example sends the browser to ``/?token=<mallory's>``; the
+    dashboard refuses (Chromium says ``Sec-Fetch-Site: cross-site``) and alice stays alice."""
+    url, store = dashboard
+    alice, mallory = (analysts.add(store, name, created_by="admin") for name in ("alice", "mallory"))
+    page.goto(f"{url}/?token={alice}")
+    page.wait_for_selector("#analyst:has-text('signed in as alice')")
+    server, port = _attacker(LOGIN_CSRF.format(target=f"{url}/?token={mallory}"))
+    try:
+        evil = page.context.new_page()
+        evil.goto(f"http://evil.example:{port}/login-csrf")
+        evil.wait_for_url(lambda u: u.startswith(url + "/"))
+        evil.wait_for_load_state()
+        landed = evil.text_content("body") or ""
+        evil.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    page.goto(url + "/")
+    page.wait_for_selector("body[data-loaded=overview]")
+    assert page.text_content("#analyst") == "signed in as alice"
+    assert "another site" in landed, landed
+    # pasted into the address bar by the analyst (Sec-Fetch-Site: none), the same link signs in
+    page.goto(f"{url}/?token={mallory}")
+    page.wait_for_selector("#analyst:has-text('signed in as mallory')")
+    assert page.console_errors == []
+
+
+def test_sign_out_ends_the_session(dashboard: tuple[str, Store], page: Any) -> None:
+    """Audit finding 4: the page's sign-out button ends the server-side session and drops the cookie."""
+    from tests.dashboard_client import Client
+
+    url, store = dashboard
+    token = analysts.add(store, "alice", created_by="admin")
+    page.goto(f"{url}/?token={token}")
+    page.wait_for_selector("body[data-loaded=overview]")
+    cookie = next(c["value"] for c in page.context.cookies() if c["name"] == "ztsoc_session")
+    assert page.text_content("#sign-out") == "sign out"
+    page.click("#sign-out")
+    page.wait_for_selector("#analyst:has-text('not signed in')")
+    assert not page.is_visible("#sign-out")
+    assert [c for c in page.context.cookies() if c["name"] == "ztsoc_session"] == []
+    old = Client(int(url.rsplit(":", 1)[1]), cookies={"ztsoc_session": cookie})
+    assert old.get("/api/session").status == 401  # ended on the server, not only forgotten by the browser
+    assert [e for e in page.console_errors if "401" not in e] == []  # the reloaded page's /api/session: 401
+
+
+def test_local_mode_has_no_sign_out_button(dashboard: tuple[str, Store], page: Any) -> None:
+    url, _store = dashboard
+    page.goto(url + "/")
+    page.wait_for_selector("body[data-loaded=overview]")
+    assert not page.is_visible("#sign-out") and "acting as" in (page.text_content("#analyst") or "")
+
+
+def test_values_named_like_object_properties_are_shown_as_they_are(dashboard: tuple[str, Store], page: Any) -> None:
+    """Audit finding 7: the page's lookup tables are own-property lookups; a rule id ``constructor``, an outcome
+    ``__proto__`` and a dataset ``toString`` are shown as written, not as Object's inherited members."""
+    url, store = dashboard
+    from eventstore.timeutil import to_iso, utcnow
+
+    now = to_iso(utcnow())
+    store.write_events([{"@timestamp": now, "event.id": "proto-ev", "event.kind": "event", "event.dataset": "toString",
+                         "event.outcome": "__proto__", "source.ip": "10.9.9.9"}])
+    store.put_alerts([{"@timestamp": now, "event.id": "proto-alert", "event.kind": "alert",
+                       "event.dataset": "ztsoc.alert", "rule.id": "constructor", "rule.name": "Proto rule",
+                       "ztsoc.alert.level": "high", "ztsoc.alert.entity.type": "ip",
+                       "ztsoc.alert.entity.value": "10.9.9.9", "ztsoc.alert.evidence": ["proto-ev"],
+                       "ztsoc.alert.close_reason": "hasOwnProperty"}])
+    page.goto(url + "/#alerts")
+    page.wait_for_selector("#alert-rows tr[data-id=proto-alert]")
+    row = page.locator("#alert-rows tr[data-id=proto-alert]")
+    assert row.locator("td").nth(2).text_content() == "Proto rule"
+    row.click()
+    page.wait_for_selector("#detail:not([hidden])")
+    page.wait_for_selector("#evidence tbody tr")
+    assert page.text_content("#detail-title") == "Proto rule"
+    cells = page.locator("#evidence tbody tr").first.locator("td")
+    assert cells.nth(1).text_content() == "toString"
+    assert cells.nth(2).text_content() == "__proto__"
+    assert page.text_content("dd[data-field='ztsoc.alert.close_reason']") == "hasOwnProperty"
+    page.goto(url + "/#constructor")  # a page name from the address bar: the overview, not Object()
+    page.wait_for_selector("body[data-loaded=overview]")
+    assert "toString" in (page.text_content("#collection") or "")
+    assert page.console_errors == []

@@ -11,10 +11,16 @@ let session = null;
 // Babel's number symbols and date patterns. A JSON data block, read as text: never executed.
 const TEXT = JSON.parse(document.getElementById("page-text").textContent);
 
+function own(table, key) {
+  // a table's own entry or undefined: never an inherited one (a stored value "constructor" or
+  // "__proto__" would otherwise be shown as Object's function or as [object Object])
+  return Object.hasOwn(table, key) ? table[key] : undefined;
+}
+
 function t(key, fields = {}) {
   // a message with its {name} fields filled; a filled value is text (textContent), never markup
-  const message = TEXT.messages[key] ?? key;
-  return message.replace(/\{(\w+)\}/g, (m, name) => (name in fields ? String(fields[name]) : m));
+  const message = own(TEXT.messages, key) ?? key;
+  return message.replace(/\{(\w+)\}/g, (m, name) => (Object.hasOwn(fields, name) ? String(fields[name]) : m));
 }
 
 function plural(key, n) {
@@ -24,10 +30,10 @@ function plural(key, n) {
 
 function shown(value) {
   // a stored value (high, open, true_positive, deny) by its display name; anything else as it is
-  return value === null || value === undefined ? "" : (TEXT.values[value] ?? value);
+  return value === null || value === undefined ? "" : (own(TEXT.values, value) ?? value);
 }
 
-function ruleTitle(ruleId, name) { return TEXT.rules[ruleId] ?? name; }
+function ruleTitle(ruleId, name) { return own(TEXT.rules, ruleId) ?? name; }
 
 function fmtNumber(n) {
   // Babel's symbols for the language (#,##0.### : groups of three, at most three decimals)
@@ -54,7 +60,7 @@ function fmtDate(iso, pattern = "datetime") {
 
 function failure(err) {
   // the page's own sentence for the kind of refusal, then the server's detail in the page's language
-  return err.status ? `${TEXT.messages["http_" + err.status] ?? err.status}: ${err.message}` : err.message;
+  return err.status ? `${own(TEXT.messages, "http_" + err.status) ?? err.status}: ${err.message}` : err.message;
 }
 
 async function api(path, options = {}) {
@@ -75,10 +81,24 @@ async function signIn() {
     who.textContent = session.how === "local"
       ? t("acting_as", {analyst: session.analyst})
       : t("signed_in_as", {analyst: session.analyst});
+    // the local user has nothing to sign out of: the next page load is the local user again
+    document.getElementById("sign-out").hidden = session.how !== "session";
     return true;
   } catch (err) {
     who.textContent = t("not_signed_in");
     return false;
+  }
+}
+
+async function signOut() {
+  // ends the server-side session and expires the cookie (CSRF-checked like every change)
+  const status = document.getElementById("status");
+  try {
+    await api("/api/logout", {method: "POST", body: "{}"});
+    session = null;
+    location.reload();
+  } catch (err) {
+    status.textContent = t("error", {message: failure(err)});
   }
 }
 
@@ -135,7 +155,8 @@ function drawChart(id, type, labels, datasets) {
 
 function label(field) {
   // ECS names an analyst reads; the raw name stays on hover (title) and in data-field
-  if (TEXT.fields[field]) return TEXT.fields[field];
+  const named = own(TEXT.fields, field);
+  if (named) return named;
   const parts = field.split(".");
   return parts.slice(-2).join(" ").replace(/_/g, " ");
 }
@@ -260,7 +281,8 @@ async function showAlert(id) {
                      "ztsoc.alert.entity.value", "threat.technique.id", "ztsoc.alert.first_seen", "ztsoc.alert.last_seen"]) {
     const raw = Array.isArray(a[key]) ? a[key].join(", ") : (a[key] ?? "");
     fields.appendChild(labelled("dt", key));
-    fields.appendChild(el("dd", DISPLAY[key] ? DISPLAY[key](raw) : raw, {"data-field": key, title: String(raw)}));
+    const display = own(DISPLAY, key);
+    fields.appendChild(el("dd", display ? display(raw) : raw, {"data-field": key, title: String(raw)}));
   }
   fields.appendChild(el("dt", t("entity_risk"), {title: "detections.risk"}));
   fields.appendChild(el("dd", d.risk ? t("risk_line", {score: fmtNumber(d.risk.score), band: shown(d.risk.band),
@@ -327,11 +349,12 @@ function wireActions() {
   document.getElementById("filter-status").onchange = () => pages.alerts();
   document.getElementById("filter-level").onchange = () => pages.alerts();
   document.getElementById("language").onchange = chooseLanguage;
+  document.getElementById("sign-out").onclick = signOut;
 }
 
 async function show() {
   const name = (location.hash || "#overview").slice(1);
-  const page = pages[name] ? name : "overview";
+  const page = Object.hasOwn(pages, name) ? name : "overview";
   document.querySelectorAll(".page").forEach(p => p.classList.toggle("active", p.id === "page-" + page));
   document.querySelectorAll("nav a").forEach(a => a.classList.toggle("active", a.dataset.page === page));
   const status = document.getElementById("status");
