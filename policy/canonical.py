@@ -341,15 +341,29 @@ def _parse_ip(text: str) -> str | None:
     return canon
 
 
+_V4_MAPPED = b"\x00" * 10 + b"\xff\xff"
+
+
 def _parse_ip_uncached(text: str) -> str | None:
+    """An IPv4-mapped IPv6 address (``::ffff:203.0.113.5``: a dual-stack listener's view of an
+    IPv4 client, or what such a proxy forwards) is that IPv4 address, so IPv4 rules, risk
+    lookups and trusted proxies see one form whatever the socket family."""
     text = text.strip()
     if text.startswith("[") and "]" in text:
         text = text[1:text.index("]")]
     family = socket.AF_INET6 if ":" in text else socket.AF_INET
     try:
-        return socket.inet_ntop(family, socket.inet_pton(family, text))
+        packed = socket.inet_pton(family, text)
     except (OSError, ValueError):
         return None
+    if family == socket.AF_INET6 and packed[:12] == _V4_MAPPED:
+        return socket.inet_ntop(socket.AF_INET, packed[12:])
+    return socket.inet_ntop(family, packed)
+
+
+def parse_ip(text: str) -> str | None:
+    """The one address parser (peers, proxy headers, ``/v1/decide``): canonical text, or ``None``."""
+    return _parse_ip(text)
 
 
 def _one(http: HttpRequest, name: str, proxy: TrustedProxy) -> str:
@@ -546,6 +560,6 @@ def load_front_config(trust_file: str | Path | None, *, service: str | None = No
 
 __all__ = [
     "FrontConfig", "HttpRequest", "Refused", "TrustedProxy", "bearer_token", "canonical_method", "canonical_path",
-    "canonical_request", "client_address", "destination_service", "load_front_config", "proxies_from_config",
+    "canonical_request", "client_address", "destination_service", "load_front_config", "parse_ip", "proxies_from_config",
     "refused_request", "served_path", "wire_text",
 ]

@@ -56,11 +56,15 @@ class Request:
     _ip: Any = field(default=None, repr=False)
 
     def ip(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+        """The source address; an IPv4-mapped IPv6 one as its IPv4 address (the fronts already
+        give that form, ``policy.canonical``; this covers requests built directly, as replays do)."""
         if self._ip is None and self.source_ip:
             try:
-                self._ip = ipaddress.ip_address(self.source_ip)
+                ip = ipaddress.ip_address(self.source_ip)
             except ValueError:
                 self._ip = False
+            else:
+                self._ip = ip.ipv4_mapped or ip if isinstance(ip, ipaddress.IPv6Address) else ip
         return self._ip or None
 
     def claim_set(self, name: str) -> frozenset[str]:
@@ -92,11 +96,13 @@ class Request:
             value = data.get(key)
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"field {key!r} must be a string, not {type(value).__name__}")
+        source_ip = None
         if data.get("source_ip") is not None:
-            try:
-                ipaddress.ip_address(data["source_ip"])
-            except ValueError:
-                raise ValueError(f"field 'source_ip' is not an IP address: {str(data['source_ip'])[:60]!r}") from None
+            from policy.canonical import parse_ip  # the one address parser (IPv4-mapped IPv6 unmapped)
+
+            source_ip = parse_ip(data["source_ip"])
+            if source_ip is None:
+                raise ValueError(f"field 'source_ip' is not an IP address: {str(data['source_ip'])[:60]!r}")
         when = data.get("time") if trusted else None
         ts = None
         if when is not None:
@@ -124,7 +130,7 @@ class Request:
         return cls(
             service=data["service"], method=data["method"], path=data["path"],
             token=data.get("token"), principal=data.get("principal"), namespace=data.get("namespace"),
-            source_ip=data.get("source_ip"), roles=strings("roles"), scopes=strings("scopes"),
+            source_ip=source_ip, roles=strings("roles"), scopes=strings("scopes"),
             groups=strings("groups"), issuer=data.get("issuer"), time=ts, risk=r,
         )
 

@@ -241,3 +241,18 @@ def test_a_proxy_front_refuses_what_it_would_resolve(target: str, canon: str) ->
 @pytest.mark.parametrize("target", ["/", "/a/b/", "/%61dmin", "/caf%C3%A9/x", "/a%20b", "/.well-known/x?q=/../"])
 def test_a_proxy_front_decides_what_needs_no_resolving(target: str) -> None:
     assert canonical_request(http([], target=target), FrontConfig(service="s")).path == canonical_path(target)
+
+
+@pytest.mark.parametrize(("peer", "headers", "source"), [
+    ("::ffff:192.0.2.7", [], "192.0.2.7"), ("::FFFF:c000:207", [], "192.0.2.7"), ("::ffff:10.0.1.1",
+     [("x-envoy-external-address", "::ffff:203.0.113.5")], "203.0.113.5"),  # a mapped proxy is still the proxy
+    ("10.0.2.9", [("forwarded", 'for="[::ffff:198.51.100.7]:80"')], "198.51.100.7"), ("::1", [], "::1"),
+    ("2001:db8::ffff:1.2.3.4", [], "2001:db8::ffff:102:304"),
+])
+def test_ipv4_mapped_addresses_are_their_ipv4_form(peer: str, headers: list[tuple[str, str]], source: str) -> None:
+    assert canonical_request(http(headers, peer=peer, target="/"), FrontConfig(FRONT.proxies, service="s")).source_ip \
+        == source
+    from policy.request import Request
+
+    assert Request.from_dict({"service": "s", "method": "GET", "path": "/", "source_ip": peer}).source_ip \
+        == canonical_request(http([], peer=peer, target="/"), FrontConfig(service="s")).source_ip

@@ -550,7 +550,7 @@ rules:
 
 @pytest.mark.parametrize(("peer", "address"), [
     ("ipv6:%5B::1%5D:40686", "::1"), ("ipv6:[::1]:40686", "::1"), ("ipv6:%5B2001:db8::7%5D:1", "2001:db8::7"),
-    ("ipv4:127.0.0.1:9", "127.0.0.1"),
+    ("ipv4:127.0.0.1:9", "127.0.0.1"), ("ipv6:%5B::ffff:127.0.0.1%5D:5", "127.0.0.1"),
     ("unix:/run/envoy.sock", None), ("unix-abstract:x", None), ("ipv6:%5Bfe80::1%25eth0%5D:1", None),
     ("ipv6:%5B::1%5Dx", None), ("junk", None), ("", None),
 ])

@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from policy_tokens import DOMAIN, claims, forge, jwk_of, keys, svid, user_token, verifier
 
 from policy.canonical import FrontConfig, TrustedProxy
@@ -225,6 +227,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     upstream = Upstream()
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     nginx = start_nginx(tmp_path_factory.mktemp("nginx"), raw.pdp, upstream.server_address[1])
+    _STACK_SINK[:] = [sink]
     yield Stack(fronts, nginx, upstream, sink)
     nginx.stop()
     upstream.shutdown()
@@ -234,6 +237,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         srv.should_exit = True
     for t in [*threads, *(t for _, t in uvicorns)]:
         t.join(timeout=10)
+
+
+#: The running stack's decision log, for Hypothesis tests (which take no fixture but ``front``).
+_STACK_SINK: list[Sink] = []
 
 
 def _run_uvicorn(app: DecisionApp, ports: list[int]) -> tuple[Any, threading.Thread]:
@@ -533,3 +540,23 @@ def test_token_forms_refused_the_same_way_everywhere() -> None:
     for bad in (f"{head}=.{payload}.{sig}", f"{head}.{payload}=.{sig}", f"{head}.{payload}.{sig}="):
         with pytest.raises(Exception, match="padding"):
             verifier().verify(bad)
+
+
+# -- IPv4-mapped IPv6: one address, one decision ------------------------------------------------
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(address=st.one_of(st.ip_addresses(v=4).map(str), st.sampled_from(["10.20.3.4", HOSTILE, CLEAN, "10.20.0.0"])),
+       method=st.sampled_from(["PUT", "GET"]))
+def test_a_mapped_address_is_decided_as_its_ipv4_form(front: Ports, address: str, method: str) -> None:
+    """The trusted nginx forwarding ``::ffff:a.b.c.d`` (a dual-stack listener's $remote_addr) gets the
+    decision of ``a.b.c.d``: IPv4 ip_ranges rules and the IP's risk apply to both forms."""
+    def decide(forwarded: str) -> tuple[int, str, str | None]:
+        sent = [("X-Forwarded-For", forwarded), ("X-Original-Method", method), ("X-Original-URI", "/records/1")]
+        reply = send(front.fixed, request(method, "/records/1", sent), "127.0.0.1")
+        did = reply.headers["x-ztsoc-decision-id"]
+        rules = reply.headers["x-ztsoc-reason"].split(" (", 1)[0]
+        return reply.status, rules, _STACK_SINK[0].seen[did][0].source_ip
+
+    plain = decide(address)
+    assert decide(f"::ffff:{address}") == plain and plain[2] == address
+    if address == HOSTILE:
+        assert "h/critical-risk" in plain[1]
