@@ -2,9 +2,11 @@
 
 A background thread aggregates every unresolved alert by entity value and level (one
 query, whatever the number of callers) every ``ttl_s`` seconds; a decision reads the
-latest snapshot from a dict. An entity absent from a fresh snapshot has no open alerts.
-When the snapshot is older than ``max_age_s`` (the store is down or slow) the risk is
-unknown, and rules that depend on it fail closed. The unresolved-alert query is the one
+latest snapshot from a dict. An entity absent from a fresh, complete snapshot has no open
+alerts. When the snapshot is older than ``max_age_s`` (the store is down or slow), or the
+aggregation came back with ``limit`` groups (it may have left entities out: anyone flooding
+alerts on other entities would push a compromised one out and give it a clean record), the
+risk is unknown, rules that depend on it fail closed, and ``/readyz`` says why. The unresolved-alert query is the one
 ``detections.risk`` scores entities with, so analysts and the PDP agree on "open".
 """
 
@@ -52,6 +54,8 @@ class StoreRisk:
     last_error: str | None = None
     _snapshot: dict[str, Risk] = field(default_factory=dict)
     _taken_at: float = 0.0
+    #: The last aggregation reached ``limit`` groups: entities may be missing, so no one is "clean".
+    truncated: bool = False
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _store: Store | None = None
@@ -81,10 +85,21 @@ class StoreRisk:
             snap[str(entity)] = Risk(count, level, rank) if rank > prev.max_rank else Risk(count, prev.max_level, prev.max_rank)
         self._snapshot = snap
         self._taken_at = time.monotonic()
-        self.last_error = None
+        self.truncated = len(rows) >= self.limit
+        self.last_error = (f"risk snapshot incomplete: {len(rows)} alert groups reached the limit of {self.limit}"
+                           if self.truncated else None)
 
     def fresh(self) -> bool:
-        return self._taken_at > 0 and time.monotonic() - self._taken_at <= self.max_age_s
+        """A snapshot to decide on: recent, and complete (not cut at ``limit``)."""
+        return self._taken_at > 0 and not self.truncated and time.monotonic() - self._taken_at <= self.max_age_s
+
+    def readiness(self) -> tuple[bool, str]:
+        """``/readyz``: ready only when risk-based rules are not failing closed, else why not."""
+        if self.truncated:
+            return False, self.last_error or "risk snapshot incomplete"
+        if not self.fresh():
+            return False, f"risk snapshot not fresh: {self.last_error or 'first refresh pending'}"
+        return True, "policy loaded, risk fresh"
 
     def risk(self, principal: str | None, ip: str | None) -> Risk | None:
         if not self.fresh():

@@ -494,11 +494,6 @@ def build_handler(cfg: ServeConfig) -> DecisionHandler:
             sink.close()
         raise
 
-    def ready() -> tuple[bool, str]:
-        if not risk.fresh():
-            return False, f"risk snapshot not fresh: {risk.last_error or 'first refresh pending'}"
-        return True, "policy loaded, risk fresh"
-
     def shutdown() -> None:
         engine.stop()
         risk.stop()
@@ -507,7 +502,7 @@ def build_handler(cfg: ServeConfig) -> DecisionHandler:
 
     tune_process()
     return DecisionHandler(engine, authz_prefix=cfg.authz_prefix, front=front, separate_admin=cfg.admin_port is not None,
-                           ready=ready, on_shutdown=(shutdown,))
+                           ready=risk.readiness, on_shutdown=(shutdown,))
 
 
 def app_from_env() -> DecisionApp:

@@ -90,3 +90,34 @@ def test_static_risk_combines_entities() -> None:
     r = StaticRisk({"a": Risk(1, "low", 2), "10.0.0.1": Risk(2, "high", 4)})
     assert r.risk("a", "10.0.0.1") == Risk(3, "high", 4)
     assert r.risk(None, None) == Risk()
+
+
+def test_a_snapshot_cut_at_the_limit_is_unknown_not_clean(sqlite_store: Store) -> None:
+    """Alerts flooded on other entities must not push a compromised caller out of the snapshot."""
+    import json
+
+    from policy.server import DecisionHandler
+
+    sqlite_store.put_alerts([_alert("compromised", PORTAL, "critical")])
+    risk = StoreRisk(lambda: sqlite_store, limit=50)
+    engine = Engine.from_policy_set(policy_set_from_text(POLICY), risk=risk)
+    handler = DecisionHandler(engine, ready=risk.readiness)
+    risk.refresh()
+    d = engine.decide(Request("payments", "GET", "/x", principal=PORTAL))
+    assert not d.allow and "no allow rule matched" in d.reason
+    assert handler.admin("GET", "/readyz", b"").status == 200
+    # Scan alerts from many addresses (2001:... sorts before spiffe://): more groups than the limit.
+    sqlite_store.put_alerts([_alert(f"scan{i}", f"2001:db8::{i:x}", "low", "ip") for i in range(60)])
+    risk.refresh()
+    assert risk.risk(PORTAL, None) is None and risk.risk("someone-new", "192.0.2.1") is None
+    d = engine.decide(Request("payments", "GET", "/x", principal=PORTAL))
+    assert not d.allow and "unknown" in d.reason
+    resp = handler.admin("GET", "/readyz", b"")
+    body = json.loads(resp.body)
+    assert resp.status == 503 and body["ready"] is False and "limit of 50" in body["reason"]
+    # Below the limit again (the flood closed): complete, decided on, ready.
+    for i in range(60):
+        sqlite_store.update_alert(f"scan{i}", AlertChange("analyst", "close", {"ztsoc.alert.status": "closed"}))
+    risk.refresh()
+    assert risk.risk(PORTAL, None) == Risk(1, "critical", 5)
+    assert handler.admin("GET", "/readyz", b"").status == 200
