@@ -305,7 +305,7 @@ class TokenVerifier:
             return self.trust.issuers[iss]
         if isinstance(sub, str) and sub.startswith("spiffe://"):
             try:
-                sid = SpiffeId.parse(sub)
+                sid = SpiffeId.parse_workload(sub)
             except SpiffeIdError as exc:
                 raise TokenError(str(exc)) from None
             domain = self.trust.domains.get(sid.trust_domain)
@@ -341,7 +341,7 @@ class TokenVerifier:
         sub: str = claims["sub"]
         scopes = _string_set(claims.get(cfg.scopes_claim)) or _string_set(claims.get("scp"))
         if isinstance(cfg, TrustDomainConfig):
-            sid = SpiffeId.parse(sub)
+            sid = SpiffeId.parse_workload(sub)
             if sid.trust_domain != cfg.trust_domain:
                 raise TokenError(f"token for trust domain {sid.trust_domain!r}, which is not trusted")
             return Identity(

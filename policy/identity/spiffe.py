@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 
 from policy.identity.keys import KeySet
 
-_TRUST_DOMAIN = re.compile(r"^[a-z0-9._-]{1,255}$")
-_SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
+#: Matched with ``fullmatch`` (``$`` would also match before a final newline).
+_TRUST_DOMAIN = re.compile(r"[a-z0-9._-]{1,255}")
+_SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
 MAX_SPIFFE_ID = 2048
 
 #: The JWT-SVID algorithms (spec 3.1): RS, ES, PS families; never HMAC, never none.
@@ -42,15 +43,24 @@ class SpiffeId:
             raise SpiffeIdError(f"not a SPIFFE ID (scheme must be spiffe://): {text[:80]!r}")
         rest = text[len("spiffe://"):]
         domain, slash, path = rest.partition("/")
-        if not _TRUST_DOMAIN.match(domain):
+        if not _TRUST_DOMAIN.fullmatch(domain):
             raise SpiffeIdError(f"bad SPIFFE trust domain {domain[:80]!r}")
         if slash:
             segments = path.split("/")
             for seg in segments:
-                if not seg or seg in (".", "..") or not _SEGMENT.match(seg):
+                if not seg or seg in (".", "..") or not _SEGMENT.fullmatch(seg):
                     raise SpiffeIdError(f"bad SPIFFE ID path segment {seg[:80]!r} in {text[:120]!r}")
             path = "/" + path
         return cls(domain, path)
+
+    @classmethod
+    def parse_workload(cls, text: str) -> SpiffeId:
+        """A workload's SPIFFE ID (a JWT-SVID's ``sub``): one with a path. ``spiffe://td`` alone is the
+        trust domain's own ID (SPIFFE-ID spec 2.1, 2.3), which identifies the domain, never a workload."""
+        sid = cls.parse(text)
+        if not sid.path:
+            raise SpiffeIdError(f"SPIFFE ID {text[:80]!r} names a trust domain, not a workload (a workload ID has a path)")
+        return sid
 
     @property
     def namespace(self) -> str | None:
@@ -82,7 +92,7 @@ class TrustDomainConfig:
     hmac: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
-        if not _TRUST_DOMAIN.match(self.trust_domain):
+        if not _TRUST_DOMAIN.fullmatch(self.trust_domain):
             raise ValueError(f"bad trust domain {self.trust_domain!r}")
         bad = set(self.algorithms) - SVID_ALGORITHMS
         if bad:
