@@ -26,7 +26,7 @@ from locales import _
 from soc_cli import i18n
 from soc_cli.context import STATE, STORE_HELP
 from soc_cli.errors import error_text, raised_text
-from soc_cli.output import err_console, esc, safe, visible
+from soc_cli.output import err_console, esc, install_log_handler, print_traceback, safe, visible
 
 #: top-level command -> the modules that register it, in the order help lists them (one line per
 #: command; add yours when the module exists). ``evidence`` adds ``soc alerts evidence``.
@@ -193,6 +193,7 @@ def show_usage_error(exc: Exception) -> None:
 
 def main() -> None:
     debug = "--debug" in sys.argv
+    install_log_handler()
     try:
         # Without standalone mode click returns (not raises) the code of typer.Exit.
         code = app(standalone_mode=False, prog_name="soc")  # help and usage say what a person types
@@ -207,9 +208,7 @@ def main() -> None:
         sys.exit(2)
     except (StoreError, ValueError, OSError) as exc:
         if debug:
-            import traceback  # only then: ~4 ms of imports (tokenize, linecache) on every command otherwise
-
-            traceback.print_exc()
+            print_traceback()
         # The message may quote the node ("[query_string]") or stored data: literal text, on one line.
         err_console.print(f"[red]{esc(error_label())}[/] {esc(error_text(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
@@ -225,9 +224,7 @@ def main() -> None:
         if isinstance(exc, _classes(*EXITS)):
             sys.exit(getattr(exc, "exit_code", 0))
         if debug:
-            import traceback
-
-            traceback.print_exc()
+            print_traceback()
         err_console.print(f"[red]{esc(error_label())}[/] {esc(type(exc).__name__)}: {esc(error_text(exc))}", highlight=False)
         sys.exit(2)
     finally:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import pty
-import select
 import shutil
 import signal
 import subprocess
@@ -33,6 +32,7 @@ from pathlib import Path
 import pcapkit
 import pyte
 import pytest
+from ptyterm import read_some
 
 from collectors.pipeline import ingest
 from collectors.registry import get_reader
@@ -154,15 +154,10 @@ def on_terminal(*args: str, store_url: str, stop_after: float | None = None, unt
         if stop_at and time.monotonic() > stop_at and (until is None or until in raw):
             os.kill(pid, signal.SIGTERM)
             stop_at = None
-        ready, _, _ = select.select([fd], [], [], 0.2)
-        if ready:
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:  # the child closed the terminal
-                break
-            if not chunk:
-                break
-            raw += chunk
+        chunk = read_some(fd, 0.2)
+        if chunk is None:
+            break
+        raw += chunk
     _, status = os.waitpid(pid, 0)
     os.close(fd)
     screen = pyte.Screen(COLS, ROWS)

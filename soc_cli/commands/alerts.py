@@ -16,7 +16,7 @@ from locales import N_, _, format_timestamp
 from soc_cli.context import STATE, StoreOption, since_option, use_store
 from soc_cli.errors import raised_text
 from soc_cli.labels import heading, label, rule_text, rule_title
-from soc_cli.output import console, emit_json, err_console, esc, safe
+from soc_cli.output import confirm, console, emit_json, err_console, esc, progress, safe, safe_markdown
 
 if TYPE_CHECKING:
     from detections.queue import AlertFilter
@@ -220,7 +220,6 @@ def print_details(d: dict[str, Any]) -> None:
 def details_renderable(d: dict[str, Any]) -> Any:
     """``show``'s output as one Rich renderable (also the triage app's detail pane)."""
     from rich.console import Group
-    from rich.markdown import Markdown
     from rich.panel import Panel
     from rich.table import Table
     from rich.text import Text
@@ -288,10 +287,10 @@ def details_renderable(d: dict[str, Any]) -> Any:
 
     guide = d["guide"]
     if guide.get("investigation"):
-        parts.append(Panel(Markdown(str(guide["investigation"]), hyperlinks=False), title=_("Investigation guide"), expand=False))
+        parts.append(Panel(safe_markdown(guide["investigation"]), title=_("Investigation guide"), expand=False))
     if guide.get("response"):
         steps = "\n".join(f"{i}. {s}" for i, s in enumerate(_as_list(guide["response"]), 1))
-        parts.append(Panel(Markdown(steps, hyperlinks=False), title=_("Response steps"), expand=False))
+        parts.append(Panel(safe_markdown(steps), title=_("Response steps"), expand=False))
     for pb in d.get("playbooks", []):
         parts.append(safe(_("Response playbook: {name}").format(name=pb["name"])
                           + f"  (soc respond {a.get('event.id')} --playbook {pb['id']})"))
@@ -421,8 +420,8 @@ def _act(ctx: typer.Context, action: str, ids: list[str] | None, query: str | No
     _preview(plan)
     if not plan.changes:
         raise typer.Exit(1)
-    if not yes and not typer.confirm(_("{action} {n} alert(s)?").format(action=action, n=len(plan.changes)),
-                                     default=False):
+    if not yes and not confirm(_("{action} {n} alert(s)?").format(action=action, n=len(plan.changes)),
+                               default=False):
         err_console.print(_("nothing changed"))
         raise typer.Exit(1)
     result = _apply_with_progress(store, plan)
@@ -439,11 +438,9 @@ def _apply_with_progress(store: Any, plan: Any) -> Any:
 
     if not console.is_terminal or len(plan.changes) < 200:
         return apply_bulk(store, plan)
-    from rich.progress import Progress
-
-    with Progress(console=err_console, transient=True) as progress:
-        task = progress.add_task(plan.request.action, total=len(plan.changes))
-        return apply_bulk(store, plan, progress=lambda i: progress.update(task, completed=i))
+    with progress() as bar:
+        task = bar.add_task(plan.request.action, total=len(plan.changes))
+        return apply_bulk(store, plan, progress=lambda i: bar.update(task, completed=i))
 
 
 IdsArg = typer.Argument(None, metavar="[ID]...", help="alert ids (or unique prefixes)")
@@ -557,7 +554,7 @@ def except_cmd(
                                  ("rule.name", "count"), title=_("by rule")))
     console.print(safe(_("owner {owner}, expires {expires}, reason: {reason}").format(
         owner=exc.owner, expires=exc.expires, reason=exc.reason)), highlight=False)
-    if not yes and not typer.confirm(_("save this exception?"), default=False):
+    if not yes and not confirm(_("save this exception?"), default=False):
         err_console.print(_("nothing saved"))
         raise typer.Exit(1)
     ex.save(store, exc)

@@ -21,7 +21,7 @@ from collectors.registry import READERS, get_reader, reader_batch_size, reader_o
 from locales import N_, _, format_number
 from soc_cli.context import StoreOption, use_store
 from soc_cli.errors import raised_text
-from soc_cli.output import console, emit_doc, err_console, safe
+from soc_cli.output import console, emit_doc, progress, safe, text_column
 
 COMMON = ("paths", "errors", "batch_size", "as_json", "store")
 
@@ -35,12 +35,12 @@ def run_ingest(reader_name: str, paths: list[Path], *, errors: Path | None, batc
     reader = get_reader(reader_name, **options)
     store = use_store(store_url)
     if sys.stderr.isatty() and not as_json:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+        from rich.progress import BarColumn, TimeRemainingColumn, TransferSpeedColumn
 
         from collectors.pipeline import ProgressTick
 
-        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[events]:,} events"),
-                      TransferSpeedColumn(), TimeRemainingColumn(), console=err_console, transient=True) as bar:
+        with progress(BarColumn(), text_column("{task.fields[events]:,} events"), TransferSpeedColumn(),
+                      TimeRemainingColumn()) as bar:
             task = bar.add_task(f"ingest {reader_name}", total=None, events=0)
 
             def on_tick(t: ProgressTick) -> None:

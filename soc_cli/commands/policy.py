@@ -14,7 +14,17 @@ from locales import N_, _, format_number
 from soc_cli.context import STATE, StoreOption, since_option, use_store
 from soc_cli.errors import issue_text, raised_text
 from soc_cli.labels import label
-from soc_cli.output import console, emit, emit_json, err_console, esc, safe, visible, write_generated
+from soc_cli.output import (
+    console,
+    emit,
+    emit_json,
+    err_console,
+    esc,
+    json_text,
+    safe,
+    visible,
+    write_generated,
+)
 
 # Exit codes are raised as SystemExit, not typer.Exit: soc_cli.main runs the app with
 # standalone_mode=False, where click turns typer.Exit into a return value that main() drops.
@@ -257,7 +267,7 @@ def register(app: typer.Typer) -> None:
                         "new_reason"], as_json=False, ndjson=False,
                  title=_("{changed} of {replayed} replayed decisions would change").format(
                      changed=format_number(report.changed), replayed=format_number(report.replayed)))
-            err_console.print(json.dumps(report.summary()), highlight=False)
+            err_console.print(safe(json_text(report.summary())), highlight=False)
 
     @policy_app.command("keys")
     def keys_cmd(

@@ -8,7 +8,7 @@ import typer
 
 from locales import _
 from soc_cli.context import StoreOption, analyst, use_store
-from soc_cli.output import console, safe
+from soc_cli.output import confirm, console, safe
 
 
 def register(app: typer.Typer) -> None:
@@ -62,10 +62,10 @@ def register(app: typer.Typer) -> None:
             if step.kind == "if-condition":
                 if scripted is not None:
                     return scripted.pop(0) if scripted else "no"
-                return "yes" if typer.confirm(f"  {step.condition}?", default=True) else "no"
+                return "yes" if confirm(f"  {step.condition}?", default=True) else "no"
             if scripted is not None:
                 return scripted.pop(0) if scripted else "skipped"
-            return "done" if typer.confirm("  " + _("done?"), default=True) else "skipped"
+            return "done" if confirm("  " + _("done?"), default=True) else "skipped"
 
         steps = 0
         for step, answer in walk(pb, ask, variables):

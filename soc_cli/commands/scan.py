@@ -11,9 +11,7 @@ events and raises the alerts there (the same ingest and detection run as ``soc i
 
 from __future__ import annotations
 
-import csv
 import gc
-import io
 import time
 from enum import StrEnum
 from pathlib import Path
@@ -24,7 +22,7 @@ import typer
 from locales import _, format_number
 from soc_cli.context import StoreOption, idle_cpus, use_store
 from soc_cli.labels import label
-from soc_cli.output import console, emit_doc, emit_json, emit_text, err_console, esc, safe, table
+from soc_cli.output import console, emit_csv, emit_doc, emit_json, err_console, esc, safe, table
 
 RulesOption = typer.Option(None, "--rules", help="extra rules folder (repeatable), beside the shipped rules")
 
@@ -45,15 +43,14 @@ def _fields_text(fields: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def _csv(rows: list[dict[str, Any]]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["@timestamp", "ztsoc.alert.level", "rule.id", "rule.name", "host.name", "event.id", "fields",
-                     "log.file.path"])
-    for r in rows:
-        writer.writerow([r["@timestamp"], r["ztsoc.alert.level"], r["rule.id"], r["rule.name"], r["host.name"] or "",
-                         r["event.id"], _fields_text(r["fields"]), r["log.file.path"] or ""])
-    return out.getvalue()
+CSV_COLUMNS = ("@timestamp", "ztsoc.alert.level", "rule.id", "rule.name", "host.name", "event.id", "fields",
+               "log.file.path")
+
+
+def _csv_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
+    """The ``--format csv`` cells of each match (``output.emit_csv`` makes them safe)."""
+    return [[r["@timestamp"], r["ztsoc.alert.level"], r["rule.id"], r["rule.name"], r["host.name"] or "",
+             r["event.id"], _fields_text(r["fields"]), r["log.file.path"] or ""] for r in rows]
 
 
 #: what a scanning process needs (set before the workers fork, so they share it)
@@ -194,7 +191,7 @@ def register(app: typer.Typer) -> None:
         elif fmt is Format.jsonl:
             emit_json(rows, ndjson=True)
         elif fmt is Format.csv:
-            emit_text(_csv(rows))
+            emit_csv(CSV_COLUMNS, _csv_rows(rows))
         else:
             shown = [{**r, "fields": _fields_text(r["fields"])} for r in rows]
             console.print(table(shown, ["@timestamp", "ztsoc.alert.level", "rule.name", "host.name", "fields"],
