@@ -22,10 +22,10 @@ class CliState:
     def store(self) -> Store:
         if self._store is None:
             self._store = open_store(self.store_url or default_store_url())
-            from soc_cli.output import err_console
+            from soc_cli.output import err_console, safe
 
             for notice in getattr(self._store, "notices", ()):  # e.g. "schema 2 migrated to 3"
-                err_console.print(notice, markup=False, highlight=False)
+                err_console.print(safe(notice), highlight=False)
         return self._store
 
     def close(self) -> None:

@@ -84,5 +84,5 @@ def register(app: typer.Typer) -> None:
         next_label = _("Next, an analyst would type:")
         console.print(f"\n[bold]{esc(next_label)}[/]")
         for cmd, why in next_steps(alerts[0] if alerts else None):  # why as a shell comment: still pasteable
-            console.print(f"  # {why}", style="dim", highlight=False, markup=False)
-            console.print(f"  {cmd}", highlight=False, markup=False)
+            console.print(safe(f"  # {why}", "dim"), highlight=False)
+            console.print(safe(f"  {cmd}"), highlight=False)
