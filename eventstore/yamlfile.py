@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
-from yaml.nodes import MappingNode, Node
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 _SAFE_C: type[yaml.SafeLoader] | None = getattr(yaml, "CSafeLoader", None)
 
@@ -71,9 +71,79 @@ class _NoDuplicates:
 
     def construct_document(self, node: Node) -> Any:
         try:
+            return _plain_document(self, node)
+        except Exception:  # not plain (or a scalar the constructor refuses): the constructor decides
+            pass
+        try:
             return super().construct_document(node)  # type: ignore[misc]
         finally:
             self._own = {}
+
+
+class _NotPlain(Exception):
+    """The document needs PyYAML's own constructor (see :func:`_plain_document`)."""
+
+
+_TAG = "tag:yaml.org,2002:"
+_STR, _MAP, _SEQ = _TAG + "str", _TAG + "map", _TAG + "seq"
+#: scalar tags whose safe constructor is a plain function of the node (no generator, no state)
+_SCALARS = frozenset(_TAG + t for t in ("int", "float", "bool", "null", "timestamp"))
+_KEY_TAGS = _SCALARS | {_STR}
+#: containers nested deeper than this go the constructor's way (it does not recurse)
+_MAX_DEPTH = 100
+
+
+def _plain_document(loader: Any, root: Node) -> Any:
+    """The document as the safe constructor would build it, when it holds only plain mappings,
+    sequences and scalars (every Sigma rule, playbook and trust file); :class:`_NotPlain` otherwise.
+
+    Why: PyYAML's constructor goes through ``construct_object`` for every node (a memo, a
+    recursion guard, a generator per container): ~40 % of loading SigmaHQ's Windows rules with
+    libyaml's parser. This walk builds the same values directly. It gives up (and the
+    constructor decides, errors included) on anything else, or on any error: another tag, a merge key or
+    ``=`` key, a key that is not a scalar, a key written twice (the constructor names it), a
+    container inside itself, or deep nesting. A container reached twice through an alias is
+    the same object twice, as the constructor makes it. ``tests/test_yaml_duplicates.py``
+    compares both on generated documents.
+    """
+    constructors = loader.yaml_constructors
+    made: dict[Node, Any] = {}
+
+    def walk(node: Node, depth: int) -> Any:
+        cls = node.__class__
+        tag = node.tag
+        if cls is ScalarNode:
+            if tag == _STR:
+                return node.value
+            if tag in _SCALARS:
+                return constructors[tag](loader, node)
+            raise _NotPlain
+        got = made.get(node)
+        if got is not None:
+            if got is made:  # still being built: a recursive alias
+                raise _NotPlain
+            return got
+        if depth > _MAX_DEPTH:
+            raise _NotPlain
+        out: Any
+        if cls is MappingNode and tag == _MAP:
+            made[node] = made
+            out = {}
+            for key_node, value_node in node.value:
+                if key_node.__class__ is not ScalarNode or key_node.tag not in _KEY_TAGS:
+                    raise _NotPlain
+                out[walk(key_node, depth)] = walk(value_node, depth + 1)
+            if len(out) != len(node.value):
+                raise _NotPlain
+        elif cls is SequenceNode and tag == _SEQ:
+            made[node] = made
+            out = [walk(child, depth + 1) for child in node.value]
+        else:
+            raise _NotPlain
+        made[node] = out
+        return out
+
+    return walk(root, 0)
 
 
 class StrictPyLoader(_NoDuplicates, yaml.SafeLoader):

@@ -14,12 +14,22 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from detections.sigma.loader import load_file, load_rules, rule_documents
-from eventstore.yamlfile import STRICT_LOADER, DuplicateKeyError, StrictPyLoader, documents, load
+from eventstore.yamlfile import (
+    STRICT_LOADER,
+    DuplicateKeyError,
+    StrictPyLoader,
+    _NoDuplicates,
+    documents,
+    load,
+)
 
 RULE = """title: {title}
 id: 3c1e2d4f-0000-4000-8000-0000000001{n:02d}
@@ -172,3 +182,117 @@ def test_sample_events_and_guides_refuse_it(tmp_path: Path) -> None:
     rules.write_text(_rule(6, "one", extra="ztsoc: {guide: first}\n") + "---\n"
                      + _rule(7, "two", extra="ztsoc: {guide: a, guide: b}\n"), encoding="utf-8")
     assert {g.investigation for g in _guides_in(rules).values()} == {"first"}
+
+
+# --- the plain walk (``_plain_document``) against PyYAML's own constructor ------------------------
+
+class _ConstructorOnly:
+    """A strict loader without the plain walk: every document through PyYAML's constructor."""
+
+    def construct_document(self, node: Any) -> Any:
+        try:
+            return super(_NoDuplicates, self).construct_document(node)  # type: ignore[misc]
+        finally:
+            self._own: dict[Any, Any] = {}
+
+
+class _CConstructorOnly(_ConstructorOnly, STRICT_LOADER):  # type: ignore[valid-type,misc]
+    pass
+
+
+class _PyConstructorOnly(_ConstructorOnly, StrictPyLoader):
+    pass
+
+
+def _constructor_documents(text: str, pure: bool = False) -> list[Any]:
+    loader = (_PyConstructorOnly if pure else _CConstructorOnly)(text)
+    out: list[Any] = []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            try:
+                out.append(loader.construct_document(node))
+            except DuplicateKeyError as exc:
+                loader.constructed_objects, loader.recursive_objects = {}, {}
+                loader.state_generators, loader.deep_construct = [], False
+                out.append(exc)
+    finally:
+        loader.dispose()
+    return out
+
+
+def _outcome(read: Any, text: str) -> Any:
+    """What a reader makes of the text: its values with which containers are one object, or its error."""
+    try:
+        docs = read(text)
+    except Exception as exc:  # both readers must fail alike
+        return ("error", type(exc).__name__, str(exc))
+    ids: dict[int, int] = {}
+
+    def shape(value: Any, depth: int = 0) -> Any:
+        if isinstance(value, DuplicateKeyError):
+            return ("duplicate", str(value))
+        if isinstance(value, dict | list | set):
+            if id(value) in ids:  # seen before (an alias, or a container inside itself): named only
+                return ("same as", ids[id(value)])
+            first = ids[id(value)] = len(ids)
+            if isinstance(value, dict):
+                return ("map", first, [(type(k).__name__, repr(k), shape(v, depth + 1)) for k, v in value.items()])
+            if isinstance(value, set):
+                return ("set", first, sorted(map(repr, value)))
+            return ("seq", first, [shape(v, depth + 1) for v in value])
+        return (type(value).__name__, repr(value))
+
+    return [shape(d) for d in docs]
+
+
+#: scalars the walk builds itself, then the ones it leaves to the constructor
+_PLAIN_ATOMS = ["a", "b", "1", "0x1", "017", "1.5", ".nan", ".inf", "yes", "No", "~", "null", "''", "'1'",
+                '"x\\ty"', "2024-01-01", "2024-01-01 10:00:00Z", "x y", "1_000", "true"]
+_OTHER_ATOMS = ["=", "<<", "!!str 1", "!!int '7'", "!!binary aGk=", "!!float 1", "!custom x",
+                "!!timestamp 2001-12-14", "!!null ''", "!!bool yes"]
+
+
+@st.composite
+def _flow(draw: st.DrawFn, plain: bool, depth: int = 0) -> str:
+    """A flow-style YAML node: scalars, mappings and sequences with anchors and aliases; unless
+    ``plain``, also every kind of tag and the merge and value keys."""
+    kind = draw(st.sampled_from(["atom", "atom", "alias", "map", "seq"] if depth < 4 else ["atom", "alias"]))
+    if kind == "atom":
+        text = draw(st.sampled_from(_PLAIN_ATOMS if plain else _PLAIN_ATOMS + _OTHER_ATOMS))
+    elif kind == "alias":
+        text = "*" + draw(st.sampled_from(["a", "b"]))
+    elif kind == "map":
+        pairs = draw(st.lists(st.tuples(_flow(plain, depth + 1), _flow(plain, depth + 1)), max_size=4))
+        tag = "" if plain else draw(st.sampled_from(["", "", "", "!!map ", "!!set ", "!!omap ", "!!str "]))
+        text = tag + "{" + ", ".join(f"{k}: {v}" for k, v in pairs) + "}"
+    else:
+        items = draw(st.lists(_flow(plain, depth + 1), max_size=4))
+        tag = "" if plain else draw(st.sampled_from(["", "", "", "!!seq ", "!!omap ", "!!pairs ", "!!set "]))
+        text = tag + "[" + ", ".join(items) + "]"
+    if kind != "alias" and draw(st.integers(0, 3)) == 0:
+        text = f"&{draw(st.sampled_from(['a', 'b']))} {text}"
+    return text
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(docs=st.lists(st.booleans().flatmap(_flow), min_size=1, max_size=3),
+       data=st.lists(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+                                  lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=3), c, max_size=3),
+                                  max_leaves=8), max_size=2))
+def test_the_plain_walk_builds_what_the_constructor_builds(docs: list[str], data: list[Any]) -> None:
+    """Generated documents, flow style with every kind of tag, anchor and alias (most refused by
+    the walk, which the constructor then decides), and block style as ``yaml.dump`` writes data:
+    the same values, the same shared objects, the same duplicates and errors, both parsers."""
+    texts = ["---\n" + "\n---\n".join(docs) + "\n", yaml.safe_dump_all(data) if data else "a: 1\n"]
+    for text in texts:
+        assert _outcome(documents, text) == _outcome(_constructor_documents, text), text
+        assert (_outcome(lambda t: documents(t, pure=True), text)
+                == _outcome(lambda t: _constructor_documents(t, pure=True), text)), text
+
+
+def test_the_plain_walk_keeps_aliased_containers_shared() -> None:
+    doc, = documents("base: &b {x: [1, 2]}\nboth: [*b, *b]\nlist: &l [a]\nagain: *l\n")
+    assert doc["both"][0] is doc["base"] and doc["both"][1] is doc["base"] and doc["again"] is doc["list"]
+    deep = "[" * 150 + "]" * 150  # past the walk's depth: the constructor builds it
+    assert documents(deep) == _constructor_documents(deep)
