@@ -170,7 +170,12 @@ def documents(text: str, *, pure: bool = False) -> list[Any]:
     (in its place), so a caller refuses that one and keeps the others. Any other YAML error
     ends the file (the parser cannot go on) and is raised. ``pure``: the pure-Python loader.
     """
-    loader = (StrictPyLoader if pure else STRICT_LOADER)(text)
+    return each_document((StrictPyLoader if pure else STRICT_LOADER)(text))
+
+
+def each_document(loader: Any) -> list[Any]:
+    """:func:`documents` with a loader of the caller's (a strict loader's subclass; tests compare
+    the plain walk with the constructor alone this way)."""
     out: list[Any] = []
     try:
         while loader.check_node():

@@ -28,6 +28,7 @@ from eventstore.yamlfile import (
     StrictPyLoader,
     _NoDuplicates,
     documents,
+    each_document,
     load,
 )
 
@@ -205,20 +206,7 @@ class _PyConstructorOnly(_ConstructorOnly, StrictPyLoader):
 
 
 def _constructor_documents(text: str, pure: bool = False) -> list[Any]:
-    loader = (_PyConstructorOnly if pure else _CConstructorOnly)(text)
-    out: list[Any] = []
-    try:
-        while loader.check_node():
-            node = loader.get_node()
-            try:
-                out.append(loader.construct_document(node))
-            except DuplicateKeyError as exc:
-                loader.constructed_objects, loader.recursive_objects = {}, {}
-                loader.state_generators, loader.deep_construct = [], False
-                out.append(exc)
-    finally:
-        loader.dispose()
-    return out
+    return each_document((_PyConstructorOnly if pure else _CConstructorOnly)(text))
 
 
 def _outcome(read: Any, text: str) -> Any:
