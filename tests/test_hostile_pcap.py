@@ -222,3 +222,26 @@ def test_a_pcap_header_cut_short_is_one_problem(tmp_path: Path) -> None:
     out = read_all(PcapReader(), path)
     assert out.events == [] and [p.reason for p in out.problems] == ["unreadable file"]
     assert "truncated pcap file header" in (out.problems[0].raw or "")
+
+
+@pytest.mark.parametrize("idb_options, ticks, readable", [
+    (b"", (1 << 64) - 1, False),  # microsecond ticks: year 586,524
+    (struct.pack("<HHB3x", 9, 1, 0x80), int(T0), True),  # if_tsresol 2^0: ticks are seconds (2^64 - 1 s below)
+    (struct.pack("<HHq", 14, 8, (1 << 63) - 1), 0, False),  # if_tsoffset past time_t
+    (struct.pack("<HHq", 14, 8, -(1 << 62)), 0, False),  # if_tsoffset before the epoch
+])
+def test_a_pcapng_time_no_event_can_carry_is_a_problem_of_its_packet(tmp_path: Path, idb_options: bytes,
+                                                                      ticks: int, readable: bool) -> None:
+    """A pcapng time out of range (64-bit ticks, any resolution, a signed offset) once failed the whole
+    file at the end-of-capture flush (OverflowError in time.gmtime): every flow of it was lost."""
+    t = int(T0 * 1e6)
+    good = _pcapng([_idb(), *(_epb(_udp_frame(1000 + i), t + i) for i in range(3))])
+    second = _pcapng([_idb(idb_options), _epb(_udp_frame(7), ticks), _epb(_udp_frame(8), (1 << 64) - 1)])
+    path = tmp_path / "far.pcapng"
+    path.write_bytes(good + second)
+    out = read_all(PcapReader(), path)
+    flows = [e for e in out.events if e["event.dataset"] == "network.flow"]
+    assert sorted(e["source.port"] for e in flows) == [7, 1000, 1001, 1002] if readable else [1000, 1001, 1002]
+    assert all(e["@timestamp"].startswith("2023-11-14T22:13:20.") for e in flows)
+    assert [(p.position, p.reason) for p in out.problems] == [
+        *([] if readable else [("packet 3", "timestamp out of range")]), ("packet 4", "timestamp out of range")]

@@ -30,6 +30,10 @@ CHUNK = 1 << 20
 WINDOW = 4096
 #: Larger records than this are taken as corruption (the largest real snaplen is 262144).
 MAX_RECORD = 1 << 20
+#: capture times the events can carry: from the epoch to the end of year 9999 (ISO 8601's four-digit
+#: years; ``time.gmtime`` fails past the platform's ``time_t``). A pcap record's 32-bit seconds always
+#: fit; a pcapng one (64-bit ticks of any resolution, plus a signed ``if_tsoffset``) may not
+MAX_TS_NS = 253_402_300_800 * 1_000_000_000
 
 PCAP_MAGICS: dict[bytes, tuple[str, int]] = {
     # magic as it appears in the file -> (struct byte order, ns per timestamp fraction unit)
@@ -268,16 +272,23 @@ def _iter_pcapng(buf: _Buffer, problems: list[Problem], info: CaptureInfo, start
             if btype in _PACKET_BLOCKS:
                 index += 1
             continue
-        if btype == _EPB:
-            iface, hi, lo, incl, orig = struct.unpack_from(order + "IIIII", b, body)
+        if btype in (_EPB, _OPB):
+            if btype == _EPB:
+                iface, hi, lo, incl, orig = struct.unpack_from(order + "IIIII", b, body)
+            else:
+                iface, _drops, hi, lo, incl, orig = struct.unpack_from(order + "HHIIII", b, body)
             if index >= start:
                 if iface >= len(ifaces) or body + 20 + incl > end:
                     problems.append(Problem(index, "corrupt packet block",
                                             f"interface {iface} of {len(ifaces)}, captured length {incl}"))
                 else:
                     itf = ifaces[iface]
-                    last_ts = ((hi << 32) | lo) * itf.num // itf.den + itf.offset_ns
-                    yield index, last_ts, itf.linktype, b[body + 20:body + 20 + incl], orig
+                    ts = ((hi << 32) | lo) * itf.num // itf.den + itf.offset_ns
+                    if 0 <= ts < MAX_TS_NS:
+                        last_ts = ts
+                        yield index, ts, itf.linktype, b[body + 20:body + 20 + incl], orig
+                    else:
+                        problems.append(_bad_time(index, ts))
             index += 1
         elif btype == _SPB:
             if index >= start and ifaces:
@@ -286,16 +297,6 @@ def _iter_pcapng(buf: _Buffer, problems: list[Problem], info: CaptureInfo, start
                 incl = min(orig, end - body - 4, itf.snaplen or orig)
                 yield index, last_ts, itf.linktype, b[body + 4:body + 4 + incl], orig
             index += 1
-        elif btype == _OPB:
-            iface, _drops, hi, lo, incl, orig = struct.unpack_from(order + "HHIIII", b, body)
-            if index >= start:
-                if iface >= len(ifaces) or body + 20 + incl > end:
-                    problems.append(Problem(index, "corrupt packet block", f"interface {iface}"))
-                else:
-                    itf = ifaces[iface]
-                    last_ts = ((hi << 32) | lo) * itf.num // itf.den + itf.offset_ns
-                    yield index, last_ts, itf.linktype, b[body + 20:body + 20 + incl], orig
-            index += 1
         elif btype == _IDB:
             linktype, _, snaplen = struct.unpack_from(order + "HHI", b, body)
             itf = Interface(linktype, snaplen)
@@ -303,6 +304,15 @@ def _iter_pcapng(buf: _Buffer, problems: list[Problem], info: CaptureInfo, start
             ifaces.append(itf)
         elif btype == _SHB:
             ifaces.clear()  # interface ids restart in each section
+
+
+def _bad_time(index: int, ts_ns: int) -> Problem:
+    """A packet whose time no event can carry (before 1970 or after 9999): reported, not metered.
+
+    Why here: the reader is where a record's time is made, so no decoder downstream meets a time
+    ``time.gmtime`` cannot format (it once failed the whole file at the end-of-capture flush).
+    """
+    return Problem(index, "timestamp out of range", f"{ts_ns // 1_000_000_000} seconds since the epoch")
 
 
 def _idb_options(b: bytes, pos: int, end: int, order: str, itf: Interface) -> None:
