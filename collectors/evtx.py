@@ -42,7 +42,7 @@ from collectors.base import (
     id_prefix,
     where_raised,
 )
-from eventstore.timeutil import to_iso
+from collectors.lines import utc_stamp
 
 Fields = dict[str, Any]
 
@@ -353,7 +353,7 @@ def _timestamp(created: Any) -> str:
     ts = datetime.fromisoformat(_FRACTION.sub(r"\1", str(created)).replace("Z", "+00:00"))
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=UTC)
-    return to_iso(ts)
+    return utc_stamp(ts)  # a LineError (a ValueError): the record's "bad record"
 
 
 #: ``winlog.event_data.<name>`` by name: one string for all the events that have the field (its

@@ -12,13 +12,12 @@ Hand-written: there is no maintained parser of the export format on PyPI beyond
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from collectors.base import Event, event_id
-from collectors.lines import LineError, LineReader
+from collectors.lines import LineError, LineReader, load_json
 from collectors.syslog import build_event
 
 
@@ -33,16 +32,17 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
+def _number(text: str | None) -> bool:
+    """ASCII digits only: ``str.isdigit`` is also true of "²" and other digits ``int`` refuses, and a
+    field journald took from the program (``_PID`` of a forged entry, ``PRIORITY``) is the program's text."""
+    return bool(text) and text.isascii() and text.isdigit()  # type: ignore[union-attr]
+
+
 class JournaldReader(LineReader):
     name = "journald"
 
     def parse(self, text: str, ctx: Any) -> Event | None:
-        try:
-            entry = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise LineError("invalid JSON", f"{exc.msg} at column {exc.colno}") from exc
-        except RecursionError as exc:  # json's C scanner recurses per [ or {: deeper than the stack allows
-            raise LineError("nested too deep", text[:200]) from exc
+        entry = load_json(text)
         if not isinstance(entry, dict):
             raise LineError("not a journal entry", "expected a JSON object")
         # when the program logged it, else when journald received it
@@ -59,10 +59,9 @@ class JournaldReader(LineReader):
         priority = _text(entry.get("PRIORITY"))
         facility = _text(entry.get("SYSLOG_FACILITY"))
         pri = None
-        if priority is not None and priority.isdigit():
-            pri = (int(facility) if facility and facility.isdigit() else 1) * 8 + int(priority)
-        event = build_event(ts, pri, _text(entry.get("_HOSTNAME")), tag,
-                            pid if pid and pid.isdigit() else None, message)
+        if _number(priority):
+            pri = (int(facility) if _number(facility) else 1) * 8 + int(priority)  # type: ignore[arg-type]
+        event = build_event(ts, pri, _text(entry.get("_HOSTNAME")), tag, pid if _number(pid) else None, message)
         cursor = _text(entry.get("__CURSOR"))
         if cursor:
             event["event.id"] = event_id(self.name, "cursor", cursor)

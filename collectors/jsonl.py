@@ -8,12 +8,12 @@ re-export then dedupes); otherwise it is derived from file identity + byte offse
 
 from __future__ import annotations
 
-import json
+from datetime import UTC, datetime
 from typing import Any
 
-from collectors.base import Event
-from collectors.lines import LineError, LineReader
-from eventstore.timeutil import from_iso, to_iso
+from collectors.base import Event, clip
+from collectors.lines import LineError, LineReader, load_json, utc_stamp
+from eventstore.timeutil import from_iso
 
 #: objects under these keys stay whole (their keys are data, not field names)
 OPAQUE = frozenset({"dns.answers", "ztsoc.alert.explanation", "ztsoc.alert.history"})
@@ -37,14 +37,13 @@ def flatten(doc: dict[str, Any], prefix: str = "", out: dict[str, Any] | None = 
 
 
 def normalise_timestamp(value: Any) -> str:
+    """``@timestamp`` of the line's value (epoch seconds or milliseconds, or ISO text); ``ValueError`` if none."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        from datetime import UTC, datetime
-
         seconds = value / 1000 if value > 1e11 else value  # epoch milliseconds or seconds
-        return to_iso(datetime.fromtimestamp(seconds, UTC))
+        return utc_stamp(datetime.fromtimestamp(seconds, UTC))
     if not isinstance(value, str):
         raise ValueError(f"not a time: {value!r}")
-    return to_iso(from_iso(value.strip()))
+    return utc_stamp(from_iso(value.strip()))
 
 
 class JsonlReader(LineReader):
@@ -52,12 +51,7 @@ class JsonlReader(LineReader):
     keep_original = False  # the line IS the event
 
     def parse(self, text: str, ctx: Any) -> Event | None:
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise LineError("invalid JSON", f"{exc.msg} at column {exc.colno}: {text[:200]}") from exc
-        except RecursionError as exc:  # json's C scanner recurses per [ or {: deeper than the stack allows
-            raise LineError("nested too deep", text[:200]) from exc
+        doc = load_json(text)
         if not isinstance(doc, dict):
             raise LineError("not a JSON object", text[:200])
         event = flatten(doc)
@@ -66,8 +60,10 @@ class JsonlReader(LineReader):
             raise LineError("missing @timestamp", text[:200])
         try:
             event["@timestamp"] = normalise_timestamp(ts)
+        except LineError as exc:
+            raise LineError("bad @timestamp", f"{clip(repr(ts), 200)}: {exc.detail}") from exc
         except (ValueError, OverflowError, OSError) as exc:
-            raise LineError("bad @timestamp", f"{ts!r}: {exc}") from exc
+            raise LineError("bad @timestamp", f"{clip(repr(ts), 200)}: {exc}") from exc
         event.setdefault("event.kind", "event")
         eid = event.get("event.id")
         if eid is not None and (not isinstance(eid, str) or not eid):

@@ -25,9 +25,11 @@ copy with its own id derived from the line's, so counting rules see every attemp
 from __future__ import annotations
 
 import hashlib
+import json
 import zlib
 from collections import deque
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -50,6 +52,7 @@ from collectors.base import (
     read_head,
     where_raised,
 )
+from eventstore.timeutil import to_iso
 
 #: copies made of one "message repeated N times" line, at most
 MAX_REPEATS = 10_000
@@ -136,6 +139,45 @@ class LineError(ValueError):
         super().__init__(reason)
         self.reason = reason
         self.detail = detail
+
+
+#: the years an ``@timestamp`` can have: ``to_iso`` writes four-digit years (year 999 would come out
+#: as "999-...", which sorts and parses as no time at all)
+FIRST_YEAR, LAST_YEAR = 1000, 9999
+
+
+def utc_stamp(ts: datetime) -> str:
+    """``@timestamp`` of a time read from a line (or a record): UTC, ``to_iso``'s format, or :class:`LineError`.
+
+    The one place the readers turn a time into ``@timestamp``: a time that overflows on its way to
+    UTC (``0001-01-01T00:00:00+01:00``) or lands outside four-digit years is the line's "bad
+    timestamp", never a parser error that costs the line for a reason nobody can act on, nor a
+    stored ``@timestamp`` no query can compare.
+    """
+    try:
+        utc = ts.astimezone(UTC)
+    except (OverflowError, ValueError) as exc:
+        raise LineError("bad timestamp", f"{ts.isoformat()} is out of range once in UTC") from exc
+    if not FIRST_YEAR <= utc.year <= LAST_YEAR:
+        raise LineError("bad timestamp", f"{ts.isoformat()}: year {utc.year} is outside {FIRST_YEAR}-{LAST_YEAR}")
+    return to_iso(utc)
+
+
+def load_json(text: str) -> Any:
+    """One line of JSON, or :class:`LineError` naming why not (the JSON readers' one ``json.loads``).
+
+    Why not ``json.loads`` alone: besides ``JSONDecodeError`` it raises ``ValueError`` for an integer
+    of more than 4,300 digits (Python's guard against quadratic conversion) and ``RecursionError``
+    for nesting deeper than the stack; both are the line's fault, not the parser's.
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LineError("invalid JSON", f"{exc.msg} at column {exc.colno}: {clip(text, 200)}") from exc
+    except RecursionError as exc:  # json's C scanner recurses per [ or {: deeper than the stack allows
+        raise LineError("nested too deep", clip(text, 200)) from exc
+    except ValueError as exc:
+        raise LineError("invalid JSON", f"{clip(str(exc), 120)}: {clip(text, 200)}") from exc
 
 
 class LineReader(ReaderBase):

@@ -28,8 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from collectors.authmsg import RULES, read_message
 from collectors.base import Event
-from collectors.lines import LineError, LineReader
-from eventstore.timeutil import to_iso
+from collectors.lines import LineError, LineReader, utc_stamp
 
 _MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
                                        "Dec"), start=1)}
@@ -122,8 +121,8 @@ class SyslogReader(LineReader):
             return prefix + ss + ".000Z"
         if prefix is None:
             try:
-                first = to_iso(self.bsd_time(mon, day, hh, mm, "00", ctx))
-                last = to_iso(self.bsd_time(mon, day, hh, mm, "59", ctx))
+                first = utc_stamp(self.bsd_time(mon, day, hh, mm, "00", ctx))
+                last = utc_stamp(self.bsd_time(mon, day, hh, mm, "59", ctx))
             except LineError:
                 first = last = ""
             shared = first[:-7] == last[:-7] and first.endswith(":00.000Z") and last.endswith(":59.000Z")
@@ -132,7 +131,7 @@ class SyslogReader(LineReader):
             prefix = ctx.minutes[key] = first[:-7] if shared else ""
             if prefix and ss < "60":
                 return prefix + ss + ".000Z"
-        return to_iso(self.bsd_time(mon, day, hh, mm, ss, ctx))  # raises on a bad date: never cached
+        return utc_stamp(self.bsd_time(mon, day, hh, mm, ss, ctx))  # raises on a bad date: never cached
 
     def parse(self, text: str, ctx: Any) -> Event | None:
         m = BSD.match(text)
@@ -160,15 +159,15 @@ class SyslogReader(LineReader):
         key = (minute, zone)
         if key not in ctx.minutes:
             try:
-                first = to_iso(_iso_time(f"{minute}:00{zone or ''}", self.tz))
-                last = to_iso(_iso_time(f"{minute}:59{zone or ''}", self.tz))
+                first = utc_stamp(_iso_time(f"{minute}:00{zone or ''}", self.tz))
+                last = utc_stamp(_iso_time(f"{minute}:59{zone or ''}", self.tz))
             except LineError:
                 first = last = ""
             shared = first[:-7] == last[:-7] and first.endswith(":00.000Z") and last.endswith(":59.000Z")
             if len(ctx.minutes) >= MINUTES_KEPT:
                 ctx.minutes.clear()
             ctx.minutes[key] = first[:-7] if shared else ""
-        return to_iso(_iso_time(ts, self.tz))
+        return utc_stamp(_iso_time(ts, self.tz))
 
     def parse_5424(self, m: re.Match[str]) -> Event:
         ts = _iso_time(m.group("ts"), self.tz) if m.group("ts") != "-" else None
@@ -198,7 +197,7 @@ def build_event(ts: datetime | str, pri: str | int | None, host: str | None, tag
 
     ``ts`` is a datetime or an already formatted ``@timestamp`` (``to_iso``).
     """
-    stamp = ts if ts.__class__ is str else to_iso(ts)  # type: ignore[arg-type]
+    stamp = ts if ts.__class__ is str else utc_stamp(ts)  # type: ignore[arg-type]
     if pri is None and host and tag and pid and "(" not in tag:  # the common line, as one dict literal
         program = tag
         event: Event = {

@@ -67,7 +67,7 @@ def test_zeros_without_a_newline_cost_one_line_of_memory(tmp_path: Path) -> None
 @pytest.mark.parametrize("reader", [JsonlReader, JournaldReader])
 def test_json_nested_too_deep_is_a_problem_of_its_line(tmp_path: Path, reader: type) -> None:
     path = tmp_path / "deep.json"
-    entry = ECS if reader is JsonlReader else json.dumps({"__REALTIME_TIMESTAMP": "1764057600000000",
+    entry = ECS if reader is JsonlReader else json.dumps({"__REALTIME_TIMESTAMP": "1795593600000000",
                                                           "MESSAGE": "hello", "__CURSOR": "c1"}) + "\n"
     path.write_text(entry + "[" * 100_000 + "\n" + entry.replace("c1", "c2"))
     out = read_all(reader(), path)
@@ -119,3 +119,57 @@ def test_a_damaged_gz_among_logs_is_reported_and_the_run_goes_on(tmp_path: Path,
     by_file = {Path(f.path).name: f for f in report.files}
     assert by_file["auth.log"].written == 1 and by_file["secure"].written == 1
     assert by_file["auth.log.2.gz"].written > 0  # what the cut file gave before its end is kept
+
+
+_GOOD_SYSLOG = "2026-11-25T08:00:00Z web1 sshd[1]: Accepted publickey for ann from 198.51.100.7 port 1 ssh2\n"
+_GOOD_JOURNAL = json.dumps({"__REALTIME_TIMESTAMP": "1795593600000000", "MESSAGE": "ok", "_HOSTNAME": "web1"}) + "\n"
+
+
+@pytest.mark.parametrize("reader, bad, good, reason", [
+    (SyslogReader, "0001-01-01T00:00:00+01:00 web1 sshd[1]: x\n", _GOOD_SYSLOG, "bad timestamp"),  # overflows into UTC
+    (SyslogReader, "9999-12-31T23:59:59-01:00 web1 sshd[1]: x\n", _GOOD_SYSLOG, "bad timestamp"),
+    (SyslogReader, "<13>1 0001-01-01T00:00:00+05:00 web1 app - - - x\n", _GOOD_SYSLOG, "bad timestamp"),
+    (SyslogReader, "0999-06-01T00:00:00Z web1 sshd[1]: x\n", _GOOD_SYSLOG, "bad timestamp"),  # was '999-06-01T...'
+    (JsonlReader, json.dumps({"@timestamp": "0001-01-01T00:00:00Z"}) + "\n", ECS, "bad @timestamp"),
+    (JsonlReader, json.dumps({"@timestamp": -62_000_000_000}) + "\n", ECS, "bad @timestamp"),
+    (JournaldReader, json.dumps({"__REALTIME_TIMESTAMP": "-62135596800000000", "MESSAGE": "x"}) + "\n", _GOOD_JOURNAL,
+     "bad timestamp"),
+])
+def test_a_time_outside_four_digit_years_is_a_bad_timestamp_of_its_line(tmp_path: Path, reader: type, bad: str,
+                                                                         good: str, reason: str) -> None:
+    """Such times were a "parser error: OverflowError" (to_iso's conversion to UTC) or were stored with
+    a year of one to three digits, a @timestamp that neither sorts nor parses as a time."""
+    path = tmp_path / "times.log"
+    path.write_text(bad + good)
+    out = read_all(reader(), path)
+    assert [(p.position, p.reason) for p in out.problems] == [("line 1 (byte 0)", reason)]
+    assert len(out.events) == 1 and out.events[0]["@timestamp"].startswith("2026-11-25T")
+
+
+@pytest.mark.parametrize("reader, line", [
+    (JsonlReader, '{"@timestamp": "2026-11-25T08:00:00Z", "n": ' + "7" * 5000 + "}\n"),
+    (JournaldReader, '{"__REALTIME_TIMESTAMP": ' + "7" * 5000 + "}\n"),
+])
+def test_a_number_python_will_not_convert_is_invalid_json_of_its_line(tmp_path: Path, reader: type,
+                                                                     line: str) -> None:
+    """json.loads raises a plain ValueError past 4,300 digits: it was a "parser error" (a bug's reason)."""
+    path = tmp_path / "digits.json"
+    path.write_text(line + (ECS if reader is JsonlReader else _GOOD_JOURNAL))
+    out = read_all(reader(), path)
+    assert [(p.position, p.reason) for p in out.problems] == [("line 1 (byte 0)", "invalid JSON")]
+    assert "4300 digits" in (out.problems[0].raw or "") and len(out.events) == 1
+
+
+@pytest.mark.parametrize("field", ["PRIORITY", "SYSLOG_FACILITY", "_PID"])
+def test_a_journal_number_field_with_other_digits_keeps_the_entry(tmp_path: Path, field: str) -> None:
+    """'²' passes str.isdigit but not int(): the whole entry was lost to a "parser error: ValueError"."""
+    entry = {"__REALTIME_TIMESTAMP": "1795593600000000", "MESSAGE": "Accepted password for ann from 198.51.100.7 "
+             "port 1 ssh2", "SYSLOG_IDENTIFIER": "sshd", "PRIORITY": "6", "_PID": "42", field: "\u00b2"}
+    path = tmp_path / "journal.json"
+    path.write_text(json.dumps(entry) + "\n")
+    out = read_all(JournaldReader(), path)
+    assert out.problems == [] and len(out.events) == 1
+    event = out.events[0]
+    assert event["event.dataset"] == "system.auth" and event["user.name"] == "ann"
+    assert ("process.pid" in event) == (field != "_PID")
+    assert ("log.syslog.severity.code" in event) == (field != "PRIORITY")
