@@ -16,7 +16,9 @@ The rules (README "The request the PDP decides"):
   of ``/``, ``\\``, ``%``, ``?``, ``#``, ``;`` or a control character is refused, as are a raw
   backslash, ``;``, ``#`` and control or invisible (format) characters; a path that Unicode
   NFKC normalisation would change (fullwidth solidus U+FF0F, fullwidth letters, ligatures)
-  is refused; repeated slashes collapse; ``.`` and ``..`` segments are resolved (never above
+  is refused, and so is a character some case-insensitive comparison takes for ASCII letters
+  (dotless i U+0131, U+0130, long s U+017F, the Kelvin sign, sharp s: ``CASE_LOOKALIKES``, computed
+  from the Unicode tables); repeated slashes collapse; ``.`` and ``..`` segments are resolved (never above
   ``/``), but only on a front that hands the service the resolved path (``FrontConfig.resolve``,
   the ASGI middleware): a proxy front forwards the target as sent, so there a path that
   resolving would change is refused (see ``canonical_path``); a segment ending in a dot or a space, or starting with a space (``/admin./x``,
@@ -42,6 +44,7 @@ the refusal rules and proxy trust); ``unicodedata`` and ``ipaddress`` do the res
 
 from __future__ import annotations
 
+import array
 import ipaddress
 import re
 import socket
@@ -127,6 +130,55 @@ def _percent_decode(path: str) -> str:
 
 
 _ODD_ASCII = re.compile(r"[\x00-\x1f\x7f\\;#]")
+_ASCII = re.compile(r"[\x00-\x7f]")
+
+
+def _case_lookalikes() -> frozenset[str]:
+    """Every non-ASCII character that a case-insensitive comparison can take for ASCII letters.
+
+    Computed from Python's Unicode tables over all code points, not listed by hand: those
+    ``re.IGNORECASE`` equates with an ASCII letter (the simple case mappings Java's
+    ``equalsIgnoreCase`` and .NET's ``OrdinalIgnoreCase`` use: dotless i U+0131, U+0130,
+    long s U+017F, the Kelvin sign) and those whose full ``upper``/``lower``/``casefold`` is all
+    ASCII (sharp s is ``SS``, the fi ligatures). A service comparing paths that way serves
+    ``/admin`` for ``/adm%C4%B1n``; the policy's own matching cannot know which comparison the
+    service uses, so such a path is refused. Bisection keeps it to a few passes of C string
+    methods over the whole range (milliseconds at import).
+    """
+    everything = (array.array("I", range(0x80, 0xD800)).tobytes()
+                  + array.array("I", range(0xE000, 0x110000)).tobytes()).decode("utf-32-le")
+    found = set(re.findall("[a-z]", everything, re.IGNORECASE))
+    folds = (str.upper, str.lower, str.casefold)
+    chunks = [everything]
+    while chunks:
+        chunk = chunks.pop()
+        if not any(_ASCII.search(f(chunk)) for f in folds):
+            continue
+        if len(chunk) == 1:
+            if any(f(chunk).isascii() for f in folds):
+                found.add(chunk)
+            continue
+        half = len(chunk) // 2
+        chunks += (chunk[:half], chunk[half:])
+    return frozenset(found)
+
+
+#: Non-ASCII characters some case-insensitive comparison equates with ASCII letters (refused in paths).
+CASE_LOOKALIKES = _case_lookalikes()
+#: The lookalikes ``re.IGNORECASE`` equates with one ASCII letter, mapped to it (U+0130 to ``i``: its
+#: ``casefold`` is ``i`` and a combining dot, which no simple comparison keeps).
+_TO_ASCII = {ord(c): next(a for a in "abcdefghijklmnopqrstuvwxyz" if re.fullmatch(re.escape(c), a, re.IGNORECASE))
+             for c in CASE_LOOKALIKES if re.fullmatch("[a-z]", c, re.IGNORECASE)}
+
+
+def fold_case(text: str) -> str:
+    """The one case fold for matching paths case-insensitively (deny rules, ``policy.compiler``).
+
+    Simple mappings to ASCII first (U+0131, U+0130, U+017F, the Kelvin sign: what Java's
+    ``equalsIgnoreCase`` and .NET's ``OrdinalIgnoreCase`` compare), then ``casefold`` (full
+    folding: sharp s is ``ss``), so two spellings any of these comparisons equate fold alike.
+    """
+    return text.translate(_TO_ASCII).casefold()
 
 
 def _check_characters(path: str, shown: str) -> None:
@@ -140,6 +192,9 @@ def _check_characters(path: str, shown: str) -> None:
         cat = unicodedata.category(c)
         if cat in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") or (cat == "Zs" and c != " "):
             raise Refused(f"path {shown!r} contains an invisible or control character U+{ord(c):04X}")
+        if c in CASE_LOOKALIKES:
+            raise Refused(f"path {shown!r} contains U+{ord(c):04X}, which case-insensitive comparisons can take "
+                          "for ASCII letters")
     if unicodedata.normalize("NFKC", path) != path:
         raise Refused(f"path {shown!r} changes under Unicode NFKC normalisation (fullwidth or compatibility "
                       "characters some servers fold)")
@@ -560,6 +615,6 @@ def load_front_config(trust_file: str | Path | None, *, service: str | None = No
 
 __all__ = [
     "FrontConfig", "HttpRequest", "Refused", "TrustedProxy", "bearer_token", "canonical_method", "canonical_path",
-    "canonical_request", "client_address", "destination_service", "load_front_config", "parse_ip", "proxies_from_config",
-    "refused_request", "served_path", "wire_text",
+    "canonical_request", "client_address", "destination_service", "fold_case", "load_front_config", "parse_ip",
+    "proxies_from_config", "refused_request", "served_path", "wire_text",
 ]

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from policy.canonical import fold_case
 from policy.language import LEVEL_RANK, PolicySet, Rule, glob_to_regex, is_glob
 from policy.request import Request, principal_kind
 
@@ -28,16 +29,22 @@ MAX_GLOB_BUCKETS = 10_000
 
 def _path_check(values: tuple[str, ...], *, fold: bool) -> Check:
     """Paths (canonical, ``policy.canonical``): a deny rule (``fold``) matches any case variant,
-    an allow rule only the spelling it names, so case can turn a request into a deny, never an allow."""
+    an allow rule only the spelling it names, so case can turn a request into a deny, never an allow.
+
+    A deny rule's exact and glob paths are one regex over ``fold_case`` of each (``policy.canonical``:
+    ``/adm%C4%B1n`` (dotless i) and ``/ADM%C4%B0N`` are ``/admin``, ``/stra%C3%9Fe`` is ``/strasse``),
+    matched against the folded request path (an ASCII path as it is, with ``re.IGNORECASE``: its
+    fold is its lower case). Two matchers, one per kind of path, once folded differently, and a
+    request a glob deny caught slipped past the exact one.
+    """
     if not fold:
         return _names_check(values, "path")
-    exact = frozenset(v.casefold() for v in values if not is_glob(v))
-    globs = [v for v in values if is_glob(v)]
-    rx = re.compile("(?:" + "|".join(glob_to_regex(g) for g in globs) + r")\Z", re.IGNORECASE) if globs else None
+    forms = dict.fromkeys(fold_case(v) for v in values)
+    match = re.compile("(?:" + "|".join(glob_to_regex(f) for f in forms) + r")\Z", re.IGNORECASE).match
 
     def check(req: Request) -> CheckResult:
         value = req.path
-        return value.casefold() in exact or (rx is not None and rx.match(value) is not None)
+        return match(value if value.isascii() else fold_case(value)) is not None
     return check
 
 

@@ -41,6 +41,8 @@ def test_canonical_paths(raw: str, canon: str) -> None:
     ("/admin%2E/x", "ends in a dot"), ("/ admin", "starts with a space"), ("/.../x", "ends in a dot"),
     ("/admin\uff0fx", "NFKC"), ("/\uff41dmin", "NFKC"), ("/admin%EF%BC%8Fx", "NFKC"), ("/a\u200bdmin", "invisible"),
     ("/a\u00a0b", "invisible"), ("/a\x7f", "control"), ("/a\udcff", "invisible"), ("", "non-empty"),
+    ("/adm%C4%B1n", "U\\+0131, which case-insensitive"), ("/adm\u0131n", "U\\+0131"), ("/%C4%B0nternal", "U\\+0130"),
+    ("/\u017fecret", "U\\+017F"), ("/\u212aeys", "U\\+212A"), ("/stra%C3%9Fe", "U\\+00DF"),
 ])
 def test_refused_paths(raw: str, why: str) -> None:
     with pytest.raises(Refused, match=why):
@@ -256,3 +258,16 @@ def test_ipv4_mapped_addresses_are_their_ipv4_form(peer: str, headers: list[tupl
 
     assert Request.from_dict({"service": "s", "method": "GET", "path": "/", "source_ip": peer}).source_ip \
         == canonical_request(http([], peer=peer, target="/"), FrontConfig(service="s")).source_ip
+
+
+def test_case_lookalikes_are_every_code_point_that_folds_to_ascii() -> None:
+    """The refused set is what the Unicode tables say, code point by code point (the module bisects)."""
+    import re
+
+    from policy.canonical import CASE_LOOKALIKES, fold_case
+
+    folds = (str.upper, str.lower, str.casefold)
+    want = {c for c in map(chr, [*range(0x80, 0xD800), *range(0xE000, 0x110000)])
+            if any(f(c).isascii() for f in folds) or re.fullmatch("[a-z]", c, re.IGNORECASE)}
+    assert want == CASE_LOOKALIKES and {"\u0131", "\u0130", "\u017f", "\u212a", "\u00df"} <= want
+    assert {fold_case(c) for c in "\u0131\u0130Ii"} == {"i"} and fold_case("STRA\u00dfE") == "strasse"
