@@ -245,3 +245,42 @@ def test_a_pcapng_time_no_event_can_carry_is_a_problem_of_its_packet(tmp_path: P
     assert all(e["@timestamp"].startswith("2023-11-14T22:13:20.") for e in flows)
     assert [(p.position, p.reason) for p in out.problems] == [
         *([] if readable else [("packet 3", "timestamp out of range")]), ("packet 4", "timestamp out of range")]
+
+
+def test_a_dns_query_flood_with_fresh_ids_keeps_memory_flat() -> None:
+    """Unanswered queries with fresh ids (a random-subdomain flood) were held until the flow ended: up to
+    65,536 parsed queries per flow (37 MB), times every open flow. Past apps.MAX_PENDING the oldest is
+    reported as an unanswered query, so every query still comes out, and an answer still pairs."""
+    import tracemalloc
+
+    from scapy.layers.dns import DNS, DNSQR
+
+    def query(ident: int) -> bytes:
+        return bytes(Ether(**MAC) / IP(src="169.254.1.1", dst="169.254.1.2") / UDP(sport=5353, dport=53)
+                     / DNS(id=ident, rd=1, qd=DNSQR(qname=f"{ident:05d}{'a' * 50}.example.org")))
+
+    first = query(0)
+    at = len(first) - len(bytes(DNS(id=0, rd=1, qd=DNSQR(qname=f"{0:05d}{'a' * 50}.example.org"))))
+    meter = FlowMeter(str)
+    t = int(T0 * 1e9)
+    n, seen = 20_000, 0
+    tracemalloc.start()
+    try:
+        for i in range(n):
+            frame = bytearray(first)
+            frame[at:at + 2] = i.to_bytes(2, "big")
+            meter.packet(i, t + i * 1000, 1, bytes(frame), len(frame))
+            seen += len(meter.events)
+            meter.events.clear()  # as the collector hands each batch over
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert held < 2 << 20, f"{held} bytes held after {n} unanswered queries"
+    answer = bytes(Ether(**MAC) / IP(src="169.254.1.2", dst="169.254.1.1") / UDP(sport=53, dport=5353)
+                   / DNS(id=n - 1, qr=1, qd=DNSQR(qname="x.example.org")))
+    meter.packet(n, t + n * 1000, 1, answer, len(answer))
+    meter.flush()
+    dns = [e for e in meter.events if e["event.dataset"] == "network.dns"]
+    assert seen + len(dns) == n
+    assert [e["event.action"] for e in dns].count("dns-transaction") == 1
+    assert meter.stats["DNS queries reported before an answer (pending cap)"] == n - apps.MAX_PENDING

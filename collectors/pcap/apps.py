@@ -84,6 +84,13 @@ class AppHandler:
 
 
 # -- DNS ------------------------------------------------------------------------------------
+#: requests of one flow waiting for their answer, at most (DNS queries by id, HTTP requests in order).
+#: Past it the oldest is reported unanswered: a query flood with fresh ids (random-subdomain attacks
+#: against a server that does not answer) once held up to 65,536 parsed queries per flow (37 MB, and
+#: more with answers packed into the queries) for as long as the flow lived, times every open flow
+MAX_PENDING = 64
+
+
 @dataclass(slots=True)
 class _DnsState:
     pending: dict[int, tuple[dns.DnsMessage, int, int, bool]] = field(default_factory=dict)
@@ -115,6 +122,9 @@ class DnsHandler(AppHandler):
             return
         if not msg.response:
             old = state.pending.pop(msg.id, None)
+            if old is None and len(state.pending) >= MAX_PENDING:  # queries never answered: the oldest goes out
+                old = state.pending.pop(next(iter(state.pending)))
+                self.meter.stats["DNS queries reported before an answer (pending cap)"] += 1
             if old is not None:
                 self._emit(flow, old[0], None, old[1], old[2], None, old[3])
             state.pending[msg.id] = (msg, index, ts, fwd)
@@ -213,8 +223,9 @@ class HttpHandler(AppHandler):
             elif msg is not None:
                 msg.order = order
                 stream.body(http.body_length(msg))
-                if len(state.pending) >= 64:  # a client that never gets answers: report, keep memory flat
+                if len(state.pending) >= MAX_PENDING:  # a client that never gets answers: report, keep memory flat
                     old, oindex, ots, ofwd = state.pending.popleft()
+                    self.meter.stats["HTTP requests reported before a response (pending cap)"] += 1
                     self._emit(flow, old, None, oindex, ots, None, ofwd)
                 state.pending.append((msg, hindex, hts, fwd))
 
