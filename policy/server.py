@@ -128,18 +128,42 @@ class DecisionHandler:
 
     def handle(self, http: HttpRequest, body: bytes, *, admin_listener: bool = False) -> Response:
         """``http.target`` is the raw request target (path and query) as received."""
+        proxied = self.proxied(http, admin_listener=admin_listener)
+        if proxied is not None:
+            return self.ext_authz(proxied)
         path = http.target.split("?", 1)[0]
-        if admin_listener:
-            return self.admin(http.method, path, body)
-        prefix = self.authz_prefix
-        if not prefix:
-            return self.ext_authz(http)
-        if path == prefix or path.startswith(prefix + "/"):
-            rest = http.target[len(prefix):]
-            return self.ext_authz(replace(http, target=rest if rest.startswith("/") else "/" + rest))
-        if not self.separate_admin and path in ADMIN_PATHS:
+        if admin_listener or (not self.separate_admin and path in ADMIN_PATHS):
             return self.admin(http.method, path, body)
         return _json_response(404, {"allow": False, "error": f"not found: {path[:200]}"})
+
+    def proxied(self, http: HttpRequest, *, admin_listener: bool = False) -> HttpRequest | None:
+        """The proxied request to decide (the prefix removed), or ``None`` for the server's own endpoints."""
+        if admin_listener:
+            return None
+        prefix = self.authz_prefix
+        if not prefix:
+            return http
+        path = http.target.split("?", 1)[0]
+        if path == prefix or path.startswith(prefix + "/"):
+            rest = http.target[len(prefix):]
+            return replace(http, target=rest if rest.startswith("/") else "/" + rest)
+        return None
+
+    def refuse_http(self, http: HttpRequest, status: int, reason: str, *, admin_listener: bool = False) -> Response:
+        """A request the HTTP layer refused before routing (target, headers or body too large, or not
+        parseable): a deny logged like every other refusal when it was a proxied request, so every
+        decision is logged. ``http`` holds what had been read (the target may be empty or partial);
+        a request whose target is not known yet counts as proxied on the decision listener."""
+        proxied = self.proxied(http, admin_listener=admin_listener) if http.target else (
+            None if admin_listener else http)
+        if proxied is None:
+            return _json_response(status, {"allow": False, "reason": reason})
+        return self._refused(proxied, status, reason)
+
+    def _refused(self, http: HttpRequest, status: int, reason: str) -> Response:
+        d = self.engine.refuse(refused_request(http, self.front), reason)
+        return Response(status, [(b"content-type", b"text/plain; charset=utf-8"), *decision_headers(d)],
+                        f"denied: {d.reason}\n".encode("utf-8", "replace")[:2048])
 
     def admin(self, method: str, path: str, body: bytes) -> Response:
         if path == "/v1/decide":
@@ -166,9 +190,7 @@ class DecisionHandler:
         try:
             req = canonical_request(http, self.front)
         except Refused as exc:
-            d = self.engine.refuse(refused_request(http, self.front), str(exc))
-            return Response(exc.status, [(b"content-type", b"text/plain; charset=utf-8"), *decision_headers(d)],
-                            f"denied: {d.reason}\n".encode("utf-8", "replace")[:2048])
+            return self._refused(http, exc.status, str(exc))
         d = self.engine.decide(req)
         extra = decision_headers(d)
         if d.allow:
@@ -233,11 +255,11 @@ class DecisionApp:
                 chunks.append(chunk)
             if not msg.get("more_body"):
                 break
+        http, admin = http_request_of(scope), self.is_admin(scope)
         if too_big:
-            resp = _json_response(413, {"allow": False, "reason": f"request body over {MAX_BODY} bytes"})
+            resp = self.handler.refuse_http(http, 413, f"request body over {MAX_BODY} bytes", admin_listener=admin)
         else:
-            resp = self.handler.handle(http_request_of(scope), b"".join(chunks),
-                                       admin_listener=self.is_admin(scope))
+            resp = self.handler.handle(http, b"".join(chunks), admin_listener=admin)
         await send({"type": "http.response.start", "status": resp.status,
                     "headers": [(b"content-length", str(len(resp.body)).encode()), *resp.headers]})
         await send({"type": "http.response.body", "body": resp.body})
@@ -249,6 +271,8 @@ _REASONS = {200: b"OK", 400: b"Bad Request", 403: b"Forbidden", 404: b"Not Found
             503: b"Service Unavailable"}
 MAX_URL = 16 * 1024
 MAX_HEADERS = 64 * 1024
+_LIMITS = {413: f"request body over {MAX_BODY} bytes", 414: f"request target over {MAX_URL} bytes",
+           431: f"request headers over {MAX_HEADERS} bytes"}
 IDLE_TIMEOUT_S = 75.0
 
 
@@ -257,8 +281,9 @@ class _Connection(asyncio.Protocol):
 
     No task or coroutine per request (the decision is microseconds of CPU), so a request
     costs a parser callback and one ``transport.write``; requests pipelined on a connection
-    are answered in order. Oversized URLs, headers and bodies are refused and the connection
-    closed; idle connections close after ``IDLE_TIMEOUT_S``.
+    are answered in order. Oversized URLs, headers and bodies, and what httptools cannot parse,
+    are refused (a logged deny, ``DecisionHandler.refuse_http``) and the connection closed; idle
+    connections close after ``IDLE_TIMEOUT_S``.
     """
 
     def __init__(self, handler: DecisionHandler, *, admin: bool = False) -> None:
@@ -300,18 +325,35 @@ class _Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._reply(Response(400, [], b"upgrades are not supported\n"), keep_alive=False)
+            self._refuse(400, "upgrades are not supported")
         except httptools.HttpParserError as exc:
-            self._reply(Response(400, [], f"bad request: {exc}\n".encode()), keep_alive=False)
+            self._refuse(400, f"bad request: {exc}")
+
+    def _refuse(self, status: int, reason: str) -> None:
+        """Refused at the HTTP layer: answered and logged by the handler (a logged deny when it was a
+        proxied request), then the connection is closed; what had been read is what is logged."""
+        # httptools reports a method only once the request line parsed (after an invalid one it says DELETE).
+        method = self.parser.get_method().decode("latin-1") if self.url else ""
+        http = HttpRequest(method=method, target=wire_text(self.url[:MAX_URL]), headers=self.headers,
+                           peer=self.client, http_version=None)
+        try:
+            resp = self.handler.refuse_http(http, status, reason, admin_listener=self.admin)
+        except Exception:  # the refusal is sent whatever happens to its log record
+            log.exception("logging a refused request failed")
+            resp = Response(status, [(b"x-ztsoc-decision", b"deny")], f"denied: {reason}\n".encode())
+        self._reply(resp, keep_alive=False)
 
     # httptools callbacks
     def on_message_begin(self) -> None:
         self.url, self.headers, self.header_bytes, self.body, self.body_size, self.refused = b"", [], 0, [], 0, 0
 
     def on_url(self, url: bytes) -> None:
-        self.url += url
         if len(self.url) > MAX_URL:
             self.refused = 414
+        else:
+            self.url += url  # bounded: at most MAX_URL plus one chunk is kept
+            if len(self.url) > MAX_URL:
+                self.refused = 414
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.header_bytes += len(name) + len(value)
@@ -330,8 +372,7 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         keep = bool(self.parser.should_keep_alive())
         if self.refused:
-            self._reply(_json_response(self.refused, {"allow": False, "reason": _REASONS[self.refused].decode()}),
-                        keep_alive=False)
+            self._refuse(self.refused, _LIMITS[self.refused])
             return
         http = HttpRequest(method=self.parser.get_method().decode("latin-1"), target=wire_text(self.url),
                            headers=self.headers, peer=self.client, http_version=self.parser.get_http_version())
@@ -340,6 +381,7 @@ class _Connection(asyncio.Protocol):
         except Exception as exc:  # the engine fails closed itself; this guards the routing
             log.exception("request handling failed")
             resp = Response(403, [(b"x-ztsoc-decision", b"deny")], f"denied: internal error {exc}\n".encode())
+        self.url, self.headers = b"", []  # a parse error before the next request must not log this one
         self._reply(resp, keep_alive=keep)
 
     def _reply(self, resp: Response, *, keep_alive: bool) -> None:
@@ -421,13 +463,27 @@ def tune_process() -> None:
     gc.freeze()
 
 
+def uvicorn_http() -> str:
+    """uvicorn's HTTP protocol for the PDP: httptools (when installed) through
+    ``policy.uvicorn_target``, which hands the scope the request target as sent (a
+    ``#fragment`` included, refused by the canonicaliser as on the other fronts), else h11,
+    which keeps it as sent itself."""
+    import importlib.util
+
+    if importlib.util.find_spec("httptools") is None:
+        return "h11"
+    from policy.uvicorn_target import HTTP
+
+    return HTTP
+
+
 def make_server(app: DecisionApp, host: str = "127.0.0.1", port: int = 8181) -> Any:
-    """A configured ``uvicorn.Server`` (httptools parser when installed); call ``.run()``."""
+    """A configured ``uvicorn.Server`` (``uvicorn_http``'s protocol); call ``.run()``."""
     import importlib.util
 
     import uvicorn
 
-    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    http = uvicorn_http()
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     config = uvicorn.Config(app, host=host, port=port, http=http, loop=loop, lifespan="on",
                             access_log=False, log_level="warning", server_header=False, proxy_headers=False, date_header=False,
@@ -542,7 +598,6 @@ def serve(cfg: ServeConfig, host: str = "127.0.0.1", port: int = 8181, workers: 
         finally:
             handler.shutdown()
         return
-    import importlib.util
     import socket
 
     import uvicorn
@@ -557,7 +612,7 @@ def serve(cfg: ServeConfig, host: str = "127.0.0.1", port: int = 8181, workers: 
     cfg.per_process_spill = True
     os.environ[CONFIG_ENV] = cfg.to_env()
     config = uvicorn.Config("policy.server:app_from_env", factory=True, host=host, port=port, workers=workers,
-                            http="httptools" if importlib.util.find_spec("httptools") else "h11", lifespan="on",
+                            http=uvicorn_http(), lifespan="on",
                             access_log=False, log_level=os.environ.get("ZTSOC_PDP_LOG_LEVEL", "warning"),
                             server_header=False, date_header=False, backlog=2048,
                             proxy_headers=False)  # policy.canonical alone decides which proxy header to believe

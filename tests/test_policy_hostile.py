@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from policy_tokens import DOMAIN, claims, forge, jwk_of, keys, svid, user_token, verifier
 
@@ -560,3 +560,53 @@ def test_a_mapped_address_is_decided_as_its_ipv4_form(front: Ports, address: str
     assert decide(f"::ffff:{address}") == plain and plain[2] == address
     if address == HOSTILE:
         assert "h/critical-risk" in plain[1]
+
+
+# -- the raw and uvicorn fronts: one target, one decision (audit defect 8) ----------------------
+_TARGET_PARTS = ["public", "admin", "records", "x", "..", ".", "", "%2e%2e", "#", "x#frag", "#", "?q=1", "?a#b", "%23",
+                 "ADMIN", "caf%C3%A9", "adm%C4%B1n", "http:", "records.gov.example"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(parts=st.lists(st.sampled_from(_TARGET_PARTS), min_size=1, max_size=6), method=st.sampled_from(["GET", "PUT"]),
+       absolute=st.booleans())
+@example(parts=["public", "x#", "..", "..", "admin"], method="GET", absolute=False)  # the audit's p07 case
+@example(parts=["public", "x"], method="GET", absolute=True)
+def test_the_http_fronts_decide_every_target_alike(stack: Stack, parts: list[str], method: str,
+                                                   absolute: bool) -> None:
+    """The raw front and uvicorn (httptools, which drops a ``#fragment`` and an absolute-form
+    target's scheme and host before the ASGI scope) hand the canonicaliser the same target:
+    ``/public/x#/../../admin`` is refused by both, never allowed by one."""
+    target = ("http://records.gov.example/" if absolute else "/") + "/".join(parts)
+    outcomes = []
+    for kind, ports in stack.fronts.items():
+        reply = send(ports.fixed, request(method, target), CLEAN)
+        decision = reply.headers.get("x-ztsoc-decision")
+        outcomes.append((reply.status, decision, reply.headers.get("x-ztsoc-reason")))
+        assert decision in ("allow", "deny"), (kind, target, reply)
+        req, d = stack.sink.seen[reply.headers["x-ztsoc-decision-id"]]  # every decision is logged
+        assert d.action == decision and req.method == method and req.source_ip == CLEAN
+    assert outcomes[0] == outcomes[1], target
+    if "#" in target.split("?", 1)[0] or absolute:
+        assert outcomes[0][0] == 403 and "request refused" in str(outcomes[0][2]), target
+
+
+@pytest.mark.parametrize(("kind", "raw", "status", "why"), [
+    ("raw", request("GET", "/" + "a" * 20_000), 414, "request target over 16384 bytes"),
+    ("raw", request("GET", "/records/1", [(f"X-H{i}", "v" * 1000) for i in range(80)]), 431,
+     "request headers over 65536 bytes"),
+    ("raw", b"GET /records/\xc3\xa9 HTTP/1.1\r\nHost: records\r\n\r\n", 400, "bad request: "),
+    ("raw", b"NOT HTTP AT ALL\r\n\r\n", 400, "bad request: "),
+    ("raw", request("POST", "/records/1", body=b"x" * 70_000), 413, "request body over 65536 bytes"),
+    ("uvicorn", request("POST", "/records/1", body=b"x" * 70_000), 413, "request body over 65536 bytes"),
+])
+def test_requests_refused_by_the_http_layer_are_logged_denies(stack: Stack, kind: str, raw: bytes, status: int,
+                                                              why: str) -> None:
+    """A request the front's own HTTP layer refuses (too long, not HTTP) is a deny in the decision log
+    like any other refusal. (uvicorn's own parser errors have no hook and stay unlogged.)"""
+    reply = send(stack.fronts[kind].fixed, raw, CLEAN)
+    assert reply.status == status and reply.headers["x-ztsoc-decision"] == "deny"
+    assert why in reply.headers["x-ztsoc-reason"]
+    req, d = stack.sink.seen[reply.headers["x-ztsoc-decision-id"]]
+    assert d.reason.startswith("request refused: ") and why in d.reason
+    assert (req.service, req.source_ip) == ("records", CLEAN)
