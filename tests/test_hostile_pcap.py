@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import io
 import struct
 from collections import Counter
 from pathlib import Path
@@ -21,10 +22,11 @@ from collectors.pcap import apps
 from collectors.pcap.collector import PcapReader
 from collectors.pcap.flows import FlowMeter, MeterConfig
 from collectors.pcap.linktypes import ethernet
+from collectors.pcap.reader import Problem
 from collectors.pcap.tls import TlsError, parse_client_hello
 from collectors.pipeline import ingest
 from eventstore import Store
-from tests.pcapkit import HTTP_REQUEST, HTTP_RESPONSE, MAC, T0, dns_exchange, tcp_session, timed, write
+from tests.pcapkit import HTTP_REQUEST, HTTP_RESPONSE, MAC, T0, dns_exchange, eth, tcp_session, timed, write
 
 #: a TLS handshake header cut short: once an IndexError that stopped the whole file and live capture
 SIX_BYTES = bytes.fromhex("160301000001")
@@ -256,7 +258,7 @@ def test_a_dns_query_flood_with_fresh_ids_keeps_memory_flat() -> None:
     from scapy.layers.dns import DNS, DNSQR
 
     def query(ident: int) -> bytes:
-        return bytes(Ether(**MAC) / IP(src="169.254.1.1", dst="169.254.1.2") / UDP(sport=5353, dport=53)
+        return bytes(eth() / IP(src="169.254.1.1", dst="169.254.1.2") / UDP(sport=5353, dport=53)
                      / DNS(id=ident, rd=1, qd=DNSQR(qname=f"{ident:05d}{'a' * 50}.example.org")))
 
     first = query(0)
@@ -276,7 +278,7 @@ def test_a_dns_query_flood_with_fresh_ids_keeps_memory_flat() -> None:
     finally:
         tracemalloc.stop()
     assert held < 2 << 20, f"{held} bytes held after {n} unanswered queries"
-    answer = bytes(Ether(**MAC) / IP(src="169.254.1.2", dst="169.254.1.1") / UDP(sport=53, dport=5353)
+    answer = bytes(eth() / IP(src="169.254.1.2", dst="169.254.1.1") / UDP(sport=53, dport=5353)
                    / DNS(id=n - 1, qr=1, qd=DNSQR(qname="x.example.org")))
     meter.packet(n, t + n * 1000, 1, answer, len(answer))
     meter.flush()
@@ -284,3 +286,53 @@ def test_a_dns_query_flood_with_fresh_ids_keeps_memory_flat() -> None:
     assert seen + len(dns) == n
     assert [e["event.action"] for e in dns].count("dns-transaction") == 1
     assert meter.stats["DNS queries reported before an answer (pending cap)"] == n - apps.MAX_PENDING
+
+
+def test_a_pcapng_of_bad_blocks_holds_a_bounded_number_of_problems(tmp_path: Path) -> None:
+    """The reader skips damaged blocks without yielding, so nobody could take their problems: a file of
+    bad blocks was one problem object per 32 bytes of file, all in one batch (99 MB for 9.6 MB of file)."""
+    MAX_HELD_PROBLEMS = 1000
+
+    n = 3 * MAX_HELD_PROBLEMS
+    bad = _block(6, struct.pack("<IIIII", 7, 0, 0, 0, 0))  # interface 7 of 1
+    path = tmp_path / "bad.pcapng"
+    path.write_bytes(_pcapng([_idb(), *[bad] * n, _epb(_udp_frame(1), int(T0 * 1e6))]))
+    batches = list(PcapReader().batches(path, None, 100))
+    problems = [p for b in batches for p in b.problems]
+    assert max(len(b.problems) for b in batches) <= MAX_HELD_PROBLEMS + 1
+    assert [p.position for p in problems[:MAX_HELD_PROBLEMS]] == [f"packet {i}" for i in range(MAX_HELD_PROBLEMS)]
+    summary = problems[MAX_HELD_PROBLEMS]
+    assert (summary.position, summary.reason) == (f"packet {MAX_HELD_PROBLEMS}", "more problems")
+    assert summary.raw == (f"{n - MAX_HELD_PROBLEMS} more up to packet {n - 1}, counted, not listed one by one: "
+                           f"corrupt packet block ({n - MAX_HELD_PROBLEMS})")
+    assert [e["source.port"] for b in batches for e in b.events] == [1]
+
+
+def test_a_pcapng_section_holds_a_bounded_number_of_interfaces(tmp_path: Path) -> None:
+    """An interface description is 20 bytes of file and was an object for the whole section (56 MB of
+    memory for a 10 MB file of them); past MAX_INTERFACES they are problems, their packets unreadable."""
+    from collectors.pcap.reader import MAX_INTERFACES, CaptureInfo, iter_records
+
+    extra = 100
+    epb_last = _block(6, struct.pack("<IIIII", MAX_INTERFACES, 0, 0, 1, 1) + b"x")
+    data = _pcapng([_idb()] * (MAX_INTERFACES + extra) + [_epb(_udp_frame(1), int(T0 * 1e6)), epb_last])
+    info = CaptureInfo()
+    problems: list[Problem] = []
+    records = list(iter_records(io.BytesIO(data), problems, info))
+    assert len(info.interfaces) == MAX_INTERFACES
+    assert [r[0] for r in records] == [0]
+    assert Counter(p.reason for p in problems) == {"too many interfaces": extra, "corrupt packet block": 1}
+
+
+def test_problems_of_a_flow_count_towards_the_batch(tmp_path: Path) -> None:
+    """Malformed DNS in one flow makes problems and no events: they all waited for the end of the capture,
+    one batch of any size (a problem object per packet, the whole file long)."""
+    bad_dns = b"\x00\x01\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\xc0\x0c\x00\x01\x00\x01"  # a name pointing at itself
+    pkt = eth() / IP(src="169.254.1.1", dst="169.254.1.2") / UDP(sport=5000, dport=53) / bad_dns
+    path = write(tmp_path / "bad-dns.pcap", timed([pkt] * 1000, T0, 0.0001))
+    batches = list(PcapReader().batches(path, None, 100))
+    assert max(len(b.events) + len(b.problems) for b in batches) <= 100
+    assert sum(len(b.problems) for b in batches) == 1000
+    assert [e["event.dataset"] for b in batches for e in b.events] == ["network.flow"]
+    resumed = read_resumed(PcapReader(), path, 100)
+    assert len(resumed.problems) == 1000 and len(resumed.events) == 1

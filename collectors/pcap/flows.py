@@ -331,7 +331,7 @@ class FlowMeter:
         self.feed(((index, ts, linktype, data, wirelen),))
 
     def feed(self, records: Iterable[Record], max_events: int = 1 << 62) -> bool:
-        """Meter records until they run out (True) or ``max_events`` events are waiting (False).
+        """Meter records until they run out (True) or ``max_events`` events and problems are waiting (False).
 
         ``next_index`` is then the index after the last record taken, so the caller can resume
         the same iterator after draining ``events``.
@@ -406,7 +406,8 @@ class FlowMeter:
                         (flow.handler or apps_payload)(flow, data[ps:pe], fwd, index, ts, seq + (flags >> 1 & 1))
                     if flow.tunnel:
                         self._tunnel(index, ts, data, ps, pe, flow, wirelen)
-                    if len(events) >= max_events:
+                    # problems count too: a flood of malformed DNS in one flow makes problems and no events
+                    if len(events) + len(problems) >= max_events:
                         self.next_index = index + 1
                         return False
                 self.next_index = index + 1

@@ -34,6 +34,13 @@ MAX_RECORD = 1 << 20
 #: years; ``time.gmtime`` fails past the platform's ``time_t``). A pcap record's 32-bit seconds always
 #: fit; a pcapng one (64-bit ticks of any resolution, plus a signed ``if_tsoffset``) may not
 MAX_TS_NS = 253_402_300_800 * 1_000_000_000
+#: problems of skipped records held until the caller takes them (after each batch); past it they are
+#: counted in one summary problem. A reader skipping damaged blocks yields nothing, so its caller cannot
+#: take them: a file of nothing but bad blocks once became one problem object per 32 bytes of file
+MAX_HELD_PROBLEMS = 1000
+#: interfaces of one pcapng section, at most (the obsolete packet block's id is 16 bits); each is an
+#: object while the section lasts, and an interface description is only 20 bytes of file
+MAX_INTERFACES = 1 << 16
 
 PCAP_MAGICS: dict[bytes, tuple[str, int]] = {
     # magic as it appears in the file -> (struct byte order, ns per timestamp fraction unit)
@@ -57,6 +64,33 @@ class Problem:
     index: int
     reason: str
     detail: str = ""
+
+
+@dataclass(slots=True)
+class MoreProblems(Problem):
+    """The problems past :data:`MAX_HELD_PROBLEMS`, as counts by reason (the detail says which packets)."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    last: int = -1
+
+    def add(self, problem: Problem) -> None:
+        self.counts[problem.reason] = self.counts.get(problem.reason, 0) + 1
+        self.last = max(self.last, problem.index)
+        listed = ", ".join(f"{reason} ({n})" for reason, n in self.counts.items())
+        self.detail = (f"{sum(self.counts.values())} more up to packet {self.last}, counted, not listed one by one: "
+                       f"{listed}")
+
+
+def _report(problems: list[Problem], problem: Problem) -> None:
+    """A skipped record's problem: listed while fewer than :data:`MAX_HELD_PROBLEMS` wait, else counted."""
+    if len(problems) < MAX_HELD_PROBLEMS:
+        problems.append(problem)
+        return
+    last = problems[-1]
+    if not isinstance(last, MoreProblems):
+        last = MoreProblems(problem.index, "more problems")
+        problems.append(last)
+    last.add(problem)
 
 
 @dataclass(slots=True)
@@ -267,8 +301,8 @@ def _iter_pcapng(buf: _Buffer, problems: list[Problem], info: CaptureInfo, start
         end = pos + blen - 4
         buf.pos = pos + blen
         if blen < _MIN_BLOCK.get(btype, 12):  # too short for its fixed fields: skipped by its length
-            problems.append(Problem(index if btype in _PACKET_BLOCKS else -1, "corrupt block length",
-                                    f"block type {btype:#x} of {blen} bytes, shorter than its fixed fields"))
+            _report(problems, Problem(index if btype in _PACKET_BLOCKS else -1, "corrupt block length",
+                                      f"block type {btype:#x} of {blen} bytes, shorter than its fixed fields"))
             if btype in _PACKET_BLOCKS:
                 index += 1
             continue
@@ -279,8 +313,8 @@ def _iter_pcapng(buf: _Buffer, problems: list[Problem], info: CaptureInfo, start
                 iface, _drops, hi, lo, incl, orig = struct.unpack_from(order + "HHIIII", b, body)
             if index >= start:
                 if iface >= len(ifaces) or body + 20 + incl > end:
-                    problems.append(Problem(index, "corrupt packet block",
-                                            f"interface {iface} of {len(ifaces)}, captured length {incl}"))
+                    _report(problems, Problem(index, "corrupt packet block",
+                                              f"interface {iface} of {len(ifaces)}, captured length {incl}"))
                 else:
                     itf = ifaces[iface]
                     ts = ((hi << 32) | lo) * itf.num // itf.den + itf.offset_ns
@@ -288,7 +322,7 @@ def _iter_pcapng(buf: _Buffer, problems: list[Problem], info: CaptureInfo, start
                         last_ts = ts
                         yield index, ts, itf.linktype, b[body + 20:body + 20 + incl], orig
                     else:
-                        problems.append(_bad_time(index, ts))
+                        _report(problems, _bad_time(index, ts))
             index += 1
         elif btype == _SPB:
             if index >= start and ifaces:
@@ -298,6 +332,10 @@ def _iter_pcapng(buf: _Buffer, problems: list[Problem], info: CaptureInfo, start
                 yield index, last_ts, itf.linktype, b[body + 4:body + 4 + incl], orig
             index += 1
         elif btype == _IDB:
+            if len(ifaces) >= MAX_INTERFACES:  # its packets are then "corrupt packet block"s (no such interface)
+                _report(problems, Problem(-1, "too many interfaces",
+                                          f"interface {len(ifaces)} of a section that may have {MAX_INTERFACES}"))
+                continue
             linktype, _, snaplen = struct.unpack_from(order + "HHI", b, body)
             itf = Interface(linktype, snaplen)
             _idb_options(b, body + 8, end, order, itf)
