@@ -49,6 +49,7 @@ def normalise_timestamp(value: Any) -> str:
 class JsonlReader(LineReader):
     name = "jsonl"
     keep_original = False  # the line IS the event
+    expands_repeats = False  # one line, one event: a stored copy of a repeated message, exported, stays one
 
     def parse(self, text: str, ctx: Any) -> Event | None:
         doc = load_json(text)

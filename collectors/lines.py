@@ -188,6 +188,10 @@ class LineReader(ReaderBase):
     no_cycles = True
     #: bytes of a line read at most (the rest is skipped and counted as a problem)
     max_line = MAX_LINE
+    #: a parsed "message repeated N times" (``ztsoc.auth.repeated``) is stored N times. Only for readers
+    #: whose parser sets the field from the text it read: an ECS line that carries it is one stored event
+    #: (often one of those N copies, exported), and copying it again would multiply it
+    expands_repeats = True
 
     def __init__(self, *, follow: bool = False) -> None:
         self.follow = follow
@@ -263,6 +267,7 @@ class LineReader(ReaderBase):
         """
         limit = lines.limit
         name, keep_original, follow, parse = self.name, self.keep_original, self.follow, self.parse
+        expands_repeats = self.expands_repeats
         recent: deque[bytes] = deque(maxlen=_MARK_LINES)
         remember = recent.append
 
@@ -316,7 +321,7 @@ class LineReader(ReaderBase):
                         event["log.file.path"] = source
                         event["ztsoc.log.offset"] = here
                     events.append(event)
-                    repeats = event.get("ztsoc.auth.repeated")
+                    repeats = event.get("ztsoc.auth.repeated") if expands_repeats else None
                     if repeats.__class__ is int and repeats > 1:
                         # "message repeated 5 times: [...]" stands for five events: a brute-force
                         # count must see five; the copies get ids of their own at the same line

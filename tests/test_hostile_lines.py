@@ -173,3 +173,19 @@ def test_a_journal_number_field_with_other_digits_keeps_the_entry(tmp_path: Path
     assert event["event.dataset"] == "system.auth" and event["user.name"] == "ann"
     assert ("process.pid" in event) == (field != "_PID")
     assert ("log.syslog.severity.code" in event) == (field != "PRIORITY")
+
+
+def test_stored_copies_of_a_repeated_message_are_reingested_once_each(tmp_path: Path) -> None:
+    """syslog's "message repeated 3 times" is three events, each carrying ztsoc.auth.repeated = 3. Their
+    JSON lines (an export) read back were copied again: nine events (ten thousand from one hostile line)."""
+    log = tmp_path / "auth.log"
+    log.write_text("2026-11-25T10:00:00Z h sshd[7]: message repeated 3 times: [ Failed password for root from "
+                   "10.0.0.9 port 22 ssh2]\n")
+    stored = read_all(SyslogReader(tz="UTC"), log).events
+    assert len(stored) == 3
+    export = tmp_path / "export.jsonl"
+    export.write_text("".join(json.dumps(e) + "\n" for e in stored)
+                      + json.dumps({"@timestamp": "2026-11-25T10:00:00Z", "ztsoc.auth.repeated": 10_000}) + "\n")
+    again = read_all(JsonlReader(), export)
+    assert again.problems == [] and len(again.events) == 4
+    assert [e["event.id"] for e in again.events[:3]] == [e["event.id"] for e in stored]
