@@ -251,3 +251,33 @@ def test_a_six_byte_tls_header_does_not_stop_the_capture(veth: tuple[str, str], 
     http = sqlite_store.search("event.dataset:network.http", limit=10).hits
     assert sorted(h["url.path"] for h in http) == ["/probe/0", "/probe/1"]
     assert sqlite_store.count("event.dataset:network.dns") == 3
+
+
+def test_a_dns_flood_with_fresh_ids_is_held_within_the_cap_and_stored_whole(veth: tuple[str, str],
+                                                                           sqlite_store: Store) -> None:
+    """Unanswered queries with fresh ids on one port (a random-subdomain flood at a server that does not
+    answer) were all held until the flow ended (37 MB a flow at 65,536 ids). Now at most
+    apps.MAX_PENDING wait; the older ones are stored as they are pushed out, and none is lost."""
+    from scapy.config import conf
+    from scapy.layers.dns import DNS, DNSQR
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    from scapy.sendrecv import sendp
+
+    from collectors.pcap.apps import MAX_PENDING
+
+    iface, _ns = veth
+    cap, thread = start_capture(sqlite_store, iface)
+    conf.ifaces.reload()
+    src_mac = Path(f"/sys/class/net/{iface}/address").read_text().strip()
+    count = 4 * MAX_PENDING
+    frames = [Ether(src=src_mac, dst="ff:ff:ff:ff:ff:ff") / IP(src=HOST_IP, dst=NS_IP) / UDP(sport=35353, dport=53)
+              / DNS(id=i, rd=1, qd=DNSQR(qname=f"r{i}.flood.test")) for i in range(count)]
+    sendp(frames, iface=iface, verbose=False)
+    settle(cap)
+    flows = [f for f in cap.meter.open_flows() if f.dport == 53 and f.sport == 35353]
+    assert len(flows) == 1 and flows[0].state is not None and len(flows[0].state.pending) == MAX_PENDING
+    cap.stop()
+    thread.join(10)
+    assert not thread.is_alive() and cap.stats.stopped_by is None
+    assert sqlite_store.count("event.dataset:network.dns AND source.port:35353") == count
