@@ -15,7 +15,9 @@ luqum does the parsing; this module gives the tree Lucene's meaning, as Elastics
 
 Fuzzy terms (``root~``, ``~N``: Damerau-Levenshtein, ``AUTO`` edits as ES) and sloppy phrases
 (``"failed root"~2``) follow Lucene's definitions.
-Every error is a ``QuerySyntaxError`` with the 0-based position of the fault.
+Every error is a ``QuerySyntaxError`` with the 0-based position of the fault, including a query
+longer than ``MAX_QUERY_CHARS`` or nested deeper than ``MAX_DEPTH`` (parentheses here, groups and
+operators inside a ``/regex/`` in ``lucene_regex``): nothing recurses past those.
 """
 
 from __future__ import annotations
@@ -53,6 +55,24 @@ Operator = Literal["OR", "AND"]
 #: Elasticsearch's query_string default; a SOC store answers like Kibana does.
 DEFAULT_OPERATOR: Operator = "OR"
 
+#: How deep parentheses may nest. Every level costs stack in each walk of the query: the translator
+#: recurses per level (Python's recursion limit: ~300 levels raised RecursionError, a traceback in
+#: ``soc hunt`` and a 500 on the dashboard), and SQLite's parser, which has a fixed stack (100 entries
+#: in 3.40) and answered "parser stack overflow" for the SQL of 11 levels (24 since ``sqlite.WhereBuilder``
+#: spends less per level). Refused here, once, so every front reports a bad query and every compiled
+#: form (SQL, the ES query string) stays within what its backend parses; analysts' queries nest a few.
+MAX_DEPTH = 20
+#: The longest query string, and the most words (terms, operators, phrases: what whitespace and
+#: parentheses separate) in it: luqum's parser grows an operation by copying its operands (quadratic),
+#: so 16,000 words took 5 s before anything else was checked; 4,096 (1,024 clauses with an operator
+#: and a NOT each) parse in well under a second.
+MAX_QUERY_CHARS = 65_536
+MAX_WORDS = 4096
+#: Lucene's default ``maxClauseCount``, counted as Lucene 9 does (every leaf of the whole tree;
+#: Elasticsearch refuses past its own limit too): SQLite plans an ``OR`` of n terms in about n^2
+#: time (2,000 tokens of ``message`` took 3 s), and a 20,000-character query holds 5,000.
+MAX_CLAUSES = 1024
+
 _POSITION = re.compile(r"position (\d+)")
 _MUST, _SHOULD, _MUST_NOT = "must", "should", "must_not"
 
@@ -66,6 +86,8 @@ def parse(
     types: Callable[[str], FieldType | None] = field_type,
 ) -> ast.Node:
     """The query as a typed tree; raises ``QuerySyntaxError`` (with position) when it is not one."""
+    if len(query) > MAX_QUERY_CHARS:
+        raise QuerySyntaxError(f"query longer than {MAX_QUERY_CHARS} characters", query, MAX_QUERY_CHARS)
     text = query.strip()
     if text in ("", "*", "*:*"):
         return ast.MatchAll()
@@ -94,7 +116,9 @@ def _operators(query: str) -> tuple[str, list[int]]:
     become ``AND`` ``OR`` ``NOT`` where Lucene's lexer takes them as operators (``&&`` alone, not
     ``a&&b``). Quoted phrases, ``/regex/`` and range bounds are copied as they are. A ``/`` inside a
     term starts a regex Lucene never closes (``10.0.0.0/8`` unquoted): refused as Elasticsearch does.
-    Returns the text for luqum and, per character of it, its offset in ``query``."""
+    Parentheses nest at most ``MAX_DEPTH`` deep (counted here, where quotes, regexes and ranges are
+    known, before anything recurses). Returns the text for luqum and, per character of it, its offset
+    in ``query``."""
     out: list[str] = []
     origin: list[int] = []
     i, n = 0, len(query)
@@ -116,9 +140,16 @@ def _operators(query: str) -> tuple[str, list[int]]:
         return min(k + 1, n)
 
     at_start = True
+    depth = 0
+    words, between = 0, True  # words so far; whether the last character separated two
     colons = 0  # in the current term: `field:value` has one; Lucene refuses `a:b:c` and `t:12:00`
     while i < n:
         ch = query[i]
+        if ch not in _TOKEN_START and between:
+            words += 1
+            if words > MAX_WORDS:
+                raise QuerySyntaxError(f"more than {MAX_WORDS} words and operators", query, i)
+        between = ch in _TOKEN_START
         if ch in _TOKEN_START:
             colons = 0
         elif ch == ":":
@@ -155,6 +186,12 @@ def _operators(query: str) -> tuple[str, list[int]]:
             i += 2
             at_start = True
         else:
+            if ch == "(":
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise QuerySyntaxError(f"parentheses nested more than {MAX_DEPTH} deep", query, i)
+            elif ch == ")":
+                depth = max(depth - 1, 0)  # an unmatched one is luqum's to report
             emit(ch, i)
             i += 1
             at_start = ch in _TOKEN_START or ch in ":+-"
@@ -179,6 +216,7 @@ class _Translator:
         self.default_field = default_field
         self.operator = operator
         self.types = types
+        self.clauses = 0
 
     def error(self, message: str, item: Any) -> QuerySyntaxError:
         pos = getattr(item, "pos", None)
@@ -194,6 +232,13 @@ class _Translator:
             if handler is not None:
                 return handler(self, item, field)
         raise self.error(f"unsupported query element {item!s}", item)
+
+    def clause(self, node: ast.Node, item: Any) -> ast.Node:
+        """Count ``node``'s leaves (a ``text`` value is one per token) toward ``MAX_CLAUSES``."""
+        self.clauses += len(node.must) + len(node.should) + len(node.must_not) if isinstance(node, ast.Bool) else 1
+        if self.clauses > MAX_CLAUSES:
+            raise self.error(f"more than {MAX_CLAUSES} clauses (terms, and tokens of text values)", item)
+        return node
 
     def search_field(self, item: tree.SearchField, outer: str | None) -> ast.Node:
         if outer is not None:
@@ -304,11 +349,11 @@ _ELEMENTS: dict[type, Callable[[_Translator, Any, str | None], ast.Node]] = {
     tree.BaseGroup: lambda t, item, field: t.boolean(item.expr, field),
     tree.Boost: lambda t, item, field: t.node(item.expr, field),  # no scoring here: boosts change nothing
     tree.SearchField: lambda t, item, field: t.search_field(item, field),
-    tree.Range: lambda t, item, field: t.range(item, field or t.default_field),
-    tree.OpenRange: lambda t, item, field: t.range(item, field or t.default_field),
-    tree.Fuzzy: lambda t, item, field: t.fuzzy(item, field),
-    tree.Proximity: lambda t, item, field: t.proximity(item, field),
-    tree.Term: lambda t, item, field: t.term(item, field),
+    tree.Range: lambda t, item, field: t.clause(t.range(item, field or t.default_field), item),
+    tree.OpenRange: lambda t, item, field: t.clause(t.range(item, field or t.default_field), item),
+    tree.Fuzzy: lambda t, item, field: t.clause(t.fuzzy(item, field), item),
+    tree.Proximity: lambda t, item, field: t.clause(t.proximity(item, field), item),
+    tree.Term: lambda t, item, field: t.clause(t.term(item, field), item),
 }
 
 
@@ -336,12 +381,22 @@ def _merge_words(clauses: list[tuple[str | None, Any]]) -> list[tuple[str | None
     is off): ``user.name:(alice bob)`` looks for the keyword "alice bob"; on ``message`` the
     analyser splits it again, so bare words still match any of their tokens."""
     out: list[tuple[str | None, Any]] = []
+    run: list[str] = []  # the plain words that make up out[-1] so far: joined once, at the run's end
+
+    def close_run() -> None:
+        if len(run) > 1:  # one Word per run (merging pairwise rescanned the growing value: quadratic)
+            conj, first = out[-1]
+            out[-1] = (conj, tree.Word(" ".join(run), pos=first.pos))
+
     for conj, clause in clauses:
-        if out and conj is None and _plain_word(clause) and _plain_word(out[-1][1]):
-            prev_conj, prev = out[-1]
-            out[-1] = (prev_conj, tree.Word(f"{prev.value} {clause.value}", pos=prev.pos))
-        else:
-            out.append((conj, clause))
+        plain = _plain_word(clause)
+        if run and conj is None and plain:
+            run.append(clause.value)
+            continue
+        close_run()
+        out.append((conj, clause))
+        run = [clause.value] if plain else []
+    close_run()
     return out
 
 

@@ -22,6 +22,10 @@ from functools import lru_cache
 from typing import Any
 
 MAX_INTERVAL = 5000  # numbers a <n-m> interval may name (each becomes an alternative)
+#: How deep a regex may nest: groups, ``~`` complements and repeats (``a**``) each add a level to the
+#: tree, which the parser and both compilers walk recursively (300 nested groups ran out of Python's
+#: stack: a RecursionError, not a bad-regex error). Lucene's own regexes in queries nest a few deep.
+MAX_DEPTH = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +38,13 @@ class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
         self.i = 0
+        self.depth = 0
+
+    def deeper(self, levels: int = 1) -> None:
+        """Enter ``levels`` more levels of the tree (the parser recurses once per group and ``~``)."""
+        self.depth += levels
+        if self.depth > MAX_DEPTH:
+            raise self.error(f"nested more than {MAX_DEPTH} deep")
 
     def error(self, message: str) -> ValueError:
         return ValueError(f"bad regular expression /{self.text}/: {message} at {self.i}")
@@ -63,8 +74,11 @@ class _Parser:
 
     def repeat(self) -> _Node:
         node = self.complement()
+        repeats = 0
         while self.peek("*+?{"):
             ch = self.text[self.i]
+            self.deeper()  # each repeat wraps the node once more
+            repeats += 1
             self.i += 1
             if ch == "*":
                 node = _Node("repeat", (node, 0, None))
@@ -80,12 +94,16 @@ class _Parser:
                 low = int(m.group(1))
                 high = low if m.group(2) is None else (int(m.group(3)) if m.group(3) else None)
                 node = _Node("repeat", (node, low, high))
+        self.depth -= repeats
         return node
 
     def complement(self) -> _Node:
         if self.peek("~"):
+            self.deeper()
             self.i += 1
-            return _Node("compl", (self.complement(),))
+            node = _Node("compl", (self.complement(),))
+            self.depth -= 1
+            return node
         return self.atom()
 
     def atom(self) -> _Node:
@@ -100,10 +118,14 @@ class _Parser:
         if ch == "#":
             return _Node("empty")
         if ch == "(":
+            self.i -= 1  # the error names the group's "("
+            self.deeper()
+            self.i += 1
             node = _Node("concat", ()) if self.peek(")") else self.union()
             if not self.peek(")"):
                 raise self.error("expected )")
             self.i += 1
+            self.depth -= 1
             return node
         if ch == '"':
             end = self.text.find('"', self.i)

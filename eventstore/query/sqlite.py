@@ -73,11 +73,21 @@ class WhereBuilder:
         return handler(self, node)
 
     def _bool(self, node: ast.Bool) -> str:
+        """As few parentheses per level as SQL allows: SQLite's parser has a fixed stack (100 entries
+        in 3.40) and answers "parser stack overflow" past it, so every level of the tree costs some of
+        it. An exclusion is ``(x) IS NOT TRUE`` (true when x is 0 or NULL, as ``NOT IFNULL(x, 0)``
+        was) because a postfix test holds no stack while x is parsed; a group of only optional
+        clauses is one parenthesised chain, not a chain inside a conjunction."""
+        should = [self.where(n) for n in node.should]
+        if should and not node.must and not node.must_not:
+            return _chain("OR", should)
         parts = [self.where(n) for n in node.must]
-        if node.should:
-            parts.append("(" + " OR ".join(self.where(n) for n in node.should) + ")")
-        parts.extend(f"NOT IFNULL({self.where(n)}, 0)" for n in node.must_not)
-        return "(" + " AND ".join(parts or ["1"]) + ")"
+        if should:
+            parts.append(_chain("OR", should))
+        for n in node.must_not:
+            inner = self.where(n)
+            parts.append(f"{inner if isinstance(n, ast.Bool) else f'({inner})'} IS NOT TRUE")
+        return _chain("AND", parts or ["1"])
 
     def leaf(self, field: str, pred: Callable[[str], str]) -> str:
         """``pred`` of one value expression, applied to the column or to each document value.
@@ -195,6 +205,21 @@ class WhereBuilder:
             return conv.format(f"{e}.{column}")
         pick = "MAX" if descending else "MIN"
         return f"(SELECT {pick}({conv.format('value')}) FROM json_each({e}.doc, {self.param(json_path(field))}))"
+
+
+#: Terms of one chain (``a OR b OR ...``) before they are grouped: SQLite nests a chain one expression
+#: level per term and refuses past 1000 levels ("Expression tree is too large"), counted through every
+#: nested group, so 1,000 values in a term list (or a group first in each of many nested chains) failed.
+#: Groups of 16 keep a chain's depth near 16 * log16(terms) at a parenthesis per 16-fold.
+CHAIN = 16
+
+
+def _chain(op: str, parts: list[str]) -> str:
+    """``parts`` joined by ``op`` in parentheses, grouped ``CHAIN`` at a time (SQLite still splits the
+    nested ``OR`` terms for its index lookups: a parenthesis is not a node of its expression tree)."""
+    while len(parts) > CHAIN:
+        parts = ["(" + f" {op} ".join(parts[i:i + CHAIN]) + ")" for i in range(0, len(parts), CHAIN)]
+    return "(" + f" {op} ".join(parts) + ")"
 
 
 _CONVERTERS = {"num": "{}", "str": "{}", "ip": "zip_key({})", "date": "zepoch({})"}
