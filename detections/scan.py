@@ -19,7 +19,7 @@ from typing import Any
 from detections.alerts import AlertBook
 from detections.sigma.engine import CompiledSet, Evaluation, epoch
 from detections.sigma.matcher import INDEX_FIELDS, CompiledRule, EventView, detection_fields
-from eventstore.store import Doc
+from eventstore.store import Doc, Store
 
 #: fields shown for every row whatever the rule looks at
 _WHERE = ("host.name", "log.file.path")
@@ -143,6 +143,28 @@ class Scanner:
         for _, _, doc, keys in sorted(self._kept, key=lambda k: (k[0], k[1])):
             evaluation.event(doc, [by_key[k] for k in keys])
         return book.docs()
+
+    def stored_alerts(self, store: Store) -> tuple[AlertBook, list[Doc], dict[tuple[str, str], str]]:
+        """The alerts to put in ``store`` (``--store``), as ``soc detect run`` puts them: recorded in the
+        store's alert book, then through the analysts' exceptions (``detections.exceptions.apply_exceptions``,
+        the step the detection runner takes), so an alert an exception covers is stored marked suppressed,
+        never raised into the queue, and never dropped. Also returns the book (to save once the alerts are
+        stored) and, per (rule id, event id) of a match whose alert is suppressed, the exception's id: the
+        timeline marks those matches rather than omitting them, as ``soc alerts show`` marks a suppressed
+        alert (an exception that is too broad stays visible to the responder)."""
+        from detections.exceptions import EXCEPTION_ID, SUPPRESSED, apply_exceptions
+
+        book = AlertBook(store)
+        docs = apply_exceptions(store, self.alerts(book))
+        suppressed = {str(d.get("event.id")): str(d.get(EXCEPTION_ID)) for d in docs if d.get(SUPPRESSED)}
+        excepted: dict[tuple[str, str], str] = {}
+        for case in book.touched():
+            if (exception_id := suppressed.get(case.id)) is not None:
+                excepted.update(((case.rule.key, event_id), exception_id) for event_id in case.evidence)
+        for d in docs:  # a correlation's row is its alert
+            if d.get(SUPPRESSED):
+                excepted[(str(d.get("rule.id")), str(d.get("event.id")))] = suppressed[str(d.get("event.id"))]
+        return book, docs, excepted
 
     def finish(self) -> ScanResult:
         """Sort the rows by time; evaluate the correlations over the matched events."""

@@ -6,7 +6,9 @@ rules (shipped ones and ``--rules`` folders, from the compiled-rule cache), and 
 is a row: time, level, rule, host and the values of the fields the rule looks at. A file that
 cannot be read is reported and the scan goes on (exit 1). ``--store URL`` also keeps the
 events and raises the alerts there (the same ingest and detection run as ``soc ingest`` and
-``soc detect run``).
+``soc detect run``), the analysts' exceptions applied as ``soc detect run`` applies them: a
+covered alert is stored marked suppressed, and its matches stay in the timeline, marked
+(``ztsoc.alert.exception_id``; "(suppressed)" beside the level in the table), not omitted.
 """
 
 from __future__ import annotations
@@ -44,13 +46,14 @@ def _fields_text(fields: dict[str, Any]) -> str:
 
 
 CSV_COLUMNS = ("@timestamp", "ztsoc.alert.level", "rule.id", "rule.name", "host.name", "event.id", "fields",
-               "log.file.path")
+               "log.file.path", "ztsoc.alert.exception_id")
 
 
 def _csv_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
     """The ``--format csv`` cells of each match (``output.emit_csv`` makes them safe)."""
     return [[r["@timestamp"], r["ztsoc.alert.level"], r["rule.id"], r["rule.name"], r["host.name"] or "",
-             r["event.id"], _fields_text(r["fields"]), r["log.file.path"] or ""] for r in rows]
+             r["event.id"], _fields_text(r["fields"]), r["log.file.path"] or "", r["ztsoc.alert.exception_id"] or ""]
+            for r in rows]
 
 
 #: what a scanning process needs (set before the workers fork, so they share it)
@@ -177,6 +180,9 @@ def register(app: typer.Typer) -> None:
                          "event.id": alert.get("event.id"), "host.name": alert.get("host.name"),
                          "log.file.path": None, "fields": {"message": alert.get("message")}})
         rows.sort(key=lambda r: (str(r["@timestamp"]), str(r["rule.id"]), str(r["event.id"])))
+        kept = _alerts_to_store(store, scanner) if store is not None else None
+        for r in rows:  # a match whose alert an exception suppresses: marked, as `soc alerts` marks the alert
+            r["ztsoc.alert.exception_id"] = kept[2].get((str(r["rule.id"]), str(r["event.id"]))) if kept else None
         summary = {
             "files": sum(len(v) for v in files.values()), "events": result.events, "matches": len(rows),
             "rules": len(cs.rules), "rules_matched": len({r["rule.id"] for r in rows}),
@@ -193,12 +199,13 @@ def register(app: typer.Typer) -> None:
         elif fmt is Format.csv:
             emit_csv(CSV_COLUMNS, _csv_rows(rows))
         else:
-            shown = [{**r, "fields": _fields_text(r["fields"])} for r in rows]
+            shown = [{**r, "fields": _fields_text(r["fields"]), "ztsoc.alert.level": str(r["ztsoc.alert.level"])
+                      + (" " + _("(suppressed)") if r["ztsoc.alert.exception_id"] else "")} for r in rows]
             console.print(table(shown, ["@timestamp", "ztsoc.alert.level", "rule.name", "host.name", "fields"],
                                 title=_("{n} match(es)").format(n=format_number(len(rows)))))
         _print_summary(summary, top, to_stderr=fmt is not Format.table)
-        if store is not None:
-            _keep(store, files, scanner)
+        if kept is not None:
+            _keep(kept, files)
         if problems or read_problems:
             raise typer.Exit(1)
 
@@ -227,29 +234,39 @@ def register(app: typer.Typer) -> None:
             err_console.print(safe(_("{n} record(s) could not be read (soc ingest --errors FILE lists them)").format(
                 n=format_number(summary["read_problems"]))), highlight=False)
 
-    def _keep(store_url: str | None, files: dict[str, list[Path]], scanner: Any) -> None:
+    def _alerts_to_store(store_url: str, scanner: Any) -> tuple[Any, Any, dict[tuple[str, str], str], list[Any]]:
+        """``--store``: the store, its alert book, the excepted matches and the alerts to store
+        (``Scanner.stored_alerts``: exceptions applied as ``soc detect run`` applies them). Worked out
+        before the timeline is printed, so that it marks the matches an exception covers."""
+        st = use_store(store_url)
+        book, docs, excepted = scanner.stored_alerts(st)
+        return st, book, excepted, docs
+
+    def _keep(kept: tuple[Any, Any, dict[tuple[str, str], str], list[Any]], files: dict[str, list[Path]]) -> None:
         """``--store``: the files ingested as ``soc ingest`` does, and the scan's alerts put beside them.
 
         The alerts are those a detection run over these events raises (same ids), recorded in
-        the store's alert book; the rules' cursors are left alone (the evidence may be old).
+        the store's alert book, suppressed where an exception covers them; the rules' cursors are
+        left alone (the evidence may be old).
         """
         from collectors.pipeline import ingest
         from collectors.registry import get_reader, reader_batch_size
-        from detections.alerts import AlertBook
+        from detections.exceptions import SUPPRESSED
 
-        st = use_store(store_url)
+        st, book, _excepted, docs = kept
         stored = 0
         for name, paths in files.items():
             report = ingest(st, get_reader(name), paths, batch_size=reader_batch_size(name))
             stored += report.written
-        book = AlertBook(st)
-        docs = scanner.alerts(book)
         result = st.put_alerts(docs) if docs else None
         book.save()
         st.refresh()
         errors = len(result.errors) if result else 0
+        suppressed = sum(1 for d in docs if d.get(SUPPRESSED))
         err_console.print(safe(_("stored in {backend}: {events} new event(s), {alerts} alert(s)").format(
             backend=st.backend, events=format_number(stored), alerts=format_number(len(docs)))
+                               + (", " + _("{n} suppressed by an exception").format(n=format_number(suppressed))
+                                  if suppressed else "")
                                + (", " + _("{n} not stored").format(n=errors) if errors else "")), highlight=False)
         if errors:
             raise typer.Exit(1)
