@@ -81,6 +81,10 @@ class MoreProblems(Problem):
                        f"{listed}")
 
 
+#: the summary's reason, written in a ``Problem`` call so that the message catalogue finds it (locales.raised)
+MORE_PROBLEMS = Problem(-1, "more problems").reason
+
+
 def _report(problems: list[Problem], problem: Problem) -> None:
     """A skipped record's problem: listed while fewer than :data:`MAX_HELD_PROBLEMS` wait, else counted."""
     if len(problems) < MAX_HELD_PROBLEMS:
@@ -88,7 +92,7 @@ def _report(problems: list[Problem], problem: Problem) -> None:
         return
     last = problems[-1]
     if not isinstance(last, MoreProblems):
-        last = MoreProblems(problem.index, "more problems")
+        last = MoreProblems(problem.index, MORE_PROBLEMS)
         problems.append(last)
     last.add(problem)
 
