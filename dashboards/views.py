@@ -20,6 +20,7 @@ from detections.lifecycle import LEVELS, OPEN_STATUSES
 from detections.ml.features import shannon_entropy
 from detections.risk import entity_risk, quote
 from detections.timeline import alert_timeline
+from eventstore.errors import QuerySyntaxError
 from eventstore.store import ALERT_STATUS, Doc, Metric, Store
 from eventstore.timeutil import parse_time, to_iso, utcnow
 from locales import N_
@@ -137,8 +138,8 @@ def alerts(store: Store, params: Params) -> dict[str, Any]:
     limit = min(int(text), MAX_LIMIT)
     try:
         result = store.search(query, since=since, index="alerts", limit=limit, fields=list(ALERT_COLUMNS))
-    except RecursionError:  # the query parser recurses per nesting level: 3000 "(" ran out of stack (a 500)
-        raise Refused(says(N_("q: the query is nested too deeply"))) from None
+    except QuerySyntaxError as exc:  # the parser's own bounds (nesting, length) included: named as the field
+        raise Refused(says(N_("q: {reason}"), reason=str(exc))) from None
     return {"query": query, "total": result.total, "alerts": result.hits}
 
 
