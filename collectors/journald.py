@@ -32,10 +32,14 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
-def _number(text: str | None) -> bool:
-    """ASCII digits only: ``str.isdigit`` is also true of "²" and other digits ``int`` refuses, and a
-    field journald took from the program (``_PID`` of a forged entry, ``PRIORITY``) is the program's text."""
-    return bool(text) and text.isascii() and text.isdigit()  # type: ignore[union-attr]
+def _number(text: str | None, most: int | None = None) -> bool:
+    """ASCII digits only (of a number up to ``most``): ``str.isdigit`` is also true of "²" and other
+    digits ``int`` refuses, and a field journald took from the program (``_PID`` of a forged entry,
+    ``PRIORITY``, ``SYSLOG_FACILITY``) is the program's text. A priority or facility out of its range
+    is left out (the entry is kept), as one that is not a number."""
+    if not text or not text.isascii() or not text.isdigit():
+        return False
+    return most is None or (len(text) <= 3 and int(text) <= most)
 
 
 class JournaldReader(LineReader):
@@ -59,8 +63,8 @@ class JournaldReader(LineReader):
         priority = _text(entry.get("PRIORITY"))
         facility = _text(entry.get("SYSLOG_FACILITY"))
         pri = None
-        if _number(priority):
-            pri = (int(facility) if _number(facility) else 1) * 8 + int(priority)  # type: ignore[arg-type]
+        if _number(priority, 7):
+            pri = (int(facility) if _number(facility, 23) else 1) * 8 + int(priority)  # type: ignore[arg-type]
         event = build_event(ts, pri, _text(entry.get("_HOSTNAME")), tag, pid if _number(pid) else None, message)
         cursor = _text(entry.get("__CURSOR"))
         if cursor:

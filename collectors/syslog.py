@@ -191,6 +191,22 @@ class SyslogReader(LineReader):
         return event
 
 
+#: digits of a process id stored as ``process.pid`` (a long), at most: any 18-digit number fits
+MAX_PID_DIGITS = 18
+
+
+def pid_number(pid: str | int) -> int | None:
+    """``process.pid`` of the process id a line names, or ``None`` when it is no number a long holds.
+
+    Why: the id is the writer's text (``logger --id``, a forged line): 5,000 digits made ``int`` raise
+    (the line lost as a "parser error"), 20 digits made the stores refuse the whole event (out of the
+    64-bit range). The text is kept either way, as ``log.syslog.procid``. ``isdecimal``, not
+    ``isdigit``: that is also true of "²", which ``int`` refuses.
+    """
+    text = str(pid)
+    return int(text) if len(text) <= MAX_PID_DIGITS and text.isdecimal() else None
+
+
 def build_event(ts: datetime | str, pri: str | int | None, host: str | None, tag: str | None, pid: str | int | None,
                 msg: str) -> Event:
     """The event of one syslog-style message: header fields plus ``authmsg``'s reading.
@@ -198,12 +214,13 @@ def build_event(ts: datetime | str, pri: str | int | None, host: str | None, tag
     ``ts`` is a datetime or an already formatted ``@timestamp`` (``to_iso``).
     """
     stamp = ts if ts.__class__ is str else utc_stamp(ts)  # type: ignore[arg-type]
-    if pri is None and host and tag and pid and "(" not in tag:  # the common line, as one dict literal
+    number = pid_number(pid) if pid else None
+    if pri is None and host and tag and number is not None and "(" not in tag:  # the common line, as one dict literal
         program = tag
         event: Event = {
             "@timestamp": stamp, "event.kind": "event", "event.module": "system", "message": msg,
             "host.name": host, "log.syslog.hostname": host, "process.name": tag, "log.syslog.appname": tag,
-            "process.pid": int(pid), "log.syslog.procid": str(pid),
+            "process.pid": number, "log.syslog.procid": str(pid),
         }
     else:
         event = {"@timestamp": stamp, "event.kind": "event", "event.module": "system", "message": msg}
@@ -222,7 +239,8 @@ def build_event(ts: datetime | str, pri: str | int | None, host: str | None, tag
             event["process.name"] = program
             event["log.syslog.appname"] = tag
         if pid:
-            event["process.pid"] = int(pid)
+            if number is not None:
+                event["process.pid"] = number
             event["log.syslog.procid"] = str(pid)
     if tag and read_message(tag, msg, event):
         event["event.dataset"] = "system.auth"

@@ -189,3 +189,39 @@ def test_stored_copies_of_a_repeated_message_are_reingested_once_each(tmp_path: 
     again = read_all(JsonlReader(), export)
     assert again.problems == [] and len(again.events) == 4
     assert [e["event.id"] for e in again.events[:3]] == [e["event.id"] for e in stored]
+
+
+_FAIL = "Failed password for root from 198.51.100.7 port 40000 ssh2"
+
+
+@pytest.mark.parametrize("pid, forms", [("9" * 5000, ("iso", "5424")), ("9" * 23, ("iso", "5424")),
+                                        ("\u00b2", ("5424",))])  # "²" is no \\d: RFC 3164/ISO tags never take it
+def test_a_process_id_no_long_holds_keeps_the_event(tmp_path: Path, sqlite_store: Store, pid: str,
+                                                    forms: tuple[str, ...]) -> None:
+    """The pid is the writer's text (logger --id, a forged line): 5,000 digits were a "parser error"
+    (int refused them), 23 digits made the store refuse the whole failed logon (out of the 64-bit
+    range), and RFC 5424's "²" passed isdigit into int. Each is kept as log.syslog.procid only."""
+    lines = {"iso": f"2026-11-25T08:00:01Z web1 sshd[{pid}]: {_FAIL}\n",
+             "5424": f"<38>1 2026-11-25T08:00:02Z web1 sshd {pid} - - {_FAIL}\n"}
+    path = tmp_path / "auth.log"
+    path.write_text("".join(lines[f] for f in forms) + SSH_FAIL)
+    report = ingest(sqlite_store, SyslogReader(tz="UTC"), [path])
+    assert report.problem_count == 0 and report.written == len(forms) + 1
+    hits = sqlite_store.search("event.outcome:failure AND user.name:root", limit=10).hits
+    forged = [h for h in hits if h.get("log.syslog.procid") == pid]
+    assert len(forged) == len(forms) and all("process.pid" not in h for h in forged)
+    assert [h["process.pid"] for h in hits if h.get("log.syslog.procid") == "4242"] == [4242]
+
+
+@pytest.mark.parametrize("fields", [{"PRIORITY": "9"}, {"SYSLOG_FACILITY": "99"}, {"SYSLOG_FACILITY": "9" * 5000}])
+def test_a_journal_priority_out_of_range_keeps_the_entry(tmp_path: Path, fields: dict[str, str]) -> None:
+    """A priority or facility past its range was "bad priority" (facility 99: code 797) or, at 5,000
+    digits, a "parser error": the entry was lost for a field the program wrote (and PRIORITY 9 was
+    read as severity 1 of facility 2). Now the out-of-range field is left out and the entry kept."""
+    entry = {"__REALTIME_TIMESTAMP": "1795593600000000", "MESSAGE": f"{_FAIL}", "SYSLOG_IDENTIFIER": "sshd",
+             "PRIORITY": "5", **fields}
+    path = tmp_path / "journal.json"
+    path.write_text(json.dumps(entry) + "\n")
+    out = read_all(JournaldReader(), path)
+    assert out.problems == [] and len(out.events) == 1 and out.events[0]["user.name"] == "root"
+    assert out.events[0].get("log.syslog.severity.code") == (None if "PRIORITY" in fields else 5)
