@@ -214,6 +214,24 @@ def file_size(path: Path) -> int:
         return 0
 
 
+#: digits of a process id stored as ``process.pid`` (a long), at most: any 18-digit number fits
+MAX_PID_DIGITS = 18
+
+
+def pid_number(pid: str | int) -> int | None:
+    """The number a ``*.pid`` field (a long) gets for a process id read from a file, or ``None`` when
+    it is no number a long holds: the readers' one conversion of a pid.
+
+    Why: the id is the writer's text (``logger --id``, a forged line, a crafted EVTX attribute):
+    5,000 digits made ``int`` raise (the line lost as a "parser error", the record as a "bad
+    record"), 20 digits made the stores refuse the whole event (out of the 64-bit range). Callers
+    keep the text where they have a text field for it (``log.syslog.procid``). ``isdecimal``, not
+    ``isdigit``: that is also true of "²", which ``int`` refuses.
+    """
+    text = str(pid)
+    return int(text) if len(text) <= MAX_PID_DIGITS and text.isdecimal() else None
+
+
 def clip(text: str, limit: int = 500) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 

@@ -40,6 +40,7 @@ from collectors.base import (
     clip,
     file_size,
     id_prefix,
+    pid_number,
     where_raised,
 )
 from collectors.lines import utc_stamp
@@ -455,10 +456,10 @@ def record_to_event(record: Fields) -> Event:
     if execution is not None:
         attrs = execution.get("#attributes") if isinstance(execution, dict) else None  # _attr, read once
         pid, tid = (attrs.get("ProcessID"), attrs.get("ThreadID")) if isinstance(attrs, dict) else (None, None)
-        if pid is not None:
-            event["winlog.process.pid"] = int(pid)
-        if tid is not None:
-            event["winlog.process.thread.id"] = int(tid)
+        if pid is not None and (number := pid_number(pid)) is not None:
+            event["winlog.process.pid"] = number
+        if tid is not None and (number := pid_number(tid)) is not None:
+            event["winlog.process.thread.id"] = number
     security = system.get("Security")
     if security is not None:
         _set(event, "winlog.user.identifier", _attr(security, "UserID"))

@@ -27,7 +27,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from collectors.authmsg import RULES, read_message
-from collectors.base import Event
+from collectors.base import Event, pid_number
 from collectors.lines import LineError, LineReader, utc_stamp
 
 _MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
@@ -189,22 +189,6 @@ class SyslogReader(LineReader):
                 for key, value in _SD_PARAM.findall(params):
                     event[f"log.syslog.structured_data.{sd_id}.{key}"] = value.replace('\\"', '"').replace("\\]", "]")
         return event
-
-
-#: digits of a process id stored as ``process.pid`` (a long), at most: any 18-digit number fits
-MAX_PID_DIGITS = 18
-
-
-def pid_number(pid: str | int) -> int | None:
-    """``process.pid`` of the process id a line names, or ``None`` when it is no number a long holds.
-
-    Why: the id is the writer's text (``logger --id``, a forged line): 5,000 digits made ``int`` raise
-    (the line lost as a "parser error"), 20 digits made the stores refuse the whole event (out of the
-    64-bit range). The text is kept either way, as ``log.syslog.procid``. ``isdecimal``, not
-    ``isdigit``: that is also true of "²", which ``int`` refuses.
-    """
-    text = str(pid)
-    return int(text) if len(text) <= MAX_PID_DIGITS and text.isdecimal() else None
 
 
 def build_event(ts: datetime | str, pri: str | int | None, host: str | None, tag: str | None, pid: str | int | None,

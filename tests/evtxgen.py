@@ -33,6 +33,8 @@ class Record:
     provider: str = "Microsoft-Windows-Security-Auditing"
     computer: str = "DC01.corp.local"
     data: dict[str, str] = field(default_factory=dict)
+    #: System/Execution's ProcessID and ThreadID attributes, as written (text: a crafted file's may be anything)
+    execution: tuple[str, str] | None = None
 
 
 def _filetime(ts: datetime) -> int:
@@ -113,6 +115,8 @@ def _record_bytes(record: Record, record_id: int, chunk_offset: int) -> bytes:
         ("Channel", [], record.channel, []),
         ("Computer", [], record.computer, []),
     ]
+    if record.execution is not None:
+        system.append(("Execution", [("ProcessID", record.execution[0]), ("ThreadID", record.execution[1])], None, []))
     data: list[Node] = [("Data", [("Name", key)], value, []) for key, value in record.data.items()]
     frag.element("Event", [("xmlns", "http://schemas.microsoft.com/win/2004/08/events/event")], None,
                  [("System", [], None, system), ("EventData", [], None, data)])

@@ -294,3 +294,23 @@ detection:
                       channel="Application", provider="ESENT")
     assert compiled.matches(record_to_event(copy))
     assert not compiled.matches(record_to_event(in_place))  # the rule's `not Data|contains` filter holds
+
+
+@pytest.mark.parametrize("execution", [("9" * 5000, "7"), ("18446744073709551615", "7"), ("\u00b2", "7"),
+                                       ("4242", "not a thread")])
+def test_an_execution_id_no_long_holds_keeps_the_event(tmp_path: Path, sqlite_store: Store,
+                                                       execution: tuple[str, str]) -> None:
+    """A crafted System/Execution ProcessID or ThreadID cost the whole record: 5,000 digits, "²" or text
+    were a "bad record" (int refused them), a u64 past 2^63 made the store refuse the event. Now the
+    id that is no long is left out and the failed logon is stored."""
+    when = datetime(2026, 11, 25, 9, 0, 1, tzinfo=UTC)
+    data = {"TargetUserName": "alice", "LogonType": "3", "Status": "0xc000006d", "SubStatus": "0xc000006a",
+            "IpAddress": "198.51.100.7"}
+    path = write_evtx(tmp_path / "Security.evtx", [Record(4625, when, data=data, execution=execution),
+                                                   Record(4625, when, data=data, execution=("4242", "7"))])
+    report = ingest(sqlite_store, EvtxReader(), [path])
+    assert report.problem_count == 0 and report.written == 2
+    hits = sqlite_store.search("event.code:4625 AND user.name:alice", limit=10).hits
+    ids = sorted(((h.get("winlog.process.pid"), h.get("winlog.process.thread.id")) for h in hits), key=str)
+    crafted = (4242 if execution[0] == "4242" else None, 7 if execution[1] == "7" else None)
+    assert ids == sorted([(4242, 7), crafted], key=str)
